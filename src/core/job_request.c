@@ -1,0 +1,288 @@
+/* job_request.c: validation of the POST /v1/jobs body. Every rejection names
+ * the offending field as the client spelled it ("params.seed" or "seed"), so
+ * the HTTP error message can be shown to a user as is. JSON null counts as
+ * absent, like the reference server's optional fields. */
+#include "core/job_request.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+/* Params may sit under "params" or at the top level; `prefix` is how the
+ * field is named in error messages. */
+typedef struct {
+  const json_t* obj;
+  const char* prefix;
+} param_src_t;
+
+
+static int fail(char* err, size_t err_len, const char* fmt, ...) {
+  if (err_len > 0) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, err_len, fmt, ap);
+    va_end(ap);
+  }
+  return -EINVAL;
+}
+
+
+/* The value of `key` in `obj`, NULL when absent or JSON null. */
+static const json_t* get(const json_t* obj, const char* key) {
+  const json_t* v = json_object_get(obj, key);
+  return json_is_null(v) ? NULL : v;
+}
+
+
+static int parse_shape(const json_t* v,
+                       core_shape_t* out,
+                       char* err,
+                       size_t err_len) {
+  if (!json_is_array(v) || json_array_size(v) != 3) {
+    goto bad;
+  }
+  for (size_t i = 0; i < 3; i++) {
+    const json_t* d = json_array_get(v, i);
+    if (!json_is_integer(d)) {
+      goto bad;
+    }
+    json_int_t n = json_integer_value(d);
+    if (n < 1 || n > CORE_SHAPE_MAX_DIM) {
+      goto bad;
+    }
+    out->d[i] = (uint32_t) n;
+  }
+  return 0;
+bad:
+  return fail(err, err_len,
+              "volume.shape must be an array of 3 integers [z, y, x] "
+              "between 1 and %u",
+              CORE_SHAPE_MAX_DIM);
+}
+
+
+static bool is_positive_number(const json_t* v) {
+  if (!json_is_number(v)) {
+    return false;
+  }
+  double d = json_number_value(v);
+  return isfinite(d) && d > 0;
+}
+
+
+static int parse_voxel_size(const json_t* v,
+                            double out[3],
+                            char* err,
+                            size_t err_len) {
+  if (is_positive_number(v)) {
+    out[0] = out[1] = out[2] = json_number_value(v);
+    return 0;
+  }
+  if (json_is_array(v) && json_array_size(v) == 3) {
+    for (size_t i = 0; i < 3; i++) {
+      const json_t* d = json_array_get(v, i);
+      if (!is_positive_number(d)) {
+        goto bad;
+      }
+      out[i] = json_number_value(d);
+    }
+    return 0;
+  }
+bad:
+  return fail(err, err_len,
+              "volume.voxel_size must be a positive number or an array of "
+              "3 positive numbers [z, y, x]");
+}
+
+
+/* Form checks only: the server still resolves the path under its data root
+ * and refuses anything that escapes it (symlinks included). */
+static int parse_path(const json_t* v,
+                      const char* field,
+                      char* out,
+                      char* err,
+                      size_t err_len) {
+  if (!json_is_string(v)) {
+    return fail(err, err_len, "%s must be a string", field);
+  }
+  const char* s = json_string_value(v);
+  size_t len = json_string_length(v);
+  if (len == 0 || len >= CORE_VOLUME_PATH_MAX) {
+    return fail(err, err_len,
+                "%s must be a non-empty path shorter than %d bytes", field,
+                CORE_VOLUME_PATH_MAX);
+  }
+  if (strlen(s) != len) {
+    return fail(err, err_len, "%s must not contain NUL characters", field);
+  }
+  if (s[0] == '/') {
+    return fail(err, err_len,
+                "%s must be relative to the server's data root, not absolute",
+                field);
+  }
+  for (const char* c = s; *c != '\0';) {
+    size_t n = strcspn(c, "/");
+    if (n == 2 && c[0] == '.' && c[1] == '.') {
+      return fail(err, err_len, "%s must not contain '..' components", field);
+    }
+    c += n;
+    if (*c == '/') {
+      c++;
+    }
+  }
+  memcpy(out, s, len + 1);
+  return 0;
+}
+
+
+static int parse_volume(const json_t* body,
+                        core_job_request_t* out,
+                        char* err,
+                        size_t err_len) {
+  const json_t* vol = get(body, "volume");
+  const json_t* top_path = get(body, "volume_path");
+  const json_t* vol_path = NULL;
+  int rc;
+
+  if (vol != NULL) {
+    if (!json_is_object(vol)) {
+      return fail(err, err_len, "volume must be an object");
+    }
+    const json_t* shape = get(vol, "shape");
+    if (shape != NULL) {
+      if ((rc = parse_shape(shape, &out->shape, err, err_len)) != 0) {
+        return rc;
+      }
+      out->has_shape = true;
+    }
+    const json_t* vs = get(vol, "voxel_size");
+    if (vs != NULL) {
+      if ((rc = parse_voxel_size(vs, out->voxel_size, err, err_len)) != 0) {
+        return rc;
+      }
+      out->has_voxel_size = true;
+    }
+    vol_path = get(vol, "path");
+  }
+  if (top_path != NULL && vol_path != NULL) {
+    return fail(err, err_len,
+                "give either volume_path or volume.path, not both");
+  }
+  if (top_path != NULL || vol_path != NULL) {
+    const char* field = top_path != NULL ? "volume_path" : "volume.path";
+    rc = parse_path(top_path != NULL ? top_path : vol_path, field,
+                    out->volume_path, err, err_len);
+    if (rc != 0) {
+      return rc;
+    }
+    out->has_volume_path = true;
+  }
+  if (out->has_shape && out->has_volume_path) {
+    return fail(err, err_len,
+                "give either volume.shape or a volume path, not both: the "
+                "shape of a file comes from its header");
+  }
+  return 0;
+}
+
+
+/* The value of param `key`: under "params" first, then the top level. */
+static const json_t* find_param(const param_src_t src[2],
+                                const char* key,
+                                const char** prefix) {
+  for (int i = 0; i < 2; i++) {
+    if (src[i].obj == NULL) {
+      continue;
+    }
+    const json_t* v = get(src[i].obj, key);
+    if (v != NULL) {
+      *prefix = src[i].prefix;
+      return v;
+    }
+  }
+  return NULL;
+}
+
+
+static int parse_params(const json_t* body,
+                        core_job_params_t* p,
+                        char* err,
+                        size_t err_len) {
+  const json_t* params = get(body, "params");
+  if (params != NULL && !json_is_object(params)) {
+    return fail(err, err_len, "params must be an object");
+  }
+  param_src_t src[2] = {{params, "params."}, {body, ""}};
+  const char* pre = "";
+  const json_t* v;
+
+  if ((v = find_param(src, "preview_hz", &pre)) != NULL) {
+    double hz = json_is_number(v) ? json_number_value(v) : NAN;
+    if (!(hz >= CORE_PREVIEW_HZ_MIN && hz <= CORE_PREVIEW_HZ_MAX)) {
+      return fail(err, err_len,
+                  "%spreview_hz must be a number between %g and %g", pre,
+                  CORE_PREVIEW_HZ_MIN, CORE_PREVIEW_HZ_MAX);
+    }
+    p->preview_hz = hz;
+  }
+  if ((v = find_param(src, "preview_scale", &pre)) != NULL) {
+    json_int_t s = json_is_integer(v) ? json_integer_value(v) : 0;
+    if (s < 1 || s > CORE_SCALE_MAX) {
+      return fail(err, err_len,
+                  "%spreview_scale must be an integer between 1 and %u", pre,
+                  CORE_SCALE_MAX);
+    }
+    p->preview_scale = (uint32_t) s;
+  }
+  if ((v = find_param(src, "duration_s", &pre)) != NULL) {
+    double d = json_is_number(v) ? json_number_value(v) : NAN;
+    if (!(d >= 0 && d <= CORE_DURATION_S_MAX)) {
+      return fail(err, err_len,
+                  "%sduration_s must be a number of seconds between 0 and %g",
+                  pre, CORE_DURATION_S_MAX);
+    }
+    p->duration_s = d;
+  }
+  if ((v = find_param(src, "seed", &pre)) != NULL) {
+    if (!json_is_integer(v) || json_integer_value(v) < 0) {
+      return fail(err, err_len, "%sseed must be a non-negative integer", pre);
+    }
+    p->seed = (uint64_t) json_integer_value(v);
+  }
+  if ((v = find_param(src, "pattern", &pre)) != NULL) {
+    if (!json_is_string(v) ||
+        core_pattern_parse(json_string_value(v), &p->pattern) != 0) {
+      return fail(err, err_len, "%spattern must be \"random\" or \"blobs\"",
+                  pre);
+    }
+  }
+  return 0;
+}
+
+
+int core_job_request_parse(const json_t* body,
+                           core_job_request_t* out,
+                           char* err,
+                           size_t err_len) {
+  memset(out, 0, sizeof(*out));
+  out->shape =
+      (core_shape_t){{CORE_DEFAULT_DIM, CORE_DEFAULT_DIM, CORE_DEFAULT_DIM}};
+  out->voxel_size[0] = out->voxel_size[1] = out->voxel_size[2] = 1.0;
+  core_job_params_default(&out->params);
+  if (err_len > 0) {
+    err[0] = '\0';
+  }
+  if (body == NULL || json_is_null(body)) {
+    return 0;
+  }
+  if (!json_is_object(body)) {
+    return fail(err, err_len, "the request body must be a JSON object");
+  }
+  int rc = parse_volume(body, out, err, err_len);
+  if (rc == 0) {
+    rc = parse_params(body, &out->params, err, err_len);
+  }
+  return rc;
+}

@@ -1,0 +1,45 @@
+/* mask.h: the simulated inference engine's masks. Deterministic for a given
+ * (spec, progress, tick), so previews, the final mask and tests agree. Pure
+ * and re-entrant: renders run on worker threads. */
+#ifndef CORE_MASK_H
+#define CORE_MASK_H
+
+#include <stdint.h>
+
+#include "core/job.h"
+#include "core/shape.h"
+
+/* Edge of the cubic sliding windows that `blobs` reveals one at a time, in
+ * volume voxels; windows are visited in Z, Y, X order. */
+#define CORE_MASK_WINDOW 32u
+
+typedef struct {
+  core_shape_t shape; /* full-resolution volume shape */
+  core_pattern_t pattern;
+  uint64_t seed;
+} core_mask_spec_t;
+
+/* Renders the mask as inference sees it at `progress` (0..1), downsampled by
+ * `scale` (nearest-origin, see shape.h), into `out`, which holds
+ * core_shape_voxels(core_shape_downsample(shape, scale)) bytes.
+ * random: i.i.d. 0/1 from (seed, tick), fresh for each tick, whatever the
+ * progress. blobs: the structures of `seed` (label 1 membranes, 2 particles)
+ * inside the first floor(progress * windows) windows, 0 elsewhere; at
+ * progress 1 the complete mask. */
+void core_mask_render(const core_mask_spec_t* spec,
+                      double progress,
+                      uint32_t scale,
+                      uint64_t tick,
+                      uint8_t* out);
+
+/* Tick value used for the final (completed) mask of a random job. */
+#define CORE_MASK_FINAL_TICK UINT64_MAX
+
+/* Adds to counts[v] the number of bytes equal to v, for v < n_labels.
+ * Returns the number of bytes >= n_labels (0 for a well-formed mask). */
+uint64_t core_mask_count_labels(const uint8_t* mask,
+                                uint64_t len,
+                                uint64_t* counts,
+                                unsigned n_labels);
+
+#endif

@@ -1,0 +1,86 @@
+/* http_reader.h: incremental HTTP/1.1 message reader over http-parser, for
+ * requests (server) and responses (client). Collects the URL, headers and
+ * body of each message within limits and hands complete messages to a
+ * callback; pipelined messages are delivered in order; parsing stops at an
+ * upgrade, leaving the rest of the bytes to the new protocol. Loop thread. */
+#ifndef NET_HTTP_READER_H
+#define NET_HTTP_READER_H
+
+#include <http_parser.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define NET_HTTP_MAX_HEADERS 64
+
+typedef enum {
+  NET_HTTP_OK = 0,
+  NET_HTTP_E_PARSE = -9101,           /* malformed HTTP: 400 */
+  NET_HTTP_E_HEADERS_TOO_LARGE = -9102, /* 431 */
+  NET_HTTP_E_BODY_TOO_LARGE = -9103,  /* 413 */
+  NET_HTTP_E_NOMEM = -9104,
+  NET_HTTP_E_STOPPED = -9105          /* the message callback said stop */
+} net_http_err_t;
+
+typedef struct net_http_reader_s net_http_reader_t;
+
+/* Called for each complete message; return 0 to continue parsing, 1 to pause
+ * (feed returns early; call net_http_reader_resume() before feeding the rest)
+ * or -1 to stop for good (the reader reports NET_HTTP_E_STOPPED). */
+typedef int (*net_http_message_cb)(net_http_reader_t* r);
+
+struct net_http_reader_s {
+  http_parser parser;
+  /* URL and header fields, NUL-separated, in one buffer (malloc'd, grown up
+   * to max_header_bytes; freed by net_http_reader_free). */
+  char* text;
+  size_t text_len, text_cap;
+  uint32_t url_off, url_len;
+  uint32_t name_off[NET_HTTP_MAX_HEADERS];
+  uint32_t value_off[NET_HTTP_MAX_HEADERS];
+  unsigned header_count;
+  bool in_field; /* the last callback was a header name */
+  bool in_value; /* the last callback was a header value */
+  uint8_t* body; /* malloc'd, up to max_body_bytes */
+  size_t body_len, body_cap;
+  size_t max_header_bytes, max_body_bytes;
+  bool is_complete; /* a whole message is held */
+  bool is_upgrade;  /* the last message asked for a protocol upgrade */
+  bool is_paused;   /* feeding stopped after a message (pause or upgrade) */
+  int error;
+  net_http_message_cb on_message;
+  void* data;
+};
+
+/* Prepares a reader for requests (HTTP_REQUEST) or responses. */
+void net_http_reader_init(net_http_reader_t* r,
+                          enum http_parser_type type,
+                          size_t max_header_bytes,
+                          size_t max_body_bytes,
+                          net_http_message_cb on_message,
+                          void* data);
+
+/* Feeds bytes. Returns the number consumed (less than len after an upgrade
+ * or an error) and sets r->error (0 or net_http_err_t). */
+size_t net_http_reader_feed(net_http_reader_t* r, const uint8_t* bytes,
+                            size_t len);
+
+/* Continues after a pause requested by the message callback. */
+void net_http_reader_resume(net_http_reader_t* r);
+
+/* The current message's pieces; valid inside on_message and until the next
+ * feed. Header lookup is case-insensitive; NULL when absent. */
+const char* net_http_url(const net_http_reader_t* r);
+const char* net_http_header(const net_http_reader_t* r, const char* name);
+unsigned net_http_method(const net_http_reader_t* r);
+unsigned net_http_status(const net_http_reader_t* r);
+bool net_http_should_keep_alive(const net_http_reader_t* r);
+
+/* Frees the reader's buffers; it may be initialised again afterwards. */
+void net_http_reader_free(net_http_reader_t* r);
+
+/* True when the comma-separated header value `list` contains `token`,
+ * case-insensitively (e.g. Connection: keep-alive, Upgrade). */
+bool net_http_token_list_has(const char* list, const char* token);
+
+#endif

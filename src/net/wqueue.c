@@ -1,0 +1,205 @@
+/* wqueue.c: per-connection output queue over shared frames. See wqueue.h.
+ * Loop thread only. Each queued item is a small malloc'd node holding one
+ * frame reference; the node is freed when the frame moves in flight. */
+#include "net/wqueue.h"
+
+#include <assert.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+  core_list_t link;
+  net_frame_t* frame; /* one reference, owned by the item */
+  net_wq_class_t cls;
+} net_wq_item_t;
+
+static void start_write(net_wqueue_t* wq);
+
+
+void net_wq_init(net_wqueue_t* wq, uv_stream_t* stream, net_wq_cb cb,
+                 void* data) {
+  memset(wq, 0, sizeof(*wq));
+  wq->stream = stream;
+  core_list_init(&wq->items);
+  wq->cb = cb;
+  wq->data = data;
+}
+
+
+static void item_free(net_wq_item_t* item) {
+  net_frame_unref(item->frame);
+  free(item);
+}
+
+
+/* Drops the queued (not started) item of a latest-only class, if any. */
+static void drop_stale(net_wqueue_t* wq, net_wq_class_t cls) {
+  core_list_t* it;
+  core_list_t* tmp;
+  CORE_LIST_FOREACH_SAFE(it, tmp, &wq->items) {
+    net_wq_item_t* item = CORE_CONTAINER_OF(it, net_wq_item_t, link);
+    if (item->cls == cls) {
+      core_list_remove(it);
+      wq->item_count--;
+      wq->frames_dropped++;
+      item_free(item);
+      return; /* the invariant allows at most one */
+    }
+  }
+}
+
+
+int net_wq_push(net_wqueue_t* wq, net_frame_t* frame, net_wq_class_t cls) {
+  if (wq->is_closed) {
+    return UV_EPIPE;
+  }
+  net_wq_item_t* item = malloc(sizeof(*item));
+  if (item == NULL) {
+    return UV_ENOMEM;
+  }
+  if (cls != NET_WQ_ESSENTIAL) {
+    drop_stale(wq, cls);
+  }
+  item->frame = net_frame_ref(frame);
+  item->cls = cls;
+  core_list_init(&item->link);
+  core_list_push_back(&wq->items, &item->link);
+  wq->item_count++;
+  start_write(wq);
+  return 0;
+}
+
+
+int net_wq_push_ctrl(net_wqueue_t* wq, const uint8_t* bytes, size_t len) {
+  if (wq->is_closed) {
+    return UV_EPIPE;
+  }
+  if (wq->ctrl_len + len > NET_WQ_CTRL_MAX) {
+    return UV_ENOBUFS;
+  }
+  if (wq->ctrl == NULL) {
+    wq->ctrl = malloc(NET_WQ_CTRL_MAX);
+    if (wq->ctrl == NULL) {
+      return UV_ENOMEM;
+    }
+  }
+  memcpy(wq->ctrl + wq->ctrl_len, bytes, len);
+  wq->ctrl_len += len;
+  start_write(wq);
+  return 0;
+}
+
+
+void net_wq_discard_pending(net_wqueue_t* wq) {
+  while (!core_list_is_empty(&wq->items)) {
+    core_list_t* node = core_list_front(&wq->items);
+    core_list_remove(node);
+    item_free(CORE_CONTAINER_OF(node, net_wq_item_t, link));
+  }
+  wq->item_count = 0;
+}
+
+
+static bool is_idle(const net_wqueue_t* wq) {
+  return !wq->is_writing && wq->item_count == 0 && wq->ctrl_len == 0;
+}
+
+
+bool net_wq_drain(net_wqueue_t* wq) {
+  if (is_idle(wq)) {
+    return true;
+  }
+  wq->want_drain_cb = true;
+  return false;
+}
+
+
+bool net_wq_is_full(const net_wqueue_t* wq) {
+  return wq->item_count >= NET_WQ_MAX_ITEMS ||
+         wq->ctrl_len > NET_WQ_CTRL_MAX / 2;
+}
+
+
+static void release_in_flight(net_wqueue_t* wq) {
+  for (unsigned i = 0; i < wq->in_flight_count; i++) {
+    net_frame_unref(wq->in_flight[i]);
+    wq->in_flight[i] = NULL;
+  }
+  wq->in_flight_count = 0;
+}
+
+
+static void on_write(uv_write_t* req, int status) {
+  net_wqueue_t* wq = req->data;
+  wq->is_writing = false;
+  release_in_flight(wq);
+  if (status < 0) {
+    if (!wq->is_closed && wq->cb != NULL) {
+      wq->cb(wq, status);
+    }
+    return;
+  }
+  start_write(wq);
+  if (is_idle(wq) && wq->want_drain_cb && !wq->is_closed && wq->cb != NULL) {
+    wq->want_drain_cb = false;
+    wq->cb(wq, 0);
+  }
+}
+
+
+static void start_write(net_wqueue_t* wq) {
+  if (wq->is_writing || wq->is_closed) {
+    return;
+  }
+  uv_buf_t bufs[NET_WQ_BATCH + 1];
+  unsigned n = 0;
+  if (wq->ctrl_len > 0) {
+    /* Swap buffers so new control bytes can queue while these are written. */
+    uint8_t* tmp = wq->ctrl_in_flight;
+    wq->ctrl_in_flight = wq->ctrl;
+    wq->ctrl = tmp;
+    bufs[n++] = uv_buf_init((char*) wq->ctrl_in_flight, (unsigned) wq->ctrl_len);
+    wq->bytes_written += wq->ctrl_len;
+    wq->ctrl_len = 0;
+  }
+  while (n < NET_WQ_BATCH && !core_list_is_empty(&wq->items)) {
+    core_list_t* node = core_list_front(&wq->items);
+    core_list_remove(node);
+    wq->item_count--;
+    net_wq_item_t* item = CORE_CONTAINER_OF(node, net_wq_item_t, link);
+    net_frame_t* f = item->frame;
+    item->frame = NULL;
+    free(item);
+    wq->in_flight[wq->in_flight_count++] = f;
+    bufs[n++] = uv_buf_init((char*) f->data, (unsigned) f->len);
+    wq->bytes_written += f->len;
+  }
+  if (n == 0) {
+    return;
+  }
+  wq->req.data = wq;
+  int err = uv_write(&wq->req, wq->stream, bufs, n, on_write);
+  if (err != 0) {
+    release_in_flight(wq);
+    if (wq->cb != NULL) {
+      wq->cb(wq, err);
+    }
+    return;
+  }
+  wq->is_writing = true;
+}
+
+
+void net_wq_close(net_wqueue_t* wq) {
+  net_wq_discard_pending(wq);
+  wq->is_closed = true;
+}
+
+
+void net_wq_free_buffers(net_wqueue_t* wq) {
+  assert(!wq->is_writing);
+  free(wq->ctrl);
+  free(wq->ctrl_in_flight);
+  wq->ctrl = NULL;
+  wq->ctrl_in_flight = NULL;
+}

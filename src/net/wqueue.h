@@ -1,0 +1,85 @@
+/* wqueue.h: one connection's output queue. Holds references to shared frames
+ * (never copies them) and writes them in order with uv_write, one batch in
+ * flight at a time. Latest-only classes keep at most one queued (not yet
+ * started) frame each: a newer preview replaces a stale one, so a slow reader
+ * finishes the frame in flight and then skips to the newest. Control bytes
+ * (pong, ping, close) are copied into a small private buffer and written only
+ * between frames. Loop thread only. */
+#ifndef NET_WQUEUE_H
+#define NET_WQUEUE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <uv.h>
+
+#include "core/list.h"
+#include "net/frame.h"
+
+typedef enum {
+  NET_WQ_ESSENTIAL,       /* never dropped: responses, terminal events */
+  NET_WQ_LATEST_PREVIEW,  /* a newer preview replaces a queued one */
+  NET_WQ_LATEST_PROGRESS, /* a newer progress replaces a queued one */
+} net_wq_class_t;
+
+#define NET_WQ_BATCH 8          /* frames per uv_write */
+#define NET_WQ_CTRL_MAX 4096    /* bytes of control frames buffered */
+#define NET_WQ_MAX_ITEMS 64     /* queued frames before the owner pauses input */
+
+typedef struct net_wqueue_s net_wqueue_t;
+
+/* Called when a write fails (status < 0, e.g. EPIPE) or, with status 0, when
+ * everything queued has been written and a drain was requested. */
+typedef void (*net_wq_cb)(net_wqueue_t* wq, int status);
+
+struct net_wqueue_s {
+  uv_stream_t* stream; /* borrowed; owned by the connection */
+  core_list_t items;   /* net_wq_item (queued, not started) */
+  size_t item_count;
+  uv_write_t req;      /* the one write in flight */
+  net_frame_t* in_flight[NET_WQ_BATCH];
+  unsigned in_flight_count;
+  uint8_t* ctrl;       /* control bytes waiting; malloc'd lazily */
+  size_t ctrl_len;
+  uint8_t* ctrl_in_flight; /* swapped in while written */
+  bool is_writing;
+  bool want_drain_cb;
+  bool is_closed;      /* no more writes: the stream is closing */
+  uint64_t bytes_written;
+  uint64_t frames_dropped; /* stale latest-only frames skipped */
+  net_wq_cb cb;
+  void* data;          /* the owner */
+};
+
+/* Prepares an empty queue writing to `stream`. */
+void net_wq_init(net_wqueue_t* wq, uv_stream_t* stream, net_wq_cb cb,
+                 void* data);
+
+/* Queues `frame` (a reference is taken; the caller keeps its own) and starts
+ * writing if idle. Returns 0, UV_ENOMEM or UV_EPIPE (queue closed). */
+int net_wq_push(net_wqueue_t* wq, net_frame_t* frame, net_wq_class_t cls);
+
+/* Copies `len` control bytes to be written at the next frame boundary.
+ * Returns 0, UV_ENOBUFS when NET_WQ_CTRL_MAX would be exceeded, UV_ENOMEM or
+ * UV_EPIPE. */
+int net_wq_push_ctrl(net_wqueue_t* wq, const uint8_t* bytes, size_t len);
+
+/* Drops every queued frame not yet started (the batch in flight finishes);
+ * control bytes stay, so a close frame queued after this still goes out. */
+void net_wq_discard_pending(net_wqueue_t* wq);
+
+/* Returns true when nothing is queued or in flight; otherwise arranges for
+ * cb(wq, 0) once the queue empties and returns false. */
+bool net_wq_drain(net_wqueue_t* wq);
+
+/* True when the owner should stop reading (too much queued for this peer). */
+bool net_wq_is_full(const net_wqueue_t* wq);
+
+/* Releases everything queued and refuses further pushes; call when the
+ * stream starts closing. Frames in flight are released by their write
+ * callback, which libuv runs (cancelled) before the stream's close cb. */
+void net_wq_close(net_wqueue_t* wq);
+
+/* Frees the control buffers; call from the stream's close callback. */
+void net_wq_free_buffers(net_wqueue_t* wq);
+
+#endif

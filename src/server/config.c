@@ -1,0 +1,275 @@
+/* config.c: flags and environment for cryomambad. See config.h. */
+#include "server/config.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/job.h"
+
+
+typedef enum {
+  OPT_BIND = 1000,
+  OPT_PORT,
+  OPT_DATA_ROOT,
+  OPT_STATE_DIR,
+  OPT_MAX_RUNNING,
+  OPT_PREVIEW_HZ,
+  OPT_MAX_CONNECTIONS,
+  OPT_MAX_SUBSCRIBERS,
+  OPT_MAX_BODY,
+  OPT_MAX_VOXELS,
+  OPT_PING_INTERVAL,
+  OPT_PING_TIMEOUT,
+  OPT_IDLE_TIMEOUT,
+  OPT_LOG_LEVEL,
+  OPT_HELP,
+  OPT_VERSION
+} opt_id_t;
+
+typedef struct {
+  const char* flag;
+  const char* env;
+  opt_id_t id;
+  const char* help;
+} opt_doc_t;
+
+static const opt_doc_t opt_docs[] = {
+    {"bind", "CRYOMAMBA_BIND", OPT_BIND,
+     "ADDR   address to listen on (default 127.0.0.1)"},
+    {"port", "CRYOMAMBA_PORT", OPT_PORT,
+     "N      TCP port (default 8000; 0 = ephemeral, printed on stdout)"},
+    {"data-root", "CRYOMAMBA_DATA_ROOT", OPT_DATA_ROOT,
+     "DIR    directory that volume_path in jobs is relative to"},
+    {"state-dir", "CRYOMAMBA_STATE_DIR", OPT_STATE_DIR,
+     "DIR    job database and artifacts (default ./cryomamba-state)"},
+    {"max-running", "CRYOMAMBA_MAX_RUNNING", OPT_MAX_RUNNING,
+     "N      jobs running at once; the rest queue (default 1)"},
+    {"preview-hz", "CRYOMAMBA_PREVIEW_HZ", OPT_PREVIEW_HZ,
+     "HZ     default preview rate, 0.1..30 (default 1)"},
+    {"max-connections", "CRYOMAMBA_MAX_CONNECTIONS", OPT_MAX_CONNECTIONS,
+     "N      open connections in all (default 20000)"},
+    {"max-subscribers-per-job", "CRYOMAMBA_MAX_SUBSCRIBERS_PER_JOB",
+     OPT_MAX_SUBSCRIBERS, "N      WebSocket subscribers per job (default 5000)"},
+    {"max-body-bytes", "CRYOMAMBA_MAX_BODY_BYTES", OPT_MAX_BODY,
+     "N      largest request body (default 1048576)"},
+    {"max-volume-voxels", "CRYOMAMBA_MAX_VOLUME_VOXELS", OPT_MAX_VOXELS,
+     "N      largest job volume in voxels (default 1073741824)"},
+    {"ws-ping-interval", "CRYOMAMBA_WS_PING_INTERVAL", OPT_PING_INTERVAL,
+     "S      seconds of client silence before a ping (default 25)"},
+    {"ws-ping-timeout", "CRYOMAMBA_WS_PING_TIMEOUT", OPT_PING_TIMEOUT,
+     "S      seconds to wait for any answer to a ping (default 20)"},
+    {"http-idle-timeout", "CRYOMAMBA_HTTP_IDLE_TIMEOUT", OPT_IDLE_TIMEOUT,
+     "S      idle keep-alive HTTP connections are closed (default 60)"},
+    {"log-level", "CRYOMAMBA_LOG_LEVEL", OPT_LOG_LEVEL,
+     "L      debug, info, warn or error (default info)"},
+};
+
+
+void srv_config_default(srv_config_t* cfg) {
+  memset(cfg, 0, sizeof(*cfg));
+  snprintf(cfg->bind, sizeof(cfg->bind), "127.0.0.1");
+  cfg->port = 8000;
+  snprintf(cfg->state_dir, sizeof(cfg->state_dir), "cryomamba-state");
+  cfg->max_running = 1;
+  cfg->preview_hz = CORE_PREVIEW_HZ_DEFAULT;
+  cfg->max_connections = 20000;
+  cfg->max_subscribers_per_job = 5000;
+  cfg->max_body_bytes = 1u << 20;
+  cfg->max_header_bytes = 16u << 10;
+  cfg->max_ws_message_bytes = 64u << 10;
+  cfg->max_volume_voxels = 1ull << 30;
+  cfg->ws_ping_interval_s = 25.0;
+  cfg->ws_ping_timeout_s = 20.0;
+  cfg->http_idle_timeout_s = 60.0;
+  cfg->log_level = 1;
+}
+
+
+static void print_help(void) {
+  printf(
+      "Usage: cryomambad [OPTION]...\n"
+      "CryoMamba inference server: jobs over REST, live segmentation previews "
+      "over WebSocket.\n\nOptions (each also read from the environment "
+      "variable shown; flags win):\n");
+  for (size_t i = 0; i < sizeof(opt_docs) / sizeof(opt_docs[0]); i++) {
+    printf("  --%s %s\n      [%s]\n", opt_docs[i].flag, opt_docs[i].help,
+           opt_docs[i].env);
+  }
+  printf("  --help      this text\n  --version   print the version\n");
+}
+
+
+static int parse_uint(const char* s, unsigned long long max,
+                      unsigned long long* out) {
+  if (s == NULL || *s == '\0' || *s == '-') {
+    return -1;
+  }
+  char* end = NULL;
+  errno = 0;
+  unsigned long long v = strtoull(s, &end, 10);
+  if (errno != 0 || *end != '\0' || v > max) {
+    return -1;
+  }
+  *out = v;
+  return 0;
+}
+
+
+static int parse_double(const char* s, double min, double max, double* out) {
+  if (s == NULL || *s == '\0') {
+    return -1;
+  }
+  char* end = NULL;
+  errno = 0;
+  double v = strtod(s, &end);
+  if (errno != 0 || *end != '\0' || !(v >= min && v <= max)) {
+    return -1;
+  }
+  *out = v;
+  return 0;
+}
+
+
+static int copy_str(char* dst, size_t cap, const char* s) {
+  if (strlen(s) >= cap || *s == '\0') {
+    return -1;
+  }
+  memcpy(dst, s, strlen(s) + 1);
+  return 0;
+}
+
+
+/* Applies one option; returns 0 or -1 (bad value). */
+static int apply(srv_config_t* cfg, opt_id_t id, const char* v) {
+  unsigned long long u = 0;
+  switch (id) {
+  case OPT_BIND:
+    return copy_str(cfg->bind, sizeof(cfg->bind), v);
+  case OPT_PORT:
+    if (parse_uint(v, 65535, &u) != 0) {
+      return -1;
+    }
+    cfg->port = (int) u;
+    return 0;
+  case OPT_DATA_ROOT:
+    return copy_str(cfg->data_root, sizeof(cfg->data_root), v);
+  case OPT_STATE_DIR:
+    return copy_str(cfg->state_dir, sizeof(cfg->state_dir), v);
+  case OPT_MAX_RUNNING:
+    if (parse_uint(v, 1024, &u) != 0 || u == 0) {
+      return -1;
+    }
+    cfg->max_running = (unsigned) u;
+    return 0;
+  case OPT_PREVIEW_HZ:
+    return parse_double(v, CORE_PREVIEW_HZ_MIN, CORE_PREVIEW_HZ_MAX,
+                        &cfg->preview_hz);
+  case OPT_MAX_CONNECTIONS:
+    if (parse_uint(v, 1000000, &u) != 0 || u == 0) {
+      return -1;
+    }
+    cfg->max_connections = (unsigned) u;
+    return 0;
+  case OPT_MAX_SUBSCRIBERS:
+    if (parse_uint(v, 1000000, &u) != 0 || u == 0) {
+      return -1;
+    }
+    cfg->max_subscribers_per_job = (unsigned) u;
+    return 0;
+  case OPT_MAX_BODY:
+    if (parse_uint(v, 1ull << 30, &u) != 0 || u == 0) {
+      return -1;
+    }
+    cfg->max_body_bytes = (size_t) u;
+    return 0;
+  case OPT_MAX_VOXELS:
+    if (parse_uint(v, 1ull << 36, &u) != 0 || u == 0) {
+      return -1;
+    }
+    cfg->max_volume_voxels = u;
+    return 0;
+  case OPT_PING_INTERVAL:
+    return parse_double(v, 0.05, 3600, &cfg->ws_ping_interval_s);
+  case OPT_PING_TIMEOUT:
+    return parse_double(v, 0.05, 3600, &cfg->ws_ping_timeout_s);
+  case OPT_IDLE_TIMEOUT:
+    return parse_double(v, 0.05, 86400, &cfg->http_idle_timeout_s);
+  case OPT_LOG_LEVEL: {
+    static const char* names[] = {"debug", "info", "warn", "error"};
+    for (int i = 0; i < 4; i++) {
+      if (strcmp(v, names[i]) == 0) {
+        cfg->log_level = i;
+        return 0;
+      }
+    }
+    return -1;
+  }
+  case OPT_HELP:
+  case OPT_VERSION:
+    return 0;
+  }
+  return -1;
+}
+
+
+static const opt_doc_t* doc_of(opt_id_t id) {
+  for (size_t i = 0; i < sizeof(opt_docs) / sizeof(opt_docs[0]); i++) {
+    if (opt_docs[i].id == id) {
+      return &opt_docs[i];
+    }
+  }
+  return NULL;
+}
+
+
+int srv_config_parse(srv_config_t* cfg, int argc, char** argv) {
+  for (size_t i = 0; i < sizeof(opt_docs) / sizeof(opt_docs[0]); i++) {
+    const char* v = getenv(opt_docs[i].env);
+    if (v != NULL && apply(cfg, opt_docs[i].id, v) != 0) {
+      fprintf(stderr, "cryomambad: invalid value '%s' for %s\n", v,
+              opt_docs[i].env);
+      return -1;
+    }
+  }
+  enum { N_DOCS = sizeof(opt_docs) / sizeof(opt_docs[0]) };
+  struct option longopts[N_DOCS + 3];
+  for (size_t i = 0; i < N_DOCS; i++) {
+    longopts[i] = (struct option){opt_docs[i].flag, required_argument, NULL,
+                                  (int) opt_docs[i].id};
+  }
+  longopts[N_DOCS] = (struct option){"help", no_argument, NULL, OPT_HELP};
+  longopts[N_DOCS + 1] =
+      (struct option){"version", no_argument, NULL, OPT_VERSION};
+  longopts[N_DOCS + 2] = (struct option){NULL, 0, NULL, 0};
+  optind = 1;
+  int c;
+  while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+    if (c == OPT_HELP || c == 'h') {
+      print_help();
+      return 1;
+    }
+    if (c == OPT_VERSION) {
+      printf("cryomambad %s\n", CM_VERSION);
+      return 1;
+    }
+    if (c == '?' || c == ':') {
+      fprintf(stderr, "Try 'cryomambad --help'.\n");
+      return -1;
+    }
+    if (apply(cfg, (opt_id_t) c, optarg) != 0) {
+      const opt_doc_t* d = doc_of((opt_id_t) c);
+      fprintf(stderr, "cryomambad: invalid value '%s' for --%s (%s)\n",
+              optarg, d != NULL ? d->flag : "?", d != NULL ? d->help : "");
+      return -1;
+    }
+  }
+  if (optind < argc) {
+    fprintf(stderr, "cryomambad: unexpected argument '%s'\n", argv[optind]);
+    return -1;
+  }
+  return 0;
+}

@@ -1,0 +1,36 @@
+/* config.h: cryomambad settings from defaults, CRYOMAMBA_* environment
+ * variables and command-line flags (flags win). */
+#ifndef SRV_CONFIG_H
+#define SRV_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct {
+  char bind[64];
+  int port;
+  char data_root[1024];  /* resolved absolute path; "" = no server paths */
+  char state_dir[1024];  /* SQLite database and artifacts */
+  unsigned max_running;
+  double preview_hz;     /* default when a job gives none */
+  unsigned max_connections;
+  unsigned max_subscribers_per_job;
+  size_t max_body_bytes;
+  size_t max_header_bytes;
+  size_t max_ws_message_bytes;
+  uint64_t max_volume_voxels;   /* bounds mask memory per job */
+  double ws_ping_interval_s;
+  double ws_ping_timeout_s;
+  double http_idle_timeout_s;
+  int log_level; /* 0 debug, 1 info, 2 warn, 3 error */
+} srv_config_t;
+
+/* Fills the defaults. */
+void srv_config_default(srv_config_t* cfg);
+
+/* Applies the environment, then argv. Returns 0, 1 when --help or --version
+ * printed and the program should exit 0, or -1 after printing an error to
+ * stderr (exit 2). */
+int srv_config_parse(srv_config_t* cfg, int argc, char** argv);
+
+#endif

@@ -1,0 +1,224 @@
+/* download.c: chunked file responses. See download.h. The srv_download_t
+ * is owned by itself once started: it is freed after its file is closed,
+ * which may be after its connection is gone (conn == NULL then). */
+#include "server/download.h"
+
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "server/conn.h"
+#include "server/http_api.h"
+
+#define CHUNK_BYTES (256 * 1024)
+
+struct srv_download_s {
+  srv_conn_t* conn; /* NULL once detached */
+  uv_loop_t* loop;
+  uv_fs_t req;
+  uv_file fd;
+  uint64_t size;
+  uint64_t offset;
+  net_frame_t* chunk; /* being read into; ours until pushed */
+  const char* content_type;
+  const char* missing_code;
+  bool is_io_busy;
+};
+
+static void finish(srv_download_t* d);
+
+
+static void on_closed(uv_fs_t* req) {
+  srv_download_t* d = req->data;
+  uv_fs_req_cleanup(req);
+  net_frame_unref(d->chunk);
+  free(d);
+}
+
+
+/* Closes the file and frees the download (asynchronously). */
+static void destroy(srv_download_t* d) {
+  if (d->fd >= 0) {
+    d->req.data = d;
+    if (uv_fs_close(d->loop, &d->req, d->fd, on_closed) == 0) {
+      return;
+    }
+  }
+  net_frame_unref(d->chunk);
+  free(d);
+}
+
+
+static void on_read_chunk(uv_fs_t* req) {
+  srv_download_t* d = req->data;
+  ssize_t n = req->result;
+  uv_fs_req_cleanup(req);
+  d->is_io_busy = false;
+  if (d->conn == NULL) {
+    destroy(d);
+    return;
+  }
+  if (n <= 0) {
+    /* The file shrank or failed under us: the length was promised, so the
+     * only honest end is closing the connection. */
+    srv_conn_t* conn = d->conn;
+    conn->download = NULL;
+    destroy(d);
+    srv_conn_close(conn);
+    return;
+  }
+  net_frame_t* chunk = d->chunk;
+  d->chunk = NULL;
+  chunk->len = (size_t) n;
+  d->offset += (uint64_t) n;
+  d->is_io_busy = true; /* a close inside send must not free us yet */
+  srv_conn_send(d->conn, chunk, NET_WQ_ESSENTIAL);
+  net_frame_unref(chunk);
+  d->is_io_busy = false;
+  if (d->conn == NULL) {
+    destroy(d);
+    return;
+  }
+  net_wq_drain(&d->conn->wq);
+}
+
+
+static void read_next(srv_download_t* d) {
+  if (d->offset >= d->size) {
+    finish(d);
+    return;
+  }
+  uint64_t left = d->size - d->offset;
+  size_t want = left < CHUNK_BYTES ? (size_t) left : CHUNK_BYTES;
+  d->chunk = net_frame_new(0, want);
+  if (d->chunk == NULL) {
+    srv_conn_t* conn = d->conn;
+    conn->download = NULL;
+    destroy(d);
+    srv_conn_close(conn);
+    return;
+  }
+  uv_buf_t buf = uv_buf_init((char*) d->chunk->data, (unsigned) want);
+  d->req.data = d;
+  d->is_io_busy = true;
+  if (uv_fs_read(d->conn->ctx->loop, &d->req, d->fd, &buf, 1,
+                 (int64_t) d->offset, on_read_chunk) != 0) {
+    d->is_io_busy = false;
+    srv_conn_t* conn = d->conn;
+    conn->download = NULL;
+    destroy(d);
+    srv_conn_close(conn);
+  }
+}
+
+
+static void finish(srv_download_t* d) {
+  srv_conn_t* conn = d->conn;
+  conn->download = NULL;
+  destroy(d);
+  if (conn->close_after_write) {
+    srv_conn_end(conn);
+  } else {
+    srv_conn_resume_http(conn);
+  }
+}
+
+
+static void on_fstat(uv_fs_t* req) {
+  srv_download_t* d = req->data;
+  int64_t result = req->result;
+  uint64_t size = req->statbuf.st_size;
+  uv_fs_req_cleanup(req);
+  d->is_io_busy = false;
+  if (d->conn == NULL) {
+    destroy(d);
+    return;
+  }
+  if (result < 0) {
+    srv_conn_t* conn = d->conn;
+    conn->download = NULL;
+    destroy(d);
+    srv_http_reply_error(conn, 500, "internal", "cannot read the artifact",
+                         NULL, true, NULL);
+    srv_conn_resume_http(conn);
+    return;
+  }
+  d->size = size;
+  srv_http_reply_head(d->conn, 200, d->content_type, size, NULL);
+  read_next(d);
+}
+
+
+static void on_open(uv_fs_t* req) {
+  srv_download_t* d = req->data;
+  int64_t result = req->result;
+  uv_fs_req_cleanup(req);
+  d->is_io_busy = false;
+  d->fd = result >= 0 ? (uv_file) result : -1;
+  if (d->conn == NULL) {
+    destroy(d);
+    return;
+  }
+  if (result < 0) {
+    srv_conn_t* conn = d->conn;
+    conn->download = NULL;
+    const char* code = d->missing_code;
+    destroy(d);
+    srv_http_reply_error(conn, 404, code, "the artifact file is missing",
+                         "it may have been removed from the state directory",
+                         false, NULL);
+    srv_conn_resume_http(conn);
+    return;
+  }
+  d->req.data = d;
+  d->is_io_busy = true;
+  if (uv_fs_fstat(d->conn->ctx->loop, &d->req, d->fd, on_fstat) != 0) {
+    d->is_io_busy = false;
+    srv_conn_t* conn = d->conn;
+    conn->download = NULL;
+    destroy(d);
+    srv_conn_close(conn);
+  }
+}
+
+
+int srv_download_start(srv_conn_t* conn, const char* path,
+                       const char* content_type, const char* missing_code) {
+  srv_download_t* d = calloc(1, sizeof(*d));
+  if (d == NULL) {
+    return UV_ENOMEM;
+  }
+  d->conn = conn;
+  d->loop = conn->ctx->loop;
+  d->fd = -1;
+  d->content_type = content_type;
+  d->missing_code = missing_code;
+  d->req.data = d;
+  int err = uv_fs_open(conn->ctx->loop, &d->req, path, O_RDONLY | O_CLOEXEC,
+                       0, on_open);
+  if (err != 0) {
+    free(d);
+    return err;
+  }
+  d->is_io_busy = true;
+  conn->download = d;
+  return 0;
+}
+
+
+void srv_download_on_drain(srv_conn_t* conn) {
+  srv_download_t* d = conn->download;
+  if (d != NULL && !d->is_io_busy && d->chunk == NULL) {
+    read_next(d);
+  }
+}
+
+
+void srv_download_detach(srv_conn_t* conn) {
+  srv_download_t* d = conn->download;
+  conn->download = NULL;
+  d->conn = NULL;
+  if (!d->is_io_busy) {
+    destroy(d);
+  }
+}

@@ -1,0 +1,462 @@
+/* engine.c: ticks, preview renders on the worker pool and the final
+ * artifact. See engine.h. Timer and after-work callbacks run on the loop
+ * thread; render_work() runs on a pool thread and touches only its own
+ * srv_render_t (a snapshot of what it needs), never the job. */
+#include "server/engine.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/base64.h"
+#include "core/mask.h"
+#include "core/mrc.h"
+#include "core/msg.h"
+#include "server/jobs.h"
+
+typedef enum {
+  RENDER_PREVIEW, /* a preview at some progress */
+  RENDER_FINAL,   /* final preview + artifact + stats */
+  RENDER_REBUILD  /* final preview of a restored job */
+} render_kind_t;
+
+typedef struct {
+  uv_work_t req;
+  srv_job_t* job; /* only read on the loop thread */
+  render_kind_t kind;
+  /* Inputs, copied from the job so the worker never touches it. */
+  core_mask_spec_t spec;
+  double progress;
+  uint32_t scale;
+  uint64_t tick;
+  core_shape_t preview_shape;
+  double voxel_size[3];
+  char artifact_path[1200];
+  /* Outputs. */
+  net_frame_t* frame; /* base64 + suffix, headroom for prefix + header */
+  uint64_t counts[3];
+  uint64_t artifact_bytes;
+  int err;
+  const char* err_what;
+  uint64_t render_ns;
+} srv_render_t;
+
+static void on_tick(uv_timer_t* timer);
+
+
+static uint64_t period_ns(const srv_job_t* job) {
+  return (uint64_t) llround(1e9 / job->params.preview_hz);
+}
+
+
+static uint64_t duration_ns(const srv_job_t* job) {
+  return (uint64_t) llround(job->params.duration_s * 1e9);
+}
+
+
+/* Arms the timer for the absolute deadline of tick `job->tick + 1`, or for
+ * the end of the job if that comes first. */
+static void arm_next(srv_job_t* job) {
+  uint64_t now = uv_hrtime();
+  uint64_t next = job->start_ns + (job->tick + 1) * period_ns(job);
+  uint64_t end = job->start_ns + duration_ns(job);
+  if (next > end) {
+    next = end;
+  }
+  uint64_t delay_ms = next > now ? (next - now + 999999) / 1000000 : 0;
+  /* Timers count from the loop's cached time; refresh it so the deadline
+   * is measured from now, not from the start of this loop iteration. */
+  uv_update_time(job->ctx->loop);
+  uv_timer_start(&job->timer, on_tick, delay_ms, 0);
+  job->timer_active = true;
+}
+
+
+static int write_all(int fd, const uint8_t* p, size_t len) {
+  while (len > 0) {
+    ssize_t n = write(fd, p, len);
+    if (n < 0) {
+      if (errno == EINTR) {
+        continue;
+      }
+      return -errno;
+    }
+    p += n;
+    len -= (size_t) n;
+  }
+  return 0;
+}
+
+
+/* Writes the final mask as MRC mode 0 via a temporary file and rename, so a
+ * crash never leaves a half-written artifact under the real name. */
+static int write_artifact(srv_render_t* r, const uint8_t* mask) {
+  core_mrc_header_t h;
+  memset(&h, 0, sizeof(h));
+  h.shape = r->spec.shape;
+  h.mode = CORE_MRC_MODE_INT8;
+  memcpy(h.voxel_size, r->voxel_size, sizeof(h.voxel_size));
+  h.dmin = 0;
+  h.dmax = r->counts[2] > 0 ? 2.0f : (r->counts[1] > 0 ? 1.0f : 0.0f);
+  uint64_t n = core_shape_voxels(&r->spec.shape);
+  h.dmean = (float) ((double) (r->counts[1] + 2 * r->counts[2]) / (double) n);
+  h.rms = 0;
+  uint8_t header[CORE_MRC_HEADER_LEN];
+  core_mrc_header_write(&h, header);
+  char tmp[1300];
+  snprintf(tmp, sizeof(tmp), "%s.tmp", r->artifact_path);
+  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    return -errno;
+  }
+  int err = write_all(fd, header, sizeof(header));
+  if (err == 0) {
+    err = write_all(fd, mask, n);
+  }
+  if (err == 0 && fsync(fd) != 0) {
+    err = -errno;
+  }
+  close(fd);
+  if (err == 0 && rename(tmp, r->artifact_path) != 0) {
+    err = -errno;
+  }
+  if (err != 0) {
+    unlink(tmp);
+    return err;
+  }
+  r->artifact_bytes = sizeof(header) + n;
+  return 0;
+}
+
+
+/* Encodes `mask` as the base64 body of a preview message into r->frame. */
+static int encode_preview(srv_render_t* r, const uint8_t* mask, size_t n) {
+  static const char suffix[] = "\"}}";
+  size_t b64_len = core_base64_encoded_len(n);
+  r->frame = net_frame_new(CORE_MSG_PREFIX_MAX + NET_WS_MAX_HEADER_LEN,
+                           b64_len + sizeof(suffix) - 1);
+  if (r->frame == NULL) {
+    return -ENOMEM;
+  }
+  core_base64_encode(mask, n, (char*) r->frame->data);
+  memcpy(r->frame->data + b64_len, suffix, sizeof(suffix) - 1);
+  return 0;
+}
+
+
+static void render_work(uv_work_t* req) {
+  srv_render_t* r = req->data;
+  uint64_t t0 = uv_hrtime();
+  size_t n_preview = (size_t) core_shape_voxels(&r->preview_shape);
+  if (r->kind == RENDER_PREVIEW) {
+    uint8_t* mask = malloc(n_preview);
+    if (mask == NULL) {
+      r->err = -ENOMEM;
+      r->err_what = "allocating the preview mask";
+      return;
+    }
+    core_mask_render(&r->spec, r->progress, r->scale, r->tick, mask);
+    r->err = encode_preview(r, mask, n_preview);
+    r->err_what = "encoding the preview";
+    free(mask);
+    r->render_ns = uv_hrtime() - t0;
+    return;
+  }
+  /* Final and rebuild: the full mask, then its exact downsampling, so the
+   * last preview and the artifact agree voxel for voxel. */
+  size_t n_full = (size_t) core_shape_voxels(&r->spec.shape);
+  uint8_t* full = malloc(n_full);
+  uint8_t* preview = r->scale > 1 ? malloc(n_preview) : full;
+  if (full == NULL || preview == NULL) {
+    free(full);
+    if (preview != full) {
+      free(preview);
+    }
+    r->err = -ENOMEM;
+    r->err_what = "allocating the final mask";
+    return;
+  }
+  core_mask_render(&r->spec, 1.0, 1, CORE_MASK_FINAL_TICK, full);
+  if (r->scale > 1) {
+    core_shape_downsample_u8(full, &r->spec.shape, r->scale, preview);
+  }
+  r->err = encode_preview(r, preview, n_preview);
+  r->err_what = "encoding the final preview";
+  if (r->err == 0 && r->kind == RENDER_FINAL) {
+    core_mask_count_labels(full, n_full, r->counts, 3);
+    r->err = write_artifact(r, full);
+    r->err_what = "writing the mask artifact";
+  }
+  if (preview != full) {
+    free(preview);
+  }
+  free(full);
+  r->render_ns = uv_hrtime() - t0;
+}
+
+
+/* Stamps the envelope prefix (seq, timestamp) in front of the encoded
+ * payload and seals the WebSocket header. Loop thread. */
+static int finish_frame(srv_job_t* job, srv_render_t* r, uint64_t seq,
+                        int64_t ts_us) {
+  core_preview_layout_t layout;
+  size_t n = (size_t) core_shape_voxels(&r->preview_shape);
+  if (core_msg_preview_layout(job->id, seq, ts_us, &r->preview_shape,
+                              r->scale, n, &layout) != 0) {
+    return -EINVAL;
+  }
+  assert(layout.b64_len + layout.suffix_len == r->frame->len);
+  memcpy(net_frame_prepend(r->frame, layout.prefix_len), layout.prefix,
+         layout.prefix_len);
+  net_frame_seal_ws(r->frame, NET_WS_OP_TEXT);
+  return 0;
+}
+
+
+static void set_latest_preview(srv_job_t* job, net_frame_t* frame) {
+  net_frame_unref(job->latest_preview);
+  job->latest_preview = frame; /* the job's reference */
+  job->previews_sent++;
+  job->ctx->metrics.previews_published++;
+  job->ctx->metrics.preview_bytes_published += frame->len;
+}
+
+
+static void fail_job(srv_job_t* job, const char* what, int err) {
+  char message[256];
+  snprintf(message, sizeof(message), "internal error while %s: %s", what,
+           strerror(-err));
+  srv_engine_stop(job);
+  srv_log(&job->ctx->log, SRV_LOG_ERROR, "job.failed", "s:job_id", job->id,
+          "s:message", message, NULL);
+  srv_job_finish(job, CORE_JOB_FAILED,
+                 json_pack("{s:s, s:s, s:s, s:b}", "code", "internal",
+                           "message", message, "hint",
+                           "see the server log; submit the job again",
+                           "retryable", 1));
+}
+
+
+static void after_render(uv_work_t* req, int status) {
+  srv_render_t* r = req->data;
+  srv_job_t* job = r->job;
+  srv_ctx_t* ctx = job->ctx;
+  job->works_in_flight--;
+  if (r->kind == RENDER_PREVIEW) {
+    job->render_busy = false;
+  }
+  bool wanted = status == 0 && !ctx->is_stopping &&
+                (r->kind == RENDER_REBUILD
+                     ? job->state == CORE_JOB_COMPLETED
+                     : job->state == CORE_JOB_RUNNING);
+  if (r->kind == RENDER_REBUILD) {
+    job->preview_rebuild_pending = false;
+  }
+  if (!wanted) {
+    net_frame_unref(r->frame);
+    free(r);
+    return;
+  }
+  if (r->err != 0) {
+    net_frame_unref(r->frame);
+    if (r->kind == RENDER_REBUILD) {
+      srv_log(&ctx->log, SRV_LOG_ERROR, "job.preview_rebuild_failed",
+              "s:job_id", job->id, NULL);
+    } else {
+      fail_job(job, r->err_what, r->err);
+    }
+    free(r);
+    return;
+  }
+  ctx->metrics.renders_total++;
+  ctx->metrics.render_ns_total += r->render_ns;
+  if (r->kind == RENDER_REBUILD) {
+    if (finish_frame(job, r, job->final_preview_seq, job->final_preview_us) ==
+        0) {
+      net_frame_unref(job->latest_preview);
+      job->latest_preview = r->frame;
+      srv_job_broadcast(job, r->frame, NET_WQ_LATEST_PREVIEW);
+    } else {
+      net_frame_unref(r->frame);
+    }
+    if (job->terminal_frame != NULL) {
+      srv_job_broadcast(job, job->terminal_frame, NET_WQ_ESSENTIAL);
+    }
+    free(r);
+    return;
+  }
+  int64_t now_us = srv_now_us();
+  uint64_t seq = ++job->seq;
+  if (finish_frame(job, r, seq, now_us) != 0) {
+    net_frame_unref(r->frame);
+    fail_job(job, "framing the preview", -EINVAL);
+    free(r);
+    return;
+  }
+  set_latest_preview(job, r->frame);
+  srv_job_broadcast(job, r->frame, NET_WQ_LATEST_PREVIEW);
+  if (r->kind == RENDER_FINAL) {
+    job->progress = 1.0;
+    job->has_stats = true;
+    memcpy(job->label_counts, r->counts, sizeof(job->label_counts));
+    job->artifact_bytes = r->artifact_bytes;
+    job->final_preview_seq = seq;
+    job->final_preview_us = now_us;
+    job->is_finalizing = false;
+    json_t* stats = srv_job_to_json(job);
+    json_t* data = json_pack("{s:s, s:o, s:O, s:I}", "state", "completed",
+                             "artifacts", srv_job_artifacts_json(job),
+                             "stats", json_object_get(stats, "stats"),
+                             "previews_sent",
+                             (json_int_t) job->previews_sent);
+    json_decref(stats);
+    srv_job_finish(job, CORE_JOB_COMPLETED, data);
+  }
+  free(r);
+}
+
+
+static srv_render_t* render_new(srv_job_t* job, render_kind_t kind) {
+  srv_render_t* r = calloc(1, sizeof(*r));
+  if (r == NULL) {
+    return NULL;
+  }
+  r->job = job;
+  r->kind = kind;
+  r->spec.shape = job->shape;
+  r->spec.pattern = job->params.pattern;
+  r->spec.seed = job->params.seed;
+  r->scale = job->params.preview_scale;
+  r->preview_shape = job->preview_shape;
+  memcpy(r->voxel_size, job->voxel_size, sizeof(r->voxel_size));
+  r->req.data = r;
+  return r;
+}
+
+
+static int submit(srv_job_t* job, srv_render_t* r) {
+  int err = uv_queue_work(job->ctx->loop, &r->req, render_work, after_render);
+  if (err != 0) {
+    free(r);
+    return err;
+  }
+  job->works_in_flight++;
+  return 0;
+}
+
+
+static void start_final(srv_job_t* job) {
+  srv_render_t* r = render_new(job, RENDER_FINAL);
+  if (r == NULL ||
+      srv_job_artifact_path(job, r->artifact_path,
+                            sizeof(r->artifact_path)) != 0) {
+    free(r);
+    fail_job(job, "preparing the final mask", -ENOMEM);
+    return;
+  }
+  r->progress = 1.0;
+  job->is_finalizing = true;
+  int err = submit(job, r);
+  if (err != 0) {
+    fail_job(job, "queueing the final mask", err);
+  }
+}
+
+
+static void publish_progress(srv_job_t* job, double elapsed_s) {
+  double eta = job->params.duration_s - elapsed_s;
+  char message[96];
+  if (job->params.pattern == CORE_PATTERN_BLOBS) {
+    snprintf(message, sizeof(message), "sliding-window inference, %.0f%%",
+             job->progress * 100.0);
+  } else {
+    snprintf(message, sizeof(message), "simulated inference, %.0f%%",
+             job->progress * 100.0);
+  }
+  srv_job_publish(job, "progress",
+                  json_pack("{s:f, s:s, s:s, s:f, s:f, s:I}", "progress",
+                            job->progress, "state", "running", "message",
+                            message, "eta_s", eta > 0 ? eta : 0.0,
+                            "elapsed_s", elapsed_s, "previews_sent",
+                            (json_int_t) job->previews_sent),
+                  NET_WQ_LATEST_PROGRESS);
+}
+
+
+static void on_tick(uv_timer_t* timer) {
+  srv_job_t* job = timer->data;
+  job->timer_active = false;
+  if (job->state != CORE_JOB_RUNNING || job->ctx->is_stopping) {
+    return;
+  }
+  uint64_t now = uv_hrtime();
+  uint64_t elapsed_ns = now - job->start_ns;
+  uint64_t total_ns = duration_ns(job);
+  /* This is the tick we were armed for (the timer may fire a fraction of a
+   * millisecond early); a late wake-up skips the ticks it missed rather
+   * than bunching them. */
+  uint64_t due = elapsed_ns / period_ns(job);
+  job->tick = due > job->tick + 1 ? due : job->tick + 1;
+  double elapsed_s = (double) elapsed_ns / 1e9;
+  job->progress = total_ns == 0 || elapsed_ns >= total_ns
+                      ? 1.0
+                      : (double) elapsed_ns / (double) total_ns;
+  if (job->progress >= 1.0) {
+    job->progress = 1.0;
+    publish_progress(job, job->params.duration_s);
+    start_final(job);
+    return;
+  }
+  publish_progress(job, elapsed_s);
+  if (!job->render_busy) {
+    /* Latest-only at the source too: while a render is still on the pool
+     * this tick's preview is skipped instead of queued behind it. */
+    srv_render_t* r = render_new(job, RENDER_PREVIEW);
+    if (r != NULL) {
+      r->progress = job->progress;
+      r->tick = job->tick;
+      if (submit(job, r) == 0) {
+        job->render_busy = true;
+      }
+    }
+  }
+  arm_next(job);
+}
+
+
+void srv_engine_start(srv_job_t* job) {
+  srv_job_set_running(job);
+  job->start_ns = uv_hrtime();
+  job->tick = 0;
+  arm_next(job);
+}
+
+
+void srv_engine_stop(srv_job_t* job) {
+  if (job->timer_active) {
+    uv_timer_stop(&job->timer);
+    job->timer_active = false;
+  }
+}
+
+
+void srv_engine_rebuild_preview(srv_job_t* job) {
+  if (job->latest_preview != NULL || job->preview_rebuild_pending ||
+      job->state != CORE_JOB_COMPLETED || job->final_preview_seq == 0) {
+    return;
+  }
+  srv_render_t* r = render_new(job, RENDER_REBUILD);
+  if (r == NULL) {
+    return;
+  }
+  r->progress = 1.0;
+  if (submit(job, r) == 0) {
+    job->preview_rebuild_pending = true;
+  }
+}

@@ -1,0 +1,204 @@
+/* main.c: cryomambad, the CryoMamba inference server. Parses the config,
+ * restores jobs, listens, runs the loop until SIGINT/SIGTERM, then closes
+ * every WebSocket with 1001, waits for renders and the store, and exits 0. */
+#include <errno.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "server/conn.h"
+#include "server/ctx.h"
+#include "server/jobs.h"
+#include "server/store.h"
+
+
+int64_t srv_now_us(void) {
+  struct timespec now;
+  clock_gettime(CLOCK_REALTIME, &now);
+  return (int64_t) now.tv_sec * 1000000 + now.tv_nsec / 1000;
+}
+
+
+static int make_dir(const char* path) {
+  if (mkdir(path, 0755) != 0 && errno != EEXIST) {
+    return -errno;
+  }
+  return 0;
+}
+
+
+static void on_signal(uv_signal_t* handle, int signum) {
+  srv_ctx_t* ctx = handle->data;
+  if (ctx->is_stopping) {
+    return;
+  }
+  ctx->is_stopping = true;
+  srv_log(&ctx->log, SRV_LOG_INFO, "server.stopping", "i:signal",
+          (int64_t) signum, "i:connections", (int64_t) ctx->conn_count, NULL);
+  /* Stop ticking; running jobs stay "running" in the store and are marked
+   * interrupted at the next start. */
+  core_list_t* it;
+  core_list_t* tmp;
+  CORE_LIST_FOREACH_SAFE(it, tmp, &ctx->jobs) {
+    srv_job_t* job = CORE_CONTAINER_OF(it, srv_job_t, link);
+    if (job->timer_active) {
+      uv_timer_stop(&job->timer);
+      job->timer_active = false;
+    }
+  }
+  uv_close((uv_handle_t*) &ctx->listener, NULL);
+  uv_close((uv_handle_t*) &ctx->sigint, NULL);
+  uv_close((uv_handle_t*) &ctx->sigterm, NULL);
+  srv_conns_shutdown(ctx);
+  /* The sweep timer keeps running until the last connection is gone. */
+}
+
+
+static void on_stop_check(uv_timer_t* timer) {
+  srv_ctx_t* ctx = timer->data;
+  if (ctx->is_stopping && ctx->conn_count == 0) {
+    uv_close((uv_handle_t*) &ctx->sweep_timer, NULL);
+    return;
+  }
+  srv_conns_sweep(ctx);
+}
+
+
+static void restore_one(const json_t* rec, void* arg) {
+  srv_ctx_t* ctx = arg;
+  if (srv_job_restore(ctx, rec) != 0) {
+    srv_log(&ctx->log, SRV_LOG_WARN, "store.record_skipped", NULL);
+  }
+}
+
+
+static int resolve_dirs(srv_config_t* cfg) {
+  if (make_dir(cfg->state_dir) != 0) {
+    fprintf(stderr, "cryomambad: cannot create state directory %s: %s\n",
+            cfg->state_dir, strerror(errno));
+    return -1;
+  }
+  char artifacts[1100];
+  snprintf(artifacts, sizeof(artifacts), "%s/artifacts", cfg->state_dir);
+  if (make_dir(artifacts) != 0) {
+    fprintf(stderr, "cryomambad: cannot create %s: %s\n", artifacts,
+            strerror(errno));
+    return -1;
+  }
+  if (cfg->data_root[0] != '\0') {
+    char real[PATH_MAX];
+    if (realpath(cfg->data_root, real) == NULL) {
+      fprintf(stderr, "cryomambad: data root %s: %s\n", cfg->data_root,
+              strerror(errno));
+      return -1;
+    }
+    if (strlen(real) >= sizeof(cfg->data_root)) {
+      fprintf(stderr, "cryomambad: data root path too long\n");
+      return -1;
+    }
+    memcpy(cfg->data_root, real, strlen(real) + 1);
+  }
+  return 0;
+}
+
+
+static int start_listening(srv_ctx_t* ctx) {
+  struct sockaddr_storage addr;
+  int err = strchr(ctx->cfg.bind, ':') != NULL
+                ? uv_ip6_addr(ctx->cfg.bind, ctx->cfg.port,
+                              (struct sockaddr_in6*) &addr)
+                : uv_ip4_addr(ctx->cfg.bind, ctx->cfg.port,
+                              (struct sockaddr_in*) &addr);
+  if (err != 0) {
+    fprintf(stderr, "cryomambad: invalid bind address '%s'\n", ctx->cfg.bind);
+    return -1;
+  }
+  uv_tcp_init(ctx->loop, &ctx->listener);
+  ctx->listener.data = ctx;
+  err = uv_tcp_bind(&ctx->listener, (struct sockaddr*) &addr, 0);
+  if (err == 0) {
+    err = uv_listen((uv_stream_t*) &ctx->listener, 1024,
+                    srv_conn_on_connection);
+  }
+  if (err != 0) {
+    fprintf(stderr, "cryomambad: cannot listen on %s:%d: %s\n", ctx->cfg.bind,
+            ctx->cfg.port, uv_strerror(err));
+    return -1;
+  }
+  struct sockaddr_storage bound;
+  int len = sizeof(bound);
+  uv_tcp_getsockname(&ctx->listener, (struct sockaddr*) &bound, &len);
+  int port = ntohs(bound.ss_family == AF_INET6
+                       ? ((struct sockaddr_in6*) &bound)->sin6_port
+                       : ((struct sockaddr_in*) &bound)->sin_port);
+  const char* fmt = bound.ss_family == AF_INET6 ? "http://[%s]:%d"
+                                                : "http://%s:%d";
+  snprintf(ctx->listen_url, sizeof(ctx->listen_url), fmt, ctx->cfg.bind, port);
+  return 0;
+}
+
+
+int main(int argc, char** argv) {
+  static srv_ctx_t ctx_storage; /* large (read buffer): not on the stack */
+  srv_ctx_t* ctx = &ctx_storage;
+  srv_config_default(&ctx->cfg);
+  int rc = srv_config_parse(&ctx->cfg, argc, argv);
+  if (rc != 0) {
+    return rc > 0 ? 0 : 2;
+  }
+  signal(SIGPIPE, SIG_IGN);
+  ctx->log.min_level = ctx->cfg.log_level;
+  ctx->loop = uv_default_loop();
+  core_list_init(&ctx->conns);
+  core_list_init(&ctx->jobs);
+  if (resolve_dirs(&ctx->cfg) != 0) {
+    return 1;
+  }
+  char err[512];
+  if (srv_store_open(ctx->cfg.state_dir, &ctx->log, &ctx->store, err,
+                     sizeof(err)) != 0) {
+    fprintf(stderr, "cryomambad: %s\n", err);
+    return 1;
+  }
+  int restored = srv_store_load(ctx->store, restore_one, ctx);
+  if (start_listening(ctx) != 0) {
+    srv_store_close(ctx->store);
+    return 1;
+  }
+  uv_signal_init(ctx->loop, &ctx->sigint);
+  uv_signal_init(ctx->loop, &ctx->sigterm);
+  ctx->sigint.data = ctx->sigterm.data = ctx;
+  uv_signal_start(&ctx->sigint, on_signal, SIGINT);
+  uv_signal_start(&ctx->sigterm, on_signal, SIGTERM);
+  /* Housekeeping often enough for the shortest configured timeout. */
+  double sweep_s = ctx->cfg.ws_ping_interval_s / 4;
+  if (ctx->cfg.ws_ping_timeout_s / 4 < sweep_s) {
+    sweep_s = ctx->cfg.ws_ping_timeout_s / 4;
+  }
+  uint64_t sweep_ms = sweep_s < 0.025 ? 25 : (uint64_t) (sweep_s * 1000);
+  if (sweep_ms > 1000) {
+    sweep_ms = 1000;
+  }
+  uv_timer_init(ctx->loop, &ctx->sweep_timer);
+  ctx->sweep_timer.data = ctx;
+  uv_timer_start(&ctx->sweep_timer, on_stop_check, sweep_ms, sweep_ms);
+  srv_jobs_schedule(ctx);
+  printf("listening on %s\n", ctx->listen_url);
+  fflush(stdout);
+  srv_log(&ctx->log, SRV_LOG_INFO, "server.listening", "s:url",
+          ctx->listen_url, "i:jobs_restored", (int64_t) restored, "s:state_dir",
+          ctx->cfg.state_dir, NULL);
+  uv_run(ctx->loop, UV_RUN_DEFAULT);
+  /* Every connection and render is done; persist and free the rest. */
+  srv_store_close(ctx->store);
+  srv_jobs_free_all(ctx);
+  uv_run(ctx->loop, UV_RUN_DEFAULT);
+  int close_rc = uv_loop_close(ctx->loop);
+  srv_log(&ctx->log, SRV_LOG_INFO, "server.stopped", "i:loop_close",
+          (int64_t) close_rc, NULL);
+  return 0;
+}

@@ -1,0 +1,82 @@
+#!/usr/bin/python3
+"""Server configuration (docs/protocol.md §7): flags and CRYOMAMBA_*
+environment variables reach the behaviour and GET /v1/server/info; a flag
+wins over the environment; bad flags fail fast with a non-zero status."""
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from harness import SERVER_BIN, Server, main  # noqa: E402
+
+
+class ConfigTest(unittest.TestCase):
+    def run_server(self, args=(), env=None):
+        s = Server(args, env=env).start()
+        self.addCleanup(s.cleanup)
+        return s
+
+    def stop(self, s):
+        self.assertEqual(s.stop(), 0, s.stderr_tail())
+
+    def test_flags(self):
+        s = self.run_server(("--max-running", "3", "--preview-hz", "4",
+                             "--max-connections", "77", "--max-subscribers-per-job", "9",
+                             "--max-body-bytes", "4096", "--ws-ping-interval", "5",
+                             "--ws-ping-timeout", "3"))
+        lim = s.get("/v1/server/info").json["limits"]
+        self.assertEqual(lim["max_running"], 3)
+        self.assertEqual(lim["max_connections"], 77)
+        self.assertEqual(lim["max_subscribers_per_job"], 9)
+        self.assertEqual(lim["max_body_bytes"], 4096)
+        job = s.create_job({})
+        self.assertEqual(job["params"]["preview_hz"], 4.0)
+        self.stop(s)
+
+    def test_environment_and_precedence(self):
+        env = {"CRYOMAMBA_MAX_RUNNING": "5", "CRYOMAMBA_PREVIEW_HZ": "2.5",
+               "CRYOMAMBA_MAX_BODY_BYTES": "5000", "CRYOMAMBA_MAX_CONNECTIONS": "66"}
+        s = self.run_server(("--max-connections", "55"), env=env)
+        lim = s.get("/v1/server/info").json["limits"]
+        self.assertEqual(lim["max_running"], 5)
+        self.assertEqual(lim["max_body_bytes"], 5000)
+        self.assertEqual(lim["max_connections"], 55, "flag must win over the environment")
+        self.assertEqual(s.create_job({})["params"]["preview_hz"], 2.5)
+        r = s.request("POST", "/v1/jobs", raw=b'{"pad":"' + b"x" * 6000 + b'"}')
+        self.assertEqual(r.status, 413)
+        self.stop(s)
+
+    def test_defaults(self):
+        s = self.run_server()
+        info = s.get("/v1/server/info").json
+        lim = info["limits"]
+        self.assertEqual(lim["max_running"], 1)
+        self.assertEqual(lim["max_body_bytes"], 1048576)
+        self.assertEqual(s.create_job({})["params"]["preview_hz"], 1.0)
+        self.stop(s)
+
+    def test_bad_flags_fail_fast(self):
+        for args in (["--port", "abc"], ["--no-such-flag"], ["--max-running", "-1"],
+                     ["--preview-hz", "0"], ["--preview-hz", "100"], ["--port", "70000"]):
+            with self.subTest(args=args):
+                tmp = tempfile.mkdtemp(prefix="cryomamba-cfg-")
+                self.addCleanup(shutil.rmtree, tmp, True)
+                try:
+                    p = subprocess.run([SERVER_BIN, "--port", "0", "--bind", "127.0.0.1",
+                                        "--state-dir", tmp, "--data-root", tmp] + args,
+                                       stdin=subprocess.DEVNULL, capture_output=True,
+                                       timeout=10)
+                except subprocess.TimeoutExpired:
+                    self.fail("server accepted %r and kept running" % (args,))
+                self.assertNotEqual(p.returncode, 0)
+                self.assertNotIn(b"listening on", p.stdout)
+                self.assertTrue(p.stderr.strip(), "no error message on stderr")
+
+
+if __name__ == "__main__":
+    main()
