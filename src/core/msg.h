@@ -16,8 +16,9 @@
 #define CORE_MSG_PREFIX_MAX 384
 
 /* Serialises an envelope compactly. Steals `data` (may be NULL: {}).
- * Returns a malloc'd string the caller frees, length in *len; NULL on
- * ENOMEM. */
+ * `job_id` may be NULL for messages that belong to no job (pong, as in the
+ * reference): then neither job_id nor seq is written. Returns a malloc'd
+ * string the caller frees, length in *len; NULL on ENOMEM. */
 char* core_msg_encode(const char* type,
                       const char* job_id,
                       uint64_t seq,
@@ -67,7 +68,8 @@ typedef struct {
 
 /* Parses and validates an envelope (object; string type <32 bytes; job_id a
  * UUID; seq a non-negative integer; timestamp in protocol format; data an
- * object). Returns 0 or -EINVAL with a sentence in `err`. */
+ * object). For type "pong" job_id, seq and data may be absent (then "",
+ * 0 and NULL). Returns 0 or -EINVAL with a sentence in `err`. */
 int core_msg_decode(const char* text,
                     size_t len,
                     core_server_msg_t* out,

@@ -73,6 +73,20 @@ static void on_wslay_msg(wslay_event_context_ptr ctx,
 }
 
 
+/* wslay answers a 1-byte close payload with a close that carries no status
+ * code; RFC 6455 wants 1002, so we notice the frame and answer ourselves. */
+static void on_wslay_frame_start(
+    wslay_event_context_ptr ctx,
+    const struct wslay_event_on_frame_recv_start_arg* arg,
+    void* user_data) {
+  (void) ctx;
+  net_ws_t* ws = user_data;
+  if (arg->opcode == WSLAY_CONNECTION_CLOSE && arg->payload_length == 1) {
+    ws->is_protocol_error = true;
+  }
+}
+
+
 void net_ws_init(net_ws_t* ws,
                  net_wqueue_t* wq,
                  size_t max_msg_len,
@@ -94,6 +108,7 @@ static int ensure_ctx(net_ws_t* ws) {
       .recv_callback = on_wslay_recv,
       .send_callback = on_wslay_send,
       .on_msg_recv_callback = on_wslay_msg,
+      .on_frame_recv_start_callback = on_wslay_frame_start,
   };
   if (wslay_event_context_server_init(&ws->ctx, &callbacks, ws) != 0) {
     ws->ctx = NULL;
@@ -118,7 +133,7 @@ static void check_close(net_ws_t* ws) {
 /* Runs wslay over ws->rx, then lets it write its replies. */
 static int run(net_ws_t* ws) {
   int rv = wslay_event_recv(ws->ctx);
-  if (rv != 0) {
+  if (rv != 0 || ws->is_protocol_error) {
     /* A malformed frame: wslay queued a close without a status code; send
      * a proper 1002 instead (1011 when we ran out of memory). */
     net_ws_close(ws,

@@ -37,6 +37,7 @@ struct net_ws_s {
   uint16_t close_code; /* the code we sent (ours or wslay's), 0 if none */
   bool is_closing;     /* a close frame is queued: send no more data */
   bool is_paused;      /* wslay holds too many replies; stop reading */
+  bool is_protocol_error; /* a violation wslay answers without a status */
   net_ws_msg_cb on_msg;
   void* data; /* the owner */
 };

@@ -14,6 +14,9 @@
 #include "server/ws_api.h"
 
 #define LINGER_MS 2000 /* wait for the peer's FIN after ours */
+/* A peer that does not read cannot receive our last bytes; give up on it. */
+#define END_TIMEOUT_MS 5000
+#define STOP_TIMEOUT_MS 3000 /* at shutdown, for every connection */
 
 static void on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf);
 static void on_wq(net_wqueue_t* wq, int status);
@@ -128,6 +131,7 @@ void srv_conn_end(srv_conn_t* conn) {
     return;
   }
   conn->is_shutting_down = true;
+  conn->ending_since_ms = uv_now(conn->ctx->loop);
   if (net_wq_drain(&conn->wq)) {
     do_shutdown(conn);
   }
@@ -333,7 +337,11 @@ static void on_wq(net_wqueue_t* wq, int status) {
 static int on_http_message(net_http_reader_t* r) {
   srv_conn_t* conn = r->data;
   conn->ctx->metrics.http_requests_total++;
-  return srv_http_handle(conn);
+  int rc = srv_http_handle(conn);
+  if (rc == 0 && conn->close_after_write) {
+    return -1; /* Connection: close (or an error): no further requests */
+  }
+  return rc;
 }
 
 
@@ -426,7 +434,11 @@ void srv_conns_sweep(srv_ctx_t* ctx) {
   CORE_LIST_FOREACH_SAFE(it, tmp, &ctx->conns) {
     srv_conn_t* conn = CORE_CONTAINER_OF(it, srv_conn_t, link);
     if (conn->is_shutting_down) {
-      continue; /* the linger timer bounds these */
+      uint64_t limit = ctx->is_stopping ? STOP_TIMEOUT_MS : END_TIMEOUT_MS;
+      if (now - conn->ending_since_ms > limit) {
+        srv_conn_close(conn); /* its last bytes never left: a stalled peer */
+      }
+      continue;
     }
     if (conn->mode == SRV_CONN_HTTP) {
       if (conn->download == NULL && !conn->wq.is_writing &&

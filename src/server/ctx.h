@@ -81,6 +81,7 @@ typedef struct srv_conn_s {
   size_t http_backlog_len;
   uint64_t last_rx_ms;     /* uv_now() at the last byte received */
   uint64_t ping_sent_ms;   /* 0 when no ping is outstanding */
+  uint64_t ending_since_ms; /* uv_now() when srv_conn_end() was called */
   uv_shutdown_t shutdown_req;
   uv_timer_t linger_timer; /* bounds the wait for the peer's FIN */
   bool is_reading;
@@ -115,6 +116,7 @@ struct srv_ctx_s {
   uv_tcp_t listener;
   uv_signal_t sigint, sigterm;
   uv_timer_t sweep_timer; /* keepalive pings and idle timeouts */
+  uint64_t stop_started_ms; /* uv_now() at SIGINT/SIGTERM */
   core_list_t conns;
   unsigned conn_count;
   core_list_t jobs;

@@ -105,8 +105,10 @@ static int write_artifact(srv_render_t* r, const uint8_t* mask) {
   h.dmin = 0;
   h.dmax = r->counts[2] > 0 ? 2.0f : (r->counts[1] > 0 ? 1.0f : 0.0f);
   uint64_t n = core_shape_voxels(&r->spec.shape);
-  h.dmean = (float) ((double) (r->counts[1] + 2 * r->counts[2]) / (double) n);
-  h.rms = 0;
+  double mean = (double) (r->counts[1] + 2 * r->counts[2]) / (double) n;
+  double mean_sq = (double) (r->counts[1] + 4 * r->counts[2]) / (double) n;
+  h.dmean = (float) mean;
+  h.rms = (float) sqrt(mean_sq - mean * mean > 0 ? mean_sq - mean * mean : 0);
   uint8_t header[CORE_MRC_HEADER_LEN];
   core_mrc_header_write(&h, header);
   char tmp[1300];

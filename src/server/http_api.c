@@ -215,7 +215,11 @@ static void handle_create(srv_conn_t* conn) {
                                  "preview_hz") != NULL);
   json_decref(body);
   if (rc != 0) {
-    srv_http_reply_error(conn, 400, "invalid_field", err,
+    bool about_path = strncmp(err, "volume_path", 11) == 0 ||
+                      strncmp(err, "volume.path", 11) == 0;
+    srv_http_reply_error(conn, 400,
+                         about_path ? "invalid_volume_path" : "invalid_field",
+                         err,
                          "see docs/protocol.md, POST /v1/jobs", false, NULL);
     return;
   }
@@ -242,7 +246,7 @@ static void handle_create(srv_conn_t* conn) {
   if (core_shape_voxels(&shape) > ctx->cfg.max_volume_voxels) {
     char message[160];
     snprintf(message, sizeof(message),
-             "the volume has %llu voxels; this server accepts at most %llu",
+             "volume.shape has %llu voxels; this server accepts at most %llu",
              (unsigned long long) core_shape_voxels(&shape),
              (unsigned long long) ctx->cfg.max_volume_voxels);
     srv_http_reply_error(conn, 400, "invalid_field", message,

@@ -244,7 +244,9 @@ int srv_job_restore(srv_ctx_t* ctx, const json_t* rec) {
   }
   job_insert(ctx, job);
   if (job->state == CORE_JOB_RUNNING) {
-    /* The server stopped while it ran: say so instead of pretending. */
+    /* The server stopped while it ran: say so instead of pretending. The
+     * slot is counted so that finishing releases it evenly. */
+    ctx->running_count++;
     srv_job_finish(job, CORE_JOB_FAILED,
                    json_pack("{s:s, s:s, s:s, s:b}", "code", "interrupted",
                              "message",
@@ -341,11 +343,9 @@ json_t* srv_job_artifacts_json(const srv_job_t* job) {
   }
   char url[128];
   snprintf(url, sizeof(url), "/v1/jobs/%s/artifacts/mask.mrc", job->id);
-  json_array_append_new(arr, json_pack("{s:s, s:s, s:I, s:s}", "name",
+  json_array_append_new(arr, json_pack("{s:s, s:s, s:I}", "name",
                                        "mask.mrc", "url", url, "bytes",
-                                       (json_int_t) job->artifact_bytes,
-                                       "media_type",
-                                       "application/octet-stream"));
+                                       (json_int_t) job->artifact_bytes));
   return arr;
 }
 

@@ -648,6 +648,11 @@ class ServerTestCase(unittest.IsolatedAsyncioTestCase):
     def setUpClass(cls):
         cls.server = Server(cls.SERVER_ARGS).start()
 
+    async def asyncSetUp(self):
+        # unittest runs the loop in debug mode; its slow-callback warnings
+        # about our own JSON/base64 decoding are noise here
+        asyncio.get_running_loop().set_debug(False)
+
     @classmethod
     def tearDownClass(cls):
         try:

@@ -35,6 +35,7 @@ class BadInputTest(ServerTestCase):
         cls.server.wait_state(cls.canary["job_id"], "running")
 
     async def asyncSetUp(self):
+        await super().asyncSetUp()
         self.canary_ws = await ws_connect(self.server, self.canary["job_id"])
         m, _ = await recv_msg(self.canary_ws)
         self.assertEqual(m["type"], "connected")

@@ -276,7 +276,7 @@ class RestTest(ServerTestCase):
         want_counts = {str(l): int(counts[l]) for l in sorted(allowed)}
         self.assertEqual(stats["label_counts"], want_counts)
 
-        previews = [m for m, _ in msgs if m["type"] == "preview"]
+        previews = [e[0] for e in msgs if e[0]["type"] == "preview"]
         self.assertTrue(previews, "no preview streamed before completed")
         last, _ = decode_preview(self, previews[-1], shape, scale)
         self.assertLess(previews[-1]["seq"], completed["seq"])
@@ -296,7 +296,7 @@ class RestTest(ServerTestCase):
         mask = self._check_artifact(job, msgs, "blobs", 1)
         self.assertGreater(int(np.count_nonzero(mask)), 0, "final blobs mask is empty")
         # a non-final random check on previews: the streamed progress ends at 1
-        prog = [m["data"]["progress"] for m, _ in msgs if m["type"] == "progress"]
+        prog = [e[0]["data"]["progress"] for e in msgs if e[0]["type"] == "progress"]
         self.assertTrue(prog and prog[-1] == 1.0, prog[-3:])
 
     async def test_complete_blobs_artifact_scale2(self):

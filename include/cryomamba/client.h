@@ -1,0 +1,446 @@
+/* cryomamba/client.h: libcryomamba, the C client of a CryoMamba server
+ * (protocol v1, docs/protocol.md): REST calls (health, info, jobs, preview,
+ * artifact download) and live subscriptions to a job's WebSocket stream
+ * with reconnect, strict validation and de-duplication.
+ *
+ * Threads. A client runs on one libuv loop, the "client thread":
+ *  - Caller's thread: cm_client_run() runs the loop until no work is left
+ *    (or cm_client_stop()); every call and callback happens on that thread.
+ *  - Own thread: cm_client_start_thread() runs the loop on a new thread.
+ *    cm_sub_start(), cm_sub_close(), the async REST calls and
+ *    cm_client_stop() may then be called from any thread (they are handed
+ *    to the loop). Callbacks run on the client thread, or, when
+ *    options.dispatch is set, wherever dispatch runs them: with GLib,
+ *    dispatch = g_main_context_invoke-style marshalling, so every callback
+ *    runs on the GTK main thread, in order.
+ *  - The *_sync REST helpers run their own private loop on the calling
+ *    thread and may be used from any thread, any time (not from inside a
+ *    callback of a caller's-thread client, which would block its loop).
+ * No callback ever runs before the call that registered it has returned.
+ *
+ * Errors: functions return 0 or a negative code: -errno / libuv codes
+ * (UV_ECONNREFUSED, UV_ETIMEDOUT, ...) or CM_E* below. cm_strerror() names
+ * them all. The library never prints; give options.log to see its notes.
+ *
+ * TLS: the library speaks plain HTTP and WebSocket. For https:// and wss://
+ * put a TLS-terminating proxy in front of the server (as the reference
+ * deployment does) and run a local one for the client side, e.g.
+ * `stunnel` or `socat TCP-LISTEN:8443,fork OPENSSL:server:443`, pointing
+ * server_url at it; "https://" URLs are refused with CM_ETLS. */
+#ifndef CRYOMAMBA_CLIENT_H
+#define CRYOMAMBA_CLIENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(CM_BUILDING_LIBRARY) && defined(__GNUC__)
+#define CM_EXPORT __attribute__((visibility("default")))
+#else
+#define CM_EXPORT
+#endif
+
+#define CM_PROTOCOL_VERSION 1
+
+/* Library error codes (all below -9000). */
+enum {
+  CM_EHTTP = -9201,         /* the server answered an HTTP error (see reply) */
+  CM_EUNAUTHORIZED = -9202, /* 401: missing or wrong token */
+  CM_ENOTFOUND = -9203,     /* 404: no such job (or route, preview, artifact) */
+  CM_ECONFLICT = -9204,     /* 409: job already finished / not completed yet */
+  CM_EPROTO = -9205,        /* the server's answer breaks the protocol */
+  CM_EBADURL = -9206,       /* server_url is not http://host[:port][/prefix] */
+  CM_ETLS = -9207,          /* https:// or wss://: use a TLS proxy (above) */
+  CM_EBADID = -9208,        /* a job id that is not a UUID */
+  CM_ECLOSED = -9209,       /* the server ended the subscription for good */
+  CM_EGAVEUP = -9210,       /* reconnect attempts exhausted */
+  CM_EBADARG = -9211        /* an argument out of range */
+};
+
+/* A sentence naming `err` (any code returned by this library). */
+CM_EXPORT const char* cm_strerror(int err);
+
+/* The library version, e.g. "0.1.0". */
+CM_EXPORT const char* cm_version(void);
+
+/* Frees memory the library handed over (preview voxels taken from a
+ * callback). NULL-safe. */
+CM_EXPORT void cm_free(void* ptr);
+
+/* ------------------------------------------------------------------ */
+/* Client */
+
+typedef struct cm_client_s cm_client_t;
+
+typedef enum {
+  CM_LOG_DEBUG,
+  CM_LOG_INFO,
+  CM_LOG_WARN,
+  CM_LOG_ERROR
+} cm_log_level_t;
+
+/* Runs `fn(arg)` later, on the thread the application wants callbacks on;
+ * must run every fn exactly once, in the order given. */
+typedef void (*cm_dispatch_fn)(void (*fn)(void*), void* arg, void* user_data);
+
+/* A note from the library (reconnects, dropped messages...), on the
+ * client thread, not dispatched. `msg` is borrowed for the call. */
+typedef void (*cm_log_cb)(cm_log_level_t level, const char* msg,
+                          void* user_data);
+
+typedef struct {
+  const char* server_url; /* http://host[:port][/prefix]; copied;
+                             default "http://127.0.0.1:8000" */
+  const char* token;      /* bearer token or NULL; copied */
+  uint32_t connect_timeout_ms; /* TCP connect + WS handshake; 10000 */
+  uint32_t request_timeout_ms; /* REST: silence before giving up; 30000 */
+  uint32_t keepalive_ms;       /* WS: ping after this much silence, give
+                                  up after twice it; 20000; 0: off */
+  uint32_t reconnect_initial_ms; /* first reconnect delay; 500 */
+  uint32_t reconnect_max_ms;     /* cap of the doubling delay; 30000 */
+  uint32_t max_reconnect_attempts; /* consecutive failures before giving
+                                      up (CM_EGAVEUP); 0: never give up */
+  uint64_t max_message_bytes;  /* largest WS message; 1 GiB */
+  size_t max_body_bytes;       /* largest buffered REST body; 64 MiB */
+  cm_dispatch_fn dispatch;     /* NULL: callbacks on the client thread */
+  void* dispatch_data;
+  cm_log_cb log;
+  void* log_data;
+} cm_client_options_t;
+
+/* Fills `opts` with the defaults above. */
+CM_EXPORT void cm_client_options_init(cm_client_options_t* opts);
+
+/* Creates a client with its own loop. `opts` may be NULL (defaults) and is
+ * copied. Returns 0, CM_EBADURL, CM_ETLS or -ENOMEM; *out is set on 0. */
+CM_EXPORT int cm_client_new(const cm_client_options_t* opts,
+                            cm_client_t** out);
+
+/* Runs the loop on the calling thread until no subscription or request is
+ * left or cm_client_stop() is called. Returns 0 or a libuv error. Not with
+ * cm_client_start_thread(). */
+CM_EXPORT int cm_client_run(cm_client_t* client);
+
+/* Runs the loop on a new thread until cm_client_free(). Returns 0 or a
+ * libuv error. */
+CM_EXPORT int cm_client_start_thread(cm_client_t* client);
+
+/* Closes every subscription (their on_closed callbacks run) and aborts
+ * pending requests (their callbacks get UV_ECANCELED); cm_client_run()
+ * then returns. Any thread. */
+CM_EXPORT void cm_client_stop(cm_client_t* client);
+
+/* Stops the client (as cm_client_stop), joins its thread if any, and frees
+ * it. Callbacks still waiting in a dispatch queue are then skipped, not
+ * run. Not from a callback. NULL-safe. */
+CM_EXPORT void cm_client_free(cm_client_t* client);
+
+/* ------------------------------------------------------------------ */
+/* Jobs and REST */
+
+typedef enum {
+  CM_JOB_UNKNOWN = 0, /* a state this library does not know */
+  CM_JOB_QUEUED,
+  CM_JOB_RUNNING,
+  CM_JOB_COMPLETED,
+  CM_JOB_FAILED,
+  CM_JOB_CANCELLED
+} cm_job_state_t;
+
+/* "queued", "running", ... ("unknown"). */
+CM_EXPORT const char* cm_job_state_name(cm_job_state_t state);
+
+/* True for completed, failed and cancelled. */
+CM_EXPORT bool cm_job_state_is_terminal(cm_job_state_t state);
+
+/* What to create. Zero fields take the server's defaults; initialise with
+ * cm_job_spec_init(). */
+typedef struct {
+  uint32_t shape[3];      /* Z, Y, X; all 0: server default (or path) */
+  double voxel_size[3];   /* Angstrom; 0: server default */
+  const char* server_path; /* volume_path under the server's data root */
+  double preview_hz;      /* 0: default */
+  uint32_t preview_scale; /* 0: default (1) */
+  double duration_s;      /* < 0: default (30) */
+  int64_t seed;           /* < 0: default (0) */
+  const char* pattern;    /* "random", "blobs" or NULL */
+} cm_job_spec_t;
+
+/* Fills `spec` with "server default" everywhere. */
+CM_EXPORT void cm_job_spec_init(cm_job_spec_t* spec);
+
+/* A job as the server describes it (the job object, docs/protocol.md 3). */
+typedef struct {
+  char job_id[40];
+  cm_job_state_t state;
+  double progress;
+  uint32_t shape[3];
+  double voxel_size[3];
+  uint32_t preview_shape[3];
+  double preview_hz;
+  uint32_t preview_scale;
+  double duration_s;
+  int64_t seed;
+  char pattern[16];
+  uint64_t previews_sent;
+  uint64_t artifact_bytes; /* mask.mrc size once completed, else 0 */
+  char created_at[32], updated_at[32];
+  char error_code[32];     /* errors[0] when failed, else "" */
+  char error_message[256];
+} cm_job_t;
+
+/* A REST answer. `body` is the raw response (JSON, NUL-terminated) except
+ * for downloads; `error_*` hold the error envelope for HTTP errors. */
+typedef struct {
+  int http_status;  /* 0 when no answer arrived */
+  char* body;
+  size_t body_len;
+  char error_code[48];
+  char error_message[256];
+  char error_hint[256];
+  bool is_retryable;
+  cm_job_t job;       /* create, get, cancel (cancel: id and state only) */
+  cm_job_t* jobs;     /* list: `job_count` jobs, newest first */
+  size_t job_count;
+  uint64_t bytes;     /* download: bytes written to the file */
+} cm_reply_t;
+
+/* Releases what a reply holds (body, jobs); zeroes it. NULL-safe. */
+CM_EXPORT void cm_reply_clear(cm_reply_t* reply);
+
+/* An async REST result. `status` is 0 or an error (CM_EHTTP & co. with
+ * the envelope in `reply`, a libuv error when the server could not be
+ * reached). `reply` is borrowed for the call (copy what you keep). */
+typedef void (*cm_reply_cb)(cm_client_t* client,
+                            int status,
+                            const cm_reply_t* reply,
+                            void* user_data);
+
+/* Async REST calls: start and return 0 (cb runs exactly once, later) or a
+ * negative error (cb never runs). Any thread once the client runs its own
+ * thread, else the client thread. `job_id` must be a UUID (CM_EBADID). */
+CM_EXPORT int cm_health(cm_client_t* client, cm_reply_cb cb, void* user_data);
+CM_EXPORT int cm_server_info(cm_client_t* client,
+                             cm_reply_cb cb,
+                             void* user_data);
+CM_EXPORT int cm_job_create(cm_client_t* client,
+                            const cm_job_spec_t* spec,
+                            cm_reply_cb cb,
+                            void* user_data);
+CM_EXPORT int cm_job_get(cm_client_t* client,
+                         const char* job_id,
+                         cm_reply_cb cb,
+                         void* user_data);
+CM_EXPORT int cm_job_list(cm_client_t* client,
+                          cm_reply_cb cb,
+                          void* user_data);
+CM_EXPORT int cm_job_cancel(cm_client_t* client,
+                            const char* job_id,
+                            cm_reply_cb cb,
+                            void* user_data);
+/* The latest preview message as JSON (reply->body); decode it with
+ * cm_preview_decode(). 404 preview_not_ready is CM_ENOTFOUND, retryable. */
+CM_EXPORT int cm_preview_get(cm_client_t* client,
+                             const char* job_id,
+                             cm_reply_cb cb,
+                             void* user_data);
+/* Streams artifact `name` (NULL: "mask.mrc") into a new file `path`
+ * (written to path.part, renamed when complete, removed on failure). */
+CM_EXPORT int cm_artifact_download(cm_client_t* client,
+                                   const char* job_id,
+                                   const char* name,
+                                   const char* path,
+                                   cm_reply_cb cb,
+                                   void* user_data);
+
+/* Blocking versions: same requests on a private loop of the calling
+ * thread. Return the status the callback would get; `out` is filled
+ * (clear it with cm_reply_clear) in every case. */
+CM_EXPORT int cm_health_sync(cm_client_t* client, cm_reply_t* out);
+CM_EXPORT int cm_server_info_sync(cm_client_t* client, cm_reply_t* out);
+CM_EXPORT int cm_job_create_sync(cm_client_t* client,
+                                 const cm_job_spec_t* spec,
+                                 cm_reply_t* out);
+CM_EXPORT int cm_job_get_sync(cm_client_t* client,
+                              const char* job_id,
+                              cm_reply_t* out);
+CM_EXPORT int cm_job_list_sync(cm_client_t* client, cm_reply_t* out);
+CM_EXPORT int cm_job_cancel_sync(cm_client_t* client,
+                                 const char* job_id,
+                                 cm_reply_t* out);
+CM_EXPORT int cm_preview_get_sync(cm_client_t* client,
+                                  const char* job_id,
+                                  cm_reply_t* out);
+CM_EXPORT int cm_artifact_download_sync(cm_client_t* client,
+                                        const char* job_id,
+                                        const char* name,
+                                        const char* path,
+                                        cm_reply_t* out);
+
+/* ------------------------------------------------------------------ */
+/* Previews */
+
+/* A decoded, validated preview. */
+typedef struct {
+  uint64_t seq;
+  int64_t timestamp_us; /* server time, Unix microseconds */
+  uint32_t shape[3];    /* Z, Y, X of the preview */
+  uint32_t scale[3];    /* downsampling factor per axis */
+  const char* dtype;    /* "uint8" */
+  uint8_t* voxels;      /* C order, shape[0]*shape[1]*shape[2] bytes */
+  size_t len;
+} cm_preview_t;
+
+/* Decodes a preview message (`json`, `len` bytes) with the checks of a
+ * subscription: envelope, dtype, base64 decoding to exactly prod(shape)
+ * bytes, and, when volume_shape is not NULL, shape == ceil(volume/scale).
+ * On 0, out->voxels is malloc'd (release with cm_free). Returns 0,
+ * CM_EPROTO (with a sentence in `err`) or -ENOMEM. */
+CM_EXPORT int cm_preview_decode(const char* json,
+                                size_t len,
+                                const uint32_t volume_shape[3],
+                                cm_preview_t* out,
+                                char* err,
+                                size_t err_len);
+
+/* ------------------------------------------------------------------ */
+/* Subscriptions: /ws/jobs/{id} */
+
+typedef struct cm_sub_s cm_sub_t;
+
+typedef enum {
+  CM_CONN_CONNECTING,   /* a connection attempt started */
+  CM_CONN_OPEN,         /* handshake done, `connected` received */
+  CM_CONN_RECONNECTING, /* lost; next attempt in delay_ms */
+  CM_CONN_CLOSED        /* for good; on_closed follows */
+} cm_conn_state_t;
+
+/* "connecting", "open", "reconnecting", "closed". */
+CM_EXPORT const char* cm_conn_state_name(cm_conn_state_t state);
+
+typedef struct {
+  cm_conn_state_t state;
+  unsigned attempt;  /* CONNECTING/RECONNECTING: attempt number, 1 first;
+                        it restarts at 1 after a successful connection */
+  uint32_t delay_ms; /* RECONNECTING: wait before the attempt */
+  int reason;        /* what ended the last connection (0: none) */
+  uint16_t close_code; /* its WebSocket close code, 0 if none */
+} cm_conn_event_t;
+
+/* The `connected` message: the job's state when the (re)connection began. */
+typedef struct {
+  cm_job_state_t state;
+  double progress;
+  uint64_t last_seq;
+  uint32_t shape[3];
+  double voxel_size[3];
+  uint32_t preview_shape[3];
+  uint32_t preview_scale;
+  double preview_hz;
+  bool is_reconnect; /* false for the first connection */
+} cm_connected_t;
+
+typedef struct {
+  uint64_t seq;
+  int64_t timestamp_us;
+  double progress;      /* 0..1 */
+  cm_job_state_t state;
+  const char* message;  /* "" if none */
+  double eta_s;         /* < 0 when unknown */
+  double elapsed_s;
+  uint64_t previews_sent;
+} cm_progress_t;
+
+typedef struct {
+  uint64_t seq;
+  int64_t timestamp_us;
+  cm_job_state_t state;
+  cm_job_state_t previous;
+} cm_state_change_t;
+
+typedef struct {
+  uint64_t seq;
+  int64_t timestamp_us;
+  cm_job_state_t state; /* completed, cancelled or failed */
+  double progress;
+  uint64_t artifact_bytes; /* completed: size of mask.mrc */
+  const char* data_json;   /* the message's data object, as JSON */
+} cm_finished_t;
+
+typedef enum {
+  CM_SUB_ERR_JOB,       /* the job failed (terminal; seq >= 1) */
+  CM_SUB_ERR_SERVER,    /* the server replied with an error (seq 0) */
+  CM_SUB_ERR_INVALID,   /* a message failed validation; it was dropped */
+  CM_SUB_ERR_UNKNOWN    /* a message of an unknown type; it was skipped */
+} cm_sub_err_kind_t;
+
+typedef struct {
+  cm_sub_err_kind_t kind;
+  uint64_t seq;
+  int64_t timestamp_us;
+  const char* code;    /* protocol code ("interrupted", ...) or the
+                          message type for UNKNOWN; "" if none */
+  const char* message; /* a sentence */
+  const char* hint;    /* "" if none */
+  bool is_retryable;
+} cm_sub_error_t;
+
+/* Every pointer in an event is borrowed for the call, except that
+ * on_preview may take preview->voxels (set it to NULL; cm_free it later). */
+typedef struct {
+  void (*on_state)(cm_sub_t* sub, const cm_conn_event_t* ev, void* user);
+  void (*on_connected)(cm_sub_t* sub, const cm_connected_t* ev, void* user);
+  void (*on_progress)(cm_sub_t* sub, const cm_progress_t* ev, void* user);
+  void (*on_job_state)(cm_sub_t* sub,
+                       const cm_state_change_t* ev,
+                       void* user);
+  void (*on_preview)(cm_sub_t* sub, cm_preview_t* ev, void* user);
+  /* completed and cancelled (state says which) */
+  void (*on_finished)(cm_sub_t* sub, const cm_finished_t* ev, void* user);
+  void (*on_error)(cm_sub_t* sub, const cm_sub_error_t* ev, void* user);
+  /* Last callback of the subscription: status 0 (cm_sub_close or the job
+   * ended), CM_EGAVEUP, CM_ECLOSED (4404, 4000, 4401...), CM_ENOTFOUND,
+   * CM_EUNAUTHORIZED or CM_EPROTO. The sub is freed after it returns. */
+  void (*on_closed)(cm_sub_t* sub, int status, void* user);
+} cm_sub_cbs_t;
+
+/* Subscribes to job `job_id` (copied) with callbacks `cbs` (copied; NULL
+ * members are skipped). Reconnects on its own (backoff with jitter) and
+ * delivers each job event once, in seq order. It closes itself after the
+ * job's terminal message (completed, cancelled or a job error). Returns 0,
+ * CM_EBADID or -ENOMEM; *out stays valid until on_closed has returned.
+ * With an own-thread client, may be called from any thread. */
+CM_EXPORT int cm_sub_start(cm_client_t* client,
+                           const char* job_id,
+                           const cm_sub_cbs_t* cbs,
+                           void* user_data,
+                           cm_sub_t** out);
+
+/* Ends the subscription: no callback but on_closed runs after this (on the
+ * callback thread). Idempotent; any thread with an own-thread client. */
+CM_EXPORT void cm_sub_close(cm_sub_t* sub);
+
+/* The subscription's job id. */
+CM_EXPORT const char* cm_sub_job_id(const cm_sub_t* sub);
+
+/* Counters (client thread, or approximate from another thread). */
+typedef struct {
+  uint64_t messages;     /* delivered to callbacks */
+  uint64_t duplicates;   /* dropped as already seen (seq) */
+  uint64_t rejected;     /* failed validation */
+  uint64_t bytes;        /* WebSocket message bytes received */
+  unsigned reconnects;   /* successful reconnections */
+  uint64_t last_seq;     /* highest job event seq delivered */
+} cm_sub_stats_t;
+
+CM_EXPORT void cm_sub_get_stats(const cm_sub_t* sub, cm_sub_stats_t* out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
