@@ -324,8 +324,9 @@ CM_EXPORT const char* cm_conn_state_name(cm_conn_state_t state);
 
 typedef struct {
   cm_conn_state_t state;
-  unsigned attempt;  /* CONNECTING/RECONNECTING: attempt number, 1 first;
-                        it restarts at 1 after a successful connection */
+  unsigned attempt;  /* 0 for the first connection, then 1, 2, ... for
+                        consecutive reconnect attempts; back to 0 after a
+                        connection that reached OPEN */
   uint32_t delay_ms; /* RECONNECTING: wait before the attempt */
   int reason;        /* what ended the last connection (0: none) */
   uint16_t close_code; /* its WebSocket close code, 0 if none */

@@ -215,8 +215,11 @@ static void handle_create(srv_conn_t* conn) {
                                  "preview_hz") != NULL);
   json_decref(body);
   if (rc != 0) {
-    bool about_path = strncmp(err, "volume_path", 11) == 0 ||
-                      strncmp(err, "volume.path", 11) == 0;
+    /* A path of the wrong JSON type is a field error; a string that is
+     * not an acceptable path is a volume_path error. */
+    bool about_path = (strncmp(err, "volume_path", 11) == 0 ||
+                       strncmp(err, "volume.path", 11) == 0) &&
+                      strstr(err, "must be a string") == NULL;
     srv_http_reply_error(conn, 400,
                          about_path ? "invalid_volume_path" : "invalid_field",
                          err,

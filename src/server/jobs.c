@@ -236,7 +236,7 @@ int srv_job_restore(srv_ctx_t* ctx, const json_t* rec) {
   if (json_is_object(counts)) {
     job->has_stats = true;
     for (unsigned i = 0; i < 3; i++) {
-      char key[4];
+      char key[12];
       snprintf(key, sizeof(key), "%u", i);
       job->label_counts[i] =
           (uint64_t) json_integer_value(json_object_get(counts, key));
@@ -357,7 +357,7 @@ static json_t* stats_json(const srv_job_t* job) {
   json_t* counts = json_object();
   unsigned n = core_pattern_label_count(job->params.pattern);
   for (unsigned i = 0; i < n; i++) {
-    char key[4];
+    char key[12];
     snprintf(key, sizeof(key), "%u", i);
     json_object_set_new(counts, key,
                         json_integer((json_int_t) job->label_counts[i]));

@@ -1,0 +1,88 @@
+/* cli.h: shared pieces of the `cryomamba` command-line client: the global
+ * options, exit codes (docs/cli.md), error reporting, output helpers.
+ * Commands live in cmd_*.c; main.c dispatches. Single-threaded. */
+#ifndef CLI_CLI_H
+#define CLI_CLI_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "cryomamba/client.h"
+
+/* Exit statuses; keep docs/cli.md and the --help text in step. */
+enum {
+  CLI_EXIT_OK = 0,          /* success; watch: the job completed */
+  CLI_EXIT_JOB_FAILED = 1,  /* watch: the job failed */
+  CLI_EXIT_CANCELLED = 2,   /* watch: the job was cancelled */
+  CLI_EXIT_LOST = 3,        /* watch: connection lost for good */
+  CLI_EXIT_REFUSED = 4,     /* the server refused the request (4xx/5xx) */
+  CLI_EXIT_NOT_FOUND = 5,   /* no such job (404) */
+  CLI_EXIT_UNAUTHORIZED = 6, /* 401: token missing or wrong */
+  CLI_EXIT_UNREACHABLE = 7, /* server down, wrong address, timeout */
+  CLI_EXIT_PROTOCOL = 8,    /* the server's answer made no sense */
+  CLI_EXIT_IO = 9,          /* a local file could not be read or written */
+  CLI_EXIT_USAGE = 64       /* bad command line */
+};
+
+typedef struct {
+  const char* server; /* URL */
+  const char* token;
+  bool json;
+  bool quiet;
+  const char* prog;
+} cli_ctx_t;
+
+/* Makes a client for ctx's server; reports and returns an exit code on
+ * failure (0 on success). */
+int cli_client_new(const cli_ctx_t* ctx,
+                   const cm_client_options_t* base,
+                   cm_client_t** out);
+
+/* Prints a clear sentence for `err` (with the reply's error envelope when
+ * there is one) to stderr, and a JSON error object on stdout with --json.
+ * `what` names the action ("getting job X"). Returns the exit code. */
+int cli_fail(const cli_ctx_t* ctx,
+             int err,
+             const cm_reply_t* reply,
+             const char* what);
+
+/* Prints a usage error and returns CLI_EXIT_USAGE. */
+int cli_usage_error(const cli_ctx_t* ctx, const char* cmd, const char* fmt,
+                    ...) __attribute__((format(printf, 3, 4)));
+
+/* Parses "Z,Y,X" (or a single N for N,N,N) into shape (1..4096 each). */
+bool cli_parse_shape(const char* s, uint32_t out[3]);
+
+/* Writes a uint8 volume (mode 0) as an MRC2014 file. Returns 0 or -errno. */
+int cli_write_mask_mrc(const char* path,
+                       const uint32_t shape[3],
+                       const double voxel_size[3],
+                       const uint8_t* voxels);
+
+/* Formats a byte count as "1.2 MB" into buf. */
+const char* cli_human_bytes(uint64_t n, char* buf, size_t len);
+
+/* Prints a job (plain text) to stdout. */
+void cli_print_job(const cm_job_t* job);
+
+/* Commands: argc/argv start at the command name. */
+int cli_cmd_health(cli_ctx_t* ctx, int argc, char** argv);
+int cli_cmd_status(cli_ctx_t* ctx, int argc, char** argv);
+int cli_cmd_jobs(cli_ctx_t* ctx, int argc, char** argv);
+int cli_cmd_cancel(cli_ctx_t* ctx, int argc, char** argv);
+int cli_cmd_download(cli_ctx_t* ctx, int argc, char** argv);
+int cli_cmd_submit(cli_ctx_t* ctx, int argc, char** argv);
+int cli_cmd_watch(cli_ctx_t* ctx, int argc, char** argv);
+int cli_cmd_phantom(cli_ctx_t* ctx, int argc, char** argv);
+
+/* watch's engine, also used by `submit --watch`. */
+typedef struct {
+  const char* save_dir;  /* --save-previews */
+  unsigned max_retries;  /* 0: forever */
+  bool no_progress;      /* plain lines even on a terminal */
+} cli_watch_opts_t;
+
+int cli_watch_job(cli_ctx_t* ctx, const char* job_id,
+                  const cli_watch_opts_t* opts);
+
+#endif

@@ -1,0 +1,631 @@
+/* rest.c: the REST calls of protocol v1 over net/http_client: one request
+ * per connection, answers parsed into cm_reply_t (the job object, the
+ * error envelope), downloads streamed into a file. Async calls run on the
+ * client's loop and answer through client_deliver(); the *_sync helpers
+ * run the same request on a private loop of the calling thread. */
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "client/client_int.h"
+#include "core/uuid.h"
+#include "net/http_client.h"
+
+typedef enum {
+  REST_HEALTH,
+  REST_INFO,
+  REST_CREATE,
+  REST_GET,
+  REST_LIST,
+  REST_CANCEL,
+  REST_PREVIEW,
+  REST_DOWNLOAD
+} rest_kind_t;
+
+typedef struct {
+  net_hreq_t h;
+  core_list_t node; /* in client->reqs (async requests only) */
+  cm_client_t* client;
+  uv_loop_t* loop;
+  rest_kind_t kind;
+  const char* method;
+  char target[512];
+  char* body; /* request body (JSON), owned */
+  char* path; /* download destination, owned */
+  char* part_path;
+  int fd;
+  bool is_sync;
+  bool is_started;
+  int status;
+  cm_reply_t reply;
+  cm_reply_cb cb;
+  void* user_data;
+  client_life_t* life; /* async: held until the callback ran */
+} rest_req_t;
+
+
+void cm_reply_clear(cm_reply_t* reply) {
+  if (reply == NULL) {
+    return;
+  }
+  free(reply->body);
+  free(reply->jobs);
+  memset(reply, 0, sizeof(*reply));
+}
+
+
+void cm_job_spec_init(cm_job_spec_t* spec) {
+  memset(spec, 0, sizeof(*spec));
+  spec->duration_s = -1;
+  spec->seed = -1;
+}
+
+
+static void copy_str(char* dst, size_t cap, const json_t* v) {
+  const char* s = json_string_value(v);
+  snprintf(dst, cap, "%s", s != NULL ? s : "");
+}
+
+
+static void get_triple_u32(const json_t* arr, uint32_t out[3]) {
+  for (size_t i = 0; i < 3; i++) {
+    json_t* v = json_array_get(arr, i);
+    json_int_t n = json_is_integer(v) ? json_integer_value(v) : 0;
+    out[i] = n > 0 && n <= UINT32_MAX ? (uint32_t) n : 0;
+  }
+}
+
+
+/* Fills `job` from a job object; false when it is not one (no valid id). */
+static bool parse_job(const json_t* obj, cm_job_t* job) {
+  memset(job, 0, sizeof(*job));
+  const json_t* id = json_object_get(obj, "job_id");
+  if (!json_is_string(id) ||
+      !core_uuid_is_valid(json_string_value(id), json_string_length(id))) {
+    return false;
+  }
+  copy_str(job->job_id, sizeof(job->job_id), id);
+  job->state =
+      client_job_state_parse(json_string_value(json_object_get(obj, "state")));
+  job->progress = json_number_value(json_object_get(obj, "progress"));
+  const json_t* volume = json_object_get(obj, "volume");
+  get_triple_u32(json_object_get(volume, "shape"), job->shape);
+  const json_t* vs = json_object_get(volume, "voxel_size");
+  for (size_t i = 0; i < 3; i++) {
+    job->voxel_size[i] = json_number_value(json_array_get(vs, i));
+  }
+  get_triple_u32(json_object_get(obj, "preview_shape"), job->preview_shape);
+  const json_t* params = json_object_get(obj, "params");
+  job->preview_hz = json_number_value(json_object_get(params, "preview_hz"));
+  json_int_t scale = json_integer_value(json_object_get(params,
+                                                        "preview_scale"));
+  job->preview_scale = scale > 0 && scale <= 16 ? (uint32_t) scale : 0;
+  job->duration_s = json_number_value(json_object_get(params, "duration_s"));
+  job->seed = json_integer_value(json_object_get(params, "seed"));
+  copy_str(job->pattern, sizeof(job->pattern),
+           json_object_get(params, "pattern"));
+  json_int_t sent = json_integer_value(json_object_get(obj, "previews_sent"));
+  job->previews_sent = sent > 0 ? (uint64_t) sent : 0;
+  const json_t* art = json_array_get(json_object_get(obj, "artifacts"), 0);
+  json_int_t bytes = json_integer_value(json_object_get(art, "bytes"));
+  job->artifact_bytes = bytes > 0 ? (uint64_t) bytes : 0;
+  copy_str(job->created_at, sizeof(job->created_at),
+           json_object_get(obj, "created_at"));
+  copy_str(job->updated_at, sizeof(job->updated_at),
+           json_object_get(obj, "updated_at"));
+  const json_t* err = json_array_get(json_object_get(obj, "errors"), 0);
+  copy_str(job->error_code, sizeof(job->error_code),
+           json_object_get(err, "code"));
+  copy_str(job->error_message, sizeof(job->error_message),
+           json_object_get(err, "message"));
+  return true;
+}
+
+
+static int parse_error(rest_req_t* req, const json_t* root) {
+  cm_reply_t* r = &req->reply;
+  const json_t* e = json_object_get(root, "error");
+  copy_str(r->error_code, sizeof(r->error_code), json_object_get(e, "code"));
+  copy_str(r->error_message, sizeof(r->error_message),
+           json_object_get(e, "message"));
+  copy_str(r->error_hint, sizeof(r->error_hint), json_object_get(e, "hint"));
+  r->is_retryable = json_is_true(json_object_get(e, "retryable"));
+  if (r->error_code[0] == '\0') {
+    snprintf(r->error_code, sizeof(r->error_code), "http_%d", r->http_status);
+  }
+  if (r->error_message[0] == '\0') {
+    snprintf(r->error_message, sizeof(r->error_message),
+             "the server answered HTTP %d", r->http_status);
+  }
+  switch (r->http_status) {
+  case 401:
+    return CM_EUNAUTHORIZED;
+  case 404:
+    return CM_ENOTFOUND;
+  case 409:
+    return CM_ECONFLICT;
+  default:
+    return CM_EHTTP;
+  }
+}
+
+
+/* Turns a finished exchange into reply + status. */
+static int parse_reply(rest_req_t* req, int status) {
+  cm_reply_t* r = &req->reply;
+  r->http_status = (int) req->h.http_status;
+  if (req->h.body != NULL) {
+    r->body = (char*) req->h.body;
+    r->body_len = req->h.body_len;
+    req->h.body = NULL;
+  }
+  if (status != 0) {
+    return status == UV_E2BIG ? CM_EPROTO : status;
+  }
+  json_error_t jerr;
+  json_t* root = r->body != NULL ? json_loadb(r->body, r->body_len, 0, &jerr)
+                                 : NULL;
+  int rc = 0;
+  if (r->http_status / 100 != 2) {
+    rc = parse_error(req, root);
+  } else if (req->kind == REST_DOWNLOAD) {
+    r->bytes = req->h.sunk_bytes;
+  } else if (!json_is_object(root)) {
+    rc = CM_EPROTO;
+  } else if (req->kind == REST_CREATE || req->kind == REST_GET ||
+             req->kind == REST_CANCEL) {
+    rc = parse_job(root, &r->job) ? 0 : CM_EPROTO;
+  } else if (req->kind == REST_LIST) {
+    const json_t* jobs = json_object_get(root, "jobs");
+    size_t n = json_array_size(jobs);
+    if (!json_is_array(jobs)) {
+      rc = CM_EPROTO;
+    } else if (n > 0) {
+      r->jobs = calloc(n, sizeof(cm_job_t));
+      if (r->jobs == NULL) {
+        rc = -ENOMEM;
+      }
+      for (size_t i = 0; rc == 0 && i < n; i++) {
+        if (!parse_job(json_array_get(jobs, i), &r->jobs[i])) {
+          rc = CM_EPROTO;
+        }
+      }
+      r->job_count = rc == 0 ? n : 0;
+    }
+  }
+  json_decref(root);
+  return rc;
+}
+
+
+static void finish_download(rest_req_t* req) {
+  if (req->fd < 0) {
+    return;
+  }
+  int err = close(req->fd) != 0 ? -errno : 0;
+  req->fd = -1;
+  if (req->status == 0 && err == 0 &&
+      rename(req->part_path, req->path) != 0) {
+    err = -errno;
+  }
+  if (req->status == 0 && err != 0) {
+    req->status = err;
+  }
+  if (req->status != 0) {
+    unlink(req->part_path);
+  }
+}
+
+
+static void rest_req_free(rest_req_t* req) {
+  net_hreq_free_body(&req->h);
+  cm_reply_clear(&req->reply);
+  free(req->body);
+  free(req->path);
+  free(req->part_path);
+  if (req->life != NULL) {
+    client_life_unref(req->life);
+  }
+  free(req);
+}
+
+
+static void run_reply(void* arg) {
+  rest_req_t* req = arg;
+  if (req->life == NULL || client_life_is_alive(req->life)) {
+    req->cb(req->client, req->status, &req->reply, req->user_data);
+  }
+  rest_req_free(req);
+}
+
+
+static void on_done(net_hreq_t* h, int status) {
+  rest_req_t* req = h->data;
+  core_list_remove(&req->node);
+  req->status = parse_reply(req, status);
+  finish_download(req);
+  if (req->is_sync) {
+    return; /* the sync caller reads the reply after its loop ends */
+  }
+  client_deliver(req->client, run_reply, req);
+}
+
+
+static int on_sink(net_hreq_t* h, const uint8_t* data, size_t len) {
+  rest_req_t* req = h->data;
+  /* Disk writes on the loop thread: the client has nothing else urgent,
+   * and the kernel's page cache absorbs them. */
+  while (len > 0) {
+    ssize_t n = write(req->fd, data, len);
+    if (n < 0) {
+      if (errno == EINTR) {
+        continue;
+      }
+      return -errno;
+    }
+    data += n;
+    len -= (size_t) n;
+  }
+  return 0;
+}
+
+
+static void start_on_loop(void* arg) {
+  rest_req_t* req = arg;
+  cm_client_t* client = req->client;
+  int err = 0;
+  if (!req->is_sync && client->is_stopped) {
+    err = UV_ECANCELED;
+  }
+  if (err == 0 && req->kind == REST_DOWNLOAD) {
+    req->fd = open(req->part_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
+                   0644);
+    if (req->fd < 0) {
+      err = -errno;
+    }
+  }
+  if (err == 0) {
+    net_hreq_opts_t o = {
+        .host = client->host,
+        .port = client->port,
+        .method = req->method,
+        .target = req->target,
+        .headers = client->auth_header,
+        .body = req->body,
+        .body_len = req->body != NULL ? strlen(req->body) : 0,
+        .connect_timeout_ms = client->opts.connect_timeout_ms,
+        .idle_timeout_ms = client->opts.request_timeout_ms,
+        .max_body_bytes = client->opts.max_body_bytes,
+        .sink = req->kind == REST_DOWNLOAD ? on_sink : NULL,
+    };
+    err = net_hreq_start(&req->h, req->loop, &o, on_done, req);
+  }
+  if (err != 0) {
+    /* Report like any other failure, asynchronously for async callers. */
+    req->status = err;
+    finish_download(req);
+    if (!req->is_sync) {
+      client_deliver(client, run_reply, req);
+    }
+    return;
+  }
+  req->is_started = true;
+  if (!req->is_sync) {
+    core_list_push_back(&client->reqs, &req->node);
+  }
+}
+
+
+void client_reqs_abort_all(cm_client_t* client) {
+  core_list_t* it;
+  core_list_t* tmp;
+  CORE_LIST_FOREACH_SAFE(it, tmp, &client->reqs) {
+    rest_req_t* req = CORE_CONTAINER_OF(it, rest_req_t, node);
+    net_hreq_abort(&req->h);
+  }
+}
+
+
+static char* spec_json(const cm_job_spec_t* s) {
+  json_t* root = json_object();
+  json_t* params = json_object();
+  if (s->shape[0] != 0 || s->voxel_size[0] > 0) {
+    json_t* volume = json_object();
+    if (s->shape[0] != 0) {
+      json_object_set_new(volume, "shape",
+                          json_pack("[I,I,I]", (json_int_t) s->shape[0],
+                                    (json_int_t) s->shape[1],
+                                    (json_int_t) s->shape[2]));
+    }
+    if (s->voxel_size[0] > 0) {
+      json_object_set_new(volume, "voxel_size",
+                          json_pack("[f,f,f]", s->voxel_size[0],
+                                    s->voxel_size[1], s->voxel_size[2]));
+    }
+    json_object_set_new(root, "volume", volume);
+  }
+  if (s->server_path != NULL) {
+    json_object_set_new(root, "volume_path", json_string(s->server_path));
+  }
+  if (s->preview_hz > 0) {
+    json_object_set_new(params, "preview_hz", json_real(s->preview_hz));
+  }
+  if (s->preview_scale > 0) {
+    json_object_set_new(params, "preview_scale",
+                        json_integer((json_int_t) s->preview_scale));
+  }
+  if (s->duration_s >= 0) {
+    json_object_set_new(params, "duration_s", json_real(s->duration_s));
+  }
+  if (s->seed >= 0) {
+    json_object_set_new(params, "seed", json_integer(s->seed));
+  }
+  if (s->pattern != NULL) {
+    json_object_set_new(params, "pattern", json_string(s->pattern));
+  }
+  json_object_set_new(root, "params", params);
+  char* text = json_dumps(root, JSON_COMPACT);
+  json_decref(root);
+  return text;
+}
+
+
+/* Builds a request; NULL with *err set when the arguments are wrong. */
+static rest_req_t* rest_req_new(cm_client_t* client,
+                                rest_kind_t kind,
+                                const char* job_id,
+                                const cm_job_spec_t* spec,
+                                const char* name,
+                                const char* path,
+                                int* err) {
+  *err = 0;
+  if (job_id != NULL && !core_uuid_is_valid(job_id, strlen(job_id))) {
+    *err = CM_EBADID;
+    return NULL;
+  }
+  if (kind == REST_DOWNLOAD &&
+      (path == NULL || path[0] == '\0' ||
+       (name != NULL && strcspn(name, "/?#% ") != strlen(name)))) {
+    *err = CM_EBADARG;
+    return NULL;
+  }
+  rest_req_t* req = calloc(1, sizeof(*req));
+  if (req == NULL) {
+    *err = -ENOMEM;
+    return NULL;
+  }
+  core_list_init(&req->node);
+  req->client = client;
+  req->kind = kind;
+  req->fd = -1;
+  req->method = "GET";
+  const char* p = client->prefix;
+  switch (kind) {
+  case REST_HEALTH:
+    snprintf(req->target, sizeof(req->target), "%s/v1/healthz", p);
+    break;
+  case REST_INFO:
+    snprintf(req->target, sizeof(req->target), "%s/v1/server/info", p);
+    break;
+  case REST_CREATE:
+    req->method = "POST";
+    snprintf(req->target, sizeof(req->target), "%s/v1/jobs", p);
+    req->body = spec != NULL ? spec_json(spec) : strdup("{}");
+    if (req->body == NULL) {
+      *err = -ENOMEM;
+    }
+    break;
+  case REST_LIST:
+    snprintf(req->target, sizeof(req->target), "%s/v1/jobs", p);
+    break;
+  case REST_GET:
+    snprintf(req->target, sizeof(req->target), "%s/v1/jobs/%s", p, job_id);
+    break;
+  case REST_CANCEL:
+    req->method = "DELETE";
+    snprintf(req->target, sizeof(req->target), "%s/v1/jobs/%s", p, job_id);
+    break;
+  case REST_PREVIEW:
+    snprintf(req->target, sizeof(req->target), "%s/v1/jobs/%s/preview", p,
+             job_id);
+    break;
+  case REST_DOWNLOAD:
+    snprintf(req->target, sizeof(req->target),
+             "%s/v1/jobs/%s/artifacts/%s", p, job_id,
+             name != NULL ? name : "mask.mrc");
+    req->path = strdup(path);
+    if (req->path != NULL &&
+        asprintf(&req->part_path, "%s.part", path) < 0) {
+      req->part_path = NULL;
+    }
+    if (req->path == NULL || req->part_path == NULL) {
+      *err = -ENOMEM;
+    }
+    break;
+  }
+  if (*err != 0) {
+    rest_req_free(req);
+    return NULL;
+  }
+  return req;
+}
+
+
+static int rest_async(cm_client_t* client,
+                      rest_kind_t kind,
+                      const char* job_id,
+                      const cm_job_spec_t* spec,
+                      const char* name,
+                      const char* path,
+                      cm_reply_cb cb,
+                      void* user_data) {
+  if (cb == NULL) {
+    return CM_EBADARG;
+  }
+  int err;
+  rest_req_t* req = rest_req_new(client, kind, job_id, spec, name, path,
+                                 &err);
+  if (req == NULL) {
+    return err;
+  }
+  req->loop = &client->loop;
+  req->cb = cb;
+  req->user_data = user_data;
+  req->life = client_life_ref(client);
+  err = client_post(client, start_on_loop, req);
+  if (err != 0) {
+    rest_req_free(req);
+  }
+  return err;
+}
+
+
+static int rest_sync(cm_client_t* client,
+                     rest_kind_t kind,
+                     const char* job_id,
+                     const cm_job_spec_t* spec,
+                     const char* name,
+                     const char* path,
+                     cm_reply_t* out) {
+  memset(out, 0, sizeof(*out));
+  int err;
+  rest_req_t* req = rest_req_new(client, kind, job_id, spec, name, path,
+                                 &err);
+  if (req == NULL) {
+    return err;
+  }
+  uv_loop_t loop;
+  if (uv_loop_init(&loop) != 0) {
+    rest_req_free(req);
+    return -ENOMEM;
+  }
+  req->loop = &loop;
+  req->is_sync = true;
+  start_on_loop(req);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  uv_loop_close(&loop);
+  int status = req->status;
+  *out = req->reply;
+  memset(&req->reply, 0, sizeof(req->reply));
+  rest_req_free(req);
+  return status;
+}
+
+
+int cm_health(cm_client_t* client, cm_reply_cb cb, void* user_data) {
+  return rest_async(client, REST_HEALTH, NULL, NULL, NULL, NULL, cb,
+                    user_data);
+}
+
+
+int cm_server_info(cm_client_t* client, cm_reply_cb cb, void* user_data) {
+  return rest_async(client, REST_INFO, NULL, NULL, NULL, NULL, cb,
+                    user_data);
+}
+
+
+int cm_job_create(cm_client_t* client,
+                  const cm_job_spec_t* spec,
+                  cm_reply_cb cb,
+                  void* user_data) {
+  return rest_async(client, REST_CREATE, NULL, spec, NULL, NULL, cb,
+                    user_data);
+}
+
+
+int cm_job_get(cm_client_t* client,
+               const char* job_id,
+               cm_reply_cb cb,
+               void* user_data) {
+  return rest_async(client, REST_GET, job_id, NULL, NULL, NULL, cb,
+                    user_data);
+}
+
+
+int cm_job_list(cm_client_t* client, cm_reply_cb cb, void* user_data) {
+  return rest_async(client, REST_LIST, NULL, NULL, NULL, NULL, cb,
+                    user_data);
+}
+
+
+int cm_job_cancel(cm_client_t* client,
+                  const char* job_id,
+                  cm_reply_cb cb,
+                  void* user_data) {
+  return rest_async(client, REST_CANCEL, job_id, NULL, NULL, NULL, cb,
+                    user_data);
+}
+
+
+int cm_preview_get(cm_client_t* client,
+                   const char* job_id,
+                   cm_reply_cb cb,
+                   void* user_data) {
+  return rest_async(client, REST_PREVIEW, job_id, NULL, NULL, NULL, cb,
+                    user_data);
+}
+
+
+int cm_artifact_download(cm_client_t* client,
+                         const char* job_id,
+                         const char* name,
+                         const char* path,
+                         cm_reply_cb cb,
+                         void* user_data) {
+  return rest_async(client, REST_DOWNLOAD, job_id, NULL, name, path, cb,
+                    user_data);
+}
+
+
+int cm_health_sync(cm_client_t* client, cm_reply_t* out) {
+  return rest_sync(client, REST_HEALTH, NULL, NULL, NULL, NULL, out);
+}
+
+
+int cm_server_info_sync(cm_client_t* client, cm_reply_t* out) {
+  return rest_sync(client, REST_INFO, NULL, NULL, NULL, NULL, out);
+}
+
+
+int cm_job_create_sync(cm_client_t* client,
+                       const cm_job_spec_t* spec,
+                       cm_reply_t* out) {
+  return rest_sync(client, REST_CREATE, NULL, spec, NULL, NULL, out);
+}
+
+
+int cm_job_get_sync(cm_client_t* client, const char* job_id, cm_reply_t* out) {
+  return rest_sync(client, REST_GET, job_id, NULL, NULL, NULL, out);
+}
+
+
+int cm_job_list_sync(cm_client_t* client, cm_reply_t* out) {
+  return rest_sync(client, REST_LIST, NULL, NULL, NULL, NULL, out);
+}
+
+
+int cm_job_cancel_sync(cm_client_t* client,
+                       const char* job_id,
+                       cm_reply_t* out) {
+  return rest_sync(client, REST_CANCEL, job_id, NULL, NULL, NULL, out);
+}
+
+
+int cm_preview_get_sync(cm_client_t* client,
+                        const char* job_id,
+                        cm_reply_t* out) {
+  return rest_sync(client, REST_PREVIEW, job_id, NULL, NULL, NULL, out);
+}
+
+
+int cm_artifact_download_sync(cm_client_t* client,
+                              const char* job_id,
+                              const char* name,
+                              const char* path,
+                              cm_reply_t* out) {
+  return rest_sync(client, REST_DOWNLOAD, job_id, NULL, name, path, out);
+}
