@@ -252,11 +252,11 @@ static bool get_triple(const json_t* data,
 }
 
 
-int core_msg_decode_preview(const json_t* data,
-                            const core_shape_t* volume,
-                            core_preview_t* out,
-                            char* err,
-                            size_t err_len) {
+int core_msg_preview_geometry(const json_t* data,
+                              const core_shape_t* volume,
+                              core_preview_t* out,
+                              char* err,
+                              size_t err_len) {
   memset(out, 0, sizeof(*out));
   if (err_len > 0) {
     err[0] = '\0';
@@ -287,6 +287,19 @@ int core_msg_decode_preview(const json_t* data,
                     i, out->shape.d[i], volume->d[i], s, want);
       }
     }
+  }
+  return 0;
+}
+
+
+int core_msg_decode_preview(const json_t* data,
+                            const core_shape_t* volume,
+                            core_preview_t* out,
+                            char* err,
+                            size_t err_len) {
+  int rc = core_msg_preview_geometry(data, volume, out, err, err_len);
+  if (rc != 0) {
+    return rc;
   }
   const json_t* payload = json_object_get(data, "payload");
   if (!json_is_string(payload)) {

@@ -87,6 +87,15 @@ typedef struct {
   size_t len;
 } core_preview_t;
 
+/* Validates only the geometry of a preview's data object (scale, shape,
+ * dtype, agreement with `volume` when not NULL) and fills out->shape and
+ * out->scale (out->voxels stays NULL). Returns 0 or -EINVAL with `err`. */
+int core_msg_preview_geometry(const json_t* data,
+                              const core_shape_t* volume,
+                              core_preview_t* out,
+                              char* err,
+                              size_t err_len);
+
 /* Validates a preview's data object (scale [s,s,s] ints >= 1; shape valid;
  * dtype "uint8"; payload base64 decoding to exactly prod(shape) bytes) and
  * decodes it. When `volume` is not NULL the shape must equal

@@ -11,6 +11,7 @@
 
 #include "core/job.h"
 #include "core/list.h"
+#include "core/preview_bin.h"
 #include "core/shape.h"
 #include "core/uuid.h"
 #include "net/frame.h"
@@ -45,11 +46,14 @@ typedef struct srv_job_s {
   uint64_t artifact_bytes;
   uint64_t final_preview_seq; /* kept to rebuild the preview after restart */
   int64_t final_preview_us;
-  /* Shared, sealed WebSocket frames; the job holds one reference each. */
-  net_frame_t* latest_preview;
+  /* Shared, sealed WebSocket frames; the job holds one reference each. The
+   * latest preview exists per encoding: base64 (text) and raw always, zstd
+   * when a subscriber asked for it when it was rendered. */
+  net_frame_t* latest[CORE_ENC_COUNT];
   net_frame_t* terminal_frame;
   core_list_t subscribers; /* srv_conn_t.sub_link */
   unsigned subscriber_count;
+  unsigned subscribers_by_enc[CORE_ENC_COUNT];
   /* Engine. */
   uv_timer_t timer;
   bool timer_active;
@@ -75,6 +79,7 @@ typedef struct srv_conn_s {
   net_http_reader_t* http; /* while in HTTP mode (malloc'd) */
   net_ws_t* ws;            /* after the upgrade (malloc'd) */
   srv_job_t* job;          /* subscribed job, WS only */
+  core_encoding_t encoding; /* preview encoding chosen at the upgrade */
   core_list_t sub_link;    /* job->subscribers */
   srv_download_t* download; /* an artifact being streamed, or NULL */
   uint8_t* http_backlog;   /* pipelined bytes held while paused */

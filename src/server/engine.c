@@ -18,6 +18,7 @@
 #include "core/mask.h"
 #include "core/mrc.h"
 #include "core/msg.h"
+#include "core/preview_bin.h"
 #include "server/jobs.h"
 
 typedef enum {
@@ -38,8 +39,11 @@ typedef struct {
   core_shape_t preview_shape;
   double voxel_size[3];
   char artifact_path[1200];
-  /* Outputs. */
-  net_frame_t* frame; /* base64 + suffix, headroom for prefix + header */
+  bool want_zstd;
+  /* Outputs: per encoding, the payload with headroom for the envelope and
+   * the WebSocket header (base64: text body + suffix; raw: the voxels;
+   * zstd: one zstd frame). NULL for encodings not produced. */
+  net_frame_t* frames[CORE_ENC_COUNT];
   uint64_t counts[3];
   uint64_t artifact_bytes;
   int err;
@@ -137,17 +141,54 @@ static int write_artifact(srv_render_t* r, const uint8_t* mask) {
 }
 
 
-/* Encodes `mask` as the base64 body of a preview message into r->frame. */
-static int encode_preview(srv_render_t* r, const uint8_t* mask, size_t n) {
+#define FRAME_HEADROOM (CORE_PREVIEW_BIN_HEAD_MAX + NET_WS_MAX_HEADER_LEN)
+#define ZSTD_LEVEL 1 /* previews favour speed: masks compress well anyway */
+
+
+static void release_frames(srv_render_t* r) {
+  for (int e = 0; e < CORE_ENC_COUNT; e++) {
+    net_frame_unref(r->frames[e]);
+    r->frames[e] = NULL;
+  }
+}
+
+
+/* Allocates the raw frame; the mask is rendered straight into it. */
+static uint8_t* alloc_raw(srv_render_t* r, size_t n) {
+  r->frames[CORE_ENC_RAW] = net_frame_new(FRAME_HEADROOM, n);
+  return r->frames[CORE_ENC_RAW] != NULL ? r->frames[CORE_ENC_RAW]->data
+                                         : NULL;
+}
+
+
+/* From the raw frame: the base64 text body and, if wanted, zstd. */
+static int encode_frames(srv_render_t* r) {
   static const char suffix[] = "\"}}";
+  const uint8_t* mask = r->frames[CORE_ENC_RAW]->data;
+  size_t n = r->frames[CORE_ENC_RAW]->len;
   size_t b64_len = core_base64_encoded_len(n);
-  r->frame = net_frame_new(CORE_MSG_PREFIX_MAX + NET_WS_MAX_HEADER_LEN,
-                           b64_len + sizeof(suffix) - 1);
-  if (r->frame == NULL) {
+  net_frame_t* text =
+      net_frame_new(FRAME_HEADROOM, b64_len + sizeof(suffix) - 1);
+  if (text == NULL) {
     return -ENOMEM;
   }
-  core_base64_encode(mask, n, (char*) r->frame->data);
-  memcpy(r->frame->data + b64_len, suffix, sizeof(suffix) - 1);
+  core_base64_encode(mask, n, (char*) text->data);
+  memcpy(text->data + b64_len, suffix, sizeof(suffix) - 1);
+  r->frames[CORE_ENC_BASE64] = text;
+  if (r->want_zstd) {
+    size_t cap = core_zstd_bound(n);
+    net_frame_t* z = net_frame_new(FRAME_HEADROOM, cap);
+    if (z == NULL) {
+      return -ENOMEM;
+    }
+    long zlen = core_zstd_compress(mask, n, z->data, cap, ZSTD_LEVEL);
+    if (zlen < 0) {
+      net_frame_unref(z);
+      return -EIO;
+    }
+    z->len = (size_t) zlen;
+    r->frames[CORE_ENC_ZSTD] = z;
+  }
   return 0;
 }
 
@@ -156,30 +197,24 @@ static void render_work(uv_work_t* req) {
   srv_render_t* r = req->data;
   uint64_t t0 = uv_hrtime();
   size_t n_preview = (size_t) core_shape_voxels(&r->preview_shape);
+  uint8_t* preview = alloc_raw(r, n_preview);
+  if (preview == NULL) {
+    r->err = -ENOMEM;
+    r->err_what = "allocating the preview";
+    return;
+  }
   if (r->kind == RENDER_PREVIEW) {
-    uint8_t* mask = malloc(n_preview);
-    if (mask == NULL) {
-      r->err = -ENOMEM;
-      r->err_what = "allocating the preview mask";
-      return;
-    }
-    core_mask_render(&r->spec, r->progress, r->scale, r->tick, mask);
-    r->err = encode_preview(r, mask, n_preview);
+    core_mask_render(&r->spec, r->progress, r->scale, r->tick, preview);
+    r->err = encode_frames(r);
     r->err_what = "encoding the preview";
-    free(mask);
     r->render_ns = uv_hrtime() - t0;
     return;
   }
   /* Final and rebuild: the full mask, then its exact downsampling, so the
    * last preview and the artifact agree voxel for voxel. */
   size_t n_full = (size_t) core_shape_voxels(&r->spec.shape);
-  uint8_t* full = malloc(n_full);
-  uint8_t* preview = r->scale > 1 ? malloc(n_preview) : full;
-  if (full == NULL || preview == NULL) {
-    free(full);
-    if (preview != full) {
-      free(preview);
-    }
+  uint8_t* full = r->scale > 1 ? malloc(n_full) : preview;
+  if (full == NULL) {
     r->err = -ENOMEM;
     r->err_what = "allocating the final mask";
     return;
@@ -188,45 +223,62 @@ static void render_work(uv_work_t* req) {
   if (r->scale > 1) {
     core_shape_downsample_u8(full, &r->spec.shape, r->scale, preview);
   }
-  r->err = encode_preview(r, preview, n_preview);
+  r->err = encode_frames(r);
   r->err_what = "encoding the final preview";
   if (r->err == 0 && r->kind == RENDER_FINAL) {
     core_mask_count_labels(full, n_full, r->counts, 3);
     r->err = write_artifact(r, full);
     r->err_what = "writing the mask artifact";
   }
-  if (preview != full) {
-    free(preview);
+  if (full != preview) {
+    free(full);
   }
-  free(full);
   r->render_ns = uv_hrtime() - t0;
 }
 
 
-/* Stamps the envelope prefix (seq, timestamp) in front of the encoded
- * payload and seals the WebSocket header. Loop thread. */
-static int finish_frame(srv_job_t* job, srv_render_t* r, uint64_t seq,
-                        int64_t ts_us) {
-  core_preview_layout_t layout;
+/* Stamps the envelope (seq, timestamp) in front of each encoded payload
+ * and seals its WebSocket header. Loop thread. */
+static int finish_frames(srv_job_t* job, srv_render_t* r, uint64_t seq,
+                         int64_t ts_us) {
   size_t n = (size_t) core_shape_voxels(&r->preview_shape);
+  core_preview_layout_t layout;
   if (core_msg_preview_layout(job->id, seq, ts_us, &r->preview_shape,
                               r->scale, n, &layout) != 0) {
     return -EINVAL;
   }
-  assert(layout.b64_len + layout.suffix_len == r->frame->len);
-  memcpy(net_frame_prepend(r->frame, layout.prefix_len), layout.prefix,
+  net_frame_t* text = r->frames[CORE_ENC_BASE64];
+  assert(layout.b64_len + layout.suffix_len == text->len);
+  memcpy(net_frame_prepend(text, layout.prefix_len), layout.prefix,
          layout.prefix_len);
-  net_frame_seal_ws(r->frame, NET_WS_OP_TEXT);
+  net_frame_seal_ws(text, NET_WS_OP_TEXT);
+  for (int e = CORE_ENC_RAW; e < CORE_ENC_COUNT; e++) {
+    net_frame_t* f = r->frames[e];
+    if (f == NULL) {
+      continue;
+    }
+    uint8_t head[CORE_PREVIEW_BIN_HEAD_MAX];
+    int head_len = core_preview_bin_head(job->id, seq, ts_us,
+                                         &r->preview_shape, r->scale,
+                                         (core_encoding_t) e, f->len, head,
+                                         sizeof(head));
+    if (head_len < 0) {
+      return -EINVAL;
+    }
+    memcpy(net_frame_prepend(f, (size_t) head_len), head, (size_t) head_len);
+    net_frame_seal_ws(f, NET_WS_OP_BINARY);
+  }
   return 0;
 }
 
 
-static void set_latest_preview(srv_job_t* job, net_frame_t* frame) {
-  net_frame_unref(job->latest_preview);
-  job->latest_preview = frame; /* the job's reference */
-  job->previews_sent++;
-  job->ctx->metrics.previews_published++;
-  job->ctx->metrics.preview_bytes_published += frame->len;
+/* The job takes the render's frames as its latest preview. */
+static void take_frames(srv_job_t* job, srv_render_t* r) {
+  for (int e = 0; e < CORE_ENC_COUNT; e++) {
+    net_frame_unref(job->latest[e]);
+    job->latest[e] = r->frames[e]; /* the job's reference */
+    r->frames[e] = NULL;
+  }
 }
 
 
@@ -253,56 +305,52 @@ static void after_render(uv_work_t* req, int status) {
   if (r->kind == RENDER_PREVIEW) {
     job->render_busy = false;
   }
+  if (r->kind == RENDER_REBUILD) {
+    job->preview_rebuild_pending = false;
+  }
   bool wanted = status == 0 && !ctx->is_stopping &&
                 (r->kind == RENDER_REBUILD
                      ? job->state == CORE_JOB_COMPLETED
                      : job->state == CORE_JOB_RUNNING);
-  if (r->kind == RENDER_REBUILD) {
-    job->preview_rebuild_pending = false;
-  }
-  if (!wanted) {
-    net_frame_unref(r->frame);
-    free(r);
-    return;
-  }
-  if (r->err != 0) {
-    net_frame_unref(r->frame);
-    if (r->kind == RENDER_REBUILD) {
+  if (!wanted || r->err != 0) {
+    if (wanted && r->kind != RENDER_REBUILD) {
+      fail_job(job, r->err_what, r->err);
+    } else if (wanted) {
       srv_log(&ctx->log, SRV_LOG_ERROR, "job.preview_rebuild_failed",
               "s:job_id", job->id, NULL);
-    } else {
-      fail_job(job, r->err_what, r->err);
     }
+    release_frames(r);
     free(r);
     return;
   }
   ctx->metrics.renders_total++;
   ctx->metrics.render_ns_total += r->render_ns;
   if (r->kind == RENDER_REBUILD) {
-    if (finish_frame(job, r, job->final_preview_seq, job->final_preview_us) ==
-        0) {
-      net_frame_unref(job->latest_preview);
-      job->latest_preview = r->frame;
-      srv_job_broadcast(job, r->frame, NET_WQ_LATEST_PREVIEW);
-    } else {
-      net_frame_unref(r->frame);
+    if (finish_frames(job, r, job->final_preview_seq,
+                      job->final_preview_us) == 0) {
+      take_frames(job, r);
+      srv_job_broadcast_preview(job);
     }
     if (job->terminal_frame != NULL) {
       srv_job_broadcast(job, job->terminal_frame, NET_WQ_ESSENTIAL);
     }
+    release_frames(r);
     free(r);
     return;
   }
   int64_t now_us = srv_now_us();
   uint64_t seq = ++job->seq;
-  if (finish_frame(job, r, seq, now_us) != 0) {
-    net_frame_unref(r->frame);
+  if (finish_frames(job, r, seq, now_us) != 0) {
+    release_frames(r);
     fail_job(job, "framing the preview", -EINVAL);
     free(r);
     return;
   }
-  set_latest_preview(job, r->frame);
-  srv_job_broadcast(job, r->frame, NET_WQ_LATEST_PREVIEW);
+  take_frames(job, r);
+  job->previews_sent++;
+  ctx->metrics.previews_published++;
+  ctx->metrics.preview_bytes_published += job->latest[CORE_ENC_BASE64]->len;
+  srv_job_broadcast_preview(job);
   if (r->kind == RENDER_FINAL) {
     job->progress = 1.0;
     job->has_stats = true;
@@ -337,6 +385,8 @@ static srv_render_t* render_new(srv_job_t* job, render_kind_t kind) {
   r->scale = job->params.preview_scale;
   r->preview_shape = job->preview_shape;
   memcpy(r->voxel_size, job->voxel_size, sizeof(r->voxel_size));
+  /* Encode zstd once per preview, and only while someone wants it. */
+  r->want_zstd = job->subscribers_by_enc[CORE_ENC_ZSTD] > 0;
   r->req.data = r;
   return r;
 }
@@ -449,7 +499,7 @@ void srv_engine_stop(srv_job_t* job) {
 
 
 void srv_engine_rebuild_preview(srv_job_t* job) {
-  if (job->latest_preview != NULL || job->preview_rebuild_pending ||
+  if (job->latest[CORE_ENC_BASE64] != NULL || job->preview_rebuild_pending ||
       job->state != CORE_JOB_COMPLETED || job->final_preview_seq == 0) {
     return;
   }

@@ -297,7 +297,7 @@ static void handle_cancel(srv_conn_t* conn, srv_job_t* job) {
 
 
 static void handle_preview(srv_conn_t* conn, srv_job_t* job) {
-  net_frame_t* f = job->latest_preview;
+  net_frame_t* f = job->latest[CORE_ENC_BASE64];
   if (f == NULL) {
     srv_engine_rebuild_preview(job);
     srv_http_reply_error(conn, 404, "preview_not_ready",

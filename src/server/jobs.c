@@ -437,6 +437,29 @@ void srv_job_broadcast(srv_job_t* job, net_frame_t* frame,
 }
 
 
+net_frame_t* srv_job_preview_for(const srv_job_t* job, core_encoding_t enc) {
+  /* zstd is produced only while zstd subscribers exist; a newcomer gets the
+   * raw frame until the next preview (both are binary, same envelope). */
+  if (job->latest[enc] != NULL) {
+    return job->latest[enc];
+  }
+  return enc == CORE_ENC_ZSTD ? job->latest[CORE_ENC_RAW] : NULL;
+}
+
+
+void srv_job_broadcast_preview(srv_job_t* job) {
+  core_list_t* it;
+  core_list_t* tmp;
+  CORE_LIST_FOREACH_SAFE(it, tmp, &job->subscribers) {
+    srv_conn_t* conn = CORE_CONTAINER_OF(it, srv_conn_t, sub_link);
+    net_frame_t* f = srv_job_preview_for(job, conn->encoding);
+    if (f != NULL) {
+      srv_conn_send(conn, f, NET_WQ_LATEST_PREVIEW);
+    }
+  }
+}
+
+
 void srv_job_publish(srv_job_t* job, const char* type, json_t* data,
                      net_wq_class_t cls) {
   net_frame_t* frame = srv_job_event_frame(job, type, data);
@@ -488,9 +511,12 @@ void srv_jobs_free_all(srv_ctx_t* ctx) {
     core_list_t* node = core_list_front(&ctx->jobs);
     core_list_remove(node);
     srv_job_t* job = CORE_CONTAINER_OF(node, srv_job_t, link);
-    net_frame_unref(job->latest_preview);
+    for (int e = 0; e < CORE_ENC_COUNT; e++) {
+      net_frame_unref(job->latest[e]);
+      job->latest[e] = NULL;
+    }
     net_frame_unref(job->terminal_frame);
-    job->latest_preview = job->terminal_frame = NULL;
+    job->terminal_frame = NULL;
     uv_close((uv_handle_t*) &job->timer, on_job_timer_closed);
   }
   ctx->job_count = 0;

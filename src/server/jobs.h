@@ -57,6 +57,12 @@ net_frame_t* srv_job_event_frame(srv_job_t* job, const char* type,
 void srv_job_broadcast(srv_job_t* job, net_frame_t* frame,
                        net_wq_class_t cls);
 
+/* The latest preview frame for a subscriber's encoding, or NULL. */
+net_frame_t* srv_job_preview_for(const srv_job_t* job, core_encoding_t enc);
+
+/* Queues the latest preview to every subscriber in its own encoding. */
+void srv_job_broadcast_preview(srv_job_t* job);
+
 /* Convenience: event_frame + broadcast + unref. */
 void srv_job_publish(srv_job_t* job, const char* type, json_t* data,
                      net_wq_class_t cls);

@@ -68,18 +68,79 @@ static void on_client_message(net_ws_t* ws, uint8_t opcode,
 }
 
 
-static void send_handshake(srv_conn_t* conn) {
+/* Subprotocols offering an encoding; a client lists them in
+ * Sec-WebSocket-Protocol and the server answers with the one it took. */
+static const struct {
+  const char* name;
+  core_encoding_t enc;
+} subprotocols[] = {
+    {"cryomamba.v1", CORE_ENC_BASE64},
+    {"cryomamba.v1.raw", CORE_ENC_RAW},
+    {"cryomamba.v1.zstd", CORE_ENC_ZSTD},
+};
+
+
+/* The first subprotocol of ours the client offers, or NULL. */
+static const char* pick_subprotocol(const char* offered, core_encoding_t* enc) {
+  if (offered == NULL) {
+    return NULL;
+  }
+  const char* p = offered;
+  while (*p != '\0') {
+    while (*p == ' ' || *p == '\t' || *p == ',') {
+      p++;
+    }
+    size_t n = strcspn(p, ", \t");
+    for (size_t i = 0; i < sizeof(subprotocols) / sizeof(subprotocols[0]);
+         i++) {
+      if (n == strlen(subprotocols[i].name) &&
+          memcmp(p, subprotocols[i].name, n) == 0) {
+        *enc = subprotocols[i].enc;
+        return subprotocols[i].name;
+      }
+    }
+    p += n;
+  }
+  return NULL;
+}
+
+
+/* Reads ?encoding= from the URL. Returns 0 (absent or valid) or -1. */
+static int query_encoding(const char* url, core_encoding_t* enc, bool* given) {
+  *given = false;
+  const char* q = strchr(url, '?');
+  while (q != NULL) {
+    q++;
+    if (strncmp(q, "encoding=", 9) == 0) {
+      const char* v = q + 9;
+      size_t n = strcspn(v, "&#");
+      *given = true;
+      return core_encoding_parse(v, n, enc) == 0 ? 0 : -1;
+    }
+    q = strchr(q, '&');
+  }
+  return 0;
+}
+
+
+static void send_handshake(srv_conn_t* conn, const char* subprotocol) {
   char accept[NET_WS_ACCEPT_LEN + 1];
   net_ws_accept_for_key(net_http_header(conn->http, "Sec-WebSocket-Key"),
                         accept);
-  char head[256];
+  char head[320];
+  char proto[64] = "";
+  if (subprotocol != NULL) {
+    snprintf(proto, sizeof(proto), "Sec-WebSocket-Protocol: %s\r\n",
+             subprotocol);
+  }
   int n = snprintf(head, sizeof(head),
                    "HTTP/1.1 101 Switching Protocols\r\n"
                    "Upgrade: websocket\r\n"
                    "Connection: Upgrade\r\n"
                    "Sec-WebSocket-Accept: %s\r\n"
+                   "%s"
                    "Server: cryomambad/" CM_VERSION "\r\n\r\n",
-                   accept);
+                   accept, proto);
   net_frame_t* f = net_frame_from_bytes(head, (size_t) n);
   if (f == NULL) {
     srv_conn_close(conn);
@@ -106,6 +167,7 @@ static void subscribe(srv_conn_t* conn, srv_job_t* job) {
   conn->job = job;
   core_list_push_back(&job->subscribers, &conn->sub_link);
   job->subscriber_count++;
+  job->subscribers_by_enc[conn->encoding]++;
   json_t* data = json_pack(
       "{s:s, s:f, s:I, s:{s:[I,I,I], s:[f,f,f]}, s:[I,I,I], s:{s:f, s:I, "
       "s:f, s:I, s:s}}",
@@ -122,8 +184,9 @@ static void subscribe(srv_conn_t* conn, srv_job_t* job) {
       job->params.duration_s, "seed", (json_int_t) job->params.seed,
       "pattern", core_pattern_name(job->params.pattern));
   send_local(conn, "connected", job->id, data);
-  if (job->latest_preview != NULL) {
-    srv_conn_send(conn, job->latest_preview, NET_WQ_LATEST_PREVIEW);
+  net_frame_t* preview = srv_job_preview_for(job, conn->encoding);
+  if (preview != NULL) {
+    srv_conn_send(conn, preview, NET_WQ_LATEST_PREVIEW);
   } else if (job->state == CORE_JOB_COMPLETED) {
     /* Restored after a restart: the preview is re-rendered, and it and the
      * terminal message are sent when ready (engine.c). */
@@ -158,6 +221,24 @@ void srv_ws_upgrade(srv_conn_t* conn, const uint8_t* rest, size_t rest_len) {
     srv_conn_end(conn);
     return;
   }
+  core_encoding_t enc = CORE_ENC_BASE64;
+  bool enc_in_query = false;
+  if (query_encoding(net_http_url(conn->http), &enc, &enc_in_query) != 0) {
+    conn->close_after_write = true;
+    srv_http_reply_error(conn, 400, "invalid_field",
+                         "encoding must be base64, raw or zstd",
+                         "omit it for the reference's JSON + base64", false,
+                         NULL);
+    srv_conn_end(conn);
+    return;
+  }
+  core_encoding_t proto_enc = CORE_ENC_BASE64;
+  const char* subprotocol = pick_subprotocol(
+      net_http_header(conn->http, "Sec-WebSocket-Protocol"), &proto_enc);
+  if (!enc_in_query && subprotocol != NULL) {
+    enc = proto_enc; /* the query wins when both are given */
+  }
+  conn->encoding = enc;
   const char* id = NULL;
   size_t id_len = 0;
   path_job_id(net_http_url(conn->http), &id, &id_len);
@@ -166,7 +247,7 @@ void srv_ws_upgrade(srv_conn_t* conn, const uint8_t* rest, size_t rest_len) {
   if (id_ok) {
     memcpy(id_copy, id, CORE_UUID_STR_LEN);
   }
-  send_handshake(conn);
+  send_handshake(conn, subprotocol);
   if (conn->is_closing) {
     return;
   }
@@ -218,6 +299,7 @@ void srv_ws_detach(srv_conn_t* conn) {
   if (conn->job != NULL) {
     core_list_remove(&conn->sub_link);
     conn->job->subscriber_count--;
+    conn->job->subscribers_by_enc[conn->encoding]--;
     conn->job = NULL;
   }
 }
