@@ -3,7 +3,7 @@ BUILD ?= build
 SAN_BUILD ?= build-sanitize
 PORT ?= 8000
 
-.PHONY: all bootstrap build run test test-unit test-sanitize format clean
+.PHONY: all bootstrap build run test test-unit test-sanitize fuzz format clean
 
 all: build
 
@@ -32,6 +32,24 @@ test-sanitize: bootstrap $(SAN_BUILD)/build.ninja
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:quarantine_size_mb=16 \
 	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	  meson test -C $(SAN_BUILD) --print-errorlogs
+
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 30
+
+# Builds the libFuzzer targets with clang + ASan/UBSan and runs each for
+# FUZZ_SECONDS; findings are written to $(FUZZ_BUILD)/findings.
+fuzz:
+	@bash scripts/bootstrap --fuzz
+	[ -f $(FUZZ_BUILD)/build.ninja ] || CC=clang meson setup $(FUZZ_BUILD) \
+	  -Dfuzz=true -Db_sanitize=address,undefined -Db_lundef=false
+	ninja -C $(FUZZ_BUILD)
+	mkdir -p $(FUZZ_BUILD)/findings
+	for t in $(FUZZ_BUILD)/fuzz/fuzz_*; do \
+	  [ -x "$$t" ] || continue; \
+	  echo "== $$t"; \
+	  "$$t" -max_total_time=$(FUZZ_SECONDS) -max_len=65536 \
+	    -artifact_prefix=$(FUZZ_BUILD)/findings/ || exit 1; \
+	done
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

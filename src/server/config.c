@@ -26,6 +26,8 @@ typedef enum {
   OPT_PING_TIMEOUT,
   OPT_IDLE_TIMEOUT,
   OPT_LOG_LEVEL,
+  OPT_AUTH_FILE,
+  OPT_HASH_TOKEN,
   OPT_HELP,
   OPT_VERSION
 } opt_id_t;
@@ -66,6 +68,12 @@ static const opt_doc_t opt_docs[] = {
      "S      idle keep-alive HTTP connections are closed (default 60)"},
     {"log-level", "CRYOMAMBA_LOG_LEVEL", OPT_LOG_LEVEL,
      "L      debug, info, warn or error (default info)"},
+    {"auth-file", "CRYOMAMBA_AUTH_FILE", OPT_AUTH_FILE,
+     "FILE   bearer tokens, one '<sha256 hex> <read|write>' per line;\n"
+     "             CRYOMAMBA_TOKEN=<token> adds one write token. With any\n"
+     "             token set, every route but /v1/healthz needs one"},
+    {"hash-token", "CRYOMAMBA_HASH_TOKEN_UNUSED", OPT_HASH_TOKEN,
+     "TOKEN  print the auth-file line for TOKEN and exit"},
 };
 
 
@@ -96,6 +104,10 @@ static void print_help(void) {
       "over WebSocket.\n\nOptions (each also read from the environment "
       "variable shown; flags win):\n");
   for (size_t i = 0; i < sizeof(opt_docs) / sizeof(opt_docs[0]); i++) {
+    if (opt_docs[i].id == OPT_HASH_TOKEN) {
+      printf("  --%s %s\n", opt_docs[i].flag, opt_docs[i].help);
+      continue;
+    }
     printf("  --%s %s\n      [%s]\n", opt_docs[i].flag, opt_docs[i].help,
            opt_docs[i].env);
   }
@@ -208,6 +220,11 @@ static int apply(srv_config_t* cfg, opt_id_t id, const char* v) {
     }
     return -1;
   }
+  case OPT_AUTH_FILE:
+    return copy_str(cfg->auth_file, sizeof(cfg->auth_file), v);
+  case OPT_HASH_TOKEN:
+    cfg->hash_token = v;
+    return 0;
   case OPT_HELP:
   case OPT_VERSION:
     return 0;
@@ -228,6 +245,9 @@ static const opt_doc_t* doc_of(opt_id_t id) {
 
 int srv_config_parse(srv_config_t* cfg, int argc, char** argv) {
   for (size_t i = 0; i < sizeof(opt_docs) / sizeof(opt_docs[0]); i++) {
+    if (opt_docs[i].id == OPT_HASH_TOKEN) {
+      continue; /* a flag only */
+    }
     const char* v = getenv(opt_docs[i].env);
     if (v != NULL && apply(cfg, opt_docs[i].id, v) != 0) {
       fprintf(stderr, "cryomambad: invalid value '%s' for %s\n", v,

@@ -23,6 +23,8 @@ typedef struct {
   double ws_ping_timeout_s;
   double http_idle_timeout_s;
   int log_level; /* 0 debug, 1 info, 2 warn, 3 error */
+  char auth_file[1024]; /* "" = none */
+  const char* hash_token; /* --hash-token: print its auth line and exit */
 } srv_config_t;
 
 /* Fills the defaults. */

@@ -18,6 +18,7 @@
 #include "net/http_reader.h"
 #include "net/wqueue.h"
 #include "net/ws_session.h"
+#include "server/auth.h"
 #include "server/config.h"
 #include "server/log.h"
 
@@ -118,6 +119,7 @@ struct srv_ctx_s {
   uv_loop_t* loop;
   srv_config_t cfg;
   srv_logger_t log;
+  srv_auth_t auth; /* read-only after start-up */
   uv_tcp_t listener;
   uv_signal_t sigint, sigterm;
   uv_timer_t sweep_timer; /* keepalive pings and idle timeouts */

@@ -10,6 +10,7 @@
 
 #include "core/job_request.h"
 #include "core/msg.h"
+#include "server/auth.h"
 #include "server/conn.h"
 #include "server/download.h"
 #include "server/engine.h"
@@ -25,6 +26,7 @@ static const char* status_text(int status) {
   case 201: return "Created";
   case 400: return "Bad Request";
   case 401: return "Unauthorized";
+  case 403: return "Forbidden";
   case 404: return "Not Found";
   case 405: return "Method Not Allowed";
   case 409: return "Conflict";
@@ -146,12 +148,13 @@ static void handle_info(srv_conn_t* conn) {
   const srv_config_t* c = &conn->ctx->cfg;
   srv_http_reply_json(
       conn, 200,
-      json_pack("{s:s, s:s, s:i, s:[s,s,s,s,s], s:{s:I, s:I, s:I, s:I, s:I, "
+      json_pack("{s:s, s:s, s:i, s:[s,s,s,s,s,s], s:b, s:{s:I, s:I, s:I, s:I, s:I, "
                 "s:I, s:I, s:I, s:[f,f], s:f}}",
                 "name", "cryomambad", "version", CM_VERSION,
                 "protocol_version", 1, "capabilities", "previews", "cancel",
                 "artifacts", "patterns:random,blobs", "volume_path",
-                "limits", "max_running", (json_int_t) c->max_running,
+                "encodings:base64,raw,zstd", "auth_required",
+                conn->ctx->auth.count > 0, "limits", "max_running", (json_int_t) c->max_running,
                 "max_connections", (json_int_t) c->max_connections,
                 "max_subscribers_per_job",
                 (json_int_t) c->max_subscribers_per_job, "max_body_bytes",
@@ -411,6 +414,39 @@ static srv_job_t* find_job_or_reply(srv_conn_t* conn, span_t id) {
 }
 
 
+/* Answers 401/403 and returns false when the request lacks the token its
+ * route needs (read for GET and WebSocket, write for POST and DELETE). */
+static bool authorized(srv_conn_t* conn, bool read_only, bool allow_query) {
+  switch (srv_auth_check(&conn->ctx->auth, conn->http,
+                         read_only ? SRV_SCOPE_READ : SRV_SCOPE_WRITE,
+                         allow_query)) {
+  case SRV_AUTH_OK:
+    return true;
+  case SRV_AUTH_MISSING:
+    srv_http_reply_error(conn, 401, "unauthorized",
+                         "this server needs a bearer token",
+                         "send Authorization: Bearer <token> (WebSocket "
+                         "clients may use ?access_token=)",
+                         false, "WWW-Authenticate: Bearer\r\n");
+    break;
+  case SRV_AUTH_INVALID:
+    srv_http_reply_error(conn, 401, "unauthorized", "the token is not valid",
+                         NULL, false,
+                         "WWW-Authenticate: Bearer error=\"invalid_token\"\r\n");
+    break;
+  case SRV_AUTH_FORBIDDEN:
+    srv_http_reply_error(conn, 403, "forbidden",
+                         "the token may read but not change jobs",
+                         "use a token with write scope", false, NULL);
+    break;
+  }
+  if (conn->http->is_upgrade) {
+    conn->close_after_write = true; /* the client expected to switch */
+  }
+  return false;
+}
+
+
 int srv_http_handle(srv_conn_t* conn) {
   net_http_reader_t* r = conn->http;
   const char* url = net_http_url(r);
@@ -429,8 +465,13 @@ int srv_http_handle(srv_conn_t* conn) {
   size_t n = split_path(path, path_len, seg, 5);
   unsigned method = net_http_method(r);
   bool is_get = method == HTTP_GET;
+  bool is_health = n == 2 && span_is(seg[0], "v1") && span_is(seg[1], "healthz");
+  bool is_ws = n == 3 && span_is(seg[0], "ws") && span_is(seg[1], "jobs");
+  if (!is_health && !authorized(conn, is_get || is_ws, is_ws)) {
+    return conn->close_after_write ? -1 : 0;
+  }
 
-  if (n == 3 && span_is(seg[0], "ws") && span_is(seg[1], "jobs")) {
+  if (is_ws) {
     if (!r->is_upgrade) {
       conn->close_after_write = true;
       srv_http_reply_error(conn, 400, "bad_request",
@@ -448,7 +489,7 @@ int srv_http_handle(srv_conn_t* conn) {
                          NULL, false, NULL);
     return -1;
   }
-  if (n == 2 && span_is(seg[0], "v1") && span_is(seg[1], "healthz")) {
+  if (is_health) {
     if (!is_get) {
       reply_method_not_allowed(conn, "GET");
     } else {

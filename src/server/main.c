@@ -150,6 +150,23 @@ int main(int argc, char** argv) {
   if (rc != 0) {
     return rc > 0 ? 0 : 2;
   }
+  if (ctx->cfg.hash_token != NULL) {
+    srv_auth_print_line(ctx->cfg.hash_token, "write");
+    return 0;
+  }
+  char err[512];
+  if (ctx->cfg.auth_file[0] != '\0' &&
+      srv_auth_load_file(&ctx->auth, ctx->cfg.auth_file, err, sizeof(err)) !=
+          0) {
+    fprintf(stderr, "cryomambad: %s\n", err);
+    return 2;
+  }
+  const char* env_token = getenv("CRYOMAMBA_TOKEN");
+  if (env_token != NULL && env_token[0] != '\0' &&
+      srv_auth_add_token(&ctx->auth, env_token, SRV_SCOPE_WRITE) != 0) {
+    fprintf(stderr, "cryomambad: too many tokens\n");
+    return 2;
+  }
   signal(SIGPIPE, SIG_IGN);
   ctx->log.min_level = ctx->cfg.log_level;
   ctx->loop = uv_default_loop();
@@ -158,7 +175,6 @@ int main(int argc, char** argv) {
   if (resolve_dirs(&ctx->cfg) != 0) {
     return 1;
   }
-  char err[512];
   if (srv_store_open(ctx->cfg.state_dir, &ctx->log, &ctx->store, err,
                      sizeof(err)) != 0) {
     fprintf(stderr, "cryomambad: %s\n", err);
@@ -191,7 +207,7 @@ int main(int argc, char** argv) {
   fflush(stdout);
   srv_log(&ctx->log, SRV_LOG_INFO, "server.listening", "s:url",
           ctx->listen_url, "i:jobs_restored", (int64_t) restored, "s:state_dir",
-          ctx->cfg.state_dir, NULL);
+          ctx->cfg.state_dir, "i:auth_tokens", (int64_t) ctx->auth.count, NULL);
   uv_run(ctx->loop, UV_RUN_DEFAULT);
   /* Every connection and render is done; persist and free the rest. */
   srv_store_close(ctx->store);
