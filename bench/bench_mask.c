@@ -1,8 +1,6 @@
 /* bench_mask.c: time per core_mask_render() and core_mask_count_labels() of
- * a 128x256x256 volume (8 MiB at scale 1). Not in the Meson build; by hand:
- *   cc -O2 -std=c17 -D_DEFAULT_SOURCE -I src bench/bench_mask.c \
- *      src/core/mask.c src/core/shape.c -lm -o /tmp/bench_mask
- *   /tmp/bench_mask [nz ny nx]
+ * a 128x256x256 volume (8 MiB at scale 1). Built by bench/meson.build:
+ *   build/bench/bench_mask [nz ny nx]
  * Prints milliseconds per call (best and mean over the repetitions). */
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,7 +14,7 @@
 static double now_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+  return (double) ts.tv_sec * 1e3 + (double) ts.tv_nsec / 1e6;
 }
 
 

@@ -412,6 +412,7 @@ static void on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
     free(c->hs);
     c->hs = NULL;
     c->state = LG_OPEN;
+    c->was_open = true;
     g.established++;
     lg_samples_add(&g.connect, lg_mono_us() - c->t_start_us);
     maybe_all_connected();
@@ -434,7 +435,7 @@ static void on_connect(uv_connect_t* req, int status) {
   }
   c->state = LG_HANDSHAKE;
   c->hs = malloc(LG_HS_MAX);
-  if (c->hs == NULL || uv_read_start(s_of(c), on_alloc, on_read) != 0) {
+  if (c->hs == NULL || uv_read_start((uv_stream_t*) &c->tcp, on_alloc, on_read) != 0) {
     conn_fail(c);
     return;
   }
@@ -523,9 +524,9 @@ static void on_ramp(uv_timer_t* t) {
   }
   if (g.opened == g.n) {
     uv_timer_stop(t);
-    double guard_s = 30 + (g.opt.ramp_per_s > 0 ? 0 : 0);
-    uv_timer_start(&g.phase_timer, on_ramp_guard, (uint64_t) (guard_s * 1000),
-                   0);
+    if (!g.is_ramp_done) {
+      uv_timer_start(&g.phase_timer, on_ramp_guard, 30000, 0);
+    }
   }
 }
 

@@ -89,24 +89,25 @@ typedef void (*cm_dispatch_fn)(void (*fn)(void*), void* arg, void* user_data);
 
 /* A note from the library (reconnects, dropped messages...), on the
  * client thread, not dispatched. `msg` is borrowed for the call. */
-typedef void (*cm_log_cb)(cm_log_level_t level, const char* msg,
+typedef void (*cm_log_cb)(cm_log_level_t level,
+                          const char* msg,
                           void* user_data);
 
 typedef struct {
-  const char* server_url; /* http://host[:port][/prefix]; copied;
-                             default "http://127.0.0.1:8000" */
-  const char* token;      /* bearer token or NULL; copied */
-  uint32_t connect_timeout_ms; /* TCP connect + WS handshake; 10000 */
-  uint32_t request_timeout_ms; /* REST: silence before giving up; 30000 */
-  uint32_t keepalive_ms;       /* WS: ping after this much silence, give
-                                  up after twice it; 20000; 0: off */
-  uint32_t reconnect_initial_ms; /* first reconnect delay; 500 */
-  uint32_t reconnect_max_ms;     /* cap of the doubling delay; 30000 */
+  const char* server_url;          /* http://host[:port][/prefix]; copied;
+                                      default "http://127.0.0.1:8000" */
+  const char* token;               /* bearer token or NULL; copied */
+  uint32_t connect_timeout_ms;     /* TCP connect + WS handshake; 10000 */
+  uint32_t request_timeout_ms;     /* REST: silence before giving up; 30000 */
+  uint32_t keepalive_ms;           /* WS: ping after this much silence, give
+                                      up after twice it; 20000; 0: off */
+  uint32_t reconnect_initial_ms;   /* first reconnect delay; 500 */
+  uint32_t reconnect_max_ms;       /* cap of the doubling delay; 30000 */
   uint32_t max_reconnect_attempts; /* consecutive failures before giving
                                       up (CM_EGAVEUP); 0: never give up */
-  uint64_t max_message_bytes;  /* largest WS message; 1 GiB */
-  size_t max_body_bytes;       /* largest buffered REST body; 64 MiB */
-  cm_dispatch_fn dispatch;     /* NULL: callbacks on the client thread */
+  uint64_t max_message_bytes;      /* largest WS message; 1 GiB */
+  size_t max_body_bytes;           /* largest buffered REST body; 64 MiB */
+  cm_dispatch_fn dispatch;         /* NULL: callbacks on the client thread */
   void* dispatch_data;
   cm_log_cb log;
   void* log_data;
@@ -117,8 +118,7 @@ CM_EXPORT void cm_client_options_init(cm_client_options_t* opts);
 
 /* Creates a client with its own loop. `opts` may be NULL (defaults) and is
  * copied. Returns 0, CM_EBADURL, CM_ETLS or -ENOMEM; *out is set on 0. */
-CM_EXPORT int cm_client_new(const cm_client_options_t* opts,
-                            cm_client_t** out);
+CM_EXPORT int cm_client_new(const cm_client_options_t* opts, cm_client_t** out);
 
 /* Runs the loop on the calling thread until no subscription or request is
  * left or cm_client_stop() is called. Returns 0 or a libuv error. Not with
@@ -160,14 +160,14 @@ CM_EXPORT bool cm_job_state_is_terminal(cm_job_state_t state);
 /* What to create. Zero fields take the server's defaults; initialise with
  * cm_job_spec_init(). */
 typedef struct {
-  uint32_t shape[3];      /* Z, Y, X; all 0: server default (or path) */
-  double voxel_size[3];   /* Angstrom; 0: server default */
+  uint32_t shape[3];       /* Z, Y, X; all 0: server default (or path) */
+  double voxel_size[3];    /* Angstrom; 0: server default */
   const char* server_path; /* volume_path under the server's data root */
-  double preview_hz;      /* 0: default */
-  uint32_t preview_scale; /* 0: default (1) */
-  double duration_s;      /* < 0: default (30) */
-  int64_t seed;           /* < 0: default (0) */
-  const char* pattern;    /* "random", "blobs" or NULL */
+  double preview_hz;       /* 0: default */
+  uint32_t preview_scale;  /* 0: default (1) */
+  double duration_s;       /* < 0: default (30) */
+  int64_t seed;            /* < 0: default (0) */
+  const char* pattern;     /* "random", "blobs" or NULL */
 } cm_job_spec_t;
 
 /* Fills `spec` with "server default" everywhere. */
@@ -189,24 +189,24 @@ typedef struct {
   uint64_t previews_sent;
   uint64_t artifact_bytes; /* mask.mrc size once completed, else 0 */
   char created_at[32], updated_at[32];
-  char error_code[32];     /* errors[0] when failed, else "" */
+  char error_code[32]; /* errors[0] when failed, else "" */
   char error_message[256];
 } cm_job_t;
 
 /* A REST answer. `body` is the raw response (JSON, NUL-terminated) except
  * for downloads; `error_*` hold the error envelope for HTTP errors. */
 typedef struct {
-  int http_status;  /* 0 when no answer arrived */
+  int http_status; /* 0 when no answer arrived */
   char* body;
   size_t body_len;
   char error_code[48];
   char error_message[256];
   char error_hint[256];
   bool is_retryable;
-  cm_job_t job;       /* create, get, cancel (cancel: id and state only) */
-  cm_job_t* jobs;     /* list: `job_count` jobs, newest first */
+  cm_job_t job;   /* create, get, cancel (cancel: id and state only) */
+  cm_job_t* jobs; /* list: `job_count` jobs, newest first */
   size_t job_count;
-  uint64_t bytes;     /* download: bytes written to the file */
+  uint64_t bytes; /* download: bytes written to the file */
 } cm_reply_t;
 
 /* Releases what a reply holds (body, jobs); zeroes it. NULL-safe. */
@@ -235,9 +235,7 @@ CM_EXPORT int cm_job_get(cm_client_t* client,
                          const char* job_id,
                          cm_reply_cb cb,
                          void* user_data);
-CM_EXPORT int cm_job_list(cm_client_t* client,
-                          cm_reply_cb cb,
-                          void* user_data);
+CM_EXPORT int cm_job_list(cm_client_t* client, cm_reply_cb cb, void* user_data);
 CM_EXPORT int cm_job_cancel(cm_client_t* client,
                             const char* job_id,
                             cm_reply_cb cb,
@@ -324,11 +322,11 @@ CM_EXPORT const char* cm_conn_state_name(cm_conn_state_t state);
 
 typedef struct {
   cm_conn_state_t state;
-  unsigned attempt;  /* 0 for the first connection, then 1, 2, ... for
-                        consecutive reconnect attempts; back to 0 after a
-                        connection that reached OPEN */
-  uint32_t delay_ms; /* RECONNECTING: wait before the attempt */
-  int reason;        /* what ended the last connection (0: none) */
+  unsigned attempt;    /* 0 for the first connection, then 1, 2, ... for
+                          consecutive reconnect attempts; back to 0 after a
+                          connection that reached OPEN */
+  uint32_t delay_ms;   /* RECONNECTING: wait before the attempt */
+  int reason;          /* what ended the last connection (0: none) */
   uint16_t close_code; /* its WebSocket close code, 0 if none */
 } cm_conn_event_t;
 
@@ -348,10 +346,10 @@ typedef struct {
 typedef struct {
   uint64_t seq;
   int64_t timestamp_us;
-  double progress;      /* 0..1 */
+  double progress; /* 0..1 */
   cm_job_state_t state;
-  const char* message;  /* "" if none */
-  double eta_s;         /* < 0 when unknown */
+  const char* message; /* "" if none */
+  double eta_s;        /* < 0 when unknown */
   double elapsed_s;
   uint64_t previews_sent;
 } cm_progress_t;
@@ -373,10 +371,10 @@ typedef struct {
 } cm_finished_t;
 
 typedef enum {
-  CM_SUB_ERR_JOB,       /* the job failed (terminal; seq >= 1) */
-  CM_SUB_ERR_SERVER,    /* the server replied with an error (seq 0) */
-  CM_SUB_ERR_INVALID,   /* a message failed validation; it was dropped */
-  CM_SUB_ERR_UNKNOWN    /* a message of an unknown type; it was skipped */
+  CM_SUB_ERR_JOB,     /* the job failed (terminal; seq >= 1) */
+  CM_SUB_ERR_SERVER,  /* the server replied with an error (seq 0) */
+  CM_SUB_ERR_INVALID, /* a message failed validation; it was dropped */
+  CM_SUB_ERR_UNKNOWN  /* a message of an unknown type; it was skipped */
 } cm_sub_err_kind_t;
 
 typedef struct {
@@ -396,9 +394,7 @@ typedef struct {
   void (*on_state)(cm_sub_t* sub, const cm_conn_event_t* ev, void* user);
   void (*on_connected)(cm_sub_t* sub, const cm_connected_t* ev, void* user);
   void (*on_progress)(cm_sub_t* sub, const cm_progress_t* ev, void* user);
-  void (*on_job_state)(cm_sub_t* sub,
-                       const cm_state_change_t* ev,
-                       void* user);
+  void (*on_job_state)(cm_sub_t* sub, const cm_state_change_t* ev, void* user);
   void (*on_preview)(cm_sub_t* sub, cm_preview_t* ev, void* user);
   /* completed and cancelled (state says which) */
   void (*on_finished)(cm_sub_t* sub, const cm_finished_t* ev, void* user);
@@ -430,12 +426,12 @@ CM_EXPORT const char* cm_sub_job_id(const cm_sub_t* sub);
 
 /* Counters (client thread, or approximate from another thread). */
 typedef struct {
-  uint64_t messages;     /* delivered to callbacks */
-  uint64_t duplicates;   /* dropped as already seen (seq) */
-  uint64_t rejected;     /* failed validation */
-  uint64_t bytes;        /* WebSocket message bytes received */
-  unsigned reconnects;   /* successful reconnections */
-  uint64_t last_seq;     /* highest job event seq delivered */
+  uint64_t messages;   /* delivered to callbacks */
+  uint64_t duplicates; /* dropped as already seen (seq) */
+  uint64_t rejected;   /* failed validation */
+  uint64_t bytes;      /* WebSocket message bytes received */
+  unsigned reconnects; /* successful reconnections */
+  uint64_t last_seq;   /* highest job event seq delivered */
 } cm_sub_stats_t;
 
 CM_EXPORT void cm_sub_get_stats(const cm_sub_t* sub, cm_sub_stats_t* out);

@@ -11,17 +11,17 @@
 
 /* Exit statuses; keep docs/cli.md and the --help text in step. */
 enum {
-  CLI_EXIT_OK = 0,          /* success; watch: the job completed */
-  CLI_EXIT_JOB_FAILED = 1,  /* watch: the job failed */
-  CLI_EXIT_CANCELLED = 2,   /* watch: the job was cancelled */
-  CLI_EXIT_LOST = 3,        /* watch: connection lost for good */
-  CLI_EXIT_REFUSED = 4,     /* the server refused the request (4xx/5xx) */
-  CLI_EXIT_NOT_FOUND = 5,   /* no such job (404) */
+  CLI_EXIT_OK = 0,           /* success; watch: the job completed */
+  CLI_EXIT_JOB_FAILED = 1,   /* watch: the job failed */
+  CLI_EXIT_CANCELLED = 2,    /* watch: the job was cancelled */
+  CLI_EXIT_LOST = 3,         /* watch: connection lost for good */
+  CLI_EXIT_REFUSED = 4,      /* the server refused the request (4xx/5xx) */
+  CLI_EXIT_NOT_FOUND = 5,    /* no such job (404) */
   CLI_EXIT_UNAUTHORIZED = 6, /* 401: token missing or wrong */
-  CLI_EXIT_UNREACHABLE = 7, /* server down, wrong address, timeout */
-  CLI_EXIT_PROTOCOL = 8,    /* the server's answer made no sense */
-  CLI_EXIT_IO = 9,          /* a local file could not be read or written */
-  CLI_EXIT_USAGE = 64       /* bad command line */
+  CLI_EXIT_UNREACHABLE = 7,  /* server down, wrong address, timeout */
+  CLI_EXIT_PROTOCOL = 8,     /* the server's answer made no sense */
+  CLI_EXIT_IO = 9,           /* a local file could not be read or written */
+  CLI_EXIT_USAGE = 64        /* bad command line */
 };
 
 typedef struct {
@@ -47,8 +47,8 @@ int cli_fail(const cli_ctx_t* ctx,
              const char* what);
 
 /* Prints a usage error and returns CLI_EXIT_USAGE. */
-int cli_usage_error(const cli_ctx_t* ctx, const char* cmd, const char* fmt,
-                    ...) __attribute__((format(printf, 3, 4)));
+int cli_usage_error(const cli_ctx_t* ctx, const char* cmd, const char* fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 /* Parses "Z,Y,X" (or a single N for N,N,N) into shape (1..4096 each). */
 bool cli_parse_shape(const char* s, uint32_t out[3]);
@@ -65,6 +65,11 @@ const char* cli_human_bytes(uint64_t n, char* buf, size_t len);
 /* Prints a job (plain text) to stdout. */
 void cli_print_job(const cm_job_t* job);
 
+/* The one JOB argument at argv[optind] of status/cancel/download/watch;
+ * NULL with *rc = an exit code (usage message printed) when missing,
+ * doubled or not a UUID. */
+const char* cli_job_arg(cli_ctx_t* ctx, int argc, char** argv, int* rc);
+
 /* Commands: argc/argv start at the command name. */
 int cli_cmd_health(cli_ctx_t* ctx, int argc, char** argv);
 int cli_cmd_status(cli_ctx_t* ctx, int argc, char** argv);
@@ -77,12 +82,13 @@ int cli_cmd_phantom(cli_ctx_t* ctx, int argc, char** argv);
 
 /* watch's engine, also used by `submit --watch`. */
 typedef struct {
-  const char* save_dir;  /* --save-previews */
-  unsigned max_retries;  /* 0: forever */
-  bool no_progress;      /* plain lines even on a terminal */
+  const char* save_dir; /* --save-previews */
+  unsigned max_retries; /* 0: forever */
+  bool no_progress;     /* plain lines even on a terminal */
 } cli_watch_opts_t;
 
-int cli_watch_job(cli_ctx_t* ctx, const char* job_id,
+int cli_watch_job(cli_ctx_t* ctx,
+                  const char* job_id,
                   const cli_watch_opts_t* opts);
 
 #endif

@@ -186,9 +186,9 @@ int cm_client_new(const cm_client_options_t* opts, cm_client_t** out) {
   client->opts = *opts;
   const char* url =
       opts->server_url != NULL ? opts->server_url : "http://127.0.0.1:8000";
-  int err = client_parse_url(url, client->host, sizeof(client->host),
-                             &client->port, client->prefix,
-                             sizeof(client->prefix));
+  int err =
+      client_parse_url(url, client->host, sizeof(client->host), &client->port,
+                       client->prefix, sizeof(client->prefix));
   if (err != 0) {
     free(client);
     return err;

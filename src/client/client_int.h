@@ -36,7 +36,7 @@ struct cm_client_s {
   /* Options, copied. */
   char host[256];
   uint16_t port;
-  char prefix[256];     /* "" or "/something", no trailing slash */
+  char prefix[256];       /* "" or "/something", no trailing slash */
   char auth_header[1100]; /* "Authorization: Bearer ...\r\n" or "" */
   cm_client_options_t opts;
 };

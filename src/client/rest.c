@@ -101,8 +101,8 @@ static bool parse_job(const json_t* obj, cm_job_t* job) {
   get_triple_u32(json_object_get(obj, "preview_shape"), job->preview_shape);
   const json_t* params = json_object_get(obj, "params");
   job->preview_hz = json_number_value(json_object_get(params, "preview_hz"));
-  json_int_t scale = json_integer_value(json_object_get(params,
-                                                        "preview_scale"));
+  json_int_t scale =
+      json_integer_value(json_object_get(params, "preview_scale"));
   job->preview_scale = scale > 0 && scale <= 16 ? (uint32_t) scale : 0;
   job->duration_s = json_number_value(json_object_get(params, "duration_s"));
   job->seed = json_integer_value(json_object_get(params, "seed"));
@@ -167,8 +167,8 @@ static int parse_reply(rest_req_t* req, int status) {
     return status == UV_E2BIG ? CM_EPROTO : status;
   }
   json_error_t jerr;
-  json_t* root = r->body != NULL ? json_loadb(r->body, r->body_len, 0, &jerr)
-                                 : NULL;
+  json_t* root =
+      r->body != NULL ? json_loadb(r->body, r->body_len, 0, &jerr) : NULL;
   int rc = 0;
   if (r->http_status / 100 != 2) {
     rc = parse_error(req, root);
@@ -208,8 +208,7 @@ static void finish_download(rest_req_t* req) {
   }
   int err = close(req->fd) != 0 ? -errno : 0;
   req->fd = -1;
-  if (req->status == 0 && err == 0 &&
-      rename(req->part_path, req->path) != 0) {
+  if (req->status == 0 && err == 0 && rename(req->part_path, req->path) != 0) {
     err = -errno;
   }
   if (req->status == 0 && err != 0) {
@@ -282,8 +281,8 @@ static void start_on_loop(void* arg) {
     err = UV_ECANCELED;
   }
   if (err == 0 && req->kind == REST_DOWNLOAD) {
-    req->fd = open(req->part_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
-                   0644);
+    req->fd =
+        open(req->part_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (req->fd < 0) {
       err = -errno;
     }
@@ -336,10 +335,10 @@ static char* spec_json(const cm_job_spec_t* s) {
   if (s->shape[0] != 0 || s->voxel_size[0] > 0) {
     json_t* volume = json_object();
     if (s->shape[0] != 0) {
-      json_object_set_new(volume, "shape",
-                          json_pack("[I,I,I]", (json_int_t) s->shape[0],
-                                    (json_int_t) s->shape[1],
-                                    (json_int_t) s->shape[2]));
+      json_object_set_new(
+          volume, "shape",
+          json_pack("[I,I,I]", (json_int_t) s->shape[0],
+                    (json_int_t) s->shape[1], (json_int_t) s->shape[2]));
     }
     if (s->voxel_size[0] > 0) {
       json_object_set_new(volume, "voxel_size",
@@ -434,12 +433,10 @@ static rest_req_t* rest_req_new(cm_client_t* client,
              job_id);
     break;
   case REST_DOWNLOAD:
-    snprintf(req->target, sizeof(req->target),
-             "%s/v1/jobs/%s/artifacts/%s", p, job_id,
-             name != NULL ? name : "mask.mrc");
+    snprintf(req->target, sizeof(req->target), "%s/v1/jobs/%s/artifacts/%s", p,
+             job_id, name != NULL ? name : "mask.mrc");
     req->path = strdup(path);
-    if (req->path != NULL &&
-        asprintf(&req->part_path, "%s.part", path) < 0) {
+    if (req->path != NULL && asprintf(&req->part_path, "%s.part", path) < 0) {
       req->part_path = NULL;
     }
     if (req->path == NULL || req->part_path == NULL) {
@@ -467,8 +464,7 @@ static int rest_async(cm_client_t* client,
     return CM_EBADARG;
   }
   int err;
-  rest_req_t* req = rest_req_new(client, kind, job_id, spec, name, path,
-                                 &err);
+  rest_req_t* req = rest_req_new(client, kind, job_id, spec, name, path, &err);
   if (req == NULL) {
     return err;
   }
@@ -493,8 +489,7 @@ static int rest_sync(cm_client_t* client,
                      cm_reply_t* out) {
   memset(out, 0, sizeof(*out));
   int err;
-  rest_req_t* req = rest_req_new(client, kind, job_id, spec, name, path,
-                                 &err);
+  rest_req_t* req = rest_req_new(client, kind, job_id, spec, name, path, &err);
   if (req == NULL) {
     return err;
   }
@@ -517,14 +512,12 @@ static int rest_sync(cm_client_t* client,
 
 
 int cm_health(cm_client_t* client, cm_reply_cb cb, void* user_data) {
-  return rest_async(client, REST_HEALTH, NULL, NULL, NULL, NULL, cb,
-                    user_data);
+  return rest_async(client, REST_HEALTH, NULL, NULL, NULL, NULL, cb, user_data);
 }
 
 
 int cm_server_info(cm_client_t* client, cm_reply_cb cb, void* user_data) {
-  return rest_async(client, REST_INFO, NULL, NULL, NULL, NULL, cb,
-                    user_data);
+  return rest_async(client, REST_INFO, NULL, NULL, NULL, NULL, cb, user_data);
 }
 
 
@@ -532,8 +525,7 @@ int cm_job_create(cm_client_t* client,
                   const cm_job_spec_t* spec,
                   cm_reply_cb cb,
                   void* user_data) {
-  return rest_async(client, REST_CREATE, NULL, spec, NULL, NULL, cb,
-                    user_data);
+  return rest_async(client, REST_CREATE, NULL, spec, NULL, NULL, cb, user_data);
 }
 
 
@@ -541,14 +533,12 @@ int cm_job_get(cm_client_t* client,
                const char* job_id,
                cm_reply_cb cb,
                void* user_data) {
-  return rest_async(client, REST_GET, job_id, NULL, NULL, NULL, cb,
-                    user_data);
+  return rest_async(client, REST_GET, job_id, NULL, NULL, NULL, cb, user_data);
 }
 
 
 int cm_job_list(cm_client_t* client, cm_reply_cb cb, void* user_data) {
-  return rest_async(client, REST_LIST, NULL, NULL, NULL, NULL, cb,
-                    user_data);
+  return rest_async(client, REST_LIST, NULL, NULL, NULL, NULL, cb, user_data);
 }
 
 

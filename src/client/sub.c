@@ -27,12 +27,12 @@ struct cm_sub_s {
   char job_id[CORE_UUID_STR_LEN + 1];
   cm_sub_cbs_t cbs;
   void* user_data;
-  net_wsc_t* wsc;   /* the current connection, NULL between attempts */
-  uv_timer_t timer; /* reconnect delay */
-  unsigned attempt; /* consecutive failed connections */
+  net_wsc_t* wsc;       /* the current connection, NULL between attempts */
+  uv_timer_t timer;     /* reconnect delay */
+  unsigned attempt;     /* consecutive failed connections */
   unsigned connections; /* connections that reached `connected` */
-  bool is_ready;     /* this connection's `connected` arrived */
-  bool has_volume;   /* volume/scale known (from `connected`) */
+  bool is_ready;        /* this connection's `connected` arrived */
+  bool has_volume;      /* volume/scale known (from `connected`) */
   core_shape_t volume;
   uint32_t scale;
   bool has_terminal; /* a terminal event was delivered */
@@ -172,9 +172,7 @@ static void emit(cm_sub_t* sub, sub_ev_t* ev) {
 }
 
 
-static void emit_conn(cm_sub_t* sub,
-                      cm_conn_state_t state,
-                      uint32_t delay_ms) {
+static void emit_conn(cm_sub_t* sub, cm_conn_state_t state, uint32_t delay_ms) {
   sub_ev_t* ev = ev_new(sub, EV_CONN);
   if (ev != NULL) {
     ev->u.conn.state = state;
@@ -222,8 +220,7 @@ static void reject(cm_sub_t* sub, const char* fmt, ...) {
   va_start(ap, fmt);
   vsnprintf(msg, sizeof(msg), fmt, ap);
   va_end(ap);
-  emit_error(sub, CM_SUB_ERR_INVALID, 0, 0, "invalid_message", msg, "",
-             false);
+  emit_error(sub, CM_SUB_ERR_INVALID, 0, 0, "invalid_message", msg, "", false);
 }
 
 
@@ -256,8 +253,7 @@ static bool get_shape(const json_t* obj, const char* key, core_shape_t* out) {
 }
 
 
-static bool get_state(const json_t* obj, const char* key,
-                      cm_job_state_t* out) {
+static bool get_state(const json_t* obj, const char* key, cm_job_state_t* out) {
   *out = client_job_state_parse(json_string_value(json_object_get(obj, key)));
   return *out != CM_JOB_UNKNOWN;
 }
@@ -306,8 +302,8 @@ static void on_connected_msg(cm_sub_t* sub, const core_server_msg_t* m) {
     c.shape[i] = volume.d[i];
     c.preview_shape[i] = preview.d[i];
   }
-  const json_t* vs = json_object_get(json_object_get(d, "volume"),
-                                     "voxel_size");
+  const json_t* vs =
+      json_object_get(json_object_get(d, "volume"), "voxel_size");
   for (size_t i = 0; i < 3; i++) {
     c.voxel_size[i] = json_number_value(json_array_get(vs, i));
   }
@@ -365,16 +361,16 @@ static bool on_progress_msg(cm_sub_t* sub, const core_server_msg_t* m) {
 static bool on_preview_msg(cm_sub_t* sub, const core_server_msg_t* m) {
   core_preview_t pv;
   char err[256];
-  int rc = core_msg_decode_preview(m->data, &sub->volume, &pv, err,
-                                   sizeof(err));
+  int rc =
+      core_msg_decode_preview(m->data, &sub->volume, &pv, err, sizeof(err));
   if (rc == -ENOMEM) {
     reject(sub, "preview (seq %llu) too large for memory",
            (unsigned long long) m->seq);
     return false;
   }
   if (rc != 0) {
-    reject(sub, "preview (seq %llu) rejected: %s",
-           (unsigned long long) m->seq, err);
+    reject(sub, "preview (seq %llu) rejected: %s", (unsigned long long) m->seq,
+           err);
     return false;
   }
   if (pv.scale[0] != sub->scale || pv.scale[1] != sub->scale ||
@@ -420,8 +416,8 @@ static bool on_finished_msg(cm_sub_t* sub,
       reject(sub, "completed message without artifacts");
       return false;
     }
-    json_int_t b = json_integer_value(json_object_get(json_array_get(arts, 0),
-                                                      "bytes"));
+    json_int_t b =
+        json_integer_value(json_object_get(json_array_get(arts, 0), "bytes"));
     f.artifact_bytes = b > 0 ? (uint64_t) b : 0;
     f.progress = 1;
   } else if (!get_number(d, "progress", &f.progress)) {
@@ -607,10 +603,19 @@ static bool is_fatal(cm_sub_t* sub, net_wsc_t* wsc, int status, int* out) {
     } else {
       return false;
     }
-    emit_error(sub, CM_SUB_ERR_SERVER, 0, 0, "http_error",
-               wsc->http_body != NULL ? wsc->http_body
-                                      : "the handshake was refused",
-               "", false);
+    /* Show the server's sentence from its error envelope. */
+    json_error_t jerr;
+    json_t* root =
+        wsc->http_body != NULL ? json_loads(wsc->http_body, 0, &jerr) : NULL;
+    const json_t* e = json_object_get(root, "error");
+    const char* code = json_string_value(json_object_get(e, "code"));
+    const char* msg = json_string_value(json_object_get(e, "message"));
+    char text[384];
+    snprintf(text, sizeof(text), "the WebSocket handshake got HTTP %u: %s", h,
+             msg != NULL ? msg : "refused");
+    emit_error(sub, CM_SUB_ERR_SERVER, 0, 0, code != NULL ? code : "http_error",
+               text, json_string_value(json_object_get(e, "hint")), false);
+    json_decref(root);
     return true;
   }
   if (status == 0) {
@@ -841,9 +846,8 @@ int cm_preview_decode(const char* json,
     memcpy(volume.d, volume_shape, sizeof(volume.d));
   }
   core_preview_t pv;
-  int rc = core_msg_decode_preview(m.data, volume_shape != NULL ? &volume
-                                                                : NULL,
-                                   &pv, err, err_len);
+  int rc = core_msg_decode_preview(
+      m.data, volume_shape != NULL ? &volume : NULL, &pv, err, err_len);
   if (rc == 0) {
     out->seq = m.seq;
     out->timestamp_us = m.ts_us;

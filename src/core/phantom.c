@@ -91,8 +91,7 @@ void core_phantom_slice(const core_phantom_t* p, uint32_t z, float* out) {
       /* Box-Muller from two hashes of the voxel index. */
       uint64_t h1 = mix(p->seed * 0x100000001b3ull ^ (i * 2));
       uint64_t h2 = mix(h1 ^ (i * 2 + 1));
-      double g = sqrt(-2.0 * log(unit(h1))) * cos(6.283185307179586 *
-                                                 unit(h2));
+      double g = sqrt(-2.0 * log(unit(h1))) * cos(6.283185307179586 * unit(h2));
       out[(size_t) y * nx + x] =
           membranes(p, fz, (float) y, (float) x) + p->noise_sigma * (float) g;
     }

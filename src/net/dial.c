@@ -18,7 +18,9 @@ static int connect_to(net_dial_t* d, const struct sockaddr* addr) {
 }
 
 
-static void on_resolved(uv_getaddrinfo_t* gai, int status, struct addrinfo* res) {
+static void on_resolved(uv_getaddrinfo_t* gai,
+                        int status,
+                        struct addrinfo* res) {
   net_dial_t* d = gai->data;
   d->is_resolving = false;
   if (d->is_cancelled) {
@@ -69,8 +71,8 @@ int net_dial_start(net_dial_t* d,
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
   d->gai.data = d;
-  int err = uv_getaddrinfo(tcp->loop, &d->gai, on_resolved, host, service,
-                           &hints);
+  int err =
+      uv_getaddrinfo(tcp->loop, &d->gai, on_resolved, host, service, &hints);
   if (err == 0) {
     d->is_resolving = true;
   }

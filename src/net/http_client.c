@@ -138,8 +138,9 @@ static void on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
       /* A body delimited by the end of the connection ends here. */
       http_parser_execute(&req->parser, &settings, NULL, 0);
     }
-    finish(req, req->is_complete ? 0 : nread == UV_EOF ? UV_EPROTO
-                                                       : (int) nread);
+    finish(req, req->is_complete  ? 0
+                : nread == UV_EOF ? UV_EPROTO
+                                  : (int) nread);
     return;
   }
   arm_idle(req);
@@ -180,8 +181,7 @@ static void on_connected(net_dial_t* d, int status) {
   arm_idle(req);
   uv_buf_t buf = uv_buf_init(req->out, (unsigned) req->out_len);
   req->wreq.data = req;
-  int err = uv_write(&req->wreq, (uv_stream_t*) &req->tcp, &buf, 1,
-                     on_written);
+  int err = uv_write(&req->wreq, (uv_stream_t*) &req->tcp, &buf, 1, on_written);
   if (err == 0) {
     err = uv_read_start((uv_stream_t*) &req->tcp, on_alloc, on_read);
   }
@@ -201,7 +201,8 @@ static char* build_request(const net_hreq_opts_t* o, size_t* len) {
   }
   int n = snprintf(out, cap,
                    "%s %s HTTP/1.1\r\nHost: %s:%u\r\n"
-                   "User-Agent: libcryomamba/" CM_VERSION "\r\n"
+                   "User-Agent: libcryomamba/" CM_VERSION
+                   "\r\n"
                    "Accept: application/json\r\nConnection: close\r\n%s",
                    o->method, o->target, o->host, o->port, headers);
   if (o->body != NULL) {

@@ -222,8 +222,8 @@ static void on_keepalive(uv_timer_t* timer) {
     fail(wsc, UV_ETIMEDOUT);
     return;
   }
-  struct wslay_event_msg ping = {.opcode = WSLAY_PING, .msg = NULL,
-                                 .msg_length = 0};
+  struct wslay_event_msg ping = {
+      .opcode = WSLAY_PING, .msg = NULL, .msg_length = 0};
   if (wslay_event_queue_msg(wsc->ctx, &ping) == 0) {
     wsc->is_ping_out = true;
     pump(wsc);
@@ -363,8 +363,8 @@ static void on_connected(net_dial_t* d, int status) {
   if (req != NULL) {
     req->data = wsc;
     uv_buf_t buf = uv_buf_init(wsc->handshake, (unsigned) wsc->handshake_len);
-    err = uv_write(req, (uv_stream_t*) &wsc->tcp, &buf, 1,
-                   on_handshake_written);
+    err =
+        uv_write(req, (uv_stream_t*) &wsc->tcp, &buf, 1, on_handshake_written);
     if (err != 0) {
       free(req);
     }

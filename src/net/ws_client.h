@@ -47,9 +47,9 @@ typedef struct {
   uint16_t port;
   const char* target;  /* e.g. "/ws/jobs/<id>" */
   const char* headers; /* extra request lines ending in \r\n; may be NULL */
-  uint32_t connect_timeout_ms;   /* connect + handshake */
-  uint32_t keepalive_ms;         /* ping after this much silence; 0: off */
-  uint64_t max_msg_len;          /* larger messages close with 1009 */
+  uint32_t connect_timeout_ms; /* connect + handshake */
+  uint32_t keepalive_ms;       /* ping after this much silence; 0: off */
+  uint64_t max_msg_len;        /* larger messages close with 1009 */
 } net_wsc_opts_t;
 
 struct net_wsc_s {
@@ -66,11 +66,11 @@ struct net_wsc_s {
   uint32_t keepalive_ms;
   uint64_t max_msg_len;
   int open_handles;
-  int status;            /* what close_cb will report */
-  unsigned http_status;  /* the handshake answer's status */
-  char* http_body;       /* its body when not 101 (NUL-terminated) */
-  uint16_t close_code;   /* the peer's close code */
-  bool is_open;          /* handshake done */
+  int status;           /* what close_cb will report */
+  unsigned http_status; /* the handshake answer's status */
+  char* http_body;      /* its body when not 101 (NUL-terminated) */
+  uint16_t close_code;  /* the peer's close code */
+  bool is_open;         /* handshake done */
   bool is_dialing;
   bool is_closing;       /* handles are closing */
   bool is_shutting_down; /* close handshake over; flushing before close */

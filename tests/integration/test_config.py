@@ -8,11 +8,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import SERVER_BIN, Server, main  # noqa: E402
+from harness import SERVER_BIN, RawHTTP, Server, main  # noqa: E402
 
 
 class ConfigTest(unittest.TestCase):
@@ -49,6 +50,19 @@ class ConfigTest(unittest.TestCase):
         self.assertEqual(s.create_job({})["params"]["preview_hz"], 2.5)
         r = s.request("POST", "/v1/jobs", raw=b'{"pad":"' + b"x" * 6000 + b'"}')
         self.assertEqual(r.status, 413)
+        self.stop(s)
+
+    def test_http_idle_timeout(self):
+        s = self.run_server(("--http-idle-timeout", "1"))
+        c = RawHTTP(s.port)
+        try:
+            c.send(b"GET /v1/healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            self.assertEqual(c.read_response().status, 200)
+            t0 = time.monotonic()
+            self.assertTrue(c.at_eof(10.0), "idle keep-alive connection never closed")
+            self.assertLess(time.monotonic() - t0, 5.0)
+        finally:
+            c.close()
         self.stop(s)
 
     def test_defaults(self):

@@ -126,6 +126,9 @@ class FanoutTest(ServerTestCase):
             self.assertLess(statistics.median(gaps), 0.35)
         # Latest-only: the paused client must not pile up previews in the server.
         grown_mib = (rss1 - rss0) / 1024.0
+        print("\n  paused reader: previews per live client in 6 s: %s; server RSS %+.1f MiB"
+              % ([sum(1 for r in res if r[0] == "preview") for res in results], grown_mib),
+              file=sys.stderr)
         self.assertLess(grown_mib, 100, "server RSS grew %.0f MiB with one paused subscriber"
                         % grown_mib)
         # The paused client resumes: the stream it gets is well-framed JSON

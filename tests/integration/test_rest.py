@@ -14,7 +14,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import numpy as np  # noqa: E402
 
-from harness import (EV, TS_RE, UUID4_RE, RawHTTP, ServerTestCase,  # noqa: E402
+from harness import (EV, TS_RE, UUID4_RE, RawHTTP, RawWS, ServerTestCase, accept_for, ws_key,  # noqa: E402
                      assert_error, check_envelope, check_job_object, decode_preview,
                      label_set, main, new_uuid, read_mrc, recv_msg, recv_type, recv_until, ws_connect)
 
@@ -132,6 +132,13 @@ class RestTest(ServerTestCase):
         self.assertEqual(job["preview_shape"], [3, 3, 4])
         self.assertEqual(job["params"], {"preview_hz": 2.0, "preview_scale": 3,
                                          "duration_s": 0.5, "seed": 42, "pattern": "blobs"})
+
+    def test_null_params_take_defaults(self):
+        job = self.make_job({"volume": {"shape": [4, 4, 4]},
+                             "params": {"preview_hz": None, "seed": None, "pattern": None}})
+        self.assertEqual(job["params"]["preview_hz"], 1.0)
+        self.assertEqual(job["params"]["seed"], 0)
+        self.assertEqual(job["params"]["pattern"], "random")
 
     def test_create_bounds_accepted(self):
         for params in ({"preview_hz": 0.1}, {"preview_hz": 30}, {"preview_scale": 16},
@@ -385,6 +392,38 @@ class RestTest(ServerTestCase):
                                            "Connection: close")
         finally:
             c.close()
+
+    def test_query_strings_are_ignored(self):
+        r = self.server.get("/v1/healthz?probe=1")
+        self.assertEqual(r.status, 200)
+        r = self.server.get("/v1/jobs?limit=5&x=%20y")
+        self.assertEqual(r.status, 200)
+        self.assertIn("jobs", r.json)
+
+    async def test_upgrade_header_variants(self):
+        job = self.make_job({"volume": {"shape": [4, 4, 4]}, "params": {"duration_s": 300}})
+        path = "/ws/jobs/%s?client=test" % job["job_id"]
+        for upgrade, connection in (("websocket", "keep-alive, Upgrade"),   # browsers
+                                    ("WebSocket", "upgrade"),
+                                    ("websocket", "Upgrade, HTTP2-Settings")):
+            with self.subTest(upgrade=upgrade, connection=connection):
+                c = RawWS(self.server.port)
+                try:
+                    key = ws_key()
+                    c.send(("GET %s HTTP/1.1\r\nhost: 127.0.0.1\r\nupgrade: %s\r\n"
+                            "connection: %s\r\nsec-websocket-key: %s\r\n"
+                            "sec-websocket-version: 13\r\nOrigin: http://example\r\n\r\n"
+                            % (path, upgrade, connection, key)).encode())
+                    r = c.read_response()
+                    self.assertEqual(r.status, 101, r)
+                    self.assertEqual(r.header("Sec-WebSocket-Accept"), accept_for(key))
+                    self.assertEqual((r.header("Upgrade") or "").lower(), "websocket")
+                    self.assertIn("upgrade", (r.header("Connection") or "").lower())
+                    op, data = c.read_message()
+                    self.assertEqual(op, 0x1)
+                    self.assertEqual(json.loads(data)["type"], "connected")
+                finally:
+                    c.close()
 
     def test_chunked_request_body(self):
         body = json.dumps({"volume": {"shape": [5, 6, 7]}, "params": {"duration_s": 0}}).encode()

@@ -1,0 +1,500 @@
+/* cmd_watch.c: `cryomamba watch JOB`: follows a job over a libcryomamba
+ * subscription on this thread's loop and shows it: a one-line progress bar
+ * on a terminal, plain lines otherwise, NDJSON events with --json. Exit
+ * status from how the job ended (cli.h). */
+#include <errno.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+
+static const char watch_help[] =
+    "Usage: cryomamba watch JOB [options]\n"
+    "Follows a job live until it ends: state, progress, ETA, previews "
+    "received,\nbytes and the latency of the last message. Reconnects on its "
+    "own when the\nconnection drops (each attempt is reported); a job that "
+    "was running when\nthe server restarted ends as failed (\"interrupted\").\n"
+    "  --save-previews DIR  write each preview as DIR/preview-SEQ.mrc\n"
+    "  --max-retries N      reconnect attempts in a row before giving up "
+    "(default\n"
+    "                       10; 0: never give up)\n"
+    "  --no-progress        plain lines even on a terminal\n"
+    "Exit: 0 completed, 1 failed, 2 cancelled, 3 connection lost for good,\n"
+    "5 no such job, 6 unauthorized, 7 server unreachable.\n";
+
+typedef struct {
+  cli_ctx_t* ctx;
+  const cli_watch_opts_t* opts;
+  bool is_tty;
+  bool bar_shown;
+  cm_job_state_t state;
+  double progress;
+  double eta_s;
+  uint64_t previews;
+  uint64_t saved;
+  double latency_ms;
+  double voxel_size[3];
+  uint32_t scale;
+  cm_job_state_t final_state;
+  bool has_final;
+  int closed_status;
+  unsigned reconnects;
+  char error_code[64];
+  char error_message[256];
+} watch_t;
+
+
+static double now_us(void) {
+  struct timeval tv;
+  gettimeofday(&tv, NULL);
+  return (double) tv.tv_sec * 1e6 + (double) tv.tv_usec;
+}
+
+
+static void clear_bar(watch_t* w) {
+  if (w->bar_shown) {
+    fputs("\r\x1b[K", stdout);
+    fflush(stdout);
+    w->bar_shown = false;
+  }
+}
+
+
+static void emit_json(json_t* obj) {
+  char* text = json_dumps(obj, JSON_COMPACT);
+  if (text != NULL) {
+    printf("%s\n", text);
+    fflush(stdout);
+  }
+  free(text);
+  json_decref(obj);
+}
+
+
+/* A sentence for the user: on stderr, above the progress bar. */
+static void note(watch_t* w, const char* fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void note(watch_t* w, const char* fmt, ...) {
+  if (w->ctx->quiet) {
+    return;
+  }
+  clear_bar(w);
+  va_list ap;
+  va_start(ap, fmt);
+  fprintf(stderr, "%s: ", w->ctx->prog);
+  vfprintf(stderr, fmt, ap);
+  fputc('\n', stderr);
+  va_end(ap);
+}
+
+
+static void show(watch_t* w, cm_sub_t* sub) {
+  if (w->ctx->json) {
+    return;
+  }
+  cm_sub_stats_t st;
+  cm_sub_get_stats(sub, &st);
+  char bytes[32], eta[32] = "?";
+  cli_human_bytes(st.bytes, bytes, sizeof(bytes));
+  if (w->eta_s >= 0) {
+    snprintf(eta, sizeof(eta), "%.0fs", w->eta_s);
+  }
+  if (w->is_tty) {
+    char bar[31];
+    int filled = (int) (w->progress * 30 + 0.5);
+    for (int i = 0; i < 30; i++) {
+      bar[i] = i < filled ? '#' : '.';
+    }
+    bar[30] = '\0';
+    printf(
+        "\r\x1b[K[%s] %5.1f%%  %-9s ETA %-6s previews %llu  %s  "
+        "latency %.0f ms",
+        bar, w->progress * 100, cm_job_state_name(w->state), eta,
+        (unsigned long long) w->previews, bytes, w->latency_ms);
+    fflush(stdout);
+    w->bar_shown = true;
+  } else {
+    printf(
+        "progress %.1f%% state=%s eta=%s previews=%llu bytes=%llu "
+        "latency_ms=%.0f\n",
+        w->progress * 100, cm_job_state_name(w->state), eta,
+        (unsigned long long) w->previews, (unsigned long long) st.bytes,
+        w->latency_ms);
+    fflush(stdout);
+  }
+}
+
+
+static void on_state(cm_sub_t* sub, const cm_conn_event_t* ev, void* user) {
+  watch_t* w = user;
+  (void) sub;
+  if (w->ctx->json) {
+    emit_json(json_pack("{s:s,s:s,s:i,s:i,s:s,s:i}", "event", "connection",
+                        "state", cm_conn_state_name(ev->state), "attempt",
+                        (int) ev->attempt, "delay_ms", (int) ev->delay_ms,
+                        "reason",
+                        ev->reason != 0 ? cm_strerror(ev->reason) : "",
+                        "close_code", (int) ev->close_code));
+  }
+  if (ev->state == CM_CONN_RECONNECTING) {
+    if (ev->close_code != 0) {
+      note(w,
+           "connection lost (close code %u); reconnecting in %.1f s "
+           "(attempt %u)",
+           ev->close_code, ev->delay_ms / 1000.0, ev->attempt);
+    } else {
+      note(w, "connection lost (%s); reconnecting in %.1f s (attempt %u)",
+           cm_strerror(ev->reason), ev->delay_ms / 1000.0, ev->attempt);
+    }
+  }
+}
+
+
+static void on_connected(cm_sub_t* sub, const cm_connected_t* ev, void* user) {
+  watch_t* w = user;
+  w->state = ev->state;
+  w->progress = ev->progress;
+  w->scale = ev->preview_scale;
+  memcpy(w->voxel_size, ev->voxel_size, sizeof(w->voxel_size));
+  if (ev->is_reconnect) {
+    w->reconnects++;
+  }
+  if (w->ctx->json) {
+    emit_json(json_pack(
+        "{s:s,s:s,s:f,s:I,s:b,s:[i,i,i],s:i}", "event", "connected", "state",
+        cm_job_state_name(ev->state), "progress", ev->progress, "last_seq",
+        (json_int_t) ev->last_seq, "reconnect", ev->is_reconnect, "shape",
+        (int) ev->shape[0], (int) ev->shape[1], (int) ev->shape[2],
+        "preview_scale", (int) ev->preview_scale));
+    return;
+  }
+  if (ev->is_reconnect) {
+    note(w, "reconnected to job %s (state %s, %.1f%%)", cm_sub_job_id(sub),
+         cm_job_state_name(ev->state), ev->progress * 100);
+  } else {
+    note(w,
+         "watching job %s: %s, %.1f%%, volume %ux%ux%u, previews "
+         "%ux%ux%u",
+         cm_sub_job_id(sub), cm_job_state_name(ev->state), ev->progress * 100,
+         ev->shape[0], ev->shape[1], ev->shape[2], ev->preview_shape[0],
+         ev->preview_shape[1], ev->preview_shape[2]);
+  }
+  show(w, sub);
+}
+
+
+static void note_latency(watch_t* w, int64_t ts_us) {
+  w->latency_ms = (now_us() - (double) ts_us) / 1000.0;
+  if (w->latency_ms < 0) {
+    w->latency_ms = 0; /* clocks of another machine */
+  }
+}
+
+
+static void on_progress(cm_sub_t* sub, const cm_progress_t* ev, void* user) {
+  watch_t* w = user;
+  w->state = ev->state;
+  w->progress = ev->progress;
+  w->eta_s = ev->eta_s;
+  note_latency(w, ev->timestamp_us);
+  if (w->ctx->json) {
+    emit_json(json_pack("{s:s,s:I,s:f,s:s,s:f,s:f}", "event", "progress", "seq",
+                        (json_int_t) ev->seq, "progress", ev->progress, "state",
+                        cm_job_state_name(ev->state), "eta_s", ev->eta_s,
+                        "latency_ms", w->latency_ms));
+    return;
+  }
+  show(w, sub);
+}
+
+
+static void on_job_state(cm_sub_t* sub,
+                         const cm_state_change_t* ev,
+                         void* user) {
+  watch_t* w = user;
+  w->state = ev->state;
+  if (w->ctx->json) {
+    emit_json(json_pack("{s:s,s:I,s:s,s:s}", "event", "state", "seq",
+                        (json_int_t) ev->seq, "state",
+                        cm_job_state_name(ev->state), "previous",
+                        cm_job_state_name(ev->previous)));
+    return;
+  }
+  show(w, sub);
+}
+
+
+static void on_preview(cm_sub_t* sub, cm_preview_t* ev, void* user) {
+  watch_t* w = user;
+  w->previews++;
+  note_latency(w, ev->timestamp_us);
+  char path[4200] = "";
+  if (w->opts->save_dir != NULL) {
+    double vs[3];
+    for (int i = 0; i < 3; i++) {
+      vs[i] = (w->voxel_size[i] > 0 ? w->voxel_size[i] : 1.0) * ev->scale[i];
+    }
+    snprintf(path, sizeof(path), "%s/preview-%06llu.mrc", w->opts->save_dir,
+             (unsigned long long) ev->seq);
+    int err = cli_write_mask_mrc(path, ev->shape, vs, ev->voxels);
+    if (err != 0) {
+      note(w, "cannot save %s: %s", path, strerror(-err));
+      path[0] = '\0';
+    } else {
+      w->saved++;
+    }
+  }
+  if (w->ctx->json) {
+    emit_json(json_pack("{s:s,s:I,s:[i,i,i],s:i,s:I,s:f,s:s?}", "event",
+                        "preview", "seq", (json_int_t) ev->seq, "shape",
+                        (int) ev->shape[0], (int) ev->shape[1],
+                        (int) ev->shape[2], "scale", (int) ev->scale[0],
+                        "bytes", (json_int_t) ev->len, "latency_ms",
+                        w->latency_ms, "saved", path[0] != '\0' ? path : NULL));
+    return;
+  }
+  if (w->is_tty) {
+    show(w, sub); /* plain lines come with progress events only */
+  }
+}
+
+
+static void on_finished(cm_sub_t* sub, const cm_finished_t* ev, void* user) {
+  watch_t* w = user;
+  (void) sub;
+  w->final_state = ev->state;
+  w->has_final = true;
+  w->state = ev->state;
+  if (ev->state == CM_JOB_COMPLETED) {
+    w->progress = 1;
+  }
+  if (w->ctx->json) {
+    json_error_t jerr;
+    emit_json(json_pack(
+        "{s:s,s:I,s:s,s:f,s:o?}", "event", cm_job_state_name(ev->state), "seq",
+        (json_int_t) ev->seq, "state", cm_job_state_name(ev->state), "progress",
+        ev->progress, "data", json_loads(ev->data_json, 0, &jerr)));
+  }
+}
+
+
+static void on_error(cm_sub_t* sub, const cm_sub_error_t* ev, void* user) {
+  watch_t* w = user;
+  (void) sub;
+  static const char* kinds[] = {"job", "server", "invalid", "unknown"};
+  if (ev->kind == CM_SUB_ERR_JOB) {
+    w->final_state = CM_JOB_FAILED;
+    w->has_final = true;
+    w->state = CM_JOB_FAILED;
+  }
+  if (ev->kind == CM_SUB_ERR_JOB || ev->kind == CM_SUB_ERR_SERVER) {
+    snprintf(w->error_code, sizeof(w->error_code), "%s", ev->code);
+    snprintf(w->error_message, sizeof(w->error_message), "%s", ev->message);
+  }
+  if (w->ctx->json) {
+    emit_json(json_pack("{s:s,s:s,s:I,s:s,s:s,s:s,s:b}", "event", "error",
+                        "kind", kinds[ev->kind], "seq", (json_int_t) ev->seq,
+                        "code", ev->code, "message", ev->message, "hint",
+                        ev->hint, "retryable", ev->is_retryable));
+    return;
+  }
+  switch (ev->kind) {
+  case CM_SUB_ERR_JOB:
+    note(w, "job failed: %s (%s)%s%s", ev->message, ev->code,
+         ev->hint[0] != '\0' ? "; hint: " : "", ev->hint);
+    break;
+  case CM_SUB_ERR_SERVER:
+    note(w, "server error: %s", ev->message);
+    break;
+  case CM_SUB_ERR_INVALID:
+  case CM_SUB_ERR_UNKNOWN:
+    note(w, "warning: %s", ev->message);
+    break;
+  }
+}
+
+
+static void on_closed(cm_sub_t* sub, int status, void* user) {
+  watch_t* w = user;
+  (void) sub;
+  w->closed_status = status;
+}
+
+
+static int exit_code(const watch_t* w) {
+  if (w->has_final) {
+    switch (w->final_state) {
+    case CM_JOB_COMPLETED:
+      return CLI_EXIT_OK;
+    case CM_JOB_CANCELLED:
+      return CLI_EXIT_CANCELLED;
+    case CM_JOB_FAILED:
+    case CM_JOB_UNKNOWN:
+    case CM_JOB_QUEUED:
+    case CM_JOB_RUNNING:
+      return CLI_EXIT_JOB_FAILED;
+    }
+  }
+  switch (w->closed_status) {
+  case CM_ENOTFOUND:
+    return CLI_EXIT_NOT_FOUND;
+  case CM_EUNAUTHORIZED:
+    return CLI_EXIT_UNAUTHORIZED;
+  case CM_EPROTO:
+    return CLI_EXIT_PROTOCOL;
+  default:
+    return CLI_EXIT_LOST;
+  }
+}
+
+
+static void on_log(cm_log_level_t level, const char* msg, void* user) {
+  (void) level;
+  (void) msg;
+  (void) user; /* every event of interest also reaches a callback */
+}
+
+
+int cli_watch_job(cli_ctx_t* ctx,
+                  const char* job_id,
+                  const cli_watch_opts_t* opts) {
+  if (opts->save_dir != NULL && mkdir(opts->save_dir, 0755) != 0 &&
+      errno != EEXIST) {
+    fprintf(stderr, "%s watch: cannot create %s: %s\n", ctx->prog,
+            opts->save_dir, strerror(errno));
+    return CLI_EXIT_IO;
+  }
+  cm_client_options_t copts;
+  cm_client_options_init(&copts);
+  copts.max_reconnect_attempts = opts->max_retries;
+  copts.reconnect_max_ms = 5000;
+  copts.log = on_log;
+  cm_client_t* client;
+  int rc = cli_client_new(ctx, &copts, &client);
+  if (rc != 0) {
+    return rc;
+  }
+  watch_t w = {
+      .ctx = ctx,
+      .opts = opts,
+      .is_tty = isatty(STDOUT_FILENO) && !opts->no_progress && !ctx->json,
+      .eta_s = -1,
+  };
+  static const cm_sub_cbs_t cbs = {
+      .on_state = on_state,
+      .on_connected = on_connected,
+      .on_progress = on_progress,
+      .on_job_state = on_job_state,
+      .on_preview = on_preview,
+      .on_finished = on_finished,
+      .on_error = on_error,
+      .on_closed = on_closed,
+  };
+  cm_sub_t* sub;
+  int err = cm_sub_start(client, job_id, &cbs, &w, &sub);
+  if (err != 0) {
+    cm_client_free(client);
+    return cli_fail(ctx, err, NULL, "watching the job");
+  }
+  cm_client_run(client);
+  cm_client_free(client);
+  clear_bar(&w);
+  rc = exit_code(&w);
+  if (ctx->json) {
+    emit_json(json_pack(
+        "{s:s,s:s,s:s,s:I,s:I,s:i,s:i}", "event", "end", "job_id", job_id,
+        "state", w.has_final ? cm_job_state_name(w.final_state) : "unknown",
+        "previews", (json_int_t) w.previews, "saved", (json_int_t) w.saved,
+        "reconnects", (int) w.reconnects, "exit_code", rc));
+    return rc;
+  }
+  switch (rc) {
+  case CLI_EXIT_OK:
+    printf("job %s completed: %llu previews received, %u reconnects\n", job_id,
+           (unsigned long long) w.previews, w.reconnects);
+    break;
+  case CLI_EXIT_JOB_FAILED:
+    printf("job %s failed: %s%s%s\n", job_id, w.error_message,
+           w.error_code[0] != '\0' ? " " : "",
+           w.error_code[0] != '\0' ? w.error_code : "");
+    break;
+  case CLI_EXIT_CANCELLED:
+    printf("job %s cancelled\n", job_id);
+    break;
+  case CLI_EXIT_NOT_FOUND:
+    fprintf(stderr, "%s watch: no job %s on %s\n", ctx->prog, job_id,
+            ctx->server);
+    break;
+  case CLI_EXIT_UNAUTHORIZED:
+    fprintf(stderr,
+            "%s watch: the server refused the token (401); set "
+            "--token or CRYOMAMBA_TOKEN\n",
+            ctx->prog);
+    break;
+  default:
+    fprintf(stderr, "%s watch: lost the connection to %s for good (%s)\n",
+            ctx->prog, ctx->server, cm_strerror(w.closed_status));
+    break;
+  }
+  return rc;
+}
+
+
+int cli_cmd_watch(cli_ctx_t* ctx, int argc, char** argv) {
+  enum {
+    OPT_SAVE = 256,
+    OPT_RETRIES,
+    OPT_NOPROG
+  };
+  static const struct option longs[] = {
+      {"help", no_argument, NULL, 'h'},
+      {"save-previews", required_argument, NULL, OPT_SAVE},
+      {"max-retries", required_argument, NULL, OPT_RETRIES},
+      {"no-progress", no_argument, NULL, OPT_NOPROG},
+      {NULL, 0, NULL, 0}};
+  cli_watch_opts_t opts = {.max_retries = 10};
+  int c;
+  while ((c = getopt_long(argc, argv, "h", longs, NULL)) != -1) {
+    char* end;
+    unsigned long v;
+    switch (c) {
+    case 'h':
+      fputs(watch_help, stdout);
+      return CLI_EXIT_OK;
+    case OPT_SAVE:
+      opts.save_dir = optarg;
+      break;
+    case OPT_RETRIES:
+      v = strtoul(optarg, &end, 10);
+      if (end == optarg || *end != '\0' || v > 1000000) {
+        return cli_usage_error(ctx, argv[0],
+                               "--max-retries wants an "
+                               "integer >= 0, not \"%s\"",
+                               optarg);
+      }
+      opts.max_retries = (unsigned) v;
+      break;
+    case OPT_NOPROG:
+      opts.no_progress = true;
+      break;
+    default:
+      return cli_usage_error(ctx, argv[0],
+                             "unknown option or missing "
+                             "value: \"%s\"",
+                             argv[optind - 1]);
+    }
+  }
+  int rc;
+  const char* id = cli_job_arg(ctx, argc, argv, &rc);
+  if (id == NULL) {
+    return rc;
+  }
+  return cli_watch_job(ctx, id, &opts);
+}

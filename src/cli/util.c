@@ -1,0 +1,269 @@
+/* util.c: the CLI's shared helpers: client creation, error sentences and
+ * exit codes, shapes, MRC output, byte counts. See cli.h. */
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include <uv.h>
+
+#include "core/mrc.h"
+
+
+int cli_client_new(const cli_ctx_t* ctx,
+                   const cm_client_options_t* base,
+                   cm_client_t** out) {
+  cm_client_options_t opts;
+  if (base != NULL) {
+    opts = *base;
+  } else {
+    cm_client_options_init(&opts);
+  }
+  opts.server_url = ctx->server;
+  opts.token = ctx->token;
+  int err = cm_client_new(&opts, out);
+  if (err != 0) {
+    char what[600];
+    snprintf(what, sizeof(what), "using server URL \"%s\"", ctx->server);
+    int code = cli_fail(ctx, err, NULL, what);
+    return err == CM_EBADURL || err == CM_ETLS || err == CM_EBADARG
+               ? CLI_EXIT_USAGE
+               : code;
+  }
+  return 0;
+}
+
+
+static int exit_code_for(int err) {
+  switch (err) {
+  case 0:
+    return CLI_EXIT_OK;
+  case CM_ENOTFOUND:
+    return CLI_EXIT_NOT_FOUND;
+  case CM_EUNAUTHORIZED:
+    return CLI_EXIT_UNAUTHORIZED;
+  case CM_EHTTP:
+  case CM_ECONFLICT:
+    return CLI_EXIT_REFUSED;
+  case CM_EPROTO:
+    return CLI_EXIT_PROTOCOL;
+  case CM_EBADURL:
+  case CM_ETLS:
+  case CM_EBADID:
+  case CM_EBADARG:
+    return CLI_EXIT_USAGE;
+  case CM_EGAVEUP:
+  case CM_ECLOSED:
+    return CLI_EXIT_LOST;
+  case UV_ECONNREFUSED:
+  case UV_ETIMEDOUT:
+  case UV_EHOSTUNREACH:
+  case UV_ENETUNREACH:
+  case UV_EAI_NONAME:
+  case UV_EAI_AGAIN:
+  case UV_ECONNRESET:
+  case UV_EOF:
+  case UV_EPIPE:
+    return CLI_EXIT_UNREACHABLE;
+  }
+  if (err == UV_EACCES || err == UV_ENOENT || err == UV_ENOSPC ||
+      err == UV_EROFS || err == UV_EISDIR || err == UV_ENOTDIR ||
+      err == UV_EEXIST) {
+    return CLI_EXIT_IO;
+  }
+  return CLI_EXIT_UNREACHABLE;
+}
+
+
+int cli_fail(const cli_ctx_t* ctx,
+             int err,
+             const cm_reply_t* reply,
+             const char* what) {
+  int code = exit_code_for(err);
+  char sentence[1024];
+  bool has_env = reply != NULL && reply->http_status >= 400;
+  if (has_env && err == CM_EUNAUTHORIZED) {
+    snprintf(sentence, sizeof(sentence),
+             "%s: the server refused the request (401 %s: %s); give a valid "
+             "token with --token or CRYOMAMBA_TOKEN",
+             what, reply->error_code, reply->error_message);
+  } else if (has_env) {
+    snprintf(sentence, sizeof(sentence), "%s: %s (HTTP %d %s)%s%s", what,
+             reply->error_message, reply->http_status, reply->error_code,
+             reply->error_hint[0] != '\0' ? "; hint: " : "", reply->error_hint);
+  } else if (code == CLI_EXIT_UNREACHABLE) {
+    snprintf(sentence, sizeof(sentence),
+             "%s: cannot reach the server at %s (%s); is cryomambad running? "
+             "Set the address with --server or CRYOMAMBA_SERVER",
+             what, ctx->server, cm_strerror(err));
+  } else {
+    snprintf(sentence, sizeof(sentence), "%s: %s", what, cm_strerror(err));
+  }
+  fprintf(stderr, "%s: %s\n", ctx->prog, sentence);
+  if (ctx->json) {
+    json_t* e =
+        json_pack("{s:{s:s,s:s,s:i,s:i}}", "error", "code",
+                  has_env ? reply->error_code : cm_strerror(err), "message",
+                  sentence, "http_status",
+                  reply != NULL ? reply->http_status : 0, "exit_code", code);
+    char* text = e != NULL ? json_dumps(e, JSON_COMPACT) : NULL;
+    if (text != NULL) {
+      printf("%s\n", text);
+    }
+    free(text);
+    json_decref(e);
+  }
+  return code;
+}
+
+
+int cli_usage_error(const cli_ctx_t* ctx,
+                    const char* cmd,
+                    const char* fmt,
+                    ...) {
+  char msg[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof(msg), fmt, ap);
+  va_end(ap);
+  const char* sp = cmd != NULL ? " " : "";
+  const char* c = cmd != NULL ? cmd : "";
+  fprintf(stderr, "%s%s%s: %s\nTry '%s%s%s --help'.\n", ctx->prog, sp, c, msg,
+          ctx->prog, sp, c);
+  return CLI_EXIT_USAGE;
+}
+
+
+bool cli_parse_shape(const char* s, uint32_t out[3]) {
+  unsigned long v[3];
+  int n = 0;
+  const char* p = s;
+  while (n < 3) {
+    char* end;
+    if (*p < '0' || *p > '9') {
+      return false;
+    }
+    v[n++] = strtoul(p, &end, 10);
+    p = end;
+    if (*p == '\0') {
+      break;
+    }
+    if (*p != ',' && *p != 'x') {
+      return false;
+    }
+    p++;
+  }
+  if (*p != '\0' || (n != 1 && n != 3)) {
+    return false;
+  }
+  for (int i = 0; i < 3; i++) {
+    unsigned long d = n == 1 ? v[0] : v[i];
+    if (d < 1 || d > 4096) {
+      return false;
+    }
+    out[i] = (uint32_t) d;
+  }
+  return true;
+}
+
+
+static int write_all(int fd, const void* data, size_t len) {
+  const uint8_t* p = data;
+  while (len > 0) {
+    ssize_t n = write(fd, p, len);
+    if (n < 0) {
+      if (errno == EINTR) {
+        continue;
+      }
+      return -errno;
+    }
+    p += n;
+    len -= (size_t) n;
+  }
+  return 0;
+}
+
+
+int cli_write_mask_mrc(const char* path,
+                       const uint32_t shape[3],
+                       const double voxel_size[3],
+                       const uint8_t* voxels) {
+  core_mrc_header_t h;
+  memset(&h, 0, sizeof(h));
+  uint64_t n = 1;
+  for (int i = 0; i < 3; i++) {
+    h.shape.d[i] = shape[i];
+    h.voxel_size[i] = voxel_size[i] > 0 ? voxel_size[i] : 1.0;
+    n *= shape[i];
+  }
+  h.mode = CORE_MRC_MODE_INT8;
+  uint8_t lo = 255, hi = 0;
+  double sum = 0;
+  for (uint64_t i = 0; i < n; i++) {
+    lo = voxels[i] < lo ? voxels[i] : lo;
+    hi = voxels[i] > hi ? voxels[i] : hi;
+    sum += voxels[i];
+  }
+  h.dmin = lo;
+  h.dmax = hi;
+  h.dmean = n > 0 ? (float) (sum / (double) n) : 0;
+  h.rms = -1; /* not computed, as MRC2014 allows */
+  uint8_t header[CORE_MRC_HEADER_LEN];
+  core_mrc_header_write(&h, header);
+  int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    return -errno;
+  }
+  int err = write_all(fd, header, sizeof(header));
+  if (err == 0) {
+    err = write_all(fd, voxels, (size_t) n);
+  }
+  if (close(fd) != 0 && err == 0) {
+    err = -errno;
+  }
+  return err;
+}
+
+
+const char* cli_human_bytes(uint64_t n, char* buf, size_t len) {
+  static const char* units[] = {"B", "kB", "MB", "GB", "TB"};
+  double v = (double) n;
+  int u = 0;
+  while (v >= 1000 && u < 4) {
+    v /= 1000;
+    u++;
+  }
+  snprintf(buf, len, u == 0 ? "%.0f %s" : "%.1f %s", v, units[u]);
+  return buf;
+}
+
+
+void cli_print_job(const cm_job_t* j) {
+  printf("job        %s\n", j->job_id);
+  printf("state      %s\n", cm_job_state_name(j->state));
+  printf("progress   %.1f%%\n", j->progress * 100);
+  printf("volume     %u x %u x %u (Z,Y,X), voxel %.3g x %.3g x %.3g A\n",
+         j->shape[0], j->shape[1], j->shape[2], j->voxel_size[0],
+         j->voxel_size[1], j->voxel_size[2]);
+  printf("preview    %u x %u x %u at scale %u, %.3g Hz, %llu sent\n",
+         j->preview_shape[0], j->preview_shape[1], j->preview_shape[2],
+         j->preview_scale, j->preview_hz,
+         (unsigned long long) j->previews_sent);
+  printf("params     duration %.3g s, seed %lld, pattern %s\n", j->duration_s,
+         (long long) j->seed, j->pattern);
+  printf("created    %s\n", j->created_at);
+  printf("updated    %s\n", j->updated_at);
+  if (j->artifact_bytes > 0) {
+    char b[32];
+    printf("artifact   mask.mrc (%s)\n",
+           cli_human_bytes(j->artifact_bytes, b, sizeof(b)));
+  }
+  if (j->error_code[0] != '\0') {
+    printf("error      %s: %s\n", j->error_code, j->error_message);
+  }
+}

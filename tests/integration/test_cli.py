@@ -1,0 +1,351 @@
+#!/usr/bin/python3
+"""The `cryomamba` CLI (docs/cli.md) against the real cryomambad: submit ->
+watch -> completed -> download round trip, phantom volumes readable by
+mrcfile, clear failures with documented exit codes, cancel from another
+process, and the server killed and restarted while `watch` runs (it
+reconnects, reports it, and ends with the interrupted job's failure).
+
+The CLI binary comes from $CRYOMAMBA_CLI_BIN (default build/src/cli/cryomamba),
+the server from $CRYOMAMBA_SERVER_BIN (harness.py)."""
+
+import json
+import os
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import mrcfile  # noqa: E402
+import numpy as np  # noqa: E402
+
+from harness import Server, main  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CLI_BIN = os.path.abspath(os.environ.get(
+    "CRYOMAMBA_CLI_BIN", os.path.join(HERE, "..", "..", "build", "src", "cli", "cryomamba")))
+RUN_TIMEOUT = 120
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def cli(server, *args, timeout=RUN_TIMEOUT, env=None):
+    e = dict(os.environ)
+    e.pop("CRYOMAMBA_TOKEN", None)
+    if server is not None:
+        e["CRYOMAMBA_SERVER"] = "http://127.0.0.1:%d" % server.port
+    if env:
+        e.update(env)
+    return subprocess.run([CLI_BIN] + list(args), capture_output=True, text=True,
+                          timeout=timeout, env=e, stdin=subprocess.DEVNULL)
+
+
+class Watcher:
+    """`cryomamba --json watch` in the background; its NDJSON events are
+    collected line by line."""
+
+    def __init__(self, port, job_id, *extra):
+        env = dict(os.environ)
+        env["CRYOMAMBA_SERVER"] = "http://127.0.0.1:%d" % port
+        self.proc = subprocess.Popen([CLI_BIN, "--json", "watch", job_id] + list(extra),
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     stdin=subprocess.DEVNULL, text=True, env=env)
+        self.events = []
+        self.q = queue.Queue()
+        self.stderr = ""
+        threading.Thread(target=self._pump, daemon=True).start()
+        threading.Thread(target=self._pump_err, daemon=True).start()
+
+    def _pump(self):
+        for line in self.proc.stdout:
+            ev = json.loads(line)
+            self.events.append(ev)
+            self.q.put(ev)
+        self.q.put(None)
+
+    def _pump_err(self):
+        self.stderr = self.proc.stderr.read()
+
+    def wait_event(self, pred, timeout=60):
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError("no matching watch event in %.0f s; got %r"
+                                     % (timeout, self.events[-10:]))
+            try:
+                ev = self.q.get(timeout=left)
+            except queue.Empty:
+                continue
+            if ev is None:
+                raise AssertionError("watch ended before the event; events %r stderr %r"
+                                     % (self.events[-10:], self.stderr))
+            if pred(ev):
+                return ev
+
+    def wait(self, timeout=RUN_TIMEOUT):
+        rc = self.proc.wait(timeout)
+        time.sleep(0.2)  # let the pump threads drain
+        return rc
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        for f in (self.proc.stdout, self.proc.stderr):
+            try:
+                f.close()
+            except Exception:
+                pass
+
+
+class CliTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        if not os.path.isfile(CLI_BIN):
+            raise RuntimeError("cli binary not found: %s (set CRYOMAMBA_CLI_BIN)" % CLI_BIN)
+        cls.server = Server(("--max-running", "4")).start()
+        cls.tmp = tempfile.mkdtemp(prefix="cryomamba-cli-")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.stop()
+        cls.server.cleanup()
+
+    def submit(self, *args):
+        r = cli(self.server, "--json", "submit", *args)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        job = json.loads(r.stdout)
+        return job["job_id"]
+
+    def test_phantom_is_readable_by_mrcfile(self):
+        path = os.path.join(self.tmp, "vol.mrc")
+        r = cli(None, "phantom", "--shape", "20,30,40", "-o", path, "--voxel-size", "7.5",
+                "--seed", "3")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        with mrcfile.open(path, permissive=False) as m:
+            self.assertEqual(m.data.shape, (20, 30, 40))
+            self.assertEqual(m.data.dtype, np.float32)
+            self.assertAlmostEqual(float(m.voxel_size.x), 7.5, places=3)
+            data = np.array(m.data)
+            self.assertAlmostEqual(float(m.header.dmin), float(data.min()), places=3)
+            self.assertAlmostEqual(float(m.header.dmax), float(data.max()), places=3)
+        self.assertGreater(float(data.std()), 0.1)
+        self.assertLess(float(data.min()), -1.0)  # membranes/particles are dense (dark)
+        again = os.path.join(self.tmp, "vol2.mrc")
+        cli(None, "phantom", "--shape", "20,30,40", "-o", again, "--voxel-size", "7.5",
+            "--seed", "3")
+        with open(path, "rb") as a, open(again, "rb") as b:
+            self.assertEqual(a.read(), b.read(), "phantoms are deterministic")
+
+    def test_round_trip_submit_watch_download(self):
+        vol = os.path.join(self.tmp, "rt.mrc")
+        self.assertEqual(cli(None, "phantom", "--shape", "24,40,36", "-o", vol,
+                             "--voxel-size", "2.5").returncode, 0)
+        job_id = self.submit(vol, "--hz", "10", "--scale", "2", "--duration", "1.5",
+                             "--pattern", "blobs", "--seed", "5")
+        job = self.server.job(job_id)
+        self.assertEqual(job["volume"]["shape"], [24, 40, 36])
+        self.assertEqual(job["volume"]["voxel_size"], [2.5, 2.5, 2.5])
+        pdir = os.path.join(self.tmp, "previews-%s" % job_id)
+        r = cli(self.server, "--json", "watch", job_id, "--save-previews", pdir)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        events = [json.loads(line) for line in r.stdout.splitlines()]
+        kinds = [e["event"] for e in events]
+        self.assertIn("connected", kinds)
+        self.assertIn("completed", kinds)
+        self.assertEqual(events[-1]["event"], "end")
+        self.assertEqual(events[-1]["exit_code"], 0)
+        seqs = [e["seq"] for e in events if "seq" in e and e["event"] not in
+                ("connected", "error")]
+        self.assertEqual(seqs, sorted(set(seqs)), "each event once, in seq order")
+        previews = [e for e in events if e["event"] == "preview"]
+        self.assertGreater(len(previews), 0)
+        for p in previews:
+            self.assertEqual(p["shape"], [12, 20, 18])
+            self.assertEqual(p["bytes"], 12 * 20 * 18)
+            with mrcfile.open(p["saved"]) as m:
+                self.assertEqual(m.data.shape, (12, 20, 18))
+                self.assertAlmostEqual(float(m.voxel_size.x), 5.0, places=3)
+        # status / jobs
+        r = cli(self.server, "--json", "status", job_id)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(json.loads(r.stdout)["state"], "completed")
+        r = cli(self.server, "status", job_id)
+        self.assertIn("completed", r.stdout)
+        r = cli(self.server, "--json", "jobs")
+        self.assertIn(job_id, [j["job_id"] for j in json.loads(r.stdout)["jobs"]])
+        # download: same bytes as the server's artifact; the last preview is
+        # the final mask downsampled
+        out = os.path.join(self.tmp, "mask-%s.mrc" % job_id)
+        r = cli(self.server, "download", job_id, "-o", out)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        art = self.server.get("/v1/jobs/%s/artifacts/mask.mrc" % job_id)
+        with open(out, "rb") as f:
+            self.assertEqual(f.read(), art.body)
+        self.assertFalse(os.path.exists(out + ".part"))
+        with mrcfile.open(out) as m:
+            mask = np.array(m.data)
+        with mrcfile.open(previews[-1]["saved"]) as m:
+            last = np.array(m.data).astype(np.uint8)
+        self.assertTrue(np.array_equal(mask.astype(np.uint8)[::2, ::2, ::2], last))
+
+    def test_plain_output_when_not_a_terminal(self):
+        job_id = self.submit("--shape", "8,8,8", "--hz", "10", "--duration", "0.5")
+        r = cli(self.server, "watch", job_id)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertNotIn("\r", r.stdout)
+        self.assertNotIn("\x1b", r.stdout)
+        self.assertIn("progress 100.0%", r.stdout)
+        self.assertIn("completed", r.stdout.splitlines()[-1])
+
+    def test_submit_watch_in_one_go(self):
+        r = cli(self.server, "submit", "--shape", "6,7,8", "--duration", "0.3", "--watch")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("completed", r.stdout)
+
+    def test_failures_are_clear_with_exit_codes(self):
+        unknown = "0f8b6c7e-6a43-4c1e-9a8e-2d3b5f1c9e10"
+        r = cli(self.server, "status", unknown)
+        self.assertEqual(r.returncode, 5)
+        self.assertIn("job_not_found", r.stderr)
+        r = cli(self.server, "watch", unknown)
+        self.assertEqual(r.returncode, 5, r.stderr)
+        r = cli(self.server, "--json", "status", unknown)
+        self.assertEqual(json.loads(r.stdout)["error"]["exit_code"], 5)
+        r = cli(self.server, "status", "not-a-uuid")
+        self.assertEqual(r.returncode, 64)
+        r = cli(self.server, "submit", "--shape", "0,1,2")
+        self.assertEqual(r.returncode, 64)
+        self.assertIn("--shape", r.stderr)
+        r = cli(self.server, "frobnicate")
+        self.assertEqual(r.returncode, 64)
+        r = cli(self.server, "submit", "/nonexistent.mrc")
+        self.assertEqual(r.returncode, 9)
+        r = cli(self.server, "submit", "--server-path", "../escape.mrc")
+        self.assertEqual(r.returncode, 4)
+        self.assertIn("invalid_volume_path", r.stderr)
+        port = free_port()
+        r = cli(None, "--server", "http://127.0.0.1:%d" % port, "health")
+        self.assertEqual(r.returncode, 7)
+        self.assertIn("cannot reach the server", r.stderr)
+        r = cli(None, "--server", "https://example.org", "health")
+        self.assertEqual(r.returncode, 64)
+        self.assertIn("TLS", r.stderr)
+        # a completed job cannot be cancelled; a running one cannot be downloaded
+        done = self.submit("--shape", "4,4,4", "--duration", "0")
+        self.server.wait_state(done, "completed")
+        r = cli(self.server, "cancel", done)
+        self.assertEqual(r.returncode, 4)
+        self.assertIn("job_finished", r.stderr)
+        running = self.submit("--shape", "4,4,4", "--duration", "600")
+        r = cli(self.server, "download", running, "-o", os.path.join(self.tmp, "x.mrc"))
+        self.assertEqual(r.returncode, 4)
+        self.assertFalse(os.path.exists(os.path.join(self.tmp, "x.mrc.part")))
+        cli(self.server, "cancel", running)
+        r = cli(self.server, "health")
+        self.assertEqual(r.returncode, 0)
+        self.assertIn("cryomambad", r.stdout)
+        for cmd in ("submit", "watch", "status", "jobs", "cancel", "download", "health",
+                    "phantom"):
+            r = cli(self.server, cmd, "--help")
+            self.assertEqual(r.returncode, 0, cmd)
+            self.assertIn("Usage: cryomamba " + cmd, r.stdout)
+        r = cli(self.server, "--help")
+        self.assertEqual(r.returncode, 0)
+        self.assertIn("Exit status", r.stdout)
+
+    def test_token_is_sent(self):
+        # The server has no tokens yet: a token must not break anything.
+        r = cli(self.server, "--token", "secret-token", "jobs")
+        self.assertEqual(r.returncode, 0, r.stderr)
+
+    def test_cancel_from_another_process(self):
+        job_id = self.submit("--shape", "16,16,16", "--hz", "5", "--duration", "600")
+        w = Watcher(self.server.port, job_id)
+        try:
+            w.wait_event(lambda e: e["event"] == "progress")
+            r = cli(self.server, "cancel", job_id)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertEqual(w.wait(), 2, w.stderr)
+            self.assertIn("cancelled", [e["event"] for e in w.events])
+            self.assertEqual(w.events[-1]["state"], "cancelled")
+        finally:
+            w.kill()
+
+
+class CliAuthTest(unittest.TestCase):
+    def test_401_is_reported_clearly(self):
+        s = Server(env={"CRYOMAMBA_TOKEN": "s3cret"}).start()
+        try:
+            r = cli(s, "jobs")
+            self.assertEqual(r.returncode, 6, r.stderr)
+            self.assertIn("401", r.stderr)
+            self.assertIn("--token", r.stderr)
+            r = cli(s, "--token", "s3cret", "--json", "submit", "--shape", "4",
+                    "--duration", "0.2")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            job_id = json.loads(r.stdout)["job_id"]
+            r = cli(s, "--token", "wrong", "watch", job_id)
+            self.assertEqual(r.returncode, 6, r.stderr)
+            r = cli(s, "watch", job_id, env={"CRYOMAMBA_TOKEN": "s3cret"})
+            self.assertEqual(r.returncode, 0, r.stderr)
+        finally:
+            s.kill()
+            s.cleanup()
+
+
+class CliRestartTest(unittest.TestCase):
+    def test_server_killed_and_restarted_while_watching(self):
+        port = free_port()
+        s1 = Server(("--port", str(port))).start()
+        servers = [s1]
+        w = None
+        try:
+            self.assertEqual(s1.port, port)
+            job = s1.create_job({"volume": {"shape": [16, 16, 16]},
+                                 "params": {"preview_hz": 5, "duration_s": 600}})
+            job_id = job["job_id"]
+            w = Watcher(port, job_id, "--max-retries", "30")
+            w.wait_event(lambda e: e["event"] == "preview")
+            s1.proc.send_signal(signal.SIGKILL)
+            s1.proc.wait(10)
+            w.wait_event(lambda e: e["event"] == "connection" and e["state"] == "reconnecting")
+            time.sleep(1.0)
+            s2 = Server(("--port", str(port)), state_dir=s1.state_dir).start()
+            servers.append(s2)
+            rc = w.wait()
+            self.assertEqual(rc, 1, "events %r stderr %r" % (w.events[-8:], w.stderr))
+            kinds = [e["event"] for e in w.events]
+            self.assertIn("reconnecting", [e.get("state") for e in w.events
+                                           if e["event"] == "connection"])
+            reconnected = [e for e in w.events if e["event"] == "connected" and e["reconnect"]]
+            self.assertEqual(len(reconnected), 1, kinds)
+            errors = [e for e in w.events if e["event"] == "error" and e["kind"] == "job"]
+            self.assertEqual(errors[0]["code"], "interrupted")
+            self.assertEqual(w.events[-1]["reconnects"], 1)
+            seqs = [e["seq"] for e in w.events if e["event"] in ("progress", "preview")]
+            self.assertEqual(seqs, sorted(set(seqs)), "no duplicate or out-of-order event")
+            self.assertIn("reconnecting", w.stderr)
+        finally:
+            if w is not None:
+                w.kill()
+            for s in servers:
+                s.kill()
+            s1.cleanup()
+
+
+if __name__ == "__main__":
+    main()
