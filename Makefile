@@ -22,6 +22,10 @@ run: build
 test: build
 	meson test -C $(BUILD) --print-errorlogs
 
+# Benchmarks (bench/, docs/performance.md): not part of `make test`.
+bench: build
+	bash scripts/bootstrap --bench && bash bench/run.sh
+
 $(SAN_BUILD)/build.ninja:
 	meson setup $(SAN_BUILD) -Db_sanitize=address,undefined -Db_lundef=false
 

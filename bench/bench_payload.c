@@ -11,8 +11,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <zlib.h>
 #include <zstd.h>
+#ifdef HAVE_ZLIB
+#include <zlib.h>
+#endif
 
 #include "core/base64.h"
 #include "core/mask.h"
@@ -28,6 +30,7 @@ static double now_ms(void) {
 }
 
 
+#ifdef HAVE_ZLIB
 /* Raw deflate (as permessage-deflate sends it) of `src`; returns the
  * compressed length and the best time in *ms. */
 static size_t deflate_len(const uint8_t* src, size_t n, int level, double* ms) {
@@ -53,6 +56,7 @@ static size_t deflate_len(const uint8_t* src, size_t n, int level, double* ms) {
   free(dst);
   return out;
 }
+#endif
 
 
 static size_t zstd_len(const uint8_t* src, size_t n, int level, double* ms) {
@@ -115,6 +119,7 @@ static void report(const char* name, const core_mask_spec_t* spec) {
              levels[i]);
     row(name, what, z + hdr + 64, n, ms);
   }
+#ifdef HAVE_ZLIB
   int dlevels[] = {1, 6};
   for (size_t i = 0; i < sizeof(dlevels) / sizeof(*dlevels); i++) {
     double ms = 0;
@@ -124,6 +129,7 @@ static void report(const char* name, const core_mask_spec_t* spec) {
              dlevels[i]);
     row(name, what, d + hdr, n, ms);
   }
+#endif
   free(json);
   free(mask);
 }
@@ -140,11 +146,13 @@ int main(int argc, char** argv) {
     fprintf(stderr, "usage: %s [nz ny nx] (each 1..4096)\n", argv[0]);
     return 2;
   }
-  printf("preview %ux%ux%u uint8; binary rows include a 64-byte header "
-         "estimate; ms = best of %d on one core\n\n",
-         spec.shape.d[0], spec.shape.d[1], spec.shape.d[2], REPS);
-  printf("| pattern | encoding                           | bytes/frame | "
-         "vs. raw  |       ms |\n|---|---|---:|---:|---:|\n");
+  printf(
+      "preview %ux%ux%u uint8; binary rows include a 64-byte header "
+      "estimate; ms = best of %d on one core\n\n",
+      spec.shape.d[0], spec.shape.d[1], spec.shape.d[2], REPS);
+  printf(
+      "| pattern | encoding                           | bytes/frame | "
+      "vs. raw  |       ms |\n|---|---|---:|---:|---:|\n");
   spec.pattern = CORE_PATTERN_RANDOM;
   report("random", &spec);
   spec.pattern = CORE_PATTERN_BLOBS;

@@ -125,9 +125,8 @@ static int parse_opts(lg_t* g, int argc, char** argv) {
 static int create_jobs(lg_t* g) {
   lg_opt_t* o = &g->opt;
   double ramp = o->ramp_per_s > 0 ? o->n / o->ramp_per_s : 0;
-  double dur = o->job_duration_s > 0
-                   ? o->job_duration_s
-                   : ramp + o->warmup_s + o->duration_s + 60;
+  double dur = o->job_duration_s > 0 ? o->job_duration_s
+                                     : ramp + o->warmup_s + o->duration_s + 60;
   char body[512];
   snprintf(body, sizeof(body),
            "{\"volume\":{\"shape\":[%u,%u,%u]},\"params\":{\"preview_hz\":%g,"
@@ -251,8 +250,8 @@ static lg_rates_t client_rates(const lg_t* g) {
 
 int lg_report(lg_t* g) {
   lg_rates_t r = client_rates(g);
-  double mb_s = g->window_s > 0 ? (double) g->window_bytes / 1e6 / g->window_s
-                                : 0;
+  double mb_s =
+      g->window_s > 0 ? (double) g->window_bytes / 1e6 / g->window_s : 0;
   double gb = (double) g->window_bytes / 1e9;
   double srv_cpu = g->has_srv ? g->srv1.cpu_s - g->srv0.cpu_s : -1;
   double per_conn_kib =
@@ -260,29 +259,34 @@ int lg_report(lg_t* g) {
           ? (double) (g->srv0.rss_kib - g->srv_baseline.rss_kib) /
                 g->established
           : -1;
-  printf("%s: %u/%u connected (%u failed, %u dropped, %u closed by server)"
-         " in %.1f s; connect p50 %.2f p99 %.2f max %.2f ms\n",
-         g->opt.label, g->established, g->n, g->failed, g->dropped,
-         g->closed_by_server, g->ramp_s, lg_samples_pct_ms(&g->connect, 50),
-         lg_samples_pct_ms(&g->connect, 99), lg_samples_max_ms(&g->connect));
-  printf("  window %.1f s: previews/s per client %.3f (min %.3f, expected "
-         "%.3f), %.1f MB/s\n",
-         g->window_s, r.rate_mean, r.rate_min, g->opt.hz, mb_s);
-  printf("  latency p50 %.1f p99 %.1f max %.1f ms; jitter p50 %.3f p99 %.3f "
-         "max %.3f ms; drift max %.3f ms (server timestamps %.3f ms)\n",
-         lg_samples_pct_ms(&g->latency, 50), lg_samples_pct_ms(&g->latency, 99),
-         lg_samples_max_ms(&g->latency), lg_samples_pct_ms(&g->jitter, 50),
-         lg_samples_pct_ms(&g->jitter, 99), lg_samples_max_ms(&g->jitter),
-         r.drift_max_ms, r.ts_drift_max_ms);
-  printf("  loadgen CPU %.2f s (%.0f%% of a core); validated %u previews, "
-         "%u invalid\n",
-         g->self_cpu_s, 100 * g->self_cpu_s / (g->window_s > 0 ? g->window_s : 1),
-         g->validated, g->invalid);
+  printf(
+      "%s: %u/%u connected (%u failed, %u dropped, %u closed by server)"
+      " in %.1f s; connect p50 %.2f p99 %.2f max %.2f ms\n",
+      g->opt.label, g->established, g->n, g->failed, g->dropped,
+      g->closed_by_server, g->ramp_s, lg_samples_pct_ms(&g->connect, 50),
+      lg_samples_pct_ms(&g->connect, 99), lg_samples_max_ms(&g->connect));
+  printf(
+      "  window %.1f s: previews/s per client %.3f (min %.3f, expected "
+      "%.3f), %.1f MB/s\n",
+      g->window_s, r.rate_mean, r.rate_min, g->opt.hz, mb_s);
+  printf(
+      "  latency p50 %.1f p99 %.1f max %.1f ms; jitter p50 %.3f p99 %.3f "
+      "max %.3f ms; drift max %.3f ms (server timestamps %.3f ms)\n",
+      lg_samples_pct_ms(&g->latency, 50), lg_samples_pct_ms(&g->latency, 99),
+      lg_samples_max_ms(&g->latency), lg_samples_pct_ms(&g->jitter, 50),
+      lg_samples_pct_ms(&g->jitter, 99), lg_samples_max_ms(&g->jitter),
+      r.drift_max_ms, r.ts_drift_max_ms);
+  printf(
+      "  loadgen CPU %.2f s (%.0f%% of a core); validated %u previews, "
+      "%u invalid\n",
+      g->self_cpu_s, 100 * g->self_cpu_s / (g->window_s > 0 ? g->window_s : 1),
+      g->validated, g->invalid);
   if (g->has_srv) {
-    printf("  server CPU %.2f s (%.3f s/GB), RSS %ld -> %ld KiB (peak %ld, "
-           "%.2f KiB per connection)\n",
-           srv_cpu, gb > 0 ? srv_cpu / gb : 0, g->srv0.rss_kib,
-           g->srv1.rss_kib, g->srv1.hwm_kib, per_conn_kib);
+    printf(
+        "  server CPU %.2f s (%.3f s/GB), RSS %ld -> %ld KiB (peak %ld, "
+        "%.2f KiB per connection)\n",
+        srv_cpu, gb > 0 ? srv_cpu / gb : 0, g->srv0.rss_kib, g->srv1.rss_kib,
+        g->srv1.hwm_kib, per_conn_kib);
   }
   if (g->opt.json_path != NULL) {
     FILE* f = fopen(g->opt.json_path, "w");
@@ -307,9 +311,9 @@ int lg_report(lg_t* g) {
             " \"loadgen_cpu_s\":%.3f,\"validated\":%u,\"invalid\":%u,"
             "\"unparsed\":%llu",
             g->opt.label, g->n, g->job_count, g->opt.stall, g->opt.hz,
-            g->shape.d[0], g->shape.d[1], g->shape.d[2], g->window_s,
-            g->ramp_s, g->established, g->failed, g->dropped,
-            g->closed_by_server, g->last_close_code, g->protocol_errors,
+            g->shape.d[0], g->shape.d[1], g->shape.d[2], g->window_s, g->ramp_s,
+            g->established, g->failed, g->dropped, g->closed_by_server,
+            g->last_close_code, g->protocol_errors,
             lg_samples_pct_ms(&g->connect, 50),
             lg_samples_pct_ms(&g->connect, 99), lg_samples_max_ms(&g->connect),
             r.rate_mean, r.rate_min, g->opt.hz, r.active, mb_s,

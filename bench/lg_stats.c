@@ -85,8 +85,7 @@ int lg_proc_read(int pid, lg_proc_t* out) {
   }
   unsigned long long utime = 0;
   unsigned long long stime = 0;
-  if (sscanf(p + 2,
-             "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
+  if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
              &utime, &stime) != 2) {
     return -EINVAL;
   }

@@ -319,7 +319,10 @@ static void parse_frames(lg_conn_t* c, const uint8_t* p, size_t n) {
       n--;
       if (c->hdr_len == 2) {
         uint8_t l7 = c->hdr[1] & 0x7f;
-        c->hdr_need = (uint8_t) (2 + (l7 == 126 ? 2 : l7 == 127 ? 8 : 0) +
+        c->hdr_need = (uint8_t) (2 +
+                                 (l7 == 126   ? 2
+                                  : l7 == 127 ? 8
+                                              : 0) +
                                  ((c->hdr[1] & 0x80) ? 4 : 0));
       }
       if (c->hdr_len >= 2 && c->hdr_len == c->hdr_need) {
@@ -435,7 +438,8 @@ static void on_connect(uv_connect_t* req, int status) {
   }
   c->state = LG_HANDSHAKE;
   c->hs = malloc(LG_HS_MAX);
-  if (c->hs == NULL || uv_read_start((uv_stream_t*) &c->tcp, on_alloc, on_read) != 0) {
+  if (c->hs == NULL ||
+      uv_read_start((uv_stream_t*) &c->tcp, on_alloc, on_read) != 0) {
     conn_fail(c);
     return;
   }

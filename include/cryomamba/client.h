@@ -93,6 +93,16 @@ typedef void (*cm_log_cb)(cm_log_level_t level,
                           const char* msg,
                           void* user_data);
 
+/* How previews travel (docs/protocol.md, "Binary previews"). BASE64 is the
+ * reference's JSON + base64 text; RAW and ZSTD are the opt-in binary
+ * messages (no base64; zstd typically 10-100x smaller for masks). The
+ * decoded cm_preview_t is the same whichever is chosen. */
+typedef enum {
+  CM_ENCODING_BASE64 = 0,
+  CM_ENCODING_RAW,
+  CM_ENCODING_ZSTD
+} cm_encoding_t;
+
 typedef struct {
   const char* server_url;          /* http://host[:port][/prefix]; copied;
                                       default "http://127.0.0.1:8000" */
@@ -106,6 +116,7 @@ typedef struct {
   uint32_t max_reconnect_attempts; /* consecutive failures before giving
                                       up (CM_EGAVEUP); 0: never give up */
   uint64_t max_message_bytes;      /* largest WS message; 1 GiB */
+  cm_encoding_t preview_encoding;  /* CM_ENCODING_BASE64 */
   size_t max_body_bytes;           /* largest buffered REST body; 64 MiB */
   cm_dispatch_fn dispatch;         /* NULL: callbacks on the client thread */
   void* dispatch_data;

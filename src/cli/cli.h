@@ -85,7 +85,13 @@ typedef struct {
   const char* save_dir; /* --save-previews */
   unsigned max_retries; /* 0: forever */
   bool no_progress;     /* plain lines even on a terminal */
+  cm_encoding_t encoding; /* how previews travel */
 } cli_watch_opts_t;
+
+/* Parses --encoding's value (base64, raw or zstd). Returns 0, or prints a
+ * usage error and returns its exit code. */
+int cli_parse_encoding(cli_ctx_t* ctx, const char* cmd, const char* value,
+                       cm_encoding_t* out);
 
 int cli_watch_job(cli_ctx_t* ctx,
                   const char* job_id,

@@ -59,7 +59,8 @@ static const char submit_help[] =
     "  --seed N            seed of the simulated masks\n"
     "  --pattern P         random or blobs\n"
     "  --watch             then follow the job like `cryomamba watch`\n"
-    "  --save-previews DIR, --max-retries N, --no-progress  (with --watch)\n";
+    "  --save-previews DIR, --max-retries N, --no-progress, --encoding E\n"
+    "                      (with --watch; see `cryomamba watch --help`)\n";
 
 
 static int want_help(cli_ctx_t* ctx, const char* text) {
@@ -385,7 +386,8 @@ int cli_cmd_submit(cli_ctx_t* ctx, int argc, char** argv) {
     OPT_WATCH,
     OPT_SAVE,
     OPT_RETRIES,
-    OPT_NOPROG
+    OPT_NOPROG,
+    OPT_ENCODING
   };
   static const struct option longs[] = {
       HELP_OPT,
@@ -401,6 +403,7 @@ int cli_cmd_submit(cli_ctx_t* ctx, int argc, char** argv) {
       {"save-previews", required_argument, NULL, OPT_SAVE},
       {"max-retries", required_argument, NULL, OPT_RETRIES},
       {"no-progress", no_argument, NULL, OPT_NOPROG},
+      {"encoding", required_argument, NULL, OPT_ENCODING},
       {NULL, 0, NULL, 0}};
   cm_job_spec_t spec;
   cm_job_spec_init(&spec);
@@ -498,6 +501,13 @@ int cli_cmd_submit(cli_ctx_t* ctx, int argc, char** argv) {
     case OPT_NOPROG:
       wopts.no_progress = true;
       break;
+    case OPT_ENCODING: {
+      int rc = cli_parse_encoding(ctx, cmd, optarg, &wopts.encoding);
+      if (rc != 0) {
+        return rc;
+      }
+      break;
+    }
     default:
       return cli_usage_error(ctx, cmd,
                              "unknown option or missing value: "

@@ -25,6 +25,9 @@ static const char watch_help[] =
     "(default\n"
     "                       10; 0: never give up)\n"
     "  --no-progress        plain lines even on a terminal\n"
+    "  --encoding E         how previews travel: base64 (JSON, default), raw "
+    "or\n"
+    "                       zstd (binary; zstd is smallest on the wire)\n"
     "Exit: 0 completed, 1 failed, 2 cancelled, 3 connection lost for good,\n"
     "5 no such job, 6 unauthorized, 7 server unreachable.\n";
 
@@ -362,6 +365,19 @@ static void on_log(cm_log_level_t level, const char* msg, void* user) {
 }
 
 
+int cli_parse_encoding(cli_ctx_t* ctx, const char* cmd, const char* value,
+                       cm_encoding_t* out) {
+  static const char* names[] = {"base64", "raw", "zstd"};
+  for (int i = 0; i < 3; i++) {
+    if (strcmp(value, names[i]) == 0) {
+      *out = (cm_encoding_t) i;
+      return 0;
+    }
+  }
+  return cli_usage_error(ctx, cmd, "--encoding wants base64, raw or zstd");
+}
+
+
 int cli_watch_job(cli_ctx_t* ctx,
                   const char* job_id,
                   const cli_watch_opts_t* opts) {
@@ -375,6 +391,7 @@ int cli_watch_job(cli_ctx_t* ctx,
   cm_client_options_init(&copts);
   copts.max_reconnect_attempts = opts->max_retries;
   copts.reconnect_max_ms = 5000;
+  copts.preview_encoding = opts->encoding;
   copts.log = on_log;
   cm_client_t* client;
   int rc = cli_client_new(ctx, &copts, &client);
@@ -451,13 +468,15 @@ int cli_cmd_watch(cli_ctx_t* ctx, int argc, char** argv) {
   enum {
     OPT_SAVE = 256,
     OPT_RETRIES,
-    OPT_NOPROG
+    OPT_NOPROG,
+    OPT_ENCODING
   };
   static const struct option longs[] = {
       {"help", no_argument, NULL, 'h'},
       {"save-previews", required_argument, NULL, OPT_SAVE},
       {"max-retries", required_argument, NULL, OPT_RETRIES},
       {"no-progress", no_argument, NULL, OPT_NOPROG},
+      {"encoding", required_argument, NULL, OPT_ENCODING},
       {NULL, 0, NULL, 0}};
   cli_watch_opts_t opts = {.max_retries = 10};
   int c;
@@ -481,6 +500,13 @@ int cli_cmd_watch(cli_ctx_t* ctx, int argc, char** argv) {
       }
       opts.max_retries = (unsigned) v;
       break;
+    case OPT_ENCODING: {
+      int erc = cli_parse_encoding(ctx, argv[0], optarg, &opts.encoding);
+      if (erc != 0) {
+        return erc;
+      }
+      break;
+    }
     case OPT_NOPROG:
       opts.no_progress = true;
       break;

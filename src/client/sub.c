@@ -16,6 +16,7 @@
 
 #include "client/client_int.h"
 #include "core/msg.h"
+#include "core/preview_bin.h"
 #include "core/shape.h"
 #include "core/uuid.h"
 #include "net/ws_client.h"
@@ -34,6 +35,7 @@ struct cm_sub_s {
   bool is_ready;        /* this connection's `connected` arrived */
   bool has_volume;      /* volume/scale known (from `connected`) */
   core_shape_t volume;
+  core_preview_t* bin_preview; /* set while a binary preview is handled */
   uint32_t scale;
   bool has_terminal; /* a terminal event was delivered */
   bool is_closing;   /* loop side: closing, no new connection */
@@ -361,8 +363,15 @@ static bool on_progress_msg(cm_sub_t* sub, const core_server_msg_t* m) {
 static bool on_preview_msg(cm_sub_t* sub, const core_server_msg_t* m) {
   core_preview_t pv;
   char err[256];
-  int rc =
-      core_msg_decode_preview(m->data, &sub->volume, &pv, err, sizeof(err));
+  int rc = 0;
+  if (sub->bin_preview != NULL) {
+    /* A binary message, already decoded and checked against the volume. */
+    pv = *sub->bin_preview;
+    sub->bin_preview->voxels = NULL; /* ownership moves on */
+  } else {
+    rc = core_msg_decode_preview(m->data, &sub->volume, &pv, err,
+                                 sizeof(err));
+  }
   if (rc == -ENOMEM) {
     reject(sub, "preview (seq %llu) too large for memory",
            (unsigned long long) m->seq);
@@ -498,6 +507,9 @@ static bool on_job_event(cm_sub_t* sub, const core_server_msg_t* m) {
 }
 
 
+static void on_decoded(cm_sub_t* sub, core_server_msg_t m);
+
+
 static void on_text(cm_sub_t* sub, const char* text, size_t len) {
   core_server_msg_t m;
   char err[256];
@@ -505,6 +517,40 @@ static void on_text(cm_sub_t* sub, const char* text, size_t len) {
     reject(sub, "invalid message: %s", err);
     return;
   }
+  on_decoded(sub, m);
+}
+
+
+/* A binary preview (raw or zstd): decoded and validated here, then handled
+ * like its text twin, seq checks included. */
+static void on_binary(cm_sub_t* sub, const uint8_t* data, size_t len) {
+  if (sub->client->opts.preview_encoding == CM_ENCODING_BASE64) {
+    reject(sub, "binary message of %zu bytes that was not asked for", len);
+    return;
+  }
+  if (!sub->is_ready) {
+    reject(sub, "binary message before connected");
+    return;
+  }
+  core_server_msg_t m;
+  core_preview_t pv;
+  char err[256];
+  int rc = core_preview_bin_decode(data, len, &sub->volume, &m, &pv, err,
+                                   sizeof(err));
+  if (rc != 0) {
+    reject(sub, "binary preview rejected: %s",
+           rc == -ENOMEM ? "too large for memory" : err);
+    return;
+  }
+  sub->bin_preview = &pv;
+  on_decoded(sub, m);
+  sub->bin_preview = NULL;
+  free(pv.voxels); /* NULL unless the preview was not delivered */
+}
+
+
+/* Takes ownership of m's data. */
+static void on_decoded(cm_sub_t* sub, core_server_msg_t m) {
   if (strcmp(m.type, "pong") == 0) {
     core_msg_clear(&m);
     return;
@@ -557,7 +603,7 @@ static void on_ws_msg(net_wsc_t* wsc,
     return;
   }
   if (opcode != WSLAY_TEXT_FRAME) {
-    reject(sub, "binary message of %zu bytes (protocol v1 sends text)", len);
+    on_binary(sub, data, len);
     return;
   }
   on_text(sub, (const char*) data, len);
@@ -679,8 +725,12 @@ static void sub_connect(cm_sub_t* sub) {
   emit_conn(sub, CM_CONN_CONNECTING, 0);
   net_wsc_t* wsc = calloc(1, sizeof(*wsc));
   char target[512];
-  snprintf(target, sizeof(target), "%s/ws/jobs/%s", client->prefix,
-           sub->job_id);
+  static const char* encoding_query[] = {"", "?encoding=raw",
+                                        "?encoding=zstd"};
+  cm_encoding_t enc = client->opts.preview_encoding;
+  snprintf(target, sizeof(target), "%s/ws/jobs/%s%s", client->prefix,
+           sub->job_id,
+           (unsigned) enc <= CM_ENCODING_ZSTD ? encoding_query[enc] : "");
   net_wsc_opts_t o = {
       .host = client->host,
       .port = client->port,

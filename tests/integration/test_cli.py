@@ -41,6 +41,18 @@ def free_port():
     return port
 
 
+def read_mask(data):
+    """The uint8 voxels of MRC bytes, through mrcfile."""
+    fd, path = tempfile.mkstemp(suffix=".mrc")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        with mrcfile.open(path) as m:
+            return np.array(m.data).astype(np.uint8)
+    finally:
+        os.unlink(path)
+
+
 def cli(server, *args, timeout=RUN_TIMEOUT, env=None):
     e = dict(os.environ)
     e.pop("CRYOMAMBA_TOKEN", None)
@@ -201,6 +213,40 @@ class CliTest(unittest.TestCase):
         with mrcfile.open(previews[-1]["saved"]) as m:
             last = np.array(m.data).astype(np.uint8)
         self.assertTrue(np.array_equal(mask.astype(np.uint8)[::2, ::2, ::2], last))
+
+    def test_binary_encodings_give_the_same_previews(self):
+        """watch --encoding raw|zstd (binary previews) saves exactly the
+        voxels the default JSON + base64 stream carries: three watchers of
+        one blobs job save the same final preview, equal to the artifact
+        downsampled."""
+        job_id = self.submit("--shape", "20,30,26", "--scale", "2", "--hz", "5",
+                             "--duration", "1.5", "--pattern", "blobs", "--seed", "9")
+        procs = {}
+        for enc in ("base64", "raw", "zstd"):
+            pdir = os.path.join(self.tmp, "enc-%s-%s" % (enc, job_id))
+            procs[enc] = subprocess.Popen(
+                [CLI_BIN, "--server", self.server.base, "--json", "watch", job_id,
+                 "--save-previews", pdir, "--encoding", enc],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        finals = {}
+        for enc, p in procs.items():
+            out, err = p.communicate(timeout=RUN_TIMEOUT)
+            self.assertEqual(p.returncode, 0, "%s: %s" % (enc, err))
+            previews = [e for e in map(json.loads, out.splitlines())
+                        if e["event"] == "preview"]
+            self.assertTrue(previews, enc)
+            with mrcfile.open(previews[-1]["saved"]) as m:
+                finals[enc] = (previews[-1]["seq"], np.array(m.data).astype(np.uint8))
+        self.assertEqual(finals["raw"][0], finals["base64"][0])
+        self.assertEqual(finals["zstd"][0], finals["base64"][0])
+        self.assertTrue(np.array_equal(finals["raw"][1], finals["base64"][1]))
+        self.assertTrue(np.array_equal(finals["zstd"][1], finals["base64"][1]))
+        art = self.server.get("/v1/jobs/%s/artifacts/mask.mrc" % job_id)
+        mask = read_mask(art.body)
+        self.assertTrue(np.array_equal(mask[::2, ::2, ::2], finals["zstd"][1]))
+        r = cli(self.server, "watch", job_id, "--encoding", "gzip")
+        self.assertEqual(r.returncode, 64, r.stderr)
+        self.assertIn("--encoding", r.stderr)
 
     def test_plain_output_when_not_a_terminal(self):
         job_id = self.submit("--shape", "8,8,8", "--hz", "10", "--duration", "0.5")

@@ -18,6 +18,7 @@
 
 #include "client/client_int.h"
 #include "core/base64.h"
+#include "core/preview_bin.h"
 #include "net/frame.h"
 #include "net/ws_handshake.h"
 
@@ -198,6 +199,44 @@ static void add(fake_t* f,
   }
   s->acts[s->count++] =
       (act_t){kind, text, text != NULL ? strlen(text) : 0, code};
+}
+
+
+/* Adds a binary message of `len` bytes (taken over). */
+static void add_bytes(fake_t* f, int conn, uint8_t* bytes, size_t len) {
+  add(f, conn, ACT_BINARY, NULL, 0);
+  conn_script_t* s = &f->conns[conn];
+  s->acts[s->count - 1].text = (char*) bytes;
+  s->acts[s->count - 1].len = len;
+}
+
+
+/* A binary preview (raw or zstd) of 4x4x4 voxels of value v. */
+static uint8_t* binary_preview(unsigned seq, core_encoding_t enc, uint8_t v,
+                               bool corrupt, size_t* len) {
+  uint8_t voxels[64];
+  memset(voxels, v, sizeof(voxels));
+  uint8_t payload[256];
+  size_t n = sizeof(voxels);
+  if (enc == CORE_ENC_ZSTD) {
+    long z = core_zstd_compress(voxels, 64, payload, sizeof(payload), 1);
+    cr_assert_gt(z, 0);
+    n = (size_t) z;
+    if (corrupt) {
+      payload[n - 1] ^= 0x5a; /* breaks the frame's checksum or content */
+      payload[n / 2] ^= 0xa5;
+    }
+  } else {
+    memcpy(payload, voxels, n);
+  }
+  core_shape_t shape = {{4, 4, 4}};
+  uint8_t* out = malloc(CORE_PREVIEW_BIN_HEAD_MAX + n);
+  int head = core_preview_bin_head(JOB, seq, 1795896000123456LL, &shape, 1,
+                                   enc, n, out, CORE_PREVIEW_BIN_HEAD_MAX);
+  cr_assert_gt(head, 0);
+  memcpy(out + head, payload, n);
+  *len = (size_t) head + n;
+  return out;
 }
 
 
@@ -434,6 +473,40 @@ Test(client_sub,
   cr_assert_eq(seen.closed, 1);
   cr_assert_eq(seen.closed_status, 0);
   cr_assert_eq(seen.conn_events[CM_CONN_RECONNECTING], 0);
+}
+
+
+Test(client_sub, binary_previews_are_decoded_and_checked, .timeout = 60) {
+  fake_t f = {0};
+  size_t len = 0;
+  uint8_t* b;
+  add(&f, 0, ACT_TEXT, connected_msg(0, "[4,4,4]", 1, "[4,4,4]"), 0);
+  b = binary_preview(1, CORE_ENC_RAW, 3, false, &len);
+  add_bytes(&f, 0, b, len);
+  b = binary_preview(2, CORE_ENC_ZSTD, 4, true, &len); /* corrupt zstd */
+  add_bytes(&f, 0, b, len);
+  b = binary_preview(3, CORE_ENC_ZSTD, 5, false, &len);
+  add_bytes(&f, 0, b, len);
+  b = binary_preview(3, CORE_ENC_RAW, 5, false, &len); /* replayed seq */
+  add_bytes(&f, 0, b, len);
+  b = binary_preview(4, CORE_ENC_RAW, 6, false, &len);
+  add_bytes(&f, 0, b, len - 1); /* truncated */
+  add(&f, 0, ACT_TEXT, preview_msg(5, "[4,4,4]", 64, 7, NULL), 0); /* text */
+  add(&f, 0, ACT_TEXT,
+      msgf("completed", 6, "{\"state\":\"completed\",\"artifacts\":[]}"), 0);
+  seen_t seen = {0};
+  cm_client_options_t o;
+  cm_client_options_init(&o);
+  o.preview_encoding = CM_ENCODING_ZSTD;
+  run_sub(&f, &seen, &o);
+  cr_assert_eq(seen.previews, 3, "previews %d", seen.previews);
+  cr_assert_eq(seen.preview_seqs[0], 1);
+  cr_assert_eq(seen.preview_seqs[1], 3);
+  cr_assert_eq(seen.preview_seqs[2], 5);
+  cr_assert(seen.preview_ok);
+  cr_assert_eq(seen.errors[CM_SUB_ERR_INVALID], 2, "invalid %d",
+               seen.errors[CM_SUB_ERR_INVALID]);
+  cr_assert_eq(seen.finished, 1);
 }
 
 

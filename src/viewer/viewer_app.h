@@ -1,0 +1,171 @@
+/* viewer_app.h: the state the GUI modules of cryomamba-viewer share. One
+ * viewer_app_t per process, touched only on the GTK main thread; workers
+ * get copies or owned buffers and hand results back with idle callbacks.
+ * Modules: main.c (command line), viewer_window.c (window, actions,
+ * metadata, display controls), viewer_view.c (one slice view),
+ * viewer_job.c (server, job, previews), viewer_prefs.c (preferences),
+ * viewer_shot.c (screenshots). */
+#ifndef VIEWER_APP_H
+#define VIEWER_APP_H
+
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wconversion"
+#include <gtk/gtk.h>
+#pragma GCC diagnostic pop
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "cryomamba/client.h"
+#include "viewer/viewer_labels.h"
+#include "viewer/viewer_render.h"
+#include "viewer/viewer_volume.h"
+
+typedef struct viewer_view_s viewer_view_t;
+typedef struct viewer_job_s viewer_job_t;
+
+/* Command-line options (main.c); strings are owned (g_free). */
+typedef struct {
+  char* server_url; /* overrides the preferences for this run */
+  char* token;
+  char* open_path;
+  bool submit;
+  char* attach_id;
+  double hz;       /* 0: the preferences' value */
+  int scale;       /* 0: idem */
+  double duration; /* < 0: idem */
+  char* pattern;   /* NULL: idem */
+  int64_t seed;    /* < 0: idem */
+  char* screenshot;
+  char* window_shot;
+  char* export_mask;
+  int after_previews;  /* screenshot after this many previews shown */
+  bool stay;           /* do not quit after the automated screenshot */
+  double opacity;      /* < 0: the preferences' value */
+  int max_retries;     /* reconnect attempts; 0: never give up */
+} viewer_opts_t;
+
+/* Preferences (viewer_prefs.c), kept in
+ * $XDG_CONFIG_HOME/cryomamba/viewer.ini. Strings owned. */
+typedef struct {
+  char* server_url;
+  char* token;
+  double hz;
+  int scale;
+  double duration;
+  char* pattern;
+  int64_t seed;
+  double opacity;
+} viewer_prefs_t;
+
+typedef struct viewer_app_s {
+  GtkApplication* gtk;
+  GtkWindow* window;
+  viewer_opts_t opts;
+  viewer_prefs_t prefs;
+  bool is_automated; /* --screenshot/--export-mask: errors exit, no dialog */
+
+  /* The open volume. */
+  bool has_volume;
+  viewer_volume_t vol;
+  char* path;
+  viewer_wl_t wl;
+  bool wl_is_manual; /* the user changed it: background stats keep off */
+  viewer_wl_lut_t lut;
+  uint64_t grey_version; /* bumped when the volume or window changes */
+  uint32_t cursor[3];    /* z, y, x: crosshair and shown slices */
+  atomic_bool* stats_cancel; /* the running stats task's flag, or NULL */
+
+  /* The overlay: full-resolution labels, or NULL. */
+  uint8_t* labels;
+  uint8_t* spare; /* a free buffer of the same size for the next preview */
+  uint64_t labels_version;
+  bool is_final_mask;
+  bool show_mask;
+  double opacity;
+
+  viewer_view_t* views[VIEWER_AXIS_COUNT];
+  viewer_job_t* job;
+
+  /* Widgets the modules update. */
+  GtkWidget* meta_grid;
+  GtkWidget* meta_values[8];
+  GtkWidget* level_spin;
+  GtkWidget* window_spin;
+  GtkWidget* show_mask_check;
+  GtkWidget* opacity_scale;
+  GtkWidget* conn_label;
+  GtkWidget* status_label;
+  GtkWidget* job_box;
+  GtkWidget* hz_spin, *scale_spin, *duration_spin, *seed_spin;
+  GtkWidget* pattern_drop;
+  GtkWidget* attach_entry;
+  GtkWidget* submit_button, *attach_button, *cancel_button;
+  GtkWidget* progress_bar;
+  GtkWidget* job_label;
+  bool is_updating_controls; /* setting widgets from code: no feedback */
+
+  bool shot_done; /* the automated screenshot was written */
+} viewer_app_t;
+
+/* "viewer: ..." on stdout (flushed): the lines tests and scripts read. */
+void viewer_say(const char* fmt, ...) G_GNUC_PRINTF(1, 2);
+
+/* viewer_window.c */
+void viewer_window_build(viewer_app_t* app);
+int viewer_window_open(viewer_app_t* app, const char* path);
+void viewer_window_error(viewer_app_t* app,
+                         const char* title,
+                         const char* detail);
+void viewer_window_status(viewer_app_t* app, const char* text);
+void viewer_window_set_cursor(viewer_app_t* app, const uint32_t zyx[3]);
+void viewer_window_set_wl(viewer_app_t* app, viewer_wl_t wl, bool is_manual);
+void viewer_window_labels_changed(viewer_app_t* app);
+void viewer_window_quit(viewer_app_t* app, int status);
+
+/* viewer_view.c */
+viewer_view_t* viewer_view_new(viewer_app_t* app, viewer_axis_t axis);
+GtkWidget* viewer_view_widget(viewer_view_t* view);
+void viewer_view_volume_changed(viewer_view_t* view); /* reset zoom, range */
+void viewer_view_redraw(viewer_view_t* view);         /* crosshair moved */
+/* The composed slice as displayed (0xAARRGGBB), refreshed if stale;
+ * borrowed until the next call. NULL without a volume. */
+const uint32_t* viewer_view_pixels(viewer_view_t* view,
+                                   uint32_t* width,
+                                   uint32_t* height);
+void viewer_view_free(viewer_view_t* view);
+
+/* viewer_job.c */
+void viewer_job_init(viewer_app_t* app);
+void viewer_job_reset_client(viewer_app_t* app); /* after prefs change */
+void viewer_job_submit(viewer_app_t* app);
+void viewer_job_attach(viewer_app_t* app, const char* job_id);
+void viewer_job_cancel(viewer_app_t* app);
+/* Health check of url/token; `done(ok, sentence, user)` on the main
+ * thread. */
+void viewer_job_test_connection(viewer_app_t* app,
+                                const char* url,
+                                const char* token,
+                                void (*done)(bool ok,
+                                             const char* msg,
+                                             void* user),
+                                void* user);
+void viewer_job_volume_changed(viewer_app_t* app);
+void viewer_job_shutdown(viewer_app_t* app);
+
+/* viewer_prefs.c */
+void viewer_prefs_load(viewer_prefs_t* prefs);
+int viewer_prefs_save(const viewer_prefs_t* prefs, char** err);
+void viewer_prefs_clear(viewer_prefs_t* prefs);
+void viewer_prefs_dialog(viewer_app_t* app);
+
+/* viewer_shot.c: PNG of the three views at one pixel per voxel in the
+ * orthogonal layout (viewer_ortho_layout), or of the whole window. */
+int viewer_shot_views_png(viewer_app_t* app, const char* path, char** err);
+int viewer_shot_window_png(viewer_app_t* app, const char* path, char** err);
+/* The automation of --screenshot / --export-mask: `why` names the moment.
+ */
+void viewer_shot_automation(viewer_app_t* app, const char* why);
+
+#endif
