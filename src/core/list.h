@@ -13,8 +13,8 @@ typedef struct core_list_s {
   struct core_list_s* prev;
 } core_list_t;
 
-#define CORE_CONTAINER_OF(ptr, type, field) \
-  ((type*) ((char*) (ptr) - offsetof(type, field)))
+#define CORE_CONTAINER_OF(ptr, type, field)                                    \
+  ((type*) ((char*) (ptr) -offsetof(type, field)))
 
 /* Makes `l` an empty list head or an unlinked node. */
 static inline void core_list_init(core_list_t* l) {
@@ -52,8 +52,8 @@ static inline core_list_t* core_list_front(const core_list_t* head) {
 }
 
 /* Iterates nodes; the body may unlink `it` (the next node is saved). */
-#define CORE_LIST_FOREACH_SAFE(it, tmp, head)                        \
-  for ((it) = (head)->next, (tmp) = (it)->next; (it) != (head); \
+#define CORE_LIST_FOREACH_SAFE(it, tmp, head)                                  \
+  for ((it) = (head)->next, (tmp) = (it)->next; (it) != (head);                \
        (it) = (tmp), (tmp) = (it)->next)
 
 #endif

@@ -23,8 +23,10 @@ int core_encoding_parse(const char* s, size_t len, core_encoding_t* out) {
   static const struct {
     const char* name;
     core_encoding_t enc;
-  } names[] = {{"base64", CORE_ENC_BASE64}, {"json", CORE_ENC_BASE64},
-               {"raw", CORE_ENC_RAW},       {"binary", CORE_ENC_RAW},
+  } names[] = {{"base64", CORE_ENC_BASE64},
+               {"json", CORE_ENC_BASE64},
+               {"raw", CORE_ENC_RAW},
+               {"binary", CORE_ENC_RAW},
                {"zstd", CORE_ENC_ZSTD}};
   for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
     if (strlen(names[i].name) == len && memcmp(names[i].name, s, len) == 0) {
@@ -74,7 +76,10 @@ size_t core_zstd_bound(size_t n) {
 }
 
 
-long core_zstd_compress(const uint8_t* src, size_t n, uint8_t* dst, size_t cap,
+long core_zstd_compress(const uint8_t* src,
+                        size_t n,
+                        uint8_t* dst,
+                        size_t cap,
                         int level) {
   size_t r = ZSTD_compress(dst, cap, src, n, level);
   return ZSTD_isError(r) ? -EIO : (long) r;
@@ -108,8 +113,8 @@ int core_preview_bin_decode(const uint8_t* bytes,
     return fail(err, err_len, "binary header length %zu exceeds the message",
                 head_len);
   }
-  int rc = core_msg_decode((const char*) bytes + 4, head_len, msg, err,
-                           err_len);
+  int rc =
+      core_msg_decode((const char*) bytes + 4, head_len, msg, err, err_len);
   if (rc != 0) {
     return rc;
   }

@@ -46,7 +46,10 @@ size_t core_zstd_bound(size_t n);
 
 /* Compresses `n` bytes at `level` into `dst` (cap bytes). Returns the
  * compressed length or -EIO. */
-long core_zstd_compress(const uint8_t* src, size_t n, uint8_t* dst, size_t cap,
+long core_zstd_compress(const uint8_t* src,
+                        size_t n,
+                        uint8_t* dst,
+                        size_t cap,
                         int level);
 
 /* Decodes a whole binary preview message: validates the envelope (as

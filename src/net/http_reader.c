@@ -221,11 +221,12 @@ static int on_message_complete(http_parser* p) {
 }
 
 
-size_t net_http_reader_feed(net_http_reader_t* r, const uint8_t* bytes,
+size_t net_http_reader_feed(net_http_reader_t* r,
+                            const uint8_t* bytes,
                             size_t len) {
   r->error = NET_HTTP_OK;
-  size_t n = http_parser_execute(&r->parser, &settings, (const char*) bytes,
-                                 len);
+  size_t n =
+      http_parser_execute(&r->parser, &settings, (const char*) bytes, len);
   enum http_errno herr = HTTP_PARSER_ERRNO(&r->parser);
   if (herr == HPE_PAUSED && r->is_paused) {
     return n;

@@ -15,11 +15,11 @@
 
 typedef enum {
   NET_HTTP_OK = 0,
-  NET_HTTP_E_PARSE = -9101,           /* malformed HTTP: 400 */
+  NET_HTTP_E_PARSE = -9101,             /* malformed HTTP: 400 */
   NET_HTTP_E_HEADERS_TOO_LARGE = -9102, /* 431 */
-  NET_HTTP_E_BODY_TOO_LARGE = -9103,  /* 413 */
+  NET_HTTP_E_BODY_TOO_LARGE = -9103,    /* 413 */
   NET_HTTP_E_NOMEM = -9104,
-  NET_HTTP_E_STOPPED = -9105          /* the message callback said stop */
+  NET_HTTP_E_STOPPED = -9105 /* the message callback said stop */
 } net_http_err_t;
 
 typedef struct net_http_reader_s net_http_reader_t;
@@ -62,7 +62,8 @@ void net_http_reader_init(net_http_reader_t* r,
 
 /* Feeds bytes. Returns the number consumed (less than len after an upgrade
  * or an error) and sets r->error (0 or net_http_err_t). */
-size_t net_http_reader_feed(net_http_reader_t* r, const uint8_t* bytes,
+size_t net_http_reader_feed(net_http_reader_t* r,
+                            const uint8_t* bytes,
                             size_t len);
 
 /* Continues after a pause requested by the message callback. */

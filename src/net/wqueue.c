@@ -16,7 +16,9 @@ typedef struct {
 static void start_write(net_wqueue_t* wq);
 
 
-void net_wq_init(net_wqueue_t* wq, uv_stream_t* stream, net_wq_cb cb,
+void net_wq_init(net_wqueue_t* wq,
+                 uv_stream_t* stream,
+                 net_wq_cb cb,
                  void* data) {
   memset(wq, 0, sizeof(*wq));
   wq->stream = stream;
@@ -158,7 +160,8 @@ static void start_write(net_wqueue_t* wq) {
     uint8_t* tmp = wq->ctrl_in_flight;
     wq->ctrl_in_flight = wq->ctrl;
     wq->ctrl = tmp;
-    bufs[n++] = uv_buf_init((char*) wq->ctrl_in_flight, (unsigned) wq->ctrl_len);
+    bufs[n++] =
+        uv_buf_init((char*) wq->ctrl_in_flight, (unsigned) wq->ctrl_len);
     wq->bytes_written += wq->ctrl_len;
     wq->ctrl_len = 0;
   }

@@ -21,9 +21,9 @@ typedef enum {
   NET_WQ_LATEST_PROGRESS, /* a newer progress replaces a queued one */
 } net_wq_class_t;
 
-#define NET_WQ_BATCH 8          /* frames per uv_write */
-#define NET_WQ_CTRL_MAX 4096    /* bytes of control frames buffered */
-#define NET_WQ_MAX_ITEMS 64     /* queued frames before the owner pauses input */
+#define NET_WQ_BATCH 8       /* frames per uv_write */
+#define NET_WQ_CTRL_MAX 4096 /* bytes of control frames buffered */
+#define NET_WQ_MAX_ITEMS 64  /* queued frames before the owner pauses input */
 
 typedef struct net_wqueue_s net_wqueue_t;
 
@@ -35,23 +35,25 @@ struct net_wqueue_s {
   uv_stream_t* stream; /* borrowed; owned by the connection */
   core_list_t items;   /* net_wq_item (queued, not started) */
   size_t item_count;
-  uv_write_t req;      /* the one write in flight */
+  uv_write_t req; /* the one write in flight */
   net_frame_t* in_flight[NET_WQ_BATCH];
   unsigned in_flight_count;
-  uint8_t* ctrl;       /* control bytes waiting; malloc'd lazily */
+  uint8_t* ctrl; /* control bytes waiting; malloc'd lazily */
   size_t ctrl_len;
   uint8_t* ctrl_in_flight; /* swapped in while written */
   bool is_writing;
   bool want_drain_cb;
-  bool is_closed;      /* no more writes: the stream is closing */
+  bool is_closed; /* no more writes: the stream is closing */
   uint64_t bytes_written;
   uint64_t frames_dropped; /* stale latest-only frames skipped */
   net_wq_cb cb;
-  void* data;          /* the owner */
+  void* data; /* the owner */
 };
 
 /* Prepares an empty queue writing to `stream`. */
-void net_wq_init(net_wqueue_t* wq, uv_stream_t* stream, net_wq_cb cb,
+void net_wq_init(net_wqueue_t* wq,
+                 uv_stream_t* stream,
+                 net_wq_cb cb,
                  void* data);
 
 /* Queues `frame` (a reference is taken; the caller keeps its own) and starts

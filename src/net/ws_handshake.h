@@ -20,9 +20,9 @@ bool net_ws_key_is_valid(const char* key);
 
 typedef enum {
   NET_WS_HS_OK = 0,
-  NET_WS_HS_NOT_UPGRADE,  /* not a WebSocket upgrade at all: 400 */
-  NET_WS_HS_BAD_REQUEST,  /* method, HTTP version, Host or key wrong: 400 */
-  NET_WS_HS_BAD_VERSION   /* Sec-WebSocket-Version is not 13: 426 */
+  NET_WS_HS_NOT_UPGRADE, /* not a WebSocket upgrade at all: 400 */
+  NET_WS_HS_BAD_REQUEST, /* method, HTTP version, Host or key wrong: 400 */
+  NET_WS_HS_BAD_VERSION  /* Sec-WebSocket-Version is not 13: 426 */
 } net_ws_hs_result_t;
 
 /* Checks the request held by `r` (a complete message): GET, HTTP/1.1 or

@@ -136,8 +136,7 @@ static int run(net_ws_t* ws) {
   if (rv != 0 || ws->is_protocol_error) {
     /* A malformed frame: wslay queued a close without a status code; send
      * a proper 1002 instead (1011 when we ran out of memory). */
-    net_ws_close(ws,
-                 rv == WSLAY_ERR_NOMEM ? 1011 : 1002,
+    net_ws_close(ws, rv == WSLAY_ERR_NOMEM ? 1011 : 1002,
                  rv == WSLAY_ERR_NOMEM ? "out of memory" : "protocol error");
     return 0;
   }

@@ -34,9 +34,9 @@ struct net_ws_s {
   uint8_t* backlog; /* unconsumed input kept while paused (malloc'd) */
   size_t backlog_len;
   size_t max_msg_len;
-  uint16_t close_code; /* the code we sent (ours or wslay's), 0 if none */
-  bool is_closing;     /* a close frame is queued: send no more data */
-  bool is_paused;      /* wslay holds too many replies; stop reading */
+  uint16_t close_code;    /* the code we sent (ours or wslay's), 0 if none */
+  bool is_closing;        /* a close frame is queued: send no more data */
+  bool is_paused;         /* wslay holds too many replies; stop reading */
   bool is_protocol_error; /* a violation wslay answers without a status */
   net_ws_msg_cb on_msg;
   void* data; /* the owner */

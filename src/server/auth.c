@@ -35,7 +35,9 @@ static int hex_value(int c) {
 }
 
 
-int srv_auth_load_file(srv_auth_t* auth, const char* path, char* err,
+int srv_auth_load_file(srv_auth_t* auth,
+                       const char* path,
+                       char* err,
                        size_t err_len) {
   FILE* f = fopen(path, "r");
   if (f == NULL) {

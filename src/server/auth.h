@@ -28,7 +28,9 @@ int srv_auth_add_token(srv_auth_t* auth, const char* token, srv_scope_t scope);
 
 /* Loads "<sha256 hex> <read|write>" lines ('#' comments, blank lines).
  * Returns 0, or -1 with a sentence in `err`. */
-int srv_auth_load_file(srv_auth_t* auth, const char* path, char* err,
+int srv_auth_load_file(srv_auth_t* auth,
+                       const char* path,
+                       char* err,
                        size_t err_len);
 
 /* Prints the auth-file line for `token` to stdout (--hash-token). */

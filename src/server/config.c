@@ -55,7 +55,8 @@ static const opt_doc_t opt_docs[] = {
     {"max-connections", "CRYOMAMBA_MAX_CONNECTIONS", OPT_MAX_CONNECTIONS,
      "N      open connections in all (default 20000)"},
     {"max-subscribers-per-job", "CRYOMAMBA_MAX_SUBSCRIBERS_PER_JOB",
-     OPT_MAX_SUBSCRIBERS, "N      WebSocket subscribers per job (default 5000)"},
+     OPT_MAX_SUBSCRIBERS,
+     "N      WebSocket subscribers per job (default 5000)"},
     {"max-body-bytes", "CRYOMAMBA_MAX_BODY_BYTES", OPT_MAX_BODY,
      "N      largest request body (default 1048576)"},
     {"max-volume-voxels", "CRYOMAMBA_MAX_VOLUME_VOXELS", OPT_MAX_VOXELS,
@@ -115,7 +116,8 @@ static void print_help(void) {
 }
 
 
-static int parse_uint(const char* s, unsigned long long max,
+static int parse_uint(const char* s,
+                      unsigned long long max,
                       unsigned long long* out) {
   if (s == NULL || *s == '\0' || *s == '-') {
     return -1;
@@ -255,7 +257,9 @@ int srv_config_parse(srv_config_t* cfg, int argc, char** argv) {
       return -1;
     }
   }
-  enum { N_DOCS = sizeof(opt_docs) / sizeof(opt_docs[0]) };
+  enum {
+    N_DOCS = sizeof(opt_docs) / sizeof(opt_docs[0])
+  };
   struct option longopts[N_DOCS + 3];
   for (size_t i = 0; i < N_DOCS; i++) {
     longopts[i] = (struct option){opt_docs[i].flag, required_argument, NULL,
@@ -282,8 +286,8 @@ int srv_config_parse(srv_config_t* cfg, int argc, char** argv) {
     }
     if (apply(cfg, (opt_id_t) c, optarg) != 0) {
       const opt_doc_t* d = doc_of((opt_id_t) c);
-      fprintf(stderr, "cryomambad: invalid value '%s' for --%s (%s)\n",
-              optarg, d != NULL ? d->flag : "?", d != NULL ? d->help : "");
+      fprintf(stderr, "cryomambad: invalid value '%s' for --%s (%s)\n", optarg,
+              d != NULL ? d->flag : "?", d != NULL ? d->help : "");
       return -1;
     }
   }

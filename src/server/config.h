@@ -9,21 +9,21 @@
 typedef struct {
   char bind[64];
   int port;
-  char data_root[1024];  /* resolved absolute path; "" = no server paths */
-  char state_dir[1024];  /* SQLite database and artifacts */
+  char data_root[1024]; /* resolved absolute path; "" = no server paths */
+  char state_dir[1024]; /* SQLite database and artifacts */
   unsigned max_running;
-  double preview_hz;     /* default when a job gives none */
+  double preview_hz; /* default when a job gives none */
   unsigned max_connections;
   unsigned max_subscribers_per_job;
   size_t max_body_bytes;
   size_t max_header_bytes;
   size_t max_ws_message_bytes;
-  uint64_t max_volume_voxels;   /* bounds mask memory per job */
+  uint64_t max_volume_voxels; /* bounds mask memory per job */
   double ws_ping_interval_s;
   double ws_ping_timeout_s;
   double http_idle_timeout_s;
-  int log_level; /* 0 debug, 1 info, 2 warn, 3 error */
-  char auth_file[1024]; /* "" = none */
+  int log_level;          /* 0 debug, 1 info, 2 warn, 3 error */
+  char auth_file[1024];   /* "" = none */
   const char* hash_token; /* --hash-token: print its auth line and exit */
 } srv_config_t;
 

@@ -89,8 +89,7 @@ void srv_conn_close(srv_conn_t* conn) {
   }
   /* The reader and wslay may be on the stack (we can be called from their
    * callbacks): they are freed in the close callback. */
-  srv_log(&ctx->log, SRV_LOG_DEBUG, "conn.close", "s:peer", conn->peer,
-          NULL);
+  srv_log(&ctx->log, SRV_LOG_DEBUG, "conn.close", "s:peer", conn->peer, NULL);
   uv_close((uv_handle_t*) &conn->linger_timer, on_handle_closed);
   uv_close((uv_handle_t*) &conn->tcp, on_handle_closed);
 }
@@ -172,7 +171,8 @@ static void process_ws(srv_conn_t* conn, const uint8_t* bytes, size_t len) {
 }
 
 
-static void keep_http_backlog(srv_conn_t* conn, const uint8_t* bytes,
+static void keep_http_backlog(srv_conn_t* conn,
+                              const uint8_t* bytes,
                               size_t len) {
   if (len == 0) {
     return;
@@ -197,10 +197,9 @@ static void reply_parse_error(srv_conn_t* conn, int err) {
                          false, NULL);
     break;
   case NET_HTTP_E_BODY_TOO_LARGE:
-    srv_http_reply_error(conn, 413, "payload_too_large",
-                         "the request body is too large",
-                         "see limits.max_body_bytes in /v1/server/info", false,
-                         NULL);
+    srv_http_reply_error(
+        conn, 413, "payload_too_large", "the request body is too large",
+        "see limits.max_body_bytes in /v1/server/info", false, NULL);
     break;
   case NET_HTTP_E_NOMEM:
     srv_http_reply_error(conn, 503, "overloaded", "the server is out of memory",
@@ -410,13 +409,11 @@ void srv_conn_on_connection(uv_stream_t* listener, int status) {
   describe_peer(conn);
   if (ctx->conn_count > ctx->cfg.max_connections || ctx->is_stopping) {
     conn->close_after_write = true;
-    srv_http_reply_error(conn, 503,
-                         ctx->is_stopping ? "shutting_down"
-                                          : "too_many_connections",
-                         ctx->is_stopping
-                             ? "the server is shutting down"
-                             : "the server has too many open connections",
-                         "retry later", true, "Retry-After: 1\r\n");
+    srv_http_reply_error(
+        conn, 503, ctx->is_stopping ? "shutting_down" : "too_many_connections",
+        ctx->is_stopping ? "the server is shutting down"
+                         : "the server has too many open connections",
+        "retry later", true, "Retry-After: 1\r\n");
     srv_conn_end(conn);
     return;
   }

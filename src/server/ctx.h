@@ -58,11 +58,11 @@ typedef struct srv_job_s {
   /* Engine. */
   uv_timer_t timer;
   bool timer_active;
-  uint64_t start_ns;     /* uv_hrtime() at start: deadlines are absolute */
-  uint64_t tick;         /* ticks done */
+  uint64_t start_ns;        /* uv_hrtime() at start: deadlines are absolute */
+  uint64_t tick;            /* ticks done */
   unsigned works_in_flight; /* renders on the pool for this job */
-  bool render_busy;      /* a preview render is on the pool */
-  bool is_finalizing;    /* the final mask is being written */
+  bool render_busy;         /* a preview render is on the pool */
+  bool is_finalizing;       /* the final mask is being written */
   bool preview_rebuild_pending;
 } srv_job_t;
 
@@ -77,23 +77,23 @@ typedef struct srv_conn_s {
   core_list_t link; /* ctx->conns */
   srv_conn_mode_t mode;
   net_wqueue_t wq;
-  net_http_reader_t* http; /* while in HTTP mode (malloc'd) */
-  net_ws_t* ws;            /* after the upgrade (malloc'd) */
-  srv_job_t* job;          /* subscribed job, WS only */
+  net_http_reader_t* http;  /* while in HTTP mode (malloc'd) */
+  net_ws_t* ws;             /* after the upgrade (malloc'd) */
+  srv_job_t* job;           /* subscribed job, WS only */
   core_encoding_t encoding; /* preview encoding chosen at the upgrade */
-  core_list_t sub_link;    /* job->subscribers */
+  core_list_t sub_link;     /* job->subscribers */
   srv_download_t* download; /* an artifact being streamed, or NULL */
-  uint8_t* http_backlog;   /* pipelined bytes held while paused */
+  uint8_t* http_backlog;    /* pipelined bytes held while paused */
   size_t http_backlog_len;
-  uint64_t last_rx_ms;     /* uv_now() at the last byte received */
-  uint64_t ping_sent_ms;   /* 0 when no ping is outstanding */
+  uint64_t last_rx_ms;      /* uv_now() at the last byte received */
+  uint64_t ping_sent_ms;    /* 0 when no ping is outstanding */
   uint64_t ending_since_ms; /* uv_now() when srv_conn_end() was called */
   uv_shutdown_t shutdown_req;
   uv_timer_t linger_timer; /* bounds the wait for the peer's FIN */
   bool is_reading;
-  bool is_closing;         /* uv_close called */
-  bool is_shutting_down;   /* close frame/response sent; draining */
-  bool close_after_write;  /* HTTP: close once the response is written */
+  bool is_closing;        /* uv_close called */
+  bool is_shutting_down;  /* close frame/response sent; draining */
+  bool close_after_write; /* HTTP: close once the response is written */
   bool linger_timer_active;
   bool is_upgrade_pending; /* an upgrade request awaits srv_ws_upgrade() */
   unsigned open_handles;   /* tcp + linger timer; freed when both closed */
@@ -122,7 +122,7 @@ struct srv_ctx_s {
   srv_auth_t auth; /* read-only after start-up */
   uv_tcp_t listener;
   uv_signal_t sigint, sigterm;
-  uv_timer_t sweep_timer; /* keepalive pings and idle timeouts */
+  uv_timer_t sweep_timer;   /* keepalive pings and idle timeouts */
   uint64_t stop_started_ms; /* uv_now() at SIGINT/SIGTERM */
   core_list_t conns;
   unsigned conn_count;

@@ -182,8 +182,10 @@ static void on_open(uv_fs_t* req) {
 }
 
 
-int srv_download_start(srv_conn_t* conn, const char* path,
-                       const char* content_type, const char* missing_code) {
+int srv_download_start(srv_conn_t* conn,
+                       const char* path,
+                       const char* content_type,
+                       const char* missing_code) {
   srv_download_t* d = calloc(1, sizeof(*d));
   if (d == NULL) {
     return UV_ENOMEM;
@@ -194,8 +196,8 @@ int srv_download_start(srv_conn_t* conn, const char* path,
   d->content_type = content_type;
   d->missing_code = missing_code;
   d->req.data = d;
-  int err = uv_fs_open(conn->ctx->loop, &d->req, path, O_RDONLY | O_CLOEXEC,
-                       0, on_open);
+  int err = uv_fs_open(conn->ctx->loop, &d->req, path, O_RDONLY | O_CLOEXEC, 0,
+                       on_open);
   if (err != 0) {
     free(d);
     return err;

@@ -9,8 +9,10 @@
 /* Starts sending `path` as the response to the current request; replies
  * 404 `missing_code` when the file cannot be opened. The conn's HTTP parsing
  * stays paused until the body is sent. Returns 0 or UV_ENOMEM. */
-int srv_download_start(srv_conn_t* conn, const char* path,
-                       const char* content_type, const char* missing_code);
+int srv_download_start(srv_conn_t* conn,
+                       const char* path,
+                       const char* content_type,
+                       const char* missing_code);
 
 /* The conn's queue drained: read and send the next chunk. */
 void srv_download_on_drain(srv_conn_t* conn);

@@ -156,8 +156,7 @@ static void release_frames(srv_render_t* r) {
 /* Allocates the raw frame; the mask is rendered straight into it. */
 static uint8_t* alloc_raw(srv_render_t* r, size_t n) {
   r->frames[CORE_ENC_RAW] = net_frame_new(FRAME_HEADROOM, n);
-  return r->frames[CORE_ENC_RAW] != NULL ? r->frames[CORE_ENC_RAW]->data
-                                         : NULL;
+  return r->frames[CORE_ENC_RAW] != NULL ? r->frames[CORE_ENC_RAW]->data : NULL;
 }
 
 
@@ -239,12 +238,14 @@ static void render_work(uv_work_t* req) {
 
 /* Stamps the envelope (seq, timestamp) in front of each encoded payload
  * and seals its WebSocket header. Loop thread. */
-static int finish_frames(srv_job_t* job, srv_render_t* r, uint64_t seq,
+static int finish_frames(srv_job_t* job,
+                         srv_render_t* r,
+                         uint64_t seq,
                          int64_t ts_us) {
   size_t n = (size_t) core_shape_voxels(&r->preview_shape);
   core_preview_layout_t layout;
-  if (core_msg_preview_layout(job->id, seq, ts_us, &r->preview_shape,
-                              r->scale, n, &layout) != 0) {
+  if (core_msg_preview_layout(job->id, seq, ts_us, &r->preview_shape, r->scale,
+                              n, &layout) != 0) {
     return -EINVAL;
   }
   net_frame_t* text = r->frames[CORE_ENC_BASE64];
@@ -258,10 +259,9 @@ static int finish_frames(srv_job_t* job, srv_render_t* r, uint64_t seq,
       continue;
     }
     uint8_t head[CORE_PREVIEW_BIN_HEAD_MAX];
-    int head_len = core_preview_bin_head(job->id, seq, ts_us,
-                                         &r->preview_shape, r->scale,
-                                         (core_encoding_t) e, f->len, head,
-                                         sizeof(head));
+    int head_len =
+        core_preview_bin_head(job->id, seq, ts_us, &r->preview_shape, r->scale,
+                              (core_encoding_t) e, f->len, head, sizeof(head));
     if (head_len < 0) {
       return -EINVAL;
     }
@@ -289,11 +289,11 @@ static void fail_job(srv_job_t* job, const char* what, int err) {
   srv_engine_stop(job);
   srv_log(&job->ctx->log, SRV_LOG_ERROR, "job.failed", "s:job_id", job->id,
           "s:message", message, NULL);
-  srv_job_finish(job, CORE_JOB_FAILED,
-                 json_pack("{s:s, s:s, s:s, s:b}", "code", "internal",
-                           "message", message, "hint",
-                           "see the server log; submit the job again",
-                           "retryable", 1));
+  srv_job_finish(
+      job, CORE_JOB_FAILED,
+      json_pack("{s:s, s:s, s:s, s:b}", "code", "internal", "message", message,
+                "hint", "see the server log; submit the job again", "retryable",
+                1));
 }
 
 
@@ -309,9 +309,8 @@ static void after_render(uv_work_t* req, int status) {
     job->preview_rebuild_pending = false;
   }
   bool wanted = status == 0 && !ctx->is_stopping &&
-                (r->kind == RENDER_REBUILD
-                     ? job->state == CORE_JOB_COMPLETED
-                     : job->state == CORE_JOB_RUNNING);
+                (r->kind == RENDER_REBUILD ? job->state == CORE_JOB_COMPLETED
+                                           : job->state == CORE_JOB_RUNNING);
   if (!wanted || r->err != 0) {
     if (wanted && r->kind != RENDER_REBUILD) {
       fail_job(job, r->err_what, r->err);
@@ -326,8 +325,8 @@ static void after_render(uv_work_t* req, int status) {
   ctx->metrics.renders_total++;
   ctx->metrics.render_ns_total += r->render_ns;
   if (r->kind == RENDER_REBUILD) {
-    if (finish_frames(job, r, job->final_preview_seq,
-                      job->final_preview_us) == 0) {
+    if (finish_frames(job, r, job->final_preview_seq, job->final_preview_us) ==
+        0) {
       take_frames(job, r);
       srv_job_broadcast_preview(job);
     }
@@ -361,9 +360,8 @@ static void after_render(uv_work_t* req, int status) {
     job->is_finalizing = false;
     json_t* stats = srv_job_to_json(job);
     json_t* data = json_pack("{s:s, s:o, s:O, s:I}", "state", "completed",
-                             "artifacts", srv_job_artifacts_json(job),
-                             "stats", json_object_get(stats, "stats"),
-                             "previews_sent",
+                             "artifacts", srv_job_artifacts_json(job), "stats",
+                             json_object_get(stats, "stats"), "previews_sent",
                              (json_int_t) job->previews_sent);
     json_decref(stats);
     srv_job_finish(job, CORE_JOB_COMPLETED, data);
@@ -405,9 +403,8 @@ static int submit(srv_job_t* job, srv_render_t* r) {
 
 static void start_final(srv_job_t* job) {
   srv_render_t* r = render_new(job, RENDER_FINAL);
-  if (r == NULL ||
-      srv_job_artifact_path(job, r->artifact_path,
-                            sizeof(r->artifact_path)) != 0) {
+  if (r == NULL || srv_job_artifact_path(job, r->artifact_path,
+                                         sizeof(r->artifact_path)) != 0) {
     free(r);
     fail_job(job, "preparing the final mask", -ENOMEM);
     return;
@@ -431,13 +428,13 @@ static void publish_progress(srv_job_t* job, double elapsed_s) {
     snprintf(message, sizeof(message), "simulated inference, %.0f%%",
              job->progress * 100.0);
   }
-  srv_job_publish(job, "progress",
-                  json_pack("{s:f, s:s, s:s, s:f, s:f, s:I}", "progress",
-                            job->progress, "state", "running", "message",
-                            message, "eta_s", eta > 0 ? eta : 0.0,
-                            "elapsed_s", elapsed_s, "previews_sent",
-                            (json_int_t) job->previews_sent),
-                  NET_WQ_LATEST_PROGRESS);
+  srv_job_publish(
+      job, "progress",
+      json_pack("{s:f, s:s, s:s, s:f, s:f, s:I}", "progress", job->progress,
+                "state", "running", "message", message, "eta_s",
+                eta > 0 ? eta : 0.0, "elapsed_s", elapsed_s, "previews_sent",
+                (json_int_t) job->previews_sent),
+      NET_WQ_LATEST_PROGRESS);
 }
 
 

@@ -21,21 +21,36 @@
 
 static const char* status_text(int status) {
   switch (status) {
-  case 101: return "Switching Protocols";
-  case 200: return "OK";
-  case 201: return "Created";
-  case 400: return "Bad Request";
-  case 401: return "Unauthorized";
-  case 403: return "Forbidden";
-  case 404: return "Not Found";
-  case 405: return "Method Not Allowed";
-  case 409: return "Conflict";
-  case 413: return "Payload Too Large";
-  case 426: return "Upgrade Required";
-  case 431: return "Request Header Fields Too Large";
-  case 500: return "Internal Server Error";
-  case 503: return "Service Unavailable";
-  default: return "Unknown";
+  case 101:
+    return "Switching Protocols";
+  case 200:
+    return "OK";
+  case 201:
+    return "Created";
+  case 400:
+    return "Bad Request";
+  case 401:
+    return "Unauthorized";
+  case 403:
+    return "Forbidden";
+  case 404:
+    return "Not Found";
+  case 405:
+    return "Method Not Allowed";
+  case 409:
+    return "Conflict";
+  case 413:
+    return "Payload Too Large";
+  case 426:
+    return "Upgrade Required";
+  case 431:
+    return "Request Header Fields Too Large";
+  case 500:
+    return "Internal Server Error";
+  case 503:
+    return "Service Unavailable";
+  default:
+    return "Unknown";
   }
 }
 
@@ -47,8 +62,12 @@ static bool keeps_alive(srv_conn_t* conn) {
 
 
 /* Sends head + body as one frame (one copy of the body, then shared). */
-static void reply(srv_conn_t* conn, int status, const char* content_type,
-                  const void* body, size_t body_len, uint64_t announced_len,
+static void reply(srv_conn_t* conn,
+                  int status,
+                  const char* content_type,
+                  const void* body,
+                  size_t body_len,
+                  uint64_t announced_len,
                   const char* extra_headers) {
   char head[768];
   bool keep = keeps_alive(conn);
@@ -57,7 +76,8 @@ static void reply(srv_conn_t* conn, int status, const char* content_type,
   }
   int n = snprintf(head, sizeof(head),
                    "HTTP/1.1 %d %s\r\n"
-                   "Server: cryomambad/" CM_VERSION "\r\n"
+                   "Server: cryomambad/" CM_VERSION
+                   "\r\n"
                    "Content-Type: %s\r\n"
                    "Content-Length: %llu\r\n"
                    "Cache-Control: no-store\r\n"
@@ -86,15 +106,21 @@ static void reply(srv_conn_t* conn, int status, const char* content_type,
 }
 
 
-void srv_http_reply_head(srv_conn_t* conn, int status,
-                         const char* content_type, uint64_t len,
+void srv_http_reply_head(srv_conn_t* conn,
+                         int status,
+                         const char* content_type,
+                         uint64_t len,
                          const char* extra_headers) {
   reply(conn, status, content_type, NULL, 0, len, extra_headers);
 }
 
 
-static void reply_text(srv_conn_t* conn, int status, const char* type,
-                       const char* text, size_t len, const char* extra) {
+static void reply_text(srv_conn_t* conn,
+                       int status,
+                       const char* type,
+                       const char* text,
+                       size_t len,
+                       const char* extra) {
   reply(conn, status, type, text, len, len, extra);
 }
 
@@ -114,9 +140,13 @@ void srv_http_reply_json(srv_conn_t* conn, int status, json_t* body) {
 }
 
 
-void srv_http_reply_error(srv_conn_t* conn, int status, const char* code,
-                          const char* message, const char* hint,
-                          bool retryable, const char* extra_headers) {
+void srv_http_reply_error(srv_conn_t* conn,
+                          int status,
+                          const char* code,
+                          const char* message,
+                          const char* hint,
+                          bool retryable,
+                          const char* extra_headers) {
   size_t len = 0;
   char* text = core_msg_error_json(code, message, hint, retryable, &len);
   if (text == NULL) {
@@ -148,23 +178,22 @@ static void handle_info(srv_conn_t* conn) {
   const srv_config_t* c = &conn->ctx->cfg;
   srv_http_reply_json(
       conn, 200,
-      json_pack("{s:s, s:s, s:i, s:[s,s,s,s,s,s], s:b, s:{s:I, s:I, s:I, s:I, s:I, "
-                "s:I, s:I, s:I, s:[f,f], s:f}}",
-                "name", "cryomambad", "version", CM_VERSION,
-                "protocol_version", 1, "capabilities", "previews", "cancel",
-                "artifacts", "patterns:random,blobs", "volume_path",
-                "encodings:base64,raw,zstd", "auth_required",
-                conn->ctx->auth.count > 0, "limits", "max_running", (json_int_t) c->max_running,
-                "max_connections", (json_int_t) c->max_connections,
-                "max_subscribers_per_job",
-                (json_int_t) c->max_subscribers_per_job, "max_body_bytes",
-                (json_int_t) c->max_body_bytes, "max_ws_message_bytes",
-                (json_int_t) c->max_ws_message_bytes, "max_dim",
-                (json_int_t) CORE_SHAPE_MAX_DIM, "max_scale",
-                (json_int_t) CORE_SCALE_MAX, "max_volume_voxels",
-                (json_int_t) c->max_volume_voxels, "preview_hz",
-                CORE_PREVIEW_HZ_MIN, CORE_PREVIEW_HZ_MAX,
-                "default_preview_hz", c->preview_hz));
+      json_pack(
+          "{s:s, s:s, s:i, s:[s,s,s,s,s,s], s:b, s:{s:I, s:I, s:I, s:I, s:I, "
+          "s:I, s:I, s:I, s:[f,f], s:f}}",
+          "name", "cryomambad", "version", CM_VERSION, "protocol_version", 1,
+          "capabilities", "previews", "cancel", "artifacts",
+          "patterns:random,blobs", "volume_path", "encodings:base64,raw,zstd",
+          "auth_required", conn->ctx->auth.count > 0, "limits", "max_running",
+          (json_int_t) c->max_running, "max_connections",
+          (json_int_t) c->max_connections, "max_subscribers_per_job",
+          (json_int_t) c->max_subscribers_per_job, "max_body_bytes",
+          (json_int_t) c->max_body_bytes, "max_ws_message_bytes",
+          (json_int_t) c->max_ws_message_bytes, "max_dim",
+          (json_int_t) CORE_SHAPE_MAX_DIM, "max_scale",
+          (json_int_t) CORE_SCALE_MAX, "max_volume_voxels",
+          (json_int_t) c->max_volume_voxels, "preview_hz", CORE_PREVIEW_HZ_MIN,
+          CORE_PREVIEW_HZ_MAX, "default_preview_hz", c->preview_hz));
 }
 
 
@@ -177,9 +206,9 @@ static void handle_list(srv_conn_t* conn) {
     json_array_append_new(jobs, srv_job_to_json(job));
   }
   size_t count = json_array_size(jobs);
-  srv_http_reply_json(conn, 200,
-                      json_pack("{s:o, s:I}", "jobs", jobs, "count",
-                                (json_int_t) count));
+  srv_http_reply_json(
+      conn, 200,
+      json_pack("{s:o, s:I}", "jobs", jobs, "count", (json_int_t) count));
 }
 
 
@@ -189,13 +218,13 @@ static void handle_create(srv_conn_t* conn) {
   json_t* body = NULL;
   if (r->body_len > 0) {
     json_error_t jerr;
-    body = json_loadb((const char*) r->body, r->body_len, JSON_REJECT_DUPLICATES,
-                      &jerr);
+    body = json_loadb((const char*) r->body, r->body_len,
+                      JSON_REJECT_DUPLICATES, &jerr);
     if (body == NULL) {
       char message[256];
       snprintf(message, sizeof(message),
-               "the body is not valid JSON: %s (line %d, column %d)",
-               jerr.text, jerr.line, jerr.column);
+               "the body is not valid JSON: %s (line %d, column %d)", jerr.text,
+               jerr.line, jerr.column);
       srv_http_reply_error(conn, 400, "bad_json", message,
                            "send a JSON object, or no body for the defaults",
                            false, NULL);
@@ -204,18 +233,17 @@ static void handle_create(srv_conn_t* conn) {
     if (!json_is_object(body)) {
       json_decref(body);
       srv_http_reply_error(conn, 400, "bad_json",
-                           "the body must be a JSON object", NULL, false,
-                           NULL);
+                           "the body must be a JSON object", NULL, false, NULL);
       return;
     }
   }
   core_job_request_t req;
   char err[256];
   int rc = core_job_request_parse(body, &req, err, sizeof(err));
-  bool has_hz = body != NULL &&
-                (json_object_get(body, "preview_hz") != NULL ||
-                 json_object_get(json_object_get(body, "params"),
-                                 "preview_hz") != NULL);
+  bool has_hz =
+      body != NULL &&
+      (json_object_get(body, "preview_hz") != NULL ||
+       json_object_get(json_object_get(body, "params"), "preview_hz") != NULL);
   json_decref(body);
   if (rc != 0) {
     /* A path of the wrong JSON type is a field error; a string that is
@@ -223,10 +251,9 @@ static void handle_create(srv_conn_t* conn) {
     bool about_path = (strncmp(err, "volume_path", 11) == 0 ||
                        strncmp(err, "volume.path", 11) == 0) &&
                       strstr(err, "must be a string") == NULL;
-    srv_http_reply_error(conn, 400,
-                         about_path ? "invalid_volume_path" : "invalid_field",
-                         err,
-                         "see docs/protocol.md, POST /v1/jobs", false, NULL);
+    srv_http_reply_error(
+        conn, 400, about_path ? "invalid_volume_path" : "invalid_field", err,
+        "see docs/protocol.md, POST /v1/jobs", false, NULL);
     return;
   }
   if (!has_hz) {
@@ -289,8 +316,8 @@ static void handle_cancel(srv_conn_t* conn, srv_job_t* job) {
     snprintf(message, sizeof(message), "the job already %s",
              core_job_state_name(job->state));
     srv_http_reply_error(conn, 409, "job_finished", message,
-                         "only queued or running jobs can be cancelled",
-                         false, NULL);
+                         "only queued or running jobs can be cancelled", false,
+                         NULL);
     return;
   }
   srv_http_reply_json(conn, 200,
@@ -303,10 +330,9 @@ static void handle_preview(srv_conn_t* conn, srv_job_t* job) {
   net_frame_t* f = job->latest[CORE_ENC_BASE64];
   if (f == NULL) {
     srv_engine_rebuild_preview(job);
-    srv_http_reply_error(conn, 404, "preview_not_ready",
-                         "no preview has been produced yet",
-                         "retry after the job's first preview period", true,
-                         NULL);
+    srv_http_reply_error(
+        conn, 404, "preview_not_ready", "no preview has been produced yet",
+        "retry after the job's first preview period", true, NULL);
     return;
   }
   size_t len = 0;
@@ -315,8 +341,10 @@ static void handle_preview(srv_conn_t* conn, srv_job_t* job) {
 }
 
 
-static int handle_artifact(srv_conn_t* conn, srv_job_t* job,
-                           const char* name, size_t name_len) {
+static int handle_artifact(srv_conn_t* conn,
+                           srv_job_t* job,
+                           const char* name,
+                           size_t name_len) {
   if (name_len != 8 || memcmp(name, "mask.mrc", 8) != 0) {
     srv_http_reply_error(conn, 404, "artifact_not_found",
                          "this job has no artifact by that name",
@@ -330,7 +358,7 @@ static int handle_artifact(srv_conn_t* conn, srv_job_t* job,
              "the mask exists once the job completes; it is %s",
              core_job_state_name(job->state));
     srv_http_reply_error(conn, 409, "job_not_completed", message,
-                         "wait for the 'completed' message", 
+                         "wait for the 'completed' message",
                          !core_job_state_is_terminal(job->state), NULL);
     return 0;
   }
@@ -375,7 +403,9 @@ static bool span_is(span_t s, const char* lit) {
 
 /* Splits `path` into at most `max` segments between '/'. Returns the
  * count, or max + 1 when there are more. */
-static size_t split_path(const char* path, size_t len, span_t* out,
+static size_t split_path(const char* path,
+                         size_t len,
+                         span_t* out,
                          size_t max) {
   size_t count = 0;
   size_t i = 0;
@@ -430,9 +460,9 @@ static bool authorized(srv_conn_t* conn, bool read_only, bool allow_query) {
                          false, "WWW-Authenticate: Bearer\r\n");
     break;
   case SRV_AUTH_INVALID:
-    srv_http_reply_error(conn, 401, "unauthorized", "the token is not valid",
-                         NULL, false,
-                         "WWW-Authenticate: Bearer error=\"invalid_token\"\r\n");
+    srv_http_reply_error(
+        conn, 401, "unauthorized", "the token is not valid", NULL, false,
+        "WWW-Authenticate: Bearer error=\"invalid_token\"\r\n");
     break;
   case SRV_AUTH_FORBIDDEN:
     srv_http_reply_error(conn, 403, "forbidden",
@@ -455,8 +485,8 @@ int srv_http_handle(srv_conn_t* conn) {
   if (http_parser_parse_url(url, strlen(url), 0, &parsed) != 0 ||
       !(parsed.field_set & (1 << UF_PATH))) {
     conn->close_after_write = true;
-    srv_http_reply_error(conn, 400, "bad_request", "the request URL is not valid",
-                         NULL, false, NULL);
+    srv_http_reply_error(conn, 400, "bad_request",
+                         "the request URL is not valid", NULL, false, NULL);
     return -1;
   }
   const char* path = url + parsed.field_data[UF_PATH].off;
@@ -465,7 +495,8 @@ int srv_http_handle(srv_conn_t* conn) {
   size_t n = split_path(path, path_len, seg, 5);
   unsigned method = net_http_method(r);
   bool is_get = method == HTTP_GET;
-  bool is_health = n == 2 && span_is(seg[0], "v1") && span_is(seg[1], "healthz");
+  bool is_health =
+      n == 2 && span_is(seg[0], "v1") && span_is(seg[1], "healthz");
   bool is_ws = n == 3 && span_is(seg[0], "ws") && span_is(seg[1], "jobs");
   if (!is_health && !authorized(conn, is_get || is_ws, is_ws)) {
     return conn->close_after_write ? -1 : 0;
@@ -485,8 +516,8 @@ int srv_http_handle(srv_conn_t* conn) {
   if (r->is_upgrade) {
     conn->close_after_write = true;
     srv_http_reply_error(conn, 404, "route_not_found",
-                         "WebSocket upgrades are served on /ws/jobs/{id}",
-                         NULL, false, NULL);
+                         "WebSocket upgrades are served on /ws/jobs/{id}", NULL,
+                         false, NULL);
     return -1;
   }
   if (is_health) {
@@ -558,8 +589,7 @@ int srv_http_handle(srv_conn_t* conn) {
         return 0;
       }
       srv_job_t* job = find_job_or_reply(conn, seg[2]);
-      return job != NULL ? handle_artifact(conn, job, seg[4].p, seg[4].len)
-                         : 0;
+      return job != NULL ? handle_artifact(conn, job, seg[4].p, seg[4].len) : 0;
     }
   }
   srv_http_reply_error(conn, 404, "route_not_found", "no such route",

@@ -19,14 +19,20 @@ void srv_http_reply_json(srv_conn_t* conn, int status, json_t* body);
 
 /* Sends the error envelope; `hint` may be NULL. `extra_headers` (may be
  * NULL) are complete "Name: value\r\n" lines. */
-void srv_http_reply_error(srv_conn_t* conn, int status, const char* code,
-                          const char* message, const char* hint,
-                          bool retryable, const char* extra_headers);
+void srv_http_reply_error(srv_conn_t* conn,
+                          int status,
+                          const char* code,
+                          const char* message,
+                          const char* hint,
+                          bool retryable,
+                          const char* extra_headers);
 
 /* Sends a status line and headers for a body of `len` bytes that the caller
  * sends next (streamed). */
-void srv_http_reply_head(srv_conn_t* conn, int status,
-                         const char* content_type, uint64_t len,
+void srv_http_reply_head(srv_conn_t* conn,
+                         int status,
+                         const char* content_type,
+                         uint64_t len,
                          const char* extra_headers);
 
 #endif

@@ -144,8 +144,8 @@ static void rebuild_terminal_frame(srv_job_t* job) {
   case CORE_JOB_COMPLETED: {
     json_t* full = srv_job_to_json(job);
     type = "completed";
-    data = json_pack("{s:s, s:o, s:O, s:I}", "state", "completed",
-                     "artifacts", srv_job_artifacts_json(job), "stats",
+    data = json_pack("{s:s, s:o, s:O, s:I}", "state", "completed", "artifacts",
+                     srv_job_artifacts_json(job), "stats",
                      json_object_get(full, "stats"), "previews_sent",
                      (json_int_t) job->previews_sent);
     json_decref(full);
@@ -158,16 +158,16 @@ static void rebuild_terminal_frame(srv_job_t* job) {
     break;
   case CORE_JOB_FAILED:
     type = "error";
-    data = json_pack("{s:s, s:s, s:n, s:b}", "code", job->error_code,
-                     "message", job->error_message, "hint", "retryable", 1);
+    data = json_pack("{s:s, s:s, s:n, s:b}", "code", job->error_code, "message",
+                     job->error_message, "hint", "retryable", 1);
     break;
   case CORE_JOB_QUEUED:
   case CORE_JOB_RUNNING:
     return;
   }
   size_t len = 0;
-  char* text = core_msg_encode(type, job->id, job->seq, job->finished_us, data,
-                               &len);
+  char* text =
+      core_msg_encode(type, job->id, job->seq, job->finished_us, data, &len);
   if (text != NULL) {
     job->terminal_frame = net_frame_ws_text(text, len);
     free(text);
@@ -247,12 +247,11 @@ int srv_job_restore(srv_ctx_t* ctx, const json_t* rec) {
     /* The server stopped while it ran: say so instead of pretending. The
      * slot is counted so that finishing releases it evenly. */
     ctx->running_count++;
-    srv_job_finish(job, CORE_JOB_FAILED,
-                   json_pack("{s:s, s:s, s:s, s:b}", "code", "interrupted",
-                             "message",
-                             "the server stopped while this job was running",
-                             "hint", "submit the job again", "retryable",
-                             1));
+    srv_job_finish(
+        job, CORE_JOB_FAILED,
+        json_pack("{s:s, s:s, s:s, s:b}", "code", "interrupted", "message",
+                  "the server stopped while this job was running", "hint",
+                  "submit the job again", "retryable", 1));
   } else if (core_job_state_is_terminal(job->state)) {
     rebuild_terminal_frame(job);
   }
@@ -265,9 +264,9 @@ int srv_job_cancel(srv_job_t* job) {
     return -EALREADY;
   }
   srv_engine_stop(job);
-  srv_job_finish(job, CORE_JOB_CANCELLED,
-                 json_pack("{s:s, s:f}", "state", "cancelled", "progress",
-                           job->progress));
+  srv_job_finish(
+      job, CORE_JOB_CANCELLED,
+      json_pack("{s:s, s:f}", "state", "cancelled", "progress", job->progress));
   return 0;
 }
 
@@ -343,9 +342,9 @@ json_t* srv_job_artifacts_json(const srv_job_t* job) {
   }
   char url[128];
   snprintf(url, sizeof(url), "/v1/jobs/%s/artifacts/mask.mrc", job->id);
-  json_array_append_new(arr, json_pack("{s:s, s:s, s:I}", "name",
-                                       "mask.mrc", "url", url, "bytes",
-                                       (json_int_t) job->artifact_bytes));
+  json_array_append_new(
+      arr, json_pack("{s:s, s:s, s:I}", "name", "mask.mrc", "url", url, "bytes",
+                     (json_int_t) job->artifact_bytes));
   return arr;
 }
 
@@ -363,8 +362,8 @@ static json_t* stats_json(const srv_job_t* job) {
                         json_integer((json_int_t) job->label_counts[i]));
   }
   return json_pack("{s:I, s:o}", "voxels",
-                   (json_int_t) core_shape_voxels(&job->shape),
-                   "label_counts", counts);
+                   (json_int_t) core_shape_voxels(&job->shape), "label_counts",
+                   counts);
 }
 
 
@@ -372,9 +371,9 @@ json_t* srv_job_to_json(const srv_job_t* job) {
   const core_job_params_t* p = &job->params;
   json_t* errors = json_array();
   if (job->error_code[0] != '\0') {
-    json_array_append_new(errors,
-                          json_pack("{s:s, s:s}", "code", job->error_code,
-                                    "message", job->error_message));
+    json_array_append_new(
+        errors, json_pack("{s:s, s:s}", "code", job->error_code, "message",
+                          job->error_message));
   }
   return json_pack(
       "{s:s, s:s, s:{s:f, s:I, s:f, s:I, s:s}, s:{s:o, s:[f,f,f], s:o},"
@@ -382,9 +381,9 @@ json_t* srv_job_to_json(const srv_job_t* job) {
       "job_id", job->id, "state", core_job_state_name(job->state), "params",
       "preview_hz", p->preview_hz, "preview_scale",
       (json_int_t) p->preview_scale, "duration_s", p->duration_s, "seed",
-      (json_int_t) p->seed, "pattern", core_pattern_name(p->pattern),
-      "volume", "shape", shape_json(&job->shape), "voxel_size",
-      job->voxel_size[0], job->voxel_size[1], job->voxel_size[2], "path",
+      (json_int_t) p->seed, "pattern", core_pattern_name(p->pattern), "volume",
+      "shape", shape_json(&job->shape), "voxel_size", job->voxel_size[0],
+      job->voxel_size[1], job->voxel_size[2], "path",
       job->volume_path != NULL ? json_string(job->volume_path) : json_null(),
       "preview_shape", shape_json(&job->preview_shape), "progress",
       job->progress, "previews_sent", (json_int_t) job->previews_sent,
@@ -411,11 +410,12 @@ json_t* srv_job_to_record(const srv_job_t* job) {
 }
 
 
-net_frame_t* srv_job_event_frame(srv_job_t* job, const char* type,
+net_frame_t* srv_job_event_frame(srv_job_t* job,
+                                 const char* type,
                                  json_t* data) {
   size_t len = 0;
-  char* text = core_msg_encode(type, job->id, ++job->seq, srv_now_us(), data,
-                               &len);
+  char* text =
+      core_msg_encode(type, job->id, ++job->seq, srv_now_us(), data, &len);
   if (text == NULL) {
     return NULL;
   }
@@ -426,8 +426,7 @@ net_frame_t* srv_job_event_frame(srv_job_t* job, const char* type,
 }
 
 
-void srv_job_broadcast(srv_job_t* job, net_frame_t* frame,
-                       net_wq_class_t cls) {
+void srv_job_broadcast(srv_job_t* job, net_frame_t* frame, net_wq_class_t cls) {
   core_list_t* it;
   core_list_t* tmp;
   CORE_LIST_FOREACH_SAFE(it, tmp, &job->subscribers) {
@@ -460,7 +459,9 @@ void srv_job_broadcast_preview(srv_job_t* job) {
 }
 
 
-void srv_job_publish(srv_job_t* job, const char* type, json_t* data,
+void srv_job_publish(srv_job_t* job,
+                     const char* type,
+                     json_t* data,
                      net_wq_class_t cls) {
   net_frame_t* frame = srv_job_event_frame(job, type, data);
   if (frame == NULL) {

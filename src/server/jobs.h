@@ -50,12 +50,12 @@ json_t* srv_job_to_record(const srv_job_t* job);
 
 /* Encodes an event with the job's next seq into a sealed text frame (refs
  * 1, the caller's). Steals `data`. NULL on ENOMEM. */
-net_frame_t* srv_job_event_frame(srv_job_t* job, const char* type,
+net_frame_t* srv_job_event_frame(srv_job_t* job,
+                                 const char* type,
                                  json_t* data);
 
 /* Queues `frame` to every subscriber; the frame is shared, never copied. */
-void srv_job_broadcast(srv_job_t* job, net_frame_t* frame,
-                       net_wq_class_t cls);
+void srv_job_broadcast(srv_job_t* job, net_frame_t* frame, net_wq_class_t cls);
 
 /* The latest preview frame for a subscriber's encoding, or NULL. */
 net_frame_t* srv_job_preview_for(const srv_job_t* job, core_encoding_t enc);
@@ -64,7 +64,9 @@ net_frame_t* srv_job_preview_for(const srv_job_t* job, core_encoding_t enc);
 void srv_job_broadcast_preview(srv_job_t* job);
 
 /* Convenience: event_frame + broadcast + unref. */
-void srv_job_publish(srv_job_t* job, const char* type, json_t* data,
+void srv_job_publish(srv_job_t* job,
+                     const char* type,
+                     json_t* data,
                      net_wq_class_t cls);
 
 /* Starts queued jobs, oldest first, while running slots are free. */

@@ -20,7 +20,9 @@ int srv_log_enabled(const srv_logger_t* lg, srv_log_level_t level) {
 }
 
 
-void srv_log(const srv_logger_t* lg, srv_log_level_t level, const char* event,
+void srv_log(const srv_logger_t* lg,
+             srv_log_level_t level,
+             const char* event,
              ...) {
   if (!srv_log_enabled(lg, level)) {
     return;

@@ -22,7 +22,9 @@ int srv_log_enabled(const srv_logger_t* lg, srv_log_level_t level);
 
 /* Writes one line: the event name, then typed name/value pairs, NULL-ended.
  * Safe from any thread. */
-void srv_log(const srv_logger_t* lg, srv_log_level_t level, const char* event,
+void srv_log(const srv_logger_t* lg,
+             srv_log_level_t level,
+             const char* event,
              ...);
 
 #endif

@@ -121,8 +121,8 @@ static int start_listening(srv_ctx_t* ctx) {
   ctx->listener.data = ctx;
   err = uv_tcp_bind(&ctx->listener, (struct sockaddr*) &addr, 0);
   if (err == 0) {
-    err = uv_listen((uv_stream_t*) &ctx->listener, 1024,
-                    srv_conn_on_connection);
+    err =
+        uv_listen((uv_stream_t*) &ctx->listener, 1024, srv_conn_on_connection);
   }
   if (err != 0) {
     fprintf(stderr, "cryomambad: cannot listen on %s:%d: %s\n", ctx->cfg.bind,
@@ -135,8 +135,8 @@ static int start_listening(srv_ctx_t* ctx) {
   int port = ntohs(bound.ss_family == AF_INET6
                        ? ((struct sockaddr_in6*) &bound)->sin6_port
                        : ((struct sockaddr_in*) &bound)->sin_port);
-  const char* fmt = bound.ss_family == AF_INET6 ? "http://[%s]:%d"
-                                                : "http://%s:%d";
+  const char* fmt =
+      bound.ss_family == AF_INET6 ? "http://[%s]:%d" : "http://%s:%d";
   snprintf(ctx->listen_url, sizeof(ctx->listen_url), fmt, ctx->cfg.bind, port);
   return 0;
 }
@@ -205,8 +205,8 @@ int main(int argc, char** argv) {
   srv_jobs_schedule(ctx);
   printf("listening on %s\n", ctx->listen_url);
   fflush(stdout);
-  srv_log(&ctx->log, SRV_LOG_INFO, "server.listening", "s:url",
-          ctx->listen_url, "i:jobs_restored", (int64_t) restored, "s:state_dir",
+  srv_log(&ctx->log, SRV_LOG_INFO, "server.listening", "s:url", ctx->listen_url,
+          "i:jobs_restored", (int64_t) restored, "s:state_dir",
           ctx->cfg.state_dir, "i:auth_tokens", (int64_t) ctx->auth.count, NULL);
   uv_run(ctx->loop, UV_RUN_DEFAULT);
   /* Every connection and render is done; persist and free the rest. */

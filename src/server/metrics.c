@@ -44,10 +44,13 @@ static void emit(out_t* o, const char* fmt, ...) {
 }
 
 
-static void metric(out_t* o, const char* name, const char* type,
-                   const char* help, unsigned long long value) {
-  emit(o, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", name, help, name, type,
-       name, value);
+static void metric(out_t* o,
+                   const char* name,
+                   const char* type,
+                   const char* help,
+                   unsigned long long value) {
+  emit(o, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", name, help, name, type, name,
+       value);
 }
 
 
@@ -75,12 +78,13 @@ int srv_metrics_render(srv_ctx_t* ctx, char** out, size_t* len) {
          ctx->conn_count);
   metric(&o, "cryomamba_websocket_connections", "gauge",
          "Open WebSocket connections.", ws);
-  metric(&o, "cryomamba_connections_total", "counter",
-         "Connections accepted.", m->connections_total);
+  metric(&o, "cryomamba_connections_total", "counter", "Connections accepted.",
+         m->connections_total);
   metric(&o, "cryomamba_http_requests_total", "counter",
          "HTTP requests parsed.", m->http_requests_total);
-  emit(&o, "# HELP cryomamba_http_responses_total HTTP responses by class.\n"
-           "# TYPE cryomamba_http_responses_total counter\n");
+  emit(&o,
+       "# HELP cryomamba_http_responses_total HTTP responses by class.\n"
+       "# TYPE cryomamba_http_responses_total counter\n");
   for (int c = 1; c <= 5; c++) {
     emit(&o, "cryomamba_http_responses_total{class=\"%dxx\"} %llu\n", c,
          (unsigned long long) m->http_responses_by_class[c]);
@@ -104,15 +108,15 @@ int srv_metrics_render(srv_ctx_t* ctx, char** out, size_t* len) {
        "cryomamba_render_seconds_total %.6f\n",
        (double) m->render_ns_total / 1e9);
   metric(&o, "cryomamba_ws_queued_frames", "gauge",
-         "Frames queued across connections (not yet written).",
-         queued_frames);
+         "Frames queued across connections (not yet written).", queued_frames);
   metric(&o, "cryomamba_ws_stale_frames_skipped_total", "counter",
          "Stale previews/progress skipped for slow readers (open conns).",
          dropped);
   metric(&o, "cryomamba_jobs_created_total", "counter", "Jobs created.",
          m->jobs_created_total);
-  emit(&o, "# HELP cryomamba_jobs Jobs by state.\n"
-           "# TYPE cryomamba_jobs gauge\n");
+  emit(&o,
+       "# HELP cryomamba_jobs Jobs by state.\n"
+       "# TYPE cryomamba_jobs gauge\n");
   for (int s = 0; s < 5; s++) {
     emit(&o, "cryomamba_jobs{state=\"%s\"} %u\n",
          core_job_state_name((core_job_state_t) s), by_state[s]);

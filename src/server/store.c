@@ -58,8 +58,8 @@ static void writer_main(void* arg) {
       sqlite3_bind_text(st->upsert, 1, p->id, -1, SQLITE_STATIC);
       sqlite3_bind_text(st->upsert, 2, p->text, -1, SQLITE_STATIC);
       if (sqlite3_step(st->upsert) != SQLITE_DONE) {
-        srv_log(st->log, SRV_LOG_ERROR, "store.write_failed", "s:job_id",
-                p->id, "s:error", sqlite3_errmsg(st->db), NULL);
+        srv_log(st->log, SRV_LOG_ERROR, "store.write_failed", "s:job_id", p->id,
+                "s:error", sqlite3_errmsg(st->db), NULL);
       }
       sqlite3_reset(st->upsert);
       sqlite3_clear_bindings(st->upsert);
@@ -76,8 +76,11 @@ static void writer_main(void* arg) {
 }
 
 
-int srv_store_open(const char* state_dir, const srv_logger_t* log,
-                   srv_store_t** out, char* err, size_t err_len) {
+int srv_store_open(const char* state_dir,
+                   const srv_logger_t* log,
+                   srv_store_t** out,
+                   char* err,
+                   size_t err_len) {
   srv_store_t* st = calloc(1, sizeof(*st));
   if (st == NULL) {
     snprintf(err, err_len, "out of memory");
@@ -87,10 +90,10 @@ int srv_store_open(const char* state_dir, const srv_logger_t* log,
   core_list_init(&st->pending);
   char path[1200];
   snprintf(path, sizeof(path), "%s/jobs.db", state_dir);
-  if (sqlite3_open_v2(path, &st->db,
-                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
-                          SQLITE_OPEN_FULLMUTEX,
-                      NULL) != SQLITE_OK) {
+  if (sqlite3_open_v2(
+          path, &st->db,
+          SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
+          NULL) != SQLITE_OK) {
     snprintf(err, err_len, "cannot open %s: %s", path,
              st->db != NULL ? sqlite3_errmsg(st->db) : "out of memory");
     sqlite3_close(st->db);
@@ -139,8 +142,8 @@ int srv_store_load(srv_store_t* st,
                    void* arg) {
   sqlite3_stmt* q = NULL;
   if (sqlite3_prepare_v2(st->db,
-                         "SELECT id, record FROM jobs ORDER BY created_at",
-                         -1, &q, NULL) != SQLITE_OK) {
+                         "SELECT id, record FROM jobs ORDER BY created_at", -1,
+                         &q, NULL) != SQLITE_OK) {
     return -1;
   }
   int count = 0;

@@ -13,8 +13,11 @@ typedef struct srv_store_s srv_store_t;
 
 /* Opens (creating) the database and starts the writer thread. Returns 0 or
  * -1 with a sentence in `err`. */
-int srv_store_open(const char* state_dir, const srv_logger_t* log,
-                   srv_store_t** out, char* err, size_t err_len);
+int srv_store_open(const char* state_dir,
+                   const srv_logger_t* log,
+                   srv_store_t** out,
+                   char* err,
+                   size_t err_len);
 
 /* Calls fn(record) for every stored job record, oldest first. Call before
  * any save. Returns the number of records or -1. */

@@ -13,8 +13,12 @@
 #include "core/mrc.h"
 
 
-int srv_volume_resolve(srv_ctx_t* ctx, const char* rel, core_shape_t* shape,
-                       double voxel_size[3], char* why, size_t why_len) {
+int srv_volume_resolve(srv_ctx_t* ctx,
+                       const char* rel,
+                       core_shape_t* shape,
+                       double voxel_size[3],
+                       char* why,
+                       size_t why_len) {
   const char* root = ctx->cfg.data_root;
   if (root[0] == '\0') {
     snprintf(why, why_len,
@@ -26,8 +30,8 @@ int srv_volume_resolve(srv_ctx_t* ctx, const char* rel, core_shape_t* shape,
   snprintf(joined, sizeof(joined), "%s/%s", root, rel);
   char real[PATH_MAX];
   if (realpath(joined, real) == NULL) {
-    snprintf(why, why_len, "volume_path '%s' does not exist under the data root",
-             rel);
+    snprintf(why, why_len,
+             "volume_path '%s' does not exist under the data root", rel);
     return -1;
   }
   size_t root_len = strlen(root);
@@ -50,8 +54,7 @@ int srv_volume_resolve(srv_ctx_t* ctx, const char* rel, core_shape_t* shape,
   close(fd);
   if (n != (ssize_t) sizeof(header)) {
     snprintf(why, why_len,
-             "volume_path '%s' is not an MRC file: shorter than a header",
-             rel);
+             "volume_path '%s' is not an MRC file: shorter than a header", rel);
     return -1;
   }
   core_mrc_header_t h;

@@ -11,7 +11,11 @@
  * stay inside the root), reads and validates its MRC header. Fills the
  * shape and voxel size. Returns 0, or -1 with a sentence in `why`. The only
  * disk access on the loop thread: one open and a 1 KiB read. */
-int srv_volume_resolve(srv_ctx_t* ctx, const char* rel, core_shape_t* shape,
-                       double voxel_size[3], char* why, size_t why_len);
+int srv_volume_resolve(srv_ctx_t* ctx,
+                       const char* rel,
+                       core_shape_t* shape,
+                       double voxel_size[3],
+                       char* why,
+                       size_t why_len);
 
 #endif

@@ -15,7 +15,9 @@
 
 
 /* Sends a connection-local message (seq 0): connected, pong, errors. */
-static void send_local(srv_conn_t* conn, const char* type, const char* job_id,
+static void send_local(srv_conn_t* conn,
+                       const char* type,
+                       const char* job_id,
                        json_t* data) {
   size_t len = 0;
   char* text = core_msg_encode(type, job_id, 0, srv_now_us(), data, &len);
@@ -34,16 +36,17 @@ static void send_local(srv_conn_t* conn, const char* type, const char* job_id,
 }
 
 
-static void on_client_message(net_ws_t* ws, uint8_t opcode,
-                              const uint8_t* data, size_t len) {
+static void on_client_message(net_ws_t* ws,
+                              uint8_t opcode,
+                              const uint8_t* data,
+                              size_t len) {
   srv_conn_t* conn = ws->data;
   const char* job_id = conn->job != NULL ? conn->job->id : "";
   if (opcode != NET_WS_OP_TEXT) {
     send_local(conn, "error", job_id,
                json_pack("{s:s, s:s, s:s, s:b}", "code", "bad_message",
-                         "message", "binary messages are not accepted",
-                         "hint", "send {\"type\":\"ping\"} as text",
-                         "retryable", 0));
+                         "message", "binary messages are not accepted", "hint",
+                         "send {\"type\":\"ping\"} as text", "retryable", 0));
     return;
   }
   switch (core_msg_parse_client((const char*) data, len)) {
@@ -51,12 +54,12 @@ static void on_client_message(net_ws_t* ws, uint8_t opcode,
     send_local(conn, "pong", job_id, json_object());
     return;
   case CORE_CLIENT_MSG_UNKNOWN:
-    send_local(conn, "error", job_id,
-               json_pack("{s:s, s:s, s:s, s:b}", "code",
-                         "unknown_message_type", "message",
-                         "this message type is not understood", "hint",
-                         "the only client message is {\"type\":\"ping\"}",
-                         "retryable", 0));
+    send_local(
+        conn, "error", job_id,
+        json_pack("{s:s, s:s, s:s, s:b}", "code", "unknown_message_type",
+                  "message", "this message type is not understood", "hint",
+                  "the only client message is {\"type\":\"ping\"}", "retryable",
+                  0));
     return;
   case CORE_CLIENT_MSG_INVALID:
     send_local(conn, "error", job_id,
@@ -181,8 +184,8 @@ static void subscribe(srv_conn_t* conn, srv_job_t* job) {
       (json_int_t) job->preview_shape.d[2], "params", "preview_hz",
       job->params.preview_hz, "preview_scale",
       (json_int_t) job->params.preview_scale, "duration_s",
-      job->params.duration_s, "seed", (json_int_t) job->params.seed,
-      "pattern", core_pattern_name(job->params.pattern));
+      job->params.duration_s, "seed", (json_int_t) job->params.seed, "pattern",
+      core_pattern_name(job->params.pattern));
   send_local(conn, "connected", job->id, data);
   net_frame_t* preview = srv_job_preview_for(job, conn->encoding);
   if (preview != NULL) {
@@ -225,10 +228,9 @@ void srv_ws_upgrade(srv_conn_t* conn, const uint8_t* rest, size_t rest_len) {
   bool enc_in_query = false;
   if (query_encoding(net_http_url(conn->http), &enc, &enc_in_query) != 0) {
     conn->close_after_write = true;
-    srv_http_reply_error(conn, 400, "invalid_field",
-                         "encoding must be base64, raw or zstd",
-                         "omit it for the reference's JSON + base64", false,
-                         NULL);
+    srv_http_reply_error(
+        conn, 400, "invalid_field", "encoding must be base64, raw or zstd",
+        "omit it for the reference's JSON + base64", false, NULL);
     srv_conn_end(conn);
     return;
   }
@@ -283,8 +285,8 @@ void srv_ws_upgrade(srv_conn_t* conn, const uint8_t* rest, size_t rest_len) {
     srv_conn_end(conn);
     return;
   }
-  srv_log(&ctx->log, SRV_LOG_INFO, "ws.open", "s:peer", conn->peer,
-          "s:job_id", job->id, NULL);
+  srv_log(&ctx->log, SRV_LOG_INFO, "ws.open", "s:peer", conn->peer, "s:job_id",
+          job->id, NULL);
   subscribe(conn, job);
   if (rest_len > 0 && !conn->is_closing) {
     net_ws_feed(ws, rest, rest_len);

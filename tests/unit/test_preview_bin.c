@@ -13,8 +13,11 @@
 
 
 /* Builds a whole binary message for `voxels` in `enc`; caller frees. */
-static uint8_t* build(const core_shape_t* shape, uint32_t scale,
-                      const uint8_t* voxels, size_t n, core_encoding_t enc,
+static uint8_t* build(const core_shape_t* shape,
+                      uint32_t scale,
+                      const uint8_t* voxels,
+                      size_t n,
+                      core_encoding_t enc,
                       size_t* len) {
   size_t cap = CORE_PREVIEW_BIN_HEAD_MAX + core_zstd_bound(n) + n;
   uint8_t* payload = malloc(cap);
@@ -69,9 +72,9 @@ Test(preview_bin, raw_and_zstd_decode_to_the_same_voxels, .timeout = 10) {
     core_server_msg_t m;
     core_preview_t p;
     char err[256];
-    cr_assert_eq(core_preview_bin_decode(msg, len, &volume, &m, &p, err,
-                                         sizeof(err)),
-                 0, "%s", err);
+    cr_assert_eq(
+        core_preview_bin_decode(msg, len, &volume, &m, &p, err, sizeof(err)), 0,
+        "%s", err);
     cr_assert_str_eq(m.type, "preview");
     cr_assert_eq(m.seq, 9);
     cr_assert_eq(m.ts_us, TS_US);
@@ -114,23 +117,22 @@ Test(preview_bin, hostile_messages_are_rejected, .timeout = 10) {
   core_preview_t p;
   char err[256];
   /* Truncated by one byte: payload_bytes no longer matches. */
-  cr_assert_eq(core_preview_bin_decode(good, len - 1, NULL, &m, &p, err,
-                                       sizeof(err)),
-               -EINVAL);
+  cr_assert_eq(
+      core_preview_bin_decode(good, len - 1, NULL, &m, &p, err, sizeof(err)),
+      -EINVAL);
   /* A header length pointing past the end. */
   uint8_t bad_len[8] = {0x7f, 0xff, 0xff, 0xff, '{', '}', 0, 0};
   cr_assert_eq(core_preview_bin_decode(bad_len, sizeof(bad_len), NULL, &m, &p,
                                        err, sizeof(err)),
                -EINVAL);
   /* Shorter than the length field. */
-  cr_assert_eq(core_preview_bin_decode(good, 3, NULL, &m, &p, err,
-                                       sizeof(err)),
+  cr_assert_eq(core_preview_bin_decode(good, 3, NULL, &m, &p, err, sizeof(err)),
                -EINVAL);
   /* The shape disagrees with the job's volume. */
   core_shape_t other = {{8, 4, 4}};
-  cr_assert_eq(core_preview_bin_decode(good, len, &other, &m, &p, err,
-                                       sizeof(err)),
-               -EINVAL);
+  cr_assert_eq(
+      core_preview_bin_decode(good, len, &other, &m, &p, err, sizeof(err)),
+      -EINVAL);
   cr_assert(strstr(err, "shape") != NULL, "%s", err);
   free(good);
   /* zstd that announces another size than the shape needs. */
