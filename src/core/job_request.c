@@ -10,23 +10,14 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/fail.h"
+
 /* Params may sit under "params" or at the top level; `prefix` is how the
  * field is named in error messages. */
 typedef struct {
   const json_t* obj;
   const char* prefix;
 } param_src_t;
-
-
-static int fail(char* err, size_t err_len, const char* fmt, ...) {
-  if (err_len > 0) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, err_len, fmt, ap);
-    va_end(ap);
-  }
-  return -EINVAL;
-}
 
 
 /* The value of `key` in `obj`, NULL when absent or JSON null. */
@@ -56,10 +47,10 @@ static int parse_shape(const json_t* v,
   }
   return 0;
 bad:
-  return fail(err, err_len,
-              "volume.shape must be an array of 3 integers [z, y, x] "
-              "between 1 and %u",
-              CORE_SHAPE_MAX_DIM);
+  return core_fail(err, err_len,
+                   "volume.shape must be an array of 3 integers [z, y, x] "
+                   "between 1 and %u",
+                   CORE_SHAPE_MAX_DIM);
 }
 
 
@@ -91,9 +82,9 @@ static int parse_voxel_size(const json_t* v,
     return 0;
   }
 bad:
-  return fail(err, err_len,
-              "volume.voxel_size must be a positive number or an array of "
-              "3 positive numbers [z, y, x]");
+  return core_fail(err, err_len,
+                   "volume.voxel_size must be a positive number or an array of "
+                   "3 positive numbers [z, y, x]");
 }
 
 
@@ -105,27 +96,28 @@ static int parse_path(const json_t* v,
                       char* err,
                       size_t err_len) {
   if (!json_is_string(v)) {
-    return fail(err, err_len, "%s must be a string", field);
+    return core_fail(err, err_len, "%s must be a string", field);
   }
   const char* s = json_string_value(v);
   size_t len = json_string_length(v);
   if (len == 0 || len >= CORE_VOLUME_PATH_MAX) {
-    return fail(err, err_len,
-                "%s must be a non-empty path shorter than %d bytes", field,
-                CORE_VOLUME_PATH_MAX);
+    return core_fail(err, err_len,
+                     "%s must be a non-empty path shorter than %d bytes", field,
+                     CORE_VOLUME_PATH_MAX);
   }
   if (strlen(s) != len) {
-    return fail(err, err_len, "%s must not contain NUL characters", field);
+    return core_fail(err, err_len, "%s must not contain NUL characters", field);
   }
   if (s[0] == '/') {
-    return fail(err, err_len,
-                "%s must be relative to the server's data root, not absolute",
-                field);
+    return core_fail(
+        err, err_len,
+        "%s must be relative to the server's data root, not absolute", field);
   }
   for (const char* c = s; *c != '\0';) {
     size_t n = strcspn(c, "/");
     if (n == 2 && c[0] == '.' && c[1] == '.') {
-      return fail(err, err_len, "%s must not contain '..' components", field);
+      return core_fail(err, err_len, "%s must not contain '..' components",
+                       field);
     }
     c += n;
     if (*c == '/') {
@@ -148,7 +140,7 @@ static int parse_volume(const json_t* body,
 
   if (vol != NULL) {
     if (!json_is_object(vol)) {
-      return fail(err, err_len, "volume must be an object");
+      return core_fail(err, err_len, "volume must be an object");
     }
     const json_t* shape = get(vol, "shape");
     if (shape != NULL) {
@@ -167,8 +159,8 @@ static int parse_volume(const json_t* body,
     vol_path = get(vol, "path");
   }
   if (top_path != NULL && vol_path != NULL) {
-    return fail(err, err_len,
-                "give either volume_path or volume.path, not both");
+    return core_fail(err, err_len,
+                     "give either volume_path or volume.path, not both");
   }
   if (top_path != NULL || vol_path != NULL) {
     const char* field = top_path != NULL ? "volume_path" : "volume.path";
@@ -180,9 +172,9 @@ static int parse_volume(const json_t* body,
     out->has_volume_path = true;
   }
   if (out->has_shape && out->has_volume_path) {
-    return fail(err, err_len,
-                "give either volume.shape or a volume path, not both: the "
-                "shape of a file comes from its header");
+    return core_fail(err, err_len,
+                     "give either volume.shape or a volume path, not both: the "
+                     "shape of a file comes from its header");
   }
   return 0;
 }
@@ -212,7 +204,7 @@ static int parse_params(const json_t* body,
                         size_t err_len) {
   const json_t* params = get(body, "params");
   if (params != NULL && !json_is_object(params)) {
-    return fail(err, err_len, "params must be an object");
+    return core_fail(err, err_len, "params must be an object");
   }
   param_src_t src[2] = {{params, "params."}, {body, ""}};
   const char* pre = "";
@@ -221,41 +213,43 @@ static int parse_params(const json_t* body,
   if ((v = find_param(src, "preview_hz", &pre)) != NULL) {
     double hz = json_is_number(v) ? json_number_value(v) : NAN;
     if (!(hz >= CORE_PREVIEW_HZ_MIN && hz <= CORE_PREVIEW_HZ_MAX)) {
-      return fail(err, err_len,
-                  "%spreview_hz must be a number between %g and %g", pre,
-                  CORE_PREVIEW_HZ_MIN, CORE_PREVIEW_HZ_MAX);
+      return core_fail(err, err_len,
+                       "%spreview_hz must be a number between %g and %g", pre,
+                       CORE_PREVIEW_HZ_MIN, CORE_PREVIEW_HZ_MAX);
     }
     p->preview_hz = hz;
   }
   if ((v = find_param(src, "preview_scale", &pre)) != NULL) {
     json_int_t s = json_is_integer(v) ? json_integer_value(v) : 0;
     if (s < 1 || s > CORE_SCALE_MAX) {
-      return fail(err, err_len,
-                  "%spreview_scale must be an integer between 1 and %u", pre,
-                  CORE_SCALE_MAX);
+      return core_fail(err, err_len,
+                       "%spreview_scale must be an integer between 1 and %u",
+                       pre, CORE_SCALE_MAX);
     }
     p->preview_scale = (uint32_t) s;
   }
   if ((v = find_param(src, "duration_s", &pre)) != NULL) {
     double d = json_is_number(v) ? json_number_value(v) : NAN;
     if (!(d >= 0 && d <= CORE_DURATION_S_MAX)) {
-      return fail(err, err_len,
-                  "%sduration_s must be a number of seconds between 0 and %g",
-                  pre, CORE_DURATION_S_MAX);
+      return core_fail(
+          err, err_len,
+          "%sduration_s must be a number of seconds between 0 and %g", pre,
+          CORE_DURATION_S_MAX);
     }
     p->duration_s = d;
   }
   if ((v = find_param(src, "seed", &pre)) != NULL) {
     if (!json_is_integer(v) || json_integer_value(v) < 0) {
-      return fail(err, err_len, "%sseed must be a non-negative integer", pre);
+      return core_fail(err, err_len, "%sseed must be a non-negative integer",
+                       pre);
     }
     p->seed = (uint64_t) json_integer_value(v);
   }
   if ((v = find_param(src, "pattern", &pre)) != NULL) {
     if (!json_is_string(v) ||
         core_pattern_parse(json_string_value(v), &p->pattern) != 0) {
-      return fail(err, err_len, "%spattern must be \"random\" or \"blobs\"",
-                  pre);
+      return core_fail(err, err_len,
+                       "%spattern must be \"random\" or \"blobs\"", pre);
     }
   }
   return 0;
@@ -278,7 +272,7 @@ int core_job_request_parse(const json_t* body,
     return 0;
   }
   if (!json_is_object(body)) {
-    return fail(err, err_len, "the request body must be a JSON object");
+    return core_fail(err, err_len, "the request body must be a JSON object");
   }
   int rc = parse_volume(body, out, err, err_len);
   if (rc == 0) {

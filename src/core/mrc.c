@@ -10,6 +10,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/fail.h"
+
 /* Word offsets in the 1024-byte header. */
 enum {
   OFF_NX = 0,
@@ -99,17 +101,6 @@ uint64_t core_mrc_file_len(const core_mrc_header_t* h) {
 }
 
 
-static int fail(char* err, size_t err_len, const char* fmt, ...) {
-  if (err_len > 0) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, err_len, fmt, ap);
-    va_end(ap);
-  }
-  return -EINVAL;
-}
-
-
 /* cella / m, or 1 Angstrom when the header leaves the cell unset (many
  * tools write zeros) or says something meaningless. */
 static double voxel_size(float cell, int32_t m) {
@@ -130,11 +121,13 @@ int core_mrc_header_parse(const uint8_t* buf,
     err[0] = '\0';
   }
   if (len < CORE_MRC_HEADER_LEN) {
-    return fail(err, err_len, "not an MRC file: %zu bytes, a header needs %d",
-                len, CORE_MRC_HEADER_LEN);
+    return core_fail(err, err_len,
+                     "not an MRC file: %zu bytes, a header needs %d", len,
+                     CORE_MRC_HEADER_LEN);
   }
   if (memcmp(buf + OFF_MAP, "MAP ", 4) != 0) {
-    return fail(err, err_len, "not an MRC2014 file: no \"MAP \" at byte 208");
+    return core_fail(err, err_len,
+                     "not an MRC2014 file: no \"MAP \" at byte 208");
   }
   /* The stamp's first byte gives the float and integer byte order: 0x44
    * little-endian (0x44 0x44, or 0x44 0x41 from older writers), 0x11
@@ -142,25 +135,26 @@ int core_mrc_header_parse(const uint8_t* buf,
    * a byte-swapped header, as its dimensions or mode come out absurd. */
   const uint8_t* st = buf + OFF_MACHST;
   if (st[0] == 0x11) {
-    return fail(err, err_len, "big-endian MRC files are not supported");
+    return core_fail(err, err_len, "big-endian MRC files are not supported");
   }
 
   int32_t mode = rd_i32(buf + OFF_MODE);
   if (core_mrc_mode_itemsize(mode) == 0) {
-    return fail(err, err_len,
-                "unsupported MRC mode %d (supported: 0, 1, 2, 6, 12)", mode);
+    return core_fail(err, err_len,
+                     "unsupported MRC mode %d (supported: 0, 1, 2, 6, 12)",
+                     mode);
   }
   int32_t n[3];
   for (int i = 0; i < 3; i++) {
     n[i] = rd_i32(buf + OFF_NX + 4 * i); /* nx, ny, nz */
     if (n[i] < 1 || n[i] > (int32_t) CORE_SHAPE_MAX_DIM) {
-      return fail(err, err_len, "MRC dimension n%c = %d is outside 1..%u",
-                  "xyz"[i], n[i], CORE_SHAPE_MAX_DIM);
+      return core_fail(err, err_len, "MRC dimension n%c = %d is outside 1..%u",
+                       "xyz"[i], n[i], CORE_SHAPE_MAX_DIM);
     }
   }
   int32_t nsymbt = rd_i32(buf + OFF_NSYMBT);
   if (nsymbt < 0) {
-    return fail(err, err_len, "negative extended header size %d", nsymbt);
+    return core_fail(err, err_len, "negative extended header size %d", nsymbt);
   }
 
   core_mrc_header_t h;
@@ -179,10 +173,11 @@ int core_mrc_header_parse(const uint8_t* buf,
 
   uint64_t need = core_mrc_file_len(&h);
   if (file_len > 0 && file_len < need) {
-    return fail(err, err_len,
-                "truncated MRC file: header announces %llu bytes, file has "
-                "%llu",
-                (unsigned long long) need, (unsigned long long) file_len);
+    return core_fail(
+        err, err_len,
+        "truncated MRC file: header announces %llu bytes, file has "
+        "%llu",
+        (unsigned long long) need, (unsigned long long) file_len);
   }
   *out = h;
   return 0;

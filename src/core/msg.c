@@ -11,22 +11,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/fail.h"
 #include "core/base64.h"
 #include "core/timefmt.h"
 #include "core/uuid.h"
 
 static const char preview_suffix[] = "\"}}";
-
-
-static int fail(char* err, size_t err_len, const char* fmt, ...) {
-  if (err_len > 0) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, err_len, fmt, ap);
-    va_end(ap);
-  }
-  return -EINVAL;
-}
 
 
 static char* dump(json_t* obj, size_t* len) {
@@ -157,13 +147,13 @@ static int decode_fields(json_t* root,
                          char* err,
                          size_t err_len) {
   if (!json_is_object(root)) {
-    return fail(err, err_len, "message is not a JSON object");
+    return core_fail(err, err_len, "message is not a JSON object");
   }
   json_t* v = json_object_get(root, "type");
   if (!json_is_string(v) || json_string_length(v) == 0 ||
       json_string_length(v) >= sizeof(out->type) ||
       strlen(json_string_value(v)) != json_string_length(v)) {
-    return fail(err, err_len, "type must be a short non-empty string");
+    return core_fail(err, err_len, "type must be a short non-empty string");
   }
   memcpy(out->type, json_string_value(v), json_string_length(v) + 1);
   bool is_pong = strcmp(out->type, "pong") == 0;
@@ -172,28 +162,28 @@ static int decode_fields(json_t* root,
   if (v != NULL || !is_pong) {
     if (!json_is_string(v) ||
         !core_uuid_is_valid(json_string_value(v), json_string_length(v))) {
-      return fail(err, err_len, "job_id must be a UUID string");
+      return core_fail(err, err_len, "job_id must be a UUID string");
     }
     memcpy(out->job_id, json_string_value(v), CORE_UUID_STR_LEN + 1);
   }
   v = json_object_get(root, "seq");
   if (v != NULL || !is_pong) {
     if (!json_is_integer(v) || json_integer_value(v) < 0) {
-      return fail(err, err_len, "seq must be a non-negative integer");
+      return core_fail(err, err_len, "seq must be a non-negative integer");
     }
     out->seq = (uint64_t) json_integer_value(v);
   }
   v = json_object_get(root, "timestamp");
   if (!json_is_string(v) || json_string_length(v) != CORE_TIMESTAMP_LEN ||
       core_timestamp_parse(json_string_value(v), &out->ts_us) != 0) {
-    return fail(err, err_len,
-                "timestamp must be UTC with microseconds, like "
-                "2026-11-28T20:00:00.123456Z");
+    return core_fail(err, err_len,
+                     "timestamp must be UTC with microseconds, like "
+                     "2026-11-28T20:00:00.123456Z");
   }
   v = json_object_get(root, "data");
   if (v != NULL || !is_pong) {
     if (!json_is_object(v)) {
-      return fail(err, err_len, "data must be an object");
+      return core_fail(err, err_len, "data must be an object");
     }
     out->data = json_incref(v);
   }
@@ -213,7 +203,7 @@ int core_msg_decode(const char* text,
   json_error_t jerr;
   json_t* root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
   if (root == NULL) {
-    return fail(err, err_len, "invalid JSON: %s", jerr.text);
+    return core_fail(err, err_len, "invalid JSON: %s", jerr.text);
   }
   int rc = decode_fields(root, out, err, err_len);
   json_decref(root);
@@ -262,29 +252,31 @@ int core_msg_preview_geometry(const json_t* data,
     err[0] = '\0';
   }
   if (!json_is_object(data)) {
-    return fail(err, err_len, "preview data must be an object");
+    return core_fail(err, err_len, "preview data must be an object");
   }
   if (!get_triple(data, "scale", 1, CORE_SCALE_MAX, out->scale)) {
-    return fail(err, err_len, "data.scale must be 3 integers between 1 and %u",
-                CORE_SCALE_MAX);
+    return core_fail(err, err_len,
+                     "data.scale must be 3 integers between 1 and %u",
+                     CORE_SCALE_MAX);
   }
   if (!get_triple(data, "shape", 1, CORE_SHAPE_MAX_DIM, out->shape.d)) {
-    return fail(err, err_len, "data.shape must be 3 integers between 1 and %u",
-                CORE_SHAPE_MAX_DIM);
+    return core_fail(err, err_len,
+                     "data.shape must be 3 integers between 1 and %u",
+                     CORE_SHAPE_MAX_DIM);
   }
   const char* dtype = json_string_value(json_object_get(data, "dtype"));
   if (dtype == NULL || strcmp(dtype, "uint8") != 0) {
-    return fail(err, err_len, "data.dtype must be \"uint8\"");
+    return core_fail(err, err_len, "data.dtype must be \"uint8\"");
   }
   if (volume != NULL) {
     for (int i = 0; i < 3; i++) {
       uint32_t s = out->scale[i];
       uint32_t want = volume->d[i] / s + (volume->d[i] % s != 0);
       if (out->shape.d[i] != want) {
-        return fail(err, err_len,
-                    "data.shape[%d] is %u but a volume of %u at scale %u "
-                    "gives %u",
-                    i, out->shape.d[i], volume->d[i], s, want);
+        return core_fail(err, err_len,
+                         "data.shape[%d] is %u but a volume of %u at scale %u "
+                         "gives %u",
+                         i, out->shape.d[i], volume->d[i], s, want);
       }
     }
   }
@@ -303,15 +295,16 @@ int core_msg_decode_preview(const json_t* data,
   }
   const json_t* payload = json_object_get(data, "payload");
   if (!json_is_string(payload)) {
-    return fail(err, err_len, "data.payload must be a base64 string");
+    return core_fail(err, err_len, "data.payload must be a base64 string");
   }
   /* Compare lengths first: a hostile shape must not make us allocate. */
   uint64_t voxels = core_shape_voxels(&out->shape);
   size_t b64_len = json_string_length(payload);
   if (voxels > SIZE_MAX / 2 || b64_len != core_base64_encoded_len(voxels)) {
-    return fail(err, err_len,
-                "data.payload has %zu base64 characters; shape needs %llu",
-                b64_len, (unsigned long long) core_base64_encoded_len(voxels));
+    return core_fail(err, err_len,
+                     "data.payload has %zu base64 characters; shape needs %llu",
+                     b64_len,
+                     (unsigned long long) core_base64_encoded_len(voxels));
   }
   uint8_t* buf = malloc(core_base64_decoded_max(b64_len));
   if (buf == NULL) {
@@ -321,7 +314,8 @@ int core_msg_decode_preview(const json_t* data,
   if (core_base64_decode(json_string_value(payload), b64_len, buf, &n) != 0 ||
       n != voxels) {
     free(buf);
-    return fail(err, err_len, "data.payload is not valid base64 of the shape");
+    return core_fail(err, err_len,
+                     "data.payload is not valid base64 of the shape");
   }
   out->voxels = buf;
   out->len = n;

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <zstd.h>
 
+#include "core/fail.h"
 #include "core/timefmt.h"
 
 static const char* enc_names[CORE_ENC_COUNT] = {"base64", "raw", "zstd"};
@@ -86,15 +87,6 @@ long core_zstd_compress(const uint8_t* src,
 }
 
 
-static int fail(char* err, size_t err_len, const char* fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(err, err_len, fmt, ap);
-  va_end(ap);
-  return -EINVAL;
-}
-
-
 int core_preview_bin_decode(const uint8_t* bytes,
                             size_t len,
                             const core_shape_t* volume,
@@ -105,13 +97,14 @@ int core_preview_bin_decode(const uint8_t* bytes,
   memset(out, 0, sizeof(*out));
   memset(msg, 0, sizeof(*msg));
   if (len < 4) {
-    return fail(err, err_len, "binary message shorter than its length field");
+    return core_fail(err, err_len,
+                     "binary message shorter than its length field");
   }
   size_t head_len = ((size_t) bytes[0] << 24) | ((size_t) bytes[1] << 16) |
                     ((size_t) bytes[2] << 8) | bytes[3];
   if (head_len > len - 4 || head_len > 65536) {
-    return fail(err, err_len, "binary header length %zu exceeds the message",
-                head_len);
+    return core_fail(err, err_len,
+                     "binary header length %zu exceeds the message", head_len);
   }
   int rc =
       core_msg_decode((const char*) bytes + 4, head_len, msg, err, err_len);
@@ -120,8 +113,8 @@ int core_preview_bin_decode(const uint8_t* bytes,
   }
   if (strcmp(msg->type, "preview") != 0) {
     core_msg_clear(msg);
-    return fail(err, err_len, "binary messages must be previews, not '%s'",
-                msg->type);
+    return core_fail(err, err_len, "binary messages must be previews, not '%s'",
+                     msg->type);
   }
   const json_t* data = msg->data;
   const char* enc_s = json_string_value(json_object_get(data, "encoding"));
@@ -129,15 +122,16 @@ int core_preview_bin_decode(const uint8_t* bytes,
   if (enc_s == NULL || core_encoding_parse(enc_s, strlen(enc_s), &enc) != 0 ||
       enc == CORE_ENC_BASE64) {
     core_msg_clear(msg);
-    return fail(err, err_len, "data.encoding must be \"raw\" or \"zstd\"");
+    return core_fail(err, err_len, "data.encoding must be \"raw\" or \"zstd\"");
   }
   const json_t* pb = json_object_get(data, "payload_bytes");
   size_t payload_len = len - 4 - head_len;
   if (!json_is_integer(pb) || (size_t) json_integer_value(pb) != payload_len) {
     core_msg_clear(msg);
-    return fail(err, err_len,
-                "data.payload_bytes does not match the %zu bytes that follow",
-                payload_len);
+    return core_fail(
+        err, err_len,
+        "data.payload_bytes does not match the %zu bytes that follow",
+        payload_len);
   }
   rc = core_msg_preview_geometry(data, volume, out, err, err_len);
   if (rc != 0) {
@@ -148,15 +142,16 @@ int core_preview_bin_decode(const uint8_t* bytes,
   const uint8_t* payload = bytes + 4 + head_len;
   if (enc == CORE_ENC_RAW && payload_len != want) {
     core_msg_clear(msg);
-    return fail(err, err_len, "raw payload has %zu bytes, shape needs %zu",
-                payload_len, want);
+    return core_fail(err, err_len, "raw payload has %zu bytes, shape needs %zu",
+                     payload_len, want);
   }
   if (enc == CORE_ENC_ZSTD) {
     unsigned long long content = ZSTD_getFrameContentSize(payload, payload_len);
     if (content != want) {
       core_msg_clear(msg);
-      return fail(err, err_len,
-                  "zstd payload does not announce exactly %zu bytes", want);
+      return core_fail(err, err_len,
+                       "zstd payload does not announce exactly %zu bytes",
+                       want);
     }
   }
   out->voxels = malloc(want > 0 ? want : 1);
@@ -172,8 +167,8 @@ int core_preview_bin_decode(const uint8_t* bytes,
       free(out->voxels);
       out->voxels = NULL;
       core_msg_clear(msg);
-      return fail(err, err_len, "zstd payload does not decompress to %zu bytes",
-                  want);
+      return core_fail(err, err_len,
+                       "zstd payload does not decompress to %zu bytes", want);
     }
   }
   out->len = want;
