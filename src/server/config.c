@@ -20,6 +20,7 @@ typedef enum {
   OPT_PREVIEW_HZ,
   OPT_MAX_CONNECTIONS,
   OPT_MAX_SUBSCRIBERS,
+  OPT_MAX_PER_IP,
   OPT_MAX_BODY,
   OPT_MAX_VOXELS,
   OPT_PING_INTERVAL,
@@ -57,6 +58,9 @@ static const opt_doc_t opt_docs[] = {
     {"max-subscribers-per-job", "CRYOMAMBA_MAX_SUBSCRIBERS_PER_JOB",
      OPT_MAX_SUBSCRIBERS,
      "N      WebSocket subscribers per job (default 5000)"},
+    {"max-connections-per-ip", "CRYOMAMBA_MAX_CONNECTIONS_PER_IP",
+     OPT_MAX_PER_IP,
+     "N      open connections per client address (default 0: no limit)"},
     {"max-body-bytes", "CRYOMAMBA_MAX_BODY_BYTES", OPT_MAX_BODY,
      "N      largest request body (default 1048576)"},
     {"max-volume-voxels", "CRYOMAMBA_MAX_VOLUME_VOXELS", OPT_MAX_VOXELS,
@@ -193,6 +197,12 @@ static int apply(srv_config_t* cfg, opt_id_t id, const char* v) {
       return -1;
     }
     cfg->max_subscribers_per_job = (unsigned) u;
+    return 0;
+  case OPT_MAX_PER_IP:
+    if (parse_uint(v, 1000000, &u) != 0) {
+      return -1;
+    }
+    cfg->max_connections_per_ip = (unsigned) u;
     return 0;
   case OPT_MAX_BODY:
     if (parse_uint(v, 1ull << 30, &u) != 0 || u == 0) {

@@ -15,6 +15,7 @@ typedef struct {
   double preview_hz; /* default when a job gives none */
   unsigned max_connections;
   unsigned max_subscribers_per_job;
+  unsigned max_connections_per_ip; /* 0: no limit */
   size_t max_body_bytes;
   size_t max_header_bytes;
   size_t max_ws_message_bytes;

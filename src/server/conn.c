@@ -83,6 +83,9 @@ void srv_conn_close(srv_conn_t* conn) {
   }
   core_list_remove(&conn->link);
   ctx->conn_count--;
+  if (conn->is_addr_counted) {
+    srv_addr_limit_release(&ctx->addr_limit, conn->peer_ip);
+  }
   net_wq_close(&conn->wq);
   if (conn->download != NULL) {
     srv_download_detach(conn);
@@ -407,13 +410,22 @@ void srv_conn_on_connection(uv_stream_t* listener, int status) {
   }
   uv_tcp_nodelay(&conn->tcp, 1);
   describe_peer(conn);
-  if (ctx->conn_count > ctx->cfg.max_connections || ctx->is_stopping) {
+  const char* refusal = NULL;
+  if (ctx->is_stopping) {
+    refusal = "the server is shutting down";
+  } else if (ctx->conn_count > ctx->cfg.max_connections) {
+    refusal = "the server has too many open connections";
+  } else if (!srv_addr_limit_acquire(&ctx->addr_limit, conn->peer_ip,
+                                     ctx->cfg.max_connections_per_ip)) {
+    refusal = "too many open connections from your address";
+  } else {
+    conn->is_addr_counted = ctx->cfg.max_connections_per_ip > 0;
+  }
+  if (refusal != NULL) {
     conn->close_after_write = true;
     srv_http_reply_error(
         conn, 503, ctx->is_stopping ? "shutting_down" : "too_many_connections",
-        ctx->is_stopping ? "the server is shutting down"
-                         : "the server has too many open connections",
-        "retry later", true, "Retry-After: 1\r\n");
+        refusal, "retry later", true, "Retry-After: 1\r\n");
     srv_conn_end(conn);
     return;
   }

@@ -18,6 +18,7 @@
 #include "net/http_reader.h"
 #include "net/wqueue.h"
 #include "net/ws_session.h"
+#include "server/addr_limit.h"
 #include "server/auth.h"
 #include "server/config.h"
 #include "server/log.h"
@@ -96,6 +97,7 @@ typedef struct srv_conn_s {
   bool close_after_write; /* HTTP: close once the response is written */
   bool linger_timer_active;
   bool is_upgrade_pending; /* an upgrade request awaits srv_ws_upgrade() */
+  bool is_addr_counted;    /* counted in ctx->addr_limit */
   unsigned open_handles;   /* tcp + linger timer; freed when both closed */
   char peer[64];           /* "ip:port", for logs and per-address limits */
   char peer_ip[48];
@@ -126,6 +128,7 @@ struct srv_ctx_s {
   uint64_t stop_started_ms; /* uv_now() at SIGINT/SIGTERM */
   core_list_t conns;
   unsigned conn_count;
+  srv_addr_limit_t addr_limit; /* per-address counts (when limited) */
   core_list_t jobs;
   unsigned job_count;
   unsigned running_count;

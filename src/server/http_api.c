@@ -180,14 +180,15 @@ static void handle_info(srv_conn_t* conn) {
       conn, 200,
       json_pack(
           "{s:s, s:s, s:i, s:[s,s,s,s,s,s], s:b, s:{s:I, s:I, s:I, s:I, s:I, "
-          "s:I, s:I, s:I, s:[f,f], s:f}}",
+          "s:I, s:I, s:I, s:I, s:[f,f], s:f}}",
           "name", "cryomambad", "version", CM_VERSION, "protocol_version", 1,
           "capabilities", "previews", "cancel", "artifacts",
           "patterns:random,blobs", "volume_path", "encodings:base64,raw,zstd",
           "auth_required", conn->ctx->auth.count > 0, "limits", "max_running",
           (json_int_t) c->max_running, "max_connections",
           (json_int_t) c->max_connections, "max_subscribers_per_job",
-          (json_int_t) c->max_subscribers_per_job, "max_body_bytes",
+          (json_int_t) c->max_subscribers_per_job, "max_connections_per_ip",
+          (json_int_t) c->max_connections_per_ip, "max_body_bytes",
           (json_int_t) c->max_body_bytes, "max_ws_message_bytes",
           (json_int_t) c->max_ws_message_bytes, "max_dim",
           (json_int_t) CORE_SHAPE_MAX_DIM, "max_scale",

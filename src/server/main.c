@@ -212,6 +212,7 @@ int main(int argc, char** argv) {
   /* Every connection and render is done; persist and free the rest. */
   srv_store_close(ctx->store);
   srv_jobs_free_all(ctx);
+  srv_addr_limit_free(&ctx->addr_limit);
   uv_run(ctx->loop, UV_RUN_DEFAULT);
   int close_rc = uv_loop_close(ctx->loop);
   srv_log(&ctx->log, SRV_LOG_INFO, "server.stopped", "i:loop_close",

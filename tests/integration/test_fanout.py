@@ -269,5 +269,49 @@ class ConnectionLimitTest(ServerTestCase):
             time.sleep(0.1)
 
 
+class PerAddressLimitTest(ServerTestCase):
+    SERVER_ARGS = ("--max-connections-per-ip", "3")
+
+    def test_503_over_the_per_address_limit(self):
+        held = []
+        try:
+            for _ in range(3):
+                c = RawHTTP(self.server.port)
+                c.send(b"GET /v1/healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                self.assertEqual(c.read_response().status, 200)
+                held.append(c)
+            extra = RawHTTP(self.server.port)
+            try:
+                extra.send_tolerant(b"GET /v1/healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                r = extra.read_response()
+                err = assert_error(self, r, 503, "too_many_connections", retryable=True)
+                self.assertIn("address", err["message"])
+                self.assertTrue(extra.at_eof(5.0))
+            finally:
+                extra.close()
+            held[0].send(b"GET /v1/server/info HTTP/1.1\r\nHost: x\r\n\r\n")
+            info = json.loads(held[0].read_response().body)
+            self.assertEqual(info["limits"]["max_connections_per_ip"], 3)
+        finally:
+            for c in held:
+                c.close()
+        # closing them frees the address's slots (the count goes back down)
+        deadline = time.monotonic() + 10
+        while True:
+            conns = [RawHTTP(self.server.port) for _ in range(3)]
+            try:
+                statuses = []
+                for c in conns:
+                    c.send_tolerant(b"GET /v1/healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                    statuses.append(c.read_response().status)
+            finally:
+                for c in conns:
+                    c.close()
+            if statuses == [200, 200, 200]:
+                break
+            self.assertLess(time.monotonic(), deadline, "slots never freed: %r" % statuses)
+            time.sleep(0.1)
+
+
 if __name__ == "__main__":
     main()
