@@ -34,6 +34,7 @@ test-sanitize: bootstrap $(SAN_BUILD)/build.ninja
 	# A small quarantine: ASan's default (256 MiB) would read as a leak in
 	# the tests that bound server memory behind a stalled reader.
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:quarantine_size_mb=16 \
+	LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp \
 	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	  meson test -C $(SAN_BUILD) --print-errorlogs
 
