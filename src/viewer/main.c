@@ -81,8 +81,7 @@ static int parse_args(viewer_app_t* app, int* argc, char*** argv) {
        "Simulated inference time", "SECONDS"},
       {"pattern", 0, 0, G_OPTION_ARG_STRING, &o->pattern,
        "Simulated masks: random or blobs", "PATTERN"},
-      {"seed", 0, 0, G_OPTION_ARG_STRING, &seed_text, "Seed of the masks",
-       "N"},
+      {"seed", 0, 0, G_OPTION_ARG_STRING, &seed_text, "Seed of the masks", "N"},
       {"opacity", 0, 0, G_OPTION_ARG_DOUBLE, &o->opacity,
        "Overlay opacity 0..1", "A"},
       {"screenshot", 0, 0, G_OPTION_ARG_FILENAME, &o->screenshot,
@@ -96,12 +95,13 @@ static int parse_args(viewer_app_t* app, int* argc, char*** argv) {
        "Take the screenshot once N previews are shown (default: when the "
        "job ends)",
        "N"},
+      {"cancel-after-previews", 0, 0, G_OPTION_ARG_INT, &o->cancel_after,
+       "Cancel the job once N previews are shown (as the Cancel button)", "N"},
       {"stay", 0, 0, G_OPTION_ARG_NONE, &stay,
        "Keep running after the screenshot", NULL},
       {"max-retries", 0, 0, G_OPTION_ARG_INT, &o->max_retries,
        "Reconnect attempts in a row before giving up (0: never)", "N"},
-      {"version", 0, 0, G_OPTION_ARG_NONE, &version, "Print the version",
-       NULL},
+      {"version", 0, 0, G_OPTION_ARG_NONE, &version, "Print the version", NULL},
       {NULL, 0, 0, 0, NULL, NULL, NULL},
   };
   GOptionContext* ctx = g_option_context_new("[FILE.mrc]");
@@ -146,18 +146,18 @@ static int parse_args(viewer_app_t* app, int* argc, char*** argv) {
     fprintf(stderr, "cryomamba-viewer: --pattern is random or blobs\n");
     return 64;
   }
+  o->submit = submit;
+  o->stay = stay;
   if (o->submit && o->attach_id != NULL) {
     fprintf(stderr, "cryomamba-viewer: --submit or --attach, not both\n");
     return 64;
   }
-  o->submit = submit;
-  o->stay = stay;
   if (o->submit && o->open_path == NULL) {
     fprintf(stderr, "cryomamba-viewer: --submit needs a volume (--open)\n");
     return 64;
   }
-  app->is_automated = o->screenshot != NULL || o->window_shot != NULL ||
-                      o->export_mask != NULL;
+  app->is_automated =
+      o->screenshot != NULL || o->window_shot != NULL || o->export_mask != NULL;
   return 0;
 }
 
@@ -173,8 +173,8 @@ int main(int argc, char** argv) {
   app.show_mask = true;
   /* NON_UNIQUE: several viewers (and test runs) never hand their command
    * line to one another over D-Bus. */
-  app.gtk = gtk_application_new("org.cryomamba.Viewer",
-                                G_APPLICATION_NON_UNIQUE);
+  app.gtk =
+      gtk_application_new("org.cryomamba.Viewer", G_APPLICATION_NON_UNIQUE);
   g_signal_connect(app.gtk, "activate", G_CALLBACK(on_activate), &app);
   g_signal_connect(app.gtk, "shutdown", G_CALLBACK(on_shutdown), &app);
   char* args[] = {argv[0], NULL};
@@ -186,7 +186,9 @@ int main(int argc, char** argv) {
     viewer_view_free(app.views[i]);
   }
   viewer_wl_lut_free(&app.lut);
-  viewer_volume_close(&app.vol);
+  if (app.stats_task == NULL) { /* else a worker may still read it */
+    viewer_volume_close(&app.vol);
+  }
   g_free(app.labels);
   g_free(app.spare);
   g_free(app.path);

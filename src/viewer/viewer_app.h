@@ -2,8 +2,9 @@
  * viewer_app_t per process, touched only on the GTK main thread; workers
  * get copies or owned buffers and hand results back with idle callbacks.
  * Modules: main.c (command line), viewer_window.c (window, actions,
- * metadata, display controls), viewer_view.c (one slice view),
- * viewer_job.c (server, job, previews), viewer_prefs.c (preferences),
+ * opening, metadata, window/level), viewer_view.c (one slice view),
+ * viewer_panel.c (sidebar), viewer_job.c (server, job), viewer_preview.c
+ * (previews, final mask), viewer_prefs.c (preferences),
  * viewer_shot.c (screenshots). */
 #ifndef VIEWER_APP_H
 #define VIEWER_APP_H
@@ -40,10 +41,11 @@ typedef struct {
   char* screenshot;
   char* window_shot;
   char* export_mask;
-  int after_previews;  /* screenshot after this many previews shown */
-  bool stay;           /* do not quit after the automated screenshot */
-  double opacity;      /* < 0: the preferences' value */
-  int max_retries;     /* reconnect attempts; 0: never give up */
+  int after_previews; /* screenshot after this many previews shown */
+  int cancel_after;   /* cancel the job after this many previews shown */
+  bool stay;          /* do not quit after the automated screenshot */
+  double opacity;     /* < 0: the preferences' value */
+  int max_retries;    /* reconnect attempts; 0: never give up */
 } viewer_opts_t;
 
 /* Preferences (viewer_prefs.c), kept in
@@ -75,7 +77,7 @@ typedef struct viewer_app_s {
   viewer_wl_lut_t lut;
   uint64_t grey_version; /* bumped when the volume or window changes */
   uint32_t cursor[3];    /* z, y, x: crosshair and shown slices */
-  atomic_bool* stats_cancel; /* the running stats task's flag, or NULL */
+  void* stats_task;      /* the running statistics task (viewer_window.c) */
 
   /* The overlay: full-resolution labels, or NULL. */
   uint8_t* labels;
@@ -98,10 +100,10 @@ typedef struct viewer_app_s {
   GtkWidget* conn_label;
   GtkWidget* status_label;
   GtkWidget* job_box;
-  GtkWidget* hz_spin, *scale_spin, *duration_spin, *seed_spin;
+  GtkWidget *hz_spin, *scale_spin, *duration_spin, *seed_spin;
   GtkWidget* pattern_drop;
   GtkWidget* attach_entry;
-  GtkWidget* submit_button, *attach_button, *cancel_button;
+  GtkWidget *submit_button, *attach_button, *cancel_button;
   GtkWidget* progress_bar;
   GtkWidget* job_label;
   bool is_updating_controls; /* setting widgets from code: no feedback */
@@ -121,8 +123,19 @@ void viewer_window_error(viewer_app_t* app,
 void viewer_window_status(viewer_app_t* app, const char* text);
 void viewer_window_set_cursor(viewer_app_t* app, const uint32_t zyx[3]);
 void viewer_window_set_wl(viewer_app_t* app, viewer_wl_t wl, bool is_manual);
-void viewer_window_labels_changed(viewer_app_t* app);
+/* The overlay changed; `counts` (may be NULL): voxels per label. */
+void viewer_window_labels_changed(viewer_app_t* app,
+                                  const uint64_t counts[256]);
 void viewer_window_quit(viewer_app_t* app, int status);
+void viewer_window_redraw(viewer_app_t* app); /* every view */
+void viewer_window_auto_wl(viewer_app_t* app);
+
+/* viewer_panel.c */
+GtkWidget* viewer_panel_sidebar(viewer_app_t* app);
+/* A bold title and a two-column grid under it in `box`; the grid. */
+GtkWidget* viewer_panel_section(GtkWidget* box, const char* title);
+/* A "name | widget" row of such a grid. */
+void viewer_panel_row(GtkWidget* grid, int row, const char* name, GtkWidget* w);
 
 /* viewer_view.c */
 viewer_view_t* viewer_view_new(viewer_app_t* app, viewer_axis_t axis);

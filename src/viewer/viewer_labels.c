@@ -18,8 +18,7 @@ int viewer_labels_upsample(const uint8_t* preview,
                            const core_shape_t* shape,
                            uint8_t* out) {
   for (int a = 0; a < 3; a++) {
-    if (scale[a] == 0 ||
-        pshape[a] != (shape->d[a] + scale[a] - 1) / scale[a]) {
+    if (scale[a] == 0 || pshape[a] != (shape->d[a] + scale[a] - 1) / scale[a]) {
       return -EINVAL;
     }
   }
@@ -95,9 +94,9 @@ int viewer_labels_read_mrc(const char* path,
     rc = -EINVAL;
   } else if (memcmp(h.shape.d, shape->d, sizeof(shape->d)) != 0) {
     snprintf(err, err_len,
-             "%s: mask shape %ux%ux%u differs from the volume's %ux%ux%u",
-             path, h.shape.d[0], h.shape.d[1], h.shape.d[2], shape->d[0],
-             shape->d[1], shape->d[2]);
+             "%s: mask shape %ux%ux%u differs from the volume's %ux%ux%u", path,
+             h.shape.d[0], h.shape.d[1], h.shape.d[2], shape->d[0], shape->d[1],
+             shape->d[2]);
     rc = -EINVAL;
   } else {
     rc = read_all(fd, out, (size_t) core_shape_voxels(shape),

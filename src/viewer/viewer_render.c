@@ -196,14 +196,12 @@ void viewer_slice_grey(const viewer_volume_t* vol,
                        viewer_axis_t axis,
                        uint32_t index,
                        uint8_t* out) {
-  const size_t nz = vol->shape.d[0], ny = vol->shape.d[1],
-               nx = vol->shape.d[2];
+  const size_t nz = vol->shape.d[0], ny = vol->shape.d[1], nx = vol->shape.d[2];
   const size_t is = vol->itemsize;
   switch (axis) {
   case VIEWER_AXIS_XY:
     assert(index < nz);
-    run_grey(lut, vol->data + (size_t) index * ny * nx * is, is, ny * nx,
-             out);
+    run_grey(lut, vol->data + (size_t) index * ny * nx * is, is, ny * nx, out);
     return;
   case VIEWER_AXIS_XZ:
     assert(index < ny);
@@ -219,8 +217,7 @@ void viewer_slice_grey(const viewer_volume_t* vol,
     {
       uint8_t col[4096];
       for (size_t z = 0; z < nz; z++) {
-        run_grey(lut, vol->data + (z * ny * nx + index) * is, nx * is, ny,
-                 col);
+        run_grey(lut, vol->data + (z * ny * nx + index) * is, nx * is, ny, col);
         for (size_t y = 0; y < ny; y++) {
           out[y * nz + z] = col[y];
         }

@@ -186,7 +186,9 @@ int viewer_volume_stats(const viewer_volume_t* vol,
                         viewer_stats_t* out) {
   memset(out, 0, sizeof(*out));
   size_t plane = (size_t) vol->shape.d[1] * vol->shape.d[2];
-  enum { CHUNK = 65536 };
+  enum {
+    CHUNK = 65536
+  };
   float buf[CHUNK];
   double lo = INFINITY, hi = -INFINITY, sum = 0, sum2 = 0;
   uint64_t count = 0;

@@ -1,0 +1,435 @@
+#!/usr/bin/python3
+"""cryomamba-viewer (docs/viewer.md) end to end, under a private Xvfb,
+against the real cryomambad: the viewer opens a phantom tomogram, submits a
+job, shows the streamed previews and writes a screenshot of its three views
+(one pixel per voxel) plus the shown mask as .mrc; the test checks, pixel by
+pixel, that the volume is there in grey and the overlay is in the label
+colour exactly where the mask says, that the mask is the preview upsampled
+with the server's alignment, that the final mask replaces the previews, and
+that the viewer rides out a server killed and restarted under it.
+
+Binaries: $CRYOMAMBA_VIEWER_BIN, $CRYOMAMBA_CLI_BIN, $CRYOMAMBA_SERVER_BIN
+(harness.py). Skips when the viewer was not built (no GTK 4), Xvfb is
+missing, or PIL is not installed."""
+
+import os
+import queue
+import re
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from harness import Server, main  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+BUILD = os.path.join(HERE, "..", "..", "build")
+VIEWER_BIN = os.path.abspath(os.environ.get(
+    "CRYOMAMBA_VIEWER_BIN", os.path.join(BUILD, "src", "viewer", "cryomamba-viewer")))
+CLI_BIN = os.path.abspath(os.environ.get(
+    "CRYOMAMBA_CLI_BIN", os.path.join(BUILD, "src", "cli", "cryomamba")))
+XVFB = shutil.which("Xvfb")
+LINE_TIMEOUT = 90.0  # one expected line of the viewer; the machine is shared
+GAP = 4  # pixels between the views in a screenshot (viewer_shot.c)
+LABEL_RGB = {1: (0xff, 0x40, 0x00), 2: (0x00, 0xa0, 0xff)}  # viewer_render.c
+
+try:
+    import mrcfile
+    import numpy as np
+    from PIL import Image
+    HAVE_LIBS = True
+except ImportError:  # pragma: no cover
+    HAVE_LIBS = False
+
+
+def skip_reason():
+    if not os.path.isfile(VIEWER_BIN):
+        return "cryomamba-viewer not built (no GTK 4): %s" % VIEWER_BIN
+    if XVFB is None:
+        return "Xvfb is not installed"
+    if not HAVE_LIBS:
+        return "python3-pil / mrcfile / numpy missing"
+    return None
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class Xvfb:
+    """A private X server; -displayfd picks a free display atomically, so
+    parallel tests never race for one."""
+
+    def __init__(self):
+        r, w = os.pipe()
+        self.proc = subprocess.Popen(
+            [XVFB, "-displayfd", str(w), "-screen", "0", "1280x1024x24",
+             "-nolisten", "tcp", "-noreset"],
+            pass_fds=(w,), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL)
+        os.close(w)
+        data = b""
+        deadline = time.monotonic() + 30
+        while not data.endswith(b"\n"):
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([r], [], [], left)[0]:
+                self.stop()
+                raise AssertionError("Xvfb did not report its display in 30 s")
+            chunk = os.read(r, 64)
+            if not chunk:
+                self.stop()
+                raise AssertionError("Xvfb exited: %r" % self.proc.wait(5))
+            data += chunk
+        os.close(r)
+        self.display = ":" + data.decode().strip()
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+
+class Viewer:
+    """cryomamba-viewer in the background; its "viewer: ..." stdout lines
+    are collected as they come."""
+
+    def __init__(self, display, tmp, args):
+        env = dict(os.environ)
+        env.update({
+            "DISPLAY": display,
+            "GDK_BACKEND": "x11",
+            "GSK_RENDERER": "cairo",  # no GL on Xvfb
+            "XDG_CONFIG_HOME": os.path.join(tmp, "config"),
+            "XDG_CACHE_HOME": os.path.join(tmp, "cache"),
+            "TMPDIR": tmp,
+            "NO_AT_BRIDGE": "1",
+            "GTK_A11Y": "none",
+        })
+        env.pop("CRYOMAMBA_TOKEN", None)
+        # Under the sanitizer suite: GTK, fontconfig and pango keep caches
+        # until exit by design; the viewer's own code is checked by its unit
+        # tests, so leak reports here would only be theirs.
+        env["ASAN_OPTIONS"] = (env.get("ASAN_OPTIONS", "") + ":detect_leaks=0").lstrip(":")
+        self.err_path = os.path.join(tmp, "viewer-stderr.log")
+        errf = open(self.err_path, "wb")
+        self.proc = subprocess.Popen([VIEWER_BIN] + list(args), stdout=subprocess.PIPE,
+                                     stderr=errf, stdin=subprocess.DEVNULL, env=env)
+        errf.close()
+        self.lines = []
+        self.q = queue.Queue()
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self):
+        for raw in self.proc.stdout:
+            line = raw.decode("utf-8", "replace").rstrip("\n")
+            self.lines.append(line)
+            self.q.put(line)
+        self.proc.stdout.close()
+        self.q.put(None)
+
+    def stderr(self):
+        try:
+            with open(self.err_path, "rb") as f:
+                return f.read()[-3000:].decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def wait_line(self, pattern, timeout=LINE_TIMEOUT):
+        """Returns the match of the first new line matching `pattern`."""
+        rx = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError("no line matching %r within %.0f s; lines %r stderr %r"
+                                     % (pattern, timeout, self.lines[-15:], self.stderr()))
+            try:
+                line = self.q.get(timeout=left)
+            except queue.Empty:
+                continue
+            if line is None:
+                raise AssertionError("viewer exited (%r) before a line matching %r; lines %r "
+                                     "stderr %r" % (self.proc.wait(10), pattern,
+                                                    self.lines[-15:], self.stderr()))
+            m = rx.search(line)
+            if m:
+                return m
+
+    def wait(self, timeout=LINE_TIMEOUT):
+        return self.proc.wait(timeout)
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+def make_phantom(path, shape):
+    r = subprocess.run([CLI_BIN, "phantom", "--shape", ",".join(map(str, shape)),
+                        "-o", path], capture_output=True, text=True, timeout=120)
+    if r.returncode != 0:
+        raise AssertionError("phantom failed: %r" % r.stderr)
+
+
+def read_mrc(path):
+    with mrcfile.open(path, permissive=False) as m:
+        return np.array(m.data)
+
+
+SHOT_RE = (r"^viewer: screenshot (\S+) \((.*); cursor z=(\d+) y=(\d+) x=(\d+); "
+           r"mask (\w+); opacity ([0-9.]+)\)$")
+
+
+class ViewerCase(unittest.TestCase):
+    def setUp(self):
+        reason = skip_reason()
+        if reason:
+            self.skipTest(reason)
+        self.tmp = tempfile.mkdtemp(prefix="cryomamba-viewer-test-")
+        self.addCleanup(shutil.rmtree, self.tmp, True)
+        self.x = Xvfb()
+        self.addCleanup(self.x.stop)
+
+    def viewer(self, *args):
+        v = Viewer(self.x.display, self.tmp, args)
+        self.addCleanup(v.kill)
+        return v
+
+    def path(self, name):
+        return os.path.join(self.tmp, name)
+
+    # -- checks ---------------------------------------------------------
+    def check_screenshot(self, png, vol, mask, cursor, opacity):
+        """The PNG shows `vol` in grey and `mask` in label colours, in the
+        orthogonal layout at one pixel per voxel."""
+        img = np.asarray(Image.open(png).convert("RGB")).astype(np.int32)
+        nz, ny, nx = vol.shape
+        self.assertEqual(img.shape, (ny + GAP + nz, nx + GAP + nz, 3))
+        z, y, x = cursor
+        views = {
+            "XY": (img[0:ny, 0:nx], vol[z], mask[z]),
+            "YZ": (img[0:ny, nx + GAP:nx + GAP + nz], vol[:, :, x].T, mask[:, :, x].T),
+            "XZ": (img[ny + GAP:ny + GAP + nz, 0:nx], vol[:, y, :], mask[:, y, :]),
+        }
+        a = int(opacity * 256 + 0.5)
+        blend = {}
+        for label, rgb in LABEL_RGB.items():
+            g = np.arange(256)
+            blend[label] = set(zip(*[((g * (256 - a) + c * a + 128) >> 8).tolist()
+                                     for c in rgb]))
+        overlay_pixels = 0
+        for name, (pix, vals, labels) in views.items():
+            self.assertEqual(pix.shape[:2], vals.shape, name)
+            bg = labels == 0
+            grey = pix[bg]
+            self.assertTrue((grey[:, 0] == grey[:, 1]).all() and
+                            (grey[:, 1] == grey[:, 2]).all(),
+                            "%s: unlabelled pixels are not grey" % name)
+            # The grey is the volume under a window/level: monotone, so it
+            # correlates almost perfectly with the voxel values.
+            corr = np.corrcoef(grey[:, 0].astype(float), vals[bg].astype(float))[0, 1]
+            self.assertGreater(corr, 0.95, "%s: grey does not follow the volume" % name)
+            for label in np.unique(labels):
+                if label == 0:
+                    continue
+                self.assertIn(int(label), LABEL_RGB, "unexpected label %d" % label)
+                sel = pix[labels == label]
+                bad = [tuple(p) for p in sel.tolist() if tuple(p) not in blend[int(label)]]
+                self.assertEqual(bad[:5], [], "%s: label %d pixels not in its colour "
+                                 "(opacity %.3f)" % (name, label, opacity))
+                overlay_pixels += len(sel)
+        return overlay_pixels
+
+    def check_upsampled(self, mask, final, scale):
+        """`mask` is a preview upsampled by `scale` with the server's
+        alignment: constant on the s-blocks anchored at 0 (clipped at the
+        border), each block holding the final mask's label at the block's
+        first voxel wherever it is labelled (blobs only ever grow)."""
+        s = scale
+        origin = mask[::s, ::s, ::s]
+        up = origin.repeat(s, 0).repeat(s, 1).repeat(s, 2)[:mask.shape[0], :mask.shape[1],
+                                                          :mask.shape[2]]
+        self.assertTrue((up == mask).all(), "mask is not block-constant on %d-blocks" % s)
+        fo = final[::s, ::s, ::s]
+        nz = origin != 0
+        self.assertGreater(int(nz.sum()), 0, "the preview mask is empty")
+        self.assertTrue((origin[nz] == fo[nz]).all(),
+                        "preview labels disagree with the final mask at block origins")
+
+    def download_final(self, server, job_id):
+        server.wait_state(job_id, "completed", timeout=120)
+        r = server.get("/v1/jobs/%s/artifacts/mask.mrc" % job_id, timeout=60)
+        self.assertEqual(r.status, 200)
+        p = self.path("final.mrc")
+        with open(p, "wb") as f:
+            f.write(r.body)
+        return read_mrc(p)
+
+
+class ViewerPreviewTest(ViewerCase):
+    def test_previews_shown_aligned_in_label_colours(self):
+        shape, scale = (40, 60, 70), 3  # not multiples of the scale: borders clip
+        ph = self.path("phantom.mrc")
+        make_phantom(ph, shape)
+        srv = Server().start()
+        self.addCleanup(srv.cleanup)
+        png, exported = self.path("shot.png"), self.path("shown.mrc")
+        v = self.viewer("--server", srv.base, "--open", ph, "--submit",
+                        "--pattern", "blobs", "--hz", "4", "--duration", "3",
+                        "--scale", str(scale), "--opacity", "0.6",
+                        "--screenshot", png, "--export-mask", exported,
+                        "--after-previews", "3")
+        v.wait_line(r"^viewer: opened .*shape 40,60,70 mode 2")
+        job_id = v.wait_line(r"^viewer: submitted job ([0-9a-f-]{36})$").group(1)
+        m = v.wait_line(SHOT_RE)
+        self.assertEqual(v.wait(), 0, v.stderr())
+        self.assertEqual(m.group(1), png)
+        self.assertEqual(m.group(6), "preview")
+        shown = [l for l in v.lines if re.match(r"^viewer: preview \d+ shown", l)]
+        self.assertGreaterEqual(len(shown), 3, v.lines)
+        vol = read_mrc(ph)
+        mask = read_mrc(exported)
+        self.assertEqual(mask.shape, shape)
+        cursor = tuple(int(m.group(i)) for i in (3, 4, 5))
+        self.assertEqual(cursor, tuple(d // 2 for d in shape))
+        final = self.download_final(srv, job_id)
+        self.check_upsampled(mask, final, scale)
+        n = self.check_screenshot(png, vol, mask, cursor, float(m.group(7)))
+        self.assertGreater(n, 0, "no overlay pixel in the screenshot")
+        srv.assert_healthy()
+
+    def test_final_mask_replaces_previews(self):
+        shape = (36, 48, 52)
+        ph = self.path("phantom.mrc")
+        make_phantom(ph, shape)
+        srv = Server().start()
+        self.addCleanup(srv.cleanup)
+        png, exported = self.path("shot.png"), self.path("shown.mrc")
+        # The server comes from the preferences file this time.
+        os.makedirs(self.path("config/cryomamba"))
+        with open(self.path("config/cryomamba/viewer.ini"), "w") as f:
+            f.write("[server]\nurl=%s\ntoken=\n\n[job]\npattern=blobs\n" % srv.base)
+        v = self.viewer("--open", ph, "--submit", "--hz", "5", "--duration", "2",
+                        "--scale", "2", "--screenshot", png, "--export-mask", exported)
+        v.wait_line(r"^viewer: server %s \(preferences\)$" % re.escape(srv.base))
+        job_id = v.wait_line(r"^viewer: submitted job ([0-9a-f-]{36})$").group(1)
+        v.wait_line(r"^viewer: final mask shown")
+        m = v.wait_line(SHOT_RE)
+        self.assertEqual(v.wait(), 0, v.stderr())
+        self.assertEqual(m.group(6), "final")
+        final = self.download_final(srv, job_id)
+        mask = read_mrc(exported)
+        self.assertTrue((mask == final).all(), "the shown mask is not the final mask")
+        cursor = tuple(int(m.group(i)) for i in (3, 4, 5))
+        n = self.check_screenshot(png, read_mrc(ph), mask, cursor, float(m.group(7)))
+        self.assertGreater(n, 0)
+
+
+    def test_cancel_keeps_the_last_preview(self):
+        ph = self.path("phantom.mrc")
+        make_phantom(ph, (32, 96, 128))
+        srv = Server().start()
+        self.addCleanup(srv.cleanup)
+        png, exported = self.path("shot.png"), self.path("shown.mrc")
+        v = self.viewer("--server", srv.base, "--open", ph, "--submit",
+                        "--pattern", "blobs", "--hz", "5", "--duration", "60",
+                        "--scale", "2", "--cancel-after-previews", "2",
+                        "--screenshot", png, "--export-mask", exported)
+        job_id = v.wait_line(r"^viewer: submitted job ([0-9a-f-]{36})$").group(1)
+        v.wait_line(r"^viewer: cancelling job %s$" % job_id)
+        v.wait_line(r"^viewer: job %s cancelled$" % job_id)
+        m = v.wait_line(SHOT_RE)
+        self.assertEqual(v.wait(), 0, v.stderr())
+        self.assertEqual(m.group(2), "job cancelled")
+        self.assertEqual(m.group(6), "preview")
+        self.assertEqual(srv.job(job_id)["state"], "cancelled")
+        mask = read_mrc(exported)
+        cursor = tuple(int(m.group(i)) for i in (3, 4, 5))
+        self.check_screenshot(png, read_mrc(ph), mask, cursor, float(m.group(7)))
+
+
+class ViewerOpenTest(ViewerCase):
+    def test_every_mode_opens(self):
+        vol = (np.arange(6 * 7 * 8).reshape(6, 7, 8) % 50).astype(np.float32)
+        for mode, dtype in ((0, np.int8), (1, np.int16), (2, np.float32),
+                            (6, np.uint16), (12, np.float16)):
+            p = self.path("m%d.mrc" % mode)
+            with mrcfile.new(p, overwrite=True) as m:
+                m.set_data(vol.astype(dtype))
+            png = self.path("m%d.png" % mode)
+            v = self.viewer("--open", p, "--screenshot", png,
+                            "--server", "http://127.0.0.1:9")
+            v.wait_line(r"^viewer: opened .*mode %d " % mode)
+            m = v.wait_line(SHOT_RE)
+            self.assertEqual(v.wait(), 0, v.stderr())
+            self.check_screenshot(png, vol, np.zeros(vol.shape, np.uint8),
+                                  tuple(int(m.group(i)) for i in (3, 4, 5)), 0.5)
+
+    def test_corrupt_file_is_reported(self):
+        p = self.path("bad.mrc")
+        with open(p, "wb") as f:
+            f.write(b"\0" * 2000)
+        trunc = self.path("truncated.mrc")
+        make_phantom(trunc, (8, 8, 8))
+        with open(trunc, "r+b") as f:
+            f.truncate(1024 + 100)
+        for path in (p, trunc):
+            v = self.viewer("--open", path, "--screenshot", self.path("x.png"),
+                            "--server", "http://127.0.0.1:9")
+            self.assertEqual(v.wait(), 1)
+            self.assertIn("Cannot open the tomogram", v.stderr())
+            self.assertFalse(os.path.exists(self.path("x.png")))
+
+
+class ViewerRestartTest(ViewerCase):
+    def test_server_killed_and_restarted_while_watching(self):
+        ph = self.path("phantom.mrc")
+        make_phantom(ph, (32, 96, 128))  # 12 blob windows: labels early
+        port = free_port()
+        s1 = Server(("--port", str(port))).start()
+        self.addCleanup(s1.cleanup)
+        self.assertEqual(s1.port, port)
+        png, exported = self.path("shot.png"), self.path("shown.mrc")
+        v = self.viewer("--server", s1.base, "--open", ph, "--submit",
+                        "--pattern", "blobs", "--hz", "5", "--duration", "40",
+                        "--scale", "2", "--max-retries", "0",
+                        "--screenshot", png, "--export-mask", exported)
+        job_id = v.wait_line(r"^viewer: submitted job ([0-9a-f-]{36})$").group(1)
+        v.wait_line(r"^viewer: preview \d+ shown .*; [1-9]\d* voxels labelled\)$")
+        s1.proc.send_signal(signal.SIGKILL)
+        s1.proc.wait(10)
+        v.wait_line(r"^viewer: connection lost \(.*\), reconnecting in [0-9.]+ s "
+                    r"\(attempt \d+\)$")
+        s2 = Server(("--port", str(port)), state_dir=s1.state_dir).start()
+        self.addCleanup(s2.cleanup)
+        v.wait_line(r"^viewer: reconnected to job %s \(state failed" % job_id)
+        v.wait_line(r"^viewer: job failed: .*\(interrupted\)$")
+        m = v.wait_line(SHOT_RE)
+        self.assertEqual(v.wait(), 0, v.stderr())
+        self.assertEqual(m.group(2), "job failed")
+        self.assertEqual(m.group(6), "preview", "the last preview stays shown")
+        mask = read_mrc(exported)
+        self.assertGreater(int((mask != 0).sum()), 0)
+        cursor = tuple(int(m.group(i)) for i in (3, 4, 5))
+        self.check_screenshot(png, read_mrc(ph), mask, cursor, float(m.group(7)))
+        self.assertEqual(s2.job(job_id)["state"], "failed")
+
+
+if __name__ == "__main__":
+    main()
