@@ -2,9 +2,9 @@
  * state on the stack), called from worker threads.
  *
  * random: one xoshiro256** draw gives 64 voxels (one bit each).
- * blobs: the seed alone fixes a list of structures in full-resolution
- * coordinates (membranes: thick spherical shells, small vesicles or huge
- * gently curved sheets; particles: solid spheres). Each is rasterised row by
+ * blobs: the seed and shape fix the structures of the phantom tomogram
+ * (core/phantom.h) in full-resolution coordinates (membranes: the vesicles'
+ * shells; particles: solid spheres). Each is rasterised row by
  * row over its bounding box: per row one or two x-intervals from a sqrt,
  * then memset, so the cost is in rows, not voxels. A preview at scale s
  * samples volume voxel (i*s, j*s, k*s), and every decision about a row is
@@ -20,12 +20,13 @@
 #include <emmintrin.h>
 #endif
 
-#define MASK_MAX_MEMBRANES 8u
-#define MASK_MAX_PARTICLES 400u
+#include "core/phantom.h"
+
 #define LABEL_MEMBRANE 1
 #define LABEL_PARTICLE 2
-/* Keys the blobs stream apart from any random-pattern tick. */
-#define BLOBS_DOMAIN 0xb10b5b10b5b10b5ull
+/* Half width of a membrane's label: the phantom's leaflets sit 1.5 voxels
+ * either side of the mid-surface with a 1.2-voxel profile. */
+#define MEMBRANE_HALF_WIDTH 2.5
 
 typedef struct {
   uint64_t s[4];
@@ -76,12 +77,6 @@ static inline uint64_t rng_next(rng_t* r) {
   s[2] ^= t;
   s[3] = rotl(s[3], 45);
   return result;
-}
-
-
-/* Uniform in [0, 1). */
-static double rng_unit(rng_t* r) {
-  return (double) (rng_next(r) >> 11) * 0x1.0p-53;
 }
 
 
@@ -231,46 +226,6 @@ static void draw_shell(const raster_t* r,
 }
 
 
-static void random_point(rng_t* g, const core_shape_t* vol, double c[3]) {
-  for (int a = 0; a < 3; a++) {
-    c[a] = rng_unit(g) * vol->d[a];
-  }
-}
-
-
-/* One membrane: usually a vesicle (radius 15-40% of the smallest axis), one
- * time in four a sheet, i.e. a shell so large (1.5-4 times the largest axis)
- * that it crosses the volume as a gently curved slab through a random point.
- * Thickness 2-4 voxels either way. */
-static void draw_membrane(const raster_t* r, rng_t* g) {
-  const core_shape_t* v = &r->vol;
-  uint32_t dmin = v->d[0];
-  uint32_t dmax = v->d[0];
-  for (int a = 1; a < 3; a++) {
-    dmin = v->d[a] < dmin ? v->d[a] : dmin;
-    dmax = v->d[a] > dmax ? v->d[a] : dmax;
-  }
-  bool is_sheet = (rng_next(g) & 3) == 0;
-  double half = 1.0 + rng_unit(g); /* half thickness */
-  double c[3];
-  double rad;
-  random_point(g, v, c);
-  if (is_sheet) {
-    rad = (1.5 + 2.5 * rng_unit(g)) * dmax;
-    /* Uniform direction on the sphere; the centre sits `rad` behind c. */
-    double nz = 2.0 * rng_unit(g) - 1.0;
-    double phi = 2.0 * M_PI * rng_unit(g);
-    double rho = sqrt(1.0 - nz * nz);
-    c[0] -= rad * nz;
-    c[1] -= rad * rho * sin(phi);
-    c[2] -= rad * rho * cos(phi);
-  } else {
-    rad = (0.15 + 0.25 * rng_unit(g)) * dmin;
-  }
-  draw_shell(r, c, rad + half, rad - half, LABEL_MEMBRANE);
-}
-
-
 static void render_blobs(const core_mask_spec_t* spec,
                          double progress,
                          uint32_t scale,
@@ -303,24 +258,22 @@ static void render_blobs(const core_mask_spec_t* spec,
   uint64_t xl = rem % nw[2] * CORE_MASK_WINDOW;
   r.xlim_part = xl < r.vol.d[2] ? (uint32_t) xl : r.vol.d[2];
 
-  rng_t g;
-  rng_init(&g, spec->seed, BLOBS_DOMAIN);
-  uint64_t voxels = core_shape_voxels(&r.vol);
-  uint64_t n_mem = 2 + (voxels >> 22);
-  n_mem = n_mem < MASK_MAX_MEMBRANES ? n_mem : MASK_MAX_MEMBRANES;
-  uint64_t n_part = voxels / 10000;
-  n_part = n_part < 4 ? 4 : n_part;
-  n_part = n_part < MASK_MAX_PARTICLES ? n_part : MASK_MAX_PARTICLES;
-
-  /* Particles come second so they are drawn over membranes. */
-  for (uint64_t m = 0; m < n_mem; m++) {
-    draw_membrane(&r, &g);
+  /* The structures are the phantom's (core/phantom.h) for the same shape
+   * and seed, so a blobs job on `cryomamba phantom --seed N` segments what
+   * the tomogram shows: vesicle membranes (label 1, the two leaflets and a
+   * voxel either side) and particles (label 2, drawn over membranes). */
+  core_phantom_t ph;
+  core_phantom_init(&ph, &spec->shape, spec->seed, 0.0f);
+  for (unsigned i = 0; i < ph.vesicle_count; i++) {
+    const core_phantom_ball_t* b = &ph.vesicles[i];
+    double c[3] = {b->c[0], b->c[1], b->c[2]};
+    draw_shell(&r, c, b->r + MEMBRANE_HALF_WIDTH, b->r - MEMBRANE_HALF_WIDTH,
+               LABEL_MEMBRANE);
   }
-  for (uint64_t p = 0; p < n_part; p++) {
-    double c[3];
-    random_point(&g, &r.vol, c);
-    double rad = 2.0 + 4.0 * rng_unit(&g);
-    draw_shell(&r, c, rad, -1.0, LABEL_PARTICLE);
+  for (unsigned i = 0; i < ph.particle_count; i++) {
+    const core_phantom_ball_t* b = &ph.particles[i];
+    double c[3] = {b->c[0], b->c[1], b->c[2]};
+    draw_shell(&r, c, b->r, -1.0, LABEL_PARTICLE);
   }
 }
 

@@ -23,9 +23,10 @@ typedef struct {
  * `scale` (nearest-origin, see shape.h), into `out`, which holds
  * core_shape_voxels(core_shape_downsample(shape, scale)) bytes.
  * random: i.i.d. 0/1 from (seed, tick), fresh for each tick, whatever the
- * progress. blobs: the structures of `seed` (label 1 membranes, 2 particles)
- * inside the first floor(progress * windows) windows, 0 elsewhere; at
- * progress 1 the complete mask. */
+ * progress. blobs: the structures of the phantom of (shape, seed) (label 1
+ * its vesicle membranes, 2 its particles) inside the first
+ * floor(progress * windows) windows, 0 elsewhere; at progress 1 the
+ * complete mask, which segments `cryomamba phantom --seed` exactly. */
 void core_mask_render(const core_mask_spec_t* spec,
                       double progress,
                       uint32_t scale,

@@ -162,6 +162,29 @@ class CliTest(unittest.TestCase):
         with open(path, "rb") as a, open(again, "rb") as b:
             self.assertEqual(a.read(), b.read(), "phantoms are deterministic")
 
+    def test_blobs_segment_the_phantom_of_the_same_seed(self):
+        """The simulated segmentation of a blobs job finds the structures of
+        `phantom --seed N` when the job has seed N: its membrane and particle
+        voxels are dense (dark) in the tomogram, its background is not."""
+        vol = os.path.join(self.tmp, "seg.mrc")
+        self.assertEqual(cli(None, "phantom", "--shape", "40,64,64", "-o", vol,
+                             "--seed", "7", "--noise", "0.3").returncode, 0)
+        job_id = self.submit(vol, "--duration", "0.3", "--pattern", "blobs", "--seed", "7")
+        self.server.wait_state(job_id, "completed")
+        mask = read_mask(self.server.get("/v1/jobs/%s/artifacts/mask.mrc" % job_id).body)
+        with mrcfile.open(vol) as m:
+            tomo = np.array(m.data)
+        background = float(tomo[mask == 0].mean())
+        self.assertGreater((mask == 1).sum(), 100)
+        self.assertGreater((mask == 2).sum(), 100)
+        self.assertLess(float(tomo[mask == 1].mean()), background - 0.5)
+        self.assertLess(float(tomo[mask == 2].mean()), background - 0.3)
+        # another seed's mask does not line up with this tomogram
+        other = self.submit(vol, "--duration", "0.3", "--pattern", "blobs", "--seed", "8")
+        self.server.wait_state(other, "completed")
+        mask8 = read_mask(self.server.get("/v1/jobs/%s/artifacts/mask.mrc" % other).body)
+        self.assertGreater(float(tomo[mask8 == 1].mean()), float(tomo[mask == 1].mean()) + 0.3)
+
     def test_round_trip_submit_watch_download(self):
         vol = os.path.join(self.tmp, "rt.mrc")
         self.assertEqual(cli(None, "phantom", "--shape", "24,40,36", "-o", vol,
