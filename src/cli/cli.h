@@ -82,15 +82,18 @@ int cli_cmd_phantom(cli_ctx_t* ctx, int argc, char** argv);
 
 /* watch's engine, also used by `submit --watch`. */
 typedef struct {
-  const char* save_dir; /* --save-previews */
-  unsigned max_retries; /* 0: forever */
-  bool no_progress;     /* plain lines even on a terminal */
+  const char* save_dir;   /* --save-previews */
+  unsigned max_retries;   /* 0: forever */
+  bool no_progress;       /* plain lines even on a terminal */
+  bool show_slice;        /* draw each preview's middle XY slice (terminal) */
   cm_encoding_t encoding; /* how previews travel */
 } cli_watch_opts_t;
 
 /* Parses --encoding's value (base64, raw or zstd). Returns 0, or prints a
  * usage error and returns its exit code. */
-int cli_parse_encoding(cli_ctx_t* ctx, const char* cmd, const char* value,
+int cli_parse_encoding(cli_ctx_t* ctx,
+                       const char* cmd,
+                       const char* value,
                        cm_encoding_t* out);
 
 int cli_watch_job(cli_ctx_t* ctx,

@@ -59,7 +59,8 @@ static const char submit_help[] =
     "  --seed N            seed of the simulated masks\n"
     "  --pattern P         random or blobs\n"
     "  --watch             then follow the job like `cryomamba watch`\n"
-    "  --save-previews DIR, --max-retries N, --no-progress, --encoding E\n"
+    "  --save-previews DIR, --max-retries N, --no-progress, --encoding E,\n"
+    "  --slice\n"
     "                      (with --watch; see `cryomamba watch --help`)\n";
 
 
@@ -387,7 +388,8 @@ int cli_cmd_submit(cli_ctx_t* ctx, int argc, char** argv) {
     OPT_SAVE,
     OPT_RETRIES,
     OPT_NOPROG,
-    OPT_ENCODING
+    OPT_ENCODING,
+    OPT_SLICE
   };
   static const struct option longs[] = {
       HELP_OPT,
@@ -404,6 +406,7 @@ int cli_cmd_submit(cli_ctx_t* ctx, int argc, char** argv) {
       {"max-retries", required_argument, NULL, OPT_RETRIES},
       {"no-progress", no_argument, NULL, OPT_NOPROG},
       {"encoding", required_argument, NULL, OPT_ENCODING},
+      {"slice", no_argument, NULL, OPT_SLICE},
       {NULL, 0, NULL, 0}};
   cm_job_spec_t spec;
   cm_job_spec_init(&spec);
@@ -500,6 +503,9 @@ int cli_cmd_submit(cli_ctx_t* ctx, int argc, char** argv) {
       break;
     case OPT_NOPROG:
       wopts.no_progress = true;
+      break;
+    case OPT_SLICE:
+      wopts.show_slice = true;
       break;
     case OPT_ENCODING: {
       int rc = cli_parse_encoding(ctx, cmd, optarg, &wopts.encoding);

@@ -25,6 +25,8 @@ static const char watch_help[] =
     "(default\n"
     "                       10; 0: never give up)\n"
     "  --no-progress        plain lines even on a terminal\n"
+    "  --slice              on a terminal, draw each preview's middle XY "
+    "slice\n"
     "  --encoding E         how previews travel: base64 (JSON, default), raw "
     "or\n"
     "                       zstd (binary; zstd is smallest on the wire)\n"
@@ -50,6 +52,7 @@ typedef struct {
   unsigned reconnects;
   char error_code[64];
   char error_message[256];
+  unsigned slice_lines; /* lines of the slice drawn above the bar */
 } watch_t;
 
 
@@ -89,6 +92,7 @@ static void note(watch_t* w, const char* fmt, ...) {
     return;
   }
   clear_bar(w);
+  w->slice_lines = 0; /* the note scrolls the slice away: draw anew */
   va_list ap;
   va_start(ap, fmt);
   fprintf(stderr, "%s: ", w->ctx->prog);
@@ -118,7 +122,7 @@ static void show(watch_t* w, cm_sub_t* sub) {
     bar[30] = '\0';
     printf(
         "\r\x1b[K[%s] %5.1f%%  %-9s ETA %-6s previews %llu  %s  "
-        "latency %.0f ms",
+        "latency %.1f ms",
         bar, w->progress * 100, cm_job_state_name(w->state), eta,
         (unsigned long long) w->previews, bytes, w->latency_ms);
     fflush(stdout);
@@ -126,7 +130,7 @@ static void show(watch_t* w, cm_sub_t* sub) {
   } else {
     printf(
         "progress %.1f%% state=%s eta=%s previews=%llu bytes=%llu "
-        "latency_ms=%.0f\n",
+        "latency_ms=%.1f\n",
         w->progress * 100, cm_job_state_name(w->state), eta,
         (unsigned long long) w->previews, (unsigned long long) st.bytes,
         w->latency_ms);
@@ -234,6 +238,52 @@ static void on_job_state(cm_sub_t* sub,
 }
 
 
+/* 256-colour palette index of a label: background, membrane, particle. */
+static int label_colour(uint8_t v) {
+  switch (v) {
+  case 0:
+    return 236;
+  case 1:
+    return 208;
+  case 2:
+    return 39;
+  default:
+    return 255;
+  }
+}
+
+
+/* Draws the preview's middle XY slice above the progress bar, two voxel
+ * rows per text line (upper half block: foreground = upper row), at most
+ * 64 columns, redrawn in place for each preview. */
+static void draw_slice(watch_t* w, const cm_preview_t* p) {
+  uint32_t nz = p->shape[0], ny = p->shape[1], nx = p->shape[2];
+  uint32_t cols = nx < 64 ? nx : 64;
+  uint32_t rows = (uint32_t) ((uint64_t) ny * cols / nx);
+  rows = rows < 2 ? 2 : (rows > 48 ? 48 : rows);
+  const uint8_t* plane = p->voxels + (size_t) (nz / 2) * ny * nx;
+  clear_bar(w);
+  if (w->slice_lines > 0) {
+    printf("\x1b[%uA", w->slice_lines);
+  }
+  printf(
+      "\x1b[Kpreview %llu: XY slice z=%u of %ux%ux%u (orange membrane, blue "
+      "particle)\n",
+      (unsigned long long) p->seq, (nz / 2) * p->scale[0], nz, ny, nx);
+  for (uint32_t r = 0; r + 1 < rows; r += 2) {
+    for (uint32_t c = 0; c < cols; c++) {
+      size_t x = (size_t) c * nx / cols;
+      uint8_t top = plane[(size_t) r * ny / rows * nx + x];
+      uint8_t bottom = plane[(size_t) (r + 1) * ny / rows * nx + x];
+      printf("\x1b[38;5;%dm\x1b[48;5;%dm\u2580", label_colour(top),
+             label_colour(bottom));
+    }
+    printf("\x1b[0m\x1b[K\n");
+  }
+  w->slice_lines = 1 + rows / 2;
+}
+
+
 static void on_preview(cm_sub_t* sub, cm_preview_t* ev, void* user) {
   watch_t* w = user;
   w->previews++;
@@ -264,6 +314,9 @@ static void on_preview(cm_sub_t* sub, cm_preview_t* ev, void* user) {
     return;
   }
   if (w->is_tty) {
+    if (w->opts->show_slice) {
+      draw_slice(w, ev);
+    }
     show(w, sub); /* plain lines come with progress events only */
   }
 }
@@ -365,7 +418,9 @@ static void on_log(cm_log_level_t level, const char* msg, void* user) {
 }
 
 
-int cli_parse_encoding(cli_ctx_t* ctx, const char* cmd, const char* value,
+int cli_parse_encoding(cli_ctx_t* ctx,
+                       const char* cmd,
+                       const char* value,
                        cm_encoding_t* out) {
   static const char* names[] = {"base64", "raw", "zstd"};
   for (int i = 0; i < 3; i++) {
@@ -469,7 +524,8 @@ int cli_cmd_watch(cli_ctx_t* ctx, int argc, char** argv) {
     OPT_SAVE = 256,
     OPT_RETRIES,
     OPT_NOPROG,
-    OPT_ENCODING
+    OPT_ENCODING,
+    OPT_SLICE
   };
   static const struct option longs[] = {
       {"help", no_argument, NULL, 'h'},
@@ -477,6 +533,7 @@ int cli_cmd_watch(cli_ctx_t* ctx, int argc, char** argv) {
       {"max-retries", required_argument, NULL, OPT_RETRIES},
       {"no-progress", no_argument, NULL, OPT_NOPROG},
       {"encoding", required_argument, NULL, OPT_ENCODING},
+      {"slice", no_argument, NULL, OPT_SLICE},
       {NULL, 0, NULL, 0}};
   cli_watch_opts_t opts = {.max_retries = 10};
   int c;
@@ -507,6 +564,9 @@ int cli_cmd_watch(cli_ctx_t* ctx, int argc, char** argv) {
       }
       break;
     }
+    case OPT_SLICE:
+      opts.show_slice = true;
+      break;
     case OPT_NOPROG:
       opts.no_progress = true;
       break;
