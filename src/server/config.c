@@ -23,6 +23,7 @@ typedef enum {
   OPT_MAX_PER_IP,
   OPT_MAX_BODY,
   OPT_MAX_VOXELS,
+  OPT_PREVIEW_CACHE,
   OPT_PING_INTERVAL,
   OPT_PING_TIMEOUT,
   OPT_IDLE_TIMEOUT,
@@ -65,6 +66,9 @@ static const opt_doc_t opt_docs[] = {
      "N      largest request body (default 1048576)"},
     {"max-volume-voxels", "CRYOMAMBA_MAX_VOLUME_VOXELS", OPT_MAX_VOXELS,
      "N      largest job volume in voxels (default 1073741824)"},
+    {"preview-cache-bytes", "CRYOMAMBA_PREVIEW_CACHE_BYTES", OPT_PREVIEW_CACHE,
+     "N      final previews of completed jobs kept in memory; older ones\n"
+     "             are re-rendered on demand (default 268435456)"},
     {"ws-ping-interval", "CRYOMAMBA_WS_PING_INTERVAL", OPT_PING_INTERVAL,
      "S      seconds of client silence before a ping (default 25)"},
     {"ws-ping-timeout", "CRYOMAMBA_WS_PING_TIMEOUT", OPT_PING_TIMEOUT,
@@ -95,6 +99,7 @@ void srv_config_default(srv_config_t* cfg) {
   cfg->max_header_bytes = 16u << 10;
   cfg->max_ws_message_bytes = 64u << 10;
   cfg->max_volume_voxels = 1ull << 30;
+  cfg->preview_cache_bytes = 256ull << 20;
   cfg->ws_ping_interval_s = 25.0;
   cfg->ws_ping_timeout_s = 20.0;
   cfg->http_idle_timeout_s = 60.0;
@@ -215,6 +220,12 @@ static int apply(srv_config_t* cfg, opt_id_t id, const char* v) {
       return -1;
     }
     cfg->max_volume_voxels = u;
+    return 0;
+  case OPT_PREVIEW_CACHE:
+    if (parse_uint(v, 1ull << 40, &u) != 0) {
+      return -1;
+    }
+    cfg->preview_cache_bytes = u;
     return 0;
   case OPT_PING_INTERVAL:
     return parse_double(v, 0.05, 3600, &cfg->ws_ping_interval_s);

@@ -19,7 +19,8 @@ typedef struct {
   size_t max_body_bytes;
   size_t max_header_bytes;
   size_t max_ws_message_bytes;
-  uint64_t max_volume_voxels; /* bounds mask memory per job */
+  uint64_t max_volume_voxels;   /* bounds mask memory per job */
+  uint64_t preview_cache_bytes; /* final previews of finished jobs kept */
   double ws_ping_interval_s;
   double ws_ping_timeout_s;
   double http_idle_timeout_s;

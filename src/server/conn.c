@@ -90,6 +90,10 @@ void srv_conn_close(srv_conn_t* conn) {
   if (conn->download != NULL) {
     srv_download_detach(conn);
   }
+  if (conn->waiting_job != NULL) {
+    core_list_remove(&conn->sub_link);
+    conn->waiting_job = NULL;
+  }
   /* The reader and wslay may be on the stack (we can be called from their
    * callbacks): they are freed in the close callback. */
   srv_log(&ctx->log, SRV_LOG_DEBUG, "conn.close", "s:peer", conn->peer, NULL);

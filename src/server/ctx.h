@@ -55,6 +55,7 @@ typedef struct srv_job_s {
   net_frame_t* terminal_frame;
   core_list_t subscribers; /* srv_conn_t.sub_link */
   unsigned subscriber_count;
+  core_list_t preview_waiters; /* HTTP conns awaiting a rebuilt preview */
   unsigned subscribers_by_enc[CORE_ENC_COUNT];
   /* Engine. */
   uv_timer_t timer;
@@ -84,6 +85,8 @@ typedef struct srv_conn_s {
   core_encoding_t encoding; /* preview encoding chosen at the upgrade */
   core_list_t sub_link;     /* job->subscribers */
   srv_download_t* download; /* an artifact being streamed, or NULL */
+  srv_job_t* waiting_job;   /* HTTP: awaiting this job's rebuilt preview
+                               (linked by sub_link), or NULL */
   uint8_t* http_backlog;    /* pipelined bytes held while paused */
   size_t http_backlog_len;
   uint64_t last_rx_ms;      /* uv_now() at the last byte received */
@@ -114,7 +117,8 @@ typedef struct {
   uint64_t events_published;
   uint64_t jobs_created_total;
   uint64_t renders_total;
-  uint64_t render_ns_total; /* worker time spent producing previews */
+  uint64_t previews_evicted; /* final previews dropped from memory */
+  uint64_t render_ns_total;  /* worker time spent producing previews */
 } srv_metrics_t;
 
 struct srv_ctx_s {

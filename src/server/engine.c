@@ -19,6 +19,7 @@
 #include "core/mrc.h"
 #include "core/msg.h"
 #include "core/preview_bin.h"
+#include "server/http_api.h"
 #include "server/jobs.h"
 
 typedef enum {
@@ -318,6 +319,9 @@ static void after_render(uv_work_t* req, int status) {
       srv_log(&ctx->log, SRV_LOG_ERROR, "job.preview_rebuild_failed",
               "s:job_id", job->id, NULL);
     }
+    if (r->kind == RENDER_REBUILD) {
+      srv_http_preview_ready(job); /* waiters get an error, not silence */
+    }
     release_frames(r);
     free(r);
     return;
@@ -333,6 +337,7 @@ static void after_render(uv_work_t* req, int status) {
     if (job->terminal_frame != NULL) {
       srv_job_broadcast(job, job->terminal_frame, NET_WQ_ESSENTIAL);
     }
+    srv_http_preview_ready(job);
     release_frames(r);
     free(r);
     return;

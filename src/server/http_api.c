@@ -327,10 +327,9 @@ static void handle_cancel(srv_conn_t* conn, srv_job_t* job) {
 }
 
 
-static void handle_preview(srv_conn_t* conn, srv_job_t* job) {
+void srv_http_reply_preview(srv_conn_t* conn, srv_job_t* job) {
   net_frame_t* f = job->latest[CORE_ENC_BASE64];
   if (f == NULL) {
-    srv_engine_rebuild_preview(job);
     srv_http_reply_error(
         conn, 404, "preview_not_ready", "no preview has been produced yet",
         "retry after the job's first preview period", true, NULL);
@@ -339,6 +338,40 @@ static void handle_preview(srv_conn_t* conn, srv_job_t* job) {
   size_t len = 0;
   const uint8_t* message = net_ws_frame_payload(f, &len);
   reply_text(conn, 200, "application/json", (const char*) message, len, NULL);
+}
+
+
+static int handle_preview(srv_conn_t* conn, srv_job_t* job) {
+  if (job->latest[CORE_ENC_BASE64] == NULL) {
+    /* A completed job's final preview may have left memory (restart, cache
+     * trim): render it again and answer when it is back. */
+    srv_engine_rebuild_preview(job);
+    if (job->preview_rebuild_pending) {
+      conn->waiting_job = job;
+      core_list_push_back(&job->preview_waiters, &conn->sub_link);
+      return 1; /* paused until engine.c calls srv_http_preview_ready() */
+    }
+  }
+  srv_http_reply_preview(conn, job);
+  return 0;
+}
+
+
+void srv_http_preview_ready(srv_job_t* job) {
+  while (!core_list_is_empty(&job->preview_waiters)) {
+    core_list_t* node = core_list_front(&job->preview_waiters);
+    core_list_remove(node);
+    srv_conn_t* conn = CORE_CONTAINER_OF(node, srv_conn_t, sub_link);
+    conn->waiting_job = NULL;
+    if (job->latest[CORE_ENC_BASE64] != NULL) {
+      srv_http_reply_preview(conn, job);
+    } else {
+      srv_http_reply_error(conn, 500, "internal",
+                           "the preview could not be rendered again",
+                           "see the server log", true, NULL);
+    }
+    srv_conn_resume_http(conn);
+  }
 }
 
 
@@ -579,10 +612,7 @@ int srv_http_handle(srv_conn_t* conn) {
         return 0;
       }
       srv_job_t* job = find_job_or_reply(conn, seg[2]);
-      if (job != NULL) {
-        handle_preview(conn, job);
-      }
-      return 0;
+      return job != NULL ? handle_preview(conn, job) : 0;
     }
     if (n == 5 && span_is(seg[3], "artifacts")) {
       if (!is_get) {

@@ -27,6 +27,13 @@ void srv_http_reply_error(srv_conn_t* conn,
                           bool retryable,
                           const char* extra_headers);
 
+/* Answers GET /v1/jobs/{id}/preview from the job's latest preview. */
+void srv_http_reply_preview(srv_conn_t* conn, srv_job_t* job);
+
+/* A preview render the waiting requests asked for has landed (or failed):
+ * answers each and lets its connection go on. */
+void srv_http_preview_ready(srv_job_t* job);
+
 /* Sends a status line and headers for a body of `len` bytes that the caller
  * sends next (streamed). */
 void srv_http_reply_head(srv_conn_t* conn,

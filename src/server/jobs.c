@@ -41,6 +41,7 @@ static srv_job_t* job_alloc(srv_ctx_t* ctx) {
   job->ctx = ctx;
   core_list_init(&job->link);
   core_list_init(&job->subscribers);
+  core_list_init(&job->preview_waiters);
   uv_timer_init(ctx->loop, &job->timer);
   job->timer.data = job;
   return job;
@@ -496,6 +497,50 @@ void srv_job_persist(srv_job_t* job) {
   if (rec != NULL) {
     srv_store_save(job->ctx->store, job->id, rec);
     json_decref(rec);
+  }
+}
+
+
+static uint64_t preview_bytes(const srv_job_t* job) {
+  uint64_t n = 0;
+  for (int e = 0; e < CORE_ENC_COUNT; e++) {
+    n += job->latest[e] != NULL ? job->latest[e]->len : 0;
+  }
+  return n;
+}
+
+
+/* Only a completed job's final preview can be rendered again exactly. */
+static bool is_evictable(const srv_job_t* job) {
+  return job->state == CORE_JOB_COMPLETED && job->subscriber_count == 0 &&
+         core_list_is_empty(&job->preview_waiters) &&
+         job->final_preview_seq != 0 && job->latest[CORE_ENC_BASE64] != NULL;
+}
+
+
+void srv_jobs_trim_previews(srv_ctx_t* ctx) {
+  uint64_t held = 0;
+  core_list_t* it;
+  core_list_t* tmp;
+  CORE_LIST_FOREACH_SAFE(it, tmp, &ctx->jobs) {
+    srv_job_t* job = CORE_CONTAINER_OF(it, srv_job_t, link);
+    if (is_evictable(job)) {
+      held += preview_bytes(job);
+    }
+  }
+  /* Oldest first: the list is newest first, so walk it backwards. */
+  for (it = ctx->jobs.prev;
+       it != &ctx->jobs && held > ctx->cfg.preview_cache_bytes; it = it->prev) {
+    srv_job_t* job = CORE_CONTAINER_OF(it, srv_job_t, link);
+    if (!is_evictable(job)) {
+      continue;
+    }
+    held -= preview_bytes(job);
+    for (int e = 0; e < CORE_ENC_COUNT; e++) {
+      net_frame_unref(job->latest[e]);
+      job->latest[e] = NULL;
+    }
+    ctx->metrics.previews_evicted++;
   }
 }
 

@@ -75,6 +75,11 @@ void srv_jobs_schedule(srv_ctx_t* ctx);
 /* Saves the job's record (asynchronously, in order). */
 void srv_job_persist(srv_job_t* job);
 
+/* Keeps the final previews of completed jobs nobody watches within
+ * cfg.preview_cache_bytes, dropping the oldest first; they are rendered
+ * again when asked for (engine.c). */
+void srv_jobs_trim_previews(srv_ctx_t* ctx);
+
 /* Frees every job (server exit, after the loop stopped). */
 void srv_jobs_free_all(srv_ctx_t* ctx);
 

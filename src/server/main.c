@@ -65,6 +65,7 @@ static void on_stop_check(uv_timer_t* timer) {
     return;
   }
   srv_conns_sweep(ctx);
+  srv_jobs_trim_previews(ctx);
 }
 
 

@@ -107,6 +107,9 @@ int srv_metrics_render(srv_ctx_t* ctx, char** out, size_t* len) {
        "# TYPE cryomamba_render_seconds_total counter\n"
        "cryomamba_render_seconds_total %.6f\n",
        (double) m->render_ns_total / 1e9);
+  metric(&o, "cryomamba_previews_evicted_total", "counter",
+         "Final previews dropped from memory (re-rendered on demand).",
+         m->previews_evicted);
   metric(&o, "cryomamba_ws_queued_frames", "gauge",
          "Frames queued across connections (not yet written).", queued_frames);
   metric(&o, "cryomamba_ws_stale_frames_skipped_total", "counter",

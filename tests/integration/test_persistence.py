@@ -162,5 +162,90 @@ class PersistenceTest(unittest.IsolatedAsyncioTestCase):
         self.stop(s2)
 
 
+class QueuedJobsTest(unittest.IsolatedAsyncioTestCase):
+    async def test_queued_jobs_queue_again_after_a_restart(self):
+        s1 = Server(("--max-running", "1")).start()
+        try:
+            blocker = s1.create_job({"params": {"duration_s": 600}})
+            s1.wait_state(blocker["job_id"], "running")
+            waiting = s1.create_job({"volume": {"shape": [6, 6, 6]},
+                                     "params": {"duration_s": 0.2}})
+            self.assertEqual(s1.job(waiting["job_id"])["state"], "queued")
+            self.assertEqual(s1.stop(), 0)
+            s2 = Server(("--max-running", "1"), state_dir=s1.state_dir).start()
+            try:
+                self.assertEqual(s2.job(blocker["job_id"])["state"], "failed")
+                done = s2.wait_state(waiting["job_id"], "completed", timeout=30)
+                self.assertEqual(done["errors"], [])
+                self.assertEqual(s2.stop(), 0)
+            finally:
+                s2.kill()
+        finally:
+            s1.cleanup()
+
+
+class PreviewCacheTest(unittest.IsolatedAsyncioTestCase):
+    """--preview-cache-bytes bounds the memory that finished jobs' final
+    previews take: beyond it they are dropped and rendered again, with the
+    same seq and bytes, when a client asks (REST waits for it; a WebSocket
+    late joiner gets preview then terminal message)."""
+
+    def metric(self, server, name):
+        for line in server.get("/metrics").body.decode().splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+        raise AssertionError("metric %s missing" % name)
+
+    async def test_evicted_previews_come_back_identical(self):
+        s = Server(("--preview-cache-bytes", "0")).start()
+        try:
+            jobs = [s.create_job({"volume": {"shape": [20, 24, 28]},
+                                  "params": {"preview_hz": 10, "duration_s": 0.3,
+                                             "seed": seed, "pattern": "blobs",
+                                             "preview_scale": 2}})
+                    for seed in (1, 2)]
+            # Catch the final preview live, before it can be evicted.
+            ws = await ws_connect(s, jobs[1]["job_id"])
+            live = {}
+            try:
+                while True:
+                    msg, raw = await recv_msg(ws)
+                    if msg["type"] == "preview":
+                        live[msg["seq"]] = raw
+                    if msg["type"] == "completed":
+                        break
+            finally:
+                await ws.close()
+            for job in jobs:
+                s.wait_state(job["job_id"], "completed")
+            deadline = asyncio.get_running_loop().time() + EV
+            while self.metric(s, "cryomamba_previews_evicted_total") < 2:
+                self.assertLess(asyncio.get_running_loop().time(), deadline,
+                                "finished previews were never evicted")
+                await asyncio.sleep(0.1)
+            final_raw = live[max(live)]
+            # REST: answered after the re-render, byte for byte the same.
+            r = s.get("/v1/jobs/%s/preview" % jobs[1]["job_id"])
+            self.assertEqual(r.status, 200, r)
+            self.assertEqual(r.body.decode(), final_raw)
+            # WebSocket late joiner of the other evicted job: preview, then
+            # completed, in seq order.
+            ws = await ws_connect(s, jobs[0]["job_id"])
+            try:
+                msg, _ = await recv_msg(ws)
+                self.assertEqual(msg["type"], "connected")
+                preview, _ = await recv_msg(ws)
+                self.assertEqual(preview["type"], "preview")
+                done, _ = await recv_msg(ws)
+                self.assertEqual(done["type"], "completed")
+                self.assertLess(preview["seq"], done["seq"])
+            finally:
+                await ws.close()
+            s.assert_healthy()
+            self.assertEqual(s.stop(), 0)
+        finally:
+            s.cleanup()
+
+
 if __name__ == "__main__":
     main()
