@@ -9,6 +9,7 @@
  * Usage: floor [--port N] (0 picks one; prints "listening on
  * http://127.0.0.1:PORT"). One thread, the libuv loop. */
 #include <jansson.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -412,6 +413,7 @@ int main(int argc, char** argv) {
       port = atoi(argv[++i]);
     }
   }
+  signal(SIGPIPE, SIG_IGN); /* a peer gone mid-write is EPIPE, not death */
   loop = uv_default_loop();
   core_list_init(&jobs);
   uv_tcp_t server;

@@ -59,6 +59,7 @@ typedef struct {
   int64_t first_us; /* monotonic arrival of the first preview */
   int64_t prev_us;
   int64_t first_ts_us; /* its server timestamp */
+  int64_t last_ts_us;  /* the latest preview's server timestamp */
   int64_t drift_us;    /* arrival drift at the latest preview */
   int64_t ts_drift_us; /* server-timestamp drift at the latest preview */
 } lg_conn_t;

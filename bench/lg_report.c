@@ -231,7 +231,16 @@ static lg_rates_t client_rates(const lg_t* g) {
     if (c->is_stall_client || !c->was_open) {
       continue;
     }
-    double rate = g->window_s > 0 ? (double) c->previews / g->window_s : 0;
+    /* Previews per second of the server's clock, between the first and
+     * the last preview this client got in the window: counting arrivals in
+     * the window instead is off by one whenever the window edge falls
+     * inside a tick's spread of arrival times. A missed preview in between
+     * still lowers the rate. */
+    double span_s = (double) (c->last_ts_us - c->first_ts_us) / 1e6;
+    double rate =
+        c->previews >= 2 && span_s > 0
+            ? (double) (c->previews - 1) / span_s
+            : (g->window_s > 0 ? (double) c->previews / g->window_s : 0);
     r.active++;
     sum += rate;
     r.rate_min = rate < r.rate_min ? rate : r.rate_min;

@@ -196,6 +196,7 @@ static void on_preview(lg_conn_t* c) {
     return;
   }
   c->previews++;
+  c->last_ts_us = ts_us;
   lg_samples_add(&g.latency, now_real - ts_us);
   if (c->first_us == 0) {
     c->first_us = now;

@@ -58,13 +58,19 @@ typedef struct srv_job_s {
   core_list_t preview_waiters; /* HTTP conns awaiting a rebuilt preview */
   unsigned subscribers_by_enc[CORE_ENC_COUNT];
   /* Engine. */
-  uv_timer_t timer;
+  uv_timer_t timer;        /* ticks where timerfd is unavailable */
+  uv_poll_t tick_poll;     /* Linux: watches tick_fd, a timerfd armed with
+                              absolute CLOCK_MONOTONIC deadlines */
+  int tick_fd;             /* -1 when not in use */
+  uv_timer_t render_timer; /* starts the next tick's render mid-period */
+  unsigned open_handles;   /* timer + render_timer; freed at zero */
   bool timer_active;
-  uint64_t start_ns;        /* uv_hrtime() at start: deadlines are absolute */
-  uint64_t tick;            /* ticks done */
-  unsigned works_in_flight; /* renders on the pool for this job */
-  bool render_busy;         /* a preview render is on the pool */
-  bool is_finalizing;       /* the final mask is being written */
+  uint64_t start_ns;          /* uv_hrtime() at start: deadlines are absolute */
+  uint64_t tick;              /* ticks done */
+  unsigned works_in_flight;   /* renders on the pool for this job */
+  bool render_busy;           /* a preview render is on the pool */
+  struct srv_render_s* ready; /* rendered ahead, for tick ready->tick */
+  bool is_finalizing;         /* the final mask is being written */
   bool preview_rebuild_pending;
 } srv_job_t;
 

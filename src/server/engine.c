@@ -12,6 +12,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#ifdef __linux__
+#include <sys/timerfd.h>
+#endif
+#include <time.h>
 #include <unistd.h>
 
 #include "core/base64.h"
@@ -28,7 +32,7 @@ typedef enum {
   RENDER_REBUILD  /* final preview of a restored job */
 } render_kind_t;
 
-typedef struct {
+typedef struct srv_render_s {
   uv_work_t req;
   srv_job_t* job; /* only read on the loop thread */
   render_kind_t kind;
@@ -52,9 +56,6 @@ typedef struct {
   uint64_t render_ns;
 } srv_render_t;
 
-static void on_tick(uv_timer_t* timer);
-
-
 static uint64_t period_ns(const srv_job_t* job) {
   return (uint64_t) llround(1e9 / job->params.preview_hz);
 }
@@ -62,24 +63,6 @@ static uint64_t period_ns(const srv_job_t* job) {
 
 static uint64_t duration_ns(const srv_job_t* job) {
   return (uint64_t) llround(job->params.duration_s * 1e9);
-}
-
-
-/* Arms the timer for the absolute deadline of tick `job->tick + 1`, or for
- * the end of the job if that comes first. */
-static void arm_next(srv_job_t* job) {
-  uint64_t now = uv_hrtime();
-  uint64_t next = job->start_ns + (job->tick + 1) * period_ns(job);
-  uint64_t end = job->start_ns + duration_ns(job);
-  if (next > end) {
-    next = end;
-  }
-  uint64_t delay_ms = next > now ? (next - now + 999999) / 1000000 : 0;
-  /* Timers count from the loop's cached time; refresh it so the deadline
-   * is measured from now, not from the start of this loop iteration. */
-  uv_update_time(job->ctx->loop);
-  uv_timer_start(&job->timer, on_tick, delay_ms, 0);
-  job->timer_active = true;
 }
 
 
@@ -298,6 +281,42 @@ static void fail_job(srv_job_t* job, const char* what, int err) {
 }
 
 
+/* Stamps seq and timestamp on r's frames, makes them the job's latest and
+ * fans them out. Returns 0, or fails the job and returns -1. */
+static int publish_frames(srv_job_t* job,
+                          srv_render_t* r,
+                          uint64_t* seq_out,
+                          int64_t* ts_out) {
+  srv_ctx_t* ctx = job->ctx;
+  int64_t now_us = srv_now_us();
+  uint64_t seq = ++job->seq;
+  if (finish_frames(job, r, seq, now_us) != 0) {
+    release_frames(r);
+    fail_job(job, "framing the preview", -EINVAL);
+    return -1;
+  }
+  take_frames(job, r);
+  job->previews_sent++;
+  ctx->metrics.previews_published++;
+  ctx->metrics.preview_bytes_published += job->latest[CORE_ENC_BASE64]->len;
+  srv_job_broadcast_preview(job);
+  *seq_out = seq;
+  *ts_out = now_us;
+  return 0;
+}
+
+
+static void publish_preview(srv_job_t* job, srv_render_t* r) {
+  uint64_t seq;
+  int64_t ts;
+  publish_frames(job, r, &seq, &ts);
+  free(r);
+}
+
+
+static void prerender(srv_job_t* job, uint64_t tick);
+
+
 static void after_render(uv_work_t* req, int status) {
   srv_render_t* r = req->data;
   srv_job_t* job = r->job;
@@ -342,35 +361,38 @@ static void after_render(uv_work_t* req, int status) {
     free(r);
     return;
   }
-  int64_t now_us = srv_now_us();
-  uint64_t seq = ++job->seq;
-  if (finish_frames(job, r, seq, now_us) != 0) {
-    release_frames(r);
-    fail_job(job, "framing the preview", -EINVAL);
+  if (r->kind == RENDER_PREVIEW) {
+    if (r->tick > job->tick) {
+      job->ready = r; /* rendered ahead: published when its tick fires */
+      return;
+    }
+    /* Its tick already fired (the render was slow): publish it now and keep
+     * the pipeline full with the next tick's render. */
+    publish_preview(job, r);
+    prerender(job, job->tick + 1);
+    return;
+  }
+  uint64_t seq = 0;
+  int64_t now_us = 0;
+  if (publish_frames(job, r, &seq, &now_us) != 0) {
     free(r);
     return;
   }
-  take_frames(job, r);
-  job->previews_sent++;
-  ctx->metrics.previews_published++;
-  ctx->metrics.preview_bytes_published += job->latest[CORE_ENC_BASE64]->len;
-  srv_job_broadcast_preview(job);
-  if (r->kind == RENDER_FINAL) {
-    job->progress = 1.0;
-    job->has_stats = true;
-    memcpy(job->label_counts, r->counts, sizeof(job->label_counts));
-    job->artifact_bytes = r->artifact_bytes;
-    job->final_preview_seq = seq;
-    job->final_preview_us = now_us;
-    job->is_finalizing = false;
-    json_t* stats = srv_job_to_json(job);
-    json_t* data = json_pack("{s:s, s:o, s:O, s:I}", "state", "completed",
-                             "artifacts", srv_job_artifacts_json(job), "stats",
-                             json_object_get(stats, "stats"), "previews_sent",
-                             (json_int_t) job->previews_sent);
-    json_decref(stats);
-    srv_job_finish(job, CORE_JOB_COMPLETED, data);
-  }
+  /* The final preview is out: the job is complete. */
+  job->progress = 1.0;
+  job->has_stats = true;
+  memcpy(job->label_counts, r->counts, sizeof(job->label_counts));
+  job->artifact_bytes = r->artifact_bytes;
+  job->final_preview_seq = seq;
+  job->final_preview_us = now_us;
+  job->is_finalizing = false;
+  json_t* stats = srv_job_to_json(job);
+  json_t* data = json_pack("{s:s, s:o, s:O, s:I}", "state", "completed",
+                           "artifacts", srv_job_artifacts_json(job), "stats",
+                           json_object_get(stats, "stats"), "previews_sent",
+                           (json_int_t) job->previews_sent);
+  json_decref(stats);
+  srv_job_finish(job, CORE_JOB_COMPLETED, data);
   free(r);
 }
 
@@ -443,44 +465,143 @@ static void publish_progress(srv_job_t* job, double elapsed_s) {
 }
 
 
-static void on_tick(uv_timer_t* timer) {
+/* Progress at tick k: where inference is at that tick's deadline. */
+static double progress_at(const srv_job_t* job, uint64_t tick) {
+  uint64_t total = duration_ns(job);
+  uint64_t t = tick * period_ns(job);
+  return total == 0 || t >= total ? 1.0 : (double) t / (double) total;
+}
+
+
+/* Absolute deadline of tick k (CLOCK_MONOTONIC ns, as uv_hrtime()), never
+ * past the end of the job. */
+static uint64_t deadline_of(const srv_job_t* job, uint64_t tick) {
+  uint64_t d = job->start_ns + tick * period_ns(job);
+  uint64_t end = job->start_ns + duration_ns(job);
+  return d < end ? d : end;
+}
+
+
+/* Hands tick `tick`'s preview to the pool unless one is already there
+ * (latest-only at the source) or the job ends first. */
+static void prerender(srv_job_t* job, uint64_t tick) {
+  if (job->render_busy || job->ready != NULL ||
+      tick * period_ns(job) >= duration_ns(job)) {
+    return;
+  }
+  srv_render_t* r = render_new(job, RENDER_PREVIEW);
+  if (r == NULL) {
+    return;
+  }
+  r->progress = progress_at(job, tick);
+  r->tick = tick;
+  if (submit(job, r) == 0) {
+    job->render_busy = true;
+  }
+}
+
+
+static void tick(srv_job_t* job);
+
+
+static void on_tick_timer(uv_timer_t* timer) {
   srv_job_t* job = timer->data;
   job->timer_active = false;
+  tick(job);
+}
+
+
+#ifdef __linux__
+static void on_tick_fd(uv_poll_t* poll, int status, int events) {
+  (void) events;
+  srv_job_t* job = poll->data;
+  uint64_t expirations = 0;
+  if (status < 0 || read(job->tick_fd, &expirations, sizeof(expirations)) !=
+                        (ssize_t) sizeof(expirations)) {
+    return; /* spurious wake-up: the timer has not expired */
+  }
+  job->timer_active = false;
+  tick(job);
+}
+
+
+static void on_tick_poll_closed(uv_handle_t* handle) {
+  srv_job_t* job = handle->data;
+  close(job->tick_fd);
+  job->tick_fd = -1;
+}
+#endif
+
+
+/* Arms the job's ticker for an absolute deadline: a timerfd where there is
+ * one (nanosecond deadlines, no rounding to the loop's millisecond clock),
+ * else a libuv timer rounded to the nearest millisecond. */
+static void arm(srv_job_t* job, uint64_t deadline_ns) {
+#ifdef __linux__
+  if (job->tick_fd >= 0) {
+    struct itimerspec its;
+    memset(&its, 0, sizeof(its));
+    its.it_value.tv_sec = (time_t) (deadline_ns / 1000000000u);
+    its.it_value.tv_nsec = (long) (deadline_ns % 1000000000u);
+    if (its.it_value.tv_sec == 0 && its.it_value.tv_nsec == 0) {
+      its.it_value.tv_nsec = 1; /* zero would disarm */
+    }
+    if (timerfd_settime(job->tick_fd, TFD_TIMER_ABSTIME, &its, NULL) == 0) {
+      job->timer_active = true;
+      return;
+    }
+  }
+#endif
+  uv_update_time(job->ctx->loop);
+  uint64_t now = uv_hrtime();
+  uint64_t delay_ms =
+      deadline_ns > now ? (deadline_ns - now + 500000) / 1000000 : 0;
+  uv_timer_start(&job->timer, on_tick_timer, delay_ms, 0);
+  job->timer_active = true;
+}
+
+
+static void on_render_timer(uv_timer_t* timer) {
+  srv_job_t* job = timer->data;
+  if (job->state == CORE_JOB_RUNNING && !job->ctx->is_stopping) {
+    prerender(job, job->tick + 1);
+  }
+}
+
+
+static void tick(srv_job_t* job) {
   if (job->state != CORE_JOB_RUNNING || job->ctx->is_stopping) {
     return;
   }
   uint64_t now = uv_hrtime();
   uint64_t elapsed_ns = now - job->start_ns;
-  uint64_t total_ns = duration_ns(job);
-  /* This is the tick we were armed for (the timer may fire a fraction of a
-   * millisecond early); a late wake-up skips the ticks it missed rather
-   * than bunching them. */
-  uint64_t due = elapsed_ns / period_ns(job);
+  /* This is the tick we were armed for (a millisecond timer may fire a
+   * little early); a late wake-up skips the ticks it missed rather than
+   * bunching them. */
+  uint64_t due = (elapsed_ns + 1000000) / period_ns(job);
   job->tick = due > job->tick + 1 ? due : job->tick + 1;
-  double elapsed_s = (double) elapsed_ns / 1e9;
-  job->progress = total_ns == 0 || elapsed_ns >= total_ns
-                      ? 1.0
-                      : (double) elapsed_ns / (double) total_ns;
-  if (job->progress >= 1.0) {
+  if (elapsed_ns + 1000000 >= duration_ns(job)) {
     job->progress = 1.0;
     publish_progress(job, job->params.duration_s);
+    srv_engine_stop(job); /* no more ticks; drops a preview rendered ahead */
     start_final(job);
     return;
   }
-  publish_progress(job, elapsed_s);
-  if (!job->render_busy) {
-    /* Latest-only at the source too: while a render is still on the pool
-     * this tick's preview is skipped instead of queued behind it. */
-    srv_render_t* r = render_new(job, RENDER_PREVIEW);
-    if (r != NULL) {
-      r->progress = job->progress;
-      r->tick = job->tick;
-      if (submit(job, r) == 0) {
-        job->render_busy = true;
-      }
-    }
+  job->progress = progress_at(job, job->tick);
+  publish_progress(job, (double) elapsed_ns / 1e9);
+  if (job->ready != NULL) {
+    /* Rendered ahead for this tick (or, after missed ticks, an earlier
+     * one: still the newest there is). */
+    srv_render_t* r = job->ready;
+    job->ready = NULL;
+    publish_preview(job, r);
   }
-  arm_next(job);
+  /* Render the next preview half a period from now, not at once: right
+   * after a tick the loop is busy fanning out, and on a small machine a
+   * render on the other core would compete with it for CPU and cache. */
+  uv_timer_start(&job->render_timer, on_render_timer,
+                 (uint64_t) (500.0 / job->params.preview_hz), 0);
+  arm(job, deadline_of(job, job->tick + 1));
 }
 
 
@@ -488,7 +609,20 @@ void srv_engine_start(srv_job_t* job) {
   srv_job_set_running(job);
   job->start_ns = uv_hrtime();
   job->tick = 0;
-  arm_next(job);
+#ifdef __linux__
+  job->tick_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+  if (job->tick_fd >= 0) {
+    job->tick_poll.data = job;
+    if (uv_poll_init(job->ctx->loop, &job->tick_poll, job->tick_fd) != 0) {
+      close(job->tick_fd);
+      job->tick_fd = -1;
+    } else {
+      uv_poll_start(&job->tick_poll, UV_READABLE, on_tick_fd);
+    }
+  }
+#endif
+  prerender(job, 1);
+  arm(job, deadline_of(job, 1));
 }
 
 
@@ -496,6 +630,18 @@ void srv_engine_stop(srv_job_t* job) {
   if (job->timer_active) {
     uv_timer_stop(&job->timer);
     job->timer_active = false;
+  }
+  uv_timer_stop(&job->render_timer);
+#ifdef __linux__
+  if (job->tick_fd >= 0 && !uv_is_closing((uv_handle_t*) &job->tick_poll)) {
+    uv_poll_stop(&job->tick_poll);
+    uv_close((uv_handle_t*) &job->tick_poll, on_tick_poll_closed);
+  }
+#endif
+  if (job->ready != NULL) {
+    release_frames(job->ready);
+    free(job->ready);
+    job->ready = NULL;
   }
 }
 

@@ -43,7 +43,11 @@ static srv_job_t* job_alloc(srv_ctx_t* ctx) {
   core_list_init(&job->subscribers);
   core_list_init(&job->preview_waiters);
   uv_timer_init(ctx->loop, &job->timer);
+  uv_timer_init(ctx->loop, &job->render_timer);
   job->timer.data = job;
+  job->render_timer.data = job;
+  job->open_handles = 2;
+  job->tick_fd = -1;
   return job;
 }
 
@@ -292,6 +296,7 @@ void srv_job_finish(srv_job_t* job, core_job_state_t state, json_t* data) {
   assert(core_job_transition_is_valid(job->state, state));
   srv_ctx_t* ctx = job->ctx;
   bool was_running = job->state == CORE_JOB_RUNNING;
+  srv_engine_stop(job);
   job->state = state;
   job->finished_us = job->updated_us = srv_now_us();
   if (state == CORE_JOB_FAILED && data != NULL) {
@@ -547,6 +552,9 @@ void srv_jobs_trim_previews(srv_ctx_t* ctx) {
 
 static void on_job_timer_closed(uv_handle_t* handle) {
   srv_job_t* job = handle->data;
+  if (--job->open_handles > 0) {
+    return;
+  }
   free(job->volume_path);
   free(job);
 }
@@ -564,6 +572,7 @@ void srv_jobs_free_all(srv_ctx_t* ctx) {
     net_frame_unref(job->terminal_frame);
     job->terminal_frame = NULL;
     uv_close((uv_handle_t*) &job->timer, on_job_timer_closed);
+    uv_close((uv_handle_t*) &job->render_timer, on_job_timer_closed);
   }
   ctx->job_count = 0;
 }

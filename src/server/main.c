@@ -12,6 +12,7 @@
 
 #include "server/conn.h"
 #include "server/ctx.h"
+#include "server/engine.h"
 #include "server/jobs.h"
 #include "server/store.h"
 
@@ -45,10 +46,7 @@ static void on_signal(uv_signal_t* handle, int signum) {
   core_list_t* tmp;
   CORE_LIST_FOREACH_SAFE(it, tmp, &ctx->jobs) {
     srv_job_t* job = CORE_CONTAINER_OF(it, srv_job_t, link);
-    if (job->timer_active) {
-      uv_timer_stop(&job->timer);
-      job->timer_active = false;
-    }
+    srv_engine_stop(job);
   }
   uv_close((uv_handle_t*) &ctx->listener, NULL);
   uv_close((uv_handle_t*) &ctx->sigint, NULL);
