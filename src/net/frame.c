@@ -3,6 +3,9 @@
 #include "net/frame.h"
 
 #include <assert.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,6 +16,8 @@ net_frame_t* net_frame_new(size_t headroom, size_t len) {
     return NULL;
   }
   atomic_init(&f->refs, 1);
+  f->pool = NULL;
+  f->cap = headroom + len + 1;
   f->headroom = headroom;
   f->data = f->bytes + headroom;
   f->len = len;
@@ -62,13 +67,141 @@ net_frame_t* net_frame_ref(net_frame_t* f) {
 }
 
 
+static void pool_put(net_frame_pool_t* pool, net_frame_t* f);
+
+
 void net_frame_unref(net_frame_t* f) {
   if (f == NULL) {
     return;
   }
   if (atomic_fetch_sub_explicit(&f->refs, 1, memory_order_acq_rel) == 1) {
-    free(f);
+    if (f->pool != NULL) {
+      pool_put(f->pool, f);
+    } else {
+      free(f);
+    }
   }
+}
+
+
+/* ---- pools ---- */
+
+struct net_frame_pool_s {
+  pthread_mutex_t lock;
+  unsigned refs; /* the owner (until release) + every frame out; locked */
+  bool is_released;
+  unsigned count, max;
+  net_frame_t* idle[]; /* `count` idle frames */
+};
+
+
+int net_frame_pool_new(unsigned max_frames, net_frame_pool_t** out) {
+  net_frame_pool_t* pool =
+      calloc(1, sizeof(*pool) + max_frames * sizeof(net_frame_t*));
+  if (pool == NULL) {
+    return -ENOMEM;
+  }
+  pthread_mutex_init(&pool->lock, NULL);
+  pool->refs = 1;
+  pool->max = max_frames;
+  *out = pool;
+  return 0;
+}
+
+
+/* Drops one reference, with the lock held; frees the pool at zero (the
+ * lock is released either way). */
+static void pool_unref_locked(net_frame_pool_t* pool) {
+  bool is_last = --pool->refs == 0;
+  pthread_mutex_unlock(&pool->lock);
+  if (is_last) {
+    pthread_mutex_destroy(&pool->lock);
+    free(pool);
+  }
+}
+
+
+net_frame_t* net_frame_pool_get(net_frame_pool_t* pool,
+                                size_t headroom,
+                                size_t len) {
+  size_t need = headroom + len + 1;
+  net_frame_t* f = NULL;
+  pthread_mutex_lock(&pool->lock);
+  /* The smallest idle frame that fits, so a small request never takes the
+   * buffer a larger one (the base64 text of the same preview) needs. */
+  unsigned best = pool->count;
+  for (unsigned i = 0; i < pool->count; i++) {
+    if (pool->idle[i]->cap >= need &&
+        (best == pool->count || pool->idle[i]->cap < pool->idle[best]->cap)) {
+      best = i;
+    }
+  }
+  if (best < pool->count) {
+    f = pool->idle[best];
+    pool->idle[best] = pool->idle[--pool->count];
+  }
+  if (f == NULL) {
+    pool->refs++; /* a new frame's; an idle one still holds its own */
+  }
+  pthread_mutex_unlock(&pool->lock);
+  if (f == NULL) {
+    f = malloc(sizeof(*f) + need);
+    if (f == NULL) {
+      pthread_mutex_lock(&pool->lock);
+      pool_unref_locked(pool);
+      return NULL;
+    }
+    f->cap = need;
+  }
+  atomic_init(&f->refs, 1);
+  f->pool = pool;
+  f->headroom = headroom;
+  f->data = f->bytes + headroom;
+  f->len = len;
+  return f;
+}
+
+
+static void pool_put(net_frame_pool_t* pool, net_frame_t* f) {
+  pthread_mutex_lock(&pool->lock);
+  if (!pool->is_released && pool->count < pool->max) {
+    pool->idle[pool->count++] = f; /* keeps its pool reference */
+    pthread_mutex_unlock(&pool->lock);
+    return;
+  }
+  free(f);
+  pool_unref_locked(pool);
+}
+
+
+net_frame_pool_t* net_frame_pool_ref(net_frame_pool_t* pool) {
+  pthread_mutex_lock(&pool->lock);
+  pool->refs++;
+  pthread_mutex_unlock(&pool->lock);
+  return pool;
+}
+
+
+void net_frame_pool_unref(net_frame_pool_t* pool) {
+  if (pool == NULL) {
+    return;
+  }
+  pthread_mutex_lock(&pool->lock);
+  pool_unref_locked(pool);
+}
+
+
+void net_frame_pool_release(net_frame_pool_t* pool) {
+  if (pool == NULL) {
+    return;
+  }
+  pthread_mutex_lock(&pool->lock);
+  pool->is_released = true;
+  while (pool->count > 0) {
+    free(pool->idle[--pool->count]);
+    pool->refs--; /* never the last: the owner's is still held */
+  }
+  pool_unref_locked(pool);
 }
 
 

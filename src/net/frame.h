@@ -22,12 +22,16 @@ enum {
   NET_WS_OP_PONG = 0xa
 };
 
+typedef struct net_frame_pool_s net_frame_pool_t;
+
 typedef struct net_frame_s {
   atomic_uint refs;
-  size_t len;      /* bytes to write, starting at data */
-  uint8_t* data;   /* inside this allocation; moves back on prepend */
-  size_t headroom; /* bytes free before data */
-  uint8_t bytes[]; /* headroom + len + 1 spare byte */
+  net_frame_pool_t* pool; /* returns here at refs 0, or NULL: free() */
+  size_t cap;             /* bytes after the header: headroom + len + 1 */
+  size_t len;             /* bytes to write, starting at data */
+  uint8_t* data;          /* inside this allocation; moves back on prepend */
+  size_t headroom;        /* bytes free before data */
+  uint8_t bytes[];        /* headroom + len + 1 spare byte */
 } net_frame_t;
 
 /* Allocates a frame of `len` bytes at data with `headroom` free bytes before
@@ -48,6 +52,32 @@ void net_frame_seal_ws(net_frame_t* f, uint8_t opcode);
 
 /* A sealed text frame holding a copy of `text`. NULL on ENOMEM. */
 net_frame_t* net_frame_ws_text(const char* text, size_t len);
+
+/* A small cache of large frames for one producer (a job's previews): a
+ * frame from net_frame_pool_get() goes back to its pool when its last
+ * reference drops, and is reused for the next preview instead of freshly
+ * allocated (an 11 MB frame costs ~2,700 first-touch page faults, and the
+ * allocator keeps what worker threads free). Thread-safe: frames are taken
+ * on workers and released on the loop. */
+
+/* Creates a pool keeping at most `max_frames` idle frames. Returns 0 or
+ * -ENOMEM. */
+int net_frame_pool_new(unsigned max_frames, net_frame_pool_t** out);
+
+/* A frame of `len` bytes with `headroom` before it (as net_frame_new), from
+ * the cache when one is large enough, else allocated. NULL on ENOMEM. */
+net_frame_t* net_frame_pool_get(net_frame_pool_t* pool,
+                                size_t headroom,
+                                size_t len);
+
+/* Another user of the pool (a render on a worker thread) takes a
+ * reference; net_frame_pool_unref() drops it. Returns pool. */
+net_frame_pool_t* net_frame_pool_ref(net_frame_pool_t* pool);
+void net_frame_pool_unref(net_frame_pool_t* pool);
+
+/* The owner is done: idle frames are freed now, frames still referenced
+ * when they are released, and the owner's reference is dropped. NULL-safe. */
+void net_frame_pool_release(net_frame_pool_t* pool);
 
 /* Takes a reference; returns f. */
 net_frame_t* net_frame_ref(net_frame_t* f);

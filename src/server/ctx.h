@@ -70,7 +70,8 @@ typedef struct srv_job_s {
   unsigned works_in_flight;   /* renders on the pool for this job */
   bool render_busy;           /* a preview render is on the pool */
   struct srv_render_s* ready; /* rendered ahead, for tick ready->tick */
-  bool is_finalizing;         /* the final mask is being written */
+  net_frame_pool_t* preview_pool; /* while running: recycled preview frames */
+  bool is_finalizing;             /* the final mask is being written */
   bool preview_rebuild_pending;
 } srv_job_t;
 

@@ -45,6 +45,7 @@ typedef struct srv_render_s {
   double voxel_size[3];
   char artifact_path[1200];
   bool want_zstd;
+  net_frame_pool_t* pool; /* a reference, or NULL: frames come from malloc */
   /* Outputs: per encoding, the payload with headroom for the envelope and
    * the WebSocket header (base64: text body + suffix; raw: the voxels;
    * zstd: one zstd frame). NULL for encodings not produced. */
@@ -137,9 +138,23 @@ static void release_frames(srv_render_t* r) {
 }
 
 
+/* Frees a render (its frames, if still held, and its pool reference). */
+static void render_free(srv_render_t* r) {
+  release_frames(r);
+  net_frame_pool_unref(r->pool);
+  free(r);
+}
+
+
+static net_frame_t* frame_for(srv_render_t* r, size_t len) {
+  return r->pool != NULL ? net_frame_pool_get(r->pool, FRAME_HEADROOM, len)
+                         : net_frame_new(FRAME_HEADROOM, len);
+}
+
+
 /* Allocates the raw frame; the mask is rendered straight into it. */
 static uint8_t* alloc_raw(srv_render_t* r, size_t n) {
-  r->frames[CORE_ENC_RAW] = net_frame_new(FRAME_HEADROOM, n);
+  r->frames[CORE_ENC_RAW] = frame_for(r, n);
   return r->frames[CORE_ENC_RAW] != NULL ? r->frames[CORE_ENC_RAW]->data : NULL;
 }
 
@@ -150,8 +165,7 @@ static int encode_frames(srv_render_t* r) {
   const uint8_t* mask = r->frames[CORE_ENC_RAW]->data;
   size_t n = r->frames[CORE_ENC_RAW]->len;
   size_t b64_len = core_base64_encoded_len(n);
-  net_frame_t* text =
-      net_frame_new(FRAME_HEADROOM, b64_len + sizeof(suffix) - 1);
+  net_frame_t* text = frame_for(r, b64_len + sizeof(suffix) - 1);
   if (text == NULL) {
     return -ENOMEM;
   }
@@ -160,7 +174,7 @@ static int encode_frames(srv_render_t* r) {
   r->frames[CORE_ENC_BASE64] = text;
   if (r->want_zstd) {
     size_t cap = core_zstd_bound(n);
-    net_frame_t* z = net_frame_new(FRAME_HEADROOM, cap);
+    net_frame_t* z = frame_for(r, cap);
     if (z == NULL) {
       return -ENOMEM;
     }
@@ -310,7 +324,7 @@ static void publish_preview(srv_job_t* job, srv_render_t* r) {
   uint64_t seq;
   int64_t ts;
   publish_frames(job, r, &seq, &ts);
-  free(r);
+  render_free(r);
 }
 
 
@@ -341,8 +355,7 @@ static void after_render(uv_work_t* req, int status) {
     if (r->kind == RENDER_REBUILD) {
       srv_http_preview_ready(job); /* waiters get an error, not silence */
     }
-    release_frames(r);
-    free(r);
+    render_free(r);
     return;
   }
   ctx->metrics.renders_total++;
@@ -357,8 +370,7 @@ static void after_render(uv_work_t* req, int status) {
       srv_job_broadcast(job, job->terminal_frame, NET_WQ_ESSENTIAL);
     }
     srv_http_preview_ready(job);
-    release_frames(r);
-    free(r);
+    render_free(r);
     return;
   }
   if (r->kind == RENDER_PREVIEW) {
@@ -375,7 +387,7 @@ static void after_render(uv_work_t* req, int status) {
   uint64_t seq = 0;
   int64_t now_us = 0;
   if (publish_frames(job, r, &seq, &now_us) != 0) {
-    free(r);
+    render_free(r);
     return;
   }
   /* The final preview is out: the job is complete. */
@@ -393,7 +405,7 @@ static void after_render(uv_work_t* req, int status) {
                            (json_int_t) job->previews_sent);
   json_decref(stats);
   srv_job_finish(job, CORE_JOB_COMPLETED, data);
-  free(r);
+  render_free(r);
 }
 
 
@@ -410,6 +422,9 @@ static srv_render_t* render_new(srv_job_t* job, render_kind_t kind) {
   r->scale = job->params.preview_scale;
   r->preview_shape = job->preview_shape;
   memcpy(r->voxel_size, job->voxel_size, sizeof(r->voxel_size));
+  if (job->preview_pool != NULL) {
+    r->pool = net_frame_pool_ref(job->preview_pool);
+  }
   /* Encode zstd once per preview, and only while someone wants it. */
   r->want_zstd = job->subscribers_by_enc[CORE_ENC_ZSTD] > 0;
   r->req.data = r;
@@ -420,7 +435,7 @@ static srv_render_t* render_new(srv_job_t* job, render_kind_t kind) {
 static int submit(srv_job_t* job, srv_render_t* r) {
   int err = uv_queue_work(job->ctx->loop, &r->req, render_work, after_render);
   if (err != 0) {
-    free(r);
+    render_free(r);
     return err;
   }
   job->works_in_flight++;
@@ -432,7 +447,7 @@ static void start_final(srv_job_t* job) {
   srv_render_t* r = render_new(job, RENDER_FINAL);
   if (r == NULL || srv_job_artifact_path(job, r->artifact_path,
                                          sizeof(r->artifact_path)) != 0) {
-    free(r);
+    render_free(r);
     fail_job(job, "preparing the final mask", -ENOMEM);
     return;
   }
@@ -609,6 +624,11 @@ void srv_engine_start(srv_job_t* job) {
   srv_job_set_running(job);
   job->start_ns = uv_hrtime();
   job->tick = 0;
+  /* Two generations of three encodings: the latest and the one ahead. A
+   * missing pool only costs speed (frames are then allocated each time). */
+  if (net_frame_pool_new(2 * CORE_ENC_COUNT, &job->preview_pool) != 0) {
+    job->preview_pool = NULL;
+  }
 #ifdef __linux__
   job->tick_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
   if (job->tick_fd >= 0) {
@@ -632,6 +652,8 @@ void srv_engine_stop(srv_job_t* job) {
     job->timer_active = false;
   }
   uv_timer_stop(&job->render_timer);
+  net_frame_pool_release(job->preview_pool); /* frames out stay valid */
+  job->preview_pool = NULL;
 #ifdef __linux__
   if (job->tick_fd >= 0 && !uv_is_closing((uv_handle_t*) &job->tick_poll)) {
     uv_poll_stop(&job->tick_poll);
@@ -639,8 +661,7 @@ void srv_engine_stop(srv_job_t* job) {
   }
 #endif
   if (job->ready != NULL) {
-    release_frames(job->ready);
-    free(job->ready);
+    render_free(job->ready);
     job->ready = NULL;
   }
 }
