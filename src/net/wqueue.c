@@ -10,6 +10,7 @@
 typedef struct {
   core_list_t link;
   net_frame_t* frame; /* one reference, owned by the item */
+  size_t offset;      /* bytes already written by the fast path */
   net_wq_class_t cls;
 } net_wq_item_t;
 
@@ -40,7 +41,8 @@ static void drop_stale(net_wqueue_t* wq, net_wq_class_t cls) {
   core_list_t* tmp;
   CORE_LIST_FOREACH_SAFE(it, tmp, &wq->items) {
     net_wq_item_t* item = CORE_CONTAINER_OF(it, net_wq_item_t, link);
-    if (item->cls == cls) {
+    /* A frame partly written already must be finished, never dropped. */
+    if (item->cls == cls && item->offset == 0) {
       core_list_remove(it);
       wq->item_count--;
       wq->frames_dropped++;
@@ -55,6 +57,22 @@ int net_wq_push(net_wqueue_t* wq, net_frame_t* frame, net_wq_class_t cls) {
   if (wq->is_closed) {
     return UV_EPIPE;
   }
+  size_t offset = 0;
+  if (!wq->is_writing && wq->item_count == 0 && wq->ctrl_len == 0) {
+    /* Fast path: an idle peer usually takes the whole frame at once, and
+     * then no item, no reference and no write callback is needed. */
+    uv_buf_t buf = uv_buf_init((char*) frame->data, (unsigned) frame->len);
+    int n = uv_try_write(wq->stream, &buf, 1);
+    if (n >= 0) {
+      wq->bytes_written += (size_t) n;
+      if ((size_t) n == frame->len) {
+        return 0;
+      }
+      offset = (size_t) n;
+    } else if (n != UV_EAGAIN) {
+      return n; /* the peer is gone; the owner closes */
+    }
+  }
   net_wq_item_t* item = malloc(sizeof(*item));
   if (item == NULL) {
     return UV_ENOMEM;
@@ -63,6 +81,7 @@ int net_wq_push(net_wqueue_t* wq, net_frame_t* frame, net_wq_class_t cls) {
     drop_stale(wq, cls);
   }
   item->frame = net_frame_ref(frame);
+  item->offset = offset;
   item->cls = cls;
   core_list_init(&item->link);
   core_list_push_back(&wq->items, &item->link);
@@ -171,11 +190,13 @@ static void start_write(net_wqueue_t* wq) {
     wq->item_count--;
     net_wq_item_t* item = CORE_CONTAINER_OF(node, net_wq_item_t, link);
     net_frame_t* f = item->frame;
+    size_t offset = item->offset;
     item->frame = NULL;
     free(item);
     wq->in_flight[wq->in_flight_count++] = f;
-    bufs[n++] = uv_buf_init((char*) f->data, (unsigned) f->len);
-    wq->bytes_written += f->len;
+    bufs[n++] =
+        uv_buf_init((char*) f->data + offset, (unsigned) (f->len - offset));
+    wq->bytes_written += f->len - offset;
   }
   if (n == 0) {
     return;

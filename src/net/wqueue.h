@@ -1,10 +1,11 @@
 /* wqueue.h: one connection's output queue. Holds references to shared frames
- * (never copies them) and writes them in order with uv_write, one batch in
- * flight at a time. Latest-only classes keep at most one queued (not yet
- * started) frame each: a newer preview replaces a stale one, so a slow reader
- * finishes the frame in flight and then skips to the newest. Control bytes
- * (pong, ping, close) are copied into a small private buffer and written only
- * between frames. Loop thread only. */
+ * (never copies them) and writes them in order: straight away with
+ * uv_try_write when the queue is idle (the usual case: no item, no callback),
+ * else with uv_write, one batch in flight at a time. Latest-only classes keep
+ * at most one queued (not yet started) frame each: a newer preview replaces a
+ * stale one, so a slow reader finishes the frame in flight and then skips to
+ * the newest. Control bytes (pong, ping, close) are copied into a small private
+ * buffer and written only between frames. Loop thread only. */
 #ifndef NET_WQUEUE_H
 #define NET_WQUEUE_H
 
@@ -56,8 +57,10 @@ void net_wq_init(net_wqueue_t* wq,
                  net_wq_cb cb,
                  void* data);
 
-/* Queues `frame` (a reference is taken; the caller keeps its own) and starts
- * writing if idle. Returns 0, UV_ENOMEM or UV_EPIPE (queue closed). */
+/* Writes `frame` at once if the queue is idle and the socket takes it all;
+ * otherwise queues it (a reference is taken; the caller keeps its own) and
+ * starts writing. Returns 0, UV_ENOMEM, UV_EPIPE (queue closed) or the
+ * socket's error (the peer is gone). */
 int net_wq_push(net_wqueue_t* wq, net_frame_t* frame, net_wq_class_t cls);
 
 /* Copies `len` control bytes to be written at the next frame boundary.

@@ -173,7 +173,9 @@ static void process_ws(srv_conn_t* conn, const uint8_t* bytes, size_t len) {
     srv_conn_end(conn);
   } else if (conn->ws->is_paused || net_wq_is_full(&conn->wq)) {
     stop_reading(conn);
-    net_wq_drain(&conn->wq);
+    if (net_wq_drain(&conn->wq)) {
+      on_wq(&conn->wq, 0); /* nothing left to wait for: resume now */
+    }
   }
 }
 

@@ -26,6 +26,7 @@ struct srv_download_s {
 };
 
 static void finish(srv_download_t* d);
+static void read_next(srv_download_t* d);
 
 
 static void on_closed(uv_fs_t* req) {
@@ -79,7 +80,9 @@ static void on_read_chunk(uv_fs_t* req) {
     destroy(d);
     return;
   }
-  net_wq_drain(&d->conn->wq);
+  if (net_wq_drain(&d->conn->wq)) {
+    read_next(d); /* the chunk went out at once */
+  }
 }
 
 
