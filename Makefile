@@ -50,7 +50,7 @@ fuzz:
 	ninja -C $(FUZZ_BUILD)
 	mkdir -p $(FUZZ_BUILD)/findings
 	for t in $(FUZZ_BUILD)/fuzz/fuzz_*; do \
-	  [ -x "$$t" ] || continue; \
+	  [ -f "$$t" ] && [ -x "$$t" ] || continue; \
 	  echo "== $$t"; \
 	  "$$t" -max_total_time=$(FUZZ_SECONDS) -max_len=65536 \
 	    -artifact_prefix=$(FUZZ_BUILD)/findings/ || exit 1; \

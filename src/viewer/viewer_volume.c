@@ -162,7 +162,7 @@ void viewer_convert_to_float(const uint8_t* src,
     memcpy(out, src, count * sizeof(float));
     break;
   default:
-    assert(!"unsupported mode");
+    assert(false && "unsupported mode");
   }
 }
 
