@@ -159,6 +159,45 @@ static uint8_t* alloc_raw(srv_render_t* r, size_t n) {
 }
 
 
+/* Large previews are base64-encoded by two threads, each half of the
+ * input; below this the thread start costs more than it saves. */
+#define PARALLEL_BASE64_MIN ((size_t) 2 << 20)
+
+typedef struct {
+  const uint8_t* src;
+  size_t n;
+  char* dst;
+} b64_part_t;
+
+
+static void encode_part(void* arg) {
+  b64_part_t* part = arg;
+  core_base64_encode(part->src, part->n, part->dst);
+}
+
+
+/* Encodes `n` bytes into `dst` (as core_base64_encode), splitting at a
+ * multiple of 3 so each half produces exactly its share of the output. The
+ * helper encodes the first half but its last 3 bytes, so its trailing NUL
+ * lands on characters only this thread writes, after the join; no byte is
+ * written by both threads. */
+static void base64_encode_parallel(const uint8_t* src, size_t n, char* dst) {
+  uv_thread_t helper;
+  size_t split = n / 2 / 3 * 3;
+  b64_part_t first = {src, split - 3, dst};
+  if (n < PARALLEL_BASE64_MIN ||
+      uv_thread_create(&helper, encode_part, &first) != 0) {
+    core_base64_encode(src, n, dst);
+    return;
+  }
+  core_base64_encode(src + split, n - split, dst + split / 3 * 4);
+  uv_thread_join(&helper);
+  char last[8];
+  core_base64_encode(src + split - 3, 3, last);
+  memcpy(dst + (split - 3) / 3 * 4, last, 4);
+}
+
+
 /* From the raw frame: the base64 text body and, if wanted, zstd. */
 static int encode_frames(srv_render_t* r) {
   static const char suffix[] = "\"}}";
@@ -169,7 +208,7 @@ static int encode_frames(srv_render_t* r) {
   if (text == NULL) {
     return -ENOMEM;
   }
-  core_base64_encode(mask, n, (char*) text->data);
+  base64_encode_parallel(mask, n, (char*) text->data);
   memcpy(text->data + b64_len, suffix, sizeof(suffix) - 1);
   r->frames[CORE_ENC_BASE64] = text;
   if (r->want_zstd) {

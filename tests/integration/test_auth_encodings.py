@@ -189,6 +189,20 @@ class EncodingTest(ServerTestCase):
                                  "zstd voxels differ at seq %d" % seq)
                 self.assertLess(len(zst[seq][1]), len(data))
 
+    async def test_large_previews_base64_equals_raw(self):
+        """Previews over 2 MiB are base64-encoded by two threads; every byte
+        must still match the raw voxels of the same preview."""
+        job = self.make_job({"volume": {"shape": [64, 192, 193]}},
+                            preview_hz=5, duration_s=1.2, pattern="random")
+        jid = job["job_id"]
+        (b64, _), (raw, _) = await asyncio.gather(
+            self.stream(jid), self.stream(jid, "?encoding=raw"))
+        common = sorted(set(b64) & set(raw))
+        self.assertGreaterEqual(len(common), 2, (sorted(b64), sorted(raw)))
+        for seq in common:
+            self.assertEqual(len(b64[seq][1]), 64 * 192 * 193)
+            self.assertEqual(b64[seq][1], raw[seq][1], "seq %d differs" % seq)
+
     async def test_unknown_encoding_is_refused_before_upgrade(self):
         job = self.make_job(duration_s=30)
         with self.assertRaises(websockets.exceptions.InvalidStatusCode) as cm:
