@@ -100,4 +100,8 @@ int cli_watch_job(cli_ctx_t* ctx,
                   const char* job_id,
                   const cli_watch_opts_t* opts);
 
+/* Writes all `len` bytes to `fd`, retrying short writes and EINTR.
+ * Returns 0 or -errno. */
+int cli_write_all(int fd, const void* data, size_t len);
+
 #endif

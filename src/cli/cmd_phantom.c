@@ -25,23 +25,6 @@ static const char phantom_help[] =
     "  --noise SIGMA     noise standard deviation (default 0.5)\n";
 
 
-static int write_all(int fd, const void* data, size_t len) {
-  const uint8_t* p = data;
-  while (len > 0) {
-    ssize_t n = write(fd, p, len);
-    if (n < 0) {
-      if (errno == EINTR) {
-        continue;
-      }
-      return -errno;
-    }
-    p += n;
-    len -= (size_t) n;
-  }
-  return 0;
-}
-
-
 int cli_cmd_phantom(cli_ctx_t* ctx, int argc, char** argv) {
   enum {
     OPT_SHAPE = 256,
@@ -127,7 +110,7 @@ int cli_cmd_phantom(cli_ctx_t* ctx, int argc, char** argv) {
   if (err == 0) {
     core_phantom_init(ph, &s, seed, (float) noise);
     core_mrc_header_write(&h, header); /* placeholder until stats known */
-    err = write_all(fd, header, sizeof(header));
+    err = cli_write_all(fd, header, sizeof(header));
   }
   double sum = 0, sum2 = 0;
   float lo = INFINITY, hi = -INFINITY;
@@ -141,7 +124,7 @@ int cli_cmd_phantom(cli_ctx_t* ctx, int argc, char** argv) {
       sum2 += (double) v * v;
     }
     /* MRC data is little-endian, like every machine we build for. */
-    err = write_all(fd, slice, slice_len * sizeof(float));
+    err = cli_write_all(fd, slice, slice_len * sizeof(float));
   }
   if (err == 0) {
     double n = (double) core_shape_voxels(&s);

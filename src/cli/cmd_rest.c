@@ -164,19 +164,38 @@ int cli_cmd_health(cli_ctx_t* ctx, int argc, char** argv) {
 }
 
 
-int cli_cmd_status(cli_ctx_t* ctx, int argc, char** argv) {
-  int rc = parse_simple(ctx, argc, argv, status_help);
+/* The start of every `COMMAND JOB` command: options (only --help), the
+ * job id, a client. Returns -1 with *id and *client set, or the exit code
+ * to return at once. */
+static int open_job_command(cli_ctx_t* ctx,
+                            int argc,
+                            char** argv,
+                            const char* help,
+                            const char** id,
+                            cm_client_t** client) {
+  int rc = parse_simple(ctx, argc, argv, help);
   if (rc >= 0) {
     return rc;
   }
-  const char* id = cli_job_arg(ctx, argc, argv, &rc);
-  if (id == NULL) {
+  *id = cli_job_arg(ctx, argc, argv, &rc);
+  if (*id == NULL) {
     return rc;
   }
+  if ((rc = cli_client_new(ctx, NULL, client)) != 0) {
+    return rc;
+  }
+  return -1;
+}
+
+
+int cli_cmd_status(cli_ctx_t* ctx, int argc, char** argv) {
+  const char* id;
   cm_client_t* client;
-  if ((rc = cli_client_new(ctx, NULL, &client)) != 0) {
+  int rc = open_job_command(ctx, argc, argv, status_help, &id, &client);
+  if (rc >= 0) {
     return rc;
   }
+  rc = CLI_EXIT_OK;
   cm_reply_t r;
   int err = cm_job_get_sync(client, id, &r);
   char what[80];
@@ -235,18 +254,13 @@ int cli_cmd_jobs(cli_ctx_t* ctx, int argc, char** argv) {
 
 
 int cli_cmd_cancel(cli_ctx_t* ctx, int argc, char** argv) {
-  int rc = parse_simple(ctx, argc, argv, cancel_help);
+  const char* id;
+  cm_client_t* client;
+  int rc = open_job_command(ctx, argc, argv, cancel_help, &id, &client);
   if (rc >= 0) {
     return rc;
   }
-  const char* id = cli_job_arg(ctx, argc, argv, &rc);
-  if (id == NULL) {
-    return rc;
-  }
-  cm_client_t* client;
-  if ((rc = cli_client_new(ctx, NULL, &client)) != 0) {
-    return rc;
-  }
+  rc = CLI_EXIT_OK;
   cm_reply_t r;
   int err = cm_job_cancel_sync(client, id, &r);
   char what[80];

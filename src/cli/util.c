@@ -172,7 +172,7 @@ bool cli_parse_shape(const char* s, uint32_t out[3]) {
 }
 
 
-static int write_all(int fd, const void* data, size_t len) {
+int cli_write_all(int fd, const void* data, size_t len) {
   const uint8_t* p = data;
   while (len > 0) {
     ssize_t n = write(fd, p, len);
@@ -219,9 +219,9 @@ int cli_write_mask_mrc(const char* path,
   if (fd < 0) {
     return -errno;
   }
-  int err = write_all(fd, header, sizeof(header));
+  int err = cli_write_all(fd, header, sizeof(header));
   if (err == 0) {
-    err = write_all(fd, voxels, (size_t) n);
+    err = cli_write_all(fd, voxels, (size_t) n);
   }
   if (close(fd) != 0 && err == 0) {
     err = -errno;
