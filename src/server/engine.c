@@ -1,61 +1,28 @@
-/* engine.c: ticks, preview renders on the worker pool and the final
- * artifact. See engine.h. Timer and after-work callbacks run on the loop
- * thread; render_work() runs on a pool thread and touches only its own
- * srv_render_t (a snapshot of what it needs), never the job. */
+/* engine.c: the loop side of the simulated inference: ticks on absolute
+ * deadlines, renders handed to the worker pool and published when they land
+ * or when their tick fires, the final artifact's completion. See engine.h.
+ * What runs on the workers is render.c. Loop thread only. */
 #include "server/engine.h"
 
 #include <assert.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #ifdef __linux__
 #include <sys/timerfd.h>
 #endif
 #include <time.h>
 #include <unistd.h>
 
-#include "core/base64.h"
 #include "core/mask.h"
-#include "core/mrc.h"
 #include "core/msg.h"
 #include "core/preview_bin.h"
 #include "server/http_api.h"
 #include "server/jobs.h"
+#include "server/render.h"
 
-typedef enum {
-  RENDER_PREVIEW, /* a preview at some progress */
-  RENDER_FINAL,   /* final preview + artifact + stats */
-  RENDER_REBUILD  /* final preview of a restored job */
-} render_kind_t;
-
-typedef struct srv_render_s {
-  uv_work_t req;
-  srv_job_t* job; /* only read on the loop thread */
-  render_kind_t kind;
-  /* Inputs, copied from the job so the worker never touches it. */
-  core_mask_spec_t spec;
-  double progress;
-  uint32_t scale;
-  uint64_t tick;
-  core_shape_t preview_shape;
-  double voxel_size[3];
-  char artifact_path[1200];
-  bool want_zstd;
-  net_frame_pool_t* pool; /* a reference, or NULL: frames come from malloc */
-  /* Outputs: per encoding, the payload with headroom for the envelope and
-   * the WebSocket header (base64: text body + suffix; raw: the voxels;
-   * zstd: one zstd frame). NULL for encodings not produced. */
-  net_frame_t* frames[CORE_ENC_COUNT];
-  uint64_t counts[3];
-  uint64_t artifact_bytes;
-  int err;
-  const char* err_what;
-  uint64_t render_ns;
-} srv_render_t;
 
 static uint64_t period_ns(const srv_job_t* job) {
   return (uint64_t) llround(1e9 / job->params.preview_hz);
@@ -64,212 +31,6 @@ static uint64_t period_ns(const srv_job_t* job) {
 
 static uint64_t duration_ns(const srv_job_t* job) {
   return (uint64_t) llround(job->params.duration_s * 1e9);
-}
-
-
-static int write_all(int fd, const uint8_t* p, size_t len) {
-  while (len > 0) {
-    ssize_t n = write(fd, p, len);
-    if (n < 0) {
-      if (errno == EINTR) {
-        continue;
-      }
-      return -errno;
-    }
-    p += n;
-    len -= (size_t) n;
-  }
-  return 0;
-}
-
-
-/* Writes the final mask as MRC mode 0 via a temporary file and rename, so a
- * crash never leaves a half-written artifact under the real name. */
-static int write_artifact(srv_render_t* r, const uint8_t* mask) {
-  core_mrc_header_t h;
-  memset(&h, 0, sizeof(h));
-  h.shape = r->spec.shape;
-  h.mode = CORE_MRC_MODE_INT8;
-  memcpy(h.voxel_size, r->voxel_size, sizeof(h.voxel_size));
-  h.dmin = 0;
-  h.dmax = r->counts[2] > 0 ? 2.0f : (r->counts[1] > 0 ? 1.0f : 0.0f);
-  uint64_t n = core_shape_voxels(&r->spec.shape);
-  double mean = (double) (r->counts[1] + 2 * r->counts[2]) / (double) n;
-  double mean_sq = (double) (r->counts[1] + 4 * r->counts[2]) / (double) n;
-  h.dmean = (float) mean;
-  h.rms = (float) sqrt(mean_sq - mean * mean > 0 ? mean_sq - mean * mean : 0);
-  uint8_t header[CORE_MRC_HEADER_LEN];
-  core_mrc_header_write(&h, header);
-  char tmp[1300];
-  snprintf(tmp, sizeof(tmp), "%s.tmp", r->artifact_path);
-  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) {
-    return -errno;
-  }
-  int err = write_all(fd, header, sizeof(header));
-  if (err == 0) {
-    err = write_all(fd, mask, n);
-  }
-  if (err == 0 && fsync(fd) != 0) {
-    err = -errno;
-  }
-  close(fd);
-  if (err == 0 && rename(tmp, r->artifact_path) != 0) {
-    err = -errno;
-  }
-  if (err != 0) {
-    unlink(tmp);
-    return err;
-  }
-  r->artifact_bytes = sizeof(header) + n;
-  return 0;
-}
-
-
-#define FRAME_HEADROOM (CORE_PREVIEW_BIN_HEAD_MAX + NET_WS_MAX_HEADER_LEN)
-#define ZSTD_LEVEL 1 /* previews favour speed: masks compress well anyway */
-
-
-static void release_frames(srv_render_t* r) {
-  for (int e = 0; e < CORE_ENC_COUNT; e++) {
-    net_frame_unref(r->frames[e]);
-    r->frames[e] = NULL;
-  }
-}
-
-
-/* Frees a render (its frames, if still held, and its pool reference). */
-static void render_free(srv_render_t* r) {
-  release_frames(r);
-  net_frame_pool_unref(r->pool);
-  free(r);
-}
-
-
-static net_frame_t* frame_for(srv_render_t* r, size_t len) {
-  return r->pool != NULL ? net_frame_pool_get(r->pool, FRAME_HEADROOM, len)
-                         : net_frame_new(FRAME_HEADROOM, len);
-}
-
-
-/* Allocates the raw frame; the mask is rendered straight into it. */
-static uint8_t* alloc_raw(srv_render_t* r, size_t n) {
-  r->frames[CORE_ENC_RAW] = frame_for(r, n);
-  return r->frames[CORE_ENC_RAW] != NULL ? r->frames[CORE_ENC_RAW]->data : NULL;
-}
-
-
-/* Large previews are base64-encoded by two threads, each half of the
- * input; below this the thread start costs more than it saves. */
-#define PARALLEL_BASE64_MIN ((size_t) 2 << 20)
-
-typedef struct {
-  const uint8_t* src;
-  size_t n;
-  char* dst;
-} b64_part_t;
-
-
-static void encode_part(void* arg) {
-  b64_part_t* part = arg;
-  core_base64_encode(part->src, part->n, part->dst);
-}
-
-
-/* Encodes `n` bytes into `dst` (as core_base64_encode), splitting at a
- * multiple of 3 so each half produces exactly its share of the output. The
- * helper encodes the first half but its last 3 bytes, so its trailing NUL
- * lands on characters only this thread writes, after the join; no byte is
- * written by both threads. */
-static void base64_encode_parallel(const uint8_t* src, size_t n, char* dst) {
-  uv_thread_t helper;
-  size_t split = n / 2 / 3 * 3;
-  b64_part_t first = {src, split - 3, dst};
-  if (n < PARALLEL_BASE64_MIN ||
-      uv_thread_create(&helper, encode_part, &first) != 0) {
-    core_base64_encode(src, n, dst);
-    return;
-  }
-  core_base64_encode(src + split, n - split, dst + split / 3 * 4);
-  uv_thread_join(&helper);
-  char last[8];
-  core_base64_encode(src + split - 3, 3, last);
-  memcpy(dst + (split - 3) / 3 * 4, last, 4);
-}
-
-
-/* From the raw frame: the base64 text body and, if wanted, zstd. */
-static int encode_frames(srv_render_t* r) {
-  static const char suffix[] = "\"}}";
-  const uint8_t* mask = r->frames[CORE_ENC_RAW]->data;
-  size_t n = r->frames[CORE_ENC_RAW]->len;
-  size_t b64_len = core_base64_encoded_len(n);
-  net_frame_t* text = frame_for(r, b64_len + sizeof(suffix) - 1);
-  if (text == NULL) {
-    return -ENOMEM;
-  }
-  base64_encode_parallel(mask, n, (char*) text->data);
-  memcpy(text->data + b64_len, suffix, sizeof(suffix) - 1);
-  r->frames[CORE_ENC_BASE64] = text;
-  if (r->want_zstd) {
-    size_t cap = core_zstd_bound(n);
-    net_frame_t* z = frame_for(r, cap);
-    if (z == NULL) {
-      return -ENOMEM;
-    }
-    long zlen = core_zstd_compress(mask, n, z->data, cap, ZSTD_LEVEL);
-    if (zlen < 0) {
-      net_frame_unref(z);
-      return -EIO;
-    }
-    z->len = (size_t) zlen;
-    r->frames[CORE_ENC_ZSTD] = z;
-  }
-  return 0;
-}
-
-
-static void render_work(uv_work_t* req) {
-  srv_render_t* r = req->data;
-  uint64_t t0 = uv_hrtime();
-  size_t n_preview = (size_t) core_shape_voxels(&r->preview_shape);
-  uint8_t* preview = alloc_raw(r, n_preview);
-  if (preview == NULL) {
-    r->err = -ENOMEM;
-    r->err_what = "allocating the preview";
-    return;
-  }
-  if (r->kind == RENDER_PREVIEW) {
-    core_mask_render(&r->spec, r->progress, r->scale, r->tick, preview);
-    r->err = encode_frames(r);
-    r->err_what = "encoding the preview";
-    r->render_ns = uv_hrtime() - t0;
-    return;
-  }
-  /* Final and rebuild: the full mask, then its exact downsampling, so the
-   * last preview and the artifact agree voxel for voxel. */
-  size_t n_full = (size_t) core_shape_voxels(&r->spec.shape);
-  uint8_t* full = r->scale > 1 ? malloc(n_full) : preview;
-  if (full == NULL) {
-    r->err = -ENOMEM;
-    r->err_what = "allocating the final mask";
-    return;
-  }
-  core_mask_render(&r->spec, 1.0, 1, CORE_MASK_FINAL_TICK, full);
-  if (r->scale > 1) {
-    core_shape_downsample_u8(full, &r->spec.shape, r->scale, preview);
-  }
-  r->err = encode_frames(r);
-  r->err_what = "encoding the final preview";
-  if (r->err == 0 && r->kind == RENDER_FINAL) {
-    core_mask_count_labels(full, n_full, r->counts, 3);
-    r->err = write_artifact(r, full);
-    r->err_what = "writing the mask artifact";
-  }
-  if (full != preview) {
-    free(full);
-  }
-  r->render_ns = uv_hrtime() - t0;
 }
 
 
@@ -344,7 +105,7 @@ static int publish_frames(srv_job_t* job,
   int64_t now_us = srv_now_us();
   uint64_t seq = ++job->seq;
   if (finish_frames(job, r, seq, now_us) != 0) {
-    release_frames(r);
+    srv_render_release_frames(r);
     fail_job(job, "framing the preview", -EINVAL);
     return -1;
   }
@@ -363,7 +124,7 @@ static void publish_preview(srv_job_t* job, srv_render_t* r) {
   uint64_t seq;
   int64_t ts;
   publish_frames(job, r, &seq, &ts);
-  render_free(r);
+  srv_render_free(r);
 }
 
 
@@ -375,31 +136,32 @@ static void after_render(uv_work_t* req, int status) {
   srv_job_t* job = r->job;
   srv_ctx_t* ctx = job->ctx;
   job->works_in_flight--;
-  if (r->kind == RENDER_PREVIEW) {
+  if (r->kind == SRV_RENDER_PREVIEW) {
     job->render_busy = false;
   }
-  if (r->kind == RENDER_REBUILD) {
+  if (r->kind == SRV_RENDER_REBUILD) {
     job->preview_rebuild_pending = false;
   }
-  bool wanted = status == 0 && !ctx->is_stopping &&
-                (r->kind == RENDER_REBUILD ? job->state == CORE_JOB_COMPLETED
-                                           : job->state == CORE_JOB_RUNNING);
+  bool wanted =
+      status == 0 && !ctx->is_stopping &&
+      (r->kind == SRV_RENDER_REBUILD ? job->state == CORE_JOB_COMPLETED
+                                     : job->state == CORE_JOB_RUNNING);
   if (!wanted || r->err != 0) {
-    if (wanted && r->kind != RENDER_REBUILD) {
+    if (wanted && r->kind != SRV_RENDER_REBUILD) {
       fail_job(job, r->err_what, r->err);
     } else if (wanted) {
       srv_log(&ctx->log, SRV_LOG_ERROR, "job.preview_rebuild_failed",
               "s:job_id", job->id, NULL);
     }
-    if (r->kind == RENDER_REBUILD) {
+    if (r->kind == SRV_RENDER_REBUILD) {
       srv_http_preview_ready(job); /* waiters get an error, not silence */
     }
-    render_free(r);
+    srv_render_free(r);
     return;
   }
   ctx->metrics.renders_total++;
   ctx->metrics.render_ns_total += r->render_ns;
-  if (r->kind == RENDER_REBUILD) {
+  if (r->kind == SRV_RENDER_REBUILD) {
     if (finish_frames(job, r, job->final_preview_seq, job->final_preview_us) ==
         0) {
       take_frames(job, r);
@@ -409,10 +171,10 @@ static void after_render(uv_work_t* req, int status) {
       srv_job_broadcast(job, job->terminal_frame, NET_WQ_ESSENTIAL);
     }
     srv_http_preview_ready(job);
-    render_free(r);
+    srv_render_free(r);
     return;
   }
-  if (r->kind == RENDER_PREVIEW) {
+  if (r->kind == SRV_RENDER_PREVIEW) {
     if (r->tick > job->tick) {
       job->ready = r; /* rendered ahead: published when its tick fires */
       return;
@@ -426,7 +188,7 @@ static void after_render(uv_work_t* req, int status) {
   uint64_t seq = 0;
   int64_t now_us = 0;
   if (publish_frames(job, r, &seq, &now_us) != 0) {
-    render_free(r);
+    srv_render_free(r);
     return;
   }
   /* The final preview is out: the job is complete. */
@@ -444,11 +206,11 @@ static void after_render(uv_work_t* req, int status) {
                            (json_int_t) job->previews_sent);
   json_decref(stats);
   srv_job_finish(job, CORE_JOB_COMPLETED, data);
-  render_free(r);
+  srv_render_free(r);
 }
 
 
-static srv_render_t* render_new(srv_job_t* job, render_kind_t kind) {
+static srv_render_t* render_new(srv_job_t* job, srv_render_kind_t kind) {
   srv_render_t* r = calloc(1, sizeof(*r));
   if (r == NULL) {
     return NULL;
@@ -472,9 +234,10 @@ static srv_render_t* render_new(srv_job_t* job, render_kind_t kind) {
 
 
 static int submit(srv_job_t* job, srv_render_t* r) {
-  int err = uv_queue_work(job->ctx->loop, &r->req, render_work, after_render);
+  int err =
+      uv_queue_work(job->ctx->loop, &r->req, srv_render_work, after_render);
   if (err != 0) {
-    render_free(r);
+    srv_render_free(r);
     return err;
   }
   job->works_in_flight++;
@@ -483,10 +246,10 @@ static int submit(srv_job_t* job, srv_render_t* r) {
 
 
 static void start_final(srv_job_t* job) {
-  srv_render_t* r = render_new(job, RENDER_FINAL);
+  srv_render_t* r = render_new(job, SRV_RENDER_FINAL);
   if (r == NULL || srv_job_artifact_path(job, r->artifact_path,
                                          sizeof(r->artifact_path)) != 0) {
-    render_free(r);
+    srv_render_free(r);
     fail_job(job, "preparing the final mask", -ENOMEM);
     return;
   }
@@ -543,7 +306,7 @@ static void prerender(srv_job_t* job, uint64_t tick) {
       tick * period_ns(job) >= duration_ns(job)) {
     return;
   }
-  srv_render_t* r = render_new(job, RENDER_PREVIEW);
+  srv_render_t* r = render_new(job, SRV_RENDER_PREVIEW);
   if (r == NULL) {
     return;
   }
@@ -700,7 +463,7 @@ void srv_engine_stop(srv_job_t* job) {
   }
 #endif
   if (job->ready != NULL) {
-    render_free(job->ready);
+    srv_render_free(job->ready);
     job->ready = NULL;
   }
 }
@@ -711,7 +474,7 @@ void srv_engine_rebuild_preview(srv_job_t* job) {
       job->state != CORE_JOB_COMPLETED || job->final_preview_seq == 0) {
     return;
   }
-  srv_render_t* r = render_new(job, RENDER_REBUILD);
+  srv_render_t* r = render_new(job, SRV_RENDER_REBUILD);
   if (r == NULL) {
     return;
   }
