@@ -188,28 +188,40 @@ static int open_job_command(cli_ctx_t* ctx,
 }
 
 
-int cli_cmd_status(cli_ctx_t* ctx, int argc, char** argv) {
+/* `status JOB` and `cancel JOB`: one request about one job, then its
+ * answer as JSON (--json) or a line for people. */
+static int job_request(cli_ctx_t* ctx, int argc, char** argv, bool cancel) {
   const char* id;
   cm_client_t* client;
-  int rc = open_job_command(ctx, argc, argv, status_help, &id, &client);
+  int rc = open_job_command(ctx, argc, argv, cancel ? cancel_help : status_help,
+                            &id, &client);
   if (rc >= 0) {
     return rc;
   }
   rc = CLI_EXIT_OK;
   cm_reply_t r;
-  int err = cm_job_get_sync(client, id, &r);
+  int err = cancel ? cm_job_cancel_sync(client, id, &r)
+                   : cm_job_get_sync(client, id, &r);
   char what[80];
-  snprintf(what, sizeof(what), "getting job %s", id);
+  snprintf(what, sizeof(what), "%s job %s", cancel ? "cancelling" : "getting",
+           id);
   if (err != 0) {
     rc = cli_fail(ctx, err, &r, what);
   } else if (ctx->json) {
     print_body(&r);
+  } else if (cancel) {
+    printf("job %s cancelled\n", id);
   } else {
     cli_print_job(&r.job);
   }
   cm_reply_clear(&r);
   cm_client_free(client);
   return rc;
+}
+
+
+int cli_cmd_status(cli_ctx_t* ctx, int argc, char** argv) {
+  return job_request(ctx, argc, argv, false);
 }
 
 
@@ -254,27 +266,7 @@ int cli_cmd_jobs(cli_ctx_t* ctx, int argc, char** argv) {
 
 
 int cli_cmd_cancel(cli_ctx_t* ctx, int argc, char** argv) {
-  const char* id;
-  cm_client_t* client;
-  int rc = open_job_command(ctx, argc, argv, cancel_help, &id, &client);
-  if (rc >= 0) {
-    return rc;
-  }
-  rc = CLI_EXIT_OK;
-  cm_reply_t r;
-  int err = cm_job_cancel_sync(client, id, &r);
-  char what[80];
-  snprintf(what, sizeof(what), "cancelling job %s", id);
-  if (err != 0) {
-    rc = cli_fail(ctx, err, &r, what);
-  } else if (ctx->json) {
-    print_body(&r);
-  } else {
-    printf("job %s cancelled\n", id);
-  }
-  cm_reply_clear(&r);
-  cm_client_free(client);
-  return rc;
+  return job_request(ctx, argc, argv, true);
 }
 
 
