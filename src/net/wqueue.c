@@ -61,7 +61,8 @@ int net_wq_push(net_wqueue_t* wq, net_frame_t* frame, net_wq_class_t cls) {
   if (!wq->is_writing && wq->item_count == 0 && wq->ctrl_len == 0) {
     /* Fast path: an idle peer usually takes the whole frame at once, and
      * then no item, no reference and no write callback is needed. */
-    uv_buf_t buf = uv_buf_init((char*) frame->data, (unsigned) frame->len);
+    size_t first = frame->len < NET_WQ_MAX_BUF ? frame->len : NET_WQ_MAX_BUF;
+    uv_buf_t buf = uv_buf_init((char*) frame->data, (unsigned) first);
     int n = uv_try_write(wq->stream, &buf, 1);
     if (n >= 0) {
       wq->bytes_written += (size_t) n;
@@ -91,7 +92,10 @@ int net_wq_push(net_wqueue_t* wq, net_frame_t* frame, net_wq_class_t cls) {
 }
 
 
-int net_wq_push_ctrl(net_wqueue_t* wq, const uint8_t* bytes, size_t len) {
+int net_wq_push_ctrl(net_wqueue_t* wq,
+                     const uint8_t* bytes,
+                     size_t len,
+                     bool more) {
   if (wq->is_closed) {
     return UV_EPIPE;
   }
@@ -106,8 +110,16 @@ int net_wq_push_ctrl(net_wqueue_t* wq, const uint8_t* bytes, size_t len) {
   }
   memcpy(wq->ctrl + wq->ctrl_len, bytes, len);
   wq->ctrl_len += len;
-  start_write(wq);
+  if (!more) {
+    wq->ctrl_sealed = wq->ctrl_len;
+    start_write(wq);
+  }
   return 0;
+}
+
+
+size_t net_wq_ctrl_room(const net_wqueue_t* wq) {
+  return NET_WQ_CTRL_MAX - wq->ctrl_len;
 }
 
 
@@ -174,29 +186,51 @@ static void start_write(net_wqueue_t* wq) {
   }
   uv_buf_t bufs[NET_WQ_BATCH + 1];
   unsigned n = 0;
-  if (wq->ctrl_len > 0) {
-    /* Swap buffers so new control bytes can queue while these are written. */
+  size_t open_len = wq->ctrl_len - wq->ctrl_sealed;
+  assert(wq->ctrl_sealed <= wq->ctrl_len);
+  if (wq->ctrl_sealed > 0 && open_len > 0 && wq->ctrl_in_flight == NULL) {
+    wq->ctrl_in_flight = malloc(NET_WQ_CTRL_MAX);
+    if (wq->ctrl_in_flight == NULL) {
+      return; /* retried at the next push or write callback */
+    }
+  }
+  if (wq->ctrl_sealed > 0) {
+    /* Swap buffers so new control bytes can queue while these are written;
+     * an unsealed frame's head moves to the new buffer, unwritten. */
     uint8_t* tmp = wq->ctrl_in_flight;
     wq->ctrl_in_flight = wq->ctrl;
     wq->ctrl = tmp;
+    if (open_len > 0) {
+      memcpy(wq->ctrl, wq->ctrl_in_flight + wq->ctrl_sealed, open_len);
+    }
     bufs[n++] =
-        uv_buf_init((char*) wq->ctrl_in_flight, (unsigned) wq->ctrl_len);
-    wq->bytes_written += wq->ctrl_len;
-    wq->ctrl_len = 0;
+        uv_buf_init((char*) wq->ctrl_in_flight, (unsigned) wq->ctrl_sealed);
+    wq->bytes_written += wq->ctrl_sealed;
+    wq->ctrl_len = open_len;
+    wq->ctrl_sealed = 0;
   }
   while (n < NET_WQ_BATCH && !core_list_is_empty(&wq->items)) {
     core_list_t* node = core_list_front(&wq->items);
-    core_list_remove(node);
-    wq->item_count--;
     net_wq_item_t* item = CORE_CONTAINER_OF(node, net_wq_item_t, link);
     net_frame_t* f = item->frame;
     size_t offset = item->offset;
+    size_t left = f->len - offset;
+    if (left > NET_WQ_MAX_BUF) {
+      /* uv_buf_t lengths are 32-bit: a huge frame goes out a piece per
+       * write and stays at the head (partly written, so never dropped). */
+      wq->in_flight[wq->in_flight_count++] = net_frame_ref(f);
+      bufs[n++] = uv_buf_init((char*) f->data + offset, NET_WQ_MAX_BUF);
+      item->offset += NET_WQ_MAX_BUF;
+      wq->bytes_written += NET_WQ_MAX_BUF;
+      break;
+    }
+    core_list_remove(node);
+    wq->item_count--;
     item->frame = NULL;
     free(item);
     wq->in_flight[wq->in_flight_count++] = f;
-    bufs[n++] =
-        uv_buf_init((char*) f->data + offset, (unsigned) (f->len - offset));
-    wq->bytes_written += f->len - offset;
+    bufs[n++] = uv_buf_init((char*) f->data + offset, (unsigned) left);
+    wq->bytes_written += left;
   }
   if (n == 0) {
     return;

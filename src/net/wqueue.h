@@ -25,6 +25,7 @@ typedef enum {
 #define NET_WQ_BATCH 8       /* frames per uv_write */
 #define NET_WQ_CTRL_MAX 4096 /* bytes of control frames buffered */
 #define NET_WQ_MAX_ITEMS 64  /* queued frames before the owner pauses input */
+#define NET_WQ_MAX_BUF (1u << 30) /* bytes per uv_buf_t (32-bit lengths) */
 
 typedef struct net_wqueue_s net_wqueue_t;
 
@@ -41,6 +42,9 @@ struct net_wqueue_s {
   unsigned in_flight_count;
   uint8_t* ctrl; /* control bytes waiting; malloc'd lazily */
   size_t ctrl_len;
+  size_t ctrl_sealed;      /* leading ctrl bytes that form whole frames: only
+                              these are written, so a frame whose payload has
+                              not arrived yet never reaches the wire */
   uint8_t* ctrl_in_flight; /* swapped in while written */
   bool is_writing;
   bool want_drain_cb;
@@ -64,9 +68,17 @@ void net_wq_init(net_wqueue_t* wq,
 int net_wq_push(net_wqueue_t* wq, net_frame_t* frame, net_wq_class_t cls);
 
 /* Copies `len` control bytes to be written at the next frame boundary.
- * Returns 0, UV_ENOBUFS when NET_WQ_CTRL_MAX would be exceeded, UV_ENOMEM or
- * UV_EPIPE. */
-int net_wq_push_ctrl(net_wqueue_t* wq, const uint8_t* bytes, size_t len);
+ * `more` says the control frame is not complete yet (its payload follows in
+ * the next call): its bytes are held back until a call with more == false
+ * seals it. Returns 0, UV_ENOBUFS when NET_WQ_CTRL_MAX would be exceeded,
+ * UV_ENOMEM or UV_EPIPE. */
+int net_wq_push_ctrl(net_wqueue_t* wq,
+                     const uint8_t* bytes,
+                     size_t len,
+                     bool more);
+
+/* Bytes of control frames the queue can still take. */
+size_t net_wq_ctrl_room(const net_wqueue_t* wq);
 
 /* Drops every queued frame not yet started (the batch in flight finishes);
  * control bytes stay, so a close frame queued after this still goes out. */

@@ -3,6 +3,7 @@
  * Loop thread only. */
 #include "net/ws_session.h"
 
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -41,10 +42,24 @@ static ssize_t on_wslay_send(wslay_event_context_ptr ctx,
                              size_t len,
                              int flags,
                              void* user_data) {
-  (void) flags;
   net_ws_t* ws = user_data;
-  int err = net_wq_push_ctrl(ws->wq, data, len);
+  bool more = (flags & WSLAY_MSG_MORE) != 0;
+  if (more && !ws->is_frame_open) {
+    /* A control frame's header, its payload to follow in the next call:
+     * take it only if the whole frame fits, so that a frame is queued
+     * whole or not at all (a bare header ahead of a preview corrupts the
+     * stream). Server frames are unmasked; control payloads <= 125. */
+    size_t payload = len >= 2 ? (size_t) (data[1] & 0x7f) : 0;
+    if (len + payload > net_wq_ctrl_room(ws->wq)) {
+      ws->is_paused = true;
+      wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
+      return -1;
+    }
+  }
+  int err = net_wq_push_ctrl(ws->wq, data, len, more);
+  ws->is_frame_open = more;
   if (err == UV_ENOBUFS) {
+    assert(!more); /* room was checked at the header */
     ws->is_paused = true;
     wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
     return -1;
@@ -235,7 +250,7 @@ void net_ws_close(net_ws_t* ws, uint16_t code, const char* reason) {
   uint8_t frame[128];
   size_t len = net_ws_close_frame(frame, code, reason);
   /* If the control buffer is full the owner closes the socket anyway. */
-  (void) net_wq_push_ctrl(ws->wq, frame, len);
+  (void) net_wq_push_ctrl(ws->wq, frame, len, false);
 }
 
 
@@ -244,7 +259,7 @@ int net_ws_ping(net_ws_t* ws) {
   if (ws->is_closing) {
     return 0;
   }
-  return net_wq_push_ctrl(ws->wq, ping, sizeof(ping));
+  return net_wq_push_ctrl(ws->wq, ping, sizeof(ping), false);
 }
 
 

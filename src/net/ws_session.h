@@ -38,6 +38,7 @@ struct net_ws_s {
   bool is_closing;        /* a close frame is queued: send no more data */
   bool is_paused;         /* wslay holds too many replies; stop reading */
   bool is_protocol_error; /* a violation wslay answers without a status */
+  bool is_frame_open;     /* wslay sent a header; its payload is next */
   net_ws_msg_cb on_msg;
   void* data; /* the owner */
 };

@@ -322,18 +322,25 @@ static void on_wq(net_wqueue_t* wq, int status) {
     return;
   }
   if (conn->mode == SRV_CONN_WS && conn->ws != NULL) {
-    if (net_ws_resume(conn->ws) != 0) {
-      srv_conn_close(conn);
-      return;
+    /* Resuming may pause again (wslay's replies fill the control buffer
+     * once more): then wait for the next drain, or the peer stalls. */
+    for (;;) {
+      if (net_ws_resume(conn->ws) != 0) {
+        srv_conn_close(conn);
+        return;
+      }
+      if (conn->ws->is_closing) {
+        srv_conn_end(conn);
+        return;
+      }
+      if (!conn->ws->is_paused && !net_wq_is_full(&conn->wq)) {
+        start_reading(conn);
+        return;
+      }
+      if (!net_wq_drain(&conn->wq)) {
+        return; /* on_wq runs again once this is written */
+      }
     }
-    if (conn->ws->is_closing) {
-      srv_conn_end(conn);
-      return;
-    }
-    if (!conn->ws->is_paused) {
-      start_reading(conn);
-    }
-    return;
   }
   if (conn->mode == SRV_CONN_HTTP && conn->http != NULL &&
       !conn->http->is_paused) {
