@@ -17,6 +17,8 @@ net_frame_t* net_frame_new(size_t headroom, size_t len) {
   }
   atomic_init(&f->refs, 1);
   f->pool = NULL;
+  f->parent = NULL;
+  f->held = NULL;
   f->cap = headroom + len + 1;
   f->headroom = headroom;
   f->data = f->bytes + headroom;
@@ -75,11 +77,49 @@ void net_frame_unref(net_frame_t* f) {
     return;
   }
   if (atomic_fetch_sub_explicit(&f->refs, 1, memory_order_acq_rel) == 1) {
-    if (f->pool != NULL) {
+    if (f->held != NULL) {
+      atomic_fetch_sub_explicit(f->held, f->cap, memory_order_relaxed);
+      f->held = NULL;
+    }
+    if (f->parent != NULL) {
+      net_frame_unref(f->parent);
+      free(f);
+    } else if (f->pool != NULL) {
       pool_put(f->pool, f);
     } else {
       free(f);
     }
+  }
+}
+
+
+net_frame_t* net_frame_slice(net_frame_t* parent, size_t offset, size_t len) {
+  assert(offset + len <= parent->len);
+  net_frame_t* f = malloc(sizeof(*f));
+  if (f == NULL) {
+    return NULL;
+  }
+  atomic_init(&f->refs, 1);
+  f->pool = NULL;
+  f->parent = net_frame_ref(parent);
+  f->held = NULL;
+  f->cap = 0; /* the bytes are the parent's */
+  f->headroom = 0;
+  f->data = parent->data + offset;
+  f->len = len;
+  return f;
+}
+
+
+void net_frame_mark_held(net_frame_t* f, atomic_uint_least64_t* counter) {
+  /* Only the producer marks, before it drops its reference, so no other
+   * thread frees f meanwhile. Slices count their parent. */
+  while (f->parent != NULL) {
+    f = f->parent;
+  }
+  if (f->held == NULL) {
+    f->held = counter;
+    atomic_fetch_add_explicit(counter, f->cap, memory_order_relaxed);
   }
 }
 
@@ -155,6 +195,8 @@ net_frame_t* net_frame_pool_get(net_frame_pool_t* pool,
   }
   atomic_init(&f->refs, 1);
   f->pool = pool;
+  f->parent = NULL;
+  f->held = NULL;
   f->headroom = headroom;
   f->data = f->bytes + headroom;
   f->len = len;

@@ -26,12 +26,16 @@ typedef struct net_frame_pool_s net_frame_pool_t;
 
 typedef struct net_frame_s {
   atomic_uint refs;
-  net_frame_pool_t* pool; /* returns here at refs 0, or NULL: free() */
-  size_t cap;             /* bytes after the header: headroom + len + 1 */
-  size_t len;             /* bytes to write, starting at data */
-  uint8_t* data;          /* inside this allocation; moves back on prepend */
-  size_t headroom;        /* bytes free before data */
-  uint8_t bytes[];        /* headroom + len + 1 spare byte */
+  net_frame_pool_t* pool;      /* returns here at refs 0, or NULL: free() */
+  struct net_frame_s* parent;  /* a slice: data points into parent, on which
+                                  this frame holds one reference */
+  atomic_uint_least64_t* held; /* set by net_frame_mark_held: the counter
+                                  this frame's cap is added to until freed */
+  size_t cap;                  /* bytes after the header: headroom + len + 1 */
+  size_t len;                  /* bytes to write, starting at data */
+  uint8_t* data;   /* inside this allocation; moves back on prepend */
+  size_t headroom; /* bytes free before data */
+  uint8_t bytes[]; /* headroom + len + 1 spare byte */
 } net_frame_t;
 
 /* Allocates a frame of `len` bytes at data with `headroom` free bytes before
@@ -78,6 +82,16 @@ void net_frame_pool_unref(net_frame_pool_t* pool);
 /* The owner is done: idle frames are freed now, frames still referenced
  * when they are released, and the owner's reference is dropped. NULL-safe. */
 void net_frame_pool_release(net_frame_pool_t* pool);
+
+/* A frame of `len` bytes at `offset` into `parent`'s data, sharing its
+ * bytes (a reference on parent is held until the slice is freed): an HTTP
+ * body served from a WebSocket frame without a copy. NULL on ENOMEM. */
+net_frame_t* net_frame_slice(net_frame_t* parent, size_t offset, size_t len);
+
+/* Counts f's bytes in `*counter` (atomically) until f is freed, once: the
+ * producer calls it when it lets go of a frame that readers may still hold,
+ * so *counter is the memory held only for slow readers. */
+void net_frame_mark_held(net_frame_t* f, atomic_uint_least64_t* counter);
 
 /* Takes a reference; returns f. */
 net_frame_t* net_frame_ref(net_frame_t* f);

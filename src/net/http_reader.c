@@ -108,6 +108,8 @@ static int on_message_begin(http_parser* p) {
   r->in_field = false;
   r->body_len = 0;
   r->is_complete = false;
+  r->in_message = true;
+  r->headers_done = false;
   /* Slot 0 of text is the URL (or status reason), always NUL-terminated. */
   return text_append(r, "", 0);
 }
@@ -173,6 +175,7 @@ static int on_headers_complete(http_parser* p) {
     r->error = NET_HTTP_E_BODY_TOO_LARGE;
     return -1;
   }
+  r->headers_done = true;
   return 0;
 }
 
@@ -206,6 +209,7 @@ static int on_body(http_parser* p, const char* at, size_t len) {
 static int on_message_complete(http_parser* p) {
   net_http_reader_t* r = reader_of(p);
   r->is_complete = true;
+  r->in_message = false;
   r->is_upgrade = p->upgrade != 0;
   int rc = r->on_message != NULL ? r->on_message(r) : 0;
   if (rc < 0) {

@@ -44,9 +44,11 @@ struct net_http_reader_s {
   uint8_t* body; /* malloc'd, up to max_body_bytes */
   size_t body_len, body_cap;
   size_t max_header_bytes, max_body_bytes;
-  bool is_complete; /* a whole message is held */
-  bool is_upgrade;  /* the last message asked for a protocol upgrade */
-  bool is_paused;   /* feeding stopped after a message (pause or upgrade) */
+  bool in_message;   /* a message has begun and is not complete yet */
+  bool headers_done; /* the current message's headers are complete */
+  bool is_complete;  /* a whole message is held */
+  bool is_upgrade;   /* the last message asked for a protocol upgrade */
+  bool is_paused;    /* feeding stopped after a message (pause or upgrade) */
   int error;
   net_http_message_cb on_message;
   void* data;

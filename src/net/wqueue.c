@@ -78,6 +78,9 @@ int net_wq_push(net_wqueue_t* wq, net_frame_t* frame, net_wq_class_t cls) {
   if (item == NULL) {
     return UV_ENOMEM;
   }
+  if (!wq->is_writing && wq->item_count == 0) {
+    wq->progress_ms = uv_now(wq->stream->loop); /* a stall starts now */
+  }
   if (cls != NET_WQ_ESSENTIAL) {
     drop_stale(wq, cls);
   }
@@ -165,6 +168,7 @@ static void release_in_flight(net_wqueue_t* wq) {
 static void on_write(uv_write_t* req, int status) {
   net_wqueue_t* wq = req->data;
   wq->is_writing = false;
+  wq->progress_ms = uv_now(wq->stream->loop);
   release_in_flight(wq);
   if (status < 0) {
     if (!wq->is_closed && wq->cb != NULL) {
@@ -245,6 +249,27 @@ static void start_write(net_wqueue_t* wq) {
     return;
   }
   wq->is_writing = true;
+}
+
+
+static uint64_t unique_bytes_of(const net_frame_t* f) {
+  while (f->parent != NULL) {
+    f = f->parent;
+  }
+  return atomic_load_explicit(&f->refs, memory_order_relaxed) == 1 ? f->cap : 0;
+}
+
+
+uint64_t net_wq_unique_bytes(const net_wqueue_t* wq) {
+  uint64_t n = 0;
+  for (unsigned i = 0; i < wq->in_flight_count; i++) {
+    n += unique_bytes_of(wq->in_flight[i]);
+  }
+  const core_list_t* it;
+  for (it = wq->items.next; it != &wq->items; it = it->next) {
+    n += unique_bytes_of(CORE_CONTAINER_OF(it, net_wq_item_t, link)->frame);
+  }
+  return n;
 }
 
 

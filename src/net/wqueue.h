@@ -50,6 +50,8 @@ struct net_wqueue_s {
   bool want_drain_cb;
   bool is_closed; /* no more writes: the stream is closing */
   uint64_t bytes_written;
+  uint64_t progress_ms;    /* uv_now() when the queue last went idle or had a
+                              write complete: how long a peer has stalled */
   uint64_t frames_dropped; /* stale latest-only frames skipped */
   net_wq_cb cb;
   void* data; /* the owner */
@@ -90,6 +92,10 @@ bool net_wq_drain(net_wqueue_t* wq);
 
 /* True when the owner should stop reading (too much queued for this peer). */
 bool net_wq_is_full(const net_wqueue_t* wq);
+
+/* Bytes of the frames queued or in flight that only this queue still
+ * references: what closing it would free. */
+uint64_t net_wq_unique_bytes(const net_wqueue_t* wq);
 
 /* Releases everything queued and refuses further pushes; call when the
  * stream starts closing. Frames in flight are released by their write

@@ -27,6 +27,13 @@ typedef enum {
   OPT_PING_INTERVAL,
   OPT_PING_TIMEOUT,
   OPT_IDLE_TIMEOUT,
+  OPT_HEADER_TIMEOUT,
+  OPT_BODY_TIMEOUT,
+  OPT_WRITE_TIMEOUT,
+  OPT_MAX_QUEUED,
+  OPT_RETENTION_JOBS,
+  OPT_RETENTION_AGE,
+  OPT_MAX_HELD,
   OPT_LOG_LEVEL,
   OPT_AUTH_FILE,
   OPT_HASH_TOKEN,
@@ -61,7 +68,8 @@ static const opt_doc_t opt_docs[] = {
      "N      WebSocket subscribers per job (default 5000)"},
     {"max-connections-per-ip", "CRYOMAMBA_MAX_CONNECTIONS_PER_IP",
      OPT_MAX_PER_IP,
-     "N      open connections per client address (default 0: no limit)"},
+     "N      open connections per client address (default 256; 0: no\n"
+     "             limit)"},
     {"max-body-bytes", "CRYOMAMBA_MAX_BODY_BYTES", OPT_MAX_BODY,
      "N      largest request body (default 1048576)"},
     {"max-volume-voxels", "CRYOMAMBA_MAX_VOLUME_VOXELS", OPT_MAX_VOXELS,
@@ -75,6 +83,27 @@ static const opt_doc_t opt_docs[] = {
      "S      seconds to wait for any answer to a ping (default 20)"},
     {"http-idle-timeout", "CRYOMAMBA_HTTP_IDLE_TIMEOUT", OPT_IDLE_TIMEOUT,
      "S      idle keep-alive HTTP connections are closed (default 60)"},
+    {"http-header-timeout", "CRYOMAMBA_HTTP_HEADER_TIMEOUT", OPT_HEADER_TIMEOUT,
+     "S      total time for a request's line and headers; then 408\n"
+     "             (default 10)"},
+    {"http-body-timeout", "CRYOMAMBA_HTTP_BODY_TIMEOUT", OPT_BODY_TIMEOUT,
+     "S      total time for a request body after its headers; then 408\n"
+     "             (default 60)"},
+    {"http-write-timeout", "CRYOMAMBA_HTTP_WRITE_TIMEOUT", OPT_WRITE_TIMEOUT,
+     "S      a response the client stops reading for this long is\n"
+     "             dropped (default 30)"},
+    {"max-queued", "CRYOMAMBA_MAX_QUEUED", OPT_MAX_QUEUED,
+     "N      jobs waiting to run; more get 429 (default 1000)"},
+    {"retention-max-jobs", "CRYOMAMBA_RETENTION_MAX_JOBS", OPT_RETENTION_JOBS,
+     "N      finished jobs kept, oldest deleted first (default 10000;\n"
+     "             0: no limit)"},
+    {"retention-max-age", "CRYOMAMBA_RETENTION_MAX_AGE", OPT_RETENTION_AGE,
+     "S      finished jobs are deleted this long after they end\n"
+     "             (default 604800, a week; 0: never)"},
+    {"max-held-bytes", "CRYOMAMBA_MAX_HELD_BYTES", OPT_MAX_HELD,
+     "N      preview bytes kept only for slow readers; past it the\n"
+     "             longest-stalled connections are dropped (default\n"
+     "             268435456)"},
     {"log-level", "CRYOMAMBA_LOG_LEVEL", OPT_LOG_LEVEL,
      "L      debug, info, warn or error (default info)"},
     {"auth-file", "CRYOMAMBA_AUTH_FILE", OPT_AUTH_FILE,
@@ -103,6 +132,14 @@ void srv_config_default(srv_config_t* cfg) {
   cfg->ws_ping_interval_s = 25.0;
   cfg->ws_ping_timeout_s = 20.0;
   cfg->http_idle_timeout_s = 60.0;
+  cfg->http_header_timeout_s = 10.0;
+  cfg->http_body_timeout_s = 60.0;
+  cfg->http_write_timeout_s = 30.0;
+  cfg->max_queued = 1000;
+  cfg->retention_max_jobs = 10000;
+  cfg->retention_max_age_s = 7 * 86400.0;
+  cfg->max_held_bytes = 256ull << 20;
+  cfg->max_connections_per_ip = 256;
   cfg->log_level = 1;
 }
 
@@ -233,6 +270,32 @@ static int apply(srv_config_t* cfg, opt_id_t id, const char* v) {
     return parse_double(v, 0.05, 3600, &cfg->ws_ping_timeout_s);
   case OPT_IDLE_TIMEOUT:
     return parse_double(v, 0.05, 86400, &cfg->http_idle_timeout_s);
+  case OPT_HEADER_TIMEOUT:
+    return parse_double(v, 0.05, 86400, &cfg->http_header_timeout_s);
+  case OPT_BODY_TIMEOUT:
+    return parse_double(v, 0.05, 86400, &cfg->http_body_timeout_s);
+  case OPT_WRITE_TIMEOUT:
+    return parse_double(v, 0.05, 86400, &cfg->http_write_timeout_s);
+  case OPT_MAX_QUEUED:
+    if (parse_uint(v, 10000000, &u) != 0 || u == 0) {
+      return -1;
+    }
+    cfg->max_queued = (unsigned) u;
+    return 0;
+  case OPT_RETENTION_JOBS:
+    if (parse_uint(v, 100000000, &u) != 0) {
+      return -1;
+    }
+    cfg->retention_max_jobs = (unsigned) u;
+    return 0;
+  case OPT_RETENTION_AGE:
+    return parse_double(v, 0, 1e10, &cfg->retention_max_age_s);
+  case OPT_MAX_HELD:
+    if (parse_uint(v, 1ull << 44, &u) != 0) {
+      return -1;
+    }
+    cfg->max_held_bytes = u;
+    return 0;
   case OPT_LOG_LEVEL: {
     static const char* names[] = {"debug", "info", "warn", "error"};
     for (int i = 0; i < 4; i++) {

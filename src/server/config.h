@@ -24,9 +24,16 @@ typedef struct {
   double ws_ping_interval_s;
   double ws_ping_timeout_s;
   double http_idle_timeout_s;
-  int log_level;          /* 0 debug, 1 info, 2 warn, 3 error */
-  char auth_file[1024];   /* "" = none */
-  const char* hash_token; /* --hash-token: print its auth line and exit */
+  double http_header_timeout_s; /* request line + headers, total */
+  double http_body_timeout_s;   /* request body after its headers, total */
+  double http_write_timeout_s;  /* a response making no progress */
+  unsigned max_queued;          /* queued jobs; more get 429 */
+  unsigned retention_max_jobs;  /* finished jobs kept; 0: no limit */
+  double retention_max_age_s;   /* finished jobs kept this long; 0: forever */
+  uint64_t max_held_bytes;      /* preview bytes held for slow readers */
+  int log_level;                /* 0 debug, 1 info, 2 warn, 3 error */
+  char auth_file[1024];         /* "" = none */
+  const char* hash_token;       /* --hash-token: print its auth line and exit */
 } srv_config_t;
 
 /* Fills the defaults. */

@@ -1,19 +1,18 @@
 /* download.c: chunked file responses. See download.h. The srv_download_t
- * is owned by itself once started: it is freed after its file is closed,
- * which may be after its connection is gone (conn == NULL then). */
+ * owns itself once started: it is freed after its file is closed, which may
+ * be after its connection is gone (conn == NULL then). */
 #include "server/download.h"
 
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "server/conn.h"
-#include "server/http_api.h"
-
 #define CHUNK_BYTES (256 * 1024)
 
-struct srv_download_s {
-  srv_conn_t* conn; /* NULL once detached */
+typedef struct {
+  srv_stream_t stream; /* conn->stream while attached */
+  srv_conn_t* conn;    /* NULL once the connection closed */
+  srv_http_mode_t mode;
   uv_loop_t* loop;
   uv_fs_t req;
   uv_file fd;
@@ -23,14 +22,13 @@ struct srv_download_s {
   const char* content_type;
   const char* missing_code;
   bool is_io_busy;
-};
+} download_t;
 
-static void finish(srv_download_t* d);
-static void read_next(srv_download_t* d);
+static void read_next(download_t* d);
 
 
 static void on_closed(uv_fs_t* req) {
-  srv_download_t* d = req->data;
+  download_t* d = req->data;
   uv_fs_req_cleanup(req);
   net_frame_unref(d->chunk);
   free(d);
@@ -38,7 +36,7 @@ static void on_closed(uv_fs_t* req) {
 
 
 /* Closes the file and frees the download (asynchronously). */
-static void destroy(srv_download_t* d) {
+static void destroy(download_t* d) {
   if (d->fd >= 0) {
     d->req.data = d;
     if (uv_fs_close(d->loop, &d->req, d->fd, on_closed) == 0) {
@@ -50,8 +48,23 @@ static void destroy(srv_download_t* d) {
 }
 
 
+/* Detaches from the connection; `resume` lets it go on with requests,
+ * otherwise it is closed (a promised length could not be kept). */
+static void finish(download_t* d, bool resume) {
+  srv_conn_t* conn = d->conn;
+  conn->stream = NULL;
+  d->conn = NULL;
+  destroy(d);
+  if (resume) {
+    srv_conn_resume(conn);
+  } else {
+    srv_conn_close(conn);
+  }
+}
+
+
 static void on_read_chunk(uv_fs_t* req) {
-  srv_download_t* d = req->data;
+  download_t* d = req->data;
   ssize_t n = req->result;
   uv_fs_req_cleanup(req);
   d->is_io_busy = false;
@@ -60,12 +73,7 @@ static void on_read_chunk(uv_fs_t* req) {
     return;
   }
   if (n <= 0) {
-    /* The file shrank or failed under us: the length was promised, so the
-     * only honest end is closing the connection. */
-    srv_conn_t* conn = d->conn;
-    conn->download = NULL;
-    destroy(d);
-    srv_conn_close(conn);
+    finish(d, false); /* the file shrank or failed under us */
     return;
   }
   net_frame_t* chunk = d->chunk;
@@ -80,55 +88,54 @@ static void on_read_chunk(uv_fs_t* req) {
     destroy(d);
     return;
   }
-  if (net_wq_drain(&d->conn->wq)) {
+  if (srv_conn_wait_drain(d->conn)) {
     read_next(d); /* the chunk went out at once */
   }
 }
 
 
-static void read_next(srv_download_t* d) {
+static void read_next(download_t* d) {
   if (d->offset >= d->size) {
-    finish(d);
+    finish(d, true);
     return;
   }
   uint64_t left = d->size - d->offset;
   size_t want = left < CHUNK_BYTES ? (size_t) left : CHUNK_BYTES;
   d->chunk = net_frame_new(0, want);
   if (d->chunk == NULL) {
-    srv_conn_t* conn = d->conn;
-    conn->download = NULL;
-    destroy(d);
-    srv_conn_close(conn);
+    finish(d, false);
     return;
   }
   uv_buf_t buf = uv_buf_init((char*) d->chunk->data, (unsigned) want);
   d->req.data = d;
   d->is_io_busy = true;
-  if (uv_fs_read(d->conn->ctx->loop, &d->req, d->fd, &buf, 1,
-                 (int64_t) d->offset, on_read_chunk) != 0) {
+  if (uv_fs_read(d->loop, &d->req, d->fd, &buf, 1, (int64_t) d->offset,
+                 on_read_chunk) != 0) {
     d->is_io_busy = false;
-    srv_conn_t* conn = d->conn;
-    conn->download = NULL;
-    destroy(d);
-    srv_conn_close(conn);
+    finish(d, false);
   }
 }
 
 
-static void finish(srv_download_t* d) {
-  srv_conn_t* conn = d->conn;
-  conn->download = NULL;
-  destroy(d);
-  if (conn->close_after_write) {
-    srv_conn_end(conn);
-  } else {
-    srv_conn_resume_http(conn);
+static void on_stream_drain(srv_stream_t* stream) {
+  download_t* d = CORE_CONTAINER_OF(stream, download_t, stream);
+  if (!d->is_io_busy && d->chunk == NULL) {
+    read_next(d);
+  }
+}
+
+
+static void on_stream_close(srv_stream_t* stream) {
+  download_t* d = CORE_CONTAINER_OF(stream, download_t, stream);
+  d->conn = NULL;
+  if (!d->is_io_busy) {
+    destroy(d);
   }
 }
 
 
 static void on_fstat(uv_fs_t* req) {
-  srv_download_t* d = req->data;
+  download_t* d = req->data;
   int64_t result = req->result;
   uint64_t size = req->statbuf.st_size;
   uv_fs_req_cleanup(req);
@@ -138,22 +145,21 @@ static void on_fstat(uv_fs_t* req) {
     return;
   }
   if (result < 0) {
-    srv_conn_t* conn = d->conn;
-    conn->download = NULL;
-    destroy(d);
-    srv_http_reply_error(conn, 500, "internal", "cannot read the artifact",
-                         NULL, true, NULL);
-    srv_conn_resume_http(conn);
+    srv_http_reply_error(d->conn, &d->mode, 500, "internal",
+                         "cannot read the artifact", NULL, true, NULL);
+    finish(d, true);
     return;
   }
   d->size = size;
-  srv_http_reply_head(d->conn, 200, d->content_type, size, NULL);
-  read_next(d);
+  srv_http_reply_head(d->conn, &d->mode, 200, d->content_type, size, NULL);
+  if (d->conn != NULL) {
+    read_next(d);
+  }
 }
 
 
 static void on_open(uv_fs_t* req) {
-  srv_download_t* d = req->data;
+  download_t* d = req->data;
   int64_t result = req->result;
   uv_fs_req_cleanup(req);
   d->is_io_busy = false;
@@ -163,67 +169,46 @@ static void on_open(uv_fs_t* req) {
     return;
   }
   if (result < 0) {
-    srv_conn_t* conn = d->conn;
-    conn->download = NULL;
-    const char* code = d->missing_code;
-    destroy(d);
-    srv_http_reply_error(conn, 404, code, "the artifact file is missing",
-                         "it may have been removed from the state directory",
-                         false, NULL);
-    srv_conn_resume_http(conn);
+    srv_http_reply_error(
+        d->conn, &d->mode, 404, d->missing_code, "the artifact file is missing",
+        "it may have been removed from the state directory", false, NULL);
+    finish(d, true);
     return;
   }
   d->req.data = d;
   d->is_io_busy = true;
-  if (uv_fs_fstat(d->conn->ctx->loop, &d->req, d->fd, on_fstat) != 0) {
+  if (uv_fs_fstat(d->loop, &d->req, d->fd, on_fstat) != 0) {
     d->is_io_busy = false;
-    srv_conn_t* conn = d->conn;
-    conn->download = NULL;
-    destroy(d);
-    srv_conn_close(conn);
+    finish(d, false);
   }
 }
 
 
 int srv_download_start(srv_conn_t* conn,
+                       const srv_http_mode_t* mode,
                        const char* path,
                        const char* content_type,
                        const char* missing_code) {
-  srv_download_t* d = calloc(1, sizeof(*d));
+  download_t* d = calloc(1, sizeof(*d));
   if (d == NULL) {
     return UV_ENOMEM;
   }
+  d->stream.on_drain = on_stream_drain;
+  d->stream.on_close = on_stream_close;
   d->conn = conn;
+  d->mode = *mode;
   d->loop = conn->ctx->loop;
   d->fd = -1;
   d->content_type = content_type;
   d->missing_code = missing_code;
   d->req.data = d;
-  int err = uv_fs_open(conn->ctx->loop, &d->req, path, O_RDONLY | O_CLOEXEC, 0,
-                       on_open);
+  int err =
+      uv_fs_open(d->loop, &d->req, path, O_RDONLY | O_CLOEXEC, 0, on_open);
   if (err != 0) {
     free(d);
     return err;
   }
   d->is_io_busy = true;
-  conn->download = d;
+  conn->stream = &d->stream;
   return 0;
-}
-
-
-void srv_download_on_drain(srv_conn_t* conn) {
-  srv_download_t* d = conn->download;
-  if (d != NULL && !d->is_io_busy && d->chunk == NULL) {
-    read_next(d);
-  }
-}
-
-
-void srv_download_detach(srv_conn_t* conn) {
-  srv_download_t* d = conn->download;
-  conn->download = NULL;
-  d->conn = NULL;
-  if (!d->is_io_busy) {
-    destroy(d);
-  }
 }

@@ -1,7 +1,10 @@
-/* jobs.h: the job registry and job events. Creating, finding, cancelling and
- * describing jobs; assigning each event its seq and fanning its one shared
- * frame out to every subscriber. Not here: the simulated inference that
- * moves jobs along (engine.c), storage (store.c). Loop thread only. */
+/* jobs.h: the job registry and each job's state machine. Creating, finding,
+ * listing, cancelling, deleting and retiring jobs; their seq-numbered events
+ * and terminal messages, published through the job's hub topic. Every
+ * acknowledgement (create, cancel, delete, and the terminal message) waits
+ * for the store's commit. This file knows neither connections nor engines:
+ * engines implement srv_engine_ops_t and post their results here; sinks
+ * register on job->topic. Loop thread only. */
 #ifndef SRV_JOBS_H
 #define SRV_JOBS_H
 
@@ -9,82 +12,125 @@
 
 #include "core/job_request.h"
 #include "server/ctx.h"
+#include "server/hub.h"
 
-/* Finds a job by its id (`len` bytes). NULL when unknown. */
+struct srv_engine_run_s; /* an engine's per-job state, opaque here */
+
+typedef struct srv_job_s {
+  core_list_t link; /* ctx->jobs, newest first */
+  srv_ctx_t* ctx;
+  char id[CORE_UUID_STR_LEN + 1];
+  core_job_state_t state;
+  core_job_params_t params;
+  core_shape_t shape;
+  core_shape_t preview_shape;
+  double voxel_size[3];
+  char* volume_path; /* malloc'd, NULL when the volume was given by shape */
+  double progress;
+  uint64_t seq; /* last job event's seq; events start at 1 */
+  uint64_t previews_sent;
+  int64_t created_us, updated_us, started_us, finished_us;
+  char error_code[32];
+  char error_message[256];
+  char error_hint[160];
+  bool error_retryable;
+  bool has_stats;
+  uint64_t label_counts[3];
+  uint64_t artifact_bytes;
+  uint64_t final_preview_seq; /* kept to rebuild the preview after restart */
+  int64_t final_preview_us;
+  srv_topic_t topic;            /* previews, terminal message, sinks */
+  struct srv_engine_run_s* run; /* the engine's while it runs, else NULL */
+  bool is_rebuilding;           /* the final preview is being re-rendered */
+  bool is_ending;               /* a terminal record is being committed: no more
+                                   transitions, the terminal message goes out after */
+  bool is_deleting;             /* a delete is being committed */
+  bool is_registered;           /* in ctx->jobs and ctx->job_index */
+  unsigned refs; /* registry + engine run + pending store callbacks +
+                    renders in flight; freed at 0 */
+} srv_job_t;
+
+/* What an engine provides (main.c installs one in ctx->engine). */
+struct srv_engine_ops_s {
+  /* Runs a queued job: calls srv_job_set_running(), then posts progress,
+   * previews and finally srv_job_finish(). */
+  void (*start)(srv_job_t* job);
+  /* Stops the job's engine work for good; idempotent. */
+  void (*stop)(srv_job_t* job);
+  /* Re-renders a completed job's final preview off the loop, then calls
+   * srv_topic_set_preview() (quiet) and srv_topic_wake() on its topic. */
+  void (*rebuild_preview)(srv_job_t* job);
+};
+
+/* An acknowledgement's outcome: status 0 once durable, else negative (the
+ * job then does not exist, for a create). */
+typedef void (*srv_job_ack_cb)(void* arg, srv_job_t* job, int status);
+
+/* Finds a registered job by its id (`len` bytes), O(1). NULL when unknown. */
 srv_job_t* srv_job_find(srv_ctx_t* ctx, const char* id, size_t len);
 
 /* Creates a queued job for a validated request whose volume is resolved
- * (`shape`, `voxel_size`, `volume_path` may be NULL), persists it and
- * starts it when a slot is free. Returns 0 or -ENOMEM. */
+ * (`volume_path` may be NULL). The job is registered, scheduled and cb'd
+ * with status 0 once its record is committed, or cb'd with a negative
+ * status and freed. Returns 0 (cb will run), -EAGAIN (queue full: cb will
+ * not run) or -ENOMEM. */
 int srv_job_create(srv_ctx_t* ctx,
                    const core_job_request_t* req,
                    const core_shape_t* shape,
                    const double voxel_size[3],
                    const char* volume_path,
-                   srv_job_t** out);
+                   srv_job_ack_cb cb,
+                   void* arg);
 
-/* Restores a job from its stored JSON (store.c at start-up); a job that was
- * running is marked failed ("interrupted"), a queued one queues again.
- * Returns 0 or -EINVAL. */
-int srv_job_restore(srv_ctx_t* ctx, const json_t* stored);
+/* Restores a job from its stored record at start-up (the store's query is
+ * closed by then); a job that was running is failed ("interrupted"), a
+ * queued one queues again. Returns 0 or -EINVAL (the record is skipped). */
+int srv_job_restore(srv_ctx_t* ctx, const json_t* rec);
 
-/* Cancels a queued or running job: subscribers get `cancelled`. Returns 0
- * or -EALREADY when the job already finished. */
-int srv_job_cancel(srv_job_t* job);
+/* Cancels a queued or running job; cb once the cancellation is durable.
+ * Returns 0, or -EALREADY when the job already finished or is finishing. */
+int srv_job_cancel(srv_job_t* job, srv_job_ack_cb cb, void* arg);
 
-/* Moves the job along a legal edge, stamps times, tells subscribers
- * (`state` event for queued->running) and persists. Terminal edges are
- * taken by srv_job_finish(). */
+/* Deletes a finished job (record, previews, artifact); its sinks are told
+ * the job is gone once the removal is durable. Returns 0, or -EBUSY when
+ * the job has not finished. */
+int srv_job_delete(srv_job_t* job, srv_job_ack_cb cb, void* arg);
+
+/* Engine side: queued -> running (a `state` event, persisted). */
 void srv_job_set_running(srv_job_t* job);
 
-/* Ends the job in a terminal state and publishes its terminal message
- * (`data` stolen: completed {...}, cancelled {...} or the error object);
- * frees its running slot and starts queued jobs. */
-void srv_job_finish(srv_job_t* job, core_job_state_t state, json_t* data);
+/* Engine side: ends the job in a terminal state. For FAILED, `error` gives
+ * code, message, hint and retryable (stolen; may be NULL otherwise). The
+ * terminal message goes to sinks once the record is committed. */
+void srv_job_finish(srv_job_t* job, core_job_state_t state, json_t* error);
 
-/* The job object of the REST API (new reference, NULL on ENOMEM). */
-json_t* srv_job_to_json(const srv_job_t* job);
-
-/* Full persisted record: the job object plus internal fields. */
-json_t* srv_job_to_record(const srv_job_t* job);
-
-/* Encodes an event with the job's next seq into a sealed text frame (refs
- * 1, the caller's). Steals `data`. NULL on ENOMEM. */
-net_frame_t* srv_job_event_frame(srv_job_t* job,
-                                 const char* type,
-                                 json_t* data);
-
-/* Queues `frame` to every subscriber; the frame is shared, never copied. */
-void srv_job_broadcast(srv_job_t* job, net_frame_t* frame, net_wq_class_t cls);
-
-/* The latest preview frame for a subscriber's encoding, or NULL. */
-net_frame_t* srv_job_preview_for(const srv_job_t* job, core_encoding_t enc);
-
-/* Queues the latest preview to every subscriber in its own encoding. */
-void srv_job_broadcast_preview(srv_job_t* job);
-
-/* Convenience: event_frame + broadcast + unref. */
+/* Publishes a job event with the job's next seq (`data` stolen). */
 void srv_job_publish(srv_job_t* job,
                      const char* type,
                      json_t* data,
                      net_wq_class_t cls);
 
+/* Saves the job's record (no acknowledgement waits for it). */
+void srv_job_persist(srv_job_t* job);
+
 /* Starts queued jobs, oldest first, while running slots are free. */
 void srv_jobs_schedule(srv_ctx_t* ctx);
 
-/* Saves the job's record (asynchronously, in order). */
-void srv_job_persist(srv_job_t* job);
+/* Periodic: final previews beyond cfg.preview_cache_bytes leave memory
+ * (oldest first; re-rendered on demand), and finished jobs beyond the
+ * retention limits (age, count) are deleted. */
+void srv_jobs_housekeeping(srv_ctx_t* ctx);
 
-/* Keeps the final previews of completed jobs nobody watches within
- * cfg.preview_cache_bytes, dropping the oldest first; they are rendered
- * again when asked for (engine.c). */
-void srv_jobs_trim_previews(srv_ctx_t* ctx);
+/* References for whoever keeps a job pointer across callbacks. */
+srv_job_t* srv_job_ref(srv_job_t* job);
+void srv_job_unref(srv_job_t* job);
+
+/* Iteration, newest first: the job after `job` (NULL: the first), or NULL
+ * at the end. */
+srv_job_t* srv_jobs_next(srv_ctx_t* ctx, srv_job_t* job);
 
 /* Frees every job (server exit, after the loop stopped). */
 void srv_jobs_free_all(srv_ctx_t* ctx);
-
-/* The artifacts array: the mask once written, else empty (new ref). */
-json_t* srv_job_artifacts_json(const srv_job_t* job);
 
 /* Path of the job's mask artifact under the state directory, into `out`. */
 int srv_job_artifact_path(const srv_job_t* job, char* out, size_t cap);

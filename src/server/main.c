@@ -10,11 +10,17 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include <dirent.h>
+#include <fcntl.h>
+#include <unistd.h>
+
 #include "server/conn.h"
 #include "server/ctx.h"
 #include "server/engine.h"
+#include "server/http_conn.h"
 #include "server/jobs.h"
 #include "server/store.h"
+#include "server/volume.h"
 
 
 int64_t srv_now_us(void) {
@@ -40,13 +46,11 @@ static void on_signal(uv_signal_t* handle, int signum) {
   ctx->is_stopping = true;
   srv_log(&ctx->log, SRV_LOG_INFO, "server.stopping", "i:signal",
           (int64_t) signum, "i:connections", (int64_t) ctx->conn_count, NULL);
-  /* Stop ticking; running jobs stay "running" in the store and are marked
-   * interrupted at the next start. */
-  core_list_t* it;
-  core_list_t* tmp;
-  CORE_LIST_FOREACH_SAFE(it, tmp, &ctx->jobs) {
-    srv_job_t* job = CORE_CONTAINER_OF(it, srv_job_t, link);
-    srv_engine_stop(job);
+  /* Stop the engines; running jobs stay "running" in the store and are
+   * marked interrupted at the next start. */
+  for (srv_job_t* job = srv_jobs_next(ctx, NULL); job != NULL;
+       job = srv_jobs_next(ctx, job)) {
+    ctx->engine->stop(job);
   }
   uv_close((uv_handle_t*) &ctx->listener, NULL);
   uv_close((uv_handle_t*) &ctx->sigint, NULL);
@@ -60,18 +64,60 @@ static void on_stop_check(uv_timer_t* timer) {
   srv_ctx_t* ctx = timer->data;
   if (ctx->is_stopping && ctx->conn_count == 0) {
     uv_close((uv_handle_t*) &ctx->sweep_timer, NULL);
+    /* Commits what is queued and runs the last callbacks (whose
+     * connections are gone), then lets the loop end. */
+    srv_store_close(ctx->store);
+    ctx->store = NULL;
     return;
   }
   srv_conns_sweep(ctx);
-  srv_jobs_trim_previews(ctx);
+  uint64_t now = uv_now(ctx->loop);
+  if (now - ctx->housekeeping_ms >= 1000) {
+    ctx->housekeeping_ms = now;
+    srv_jobs_housekeeping(ctx);
+  }
 }
 
 
-static void restore_one(const json_t* rec, void* arg) {
-  srv_ctx_t* ctx = arg;
-  if (srv_job_restore(ctx, rec) != 0) {
-    srv_log(&ctx->log, SRV_LOG_WARN, "store.record_skipped", NULL);
+/* Temporary artifacts are written, fsynced and renamed; one left over was
+ * cut short by a crash. Start-up, before the loop runs. */
+static void remove_orphans(srv_ctx_t* ctx, const char* artifacts) {
+  DIR* dir = opendir(artifacts);
+  if (dir == NULL) {
+    return;
   }
+  int dfd = dirfd(dir);
+  struct dirent* e;
+  while ((e = readdir(dir)) != NULL) {
+    size_t n = strlen(e->d_name);
+    if (n > 4 && strcmp(e->d_name + n - 4, ".tmp") == 0 &&
+        unlinkat(dfd, e->d_name, 0) == 0) {
+      srv_log(&ctx->log, SRV_LOG_INFO, "artifacts.orphan_removed", "s:file",
+              e->d_name, NULL);
+    }
+  }
+  closedir(dir);
+}
+
+
+static int restore_all(srv_ctx_t* ctx) {
+  int bad = 0;
+  json_t* all = srv_store_load_all(ctx->store, &bad);
+  if (all == NULL) {
+    return -1;
+  }
+  size_t i;
+  json_t* rec;
+  int restored = 0;
+  json_array_foreach(all, i, rec) {
+    restored += srv_job_restore(ctx, rec) == 0;
+  }
+  json_decref(all);
+  if (bad > 0) {
+    srv_log(&ctx->log, SRV_LOG_WARN, "store.records_unreadable", "i:count",
+            (int64_t) bad, NULL);
+  }
+  return restored;
 }
 
 
@@ -171,17 +217,37 @@ int main(int argc, char** argv) {
   ctx->loop = uv_default_loop();
   core_list_init(&ctx->conns);
   core_list_init(&ctx->jobs);
+  core_idmap_init(&ctx->job_index, CORE_UUID_STR_LEN);
+  ctx->engine = &srv_sim_engine;
+  ctx->on_accept = srv_http_conn_accept;
+  ctx->data_root_fd = -1;
   if (resolve_dirs(&ctx->cfg) != 0) {
     return 1;
   }
-  if (srv_store_open(ctx->cfg.state_dir, &ctx->log, &ctx->store, err,
+  if (ctx->cfg.data_root[0] != '\0') {
+    ctx->data_root_fd = srv_volume_open_root(ctx->cfg.data_root);
+    if (ctx->data_root_fd < 0) {
+      fprintf(stderr, "cryomambad: data root %s: %s\n", ctx->cfg.data_root,
+              strerror(-ctx->data_root_fd));
+      return 1;
+    }
+  }
+  char artifacts[sizeof(ctx->cfg.state_dir) + 16];
+  memcpy(artifacts, ctx->cfg.state_dir, sizeof(ctx->cfg.state_dir));
+  strcat(artifacts, "/artifacts");
+  remove_orphans(ctx, artifacts);
+  if (srv_store_open(ctx->loop, ctx->cfg.state_dir, &ctx->log, &ctx->store, err,
                      sizeof(err)) != 0) {
     fprintf(stderr, "cryomambad: %s\n", err);
     return 1;
   }
-  int restored = srv_store_load(ctx->store, restore_one, ctx);
-  if (start_listening(ctx) != 0) {
+  int restored = restore_all(ctx);
+  if (restored < 0 || start_listening(ctx) != 0) {
+    if (restored < 0) {
+      fprintf(stderr, "cryomambad: cannot read the job store\n");
+    }
     srv_store_close(ctx->store);
+    uv_run(ctx->loop, UV_RUN_DEFAULT);
     return 1;
   }
   uv_signal_init(ctx->loop, &ctx->sigint);
@@ -208,9 +274,12 @@ int main(int argc, char** argv) {
           "i:jobs_restored", (int64_t) restored, "s:state_dir",
           ctx->cfg.state_dir, "i:auth_tokens", (int64_t) ctx->auth.count, NULL);
   uv_run(ctx->loop, UV_RUN_DEFAULT);
-  /* Every connection and render is done; persist and free the rest. */
-  srv_store_close(ctx->store);
+  /* Every connection, render and commit is done; free the rest. */
+  srv_store_close(ctx->store); /* NULL unless the loop ended abnormally */
   srv_jobs_free_all(ctx);
+  if (ctx->data_root_fd >= 0) {
+    close(ctx->data_root_fd);
+  }
   srv_addr_limit_free(&ctx->addr_limit);
   uv_run(ctx->loop, UV_RUN_DEFAULT);
   int close_rc = uv_loop_close(ctx->loop);

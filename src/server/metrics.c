@@ -6,7 +6,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include <string.h>
+
 #include "core/job.h"
+#include "server/conn.h"
+#include "server/jobs.h"
 
 typedef struct {
   char* buf;
@@ -66,14 +70,11 @@ int srv_metrics_render(srv_ctx_t* ctx, char** out, size_t* len) {
   core_list_t* tmp;
   CORE_LIST_FOREACH_SAFE(it, tmp, &ctx->conns) {
     srv_conn_t* conn = CORE_CONTAINER_OF(it, srv_conn_t, link);
-    ws += conn->mode == SRV_CONN_WS;
+    ws += conn->proto != NULL && strcmp(conn->proto->name, "ws") == 0;
     queued_frames += conn->wq.item_count;
     dropped += conn->wq.frames_dropped;
   }
-  unsigned by_state[5] = {0};
-  CORE_LIST_FOREACH_SAFE(it, tmp, &ctx->jobs) {
-    by_state[CORE_CONTAINER_OF(it, srv_job_t, link)->state]++;
-  }
+  const unsigned* by_state = ctx->jobs_by_state;
   metric(&o, "cryomamba_connections", "gauge", "Open TCP connections.",
          ctx->conn_count);
   metric(&o, "cryomamba_websocket_connections", "gauge",
@@ -117,6 +118,17 @@ int srv_metrics_render(srv_ctx_t* ctx, char** out, size_t* len) {
          dropped);
   metric(&o, "cryomamba_jobs_created_total", "counter", "Jobs created.",
          m->jobs_created_total);
+  metric(&o, "cryomamba_jobs_deleted_total", "counter",
+         "Finished jobs deleted (DELETE or retention).", m->jobs_deleted_total);
+  metric(&o, "cryomamba_jobs_retired_total", "counter",
+         "Finished jobs deleted by the retention limits.",
+         m->jobs_retired_total);
+  metric(&o, "cryomamba_held_bytes", "gauge",
+         "Preview bytes held only for slow readers.",
+         atomic_load(&ctx->held_bytes));
+  metric(&o, "cryomamba_slow_readers_dropped_total", "counter",
+         "Connections dropped because slow readers held too many bytes.",
+         m->slow_readers_dropped);
   emit(&o,
        "# HELP cryomamba_jobs Jobs by state.\n"
        "# TYPE cryomamba_jobs gauge\n");

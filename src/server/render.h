@@ -13,7 +13,7 @@
 #include "core/mask.h"
 #include "core/preview_bin.h"
 #include "net/frame.h"
-#include "server/ctx.h"
+#include "server/jobs.h"
 
 /* Headroom of every preview frame: the envelope and the WebSocket header
  * are written in front of the payload on the loop thread. */
@@ -27,7 +27,8 @@ typedef enum {
 
 typedef struct srv_render_s {
   uv_work_t req;
-  srv_job_t* job; /* only read on the loop thread */
+  srv_job_t* job;               /* a reference; loop thread only */
+  struct srv_engine_run_s* run; /* the run it belongs to, NULL: rebuild */
   srv_render_kind_t kind;
   /* Inputs, copied from the job so the worker never touches it. */
   core_mask_spec_t spec;

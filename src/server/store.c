@@ -1,34 +1,104 @@
-/* store.c: SQLite job records and their writer thread. See store.h. The
- * queue (mutex + condition) is the only state shared between the loop and
- * the writer; the sqlite3 handle is used by one thread at a time (load
- * before the writer starts work, then only the writer). */
+/* store.c: SQLite job records, the writer thread and its completions. See
+ * store.h. Shared between the loop and the writer: the pending queue and the
+ * done queue (one mutex, one condition); everything else belongs to one
+ * thread at a time (the database: load before the writer starts work, then
+ * only the writer). A pending write owns its JSON text and the list of
+ * callbacks waiting for it; after the commit it moves to the done queue and
+ * the loop runs its callbacks and frees it. */
 #include "server/store.h"
 
+#include <assert.h>
+#include <errno.h>
 #include <sqlite3.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <uv.h>
 
 #include "core/list.h"
 
+typedef struct waiter_s {
+  struct waiter_s* next;
+  srv_store_done_cb cb;
+  void* arg;
+} waiter_t;
+
 typedef struct {
-  core_list_t link;
+  core_list_t link; /* st->pending, the writer's batch, or st->done */
   char id[40];
-  char* text; /* malloc'd JSON */
+  char* text; /* malloc'd JSON, or NULL for a delete */
+  waiter_t* waiters;
+  int status; /* set by the writer */
 } pending_t;
 
 struct srv_store_s {
   sqlite3* db;
   sqlite3_stmt* upsert;
+  sqlite3_stmt* remove;
   const srv_logger_t* log;
+  uv_async_t wake_loop; /* the writer tells the loop: done has entries */
   uv_thread_t thread;
   uv_mutex_t lock;
   uv_cond_t wake;
   core_list_t pending; /* guarded by lock */
+  core_list_t done;    /* guarded by lock */
   bool is_stopping;    /* guarded by lock */
+  bool is_closed;      /* loop thread */
 };
+
+
+static void pending_free(pending_t* p) {
+  while (p->waiters != NULL) {
+    waiter_t* w = p->waiters;
+    p->waiters = w->next;
+    free(w);
+  }
+  free(p->text);
+  free(p);
+}
+
+
+/* Moves every node of `from` to the end of `to`. */
+static void list_splice(core_list_t* to, core_list_t* from) {
+  while (!core_list_is_empty(from)) {
+    core_list_t* node = core_list_front(from);
+    core_list_remove(node);
+    core_list_push_back(to, node);
+  }
+}
+
+
+/* One transaction for the whole batch: a commit (and its fsync) is shared
+ * by every write that arrived while the previous one ran. */
+static int write_batch(srv_store_t* st, core_list_t* batch) {
+  int rc = sqlite3_exec(st->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+  core_list_t* it;
+  core_list_t* tmp;
+  CORE_LIST_FOREACH_SAFE(it, tmp, batch) {
+    if (rc != SQLITE_OK) {
+      break;
+    }
+    pending_t* p = CORE_CONTAINER_OF(it, pending_t, link);
+    sqlite3_stmt* q = p->text != NULL ? st->upsert : st->remove;
+    sqlite3_bind_text(q, 1, p->id, -1, SQLITE_STATIC);
+    if (p->text != NULL) {
+      sqlite3_bind_text(q, 2, p->text, -1, SQLITE_STATIC);
+    }
+    rc = sqlite3_step(q) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(st->db);
+    sqlite3_reset(q);
+    sqlite3_clear_bindings(q);
+  }
+  if (rc == SQLITE_OK) {
+    rc = sqlite3_exec(st->db, "COMMIT", NULL, NULL, NULL);
+  }
+  if (rc != SQLITE_OK) {
+    srv_log(st->log, SRV_LOG_ERROR, "store.commit_failed", "s:error",
+            sqlite3_errmsg(st->db), NULL);
+    sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+    return -EIO;
+  }
+  return 0;
+}
 
 
 static void writer_main(void* arg) {
@@ -43,40 +113,96 @@ static void writer_main(void* arg) {
     }
     core_list_t batch;
     core_list_init(&batch);
-    /* Take everything queued; write it in one transaction without the lock. */
-    batch.next = st->pending.next;
-    batch.prev = st->pending.prev;
-    batch.next->prev = &batch;
-    batch.prev->next = &batch;
-    core_list_init(&st->pending);
+    list_splice(&batch, &st->pending);
     uv_mutex_unlock(&st->lock);
-    sqlite3_exec(st->db, "BEGIN", NULL, NULL, NULL);
-    while (!core_list_is_empty(&batch)) {
-      core_list_t* node = core_list_front(&batch);
-      core_list_remove(node);
-      pending_t* p = CORE_CONTAINER_OF(node, pending_t, link);
-      sqlite3_bind_text(st->upsert, 1, p->id, -1, SQLITE_STATIC);
-      sqlite3_bind_text(st->upsert, 2, p->text, -1, SQLITE_STATIC);
-      if (sqlite3_step(st->upsert) != SQLITE_DONE) {
-        srv_log(st->log, SRV_LOG_ERROR, "store.write_failed", "s:job_id", p->id,
-                "s:error", sqlite3_errmsg(st->db), NULL);
-      }
-      sqlite3_reset(st->upsert);
-      sqlite3_clear_bindings(st->upsert);
-      free(p->text);
-      free(p);
-    }
-    if (sqlite3_exec(st->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
-      srv_log(st->log, SRV_LOG_ERROR, "store.commit_failed", "s:error",
-              sqlite3_errmsg(st->db), NULL);
+    int status = write_batch(st, &batch);
+    core_list_t* it;
+    core_list_t* tmp;
+    CORE_LIST_FOREACH_SAFE(it, tmp, &batch) {
+      CORE_CONTAINER_OF(it, pending_t, link)->status = status;
     }
     uv_mutex_lock(&st->lock);
+    list_splice(&st->done, &batch);
+    uv_async_send(&st->wake_loop);
   }
   uv_mutex_unlock(&st->lock);
 }
 
 
-int srv_store_open(const char* state_dir,
+/* Loop thread: runs the callbacks of everything the writer finished. */
+static void deliver_done(srv_store_t* st) {
+  core_list_t done;
+  core_list_init(&done);
+  uv_mutex_lock(&st->lock);
+  list_splice(&done, &st->done);
+  uv_mutex_unlock(&st->lock);
+  while (!core_list_is_empty(&done)) {
+    core_list_t* node = core_list_front(&done);
+    core_list_remove(node);
+    pending_t* p = CORE_CONTAINER_OF(node, pending_t, link);
+    for (waiter_t* w = p->waiters; w != NULL; w = w->next) {
+      w->cb(w->arg, p->status);
+    }
+    pending_free(p);
+  }
+}
+
+
+static void on_wake_loop(uv_async_t* handle) {
+  deliver_done(handle->data);
+}
+
+
+static void on_wake_closed(uv_handle_t* handle) {
+  free(handle->data);
+}
+
+
+static int open_db(srv_store_t* st, const char* path, char* err, size_t len) {
+  if (sqlite3_open_v2(
+          path, &st->db,
+          SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
+          NULL) != SQLITE_OK) {
+    snprintf(err, len, "cannot open %s: %s", path,
+             st->db != NULL ? sqlite3_errmsg(st->db) : "out of memory");
+    return -1;
+  }
+  /* FULL: a commit is on disk (WAL fsynced) before we acknowledge it; group
+   * commit keeps that affordable. */
+  const char* schema =
+      "PRAGMA journal_mode=WAL;"
+      "PRAGMA synchronous=FULL;"
+      "CREATE TABLE IF NOT EXISTS jobs ("
+      "  id TEXT PRIMARY KEY,"
+      "  record TEXT NOT NULL,"
+      "  created_at TEXT GENERATED ALWAYS AS"
+      "    (json_extract(record, '$.created_at')) VIRTUAL);";
+  char* msg = NULL;
+  if (sqlite3_exec(st->db, schema, NULL, NULL, &msg) != SQLITE_OK ||
+      sqlite3_prepare_v2(st->db,
+                         "INSERT INTO jobs(id, record) VALUES(?1, ?2) "
+                         "ON CONFLICT(id) DO UPDATE SET record = ?2",
+                         -1, &st->upsert, NULL) != SQLITE_OK ||
+      sqlite3_prepare_v2(st->db, "DELETE FROM jobs WHERE id = ?1", -1,
+                         &st->remove, NULL) != SQLITE_OK) {
+    snprintf(err, len, "cannot prepare %s: %s", path,
+             msg != NULL ? msg : sqlite3_errmsg(st->db));
+    sqlite3_free(msg);
+    return -1;
+  }
+  return 0;
+}
+
+
+static void close_db(srv_store_t* st) {
+  sqlite3_finalize(st->upsert);
+  sqlite3_finalize(st->remove);
+  sqlite3_close(st->db);
+}
+
+
+int srv_store_open(uv_loop_t* loop,
+                   const char* state_dir,
                    const srv_logger_t* log,
                    srv_store_t** out,
                    char* err,
@@ -88,48 +214,29 @@ int srv_store_open(const char* state_dir,
   }
   st->log = log;
   core_list_init(&st->pending);
+  core_list_init(&st->done);
   char path[1200];
   snprintf(path, sizeof(path), "%s/jobs.db", state_dir);
-  if (sqlite3_open_v2(
-          path, &st->db,
-          SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
-          NULL) != SQLITE_OK) {
-    snprintf(err, err_len, "cannot open %s: %s", path,
-             st->db != NULL ? sqlite3_errmsg(st->db) : "out of memory");
-    sqlite3_close(st->db);
+  if (open_db(st, path, err, err_len) != 0) {
+    close_db(st);
     free(st);
     return -1;
   }
-  const char* schema =
-      "PRAGMA journal_mode=WAL;"
-      "PRAGMA synchronous=NORMAL;"
-      "CREATE TABLE IF NOT EXISTS jobs ("
-      "  id TEXT PRIMARY KEY,"
-      "  record TEXT NOT NULL,"
-      "  created_at TEXT GENERATED ALWAYS AS"
-      "    (json_extract(record, '$.created_at')) VIRTUAL);";
-  char* msg = NULL;
-  if (sqlite3_exec(st->db, schema, NULL, NULL, &msg) != SQLITE_OK ||
-      sqlite3_prepare_v2(st->db,
-                         "INSERT INTO jobs(id, record) VALUES(?1, ?2) "
-                         "ON CONFLICT(id) DO UPDATE SET record = ?2",
-                         -1, &st->upsert, NULL) != SQLITE_OK) {
-    snprintf(err, err_len, "cannot prepare %s: %s", path,
-             msg != NULL ? msg : sqlite3_errmsg(st->db));
-    sqlite3_free(msg);
-    sqlite3_close(st->db);
+  if (uv_async_init(loop, &st->wake_loop, on_wake_loop) != 0) {
+    snprintf(err, err_len, "cannot create the store's wake-up handle");
+    close_db(st);
     free(st);
     return -1;
   }
+  st->wake_loop.data = st;
   uv_mutex_init(&st->lock);
   uv_cond_init(&st->wake);
   if (uv_thread_create(&st->thread, writer_main, st) != 0) {
     snprintf(err, err_len, "cannot start the store thread");
-    sqlite3_finalize(st->upsert);
-    sqlite3_close(st->db);
+    close_db(st);
     uv_mutex_destroy(&st->lock);
     uv_cond_destroy(&st->wake);
-    free(st);
+    uv_close((uv_handle_t*) &st->wake_loop, on_wake_closed);
     return -1;
   }
   *out = st;
@@ -137,40 +244,51 @@ int srv_store_open(const char* state_dir,
 }
 
 
-int srv_store_load(srv_store_t* st,
-                   void (*fn)(const json_t* rec, void* arg),
-                   void* arg) {
+json_t* srv_store_load_all(srv_store_t* st, int* bad_records) {
+  *bad_records = 0;
   sqlite3_stmt* q = NULL;
   if (sqlite3_prepare_v2(st->db,
                          "SELECT id, record FROM jobs ORDER BY created_at", -1,
                          &q, NULL) != SQLITE_OK) {
-    return -1;
+    return NULL;
   }
-  int count = 0;
-  while (sqlite3_step(q) == SQLITE_ROW) {
+  json_t* all = json_array();
+  int rc;
+  while (all != NULL && (rc = sqlite3_step(q)) == SQLITE_ROW) {
     const char* text = (const char*) sqlite3_column_text(q, 1);
     json_error_t jerr;
     json_t* rec = text != NULL ? json_loads(text, 0, &jerr) : NULL;
-    if (rec == NULL) {
+    if (rec == NULL || !json_is_object(rec)) {
       srv_log(st->log, SRV_LOG_WARN, "store.bad_record", "s:job_id",
-              (const char*) sqlite3_column_text(q, 0), NULL);
+              (const char*) sqlite3_column_text(q, 0), "s:error",
+              rec == NULL ? jerr.text : "not an object", NULL);
+      json_decref(rec);
+      (*bad_records)++;
       continue;
     }
-    fn(rec, arg);
-    json_decref(rec);
-    count++;
+    if (json_array_append_new(all, rec) != 0) {
+      json_decref(all);
+      all = NULL;
+    }
   }
   sqlite3_finalize(q);
-  return count;
+  return all;
 }
 
 
-void srv_store_save(srv_store_t* st, const char* id, const json_t* rec) {
-  char* text = json_dumps(rec, JSON_COMPACT | JSON_PRESERVE_ORDER);
-  if (text == NULL) {
-    srv_log(st->log, SRV_LOG_ERROR, "store.encode_failed", "s:job_id", id,
-            NULL);
-    return;
+static int enqueue(srv_store_t* st,
+                   const char* id,
+                   char* text,
+                   srv_store_done_cb cb,
+                   void* arg) {
+  assert(!st->is_closed);
+  waiter_t* w = NULL;
+  if (cb != NULL && (w = malloc(sizeof(*w))) == NULL) {
+    free(text);
+    return -ENOMEM;
+  }
+  if (w != NULL) {
+    *w = (waiter_t){NULL, cb, arg};
   }
   uv_mutex_lock(&st->lock);
   core_list_t* it;
@@ -180,39 +298,67 @@ void srv_store_save(srv_store_t* st, const char* id, const json_t* rec) {
     if (strcmp(p->id, id) == 0) {
       free(p->text); /* superseded before it was written */
       p->text = text;
+      if (w != NULL) {
+        w->next = p->waiters; /* the newer record covers the older acks */
+        p->waiters = w;
+      }
       uv_mutex_unlock(&st->lock);
-      return;
+      return 0;
     }
   }
+  uv_mutex_unlock(&st->lock);
   pending_t* p = calloc(1, sizeof(*p));
   if (p == NULL) {
-    uv_mutex_unlock(&st->lock);
     free(text);
-    srv_log(st->log, SRV_LOG_ERROR, "store.out_of_memory", "s:job_id", id,
-            NULL);
-    return;
+    free(w);
+    return -ENOMEM;
   }
   snprintf(p->id, sizeof(p->id), "%s", id);
   p->text = text;
+  p->waiters = w;
   core_list_init(&p->link);
+  uv_mutex_lock(&st->lock);
   core_list_push_back(&st->pending, &p->link);
   uv_cond_signal(&st->wake);
   uv_mutex_unlock(&st->lock);
+  return 0;
+}
+
+
+int srv_store_save(srv_store_t* st,
+                   const char* id,
+                   const json_t* rec,
+                   srv_store_done_cb cb,
+                   void* arg) {
+  char* text = json_dumps(rec, JSON_COMPACT | JSON_PRESERVE_ORDER);
+  if (text == NULL) {
+    return -ENOMEM;
+  }
+  return enqueue(st, id, text, cb, arg);
+}
+
+
+int srv_store_delete(srv_store_t* st,
+                     const char* id,
+                     srv_store_done_cb cb,
+                     void* arg) {
+  return enqueue(st, id, NULL, cb, arg);
 }
 
 
 void srv_store_close(srv_store_t* st) {
-  if (st == NULL) {
+  if (st == NULL || st->is_closed) {
     return;
   }
+  st->is_closed = true;
   uv_mutex_lock(&st->lock);
   st->is_stopping = true;
   uv_cond_signal(&st->wake);
   uv_mutex_unlock(&st->lock);
   uv_thread_join(&st->thread);
-  sqlite3_finalize(st->upsert);
-  sqlite3_close(st->db);
+  deliver_done(st);
+  close_db(st);
   uv_mutex_destroy(&st->lock);
   uv_cond_destroy(&st->wake);
-  free(st);
+  uv_close((uv_handle_t*) &st->wake_loop, on_wake_closed);
 }

@@ -1,35 +1,58 @@
-/* store.h: job records in SQLite (state_dir/jobs.db), so a restart loses
- * nothing. Writes go to a writer thread in order (the loop never waits on
- * the disk); reads happen once, at start-up. */
+/* store.h: job records in SQLite (state_dir/jobs.db, WAL, synchronous=FULL),
+ * so a restart -- even after kill -9 or a power cut -- loses nothing that
+ * was acknowledged. Writes go to a writer thread (the loop never waits on
+ * the disk) that commits everything queued in one transaction (group
+ * commit) and then reports each write's outcome back on the loop thread,
+ * so the caller acknowledges only what is durable. Reads happen once, at
+ * start-up, before the loop runs. */
 #ifndef SRV_STORE_H
 #define SRV_STORE_H
 
 #include <jansson.h>
 #include <stddef.h>
+#include <uv.h>
 
 #include "server/log.h"
 
 typedef struct srv_store_s srv_store_t;
 
-/* Opens (creating) the database and starts the writer thread. Returns 0 or
- * -1 with a sentence in `err`. */
-int srv_store_open(const char* state_dir,
+/* Outcome of a save or delete, on the loop thread: status 0 once committed,
+ * or a negative errno (-EIO: the commit failed, e.g. the disk is full). */
+typedef void (*srv_store_done_cb)(void* arg, int status);
+
+/* Opens (creating) the database and starts the writer thread, whose results
+ * are delivered on `loop`. Returns 0 or -1 with a sentence in `err`. */
+int srv_store_open(uv_loop_t* loop,
+                   const char* state_dir,
                    const srv_logger_t* log,
                    srv_store_t** out,
                    char* err,
                    size_t err_len);
 
-/* Calls fn(record) for every stored job record, oldest first. Call before
- * any save. Returns the number of records or -1. */
-int srv_store_load(srv_store_t* store,
-                   void (*fn)(const json_t* rec, void* arg),
+/* Reads every stored record (oldest first) into a new JSON array, then
+ * releases the query, so that restoring may write. NULL on error. Call
+ * before the loop runs. */
+json_t* srv_store_load_all(srv_store_t* store, int* bad_records);
+
+/* Queues the record of job `id` (serialised now; a newer save of the same
+ * job replaces an unwritten older one and inherits its callbacks). `cb`
+ * (may be NULL) runs on the loop thread after the commit. Returns 0 or
+ * -ENOMEM (then cb is not called). */
+int srv_store_save(srv_store_t* store,
+                   const char* id,
+                   const json_t* rec,
+                   srv_store_done_cb cb,
                    void* arg);
 
-/* Queues the record of job `id` for writing (serialised now; a newer save
- * of the same job replaces an unwritten older one). */
-void srv_store_save(srv_store_t* store, const char* id, const json_t* rec);
+/* Queues the removal of job `id`'s record; `cb` as for save. */
+int srv_store_delete(srv_store_t* store,
+                     const char* id,
+                     srv_store_done_cb cb,
+                     void* arg);
 
-/* Writes everything queued, stops the thread, closes the database. */
+/* Commits everything queued, runs the remaining callbacks, stops the thread
+ * and closes the database; the store is freed once its wake-up handle has
+ * closed. Loop thread, at shutdown. NULL-safe. */
 void srv_store_close(srv_store_t* store);
 
 #endif

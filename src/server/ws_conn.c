@@ -1,0 +1,492 @@
+/* ws_conn.c: WebSocket connections. See ws_conn.h and docs/protocol.md.
+ * Loop thread only. The ws_state_t (wslay session, sink, waiter, a job
+ * reference) belongs to the connection and is freed with it. */
+#include "server/ws_conn.h"
+
+#include <assert.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/msg.h"
+#include "net/ws_handshake.h"
+#include "net/ws_session.h"
+#include "server/http_reply.h"
+#include "server/job_json.h"
+#include "server/jobs.h"
+
+/* Back-pressure, one state per connection:
+ *   READING     input is read and fed to wslay;
+ *   DRAINING    input paused until the queue drains: wslay's replies did
+ *               not fit, or the peer is behind on what we send;
+ *   CLOSING     a close frame is queued: no more data frames, the
+ *               connection ends once it is written. */
+typedef enum {
+  WS_READING,
+  WS_DRAINING,
+  WS_CLOSING
+} ws_flow_t;
+
+typedef struct {
+  srv_conn_t* conn;
+  net_ws_t ws;
+  srv_sink_t sink;     /* on job->topic while subscribed */
+  srv_waiter_t waiter; /* waiting for the job's preview to be rebuilt */
+  srv_job_t* job;      /* a reference while subscribed, else NULL */
+  ws_flow_t flow;
+  uint64_t ping_sent_ms; /* 0 when no ping is outstanding */
+} ws_state_t;
+
+static const srv_proto_t ws_proto;
+
+
+static ws_state_t* state_of(srv_conn_t* conn) {
+  return conn->proto_data;
+}
+
+
+/* Re-evaluates the flow after input was fed or the queue drained. */
+static void update_flow(ws_state_t* st) {
+  srv_conn_t* conn = st->conn;
+  for (;;) {
+    if (conn->is_closing) {
+      return;
+    }
+    if (st->ws.is_closing) {
+      st->flow = WS_CLOSING;
+      srv_conn_end(conn);
+      return;
+    }
+    if (!st->ws.is_paused && !net_wq_is_full(&conn->wq)) {
+      st->flow = WS_READING;
+      srv_conn_want_read(conn, true);
+      return;
+    }
+    st->flow = WS_DRAINING;
+    srv_conn_want_read(conn, false);
+    if (!srv_conn_wait_drain(conn)) {
+      return; /* on_drain comes back here */
+    }
+    /* Already drained: let wslay write what it held back, then look again. */
+    if (net_ws_resume(&st->ws) != 0) {
+      srv_conn_close(conn);
+      return;
+    }
+  }
+}
+
+
+static void on_drain(srv_conn_t* conn) {
+  ws_state_t* st = state_of(conn);
+  if (st->flow != WS_DRAINING) {
+    return;
+  }
+  if (net_ws_resume(&st->ws) != 0) {
+    srv_conn_close(conn);
+    return;
+  }
+  update_flow(st);
+}
+
+
+static void on_read(srv_conn_t* conn, const uint8_t* bytes, size_t len) {
+  ws_state_t* st = state_of(conn);
+  st->ping_sent_ms = 0;
+  if (net_ws_feed(&st->ws, bytes, len) != 0) {
+    srv_conn_close(conn);
+    return;
+  }
+  update_flow(st);
+}
+
+
+/* A connection-local message (seq 0): connected, pong, errors. */
+static void send_local(ws_state_t* st, const char* type, json_t* data) {
+  const char* job_id = st->job != NULL ? st->job->id : "";
+  size_t len = 0;
+  char* text = core_msg_encode(type, job_id, 0, srv_now_us(), data, &len);
+  net_frame_t* f = text != NULL ? net_frame_ws_text(text, len) : NULL;
+  free(text);
+  if (f == NULL) {
+    srv_conn_close(st->conn);
+    return;
+  }
+  srv_conn_send(st->conn, f, NET_WQ_ESSENTIAL);
+  net_frame_unref(f);
+}
+
+
+static void send_error(ws_state_t* st,
+                       const char* code,
+                       const char* message,
+                       const char* hint) {
+  send_local(st, "error",
+             json_pack("{s:s, s:s, s:s, s:b}", "code", code, "message", message,
+                       "hint", hint, "retryable", 0));
+}
+
+
+static void on_client_message(net_ws_t* ws,
+                              uint8_t opcode,
+                              const uint8_t* data,
+                              size_t len) {
+  ws_state_t* st = ws->data;
+  if (opcode != NET_WS_OP_TEXT) {
+    send_error(st, "bad_message", "binary messages are not accepted",
+               "send {\"type\":\"ping\"} as text");
+    return;
+  }
+  switch (core_msg_parse_client((const char*) data, len)) {
+  case CORE_CLIENT_MSG_PING:
+    send_local(st, "pong", json_object());
+    return;
+  case CORE_CLIENT_MSG_UNKNOWN:
+    send_error(st, "unknown_message_type",
+               "this message type is not understood",
+               "the only client message is {\"type\":\"ping\"}");
+    return;
+  case CORE_CLIENT_MSG_INVALID:
+    send_error(st, "bad_message", "client messages must be JSON objects",
+               "send {\"type\":\"ping\"}");
+    return;
+  }
+}
+
+
+/* ---- the subscription: a sink on the job's topic ---- */
+
+static void sink_deliver(srv_sink_t* sink,
+                         net_frame_t* frame,
+                         net_wq_class_t cls) {
+  ws_state_t* st = CORE_CONTAINER_OF(sink, ws_state_t, sink);
+  if (st->ws.is_closing) {
+    return; /* no data frame after a close frame */
+  }
+  srv_conn_send(st->conn, frame, cls);
+  if (!st->conn->is_closing && st->flow == WS_READING &&
+      net_wq_is_full(&st->conn->wq)) {
+    update_flow(st);
+  }
+}
+
+
+static void close_with(ws_state_t* st, uint16_t code, const char* reason) {
+  net_ws_close(&st->ws, code, reason);
+  update_flow(st);
+}
+
+
+static void unsubscribe(ws_state_t* st) {
+  if (st->job == NULL) {
+    return;
+  }
+  srv_topic_unwait(&st->waiter);
+  srv_topic_remove(&st->job->topic, &st->sink);
+  srv_job_unref(st->job);
+  st->job = NULL;
+}
+
+
+static void sink_gone(srv_sink_t* sink) {
+  ws_state_t* st = CORE_CONTAINER_OF(sink, ws_state_t, sink);
+  unsubscribe(st);
+  close_with(st, 4404, "the job was deleted");
+}
+
+
+static const srv_sink_ops_t sink_ops = {
+    .deliver = sink_deliver,
+    .gone = sink_gone,
+};
+
+
+/* The job's terminal message (if it ended), after its final preview. */
+static void send_terminal(ws_state_t* st) {
+  if (st->job->topic.terminal != NULL) {
+    sink_deliver(&st->sink, st->job->topic.terminal, NET_WQ_ESSENTIAL);
+  }
+}
+
+
+/* A late joiner of a completed job whose preview had left memory: the
+ * re-render landed (or failed: then the terminal message comes alone). */
+static void on_preview_ready(srv_waiter_t* w, bool has_preview) {
+  ws_state_t* st = CORE_CONTAINER_OF(w, ws_state_t, waiter);
+  if (st->job == NULL) {
+    return;
+  }
+  net_frame_t* preview =
+      srv_topic_preview_for(&st->job->topic, st->sink.encoding);
+  if (has_preview && preview != NULL) {
+    sink_deliver(&st->sink, preview, NET_WQ_LATEST_PREVIEW);
+  } else {
+    srv_log(&st->conn->ctx->log, SRV_LOG_WARN, "ws.final_preview_missing",
+            "s:job_id", st->job->id, NULL);
+  }
+  send_terminal(st);
+}
+
+
+static void subscribe(ws_state_t* st, srv_job_t* job) {
+  st->job = srv_job_ref(job);
+  srv_topic_add(&job->topic, &st->sink);
+  send_local(st, "connected", srv_job_connected_data(job));
+  net_frame_t* preview = srv_topic_preview_for(&job->topic, st->sink.encoding);
+  if (preview != NULL) {
+    sink_deliver(&st->sink, preview, NET_WQ_LATEST_PREVIEW);
+  } else if (job->state == CORE_JOB_COMPLETED && job->final_preview_seq != 0) {
+    /* Its final preview left memory (restart, cache trim): it is rendered
+     * again, and it and the terminal message follow when ready. */
+    srv_topic_wait(&job->topic, &st->waiter);
+    job->ctx->engine->rebuild_preview(job);
+    return;
+  }
+  send_terminal(st);
+}
+
+
+/* ---- keepalive, shutdown, teardown ---- */
+
+static void on_sweep(srv_conn_t* conn, uint64_t now) {
+  ws_state_t* st = state_of(conn);
+  const srv_config_t* c = &conn->ctx->cfg;
+  if (st->flow == WS_CLOSING) {
+    return;
+  }
+  if (st->ping_sent_ms != 0) {
+    if (now - st->ping_sent_ms > (uint64_t) (c->ws_ping_timeout_s * 1000)) {
+      srv_log(&conn->ctx->log, SRV_LOG_INFO, "ws.ping_timeout", "s:peer",
+              conn->peer, NULL);
+      close_with(st, 1001, "ping timeout");
+    }
+  } else if (now - conn->last_rx_ms >
+             (uint64_t) (c->ws_ping_interval_s * 1000)) {
+    if (net_ws_ping(&st->ws) == 0) {
+      st->ping_sent_ms = now;
+    }
+  }
+}
+
+
+static void on_shutdown(srv_conn_t* conn) {
+  close_with(state_of(conn), 1001, "server shutting down");
+}
+
+
+static void on_close(srv_conn_t* conn) {
+  ws_state_t* st = state_of(conn);
+  conn->ctx->metrics.ws_closes_total++;
+  unsubscribe(st);
+}
+
+
+static void on_free(srv_conn_t* conn) {
+  ws_state_t* st = state_of(conn);
+  net_ws_free(&st->ws);
+  free(st);
+}
+
+
+static const srv_proto_t ws_proto = {
+    .on_read = on_read,
+    .on_drain = on_drain,
+    .on_sweep = on_sweep,
+    .on_shutdown = on_shutdown,
+    .on_close = on_close,
+    .on_free = on_free,
+    .name = "ws",
+};
+
+
+/* ---- the upgrade ---- */
+
+/* Subprotocols offering an encoding; a client lists them in
+ * Sec-WebSocket-Protocol and the server answers with the one it took. */
+static const struct {
+  const char* name;
+  core_encoding_t enc;
+} subprotocols[] = {
+    {"cryomamba.v1", CORE_ENC_BASE64},
+    {"cryomamba.v1.raw", CORE_ENC_RAW},
+    {"cryomamba.v1.zstd", CORE_ENC_ZSTD},
+};
+
+
+/* The first subprotocol of ours the client offers, or NULL. */
+static const char* pick_subprotocol(const char* offered, core_encoding_t* enc) {
+  if (offered == NULL) {
+    return NULL;
+  }
+  const char* p = offered;
+  while (*p != '\0') {
+    while (*p == ' ' || *p == '\t' || *p == ',') {
+      p++;
+    }
+    size_t n = strcspn(p, ", \t");
+    for (size_t i = 0; i < sizeof(subprotocols) / sizeof(subprotocols[0]);
+         i++) {
+      if (n == strlen(subprotocols[i].name) &&
+          memcmp(p, subprotocols[i].name, n) == 0) {
+        *enc = subprotocols[i].enc;
+        return subprotocols[i].name;
+      }
+    }
+    p += n;
+  }
+  return NULL;
+}
+
+
+/* Reads ?encoding= from the URL. Returns 0 (absent or valid) or -1. */
+static int query_encoding(const char* url, core_encoding_t* enc, bool* given) {
+  *given = false;
+  const char* q = strchr(url, '?');
+  while (q != NULL) {
+    q++;
+    if (strncmp(q, "encoding=", 9) == 0) {
+      const char* v = q + 9;
+      size_t n = strcspn(v, "&#");
+      *given = true;
+      return core_encoding_parse(v, n, enc) == 0 ? 0 : -1;
+    }
+    q = strchr(q, '&');
+  }
+  return 0;
+}
+
+
+static int send_handshake(srv_conn_t* conn,
+                          const net_http_reader_t* req,
+                          const char* subprotocol) {
+  char accept[NET_WS_ACCEPT_LEN + 1];
+  net_ws_accept_for_key(net_http_header(req, "Sec-WebSocket-Key"), accept);
+  char head[320];
+  char proto[64] = "";
+  if (subprotocol != NULL) {
+    snprintf(proto, sizeof(proto), "Sec-WebSocket-Protocol: %s\r\n",
+             subprotocol);
+  }
+  int n = snprintf(head, sizeof(head),
+                   "HTTP/1.1 101 Switching Protocols\r\n"
+                   "Upgrade: websocket\r\n"
+                   "Connection: Upgrade\r\n"
+                   "Sec-WebSocket-Accept: %s\r\n"
+                   "%s"
+                   "Server: cryomambad/" CM_VERSION "\r\n\r\n",
+                   accept, proto);
+  net_frame_t* f = net_frame_from_bytes(head, (size_t) n);
+  if (f == NULL) {
+    srv_conn_close(conn);
+    return -1;
+  }
+  int rc = srv_conn_send(conn, f, NET_WQ_ESSENTIAL);
+  net_frame_unref(f);
+  return rc;
+}
+
+
+/* Checks the handshake; answers an HTTP error and returns -1 when bad. */
+static int check_handshake(srv_conn_t* conn,
+                           const net_http_reader_t* req,
+                           core_encoding_t* enc,
+                           const char** subprotocol) {
+  const srv_http_mode_t mode = {.keep_alive = false};
+  const char* why = NULL;
+  switch (net_ws_handshake_check(req, &why)) {
+  case NET_WS_HS_OK:
+    break;
+  case NET_WS_HS_NOT_UPGRADE:
+  case NET_WS_HS_BAD_REQUEST:
+    srv_http_reply_error(conn, &mode, 400, "bad_request", why,
+                         "see RFC 6455 section 4.1", false, NULL);
+    return -1;
+  case NET_WS_HS_BAD_VERSION:
+    srv_http_reply_error(conn, &mode, 426, "upgrade_required", why, NULL, false,
+                         "Sec-WebSocket-Version: 13\r\n");
+    return -1;
+  }
+  bool enc_in_query = false;
+  *enc = CORE_ENC_BASE64;
+  if (query_encoding(net_http_url(req), enc, &enc_in_query) != 0) {
+    srv_http_reply_error(conn, &mode, 400, "invalid_field",
+                         "encoding must be base64, raw or zstd",
+                         "omit it for the reference's JSON + base64", false,
+                         NULL);
+    return -1;
+  }
+  core_encoding_t proto_enc = CORE_ENC_BASE64;
+  *subprotocol = pick_subprotocol(
+      net_http_header(req, "Sec-WebSocket-Protocol"), &proto_enc);
+  if (!enc_in_query && *subprotocol != NULL) {
+    *enc = proto_enc; /* the query wins when both are given */
+  }
+  return 0;
+}
+
+
+void srv_ws_upgrade(srv_conn_t* conn,
+                    const net_http_reader_t* req,
+                    const uint8_t* rest,
+                    size_t rest_len) {
+  srv_ctx_t* ctx = conn->ctx;
+  core_encoding_t enc;
+  const char* subprotocol = NULL;
+  if (check_handshake(conn, req, &enc, &subprotocol) != 0) {
+    srv_conn_end(conn);
+    return;
+  }
+  /* /ws/jobs/{id}[?query] */
+  const char* id = net_http_url(req) + strlen("/ws/jobs/");
+  while (*id == '/') {
+    id++;
+  }
+  size_t id_len = strcspn(id, "/?#");
+  bool id_ok = core_uuid_is_valid(id, id_len);
+  srv_job_t* job = id_ok ? srv_job_find(ctx, id, id_len) : NULL;
+  ws_state_t* st = calloc(1, sizeof(*st));
+  if (st == NULL) {
+    srv_conn_close(conn);
+    return;
+  }
+  if (send_handshake(conn, req, subprotocol) != 0) {
+    free(st);
+    return;
+  }
+  /* From here on the connection speaks WebSocket. */
+  st->conn = conn;
+  st->sink.ops = &sink_ops;
+  st->sink.encoding = enc;
+  core_list_init(&st->sink.link);
+  core_list_init(&st->waiter.link);
+  st->waiter.ready = on_preview_ready;
+  net_ws_init(&st->ws, &conn->wq, ctx->cfg.max_ws_message_bytes,
+              on_client_message, st);
+  srv_conn_set_proto(conn, &ws_proto, st);
+  ctx->metrics.ws_upgrades_total++;
+  if (!id_ok) {
+    net_ws_close(&st->ws, 4000, "malformed job id");
+  } else if (job == NULL) {
+    net_ws_close(&st->ws, 4404, "unknown job");
+  } else if (job->topic.sink_count >= ctx->cfg.max_subscribers_per_job) {
+    net_ws_close(&st->ws, 4429, "too many subscribers for this job");
+  } else if (ctx->is_stopping) {
+    net_ws_close(&st->ws, 1001, "server shutting down");
+  }
+  if (st->ws.is_closing) {
+    srv_log(&ctx->log, SRV_LOG_INFO, "ws.rejected", "s:peer", conn->peer,
+            "i:code", (int64_t) st->ws.close_code, NULL);
+    update_flow(st);
+    return;
+  }
+  srv_log(&ctx->log, SRV_LOG_INFO, "ws.open", "s:peer", conn->peer, "s:job_id",
+          job->id, NULL);
+  subscribe(st, job);
+  if (conn->is_closing) {
+    return;
+  }
+  if (rest_len > 0 && net_ws_feed(&st->ws, rest, rest_len) != 0) {
+    srv_conn_close(conn);
+    return;
+  }
+  update_flow(st);
+}
