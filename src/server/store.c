@@ -158,6 +158,25 @@ static void on_wake_closed(uv_handle_t* handle) {
 }
 
 
+static int drop_old_columns(sqlite3* db, char** msg) {
+  sqlite3_stmt* q = NULL;
+  int found = 0;
+  if (sqlite3_prepare_v2(db,
+                         "SELECT count(*) FROM pragma_table_xinfo('jobs') "
+                         "WHERE name = 'created_at'",
+                         -1, &q, NULL) == SQLITE_OK &&
+      sqlite3_step(q) == SQLITE_ROW) {
+    found = sqlite3_column_int(q, 0);
+  }
+  sqlite3_finalize(q);
+  if (found == 0) {
+    return SQLITE_OK;
+  }
+  return sqlite3_exec(db, "ALTER TABLE jobs DROP COLUMN created_at", NULL, NULL,
+                      msg);
+}
+
+
 static int open_db(srv_store_t* st, const char* path, char* err, size_t len) {
   if (sqlite3_open_v2(
           path, &st->db,
@@ -169,16 +188,17 @@ static int open_db(srv_store_t* st, const char* path, char* err, size_t len) {
   }
   /* FULL: a commit is on disk (WAL fsynced) before we acknowledge it; group
    * commit keeps that affordable. */
+  /* No column computed from the JSON: one unreadable record must not make
+   * the table unreadable (an earlier schema had one; it is dropped). */
   const char* schema =
       "PRAGMA journal_mode=WAL;"
       "PRAGMA synchronous=FULL;"
       "CREATE TABLE IF NOT EXISTS jobs ("
       "  id TEXT PRIMARY KEY,"
-      "  record TEXT NOT NULL,"
-      "  created_at TEXT GENERATED ALWAYS AS"
-      "    (json_extract(record, '$.created_at')) VIRTUAL);";
+      "  record TEXT NOT NULL);";
   char* msg = NULL;
   if (sqlite3_exec(st->db, schema, NULL, NULL, &msg) != SQLITE_OK ||
+      drop_old_columns(st->db, &msg) != SQLITE_OK ||
       sqlite3_prepare_v2(st->db,
                          "INSERT INTO jobs(id, record) VALUES(?1, ?2) "
                          "ON CONFLICT(id) DO UPDATE SET record = ?2",
@@ -247,9 +267,8 @@ int srv_store_open(uv_loop_t* loop,
 json_t* srv_store_load_all(srv_store_t* st, int* bad_records) {
   *bad_records = 0;
   sqlite3_stmt* q = NULL;
-  if (sqlite3_prepare_v2(st->db,
-                         "SELECT id, record FROM jobs ORDER BY created_at", -1,
-                         &q, NULL) != SQLITE_OK) {
+  if (sqlite3_prepare_v2(st->db, "SELECT id, record FROM jobs ORDER BY rowid",
+                         -1, &q, NULL) != SQLITE_OK) {
     return NULL;
   }
   json_t* all = json_array();
