@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/job_request.h"
 #include "core/msg.h"
 #include "core/timefmt.h"
 

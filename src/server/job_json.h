@@ -10,7 +10,7 @@
 #include <stddef.h>
 
 #include "net/frame.h"
-#include "server/jobs.h"
+#include "server/job.h"
 
 /* The job object of the REST API (new reference, NULL on ENOMEM). */
 json_t* srv_job_to_json(const srv_job_t* job);

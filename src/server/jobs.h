@@ -11,56 +11,7 @@
 #include <jansson.h>
 
 #include "core/job_request.h"
-#include "server/ctx.h"
-#include "server/hub.h"
-
-struct srv_engine_run_s; /* an engine's per-job state, opaque here */
-
-typedef struct srv_job_s {
-  core_list_t link; /* ctx->jobs, newest first */
-  srv_ctx_t* ctx;
-  char id[CORE_UUID_STR_LEN + 1];
-  core_job_state_t state;
-  core_job_params_t params;
-  core_shape_t shape;
-  core_shape_t preview_shape;
-  double voxel_size[3];
-  char* volume_path; /* malloc'd, NULL when the volume was given by shape */
-  double progress;
-  uint64_t seq; /* last job event's seq; events start at 1 */
-  uint64_t previews_sent;
-  int64_t created_us, updated_us, started_us, finished_us;
-  char error_code[32];
-  char error_message[256];
-  char error_hint[160];
-  bool error_retryable;
-  bool has_stats;
-  uint64_t label_counts[3];
-  uint64_t artifact_bytes;
-  uint64_t final_preview_seq; /* kept to rebuild the preview after restart */
-  int64_t final_preview_us;
-  srv_topic_t topic;            /* previews, terminal message, sinks */
-  struct srv_engine_run_s* run; /* the engine's while it runs, else NULL */
-  bool is_rebuilding;           /* the final preview is being re-rendered */
-  bool is_ending;               /* a terminal record is being committed: no more
-                                   transitions, the terminal message goes out after */
-  bool is_deleting;             /* a delete is being committed */
-  bool is_registered;           /* in ctx->jobs and ctx->job_index */
-  unsigned refs; /* registry + engine run + pending store callbacks +
-                    renders in flight; freed at 0 */
-} srv_job_t;
-
-/* What an engine provides (main.c installs one in ctx->engine). */
-struct srv_engine_ops_s {
-  /* Runs a queued job: calls srv_job_set_running(), then posts progress,
-   * previews and finally srv_job_finish(). */
-  void (*start)(srv_job_t* job);
-  /* Stops the job's engine work for good; idempotent. */
-  void (*stop)(srv_job_t* job);
-  /* Re-renders a completed job's final preview off the loop, then calls
-   * srv_topic_set_preview() (quiet) and srv_topic_wake() on its topic. */
-  void (*rebuild_preview)(srv_job_t* job);
-};
+#include "server/job.h"
 
 /* An acknowledgement's outcome: status 0 once durable, else negative (the
  * job then does not exist, for a create). */

@@ -13,7 +13,7 @@
 #include "core/mask.h"
 #include "core/preview_bin.h"
 #include "net/frame.h"
-#include "server/jobs.h"
+#include "server/job.h"
 
 /* Headroom of every preview frame: the envelope and the WebSocket header
  * are written in front of the payload on the loop thread. */

@@ -29,8 +29,8 @@ int srv_store_open(uv_loop_t* loop,
                    char* err,
                    size_t err_len);
 
-/* Reads every stored record (oldest first, as inserted) into a new JSON array, then
- * releases the query, so that restoring may write. NULL on error. Call
+/* Reads every stored record (oldest first, as inserted) into a new JSON array,
+ * then releases the query, so that restoring may write. NULL on error. Call
  * before the loop runs. */
 json_t* srv_store_load_all(srv_store_t* store, int* bad_records);
 
