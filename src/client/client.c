@@ -1,7 +1,7 @@
 /* client.c: the cm_client_t lifecycle: options and URL, the loop on the
  * caller's thread or an own thread, commands posted from other threads,
  * callbacks handed to the application (directly or through dispatch),
- * error names. REST is in rest.c, subscriptions in sub.c. */
+ * error names. REST is in rest.c, subscriptions in sub*.c. */
 #include "client/client_int.h"
 
 #include <errno.h>
