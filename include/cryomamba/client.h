@@ -435,7 +435,7 @@ CM_EXPORT void cm_sub_close(cm_sub_t* sub);
 /* The subscription's job id. */
 CM_EXPORT const char* cm_sub_job_id(const cm_sub_t* sub);
 
-/* Counters (client thread, or approximate from another thread). */
+/* Counters. cm_sub_get_stats() copies a consistent snapshot; any thread. */
 typedef struct {
   uint64_t messages;   /* delivered to callbacks */
   uint64_t duplicates; /* dropped as already seen (seq) */

@@ -19,6 +19,7 @@ static void sub_connect(cm_sub_t* sub);
 
 void sub_unref(cm_sub_t* sub) {
   if (atomic_fetch_sub(&sub->refs, 1) == 1) {
+    pthread_mutex_destroy(&sub->stats_mu);
     free(sub);
   }
 }
@@ -34,7 +35,9 @@ static void on_ws_msg(net_wsc_t* wsc,
                       const uint8_t* data,
                       size_t len) {
   cm_sub_t* sub = wsc->data;
+  sub_stats_lock(sub);
   sub->stats.bytes += len;
+  sub_stats_unlock(sub);
   if (sub->is_closing) {
     return;
   }
@@ -249,6 +252,7 @@ int cm_sub_start(cm_client_t* client,
   sub->client = client;
   atomic_init(&sub->refs, 1);
   atomic_init(&sub->is_user_closed, false);
+  pthread_mutex_init(&sub->stats_mu, NULL);
   memcpy(sub->job_id, job_id, CORE_UUID_STR_LEN + 1);
   if (cbs != NULL) {
     sub->cbs = *cbs;
@@ -257,7 +261,7 @@ int cm_sub_start(cm_client_t* client,
   *out = sub;
   int err = client_post(client, do_start, sub);
   if (err != 0) {
-    free(sub);
+    sub_unref(sub);
   }
   return err;
 }
@@ -298,5 +302,9 @@ const char* cm_sub_job_id(const cm_sub_t* sub) {
 
 
 void cm_sub_get_stats(const cm_sub_t* sub, cm_sub_stats_t* out) {
-  *out = sub->stats;
+  /* Locking changes no observable state of the sub: hence the cast. */
+  cm_sub_t* s = (cm_sub_t*) sub;
+  sub_stats_lock(s);
+  *out = s->stats;
+  sub_stats_unlock(s);
 }

@@ -127,7 +127,9 @@ static void emit(cm_sub_t* sub, sub_ev_t* ev) {
   }
   ev->life = client_life_ref(sub->client);
   if (ev->kind != EV_CLOSED && ev->kind != EV_CONN) {
+    sub_stats_lock(sub);
     sub->stats.messages++;
+    sub_stats_unlock(sub);
   }
   client_deliver(sub->client, run_ev, ev);
 }
@@ -219,7 +221,9 @@ void sub_emit_error(cm_sub_t* sub,
                     const char* hint,
                     bool is_retryable) {
   if (kind == CM_SUB_ERR_INVALID || kind == CM_SUB_ERR_UNKNOWN) {
+    sub_stats_lock(sub);
     sub->stats.rejected += kind == CM_SUB_ERR_INVALID;
+    sub_stats_unlock(sub);
     client_log(sub->client, CM_LOG_WARN, "job %s: %s", sub->job_id, message);
   }
   sub_ev_t* ev = ev_new(sub, EV_ERROR);

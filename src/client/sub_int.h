@@ -44,6 +44,10 @@ struct cm_sub_s {
   int close_status;            /* for on_closed */
   int last_reason;
   uint16_t last_close_code;
+  /* Written on the client thread under stats_mu so that cm_sub_get_stats()
+   * can copy a consistent snapshot from any thread; the client thread, the
+   * only writer, reads them without it. */
+  pthread_mutex_t stats_mu;
   cm_sub_stats_t stats;
 };
 
@@ -53,6 +57,15 @@ void sub_finish(cm_sub_t* sub, int status);
 
 /* sub.c: drops one reference; the last one frees the sub. Any thread. */
 void sub_unref(cm_sub_t* sub);
+
+/* Brackets a change of sub->stats (client thread). */
+static inline void sub_stats_lock(cm_sub_t* sub) {
+  pthread_mutex_lock(&sub->stats_mu);
+}
+
+static inline void sub_stats_unlock(cm_sub_t* sub) {
+  pthread_mutex_unlock(&sub->stats_mu);
+}
 
 /* sub_parse.c: one text or binary message of the current connection
  * (`data` borrowed for the call): validated, de-duplicated by seq and

@@ -82,7 +82,9 @@ static void on_connected_msg(cm_sub_t* sub, const core_server_msg_t* m) {
                "job %s: server's last_seq %llu is below %llu already seen",
                sub->job_id, (unsigned long long) c.last_seq,
                (unsigned long long) sub->stats.last_seq);
+    sub_stats_lock(sub);
     sub->stats.last_seq = c.last_seq;
+    sub_stats_unlock(sub);
   }
   sub->volume = volume;
   sub->scale = s;
@@ -101,7 +103,9 @@ static void on_connected_msg(cm_sub_t* sub, const core_server_msg_t* m) {
   c.preview_hz = json_number_value(json_object_get(params, "preview_hz"));
   c.is_reconnect = sub->connections > 0;
   if (sub->connections > 0) {
+    sub_stats_lock(sub);
     sub->stats.reconnects++;
+    sub_stats_unlock(sub);
   }
   sub->connections++;
   sub->attempt = 0;
@@ -283,10 +287,14 @@ static void on_decoded(cm_sub_t* sub, core_server_msg_t m) {
     }
   } else if (m.seq <= sub->stats.last_seq &&
              !(is_terminal_type(m.type) && !sub->has_terminal)) {
+    sub_stats_lock(sub);
     sub->stats.duplicates++; /* a replay after reconnecting */
+    sub_stats_unlock(sub);
   } else if (on_job_event(sub, &m)) {
     if (m.seq > sub->stats.last_seq) {
+      sub_stats_lock(sub);
       sub->stats.last_seq = m.seq;
+      sub_stats_unlock(sub);
     }
     if (is_terminal_type(m.type)) {
       sub->has_terminal = true;
