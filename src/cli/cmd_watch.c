@@ -379,8 +379,8 @@ static void on_error(cm_sub_t* sub, const cm_sub_error_t* ev, void* user) {
 
 static void on_closed(cm_sub_t* sub, int status, void* user) {
   watch_t* w = user;
-  (void) sub;
   w->closed_status = status;
+  cm_sub_free(sub); /* its last callback: the sub is ours to free */
 }
 
 

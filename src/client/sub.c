@@ -1,9 +1,13 @@
 /* sub.c: a subscription's life: one net_wsc_t connection to /ws/jobs/{id}
  * at a time, reconnects with exponential backoff and jitter, the end of a
  * connection classified (fatal or worth another attempt), closing, and the
- * public cm_sub_* calls. Client thread, except cm_sub_start() and
- * cm_sub_close(), which post to it, and the read-only getters. Not here:
- * what messages mean (sub_parse.c), callbacks (sub_deliver.c). */
+ * public cm_sub_* calls. Client thread, except the public calls: start and
+ * close post to it, the getters read what is immutable or locked, free
+ * drops the application's reference. The memory is reference-counted
+ * (sub_int.h) so that none of them can outlive it; the application's
+ * reference makes the libuv rule of client.h hold. Not here: what
+ * messages mean (sub_parse.c), callbacks (sub_deliver.c). */
+#include <assert.h>
 #include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -20,6 +24,7 @@ static void sub_connect(cm_sub_t* sub);
 void sub_unref(cm_sub_t* sub) {
   if (atomic_fetch_sub(&sub->refs, 1) == 1) {
     pthread_mutex_destroy(&sub->stats_mu);
+    free(sub->closed_ev); /* NULL unless the sub never reached the loop */
     free(sub);
   }
 }
@@ -197,7 +202,9 @@ static void sub_connect(cm_sub_t* sub) {
 
 
 static void on_timer_closed(uv_handle_t* handle) {
-  sub_emit_closed(handle->data);
+  cm_sub_t* sub = handle->data;
+  atomic_store(&sub->is_finished, true);
+  sub_emit_closed(sub);
 }
 
 
@@ -250,9 +257,15 @@ int cm_sub_start(cm_client_t* client,
   }
   core_list_init(&sub->node);
   sub->client = client;
-  atomic_init(&sub->refs, 1);
+  atomic_init(&sub->refs, 2); /* the application's and the loop side's */
   atomic_init(&sub->is_user_closed, false);
+  atomic_init(&sub->is_finished, false);
   pthread_mutex_init(&sub->stats_mu, NULL);
+  if (sub_closed_ev_alloc(sub) != 0) {
+    pthread_mutex_destroy(&sub->stats_mu);
+    free(sub);
+    return -ENOMEM;
+  }
   memcpy(sub->job_id, job_id, CORE_UUID_STR_LEN + 1);
   if (cbs != NULL) {
     sub->cbs = *cbs;
@@ -261,6 +274,8 @@ int cm_sub_start(cm_client_t* client,
   *out = sub;
   int err = client_post(client, do_start, sub);
   if (err != 0) {
+    *out = NULL;
+    sub_unref(sub);
     sub_unref(sub);
   }
   return err;
@@ -280,10 +295,24 @@ void cm_sub_close(cm_sub_t* sub) {
   if (sub == NULL || atomic_exchange(&sub->is_user_closed, true)) {
     return;
   }
+  if (atomic_load(&sub->is_finished)) {
+    return; /* nothing left to close, and the client may be gone */
+  }
+  /* The command keeps the memory until it ran, even if the application
+   * frees the sub (after on_closed) in the meantime. */
   atomic_fetch_add(&sub->refs, 1);
   if (client_post(sub->client, do_close, sub) != 0) {
     sub_unref(sub);
   }
+}
+
+
+void cm_sub_free(cm_sub_t* sub) {
+  if (sub == NULL) {
+    return;
+  }
+  assert(atomic_load(&sub->is_finished) && "cm_sub_free before on_closed");
+  sub_unref(sub);
 }
 
 

@@ -5,6 +5,7 @@
  * one). run_ev() is the only code here that runs off the client thread;
  * it reads only the sub's immutable fields and its atomics. Not here: what
  * the messages mean (sub_parse.c), connections (sub.c). */
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,7 +25,7 @@ typedef enum {
 } ev_kind_t;
 
 /* One callback on its way to the application; owns its strings. */
-typedef struct {
+struct sub_ev_s {
   cm_sub_t* sub;
   client_life_t* life;
   ev_kind_t kind;
@@ -39,7 +40,7 @@ typedef struct {
     int closed_status;
   } u;
   char* strs[3];
-} sub_ev_t;
+};
 
 
 /* Runs on the dispatch thread: calls the application unless the client is
@@ -251,13 +252,16 @@ void sub_reject(cm_sub_t* sub, const char* fmt, ...) {
 }
 
 
+int sub_closed_ev_alloc(cm_sub_t* sub) {
+  sub->closed_ev = ev_new(sub, EV_CLOSED);
+  return sub->closed_ev != NULL ? 0 : -ENOMEM;
+}
+
+
 void sub_emit_closed(cm_sub_t* sub) {
   sub_emit_conn(sub, CM_CONN_CLOSED, 0);
-  sub_ev_t* ev = ev_new(sub, EV_CLOSED);
-  if (ev == NULL) {
-    sub_unref(sub); /* cannot tell the application; at least free */
-    return;
-  }
+  sub_ev_t* ev = sub->closed_ev;
+  sub->closed_ev = NULL;
   ev->u.closed_status = sub->close_status;
   emit(sub, ev); /* takes over the loop side's reference */
 }

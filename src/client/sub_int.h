@@ -18,6 +18,8 @@
 #include "core/uuid.h"
 #include "net/ws_client.h"
 
+typedef struct sub_ev_s sub_ev_t; /* sub_deliver.c */
+
 struct cm_sub_s {
   core_list_t node; /* in client->subs while on the loop */
   cm_client_t* client;
@@ -25,11 +27,14 @@ struct cm_sub_s {
   char job_id[CORE_UUID_STR_LEN + 1];
   cm_sub_cbs_t cbs;
   void* user_data;
-  /* The memory lives while any of these holds a reference: the loop side
-   * (until the closed event has run), each posted command. */
+  /* The memory lives while any of these holds a reference: the
+   * application (until cm_sub_free), the loop side (until the closed event
+   * has run or been skipped), each posted command (until it ran). */
   atomic_int refs;
   atomic_bool is_user_closed; /* cm_sub_close called: deliver no more */
+  atomic_bool is_finished;    /* the loop is done with it: closed event out */
   /* Loop side. */
+  sub_ev_t* closed_ev;  /* made at start, so on_closed cannot be lost */
   net_wsc_t* wsc;       /* the current connection, NULL between attempts */
   uv_timer_t timer;     /* reconnect delay */
   unsigned attempt;     /* consecutive failed connections */
@@ -97,8 +102,10 @@ void sub_emit_error(cm_sub_t* sub,
 /* An INVALID error: a message failed validation and was dropped. */
 void sub_reject(cm_sub_t* sub, const char* fmt, ...)
     __attribute__((format(printf, 2, 3)));
-/* The last event: on_closed(sub->close_status); hands the loop side's
- * reference over to it. */
+/* Makes sub->closed_ev. Returns 0 or -ENOMEM. */
+int sub_closed_ev_alloc(cm_sub_t* sub);
+/* The last event: on_closed(sub->close_status), made beforehand so it
+ * cannot fail; hands the loop side's reference over to it. */
 void sub_emit_closed(cm_sub_t* sub);
 
 #endif

@@ -142,6 +142,8 @@ static void run_sub(fake_t* f, seen_t* seen, cm_client_options_t* o) {
   cr_assert_eq(seen->conn_events[CM_CONN_CONNECTING], 0,
                "no callback before cm_sub_start returns");
   cr_assert_eq(cm_client_run(c), 0);
+  cr_assert_eq(seen->closed, 1, "the run ends after on_closed");
+  cm_sub_free(sub);
   cm_client_free(c);
   fake_stop(f);
 }
@@ -395,6 +397,7 @@ Test(client_sub, own_thread_delivers_through_dispatch, .timeout = 60) {
     pthread_mutex_unlock(&m.mu);
     fn(arg);
   }
+  cm_sub_free(sub);
   cm_client_free(c);
   fake_stop(&f);
   cr_assert(!seen.wrong_thread, "callbacks ran on the dispatch thread");
