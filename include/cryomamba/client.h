@@ -122,8 +122,11 @@ typedef struct {
                                       up after twice it; 20000; 0: off */
   uint32_t reconnect_initial_ms;   /* first reconnect delay; 500 */
   uint32_t reconnect_max_ms;       /* cap of the doubling delay; 30000 */
-  uint32_t max_reconnect_attempts; /* consecutive failures before giving
-                                      up (CM_EGAVEUP); 0: never give up */
+  uint32_t max_reconnect_attempts; /* reconnect attempts in a row that may
+                                      fail (each failed connection counts,
+                                      refused at once or lost later) before
+                                      on_closed(CM_EGAVEUP): N allows N + 1
+                                      connections; 0: never give up */
   uint64_t max_message_bytes;      /* largest WS message; 1 GiB */
   cm_encoding_t preview_encoding;  /* CM_ENCODING_BASE64 */
   size_t max_body_bytes;           /* largest buffered REST body; 64 MiB */

@@ -131,6 +131,27 @@ static bool is_fatal(cm_sub_t* sub, net_wsc_t* wsc, int status, int* out) {
 }
 
 
+/* A connection attempt failed, or a connection ended, with `status` that
+ * is worth another try: it counts as a failed attempt, then the next one
+ * waits its backoff, or the sub gives up past max_reconnect_attempts. The
+ * one path for failures reported at once and later. */
+static void retry_or_give_up(cm_sub_t* sub, int status) {
+  sub->attempt++;
+  const cm_client_options_t* o = &sub->client->opts;
+  if (o->max_reconnect_attempts > 0 &&
+      sub->attempt > o->max_reconnect_attempts) {
+    sub_finish(sub, CM_EGAVEUP);
+    return;
+  }
+  uint32_t delay = backoff_ms(sub);
+  client_log(sub->client, CM_LOG_INFO,
+             "job %s: connection lost (%s); reconnect attempt %u in %u ms",
+             sub->job_id, cm_strerror(status), sub->attempt, delay);
+  sub_emit_conn(sub, CM_CONN_RECONNECTING, delay);
+  uv_timer_start(&sub->timer, on_retry, delay, 0);
+}
+
+
 static void on_ws_close(net_wsc_t* wsc, int status) {
   cm_sub_t* sub = wsc->data;
   sub->wsc = NULL;
@@ -149,19 +170,7 @@ static void on_ws_close(net_wsc_t* wsc, int status) {
     sub_finish(sub, fatal);
     return;
   }
-  sub->attempt++;
-  const cm_client_options_t* o = &sub->client->opts;
-  if (o->max_reconnect_attempts > 0 &&
-      sub->attempt > o->max_reconnect_attempts) {
-    sub_finish(sub, CM_EGAVEUP);
-    return;
-  }
-  uint32_t delay = backoff_ms(sub);
-  client_log(sub->client, CM_LOG_INFO,
-             "job %s: connection lost (%s); reconnect attempt %u in %u ms",
-             sub->job_id, cm_strerror(status), sub->attempt, delay);
-  sub_emit_conn(sub, CM_CONN_RECONNECTING, delay);
-  uv_timer_start(&sub->timer, on_retry, delay, 0);
+  retry_or_give_up(sub, status);
 }
 
 
@@ -189,12 +198,9 @@ static void sub_connect(cm_sub_t* sub) {
                         : -ENOMEM;
   if (err != 0) {
     free(wsc);
-    /* Treat like a failed connection: retry later. */
-    sub->attempt++;
     sub->last_reason = err;
-    uint32_t delay = backoff_ms(sub);
-    sub_emit_conn(sub, CM_CONN_RECONNECTING, delay);
-    uv_timer_start(&sub->timer, on_retry, delay, 0);
+    sub->last_close_code = 0;
+    retry_or_give_up(sub, err);
     return;
   }
   sub->wsc = wsc;
