@@ -127,7 +127,11 @@ typedef struct {
                                       refused at once or lost later) before
                                       on_closed(CM_EGAVEUP): N allows N + 1
                                       connections; 0: never give up */
-  uint64_t max_message_bytes;      /* largest WS message; 1 GiB */
+  uint64_t max_message_bytes;      /* largest WS message kept; a larger one
+                                      is discarded as it arrives (never
+                                      held whole), counted and reported
+                                      (CM_SUB_ERR_SKIPPED), and the
+                                      subscription goes on; 1 GiB */
   cm_encoding_t preview_encoding;  /* CM_ENCODING_BASE64 */
   size_t max_body_bytes;           /* largest buffered REST body; 64 MiB */
   cm_dispatch_fn dispatch;         /* NULL: callbacks on the client thread */
@@ -399,7 +403,11 @@ typedef enum {
   CM_SUB_ERR_JOB,     /* the job failed (terminal; seq >= 1) */
   CM_SUB_ERR_SERVER,  /* the server replied with an error (seq 0) */
   CM_SUB_ERR_INVALID, /* a message failed validation; it was dropped */
-  CM_SUB_ERR_UNKNOWN  /* a message of an unknown type; it was skipped */
+  CM_SUB_ERR_UNKNOWN, /* a message of an unknown type; it was skipped */
+  CM_SUB_ERR_SKIPPED  /* a message over max_message_bytes (in protocol v1
+                         only previews grow so large), or one there was no
+                         memory for, was discarded unread; seq is its seq
+                         when its first bytes show it, else 0 */
 } cm_sub_err_kind_t;
 
 typedef struct {
@@ -468,6 +476,8 @@ typedef struct {
   uint64_t bytes;      /* WebSocket message bytes received */
   unsigned reconnects; /* successful reconnections */
   uint64_t last_seq;   /* highest job event seq delivered */
+  uint64_t previews_skipped; /* messages skipped unread (CM_SUB_ERR_SKIPPED);
+                                their bytes count in `bytes` */
 } cm_sub_stats_t;
 
 CM_EXPORT void cm_sub_get_stats(const cm_sub_t* sub, cm_sub_stats_t* out);

@@ -344,7 +344,8 @@ static void on_finished(cm_sub_t* sub, const cm_finished_t* ev, void* user) {
 static void on_error(cm_sub_t* sub, const cm_sub_error_t* ev, void* user) {
   watch_t* w = user;
   (void) sub;
-  static const char* kinds[] = {"job", "server", "invalid", "unknown"};
+  static const char* kinds[] = {"job", "server", "invalid", "unknown",
+                                "skipped"};
   if (ev->kind == CM_SUB_ERR_JOB) {
     w->final_state = CM_JOB_FAILED;
     w->has_final = true;
@@ -371,6 +372,7 @@ static void on_error(cm_sub_t* sub, const cm_sub_error_t* ev, void* user) {
     break;
   case CM_SUB_ERR_INVALID:
   case CM_SUB_ERR_UNKNOWN:
+  case CM_SUB_ERR_SKIPPED:
     note(w, "warning: %s", ev->message);
     break;
   }

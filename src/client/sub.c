@@ -54,6 +54,22 @@ static void on_ws_msg(net_wsc_t* wsc,
 }
 
 
+static void on_ws_skip(net_wsc_t* wsc,
+                       int status,
+                       uint8_t opcode,
+                       const uint8_t* head,
+                       size_t head_len,
+                       uint64_t len) {
+  cm_sub_t* sub = wsc->data;
+  sub_stats_lock(sub);
+  sub->stats.bytes += len;
+  sub_stats_unlock(sub);
+  if (!sub->is_closing) {
+    sub_on_skipped(sub, status, opcode, head, head_len, len);
+  }
+}
+
+
 static uint32_t backoff_ms(const cm_sub_t* sub) {
   const cm_client_options_t* o = &sub->client->opts;
   uint64_t d = o->reconnect_initial_ms;
@@ -194,7 +210,7 @@ static void sub_connect(cm_sub_t* sub) {
       .max_msg_len = client->opts.max_message_bytes,
   };
   int err = wsc != NULL ? net_wsc_start(wsc, &client->loop, &o, on_ws_open,
-                                        on_ws_msg, on_ws_close, sub)
+                                        on_ws_msg, on_ws_skip, on_ws_close, sub)
                         : -ENOMEM;
   if (err != 0) {
     free(wsc);

@@ -221,7 +221,8 @@ void sub_emit_error(cm_sub_t* sub,
                     const char* message,
                     const char* hint,
                     bool is_retryable) {
-  if (kind == CM_SUB_ERR_INVALID || kind == CM_SUB_ERR_UNKNOWN) {
+  if (kind == CM_SUB_ERR_INVALID || kind == CM_SUB_ERR_UNKNOWN ||
+      kind == CM_SUB_ERR_SKIPPED) {
     sub_stats_lock(sub);
     sub->stats.rejected += kind == CM_SUB_ERR_INVALID;
     sub_stats_unlock(sub);

@@ -78,6 +78,16 @@ static inline void sub_stats_unlock(cm_sub_t* sub) {
 void sub_on_text(cm_sub_t* sub, const char* text, size_t len);
 void sub_on_binary(cm_sub_t* sub, const uint8_t* data, size_t len);
 
+/* sub_parse.c: a message of `len` bytes the connection discarded unread
+ * (status UV_EMSGSIZE: over max_message_bytes; UV_ENOMEM), its first
+ * head_len bytes in `head`: counted and reported (CM_SUB_ERR_SKIPPED). */
+void sub_on_skipped(cm_sub_t* sub,
+                    int status,
+                    uint8_t opcode,
+                    const uint8_t* head,
+                    size_t head_len,
+                    uint64_t len);
+
 /* sub_deliver.c: events for the application, each copied (strings too)
  * and handed to client_deliver(); all return nothing because a failed
  * allocation only drops the event (and logs it). */

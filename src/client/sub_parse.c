@@ -346,6 +346,107 @@ void sub_on_binary(cm_sub_t* sub, const uint8_t* data, size_t len) {
 }
 
 
+/* Where the value of `"key":` starts in [p, end), blanks skipped, or NULL.
+ * Good enough to read an envelope's leading fields without parsing the
+ * whole (absent) message: base64 holds no quotes. */
+static const char* find_value(const char* p, const char* end, const char* key) {
+  size_t klen = strlen(key);
+  while (p < end) {
+    const char* q = memmem(p, (size_t) (end - p), key, klen);
+    if (q == NULL) {
+      return NULL;
+    }
+    const char* v = q + klen;
+    while (v < end && (*v == ' ' || *v == '\t' || *v == '\n' || *v == '\r')) {
+      v++;
+    }
+    if (v < end && *v == ':') {
+      v++;
+      while (v < end && (*v == ' ' || *v == '\t' || *v == '\n' || *v == '\r')) {
+        v++;
+      }
+      return v;
+    }
+    p = v;
+  }
+  return NULL;
+}
+
+
+/* The type and seq of a message from its first bytes, when they show; a
+ * binary message's envelope follows its 4-byte length. */
+static void sniff_envelope(uint8_t opcode,
+                           const uint8_t* head,
+                           size_t head_len,
+                           char type[32],
+                           uint64_t* seq) {
+  type[0] = '\0';
+  *seq = 0;
+  const char* p = (const char*) head;
+  const char* end = p + head_len;
+  if (opcode == WSLAY_BINARY_FRAME) {
+    p = head_len >= 4 ? p + 4 : end;
+  }
+  const char* t = find_value(p, end, "\"type\"");
+  if (t != NULL && t < end && *t == '"') {
+    size_t n = 0;
+    for (t++; t < end && *t != '"' && n < 31; t++) {
+      type[n++] = *t >= ' ' && *t < 0x7f ? *t : '?';
+    }
+    type[t < end && *t == '"' ? n : 0] = '\0';
+  }
+  const char* s = find_value(p, end, "\"seq\"");
+  for (; s != NULL && s < end && *s >= '0' && *s <= '9'; s++) {
+    if (*seq > (UINT64_MAX - 9) / 10) {
+      *seq = 0;
+      return;
+    }
+    *seq = *seq * 10 + (uint64_t) (*s - '0');
+  }
+}
+
+
+void sub_on_skipped(cm_sub_t* sub,
+                    int status,
+                    uint8_t opcode,
+                    const uint8_t* head,
+                    size_t head_len,
+                    uint64_t len) {
+  char type[32];
+  uint64_t seq;
+  sniff_envelope(opcode, head, head_len, type, &seq);
+  char what[80];
+  if (type[0] == '\0') {
+    snprintf(what, sizeof(what), "a %s message",
+             opcode == WSLAY_BINARY_FRAME ? "binary" : "text");
+  } else if (seq > 0) {
+    snprintf(what, sizeof(what), "%s seq %llu", type, (unsigned long long) seq);
+  } else {
+    snprintf(what, sizeof(what), "a %s message", type);
+  }
+  char msg[256];
+  if (status == UV_ENOMEM) {
+    snprintf(msg, sizeof(msg), "%s (%llu bytes) skipped: no memory for it",
+             what, (unsigned long long) len);
+  } else {
+    snprintf(msg, sizeof(msg),
+             "%s (%llu bytes) skipped: over this client's limit of %llu "
+             "bytes (max_message_bytes)",
+             what, (unsigned long long) len,
+             (unsigned long long) sub->client->opts.max_message_bytes);
+  }
+  sub_stats_lock(sub);
+  sub->stats.previews_skipped++;
+  sub_stats_unlock(sub);
+  sub_emit_error(sub, CM_SUB_ERR_SKIPPED, seq, 0,
+                 status == UV_ENOMEM ? "out_of_memory" : "message_too_large",
+                 msg,
+                 "a larger preview_scale makes previews scale^3 times "
+                 "smaller; or raise max_message_bytes",
+                 false);
+}
+
+
 int cm_preview_decode(const char* json,
                       size_t len,
                       const uint32_t volume_shape[3],

@@ -312,6 +312,18 @@ static void on_error(cm_sub_t* sub, const cm_sub_error_t* ev, void* user) {
   case CM_SUB_ERR_UNKNOWN:
     g_warning("%s", ev->message);
     break;
+  case CM_SUB_ERR_SKIPPED: {
+    /* Too large for this client: the job goes on, the overlay keeps the
+     * last preview it could show. */
+    viewer_say("%s", ev->message);
+    char* msg = g_strdup_printf(
+        "A preview too large for this viewer was skipped (%s); submit with "
+        "a larger preview scale to see them.",
+        ev->message);
+    viewer_window_status(app, msg);
+    g_free(msg);
+    break;
+  }
   }
 }
 

@@ -25,33 +25,24 @@
 static int wsc_starts;
 static int wsc_sync_error;
 
-int __real_net_wsc_start(net_wsc_t* wsc,
-                         uv_loop_t* loop,
-                         const net_wsc_opts_t* opts,
-                         net_wsc_open_cb on_open,
-                         net_wsc_msg_cb on_msg,
-                         net_wsc_close_cb on_close,
-                         void* data);
-int __wrap_net_wsc_start(net_wsc_t* wsc,
-                         uv_loop_t* loop,
-                         const net_wsc_opts_t* opts,
-                         net_wsc_open_cb on_open,
-                         net_wsc_msg_cb on_msg,
-                         net_wsc_close_cb on_close,
-                         void* data);
+/* Declared from the real one, so that a change of its signature fails to
+ * compile here instead of passing the wrong arguments on. */
+__typeof__(net_wsc_start) __real_net_wsc_start, __wrap_net_wsc_start;
 
 int __wrap_net_wsc_start(net_wsc_t* wsc,
                          uv_loop_t* loop,
                          const net_wsc_opts_t* opts,
                          net_wsc_open_cb on_open,
                          net_wsc_msg_cb on_msg,
+                         net_wsc_skip_cb on_skip,
                          net_wsc_close_cb on_close,
                          void* data) {
   wsc_starts++;
   if (wsc_sync_error != 0) {
     return wsc_sync_error;
   }
-  return __real_net_wsc_start(wsc, loop, opts, on_open, on_msg, on_close, data);
+  return __real_net_wsc_start(wsc, loop, opts, on_open, on_msg, on_skip,
+                              on_close, data);
 }
 
 
