@@ -18,6 +18,15 @@
  *    callback of a caller's-thread client, which would block its loop).
  * No callback ever runs before the call that registered it has returned.
  *
+ * Lifetimes follow libuv's rule: what the application gets from the
+ * library is the application's until it frees it. A cm_sub_t stays valid
+ * until cm_sub_free(), which is allowed once its on_closed has run (from
+ * on_closed itself, too) or once cm_client_free() returned; until then
+ * cm_sub_close(), cm_sub_job_id() and cm_sub_get_stats() work from any
+ * thread at any time, even while the library ends the subscription on its
+ * own. Only the application's own calls on one sub must not overlap its
+ * cm_sub_free().
+ *
  * Errors: functions return 0 or a negative code: -errno / libuv codes
  * (UV_ECONNREFUSED, UV_ETIMEDOUT, ...) or CM_E* below. cm_strerror() names
  * them all. The library never prints; give options.log to see its notes.
@@ -113,9 +122,16 @@ typedef struct {
                                       up after twice it; 20000; 0: off */
   uint32_t reconnect_initial_ms;   /* first reconnect delay; 500 */
   uint32_t reconnect_max_ms;       /* cap of the doubling delay; 30000 */
-  uint32_t max_reconnect_attempts; /* consecutive failures before giving
-                                      up (CM_EGAVEUP); 0: never give up */
-  uint64_t max_message_bytes;      /* largest WS message; 1 GiB */
+  uint32_t max_reconnect_attempts; /* reconnect attempts in a row that may
+                                      fail (each failed connection counts,
+                                      refused at once or lost later) before
+                                      on_closed(CM_EGAVEUP): N allows N + 1
+                                      connections; 0: never give up */
+  uint64_t max_message_bytes;      /* largest WS message kept; a larger one
+                                      is discarded as it arrives (never
+                                      held whole), counted and reported
+                                      (CM_SUB_ERR_SKIPPED), and the
+                                      subscription goes on; 1 GiB */
   cm_encoding_t preview_encoding;  /* CM_ENCODING_BASE64 */
   size_t max_body_bytes;           /* largest buffered REST body; 64 MiB */
   cm_dispatch_fn dispatch;         /* NULL: callbacks on the client thread */
@@ -147,7 +163,9 @@ CM_EXPORT void cm_client_stop(cm_client_t* client);
 
 /* Stops the client (as cm_client_stop), joins its thread if any, and frees
  * it. Callbacks still waiting in a dispatch queue are then skipped, not
- * run. Not from a callback. NULL-safe. */
+ * run, on_closed included: free the subscriptions whose on_closed you have
+ * not seen with cm_sub_free() after this returns. Not from a callback.
+ * NULL-safe. */
 CM_EXPORT void cm_client_free(cm_client_t* client);
 
 /* ------------------------------------------------------------------ */
@@ -385,7 +403,11 @@ typedef enum {
   CM_SUB_ERR_JOB,     /* the job failed (terminal; seq >= 1) */
   CM_SUB_ERR_SERVER,  /* the server replied with an error (seq 0) */
   CM_SUB_ERR_INVALID, /* a message failed validation; it was dropped */
-  CM_SUB_ERR_UNKNOWN  /* a message of an unknown type; it was skipped */
+  CM_SUB_ERR_UNKNOWN, /* a message of an unknown type; it was skipped */
+  CM_SUB_ERR_SKIPPED  /* a message over max_message_bytes (in protocol v1
+                         only previews grow so large), or one there was no
+                         memory for, was discarded unread; seq is its seq
+                         when its first bytes show it, else 0 */
 } cm_sub_err_kind_t;
 
 typedef struct {
@@ -410,9 +432,11 @@ typedef struct {
   /* completed and cancelled (state says which) */
   void (*on_finished)(cm_sub_t* sub, const cm_finished_t* ev, void* user);
   void (*on_error)(cm_sub_t* sub, const cm_sub_error_t* ev, void* user);
-  /* Last callback of the subscription: status 0 (cm_sub_close or the job
-   * ended), CM_EGAVEUP, CM_ECLOSED (4404, 4000, 4401...), CM_ENOTFOUND,
-   * CM_EUNAUTHORIZED or CM_EPROTO. The sub is freed after it returns. */
+  /* Last callback of the subscription, exactly once (unless
+   * cm_client_free skips it): status 0 (cm_sub_close or the job ended),
+   * CM_EGAVEUP, CM_ECLOSED (4404, 4000, 4401...), CM_ENOTFOUND,
+   * CM_EUNAUTHORIZED or CM_EPROTO. The sub stays valid until you
+   * cm_sub_free() it, here or later. */
   void (*on_closed)(cm_sub_t* sub, int status, void* user);
 } cm_sub_cbs_t;
 
@@ -420,7 +444,8 @@ typedef struct {
  * members are skipped). Reconnects on its own (backoff with jitter) and
  * delivers each job event once, in seq order. It closes itself after the
  * job's terminal message (completed, cancelled or a job error). Returns 0,
- * CM_EBADID or -ENOMEM; *out stays valid until on_closed has returned.
+ * CM_EBADID or -ENOMEM. On 0, *out is the application's: valid until
+ * cm_sub_free(), to be called after on_closed (see the top of this file).
  * With an own-thread client, may be called from any thread. */
 CM_EXPORT int cm_sub_start(cm_client_t* client,
                            const char* job_id,
@@ -429,13 +454,21 @@ CM_EXPORT int cm_sub_start(cm_client_t* client,
                            cm_sub_t** out);
 
 /* Ends the subscription: no callback but on_closed runs after this (on the
- * callback thread). Idempotent; any thread with an own-thread client. */
+ * callback thread), unless on_closed has run already. Idempotent; any time
+ * before cm_sub_free(), even after on_closed or cm_client_free(); any
+ * thread with an own-thread client. */
 CM_EXPORT void cm_sub_close(cm_sub_t* sub);
+
+/* Frees a subscription whose on_closed has run (it may be called inside
+ * on_closed), or any subscription of a client after cm_client_free()
+ * returned. Any thread, not overlapping another call on `sub`. NULL-safe.
+ * Freeing a subscription that is still running aborts (an assertion). */
+CM_EXPORT void cm_sub_free(cm_sub_t* sub);
 
 /* The subscription's job id. */
 CM_EXPORT const char* cm_sub_job_id(const cm_sub_t* sub);
 
-/* Counters (client thread, or approximate from another thread). */
+/* Counters. cm_sub_get_stats() copies a consistent snapshot; any thread. */
 typedef struct {
   uint64_t messages;   /* delivered to callbacks */
   uint64_t duplicates; /* dropped as already seen (seq) */
@@ -443,6 +476,8 @@ typedef struct {
   uint64_t bytes;      /* WebSocket message bytes received */
   unsigned reconnects; /* successful reconnections */
   uint64_t last_seq;   /* highest job event seq delivered */
+  uint64_t previews_skipped; /* messages skipped unread (CM_SUB_ERR_SKIPPED);
+                                their bytes count in `bytes` */
 } cm_sub_stats_t;
 
 CM_EXPORT void cm_sub_get_stats(const cm_sub_t* sub, cm_sub_stats_t* out);

@@ -87,6 +87,7 @@ typedef struct {
   bool no_progress;       /* plain lines even on a terminal */
   bool show_slice;        /* draw each preview's middle XY slice (terminal) */
   cm_encoding_t encoding; /* how previews travel */
+  uint64_t max_message_bytes; /* larger previews are skipped; 0: 1 GiB */
 } cli_watch_opts_t;
 
 /* Parses --encoding's value (base64, raw or zstd). Returns 0, or prints a
@@ -95,6 +96,14 @@ int cli_parse_encoding(cli_ctx_t* ctx,
                        const char* cmd,
                        const char* value,
                        cm_encoding_t* out);
+
+/* Parses --max-message-bytes's value: N, or N with K, M or G (times 1024,
+ * 1024^2, 1024^3), at least 64K. Returns 0, or prints a usage error and
+ * returns its exit code. */
+int cli_parse_max_message(cli_ctx_t* ctx,
+                          const char* cmd,
+                          const char* value,
+                          uint64_t* out);
 
 int cli_watch_job(cli_ctx_t* ctx,
                   const char* job_id,

@@ -60,7 +60,7 @@ static const char submit_help[] =
     "  --pattern P         random or blobs\n"
     "  --watch             then follow the job like `cryomamba watch`\n"
     "  --save-previews DIR, --max-retries N, --no-progress, --encoding E,\n"
-    "  --slice\n"
+    "  --slice, --max-message-bytes N\n"
     "                      (with --watch; see `cryomamba watch --help`)\n";
 
 
@@ -395,10 +395,12 @@ int cli_cmd_submit(cli_ctx_t* ctx, int argc, char** argv) {
     OPT_RETRIES,
     OPT_NOPROG,
     OPT_ENCODING,
-    OPT_SLICE
+    OPT_SLICE,
+    OPT_MAX_MESSAGE
   };
   static const struct option longs[] = {
       HELP_OPT,
+      {"max-message-bytes", required_argument, NULL, OPT_MAX_MESSAGE},
       {"shape", required_argument, NULL, OPT_SHAPE},
       {"voxel-size", required_argument, NULL, OPT_VOXEL},
       {"server-path", required_argument, NULL, OPT_PATH},
@@ -513,6 +515,14 @@ int cli_cmd_submit(cli_ctx_t* ctx, int argc, char** argv) {
     case OPT_SLICE:
       wopts.show_slice = true;
       break;
+    case OPT_MAX_MESSAGE: {
+      int rc =
+          cli_parse_max_message(ctx, cmd, optarg, &wopts.max_message_bytes);
+      if (rc != 0) {
+        return rc;
+      }
+      break;
+    }
     case OPT_ENCODING: {
       int rc = cli_parse_encoding(ctx, cmd, optarg, &wopts.encoding);
       if (rc != 0) {

@@ -2,6 +2,7 @@
  * subscription on this thread's loop and shows it: a one-line progress bar
  * on a terminal, plain lines otherwise, NDJSON events with --json. Exit
  * status from how the job ended (cli.h). */
+#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
@@ -30,6 +31,10 @@ static const char watch_help[] =
     "  --encoding E         how previews travel: base64 (JSON, default), raw "
     "or\n"
     "                       zstd (binary; zstd is smallest on the wire)\n"
+    "  --max-message-bytes N  largest preview message taken (K, M, G "
+    "suffixes;\n"
+    "                       default 1G); larger previews are skipped with a\n"
+    "                       warning and the job is still followed to its end\n"
     "Exit: 0 completed, 1 failed, 2 cancelled, 3 connection lost for good,\n"
     "5 no such job, 6 unauthorized, 7 server unreachable.\n";
 
@@ -42,6 +47,7 @@ typedef struct {
   double progress;
   double eta_s;
   uint64_t previews;
+  uint64_t skipped; /* previews too large for this client */
   uint64_t saved;
   double latency_ms;
   double voxel_size[3];
@@ -108,10 +114,15 @@ static void show(watch_t* w, cm_sub_t* sub) {
   }
   cm_sub_stats_t st;
   cm_sub_get_stats(sub, &st);
-  char bytes[32], eta[32] = "?";
+  char bytes[32], eta[32] = "?", skipped[48] = "";
   cli_human_bytes(st.bytes, bytes, sizeof(bytes));
   if (w->eta_s >= 0) {
     snprintf(eta, sizeof(eta), "%.0fs", w->eta_s);
+  }
+  if (w->skipped > 0) {
+    snprintf(skipped, sizeof(skipped),
+             w->is_tty ? " (%llu skipped)" : " skipped=%llu",
+             (unsigned long long) w->skipped);
   }
   if (w->is_tty) {
     char bar[31];
@@ -121,19 +132,19 @@ static void show(watch_t* w, cm_sub_t* sub) {
     }
     bar[30] = '\0';
     printf(
-        "\r\x1b[K[%s] %5.1f%%  %-9s ETA %-6s previews %llu  %s  "
+        "\r\x1b[K[%s] %5.1f%%  %-9s ETA %-6s previews %llu%s  %s  "
         "latency %.1f ms",
         bar, w->progress * 100, cm_job_state_name(w->state), eta,
-        (unsigned long long) w->previews, bytes, w->latency_ms);
+        (unsigned long long) w->previews, skipped, bytes, w->latency_ms);
     fflush(stdout);
     w->bar_shown = true;
   } else {
     printf(
         "progress %.1f%% state=%s eta=%s previews=%llu bytes=%llu "
-        "latency_ms=%.1f\n",
+        "latency_ms=%.1f%s\n",
         w->progress * 100, cm_job_state_name(w->state), eta,
         (unsigned long long) w->previews, (unsigned long long) st.bytes,
-        w->latency_ms);
+        w->latency_ms, skipped);
     fflush(stdout);
   }
 }
@@ -344,7 +355,8 @@ static void on_finished(cm_sub_t* sub, const cm_finished_t* ev, void* user) {
 static void on_error(cm_sub_t* sub, const cm_sub_error_t* ev, void* user) {
   watch_t* w = user;
   (void) sub;
-  static const char* kinds[] = {"job", "server", "invalid", "unknown"};
+  static const char* kinds[] = {"job", "server", "invalid", "unknown",
+                                "skipped"};
   if (ev->kind == CM_SUB_ERR_JOB) {
     w->final_state = CM_JOB_FAILED;
     w->has_final = true;
@@ -353,6 +365,9 @@ static void on_error(cm_sub_t* sub, const cm_sub_error_t* ev, void* user) {
   if (ev->kind == CM_SUB_ERR_JOB || ev->kind == CM_SUB_ERR_SERVER) {
     snprintf(w->error_code, sizeof(w->error_code), "%s", ev->code);
     snprintf(w->error_message, sizeof(w->error_message), "%s", ev->message);
+  }
+  if (ev->kind == CM_SUB_ERR_SKIPPED) {
+    w->skipped++;
   }
   if (w->ctx->json) {
     emit_json(json_pack("{s:s,s:s,s:I,s:s,s:s,s:s,s:b}", "event", "error",
@@ -373,14 +388,26 @@ static void on_error(cm_sub_t* sub, const cm_sub_error_t* ev, void* user) {
   case CM_SUB_ERR_UNKNOWN:
     note(w, "warning: %s", ev->message);
     break;
+  case CM_SUB_ERR_SKIPPED:
+    /* One sentence, not one per preview: at 1 Hz it would bury the rest;
+     * the progress line counts them. */
+    if (w->skipped == 1) {
+      note(w,
+           "warning: %s; the job is still followed to its end. Previews "
+           "this large need --encoding zstd (masks compress 10-100x), "
+           "--max-message-bytes above their size, or a job submitted with "
+           "a larger --scale; further skipped previews are only counted",
+           ev->message);
+    }
+    break;
   }
 }
 
 
 static void on_closed(cm_sub_t* sub, int status, void* user) {
   watch_t* w = user;
-  (void) sub;
   w->closed_status = status;
+  cm_sub_free(sub); /* its last callback: the sub is ours to free */
 }
 
 
@@ -433,6 +460,33 @@ int cli_parse_encoding(cli_ctx_t* ctx,
 }
 
 
+int cli_parse_max_message(cli_ctx_t* ctx,
+                          const char* cmd,
+                          const char* value,
+                          uint64_t* out) {
+  char* end;
+  errno = 0;
+  unsigned long long v = strtoull(value, &end, 10);
+  unsigned shift = 0;
+  if (end != value && *end != '\0' && end[1] == '\0') {
+    const char* units = "KMG";
+    const char* u = strchr(units, toupper((unsigned char) *end));
+    shift = u != NULL ? 10 * (unsigned) (u - units + 1) : 0;
+    end += u != NULL ? 1 : 0;
+  }
+  /* Up to 2^40 bytes: more than any preview of a 2^36-voxel job. */
+  if (end == value || *end != '\0' || errno != 0 || value[0] == '-' ||
+      v > ((unsigned long long) 1 << 40) >> shift || (v << shift) < 65536) {
+    return cli_usage_error(ctx, cmd,
+                           "--max-message-bytes wants a size from 64K to "
+                           "1024G (N, or N with K, M or G), not \"%s\"",
+                           value);
+  }
+  *out = (uint64_t) v << shift;
+  return 0;
+}
+
+
 int cli_watch_job(cli_ctx_t* ctx,
                   const char* job_id,
                   const cli_watch_opts_t* opts) {
@@ -447,6 +501,9 @@ int cli_watch_job(cli_ctx_t* ctx,
   copts.max_reconnect_attempts = opts->max_retries;
   copts.reconnect_max_ms = 5000;
   copts.preview_encoding = opts->encoding;
+  if (opts->max_message_bytes > 0) {
+    copts.max_message_bytes = opts->max_message_bytes;
+  }
   copts.log = on_log;
   cm_client_t* client;
   int rc = cli_client_new(ctx, &copts, &client);
@@ -481,16 +538,25 @@ int cli_watch_job(cli_ctx_t* ctx,
   rc = exit_code(&w);
   if (ctx->json) {
     emit_json(json_pack(
-        "{s:s,s:s,s:s,s:I,s:I,s:i,s:i}", "event", "end", "job_id", job_id,
+        "{s:s,s:s,s:s,s:I,s:I,s:I,s:i,s:i}", "event", "end", "job_id", job_id,
         "state", w.has_final ? cm_job_state_name(w.final_state) : "unknown",
-        "previews", (json_int_t) w.previews, "saved", (json_int_t) w.saved,
-        "reconnects", (int) w.reconnects, "exit_code", rc));
+        "previews", (json_int_t) w.previews, "skipped", (json_int_t) w.skipped,
+        "saved", (json_int_t) w.saved, "reconnects", (int) w.reconnects,
+        "exit_code", rc));
     return rc;
   }
   switch (rc) {
   case CLI_EXIT_OK:
-    printf("job %s completed: %llu previews received, %u reconnects\n", job_id,
-           (unsigned long long) w.previews, w.reconnects);
+    if (w.skipped > 0) {
+      printf(
+          "job %s completed: %llu previews received, %llu skipped as too "
+          "large, %u reconnects\n",
+          job_id, (unsigned long long) w.previews,
+          (unsigned long long) w.skipped, w.reconnects);
+    } else {
+      printf("job %s completed: %llu previews received, %u reconnects\n",
+             job_id, (unsigned long long) w.previews, w.reconnects);
+    }
     break;
   case CLI_EXIT_JOB_FAILED:
     printf("job %s failed: %s%s%s\n", job_id, w.error_message,
@@ -525,10 +591,12 @@ int cli_cmd_watch(cli_ctx_t* ctx, int argc, char** argv) {
     OPT_RETRIES,
     OPT_NOPROG,
     OPT_ENCODING,
-    OPT_SLICE
+    OPT_SLICE,
+    OPT_MAX_MESSAGE
   };
   static const struct option longs[] = {
       {"help", no_argument, NULL, 'h'},
+      {"max-message-bytes", required_argument, NULL, OPT_MAX_MESSAGE},
       {"save-previews", required_argument, NULL, OPT_SAVE},
       {"max-retries", required_argument, NULL, OPT_RETRIES},
       {"no-progress", no_argument, NULL, OPT_NOPROG},
@@ -567,6 +635,14 @@ int cli_cmd_watch(cli_ctx_t* ctx, int argc, char** argv) {
     case OPT_SLICE:
       opts.show_slice = true;
       break;
+    case OPT_MAX_MESSAGE: {
+      int mrc =
+          cli_parse_max_message(ctx, argv[0], optarg, &opts.max_message_bytes);
+      if (mrc != 0) {
+        return mrc;
+      }
+      break;
+    }
     case OPT_NOPROG:
       opts.no_progress = true;
       break;

@@ -1,7 +1,7 @@
 /* client.c: the cm_client_t lifecycle: options and URL, the loop on the
  * caller's thread or an own thread, commands posted from other threads,
  * callbacks handed to the application (directly or through dispatch),
- * error names. REST is in rest.c, subscriptions in sub.c. */
+ * error names. REST is in rest.c, subscriptions in sub*.c. */
 #include "client/client_int.h"
 
 #include <errno.h>
@@ -364,12 +364,18 @@ void cm_client_free(cm_client_t* client) {
     }
     uv_run(&client->loop, UV_RUN_DEFAULT);
   }
-  /* Commands posted after the loop ended (races with free) are dropped. */
+  /* Commands posted after the loop stopped taking them (a cm_sub_close or
+   * cm_sub_start racing the stop) still hold what they were given: run them
+   * here, on a stopped client, so each lets go of it (their callbacks are
+   * skipped), and let the loop close what they opened. */
   while (!core_list_is_empty(&client->cmds)) {
     core_list_t* node = core_list_front(&client->cmds);
     core_list_remove(node);
-    free(CORE_CONTAINER_OF(node, client_cmd_t, node));
+    client_cmd_t* cmd = CORE_CONTAINER_OF(node, client_cmd_t, node);
+    cmd->fn(cmd->arg);
+    free(cmd);
   }
+  uv_run(&client->loop, UV_RUN_DEFAULT);
   uv_loop_close(&client->loop);
   pthread_mutex_destroy(&client->mu);
   client_life_unref(client->life);

@@ -1,5 +1,6 @@
 /* client_int.h: libcryomamba's internals shared by client.c (lifecycle,
- * threads, delivery), rest.c (REST requests) and sub.c (subscriptions).
+ * threads, delivery), rest.c (REST requests) and the subscription files
+ * (sub.c, sub_parse.c, sub_deliver.c; their own share is sub_int.h).
  * The loop and everything on it belong to the client thread; other threads
  * reach it only through client_post(). */
 #ifndef CLIENT_CLIENT_INT_H

@@ -27,6 +27,7 @@ static void maybe_done(net_wsc_t* wsc) {
   free(wsc->handshake);
   wsc->handshake = NULL;
   net_http_reader_free(&wsc->http);
+  net_ws_rx_reset(&wsc->msg);
   if (wsc->ctx != NULL) {
     wslay_event_context_free(wsc->ctx);
     wsc->ctx = NULL;
@@ -156,17 +157,46 @@ static int on_wslay_genmask(wslay_event_context_ptr ctx,
 }
 
 
+static void on_wslay_frame_start(
+    wslay_event_context_ptr ctx,
+    const struct wslay_event_on_frame_recv_start_arg* arg,
+    void* user_data) {
+  (void) ctx;
+  net_wsc_t* wsc = user_data;
+  net_ws_rx_frame_start(&wsc->msg, arg->opcode, arg->payload_length);
+}
+
+
+static void on_wslay_chunk(
+    wslay_event_context_ptr ctx,
+    const struct wslay_event_on_frame_recv_chunk_arg* arg,
+    void* user_data) {
+  (void) ctx;
+  net_wsc_t* wsc = user_data;
+  net_ws_rx_chunk(&wsc->msg, arg->data, arg->data_length);
+}
+
+
+/* A whole message: wslay has checked it (UTF-8 included) but, with no
+ * buffering, holds none of its data; ws_rx has it, or knows it skipped it. */
 static void on_wslay_msg(wslay_event_context_ptr ctx,
                          const struct wslay_event_on_msg_recv_arg* arg,
                          void* user_data) {
   (void) ctx;
   net_wsc_t* wsc = user_data;
-  if (wsc->is_closing || wsc->is_shutting_down) {
+  if (arg->opcode != WSLAY_TEXT_FRAME && arg->opcode != WSLAY_BINARY_FRAME) {
     return;
   }
-  if (arg->opcode == WSLAY_TEXT_FRAME || arg->opcode == WSLAY_BINARY_FRAME) {
-    wsc->on_msg(wsc, arg->opcode, arg->msg, arg->msg_length);
+  net_ws_rx_t* m = &wsc->msg;
+  if (!wsc->is_closing && !wsc->is_shutting_down) {
+    if (m->skip_status != 0) {
+      wsc->on_skip(wsc, m->skip_status, arg->opcode, m->head, m->head_len,
+                   m->total);
+    } else {
+      wsc->on_msg(wsc, arg->opcode, m->buf, m->len);
+    }
   }
+  net_ws_rx_reset(m);
 }
 
 
@@ -186,9 +216,6 @@ static void pump(net_wsc_t* wsc) {
     return;
   }
   uint16_t sent = wslay_event_get_status_code_sent(wsc->ctx);
-  if (sent == WSLAY_CODE_MESSAGE_TOO_BIG) {
-    wsc->status = UV_EMSGSIZE;
-  }
   if (wslay_event_get_close_received(wsc->ctx) || sent != 1000) {
     finish_close(wsc);
   }
@@ -236,14 +263,21 @@ static int open_ws(net_wsc_t* wsc) {
       .recv_callback = on_wslay_recv,
       .send_callback = on_wslay_send,
       .genmask_callback = on_wslay_genmask,
+      .on_frame_recv_start_callback = on_wslay_frame_start,
+      .on_frame_recv_chunk_callback = on_wslay_chunk,
       .on_msg_recv_callback = on_wslay_msg,
   };
   if (wslay_event_context_client_init(&wsc->ctx, &callbacks, wsc) != 0) {
     wsc->ctx = NULL;
     return UV_ENOMEM;
   }
-  /* The default is 2^31-1, and wslay allocates what a header announces. */
-  wslay_event_config_set_max_recv_msg_length(wsc->ctx, wsc->max_msg_len);
+  /* wslay's buffering would refuse a message over the limit by closing
+   * (1009): the server would then send it again after every reconnect.
+   * Unbuffered, wslay checks each frame's length against its maximum
+   * (control frames stay buffered and capped at 125 bytes by RFC 6455), so
+   * that maximum is lifted and ws_rx applies ours to whole messages. */
+  wslay_event_config_set_no_buffering(wsc->ctx, 1);
+  wslay_event_config_set_max_recv_msg_length(wsc->ctx, UINT64_MAX);
   wsc->is_open = true;
   uv_timer_stop(&wsc->timer);
   if (wsc->keepalive_ms > 0) {
@@ -413,13 +447,15 @@ int net_wsc_start(net_wsc_t* wsc,
                   const net_wsc_opts_t* opts,
                   net_wsc_open_cb on_open,
                   net_wsc_msg_cb on_msg,
+                  net_wsc_skip_cb on_skip,
                   net_wsc_close_cb on_close,
                   void* data) {
   memset(wsc, 0, sizeof(*wsc));
   wsc->keepalive_ms = opts->keepalive_ms;
-  wsc->max_msg_len = opts->max_msg_len;
+  net_ws_rx_init(&wsc->msg, opts->max_msg_len);
   wsc->on_open = on_open;
   wsc->on_msg = on_msg;
+  wsc->on_skip = on_skip;
   wsc->on_close = on_close;
   wsc->data = data;
   net_http_reader_init(&wsc->http, HTTP_RESPONSE, HANDSHAKE_MAX_HEADER_BYTES,

@@ -2,10 +2,11 @@
  * the RFC 6455 opening handshake (a random key, the 101 answer and its
  * Sec-WebSocket-Accept checked), then wslay's client context for framing:
  * our frames are masked with keys from OpenSSL's RAND_bytes; wslay checks
- * the server's frames, reassembles fragmented messages, answers pings and
- * closes and enforces the maximum message length. A keepalive pings a
- * silent server and gives up when it stays silent. Not here: what the
- * messages mean (src/client). Loop thread only. */
+ * the server's frames and answers pings and closes; ws_rx.c puts messages
+ * together and skips, without holding them, those over the maximum length
+ * (the connection goes on). A keepalive pings a silent server and gives up
+ * when it stays silent. Not here: what the messages mean (src/client).
+ * Loop thread only. */
 #ifndef NET_WS_CLIENT_H
 #define NET_WS_CLIENT_H
 
@@ -17,6 +18,7 @@
 
 #include "net/dial.h"
 #include "net/http_reader.h"
+#include "net/ws_rx.h"
 
 /* The handshake was answered with an HTTP status other than 101. */
 #define NET_WSC_E_HTTP (-9151)
@@ -33,13 +35,25 @@ typedef void (*net_wsc_msg_cb)(net_wsc_t* wsc,
                                const uint8_t* data,
                                size_t len);
 
+/* A text or binary message was discarded as it arrived, never held whole:
+ * status UV_EMSGSIZE (longer than max_msg_len) or UV_ENOMEM (no memory for
+ * it). `head` (borrowed) holds its first head_len bytes, at most
+ * NET_WS_RX_HEAD_LEN; `len` is its full length. The connection goes on;
+ * the callback may call net_wsc_close(). */
+typedef void (*net_wsc_skip_cb)(net_wsc_t* wsc,
+                                int status,
+                                uint8_t opcode,
+                                const uint8_t* head,
+                                size_t head_len,
+                                uint64_t len);
+
 /* The connection is over and every handle closed (free `wsc` here).
  * status: 0 after a close handshake (close_code is the peer's code, 1005
  * when it gave none), NET_WSC_E_HTTP (http_status and the response body in
  * wsc->http_body), UV_EOF (dropped without a close frame), UV_ETIMEDOUT
  * (connect, handshake or keepalive), UV_EPROTO (the server broke the
- * protocol), UV_EMSGSIZE (a message over the limit), UV_ECANCELED (aborted)
- * or another libuv error from connecting. */
+ * protocol), UV_ECANCELED (aborted) or another libuv error from
+ * connecting. */
 typedef void (*net_wsc_close_cb)(net_wsc_t* wsc, int status);
 
 typedef struct {
@@ -49,7 +63,7 @@ typedef struct {
   const char* headers; /* extra request lines ending in \r\n; may be NULL */
   uint32_t connect_timeout_ms; /* connect + handshake */
   uint32_t keepalive_ms;       /* ping after this much silence; 0: off */
-  uint64_t max_msg_len;        /* larger messages close with 1009 */
+  uint64_t max_msg_len;        /* larger messages are skipped (on_skip) */
 } net_wsc_opts_t;
 
 struct net_wsc_s {
@@ -63,8 +77,8 @@ struct net_wsc_s {
   size_t handshake_len;
   const uint8_t* rx; /* input being fed to wslay, borrowed */
   size_t rx_len;
+  net_ws_rx_t msg; /* the message arriving */
   uint32_t keepalive_ms;
-  uint64_t max_msg_len;
   int open_handles;
   int status;           /* what close_cb will report */
   unsigned http_status; /* the handshake answer's status */
@@ -79,6 +93,7 @@ struct net_wsc_s {
   bool in_recv;          /* inside wslay_event_recv */
   net_wsc_open_cb on_open;
   net_wsc_msg_cb on_msg;
+  net_wsc_skip_cb on_skip;
   net_wsc_close_cb on_close;
   void* data;
 };
@@ -91,6 +106,7 @@ int net_wsc_start(net_wsc_t* wsc,
                   const net_wsc_opts_t* opts,
                   net_wsc_open_cb on_open,
                   net_wsc_msg_cb on_msg,
+                  net_wsc_skip_cb on_skip,
                   net_wsc_close_cb on_close,
                   void* data);
 

@@ -312,14 +312,44 @@ static void on_error(cm_sub_t* sub, const cm_sub_error_t* ev, void* user) {
   case CM_SUB_ERR_UNKNOWN:
     g_warning("%s", ev->message);
     break;
+  case CM_SUB_ERR_SKIPPED: {
+    /* Too large for this client: the job goes on, the overlay keeps the
+     * last preview it could show. */
+    viewer_say("%s", ev->message);
+    char* msg = g_strdup_printf(
+        "A preview too large for this viewer was skipped (%s); submit with "
+        "a larger preview scale to see them.",
+        ev->message);
+    viewer_window_status(app, msg);
+    g_free(msg);
+    break;
   }
+  }
+}
+
+
+/* Frees every subscription still held (their on_closed was skipped by
+ * cm_client_free, which has returned). */
+static void free_subs(viewer_job_t* job) {
+  for (guint i = 0; i < job->subs->len; i++) {
+    cm_sub_free(g_ptr_array_index(job->subs, i));
+  }
+  g_ptr_array_set_size(job->subs, 0);
 }
 
 
 static void on_closed(cm_sub_t* sub, int status, void* user) {
   viewer_app_t* app = user;
   viewer_job_t* job = app->job;
-  if (!is_ours(app, sub)) {
+  if (job == NULL) {
+    return;
+  }
+  /* The last callback of a sub of ours, watched or closed by detach(): the
+   * library leaves freeing it to us. */
+  g_ptr_array_remove_fast(job->subs, sub);
+  bool was_watched = job->sub == sub;
+  cm_sub_free(sub);
+  if (!was_watched) {
     return;
   }
   job->sub = NULL;
@@ -375,6 +405,7 @@ static void start_watch(viewer_app_t* app, const char* job_id) {
     viewer_window_error(app, "Cannot watch the job", cm_strerror(rc));
     return;
   }
+  g_ptr_array_add(job->subs, job->sub);
   job->has_job = true;
   gtk_editable_set_text(GTK_EDITABLE(app->attach_entry), job_id);
   viewer_job_show_progress(app);
@@ -579,6 +610,7 @@ static void initial_health(bool ok, const char* msg, void* user) {
 void viewer_job_init(viewer_app_t* app) {
   viewer_job_t* job = g_new0(viewer_job_t, 1);
   job->app = app;
+  job->subs = g_ptr_array_new();
   job->eta_s = -1;
   app->job = job;
   const char* url = server_url(app);
@@ -597,6 +629,7 @@ void viewer_job_reset_client(viewer_app_t* app) {
     cm_client_free(job->client);
     job->client = NULL;
   }
+  free_subs(job);
   viewer_job_show_progress(app);
   gtk_progress_bar_set_text(GTK_PROGRESS_BAR(app->progress_bar), "no job");
   viewer_job_test_connection(app, server_url(app), server_token(app),
@@ -627,6 +660,8 @@ void viewer_job_shutdown(viewer_app_t* app) {
   /* Frees the client and its thread; dispatched callbacks still queued are
    * skipped by the library. Workers in flight see app->job == NULL. */
   cm_client_free(job->client);
+  free_subs(job);
+  g_ptr_array_free(job->subs, TRUE);
   viewer_preview_free(job->pending);
   if (job->tmp_dir != NULL) {
     if (job->final_path != NULL) {

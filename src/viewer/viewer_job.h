@@ -9,7 +9,8 @@
 struct viewer_job_s {
   viewer_app_t* app;
   cm_client_t* client;
-  cm_sub_t* sub;
+  cm_sub_t* sub;   /* the watched one, or NULL */
+  GPtrArray* subs; /* every sub not yet freed: watched or closing */
   char job_id[40];
   bool has_job;
   bool is_finished;

@@ -280,6 +280,37 @@ class CliTest(unittest.TestCase):
         self.assertIn("progress 100.0%", r.stdout)
         self.assertIn("completed", r.stdout.splitlines()[-1])
 
+    def test_previews_too_large_for_the_client_are_skipped(self):
+        """A preview over --max-message-bytes (a 64^3 job's base64 preview
+        is ~350 kB, the limit 64K) is skipped with one warning, counted, and
+        the watch still follows the job to `completed` on one connection."""
+        job_id = self.submit("--shape", "64,64,64", "--hz", "10", "--duration", "1")
+        r = cli(self.server, "--json", "watch", job_id, "--max-message-bytes", "64K")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        events = [json.loads(line) for line in r.stdout.splitlines()]
+        kinds = [e["event"] for e in events]
+        self.assertNotIn("preview", kinds)
+        self.assertIn("completed", kinds)
+        skipped = [e for e in events if e["event"] == "error"]
+        self.assertTrue(skipped)
+        self.assertEqual({e["kind"] for e in skipped}, {"skipped"})
+        self.assertTrue(all(e["seq"] > 0 for e in skipped), skipped)
+        end = events[-1]
+        self.assertEqual(end["event"], "end")
+        self.assertEqual(end["skipped"], len(skipped))
+        self.assertEqual(end["reconnects"], 0)
+        states = [e["state"] for e in events if e["event"] == "connection"]
+        self.assertNotIn("reconnecting", states)
+        # Plain output: one warning on stderr, the count on the last line.
+        r = cli(self.server, "watch", job_id, "--max-message-bytes", "64K")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stderr.count("warning:"), 1, r.stderr)
+        self.assertIn("--max-message-bytes", r.stderr)
+        self.assertIn("1 skipped as too large", r.stdout.splitlines()[-1])
+        r = cli(self.server, "watch", job_id, "--max-message-bytes", "1K")
+        self.assertEqual(r.returncode, 64, r.stderr)
+        self.assertIn("--max-message-bytes", r.stderr)
+
     def test_submit_watch_in_one_go(self):
         r = cli(self.server, "submit", "--shape", "6,7,8", "--duration", "0.3", "--watch")
         self.assertEqual(r.returncode, 0, r.stderr)
