@@ -71,7 +71,8 @@ def server_cmd(name, state_dir):
                 "--port", "0", "--state-dir", state_dir, "--log-level",
                 "warn", "--max-connections", "30000",
                 "--max-subscribers-per-job", "20000", "--max-running",
-                "1000", "--ws-ping-interval", "600"]
+                "1000", "--ws-ping-interval", "600",
+                "--max-connections-per-ip", "0"]
     if name == "floor":
         return [os.path.join(BUILD, "bench", "floor"), "--port", "0"]
     if name == "node":
