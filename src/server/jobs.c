@@ -134,6 +134,10 @@ static void persist_then(srv_job_t* job,
                          void (*then)(srv_job_t*, int, srv_job_ack_cb, void*),
                          srv_job_ack_cb cb,
                          void* arg) {
+  if (job->ctx->store == NULL) {
+    then(job, -ESHUTDOWN, cb, arg); /* the store closed: nothing is durable */
+    return;
+  }
   commit_t* c = malloc(sizeof(*c));
   json_t* rec = c != NULL ? srv_job_to_record(job) : NULL;
   int err = rec != NULL ? 0 : -ENOMEM;
@@ -153,6 +157,9 @@ static void persist_then(srv_job_t* job,
 
 
 void srv_job_persist(srv_job_t* job) {
+  if (job->ctx->store == NULL) {
+    return;
+  }
   json_t* rec = srv_job_to_record(job);
   if (rec == NULL ||
       srv_store_save(job->ctx->store, job->id, rec, NULL, NULL) != 0) {
@@ -444,7 +451,7 @@ int srv_job_delete(srv_job_t* job, srv_job_ack_cb cb, void* arg) {
   if (job->is_deleting) {
     return -EALREADY;
   }
-  delete_t* d = malloc(sizeof(*d));
+  delete_t* d = job->ctx->store != NULL ? malloc(sizeof(*d)) : NULL;
   if (d == NULL) {
     return -ENOMEM;
   }
