@@ -341,5 +341,22 @@ class CorruptStore(unittest.TestCase):
         srv2.assert_healthy()
 
 
+class Orphans(unittest.TestCase):
+    def test_start_up_removes_temporary_artifacts_left_by_a_crash(self):
+        srv = Server([])
+        self.addCleanup(srv.cleanup)
+        arts = os.path.join(srv.state_dir, "artifacts")
+        os.makedirs(arts, exist_ok=True)
+        orphan = os.path.join(arts, "3f1c2a9e-5b7d-4e8f-9a0b-1c2d3e4f5a6b-mask.mrc.tmp")
+        kept = os.path.join(arts, "3f1c2a9e-5b7d-4e8f-9a0b-1c2d3e4f5a6b-mask.mrc")
+        for path in (orphan, kept):
+            with open(path, "wb") as f:
+                f.write(b"\0" * 4096)
+        srv.start()
+        self.assertFalse(os.path.exists(orphan), "an orphaned .tmp survived start-up")
+        self.assertTrue(os.path.exists(kept))
+        self.assertIn("orphan_removed", srv.stderr_tail(20000))
+
+
 if __name__ == "__main__":
     main()
