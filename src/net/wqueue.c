@@ -121,6 +121,11 @@ int net_wq_push_ctrl(net_wqueue_t* wq,
 }
 
 
+void net_wq_drop_open_ctrl(net_wqueue_t* wq) {
+  wq->ctrl_len = wq->ctrl_sealed;
+}
+
+
 size_t net_wq_ctrl_room(const net_wqueue_t* wq) {
   return NET_WQ_CTRL_MAX - wq->ctrl_len;
 }

@@ -79,6 +79,9 @@ int net_wq_push_ctrl(net_wqueue_t* wq,
                      size_t len,
                      bool more);
 
+/* Drops control bytes pushed with `more` that no later push sealed. */
+void net_wq_drop_open_ctrl(net_wqueue_t* wq);
+
 /* Bytes of control frames the queue can still take. */
 size_t net_wq_ctrl_room(const net_wqueue_t* wq);
 

@@ -57,7 +57,12 @@ static ssize_t on_wslay_send(wslay_event_context_ptr ctx,
     }
   }
   int err = net_wq_push_ctrl(ws->wq, data, len, more);
-  ws->is_frame_open = more;
+  if (err != 0 && ws->is_frame_open) {
+    /* The payload could not follow its header: the half frame must never
+     * be sealed by a later control frame. */
+    net_wq_drop_open_ctrl(ws->wq);
+  }
+  ws->is_frame_open = err == 0 && more;
   if (err == UV_ENOBUFS) {
     assert(!more); /* room was checked at the header */
     ws->is_paused = true;
@@ -247,6 +252,8 @@ void net_ws_close(net_ws_t* ws, uint16_t code, const char* reason) {
   ws->is_closing = true;
   ws->close_code = code;
   net_wq_discard_pending(ws->wq);
+  net_wq_drop_open_ctrl(ws->wq); /* a header whose payload never came */
+  ws->is_frame_open = false;
   uint8_t frame[128];
   size_t len = net_ws_close_frame(frame, code, reason);
   /* If the control buffer is full the owner closes the socket anyway. */
