@@ -89,7 +89,8 @@ srv_cmd_result_t srv_cmd_artifact(srv_request_t* rq,
     char message[128];
     snprintf(message, sizeof(message),
              "the mask exists once the job completes; it is %s",
-             core_job_state_name(job->state));
+             core_job_state_name(job->is_ending ? job->state_before_end
+                                                : job->state));
     srv_http_reply_error(rq->conn, &rq->mode, 409, "job_not_completed", message,
                          "wait for the 'completed' message",
                          !core_job_state_is_terminal(job->state), NULL);

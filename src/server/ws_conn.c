@@ -200,9 +200,11 @@ static const srv_sink_ops_t sink_ops = {
 };
 
 
-/* The job's terminal message (if it ended), after its final preview. */
+/* The job's terminal message (if it ended), after its final preview. A
+ * send before it may have closed the connection (the peer reset), which
+ * unsubscribes: then there is nothing left to send. */
 static void send_terminal(ws_state_t* st) {
-  if (st->job->topic.terminal != NULL) {
+  if (st->job != NULL && st->job->topic.terminal != NULL) {
     sink_deliver(&st->sink, st->job->topic.terminal, NET_WQ_ESSENTIAL);
   }
 }
@@ -231,6 +233,9 @@ static void subscribe(ws_state_t* st, srv_job_t* job) {
   st->job = srv_job_ref(job);
   srv_topic_add(&job->topic, &st->sink);
   send_local(st, "connected", srv_job_connected_data(job));
+  if (st->job == NULL) {
+    return; /* the send failed and closed the connection */
+  }
   net_frame_t* preview = srv_topic_preview_for(&job->topic, st->sink.encoding);
   if (preview != NULL) {
     sink_deliver(&st->sink, preview, NET_WQ_LATEST_PREVIEW);

@@ -16,7 +16,7 @@ import socket
 import threading
 import time
 
-from harness import EV, RawWS, ServerTestCase, main
+from harness import EV, RawWS, ServerTestCase, main, upgrade_request
 
 KNOWN_TYPES = {"connected", "state", "progress", "preview", "completed",
                "cancelled", "error", "pong"}
@@ -97,6 +97,22 @@ class PingWhileSlow(ServerTestCase):
         code = self.collect_pongs(ws, payloads, deadline_s=90.0)
         # Either every pong, in order, or a documented close (1008: policy).
         self.assertIn(code, (None, 1008), "closed with %r" % code)
+        self.server.assert_healthy()
+
+
+class UpgradeThenVanish(ServerTestCase):
+    SERVER_ARGS = ("--max-connections-per-ip", "0")  # 300 connections at once
+
+    def test_clients_that_close_right_after_the_upgrade_request(self):
+        # The 101 meets a closed socket, the next write fails and closes the
+        # connection while it subscribes: the server once read a NULL job
+        # there and crashed.
+        job = self.make_job(duration_s=60)
+        req = upgrade_request("/ws/jobs/%s" % job["job_id"])
+        for _ in range(300):
+            s = socket.create_connection(("127.0.0.1", self.server.port))
+            s.sendall(req)
+            s.close()  # the 101 then meets a closed socket: RST
         self.server.assert_healthy()
 
 
