@@ -59,7 +59,9 @@ FUZZ_BUILD ?= build-fuzz
 FUZZ_SECONDS ?= 30
 
 # Builds the libFuzzer targets with clang + ASan/UBSan and runs each for
-# FUZZ_SECONDS; findings are written to $(FUZZ_BUILD)/findings.
+# FUZZ_SECONDS, starting from its seeds in fuzz/corpus/<target> if any (new
+# inputs go to $(FUZZ_BUILD)/corpus/<target>); findings are written to
+# $(FUZZ_BUILD)/findings.
 fuzz:
 	@bash scripts/bootstrap --fuzz
 	[ -f $(FUZZ_BUILD)/build.ninja ] || CC=clang meson setup $(FUZZ_BUILD) \
@@ -69,8 +71,13 @@ fuzz:
 	for t in $(FUZZ_BUILD)/fuzz/fuzz_*; do \
 	  [ -f "$$t" ] && [ -x "$$t" ] || continue; \
 	  echo "== $$t"; \
+	  name=$$(basename "$$t"); corpus=""; \
+	  if [ -d fuzz/corpus/$$name ]; then \
+	    mkdir -p $(FUZZ_BUILD)/corpus/$$name; \
+	    corpus="$(FUZZ_BUILD)/corpus/$$name fuzz/corpus/$$name"; \
+	  fi; \
 	  "$$t" -max_total_time=$(FUZZ_SECONDS) -max_len=65536 \
-	    -artifact_prefix=$(FUZZ_BUILD)/findings/ || exit 1; \
+	    -artifact_prefix=$(FUZZ_BUILD)/findings/ $$corpus || exit 1; \
 	done
 
 format:
