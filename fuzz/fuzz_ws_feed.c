@@ -56,6 +56,8 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size);
  *   OP_PING                    the server's keepalive ping
  *   OP_CLOSE c                 the server closes (ping timeout, shutdown,
  *                              job deleted)
+ *   OP_PEER_CLOSE              the peer closes its end (writes fail, the
+ *                              server reads EOF after what was sent)
  * Then the server reads the rest and the peer reads until nothing moves. */
 enum {
   OP_SEND_RAW,
@@ -68,6 +70,7 @@ enum {
   OP_RUN,
   OP_PING,
   OP_CLOSE,
+  OP_PEER_CLOSE,
   OP_COUNT
 };
 #define FLAG_SMALL_SNDBUF 0x01 /* a few KiB of socket buffer: backpressure */
@@ -117,6 +120,7 @@ typedef struct {
   uint8_t* out;
   size_t out_len, out_cap;
   bool is_peer_eof;
+  bool is_peer_closed; /* OP_PEER_CLOSE: peer_fd is closed */
   sent_t sent[MAX_SENT];
   unsigned sent_count;
 } conn_t;
@@ -418,7 +422,13 @@ static void on_wq(net_wqueue_t* wq, int status) {
  * while the server is not reading. Returns the bytes read. */
 static size_t server_read(size_t n) {
   size_t avail = conn.rx_len - conn.rx_off;
-  if (!conn.is_reading || conn.is_closing || avail == 0) {
+  if (!conn.is_reading || conn.is_closing) {
+    return 0;
+  }
+  if (avail == 0) {
+    if (conn.is_peer_closed) {
+      conn_close(); /* as conn.c's on_read() at EOF */
+    }
     return 0;
   }
   if (n > avail) {
@@ -456,7 +466,8 @@ static size_t server_read(size_t n) {
  * bytes read. */
 static size_t peer_read(size_t max) {
   size_t total = 0;
-  while (!conn.is_peer_eof && (max == 0 || total < max)) {
+  while (!conn.is_peer_eof && !conn.is_peer_closed &&
+         (max == 0 || total < max)) {
     size_t want = max == 0 ? 65536 : max - total;
     grow(&conn.out, &conn.out_cap, conn.out_len + want);
     ssize_t n = read(conn.peer_fd, conn.out + conn.out_len, want);
@@ -690,6 +701,13 @@ static void run_op(input_t* in) {
     }
     break;
   }
+  case OP_PEER_CLOSE:
+    if (!conn.is_peer_closed) {
+      close(conn.peer_fd);
+      conn.is_peer_closed = true;
+      uv_run(&loop, UV_RUN_NOWAIT);
+    }
+    break;
   }
 }
 
@@ -743,7 +761,9 @@ static void teardown(void) {
   }
   net_wq_free_buffers(&conn.wq);
   net_ws_free(&conn.ws);
-  close(conn.peer_fd);
+  if (!conn.is_peer_closed) {
+    close(conn.peer_fd);
+  }
 }
 
 
@@ -761,9 +781,11 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       break;
     }
   }
-  bool is_cut = conn.is_closing; /* closed with writes in flight */
+  /* Closed with writes in flight, or the peer stopped reading mid-frame. */
+  bool is_cut = conn.is_closing || conn.is_peer_closed;
   check_output(is_cut);
-  if (!conn.is_closing && !conn.is_shutting_down && !conn.ws.is_closing) {
+  if (!conn.is_closing && !conn.is_shutting_down && !conn.ws.is_closing &&
+      !conn.is_peer_closed) {
     if (conn.ws.is_paused) {
       fail(
           "the session is paused (by %s) with its queue written: nothing "
