@@ -39,6 +39,16 @@ WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 START_TIMEOUT = 20.0
 STOP_TIMEOUT = 10.0
 EV = 15.0  # generous default timeout for one expected event
+# Bounds on server memory growth are multiplied by this: a sanitizer build's
+# shadow memory grows with every byte the server touches (ThreadSanitizer
+# maps ~4 bytes per heap byte; make test-tsan sets 5), which says nothing
+# about what the server itself holds.
+RSS_SCALE = float(os.environ.get("CRYOMAMBA_TEST_RSS_SCALE", "1"))
+# What a sanitizer prints when it finds something (TSan keeps running after
+# a report unless halt_on_error is set; an ASan or UBSan report in the last
+# moments of a test would otherwise go unseen once the server is killed).
+SANITIZER_RE = re.compile(r"WARNING: ThreadSanitizer:|ERROR: AddressSanitizer:|"
+                          r"ERROR: LeakSanitizer:|runtime error: ")
 
 
 def _server_bin():
@@ -139,8 +149,24 @@ class Server:
             self.proc.wait(10)
 
     def cleanup(self):
+        """Kills the server and removes its files; fails if a sanitizer
+        reported anything on the server's stderr meanwhile."""
         self.kill()
+        report = self.sanitizer_report()
         shutil.rmtree(self.tmp, ignore_errors=True)
+        if report:
+            raise AssertionError("the server's sanitizer reported:\n%s" % report)
+
+    def sanitizer_report(self):
+        """The server's stderr from its first sanitizer report on (at most
+        20000 characters), or None."""
+        try:
+            with open(self.stderr_path, "rb") as f:
+                text = f.read().decode("utf-8", "replace")
+        except (OSError, TypeError):
+            return None
+        m = SANITIZER_RE.search(text)
+        return text[max(0, m.start() - 100):m.start() + 20000] if m else None
 
     def stderr_tail(self, n=4000):
         try:
