@@ -14,6 +14,7 @@
 #include <math.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <string.h>
 
 typedef struct {
@@ -83,6 +84,17 @@ _Noreturn void crtsan_skip(const char* fmt, ...)
 #define cr_assert_float_eq(a, b, eps, ...)                                     \
   CRTSAN_CHECK(fabs((double) (a) - (double) (b)) <= (double) (eps),            \
                #a " == " #b " within " #eps, __VA_ARGS__)
+#define cr_assert_str_empty(a, ...)                                            \
+  CRTSAN_CHECK((a)[0] == '\0', #a " is empty", __VA_ARGS__)
+/* Criterion's expectations go on after a failure; here a failed one ends
+ * the test at once, which fails it just the same. */
+#define cr_expect_eq(a, b, ...) cr_assert_eq(a, b, __VA_ARGS__)
+#define cr_expect(cond, ...) cr_assert(cond, __VA_ARGS__)
+#define cr_log_info(...)                                                       \
+  do {                                                                         \
+    fprintf(stderr, __VA_ARGS__);                                              \
+    fputc('\n', stderr);                                                       \
+  } while (0)
 #define cr_skip_test(...) crtsan_skip(" " __VA_ARGS__)
 
 #endif
