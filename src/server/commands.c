@@ -200,6 +200,12 @@ static srv_cmd_result_t route_job(srv_request_t* rq,
 }
 
 
+srv_body_sink_t* srv_commands_stream(srv_request_t* rq) {
+  (void) rq;
+  return NULL; /* no route streams its body yet */
+}
+
+
 srv_cmd_result_t srv_commands_handle(srv_request_t* rq) {
   const net_http_reader_t* r = rq->http;
   const char* url = net_http_url(r);
