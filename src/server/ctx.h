@@ -73,6 +73,7 @@ struct srv_ctx_s {
   unsigned jobs_by_state[5];   /* registered, by core_job_state_t */
   unsigned creates_pending;    /* created, record not yet committed */
   unsigned deletes_pending;    /* deleted, removal not yet committed */
+  unsigned endings_pending;    /* ended, terminal record not yet committed */
   const srv_engine_ops_t* engine;
   /* Bytes of preview frames their job let go of that slow readers still
    * hold (net_frame_mark_held); bounded by cfg.max_held_bytes. Atomic: a

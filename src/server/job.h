@@ -36,11 +36,13 @@ typedef struct srv_job_s {
   struct srv_engine_run_s* run; /* the engine's while it runs, else NULL */
   bool is_rebuilding;           /* the final preview is being re-rendered */
   bool is_ending;               /* a terminal record is being committed: no more
-                                   transitions, the terminal message goes out after */
-  bool is_deleting;             /* a delete is being committed */
-  bool is_registered;           /* in ctx->jobs and ctx->job_index */
-  unsigned refs; /* registry + engine run + pending store callbacks +
-                    renders in flight; freed at 0 */
+                                   transitions, the terminal message goes out after it,
+                                   and clients still see state_before_end */
+  core_job_state_t state_before_end;
+  bool is_deleting;   /* a delete is being committed */
+  bool is_registered; /* in ctx->jobs and ctx->job_index */
+  unsigned refs;      /* registry + engine run + pending store callbacks +
+                         renders in flight; freed at 0 */
 } srv_job_t;
 
 /* What an engine provides (main.c installs one in ctx->engine). */

@@ -66,9 +66,14 @@ static json_t* params_json(const core_job_params_t* p) {
 }
 
 
-json_t* srv_job_to_json(const srv_job_t* job) {
+/* The job as JSON. Clients see only what is durable: while its terminal
+ * record is being committed a job still shows the state it had before
+ * (the record itself, `durable` false, has the new one). */
+static json_t* job_json(const srv_job_t* job, bool durable) {
+  bool hide_end = durable && job->is_ending;
+  core_job_state_t state = hide_end ? job->state_before_end : job->state;
   json_t* errors = json_array();
-  if (job->error_code[0] != '\0') {
+  if (job->error_code[0] != '\0' && !hide_end) {
     json_array_append_new(
         errors, json_pack("{s:s, s:s, s:s?, s:b}", "code", job->error_code,
                           "message", job->error_message, "hint",
@@ -78,23 +83,29 @@ json_t* srv_job_to_json(const srv_job_t* job) {
   return json_pack(
       "{s:s, s:s, s:o, s:{s:o, s:[f,f,f], s:o},"
       " s:o, s:f, s:I, s:o, s:o, s:o, s:o, s:o, s:o, s:o}",
-      "job_id", job->id, "state", core_job_state_name(job->state), "params",
+      "job_id", job->id, "state", core_job_state_name(state), "params",
       params_json(&job->params), "volume", "shape", shape_json(&job->shape),
       "voxel_size", job->voxel_size[0], job->voxel_size[1], job->voxel_size[2],
       "path",
       job->volume_path != NULL ? json_string(job->volume_path) : json_null(),
       "preview_shape", shape_json(&job->preview_shape), "progress",
       job->progress, "previews_sent", (json_int_t) job->previews_sent,
-      "artifacts", artifacts_json(job), "stats", stats_json(job), "errors",
-      errors, "created_at", time_or_null(job->created_us), "updated_at",
+      "artifacts", hide_end ? json_array() : artifacts_json(job), "stats",
+      hide_end ? json_null() : stats_json(job), "errors", errors, "created_at",
+      time_or_null(job->created_us), "updated_at",
       time_or_null(job->updated_us), "started_at",
       time_or_null(job->started_us), "finished_at",
-      time_or_null(job->finished_us));
+      time_or_null(hide_end ? 0 : job->finished_us));
+}
+
+
+json_t* srv_job_to_json(const srv_job_t* job) {
+  return job_json(job, true);
 }
 
 
 json_t* srv_job_to_record(const srv_job_t* job) {
-  json_t* rec = srv_job_to_json(job);
+  json_t* rec = job_json(job, false);
   if (rec == NULL) {
     return NULL;
   }
@@ -262,11 +273,11 @@ net_frame_t* srv_job_terminal_frame(const srv_job_t* job) {
 
 
 json_t* srv_job_connected_data(const srv_job_t* job) {
-  return json_pack("{s:s, s:f, s:I, s:{s:o, s:[f,f,f]}, s:o, s:o}", "state",
-                   core_job_state_name(job->state), "progress", job->progress,
-                   "last_seq", (json_int_t) job->seq, "volume", "shape",
-                   shape_json(&job->shape), "voxel_size", job->voxel_size[0],
-                   job->voxel_size[1], job->voxel_size[2], "preview_shape",
-                   shape_json(&job->preview_shape), "params",
-                   params_json(&job->params));
+  return json_pack(
+      "{s:s, s:f, s:I, s:{s:o, s:[f,f,f]}, s:o, s:o}", "state",
+      core_job_state_name(job->is_ending ? job->state_before_end : job->state),
+      "progress", job->progress, "last_seq", (json_int_t) job->seq, "volume",
+      "shape", shape_json(&job->shape), "voxel_size", job->voxel_size[0],
+      job->voxel_size[1], job->voxel_size[2], "preview_shape",
+      shape_json(&job->preview_shape), "params", params_json(&job->params));
 }

@@ -12,7 +12,8 @@
 #include "net/frame.h"
 #include "server/job.h"
 
-/* The job object of the REST API (new reference, NULL on ENOMEM). */
+/* The job object of the REST API: what is durable (while the terminal
+ * record commits, the state before it). New reference, NULL on ENOMEM. */
 json_t* srv_job_to_json(const srv_job_t* job);
 
 /* The persisted record: the job object plus "internal" (new reference). */

@@ -322,6 +322,7 @@ static void after_finish(srv_job_t* job,
                          void* arg) {
   srv_ctx_t* ctx = job->ctx;
   job->is_ending = false;
+  ctx->endings_pending--;
   if (status != 0) {
     /* Not recorded: what is on disk still says queued or running, which a
      * restart reports as interrupted. Tell subscribers the same now. */
@@ -361,8 +362,10 @@ static void finish(srv_job_t* job,
   assert(!job->is_ending && !core_job_state_is_terminal(job->state));
   srv_ctx_t* ctx = job->ctx;
   ctx->engine->stop(job);
+  job->state_before_end = job->state;
   set_state(job, state);
   job->is_ending = true;
+  ctx->endings_pending++;
   job->finished_us = job->updated_us = srv_now_us();
   job->seq++; /* the terminal message's */
   if (state == CORE_JOB_FAILED) {

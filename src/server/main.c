@@ -264,6 +264,11 @@ int main(int argc, char** argv) {
       (srv_volumes_restore(ctx) < 0 || srv_uploads_restore(ctx) < 0)) {
     restored = -1;
   }
+  /* Jobs found running were failed as interrupted: serve once that is on
+   * disk, so the first client already sees it. */
+  while (restored >= 0 && ctx->endings_pending > 0) {
+    uv_run(ctx->loop, UV_RUN_ONCE);
+  }
   if (restored < 0 || start_listening(ctx) != 0) {
     if (restored < 0) {
       fprintf(stderr, "cryomambad: cannot read the job store\n");
