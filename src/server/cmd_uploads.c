@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "core/base64.h"
+#include "server/upload_complete.h"
 #include "server/upload_io.h"
 #include "server/volumes.h"
 
@@ -25,7 +26,10 @@ typedef struct {
   srv_conn_t* conn;     /* while the body streams; NULL once it closed */
   srv_ticket_t* ticket; /* for the answer, from the end of the body */
   srv_http_mode_t mode;
-  srv_upload_t* u;    /* a reference */
+  srv_upload_t* u; /* a reference */
+  bool owns_busy;  /* set u->is_busy: clears it when done */
+  bool is_waiting; /* answers once u's completion has its outcome */
+  srv_upload_waiter_t waiter;
   bool is_create;     /* POST with a body: answer 201 */
   bool is_ended;      /* the request is complete */
   bool is_aborted;    /* the connection closed first */
@@ -52,7 +56,9 @@ static void patch_free(patch_t* p) {
   free(p->spill);
   EVP_MD_CTX_free(p->md);
   if (p->u != NULL) {
-    p->u->is_busy = false;
+    if (p->owns_busy) {
+      p->u->is_busy = false;
+    }
     srv_upload_unref(p->u);
   }
   if (p->ticket != NULL) {
@@ -118,6 +124,12 @@ static void reply_error(srv_conn_t* conn,
 
 /* The answer once everything is done (or failed); frees p. */
 static void patch_answer(patch_t* p) {
+  if (p->is_waiting && p->err_status == 0 &&
+      p->u->state == SRV_UPLOAD_COMPLETING) {
+    p->is_waiting = false;
+    srv_upload_complete_wait(p->u, &p->waiter);
+    return;
+  }
   srv_conn_t* conn = answer_conn(p);
   if (conn != NULL) {
     if (p->err_status != 0) {
@@ -133,36 +145,44 @@ static void patch_answer(patch_t* p) {
 }
 
 
-static void on_volume(void* arg,
-                      int status,
-                      srv_volume_t* vol,
-                      const char* why) {
-  patch_t* p = arg;
-  srv_ctx_t* ctx = p->ctx;
-  srv_upload_t* u = p->u;
+static void on_completed(srv_upload_waiter_t* w, int status, const char* why) {
+  patch_t* p = CORE_CONTAINER_OF(w, patch_t, waiter);
   if (status != 0) {
-    srv_log(&ctx->log, SRV_LOG_INFO, "upload.invalid", "s:upload_id", u->id,
-            "s:why", why, NULL);
     fail(p, status == -EINVAL ? 422 : 500,
-         status == -EINVAL ? "invalid_volume" : "internal", why);
-    srv_upload_remove(ctx, u, false, NULL, NULL);
+         status == -EINVAL ? "invalid_volume" : "internal",
+         why != NULL ? why : "the upload could not be completed");
+  }
+  patch_answer(p);
+}
+
+
+/* The upload's bytes are all durable: its completion starts (unless it is
+ * a part of a concatenation, complete as it is), and p answers after. */
+static void maybe_complete(patch_t* p) {
+  srv_upload_t* u = p->u;
+  if (u->state != SRV_UPLOAD_RECEIVING || u->offset != u->length ||
+      u->is_deleted) {
     patch_answer(p);
     return;
   }
-  memcpy(u->volume_id, vol->id, sizeof(u->volume_id));
-  u->state = SRV_UPLOAD_COMPLETED;
-  /* The file became the volume's, or a stored volume has the same bytes:
-   * either way the upload keeps only its record (until it expires). */
-  srv_upload_save(ctx, u, NULL, NULL);
-  srv_log(&ctx->log, SRV_LOG_INFO, "upload.completed", "s:upload_id", u->id,
-          "s:volume_id", vol->id, NULL);
+  if (u->concat == SRV_CONCAT_PARTIAL) {
+    u->state = SRV_UPLOAD_COMPLETED;
+    srv_upload_save(p->ctx, u, NULL, NULL);
+  } else if (u->concat == SRV_CONCAT_NONE) {
+    if (srv_upload_complete_start(p->ctx, u) == 0) {
+      srv_upload_complete_wait(u, &p->waiter);
+      return;
+    }
+    fail(p, 503, "overloaded",
+         "could not start the upload's validation; an empty PATCH at the end "
+         "retries it");
+  }
   patch_answer(p);
 }
 
 
 static void on_saved(void* arg, int status) {
   patch_t* p = arg;
-  srv_upload_t* u = p->u;
   if (status != 0) {
     fail(p, 503, "store_unavailable",
          "the upload's offset could not be "
@@ -170,22 +190,8 @@ static void on_saved(void* arg, int status) {
     patch_answer(p);
     return;
   }
-  u->is_committed = true;
-  if (u->state == SRV_UPLOAD_RECEIVING && u->offset == u->length &&
-      u->concat == SRV_CONCAT_NONE && !u->is_deleted) {
-    u->state = SRV_UPLOAD_COMPLETING;
-    if (srv_volume_complete(p->ctx, u, on_volume, p) == 0) {
-      return;
-    }
-    u->state = SRV_UPLOAD_RECEIVING;
-    fail(p, 503, "overloaded", "could not start the upload's validation");
-  }
-  if (u->state == SRV_UPLOAD_RECEIVING && u->offset == u->length &&
-      u->concat == SRV_CONCAT_PARTIAL) {
-    u->state = SRV_UPLOAD_COMPLETED;
-    srv_upload_save(p->ctx, u, NULL, NULL);
-  }
-  patch_answer(p);
+  p->u->is_committed = true;
+  maybe_complete(p);
 }
 
 
@@ -212,7 +218,7 @@ static void after_flush(patch_t* p) {
     }
   }
   if (p->received == 0 && !p->is_create) {
-    patch_answer(p);
+    maybe_complete(p); /* nothing new: a completion that failed to start */
     return;
   }
   u->offset = p->start + p->received;
@@ -409,6 +415,7 @@ static patch_t* patch_new(srv_request_t* rq) {
   }
   p->sink.on_chunk = sink_chunk;
   p->sink.on_abort = sink_abort;
+  p->waiter.cb = on_completed;
   p->ctx = rq->conn->ctx;
   p->conn = rq->conn;
   p->mode = rq->mode;
@@ -421,6 +428,7 @@ static int patch_start(patch_t* p, srv_upload_t* u) {
   p->u = u;
   srv_upload_ref(u);
   u->is_busy = true;
+  p->owns_busy = true;
   p->start = u->offset;
   uint64_t max = p->ctx->cfg.max_upload_bytes;
   uint64_t end = u->length < max ? u->length : max;
@@ -455,6 +463,11 @@ static void patch_check(patch_t* p, srv_request_t* rq, srv_upload_t* u) {
          "PATCH needs Content-Type: application/offset+octet-stream");
   } else if (!parse_u64(net_http_header(r, "Upload-Offset"), &offset)) {
     fail(p, 400, "invalid_offset", "Upload-Offset must be an integer");
+  } else if (u->state == SRV_UPLOAD_COMPLETING && offset == u->length) {
+    p->u = u; /* an empty PATCH at the end: answers after the completion */
+    srv_upload_ref(u);
+    p->is_discarding = true;
+    p->is_waiting = true;
   } else if (u->is_busy) {
     fail(p, 409, "upload_busy", "another PATCH is writing this upload");
   } else if (offset != u->offset) {
@@ -470,7 +483,9 @@ static void patch_check(patch_t* p, srv_request_t* rq, srv_upload_t* u) {
              parse_checksum(p, net_http_header(r, "Upload-Checksum")) != 0) {
     fail(p, 400, "invalid_checksum", "Upload-Checksum is not valid");
   } else if (u->state != SRV_UPLOAD_RECEIVING) {
-    p->is_discarding = true; /* complete already: only an empty PATCH fits */
+    p->u = u; /* complete already: only an empty PATCH fits */
+    srv_upload_ref(u);
+    p->is_discarding = true;
   } else if (patch_start(p, u) != 0) {
     fail(p, 503, "overloaded", "the server is out of memory");
   }
@@ -636,6 +651,7 @@ srv_cmd_result_t srv_cmd_upload_create(srv_request_t* rq) {
   }
   p->u = u; /* takes the reference */
   u->is_busy = true;
+  p->owns_busy = true;
   p->ticket = srv_conn_ticket(rq->conn);
   if (p->ticket == NULL || srv_upload_save(p->ctx, u, on_saved, p) != 0) {
     srv_upload_remove(p->ctx, u, false, NULL, NULL);

@@ -20,6 +20,7 @@
 #include "server/http_conn.h"
 #include "server/jobs.h"
 #include "server/store.h"
+#include "server/upload_complete.h"
 #include "server/uploads.h"
 #include "server/volume.h"
 #include "server/volumes.h"
@@ -263,6 +264,9 @@ int main(int argc, char** argv) {
   if (restored >= 0 &&
       (srv_volumes_restore(ctx) < 0 || srv_uploads_restore(ctx) < 0)) {
     restored = -1;
+  }
+  if (restored >= 0) {
+    srv_uploads_resume(ctx); /* on the pool once the loop runs */
   }
   /* Jobs found running were failed as interrupted: serve once that is on
    * disk, so the first client already sees it. */

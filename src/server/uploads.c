@@ -32,6 +32,8 @@ srv_upload_t* srv_upload_new(srv_ctx_t* ctx) {
   }
   core_uuid4_format(random16, u->id);
   core_list_init(&u->link);
+  core_list_init(&u->waiters);
+  u->ctx = ctx;
   u->refs = 1;
   u->created_us = srv_now_us();
   u->expires_us = u->created_us + (int64_t) (ctx->cfg.upload_expiry_s * 1e6);
@@ -82,15 +84,12 @@ static json_t* to_record(const srv_upload_t* u) {
   return json_pack(
       "{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:s, s:s, s:s, s:s, s:s, s:s, "
       "s:o}",
-      "id", u->id, "state",
-      states[u->state == SRV_UPLOAD_COMPLETING ? SRV_UPLOAD_RECEIVING
-                                               : u->state],
-      "concat", concats[u->concat], "length", (json_int_t) u->length, "offset",
-      (json_int_t) u->offset, "created_us", (json_int_t) u->created_us,
-      "expires_us", (json_int_t) u->expires_us, "owner_ip", u->owner_ip,
-      "owner_token", u->owner_token, "filename", u->filename, "sha256",
-      u->sha256, "metadata", u->metadata, "volume_id", u->volume_id, "parts",
-      parts);
+      "id", u->id, "state", states[u->state], "concat", concats[u->concat],
+      "length", (json_int_t) u->length, "offset", (json_int_t) u->offset,
+      "created_us", (json_int_t) u->created_us, "expires_us",
+      (json_int_t) u->expires_us, "owner_ip", u->owner_ip, "owner_token",
+      u->owner_token, "filename", u->filename, "sha256", u->sha256, "metadata",
+      u->metadata, "volume_id", u->volume_id, "parts", parts);
 }
 
 
@@ -164,10 +163,13 @@ static int restore_one(srv_ctx_t* ctx, const json_t* rec) {
     return -1;
   }
   core_list_init(&u->link);
+  core_list_init(&u->waiters);
+  u->ctx = ctx;
   u->refs = 1;
   memcpy(u->id, id, CORE_UUID_STR_LEN + 1);
-  u->state = strcmp(state, "completed") == 0 ? SRV_UPLOAD_COMPLETED
-                                             : SRV_UPLOAD_RECEIVING;
+  u->state = strcmp(state, "completed") == 0    ? SRV_UPLOAD_COMPLETED
+             : strcmp(state, "completing") == 0 ? SRV_UPLOAD_COMPLETING
+                                                : SRV_UPLOAD_RECEIVING;
   u->concat = strcmp(concat, "partial") == 0 ? SRV_CONCAT_PARTIAL
               : strcmp(concat, "final") == 0 ? SRV_CONCAT_FINAL
                                              : SRV_CONCAT_NONE;
@@ -188,6 +190,13 @@ static int restore_one(srv_ctx_t* ctx, const json_t* rec) {
       snprintf(u->parts[i], sizeof(u->parts[i]), "%s", json_string_value(part));
       u->part_count = (unsigned) i + 1;
     }
+  }
+  /* The record that made the offset the length may be the last one that
+   * committed: all bytes are in, and the completion is to be (re)done. */
+  if (u->state == SRV_UPLOAD_RECEIVING && u->offset == u->length) {
+    u->state = u->concat == SRV_CONCAT_PARTIAL ? SRV_UPLOAD_COMPLETED
+               : u->concat == SRV_CONCAT_NONE  ? SRV_UPLOAD_COMPLETING
+                                               : u->state;
   }
   u->is_committed = true;
   if (srv_upload_register(ctx, u) != 0) {
@@ -265,7 +274,8 @@ void srv_uploads_housekeeping(srv_ctx_t* ctx) {
   core_list_t* tmp;
   CORE_LIST_FOREACH_SAFE(it, tmp, &ctx->uploads) {
     srv_upload_t* u = CORE_CONTAINER_OF(it, srv_upload_t, link);
-    if (u->is_busy || now < u->expires_us) {
+    if (u->is_busy || u->state == SRV_UPLOAD_COMPLETING ||
+        now < u->expires_us) {
       continue;
     }
     srv_log(&ctx->log, SRV_LOG_INFO, "upload.expired", "s:upload_id", u->id,

@@ -21,7 +21,8 @@
 
 typedef enum {
   SRV_UPLOAD_RECEIVING,  /* bytes are expected */
-  SRV_UPLOAD_COMPLETING, /* all bytes are in; validation and hashing run */
+  SRV_UPLOAD_COMPLETING, /* all bytes are in; validation and hashing run
+                            (stored: a restart resumes it) */
   SRV_UPLOAD_COMPLETED   /* a volume (volume_id); kept until it expires */
 } srv_upload_state_t;
 
@@ -33,6 +34,7 @@ typedef enum {
 
 typedef struct srv_upload_s {
   core_list_t link; /* ctx->uploads, oldest first */
+  srv_ctx_t* ctx;
   char id[CORE_UUID_STR_LEN + 1];
   srv_upload_state_t state;
   srv_concat_t concat;
@@ -48,10 +50,11 @@ typedef struct srv_upload_s {
   char volume_id[CORE_UUID_STR_LEN + 1];  /* once completed */
   char parts[SRV_UPLOAD_PARTS_MAX][CORE_UUID_STR_LEN + 1]; /* final only */
   unsigned part_count;
-  bool is_busy;      /* a PATCH (or the completion) owns the file now */
-  bool is_deleted;   /* unregistered; freed when the last ref goes */
-  bool is_committed; /* its first record is durable: it exists */
-  unsigned refs;     /* the registry + each request working on it */
+  core_list_t waiters; /* srv_upload_waiter_t, while completing */
+  bool is_busy;        /* a PATCH owns the file now */
+  bool is_deleted;     /* unregistered; freed when the last ref goes */
+  bool is_committed;   /* its first record is durable: it exists */
+  unsigned refs;       /* the registry + each request working on it */
 } srv_upload_t;
 
 /* The file of upload `id`: state_dir/uploads/<id>.part (into out). */

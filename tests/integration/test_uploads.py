@@ -10,6 +10,7 @@ import io
 import os
 import signal
 import socket
+import sqlite3
 import sys
 import unittest
 
@@ -95,6 +96,44 @@ class UploadsTest(unittest.TestCase):
             self.assertEqual(r.status, 204, r)
             off = int(r.header("Upload-Offset"))
         return url, r
+
+    def restart(self, sig=signal.SIGKILL):
+        """Stops the server (kill -9 by default) and starts another on the
+        same state directory."""
+        if sig == signal.SIGKILL:
+            self.srv.proc.send_signal(sig)
+            self.srv.proc.wait(10)
+        else:
+            self.assertEqual(self.srv.stop(sig), 0)
+        old = self.srv
+        self.addCleanup(old.cleanup)
+        self.srv = Server(self.args, state_dir=old.state_dir).start()
+
+    def edit_record(self, upload_id, **fields):
+        """Changes fields of a stopped server's upload record."""
+        import json
+        db = sqlite3.connect(os.path.join(self.srv.state_dir, "jobs.db"))
+        with db:
+            (text,) = db.execute("SELECT record FROM uploads WHERE id = ?",
+                                 (upload_id,)).fetchone()
+            rec = json.loads(text)
+            rec.update(fields)
+            db.execute("UPDATE uploads SET record = ? WHERE id = ?",
+                       (json.dumps(rec), upload_id))
+        db.close()
+
+    def finish_after_restart(self, url, data):
+        """What a client does after a crash: HEAD, then the rest of the bytes
+        or an empty PATCH at the end (answered once the completion is done)."""
+        off = int(self.head(url).header("Upload-Offset"))
+        r = self.patch(url, off, data[off:])
+        self.assertEqual(r.status, 204, r)
+        self.assertEqual(r.header("Upload-Offset"), str(len(data)))
+        vid = r.header("CryoMamba-Volume-Id")
+        self.assertIsNotNone(vid, r)
+        v = self.srv.get("/v1/volumes/%s" % vid).json
+        self.assertEqual(v["sha256"], hashlib.sha256(data).hexdigest())
+        return vid
 
     # -- tests ----------------------------------------------------------
     def test_options_advertises_tus(self):
@@ -350,6 +389,64 @@ class UploadsTest(unittest.TestCase):
         self.assertEqual(r.status, 204, r)
         v = self.srv.get("/v1/volumes/%s" % r.header("CryoMamba-Volume-Id")).json
         self.assertEqual(v["sha256"], hashlib.sha256(data).hexdigest())
+
+    def test_patch_on_a_completed_upload_reports_its_volume(self):
+        data = make_mrc(shape=(2, 3, 4), seed=3)
+        url, last = self.upload(data)
+        r = self.patch(url, len(data), b"")
+        self.assertEqual(r.status, 204, r)
+        self.assertEqual(r.header("CryoMamba-Volume-Id"),
+                         last.header("CryoMamba-Volume-Id"))
+
+    def _all_but_last_byte_then_stop(self, data):
+        url = self.create(len(data), meta(filename="r.mrc")).header("Location")
+        self.assertEqual(self.patch(url, 0, data[:-1]).status, 204)
+        self.assertEqual(self.srv.stop(), 0)
+        uid = url.rsplit("/", 1)[1]
+        with open(os.path.join(self.srv.state_dir, "uploads", uid + ".part"), "ab") as f:
+            f.write(data[-1:])
+        return url, uid
+
+    def test_restored_upload_at_its_length_completes_by_itself(self):
+        # The record of the last PATCH committed; the crash came before the
+        # completion stored anything.
+        data = make_mrc(shape=(4, 8, 8), seed=4)
+        url, uid = self._all_but_last_byte_then_stop(data)
+        self.edit_record(uid, offset=len(data))
+        self.srv = Server(self.args, state_dir=self.srv.state_dir).start()
+        vid = self.finish_after_restart(url, data)
+        self.assertEqual(self.head(url).header("CryoMamba-Volume-Id"), vid)
+        self.assertEqual(os.listdir(os.path.join(self.srv.state_dir, "uploads")), [])
+
+    def test_restored_completing_upload_completes(self):
+        data = make_mrc(shape=(4, 8, 8), seed=5)
+        url, uid = self._all_but_last_byte_then_stop(data)
+        self.edit_record(uid, offset=len(data), state="completing")
+        self.srv = Server(self.args, state_dir=self.srv.state_dir).start()
+        self.finish_after_restart(url, data)
+
+    def test_restored_invalid_upload_is_removed(self):
+        data = b"x" * 3000
+        url, uid = self._all_but_last_byte_then_stop(data)
+        self.edit_record(uid, offset=len(data), state="completing")
+        self.srv = Server(self.args, state_dir=self.srv.state_dir).start()
+        r = self.patch(url, len(data), b"")
+        self.assertIn(r.status, (404, 422), r)
+        self.assertEqual(self.head(url).status, 404)
+
+    def test_kill9_during_validation_then_complete(self):
+        # 48 MiB: hashing takes long enough that the kill often lands in the
+        # validation; wherever it lands, the client's recovery must work.
+        data = make_mrc(shape=(48, 512, 512), seed=6)
+        url = self.create(len(data)).header("Location")
+        sock = socket.create_connection(("127.0.0.1", self.srv.port))
+        sock.sendall(("PATCH %s HTTP/1.1\r\nHost: x\r\nTus-Resumable: 1.0.0\r\n"
+                      "Content-Type: application/offset+octet-stream\r\n"
+                      "Upload-Offset: 0\r\nContent-Length: %d\r\n\r\n"
+                      % (url, len(data))).encode() + data)
+        self.restart()
+        sock.close()
+        self.finish_after_restart(url, data)
 
     def test_concurrent_uploads(self):
         datas = [make_mrc(shape=(4, 8, 8), seed=20 + i) for i in range(4)]
