@@ -266,6 +266,10 @@ int main(int argc, char** argv) {
     restored = -1;
   }
   if (restored >= 0) {
+    /* Before the loop runs (the loop never touches the disk), and before
+     * any completion resumes and renames. */
+    srv_uploads_remove_orphans(ctx);
+    srv_volumes_remove_orphans(ctx);
     srv_uploads_resume(ctx); /* on the pool once the loop runs */
   }
   /* Jobs found running were failed as interrupted: serve once that is on

@@ -9,6 +9,9 @@
 #include <string.h>
 #include <time.h>
 
+#include <dirent.h>
+#include <unistd.h>
+
 #include "core/base64.h"
 #include "core/timefmt.h"
 
@@ -222,6 +225,53 @@ int srv_uploads_restore(srv_ctx_t* ctx) {
   }
   json_decref(all);
   return restored;
+}
+
+
+/* `name` is "<uuid><suffix>": the uuid, NUL-terminated, into `id`. */
+bool srv_orphan_id(const char* name, const char* suffix, char* id) {
+  size_t n = strlen(name);
+  size_t sn = strlen(suffix);
+  if (n != CORE_UUID_STR_LEN + sn || strcmp(name + CORE_UUID_STR_LEN, suffix) ||
+      !core_uuid_is_valid(name, CORE_UUID_STR_LEN)) {
+    return false;
+  }
+  memcpy(id, name, CORE_UUID_STR_LEN);
+  id[CORE_UUID_STR_LEN] = '\0';
+  return true;
+}
+
+
+int srv_uploads_remove_orphans(srv_ctx_t* ctx) {
+  char path[1100];
+  snprintf(path, sizeof(path), "%s/uploads", ctx->cfg.state_dir);
+  DIR* dir = opendir(path);
+  if (dir == NULL) {
+    return 0;
+  }
+  int removed = 0;
+  struct dirent* e;
+  while ((e = readdir(dir)) != NULL) {
+    char id[CORE_UUID_STR_LEN + 1];
+    if (e->d_name[0] == '.') {
+      continue;
+    }
+    srv_upload_t* u = NULL;
+    if (srv_orphan_id(e->d_name, ".part", id)) {
+      u = core_idmap_get(&ctx->upload_index, id);
+    }
+    /* A completing upload's file is what its completion reads. */
+    if (u != NULL && u->state != SRV_UPLOAD_COMPLETED) {
+      continue;
+    }
+    if (unlinkat(dirfd(dir), e->d_name, 0) == 0) {
+      removed++;
+      srv_log(&ctx->log, SRV_LOG_INFO, "uploads.orphan_removed", "s:file",
+              e->d_name, NULL);
+    }
+  }
+  closedir(dir);
+  return removed;
 }
 
 

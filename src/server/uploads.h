@@ -94,6 +94,15 @@ int srv_upload_remove(srv_ctx_t* ctx,
 /* Start-up: restores every stored upload. Returns the count or -1. */
 int srv_uploads_restore(srv_ctx_t* ctx);
 
+/* Start-up, after srv_uploads_restore, before the loop runs: removes the
+ * files of uploads/ that belong to no incomplete upload (a record that
+ * never committed, a completed upload's leftover). Returns the count. */
+int srv_uploads_remove_orphans(srv_ctx_t* ctx);
+
+/* Whether file `name` is "<uuid><suffix>" (then the uuid, NUL-terminated,
+ * is in `id`, CORE_UUID_STR_LEN + 1 bytes). */
+bool srv_orphan_id(const char* name, const char* suffix, char* id);
+
 /* Incomplete uploads counted against the per-token and per-address
  * limits. */
 unsigned srv_uploads_count_token(srv_ctx_t* ctx, const char* token);

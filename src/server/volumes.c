@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+
+#include <dirent.h>
 #include <unistd.h>
 
 #include "core/mrc.h"
@@ -375,6 +377,32 @@ int srv_volumes_restore(srv_ctx_t* ctx) {
   }
   json_decref(all);
   return restored;
+}
+
+
+int srv_volumes_remove_orphans(srv_ctx_t* ctx) {
+  char path[1100];
+  snprintf(path, sizeof(path), "%s/volumes", ctx->cfg.state_dir);
+  DIR* dir = opendir(path);
+  if (dir == NULL) {
+    return 0;
+  }
+  int removed = 0;
+  struct dirent* e;
+  while ((e = readdir(dir)) != NULL) {
+    char id[CORE_UUID_STR_LEN + 1];
+    if (e->d_name[0] == '.' || (srv_orphan_id(e->d_name, ".mrc", id) &&
+                                srv_volume_find(ctx, id, strlen(id)) != NULL)) {
+      continue;
+    }
+    if (unlinkat(dirfd(dir), e->d_name, 0) == 0) {
+      removed++;
+      srv_log(&ctx->log, SRV_LOG_INFO, "volumes.orphan_removed", "s:file",
+              e->d_name, NULL);
+    }
+  }
+  closedir(dir);
+  return removed;
 }
 
 

@@ -62,6 +62,11 @@ int srv_volume_delete(srv_ctx_t* ctx,
 /* Start-up: restores stored volumes. Returns the count or -1. */
 int srv_volumes_restore(srv_ctx_t* ctx);
 
+/* Start-up, after srv_volumes_restore, before the loop runs: removes the
+ * files of volumes/ that belong to no volume (renamed there by a completion
+ * whose volume record never committed). Returns the count. */
+int srv_volumes_remove_orphans(srv_ctx_t* ctx);
+
 /* Bytes of every volume and every job artifact, for the storage quota. */
 uint64_t srv_storage_used_bytes(srv_ctx_t* ctx);
 

@@ -448,6 +448,30 @@ class UploadsTest(unittest.TestCase):
         sock.close()
         self.finish_after_restart(url, data)
 
+    def test_orphans_are_removed_at_start_up(self):
+        import uuid
+        data = make_mrc(shape=(2, 3, 4), seed=8)
+        _, last = self.upload(data)
+        vid = last.header("CryoMamba-Volume-Id")
+        keep = self.create(100).header("Location").rsplit("/", 1)[1]
+        self.assertEqual(self.patch("/v1/uploads/" + keep, 0, b"y" * 10).status, 204)
+        self.assertEqual(self.srv.stop(), 0)
+        state = self.srv.state_dir
+        # A .part whose record never committed, a volume file renamed before
+        # its record committed: both are crash leftovers.
+        stray_part = str(uuid.uuid4()) + ".part"
+        stray_mrc = str(uuid.uuid4()) + ".mrc"
+        with open(os.path.join(state, "uploads", stray_part), "wb") as f:
+            f.write(b"z" * 10)
+        with open(os.path.join(state, "volumes", stray_mrc), "wb") as f:
+            f.write(data)
+        self.srv = Server(self.args, state_dir=state).start()
+        self.assertEqual(os.listdir(os.path.join(state, "uploads")), [keep + ".part"])
+        self.assertEqual(os.listdir(os.path.join(state, "volumes")), [vid + ".mrc"])
+        self.assertEqual(self.head("/v1/uploads/" + keep).header("Upload-Offset"), "10")
+        self.assertEqual(self.srv.get("/v1/volumes").json["count"], 1)
+        self.assertIn("orphan_removed", self.srv.stderr_tail(20000))
+
     def test_concurrent_uploads(self):
         datas = [make_mrc(shape=(4, 8, 8), seed=20 + i) for i in range(4)]
         urls = [self.create(len(d)).header("Location") for d in datas]
