@@ -1,7 +1,8 @@
 /* cmd_uploads.h: the routes of uploads (tus 1.0.0, /v1/uploads) and
- * volumes (/v1/volumes), for commands.c. cmd_uploads.c streams bodies
- * (POST, PATCH); cmd_tus.c answers OPTIONS, HEAD and DELETE; cmd_volumes.c
- * lists, shows and deletes volumes. Loop thread only. */
+ * volumes (/v1/volumes), for commands.c. cmd_uploads.c creates uploads;
+ * cmd_upload_patch.c checks a PATCH and streams bodies (POST, PATCH) into
+ * cmd_upload_body.c; cmd_tus.c answers OPTIONS, HEAD and DELETE;
+ * cmd_volumes.c lists, shows and deletes volumes. Loop thread only. */
 #ifndef SRV_CMD_UPLOADS_H
 #define SRV_CMD_UPLOADS_H
 
@@ -21,7 +22,8 @@ srv_cmd_result_t srv_cmd_upload_body_done(srv_request_t* rq);
 /* POST /v1/uploads without a body. */
 srv_cmd_result_t srv_cmd_upload_create(srv_request_t* rq);
 
-/* False after answering 412 when Tus-Resumable is not 1.0.0. */
+/* cmd_upload_patch.c: false after answering 412 when Tus-Resumable is
+ * not 1.0.0. */
 bool srv_cmd_tus_version_ok(srv_request_t* rq);
 
 /* cmd_tus.c: OPTIONS, HEAD and DELETE of /v1/uploads[/{id}]. */

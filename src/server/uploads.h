@@ -2,8 +2,8 @@
  * of uploads, their records in the store (table uploads) and the rules of
  * the protocol that do not depend on a request: which transitions are
  * allowed, when an upload expires, what counts against the limits. The
- * bytes are written by upload_io.c, the routes are cmd_uploads.c, a
- * completed upload becomes a volume in volumes.c. Loop thread only. */
+ * bytes are written by upload_io.c, the routes are cmd_upload*.c and cmd_tus.c,
+ * a completed upload becomes a volume in volumes.c. Loop thread only. */
 #ifndef SRV_UPLOADS_H
 #define SRV_UPLOADS_H
 
