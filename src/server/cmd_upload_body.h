@@ -91,4 +91,11 @@ bool srv_tus_parse_u64(const char* s, uint64_t* out);
  * after srv_upload_req_fail(). */
 srv_upload_t* srv_upload_create_checked(srv_upload_req_t* p, srv_request_t* rq);
 
+/* cmd_uploads.c: whether a PATCH of `u` with these headers would take
+ * volumes + job artifacts + the bytes of incomplete uploads past the
+ * storage quota (its bytes: Content-Length, else what `u` still lacks). */
+bool srv_upload_patch_over_quota(srv_ctx_t* ctx,
+                                 const srv_upload_t* u,
+                                 const net_http_reader_t* r);
+
 #endif

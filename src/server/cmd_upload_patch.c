@@ -119,6 +119,12 @@ static void patch_check(srv_upload_req_t* p,
     p->u = u; /* complete already: only an empty PATCH fits */
     srv_upload_ref(u);
     p->is_discarding = true;
+  } else if (srv_upload_patch_over_quota(p->ctx, u, r)) {
+    srv_upload_req_fail(
+        p, 507, "insufficient_storage",
+        "the PATCH would take volumes, job artifacts and incomplete uploads "
+        "over the storage quota (limits.storage_quota_bytes); delete volumes "
+        "or jobs first");
   } else if (srv_upload_req_start(p, u) != 0) {
     srv_upload_req_fail(p, 503, "overloaded", "the server is out of memory");
   }

@@ -113,6 +113,27 @@ srv_upload_t* srv_upload_create_checked(srv_upload_req_t* p,
 }
 
 
+bool srv_upload_patch_over_quota(srv_ctx_t* ctx,
+                                 const srv_upload_t* u,
+                                 const net_http_reader_t* r) {
+  uint64_t quota = ctx->cfg.storage_quota_bytes;
+  if (quota == 0) {
+    return false;
+  }
+  /* What is on disk, not what creation reserved: a quota lowered across a
+   * restart, or artifacts written since, may leave less room than the
+   * reservation promised. */
+  uint64_t more = u->length - u->offset;
+  uint64_t declared = 0;
+  if (srv_tus_parse_u64(net_http_header(r, "Content-Length"), &declared) &&
+      declared < more) {
+    more = declared;
+  }
+  uint64_t used = srv_storage_used_bytes(ctx) + srv_uploads_stored_bytes(ctx);
+  return used > quota || more > quota - used;
+}
+
+
 /* POST without a body: creation. */
 srv_cmd_result_t srv_cmd_upload_create(srv_request_t* rq) {
   srv_upload_req_t* p = srv_upload_req_new(rq);

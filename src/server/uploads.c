@@ -318,6 +318,20 @@ uint64_t srv_uploads_reserved_bytes(srv_ctx_t* ctx) {
 }
 
 
+uint64_t srv_uploads_stored_bytes(srv_ctx_t* ctx) {
+  uint64_t n = 0;
+  core_list_t* it;
+  core_list_t* tmp;
+  CORE_LIST_FOREACH_SAFE(it, tmp, &ctx->uploads) {
+    srv_upload_t* u = CORE_CONTAINER_OF(it, srv_upload_t, link);
+    if (is_open(u)) {
+      n += u->offset;
+    }
+  }
+  return n;
+}
+
+
 void srv_uploads_housekeeping(srv_ctx_t* ctx) {
   int64_t now = srv_now_us();
   core_list_t* it;

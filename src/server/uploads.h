@@ -111,6 +111,9 @@ unsigned srv_uploads_count_ip(srv_ctx_t* ctx, const char* ip);
 /* Bytes reserved by incomplete uploads (their lengths), for the quota. */
 uint64_t srv_uploads_reserved_bytes(srv_ctx_t* ctx);
 
+/* Bytes incomplete uploads hold on disk (their durable offsets). */
+uint64_t srv_uploads_stored_bytes(srv_ctx_t* ctx);
+
 /* Housekeeping: removes expired uploads nobody is writing. */
 void srv_uploads_housekeeping(srv_ctx_t* ctx);
 

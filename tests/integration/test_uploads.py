@@ -530,6 +530,28 @@ class UploadLimitsTest(unittest.TestCase):
         assert_error(self, r, 507, "insufficient_storage")
         self.assertFalse(r.json["error"]["retryable"])
 
+    def test_quota_checked_on_patch(self):
+        # Created within the quota; the server comes back with less room.
+        self.start("--storage-quota-bytes", "3000")
+        url = self.post(2000).header("Location")
+        self.assertEqual(self.srv.stop(), 0)
+        old = self.srv
+        self.addCleanup(old.cleanup)
+        self.srv = Server(["--storage-quota-bytes", "1000"],
+                          state_dir=old.state_dir).start()
+        h = {"Tus-Resumable": "1.0.0", "Upload-Offset": "0",
+             "Content-Type": "application/offset+octet-stream"}
+        r = self.srv.request("PATCH", url, raw=b"a" * 1500, headers=h)
+        assert_error(self, r, 507, "insufficient_storage")
+        self.assertFalse(r.json["error"]["retryable"])
+        r = self.srv.request("PATCH", url, raw=b"a" * 600, headers=h)
+        self.assertEqual(r.status, 204, r)
+        h["Upload-Offset"] = "600"
+        r = self.srv.request("PATCH", url, raw=b"a" * 500, headers=h)
+        assert_error(self, r, 507, "insufficient_storage")
+        head = self.srv.request("HEAD", url, headers={"Tus-Resumable": "1.0.0"})
+        self.assertEqual(head.header("Upload-Offset"), "600")
+
     def test_uploads_per_address(self):
         self.start("--max-uploads-per-ip", "2")
         self.assertEqual(self.post(10).status, 201)
