@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "core/fail.h"
+#include "core/uuid.h"
 
 /* Params may sit under "params" or at the top level; `prefix` is how the
  * field is named in error messages. */
@@ -175,6 +176,21 @@ static int parse_volume(const json_t* body,
     return core_fail(err, err_len,
                      "give either volume.shape or a volume path, not both: the "
                      "shape of a file comes from its header");
+  }
+  const json_t* id = get(body, "volume_id");
+  if (id != NULL) {
+    const char* s = json_string_value(id);
+    if (s == NULL || !core_uuid_is_valid(s, strlen(s))) {
+      return core_fail(err, err_len,
+                       "volume_id must be a volume's id (a UUID string)");
+    }
+    if (out->has_shape || out->has_volume_path) {
+      return core_fail(err, err_len,
+                       "give volume_id alone, without volume.shape or a "
+                       "volume path: the shape comes from the volume");
+    }
+    memcpy(out->volume_id, s, sizeof(out->volume_id));
+    out->has_volume_id = true;
   }
   return 0;
 }

@@ -15,6 +15,8 @@ typedef struct {
   bool has_shape;       /* volume.shape given */
   bool has_voxel_size;  /* volume.voxel_size given */
   bool has_volume_path; /* volume_path (or volume.path) given */
+  bool has_volume_id;   /* volume_id (an uploaded volume) given */
+  char volume_id[37];   /* canonical UUID, when has_volume_id */
   core_shape_t shape;   /* default 64^3 when neither shape nor path given */
   double voxel_size[3]; /* Z, Y, X in Angstrom; default 1,1,1; each > 0 */
   char volume_path[CORE_VOLUME_PATH_MAX]; /* relative to the data root */
@@ -23,11 +25,11 @@ typedef struct {
 
 /* Parses `body` (may be NULL or an empty object: every default applies).
  * Accepted: {"volume":{"shape":[z,y,x],"voxel_size":[..] or number},
- * "volume_path":"x.mrc", "params":{"preview_hz","preview_scale",
- * "duration_s","seed","pattern"}}; params may also sit at the top level.
- * Unknown keys are ignored (forward compatibility). Returns 0, or -EINVAL
- * with a sentence naming the field in `err` (always NUL-terminated). Giving
- * both a shape and a path is an error. */
+ * "volume_path":"x.mrc" or "volume_id":"<uuid>",
+ * "params":{"preview_hz","preview_scale", "duration_s","seed","pattern"}};
+ * params may also sit at the top level. Unknown keys are ignored (forward
+ * compatibility). Returns 0, or -EINVAL with a sentence naming the field in
+ * `err` (always NUL-terminated). Giving both a shape and a path is an error. */
 int core_job_request_parse(const json_t* body,
                            core_job_request_t* out,
                            char* err,

@@ -110,6 +110,7 @@ static int on_message_begin(http_parser* p) {
   r->is_complete = false;
   r->in_message = true;
   r->headers_done = false;
+  r->is_streaming = false;
   /* Slot 0 of text is the URL (or status reason), always NUL-terminated. */
   return text_append(r, "", 0);
 }
@@ -171,17 +172,37 @@ static int on_headers_complete(http_parser* p) {
     }
     r->value_off[r->header_count - 1] = (uint32_t) r->text_len;
   }
-  if ((p->flags & F_CONTENTLENGTH) && p->content_length > r->max_body_bytes) {
+  r->headers_done = true;
+  r->is_streaming = r->want_stream != NULL && r->want_stream(r);
+  if (!r->is_streaming && (p->flags & F_CONTENTLENGTH) &&
+      p->content_length > r->max_body_bytes) {
     r->error = NET_HTTP_E_BODY_TOO_LARGE;
     return -1;
   }
-  r->headers_done = true;
+  return 0;
+}
+
+
+/* A streamed body piece: handed on, never gathered. */
+static int stream_chunk(net_http_reader_t* r, const char* at, size_t len) {
+  int rc = r->on_chunk(r, (const uint8_t*) at, len);
+  if (rc < 0) {
+    r->error = NET_HTTP_E_STOPPED;
+    return -1;
+  }
+  if (rc > 0) {
+    r->is_paused = true;
+    http_parser_pause(&r->parser, 1);
+  }
   return 0;
 }
 
 
 static int on_body(http_parser* p, const char* at, size_t len) {
   net_http_reader_t* r = reader_of(p);
+  if (r->is_streaming) {
+    return stream_chunk(r, at, len);
+  }
   if (r->body_len + len > r->max_body_bytes) {
     r->error = NET_HTTP_E_BODY_TOO_LARGE;
     return -1;
@@ -239,6 +260,14 @@ size_t net_http_reader_feed(net_http_reader_t* r,
     r->error = NET_HTTP_E_PARSE;
   }
   return n;
+}
+
+
+void net_http_reader_set_streaming(net_http_reader_t* r,
+                                   net_http_stream_cb want,
+                                   net_http_chunk_cb on_chunk) {
+  r->want_stream = want;
+  r->on_chunk = on_chunk;
 }
 
 

@@ -29,6 +29,17 @@ typedef struct net_http_reader_s net_http_reader_t;
  * or -1 to stop for good (the reader reports NET_HTTP_E_STOPPED). */
 typedef int (*net_http_message_cb)(net_http_reader_t* r);
 
+/* Body streaming (optional, net_http_reader_set_streaming). `want` runs once
+ * a message's headers are complete: true means its body goes to `on_chunk`
+ * piece by piece instead of into r->body, and max_body_bytes does not apply
+ * (the receiver bounds it). `on_chunk` gets each piece (borrowed for the
+ * call) and returns 0 to go on, 1 to pause (as for on_message: feed returns
+ * early, net_http_reader_resume() before feeding the rest) or -1 to stop. */
+typedef bool (*net_http_stream_cb)(net_http_reader_t* r);
+typedef int (*net_http_chunk_cb)(net_http_reader_t* r,
+                                 const uint8_t* bytes,
+                                 size_t len);
+
 struct net_http_reader_s {
   http_parser parser;
   /* URL and header fields, NUL-separated, in one buffer (malloc'd, grown up
@@ -52,6 +63,10 @@ struct net_http_reader_s {
   int error;
   net_http_message_cb on_message;
   void* data;
+  /* Body streaming; both NULL unless set. */
+  net_http_stream_cb want_stream;
+  net_http_chunk_cb on_chunk;
+  bool is_streaming; /* the current message's body goes to on_chunk */
 };
 
 /* Prepares a reader for requests (HTTP_REQUEST) or responses. */
@@ -67,6 +82,11 @@ void net_http_reader_init(net_http_reader_t* r,
 size_t net_http_reader_feed(net_http_reader_t* r,
                             const uint8_t* bytes,
                             size_t len);
+
+/* Enables body streaming for the messages chosen by `want` (see above). */
+void net_http_reader_set_streaming(net_http_reader_t* r,
+                                   net_http_stream_cb want,
+                                   net_http_chunk_cb on_chunk);
 
 /* Continues after a pause requested by the message callback. */
 void net_http_reader_resume(net_http_reader_t* r);

@@ -11,6 +11,7 @@
 #include "server/job_json.h"
 #include "server/jobs.h"
 #include "server/volume.h"
+#include "server/volumes.h"
 
 
 void srv_cmd_list_jobs(srv_request_t* rq) {
@@ -234,7 +235,24 @@ srv_cmd_result_t srv_cmd_create_job(srv_request_t* rq) {
     return SRV_CMD_PENDING;
   }
   double vs[3] = {req.voxel_size[0], req.voxel_size[1], req.voxel_size[2]};
-  if (start_create(rq->conn, p, &req.shape, vs) != 0) {
+  core_shape_t shape = req.shape;
+  if (req.has_volume_id) {
+    /* An uploaded volume: its header gave the shape and voxel size. */
+    srv_volume_t* vol = srv_volume_find(ctx, req.volume_id, CORE_UUID_STR_LEN);
+    if (vol == NULL) {
+      srv_ticket_release(p->ticket);
+      free(p);
+      srv_http_reply_error(rq->conn, &rq->mode, 404, "volume_not_found",
+                           "no volume has this volume_id",
+                           "GET /v1/volumes lists the volumes", false, NULL);
+      return SRV_CMD_DONE;
+    }
+    shape = vol->shape;
+    if (!req.has_voxel_size) {
+      memcpy(vs, vol->voxel_size, sizeof(vs));
+    }
+  }
+  if (start_create(rq->conn, p, &shape, vs) != 0) {
     srv_ticket_release(p->ticket);
     free(p);
     return SRV_CMD_DONE;

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "server/auth.h"
+#include "server/cmd_uploads.h"
 #include "server/cmd_util.h"
 #include "server/job_json.h"
 #include "server/jobs.h"
@@ -37,6 +38,15 @@ static void handle_info(srv_request_t* rq) {
                       json_integer(c->retention_max_jobs));
   json_object_set_new(limits, "retention_max_age_s",
                       json_real(c->retention_max_age_s));
+  json_object_set_new(limits, "max_upload_bytes",
+                      json_integer((json_int_t) c->max_upload_bytes));
+  json_object_set_new(limits, "storage_quota_bytes",
+                      json_integer((json_int_t) c->storage_quota_bytes));
+  json_object_set_new(limits, "max_uploads_per_token",
+                      json_integer(c->max_uploads_per_token));
+  json_object_set_new(limits, "max_uploads_per_ip",
+                      json_integer(c->max_uploads_per_ip));
+  json_object_set_new(limits, "upload_expiry_s", json_real(c->upload_expiry_s));
   json_object_set_new(limits, "http_header_timeout_s",
                       json_real(c->http_header_timeout_s));
   json_object_set_new(limits, "http_body_timeout_s",
@@ -200,6 +210,101 @@ static srv_cmd_result_t route_job(srv_request_t* rq,
 }
 
 
+/* The path's segments (at most max) or max + 1; 0 for a bad URL. */
+static size_t route_of(const net_http_reader_t* r, span_t* seg, size_t max) {
+  const char* url = net_http_url(r);
+  struct http_parser_url parsed;
+  http_parser_url_init(&parsed);
+  if (http_parser_parse_url(url, strlen(url), 0, &parsed) != 0 ||
+      !(parsed.field_set & (1 << UF_PATH))) {
+    return 0;
+  }
+  return split_path(url + parsed.field_data[UF_PATH].off,
+                    parsed.field_data[UF_PATH].len, seg, max);
+}
+
+
+srv_body_sink_t* srv_commands_stream(srv_request_t* rq) {
+  unsigned method = net_http_method(rq->http);
+  if (method != HTTP_PATCH && method != HTTP_POST) {
+    return NULL;
+  }
+  span_t seg[4];
+  size_t n = route_of(rq->http, seg, 3);
+  if (n < 2 || n > 3 || !span_is(seg[0], "v1") || !span_is(seg[1], "uploads") ||
+      (method == HTTP_PATCH) != (n == 3) || rq->http->is_upgrade) {
+    return NULL;
+  }
+  /* Only an authorised client's body goes to disk; any other is gathered
+   * within --max-body-bytes and refused when complete. */
+  if (srv_auth_check(&rq->conn->ctx->auth, rq->http, SRV_SCOPE_WRITE, false) !=
+      SRV_AUTH_OK) {
+    return NULL;
+  }
+  return srv_cmd_upload_stream(rq, n == 3 ? seg[2].p : NULL,
+                               n == 3 ? seg[2].len : 0);
+}
+
+
+static srv_cmd_result_t route_uploads(srv_request_t* rq,
+                                      const span_t* seg,
+                                      size_t n) {
+  unsigned method = net_http_method(rq->http);
+  if (rq->sink != NULL) {
+    return srv_cmd_upload_body_done(rq);
+  }
+  if (method == HTTP_OPTIONS) {
+    srv_cmd_upload_options(rq);
+    return SRV_CMD_DONE;
+  }
+  if (n == 2) {
+    if (method == HTTP_POST) {
+      return srv_cmd_tus_version_ok(rq) ? srv_cmd_upload_create(rq)
+                                        : SRV_CMD_DONE;
+    }
+    srv_cmd_reply_method_not_allowed(rq, "OPTIONS, POST");
+    return SRV_CMD_DONE;
+  }
+  if (n == 3 && method == HTTP_HEAD) {
+    srv_cmd_upload_head(rq, seg[2].p, seg[2].len);
+    return SRV_CMD_DONE;
+  }
+  if (n == 3 && method == HTTP_DELETE) {
+    return srv_cmd_upload_delete(rq, seg[2].p, seg[2].len);
+  }
+  if (n == 3) {
+    srv_cmd_reply_method_not_allowed(rq, "OPTIONS, HEAD, PATCH, DELETE");
+    return SRV_CMD_DONE;
+  }
+  srv_http_reply_error(rq->conn, &rq->mode, 404, "route_not_found",
+                       "no such route", NULL, false, NULL);
+  return SRV_CMD_DONE;
+}
+
+
+static srv_cmd_result_t route_volumes(srv_request_t* rq,
+                                      const span_t* seg,
+                                      size_t n,
+                                      bool is_get) {
+  unsigned method = net_http_method(rq->http);
+  if (n == 2 && is_get) {
+    srv_cmd_list_volumes(rq);
+  } else if (n == 2) {
+    srv_cmd_reply_method_not_allowed(rq, "GET, HEAD");
+  } else if (n == 3 && is_get) {
+    srv_cmd_get_volume(rq, seg[2].p, seg[2].len);
+  } else if (n == 3 && method == HTTP_DELETE) {
+    return srv_cmd_delete_volume(rq, seg[2].p, seg[2].len);
+  } else if (n == 3) {
+    srv_cmd_reply_method_not_allowed(rq, "GET, HEAD, DELETE");
+  } else {
+    srv_http_reply_error(rq->conn, &rq->mode, 404, "route_not_found",
+                         "no such route", NULL, false, NULL);
+  }
+  return SRV_CMD_DONE;
+}
+
+
 srv_cmd_result_t srv_commands_handle(srv_request_t* rq) {
   const net_http_reader_t* r = rq->http;
   const char* url = net_http_url(r);
@@ -224,7 +329,8 @@ srv_cmd_result_t srv_commands_handle(srv_request_t* rq) {
   if (r->is_upgrade) {
     rq->mode.keep_alive = false; /* the client expected to switch */
   }
-  if (!is_health && !authorized(rq, is_get || is_ws, is_ws)) {
+  bool is_options = method == HTTP_OPTIONS;
+  if (!is_health && !authorized(rq, is_get || is_ws || is_options, is_ws)) {
     return rq->mode.keep_alive ? SRV_CMD_DONE : SRV_CMD_CLOSE;
   }
   if (is_ws) {
@@ -258,6 +364,12 @@ srv_cmd_result_t srv_commands_handle(srv_request_t* rq) {
       handle_info(rq);
     }
     return SRV_CMD_DONE;
+  }
+  if (n >= 2 && n <= 3 && span_is(seg[0], "v1") && span_is(seg[1], "uploads")) {
+    return route_uploads(rq, seg, n);
+  }
+  if (n >= 2 && n <= 3 && span_is(seg[0], "v1") && span_is(seg[1], "volumes")) {
+    return route_volumes(rq, seg, n, is_get);
   }
   if (n >= 2 && span_is(seg[0], "v1") && span_is(seg[1], "jobs")) {
     if (n == 2) {

@@ -8,6 +8,10 @@
 
 #include "server/request.h"
 
+/* At the end of a request's headers: the sink its body streams to (a
+ * PATCH or POST of an upload), or NULL to gather the body as usual. */
+srv_body_sink_t* srv_commands_stream(srv_request_t* req);
+
 /* Routes and answers one complete request. */
 srv_cmd_result_t srv_commands_handle(srv_request_t* req);
 

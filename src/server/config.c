@@ -34,6 +34,11 @@ typedef enum {
   OPT_RETENTION_JOBS,
   OPT_RETENTION_AGE,
   OPT_MAX_HELD,
+  OPT_MAX_UPLOAD,
+  OPT_QUOTA,
+  OPT_UPLOADS_PER_TOKEN,
+  OPT_UPLOADS_PER_IP,
+  OPT_UPLOAD_EXPIRY,
   OPT_LOG_LEVEL,
   OPT_AUTH_FILE,
   OPT_HASH_TOKEN,
@@ -104,6 +109,21 @@ static const opt_doc_t opt_docs[] = {
      "N      preview bytes kept only for slow readers; past it the\n"
      "             longest-stalled connections are dropped (default\n"
      "             268435456)"},
+    {"max-upload-bytes", "CRYOMAMBA_MAX_UPLOAD_BYTES", OPT_MAX_UPLOAD,
+     "N      largest upload, Tus-Max-Size (default 34359738368, 32 GiB)"},
+    {"storage-quota-bytes", "CRYOMAMBA_STORAGE_QUOTA_BYTES", OPT_QUOTA,
+     "N      bytes of volumes, artifacts and incomplete uploads; a new\n"
+     "             upload past it gets 507 (default 0: no quota)"},
+    {"max-uploads-per-token", "CRYOMAMBA_MAX_UPLOADS_PER_TOKEN",
+     OPT_UPLOADS_PER_TOKEN,
+     "N      incomplete uploads per bearer token (default 16; 0: no\n"
+     "             limit)"},
+    {"max-uploads-per-ip", "CRYOMAMBA_MAX_UPLOADS_PER_IP", OPT_UPLOADS_PER_IP,
+     "N      incomplete uploads per client address (default 16; 0: no\n"
+     "             limit)"},
+    {"upload-expiry", "CRYOMAMBA_UPLOAD_EXPIRY", OPT_UPLOAD_EXPIRY,
+     "S      incomplete uploads are removed this long after creation\n"
+     "             (default 86400)"},
     {"log-level", "CRYOMAMBA_LOG_LEVEL", OPT_LOG_LEVEL,
      "L      debug, info, warn or error (default info)"},
     {"auth-file", "CRYOMAMBA_AUTH_FILE", OPT_AUTH_FILE,
@@ -141,6 +161,10 @@ void srv_config_default(srv_config_t* cfg) {
   cfg->max_held_bytes = 256ull << 20;
   cfg->max_connections_per_ip = 256;
   cfg->log_level = 1;
+  cfg->max_upload_bytes = 32ull << 30;
+  cfg->max_uploads_per_token = 16;
+  cfg->max_uploads_per_ip = 16;
+  cfg->upload_expiry_s = 86400.0;
 }
 
 
@@ -296,6 +320,32 @@ static int apply(srv_config_t* cfg, opt_id_t id, const char* v) {
     }
     cfg->max_held_bytes = u;
     return 0;
+  case OPT_MAX_UPLOAD:
+    if (parse_uint(v, 1ull << 50, &u) != 0) {
+      return -1;
+    }
+    cfg->max_upload_bytes = u;
+    return 0;
+  case OPT_QUOTA:
+    if (parse_uint(v, 1ull << 60, &u) != 0) {
+      return -1;
+    }
+    cfg->storage_quota_bytes = u;
+    return 0;
+  case OPT_UPLOADS_PER_TOKEN:
+    if (parse_uint(v, 1000000, &u) != 0) {
+      return -1;
+    }
+    cfg->max_uploads_per_token = (unsigned) u;
+    return 0;
+  case OPT_UPLOADS_PER_IP:
+    if (parse_uint(v, 1000000, &u) != 0) {
+      return -1;
+    }
+    cfg->max_uploads_per_ip = (unsigned) u;
+    return 0;
+  case OPT_UPLOAD_EXPIRY:
+    return parse_double(v, 0.05, 1e9, &cfg->upload_expiry_s);
   case OPT_LOG_LEVEL: {
     static const char* names[] = {"debug", "info", "warn", "error"};
     for (int i = 0; i < 4; i++) {

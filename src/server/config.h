@@ -24,16 +24,21 @@ typedef struct {
   double ws_ping_interval_s;
   double ws_ping_timeout_s;
   double http_idle_timeout_s;
-  double http_header_timeout_s; /* request line + headers, total */
-  double http_body_timeout_s;   /* request body after its headers, total */
-  double http_write_timeout_s;  /* a response making no progress */
-  unsigned max_queued;          /* queued jobs; more get 429 */
-  unsigned retention_max_jobs;  /* finished jobs kept; 0: no limit */
-  double retention_max_age_s;   /* finished jobs kept this long; 0: forever */
-  uint64_t max_held_bytes;      /* preview bytes held for slow readers */
-  int log_level;                /* 0 debug, 1 info, 2 warn, 3 error */
-  char auth_file[1024];         /* "" = none */
-  const char* hash_token;       /* --hash-token: print its auth line and exit */
+  double http_header_timeout_s;   /* request line + headers, total */
+  double http_body_timeout_s;     /* request body after its headers, total */
+  double http_write_timeout_s;    /* a response making no progress */
+  unsigned max_queued;            /* queued jobs; more get 429 */
+  unsigned retention_max_jobs;    /* finished jobs kept; 0: no limit */
+  double retention_max_age_s;     /* finished jobs kept this long; 0: forever */
+  uint64_t max_held_bytes;        /* preview bytes held for slow readers */
+  uint64_t max_upload_bytes;      /* largest upload (Tus-Max-Size) */
+  uint64_t storage_quota_bytes;   /* volumes + artifacts + uploads; 0: none */
+  unsigned max_uploads_per_token; /* incomplete uploads; 0: no limit */
+  unsigned max_uploads_per_ip;    /* incomplete uploads; 0: no limit */
+  double upload_expiry_s;         /* incomplete uploads are removed after */
+  int log_level;                  /* 0 debug, 1 info, 2 warn, 3 error */
+  char auth_file[1024];           /* "" = none */
+  const char* hash_token; /* --hash-token: print its auth line and exit */
 } srv_config_t;
 
 /* Fills the defaults. */

@@ -80,6 +80,11 @@ struct srv_ctx_s {
    * frame may be freed on any thread. */
   atomic_uint_least64_t held_bytes;
   srv_store_t* store;
+  core_list_t uploads;        /* srv_upload_t.link (uploads.h), oldest first */
+  core_idmap_t upload_index;  /* id -> srv_upload_t* */
+  core_list_t volumes;        /* srv_volume_t.link (volumes.h), oldest first */
+  core_idmap_t volume_index;  /* id -> srv_volume_t* */
+  core_idmap_t volume_by_sha; /* sha256 hex -> srv_volume_t* (dedup) */
   int data_root_fd; /* O_PATH of cfg.data_root for volume probes, or -1 */
   srv_metrics_t metrics;
   uint8_t read_buf[64 * 1024]; /* every read lands here; consumed in the cb */

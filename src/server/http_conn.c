@@ -21,7 +21,9 @@ typedef struct {
   srv_http_mode_t mode;      /* of the request being answered */
   uint64_t request_start_ms; /* first byte of the current request, or 0 */
   uint64_t headers_done_ms;  /* when its headers completed, or 0 */
+  srv_body_sink_t* sink;     /* the current request's streamed body, or NULL */
   bool is_pending;           /* an answer is being prepared elsewhere */
+  bool is_body_paused;       /* the sink is writing; input waits for it */
   bool is_upgrade_ready;     /* the request was a WebSocket upgrade */
 } http_state_t;
 
@@ -34,6 +36,37 @@ static http_state_t* state_of(srv_conn_t* conn) {
 }
 
 
+static srv_http_mode_t mode_of(const srv_conn_t* conn,
+                               const net_http_reader_t* r) {
+  return (srv_http_mode_t){
+      .keep_alive = net_http_should_keep_alive(r) && !conn->ctx->is_stopping,
+      .head_only = net_http_method(r) == HTTP_HEAD};
+}
+
+
+/* Headers complete: does a command want the body as a stream? */
+static bool want_stream(net_http_reader_t* r) {
+  srv_conn_t* conn = r->data;
+  http_state_t* st = state_of(conn);
+  srv_request_t req = {.conn = conn, .http = r, .mode = mode_of(conn, r)};
+  st->sink = srv_commands_stream(&req);
+  return st->sink != NULL;
+}
+
+
+static int on_chunk(net_http_reader_t* r, const uint8_t* bytes, size_t len) {
+  srv_conn_t* conn = r->data;
+  http_state_t* st = state_of(conn);
+  int rc = st->sink->on_chunk(st->sink, bytes, len);
+  if (rc > 0) {
+    /* Back-pressure: nothing more is read until the sink's write lands. */
+    st->is_body_paused = true;
+    srv_conn_want_read(conn, false);
+  }
+  return rc;
+}
+
+
 static int on_message(net_http_reader_t* r) {
   srv_conn_t* conn = r->data;
   http_state_t* st = state_of(conn);
@@ -41,12 +74,8 @@ static int on_message(net_http_reader_t* r) {
   st->request_start_ms = 0;
   st->headers_done_ms = 0;
   srv_request_t req = {
-      .conn = conn,
-      .http = r,
-      .mode = {.keep_alive =
-                   net_http_should_keep_alive(r) && !conn->ctx->is_stopping,
-               .head_only = net_http_method(r) == HTTP_HEAD},
-  };
+      .conn = conn, .http = r, .mode = mode_of(conn, r), .sink = st->sink};
+  st->sink = NULL; /* back to its command with the complete request */
   srv_cmd_result_t rc = srv_commands_handle(&req);
   st->mode = req.mode;
   switch (rc) {
@@ -114,7 +143,7 @@ static void hold(srv_conn_t* conn, const uint8_t* bytes, size_t len) {
 static void process(srv_conn_t* conn, const uint8_t* bytes, size_t len) {
   http_state_t* st = state_of(conn);
   net_http_reader_t* r = &st->reader;
-  if (st->is_pending || st->backlog_len > 0) {
+  if (st->is_pending || st->is_body_paused || st->backlog_len > 0) {
     hold(conn, bytes, len);
     return;
   }
@@ -146,7 +175,9 @@ static void process(srv_conn_t* conn, const uint8_t* bytes, size_t len) {
     }
     return;
   }
-  if (st->is_pending) {
+  if (st->is_body_paused) {
+    hold(conn, bytes + used, len - used); /* at most one read's worth */
+  } else if (st->is_pending) {
     srv_conn_want_read(conn, st->backlog_len < BACKLOG_MAX);
     hold(conn, bytes + used, len - used);
   }
@@ -160,13 +191,17 @@ static void on_read(srv_conn_t* conn, const uint8_t* bytes, size_t len) {
 
 static void on_resume(srv_conn_t* conn) {
   http_state_t* st = state_of(conn);
-  if (!st->is_pending) {
+  if (!st->is_pending && !st->is_body_paused) {
     return;
   }
-  st->is_pending = false;
-  if (!st->mode.keep_alive) {
-    srv_conn_end(conn);
-    return;
+  if (st->is_body_paused) {
+    st->is_body_paused = false; /* the sink's write landed: read on */
+  } else {
+    st->is_pending = false;
+    if (!st->mode.keep_alive) {
+      srv_conn_end(conn);
+      return;
+    }
   }
   net_http_reader_resume(&st->reader);
   uint8_t* held = st->backlog;
@@ -197,16 +232,19 @@ static void on_sweep(srv_conn_t* conn, uint64_t now) {
     }
     return;
   }
-  if (st->is_pending) {
+  if (st->is_pending || st->is_body_paused) {
     return;
   }
+  /* A streamed body (an upload) may take hours: its deadline is a silence
+   * of --http-body-timeout, not a total. */
+  uint64_t body_since =
+      st->sink != NULL ? conn->last_rx_ms : st->headers_done_ms;
   if (r->in_message && !r->headers_done && st->request_start_ms != 0 &&
       now - st->request_start_ms >
           (uint64_t) (c->http_header_timeout_s * 1e3)) {
     what = "the request headers took too long";
-  } else if (r->in_message && r->headers_done && st->headers_done_ms != 0 &&
-             now - st->headers_done_ms >
-                 (uint64_t) (c->http_body_timeout_s * 1e3)) {
+  } else if (r->in_message && r->headers_done && body_since != 0 &&
+             now - body_since > (uint64_t) (c->http_body_timeout_s * 1e3)) {
     what = "the request body took too long";
   } else if (!r->in_message && now - conn->last_rx_ms >
                                    (uint64_t) (c->http_idle_timeout_s * 1e3)) {
@@ -240,6 +278,16 @@ static void state_free(http_state_t* st) {
 }
 
 
+static void on_close(srv_conn_t* conn) {
+  http_state_t* st = state_of(conn);
+  if (st->sink != NULL) {
+    srv_body_sink_t* sink = st->sink;
+    st->sink = NULL;
+    sink->on_abort(sink);
+  }
+}
+
+
 static void on_free(srv_conn_t* conn) {
   state_free(state_of(conn));
 }
@@ -250,6 +298,7 @@ static const srv_proto_t http_proto = {
     .on_resume = on_resume,
     .on_sweep = on_sweep,
     .on_shutdown = on_shutdown,
+    .on_close = on_close,
     .on_free = on_free,
     .name = "http",
 };
@@ -264,6 +313,7 @@ void srv_http_conn_accept(srv_conn_t* conn, const char* refusal) {
   }
   net_http_reader_init(&st->reader, HTTP_REQUEST, ctx->cfg.max_header_bytes,
                        ctx->cfg.max_body_bytes, on_message, conn);
+  net_http_reader_set_streaming(&st->reader, want_stream, on_chunk);
   srv_conn_set_proto(conn, &http_proto, st);
   if (refusal != NULL) {
     const srv_http_mode_t mode = {.keep_alive = false};

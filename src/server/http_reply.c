@@ -18,6 +18,8 @@ static const char* status_text(int status) {
     return "OK";
   case 201:
     return "Created";
+  case 204:
+    return "No Content";
   case 400:
     return "Bad Request";
   case 401:
@@ -34,8 +36,18 @@ static const char* status_text(int status) {
     return "Conflict";
   case 410:
     return "Gone";
+  case 412:
+    return "Precondition Failed";
   case 413:
     return "Payload Too Large";
+  case 415:
+    return "Unsupported Media Type";
+  case 422:
+    return "Unprocessable Entity";
+  case 460:
+    return "Checksum Mismatch";
+  case 507:
+    return "Insufficient Storage";
   case 417:
     return "Expectation Failed";
   case 426:
@@ -62,6 +74,21 @@ static int format_head(char* out,
                        const char* content_type,
                        uint64_t len,
                        const char* extra_headers) {
+  if (status == 204) {
+    /* No Content: neither a type nor a length (RFC 9110 8.6). */
+    int n = snprintf(out, cap,
+                     "HTTP/1.1 204 No Content\r\n"
+                     "Server: cryomambad/" CM_VERSION
+                     "\r\n"
+                     "Cache-Control: no-store\r\n"
+                     "Connection: %s\r\n"
+                     "%s\r\n",
+                     mode->keep_alive ? "keep-alive" : "close",
+                     extra_headers != NULL ? extra_headers : "");
+    (void) content_type;
+    (void) len;
+    return n > 0 && (size_t) n < cap ? n : -1;
+  }
   int n = snprintf(out, cap,
                    "HTTP/1.1 %d %s\r\n"
                    "Server: cryomambad/" CM_VERSION
@@ -98,7 +125,7 @@ int srv_http_reply(srv_conn_t* conn,
                    const void* body,
                    size_t body_len,
                    const char* extra_headers) {
-  char head[1024];
+  char head[4096];
   int n = format_head(head, sizeof(head), mode, status, content_type, body_len,
                       extra_headers);
   if (n < 0) {

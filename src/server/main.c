@@ -20,7 +20,10 @@
 #include "server/http_conn.h"
 #include "server/jobs.h"
 #include "server/store.h"
+#include "server/upload_complete.h"
+#include "server/uploads.h"
 #include "server/volume.h"
+#include "server/volumes.h"
 
 
 int64_t srv_now_us(void) {
@@ -75,6 +78,7 @@ static void on_stop_check(uv_timer_t* timer) {
   if (now - ctx->housekeeping_ms >= 1000) {
     ctx->housekeeping_ms = now;
     srv_jobs_housekeeping(ctx);
+    srv_uploads_housekeeping(ctx);
   }
 }
 
@@ -133,6 +137,16 @@ static int resolve_dirs(srv_config_t* cfg) {
     fprintf(stderr, "cryomambad: cannot create %s: %s\n", artifacts,
             strerror(errno));
     return -1;
+  }
+  const char* subdirs[] = {"uploads", "volumes"};
+  for (int i = 0; i < 2; i++) {
+    char dir[1100];
+    snprintf(dir, sizeof(dir), "%s/%s", cfg->state_dir, subdirs[i]);
+    if (make_dir(dir) != 0) {
+      fprintf(stderr, "cryomambad: cannot create %s: %s\n", dir,
+              strerror(errno));
+      return -1;
+    }
   }
   if (cfg->data_root[0] != '\0') {
     char real[PATH_MAX];
@@ -218,6 +232,11 @@ int main(int argc, char** argv) {
   core_list_init(&ctx->conns);
   core_list_init(&ctx->jobs);
   core_idmap_init(&ctx->job_index, CORE_UUID_STR_LEN);
+  core_list_init(&ctx->uploads);
+  core_list_init(&ctx->volumes);
+  core_idmap_init(&ctx->upload_index, CORE_UUID_STR_LEN);
+  core_idmap_init(&ctx->volume_index, CORE_UUID_STR_LEN);
+  core_idmap_init(&ctx->volume_by_sha, 64);
   ctx->engine = &srv_sim_engine;
   ctx->on_accept = srv_http_conn_accept;
   ctx->data_root_fd = -1;
@@ -242,6 +261,17 @@ int main(int argc, char** argv) {
     return 1;
   }
   int restored = restore_all(ctx);
+  if (restored >= 0 &&
+      (srv_volumes_restore(ctx) < 0 || srv_uploads_restore(ctx) < 0)) {
+    restored = -1;
+  }
+  if (restored >= 0) {
+    /* Before the loop runs (the loop never touches the disk), and before
+     * any completion resumes and renames. */
+    srv_uploads_remove_orphans(ctx);
+    srv_volumes_remove_orphans(ctx);
+    srv_uploads_resume(ctx); /* on the pool once the loop runs */
+  }
   /* Jobs found running were failed as interrupted: serve once that is on
    * disk, so the first client already sees it. */
   while (restored >= 0 && ctx->endings_pending > 0) {
@@ -282,6 +312,8 @@ int main(int argc, char** argv) {
   /* Every connection, render and commit is done; free the rest. */
   srv_store_close(ctx->store); /* NULL unless the loop ended abnormally */
   srv_jobs_free_all(ctx);
+  srv_uploads_free_all(ctx);
+  srv_volumes_free_all(ctx);
   if (ctx->data_root_fd >= 0) {
     close(ctx->data_root_fd);
   }

@@ -26,6 +26,7 @@ typedef struct waiter_s {
 typedef struct {
   core_list_t link; /* st->pending, the writer's batch, or st->done */
   char id[40];
+  srv_store_table_t table;
   char* text; /* malloc'd JSON, or NULL for a delete */
   waiter_t* waiters;
   int status; /* set by the writer */
@@ -33,8 +34,8 @@ typedef struct {
 
 struct srv_store_s {
   sqlite3* db;
-  sqlite3_stmt* upsert;
-  sqlite3_stmt* remove;
+  sqlite3_stmt* upsert[SRV_STORE_TABLES];
+  sqlite3_stmt* remove[SRV_STORE_TABLES];
   const srv_logger_t* log;
   uv_async_t wake_loop; /* the writer tells the loop: done has entries */
   uv_thread_t thread;
@@ -79,7 +80,8 @@ static int write_batch(srv_store_t* st, core_list_t* batch) {
       break;
     }
     pending_t* p = CORE_CONTAINER_OF(it, pending_t, link);
-    sqlite3_stmt* q = p->text != NULL ? st->upsert : st->remove;
+    sqlite3_stmt* q =
+        p->text != NULL ? st->upsert[p->table] : st->remove[p->table];
     sqlite3_bind_text(q, 1, p->id, -1, SQLITE_STATIC);
     if (p->text != NULL) {
       sqlite3_bind_text(q, 2, p->text, -1, SQLITE_STATIC);
@@ -158,6 +160,10 @@ static void on_wake_closed(uv_handle_t* handle) {
 }
 
 
+static const char* const table_names[SRV_STORE_TABLES] = {"jobs", "uploads",
+                                                          "volumes"};
+
+
 static int drop_old_columns(sqlite3* db, char** msg) {
   sqlite3_stmt* q = NULL;
   int found = 0;
@@ -195,16 +201,32 @@ static int open_db(srv_store_t* st, const char* path, char* err, size_t len) {
       "PRAGMA synchronous=FULL;"
       "CREATE TABLE IF NOT EXISTS jobs ("
       "  id TEXT PRIMARY KEY,"
+      "  record TEXT NOT NULL);"
+      "CREATE TABLE IF NOT EXISTS uploads ("
+      "  id TEXT PRIMARY KEY,"
+      "  record TEXT NOT NULL);"
+      "CREATE TABLE IF NOT EXISTS volumes ("
+      "  id TEXT PRIMARY KEY,"
       "  record TEXT NOT NULL);";
   char* msg = NULL;
-  if (sqlite3_exec(st->db, schema, NULL, NULL, &msg) != SQLITE_OK ||
-      drop_old_columns(st->db, &msg) != SQLITE_OK ||
-      sqlite3_prepare_v2(st->db,
-                         "INSERT INTO jobs(id, record) VALUES(?1, ?2) "
-                         "ON CONFLICT(id) DO UPDATE SET record = ?2",
-                         -1, &st->upsert, NULL) != SQLITE_OK ||
-      sqlite3_prepare_v2(st->db, "DELETE FROM jobs WHERE id = ?1", -1,
-                         &st->remove, NULL) != SQLITE_OK) {
+  int rc = sqlite3_exec(st->db, schema, NULL, NULL, &msg);
+  if (rc == SQLITE_OK) {
+    rc = drop_old_columns(st->db, &msg);
+  }
+  for (int t = 0; t < SRV_STORE_TABLES && rc == SQLITE_OK; t++) {
+    char sql[160];
+    snprintf(sql, sizeof(sql),
+             "INSERT INTO %s(id, record) VALUES(?1, ?2) "
+             "ON CONFLICT(id) DO UPDATE SET record = ?2",
+             table_names[t]);
+    rc = sqlite3_prepare_v2(st->db, sql, -1, &st->upsert[t], NULL);
+    if (rc == SQLITE_OK) {
+      snprintf(sql, sizeof(sql), "DELETE FROM %s WHERE id = ?1",
+               table_names[t]);
+      rc = sqlite3_prepare_v2(st->db, sql, -1, &st->remove[t], NULL);
+    }
+  }
+  if (rc != SQLITE_OK) {
     snprintf(err, len, "cannot prepare %s: %s", path,
              msg != NULL ? msg : sqlite3_errmsg(st->db));
     sqlite3_free(msg);
@@ -215,8 +237,10 @@ static int open_db(srv_store_t* st, const char* path, char* err, size_t len) {
 
 
 static void close_db(srv_store_t* st) {
-  sqlite3_finalize(st->upsert);
-  sqlite3_finalize(st->remove);
+  for (int t = 0; t < SRV_STORE_TABLES; t++) {
+    sqlite3_finalize(st->upsert[t]);
+    sqlite3_finalize(st->remove[t]);
+  }
   sqlite3_close(st->db);
 }
 
@@ -265,10 +289,19 @@ int srv_store_open(uv_loop_t* loop,
 
 
 json_t* srv_store_load_all(srv_store_t* st, int* bad_records) {
+  return srv_store_load_table(st, SRV_STORE_JOBS, bad_records);
+}
+
+
+json_t* srv_store_load_table(srv_store_t* st,
+                             srv_store_table_t table,
+                             int* bad_records) {
   *bad_records = 0;
   sqlite3_stmt* q = NULL;
-  if (sqlite3_prepare_v2(st->db, "SELECT id, record FROM jobs ORDER BY rowid",
-                         -1, &q, NULL) != SQLITE_OK) {
+  char sql[96];
+  snprintf(sql, sizeof(sql), "SELECT id, record FROM %s ORDER BY rowid",
+           table_names[table]);
+  if (sqlite3_prepare_v2(st->db, sql, -1, &q, NULL) != SQLITE_OK) {
     return NULL;
   }
   json_t* all = json_array();
@@ -278,7 +311,8 @@ json_t* srv_store_load_all(srv_store_t* st, int* bad_records) {
     json_error_t jerr;
     json_t* rec = text != NULL ? json_loads(text, 0, &jerr) : NULL;
     if (rec == NULL || !json_is_object(rec)) {
-      srv_log(st->log, SRV_LOG_WARN, "store.bad_record", "s:job_id",
+      srv_log(st->log, SRV_LOG_WARN, "store.bad_record", "s:table",
+              table_names[table], "s:id",
               (const char*) sqlite3_column_text(q, 0), "s:error",
               rec == NULL ? jerr.text : "not an object", NULL);
       json_decref(rec);
@@ -296,6 +330,7 @@ json_t* srv_store_load_all(srv_store_t* st, int* bad_records) {
 
 
 static int enqueue(srv_store_t* st,
+                   srv_store_table_t table,
                    const char* id,
                    char* text,
                    srv_store_done_cb cb,
@@ -314,7 +349,7 @@ static int enqueue(srv_store_t* st,
   core_list_t* tmp;
   CORE_LIST_FOREACH_SAFE(it, tmp, &st->pending) {
     pending_t* p = CORE_CONTAINER_OF(it, pending_t, link);
-    if (strcmp(p->id, id) == 0) {
+    if (p->table == table && strcmp(p->id, id) == 0) {
       free(p->text); /* superseded before it was written */
       p->text = text;
       if (w != NULL) {
@@ -333,6 +368,7 @@ static int enqueue(srv_store_t* st,
     return -ENOMEM;
   }
   snprintf(p->id, sizeof(p->id), "%s", id);
+  p->table = table;
   p->text = text;
   p->waiters = w;
   core_list_init(&p->link);
@@ -344,16 +380,35 @@ static int enqueue(srv_store_t* st,
 }
 
 
+int srv_store_put(srv_store_t* st,
+                  srv_store_table_t table,
+                  const char* id,
+                  const json_t* rec,
+                  srv_store_done_cb cb,
+                  void* arg) {
+  char* text = json_dumps(rec, JSON_COMPACT | JSON_PRESERVE_ORDER);
+  if (text == NULL) {
+    return -ENOMEM;
+  }
+  return enqueue(st, table, id, text, cb, arg);
+}
+
+
+int srv_store_remove(srv_store_t* st,
+                     srv_store_table_t table,
+                     const char* id,
+                     srv_store_done_cb cb,
+                     void* arg) {
+  return enqueue(st, table, id, NULL, cb, arg);
+}
+
+
 int srv_store_save(srv_store_t* st,
                    const char* id,
                    const json_t* rec,
                    srv_store_done_cb cb,
                    void* arg) {
-  char* text = json_dumps(rec, JSON_COMPACT | JSON_PRESERVE_ORDER);
-  if (text == NULL) {
-    return -ENOMEM;
-  }
-  return enqueue(st, id, text, cb, arg);
+  return srv_store_put(st, SRV_STORE_JOBS, id, rec, cb, arg);
 }
 
 
@@ -361,7 +416,7 @@ int srv_store_delete(srv_store_t* st,
                      const char* id,
                      srv_store_done_cb cb,
                      void* arg) {
-  return enqueue(st, id, NULL, cb, arg);
+  return srv_store_remove(st, SRV_STORE_JOBS, id, cb, arg);
 }
 
 

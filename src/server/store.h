@@ -1,7 +1,7 @@
-/* store.h: job records in SQLite (state_dir/jobs.db, WAL, synchronous=FULL),
- * so a restart -- even after kill -9 or a power cut -- loses nothing that
- * was acknowledged. Writes go to a writer thread (the loop never waits on
- * the disk) that commits everything queued in one transaction (group
+/* store.h: job, upload and volume records in SQLite (state_dir/jobs.db, WAL,
+ * synchronous=FULL), so a restart -- even after kill -9 or a power cut -- loses
+ * nothing that was acknowledged. Writes go to a writer thread (the loop never
+ * waits on the disk) that commits everything queued in one transaction (group
  * commit) and then reports each write's outcome back on the loop thread,
  * so the caller acknowledges only what is durable. Reads happen once, at
  * start-up, before the loop runs. */
@@ -15,6 +15,15 @@
 #include "server/log.h"
 
 typedef struct srv_store_s srv_store_t;
+
+/* The tables: one record (JSON text) per id in each. */
+typedef enum {
+  SRV_STORE_JOBS = 0,
+  SRV_STORE_UPLOADS = 1, /* incomplete and recently completed uploads */
+  SRV_STORE_VOLUMES = 2
+} srv_store_table_t;
+
+#define SRV_STORE_TABLES 3
 
 /* Outcome of a save or delete, on the loop thread: status 0 once committed,
  * or a negative errno (-EIO: the commit failed, e.g. the disk is full). */
@@ -46,6 +55,22 @@ int srv_store_save(srv_store_t* store,
 
 /* Queues the removal of job `id`'s record; `cb` as for save. */
 int srv_store_delete(srv_store_t* store,
+                     const char* id,
+                     srv_store_done_cb cb,
+                     void* arg);
+
+/* The same for any table: load_all, save and delete are these for jobs. */
+json_t* srv_store_load_table(srv_store_t* store,
+                             srv_store_table_t table,
+                             int* bad_records);
+int srv_store_put(srv_store_t* store,
+                  srv_store_table_t table,
+                  const char* id,
+                  const json_t* rec,
+                  srv_store_done_cb cb,
+                  void* arg);
+int srv_store_remove(srv_store_t* store,
+                     srv_store_table_t table,
                      const char* id,
                      srv_store_done_cb cb,
                      void* arg);

@@ -1,0 +1,360 @@
+/* cmd_upload_body.c: the body of a PATCH (or of a POST with one), from the
+ * socket to the disk: it streams through a srv_body_sink_t into a 1 MiB
+ * buffer written by upload_io.c on the pool, and reading pauses while a
+ * write is in flight. At the end the rest is fdatasync'ed, the checksum
+ * compared, the offset committed, the completion waited for when every
+ * byte is in, and only then the answer goes out (204, or 201 for a
+ * creation). Header checks: cmd_upload_patch.c; creation: cmd_uploads.c.
+ * Loop thread only. */
+#include "server/cmd_upload_body.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define BUF_CAP (1u << 20)
+
+void srv_upload_req_free(srv_upload_req_t* p) {
+  free(p->buf);
+  free(p->spill);
+  EVP_MD_CTX_free(p->md);
+  if (p->u != NULL) {
+    if (p->owns_busy) {
+      p->u->is_busy = false;
+    }
+    srv_upload_unref(p->u);
+  }
+  if (p->ticket != NULL) {
+    srv_conn_t* conn = p->ticket->conn;
+    srv_ticket_release(p->ticket);
+    if (conn != NULL) {
+      srv_conn_resume(conn);
+    }
+  }
+  free(p);
+}
+
+
+void srv_upload_req_fail(srv_upload_req_t* p,
+                         int status,
+                         const char* code,
+                         const char* msg) {
+  if (p->err_status == 0) {
+    p->err_status = status;
+    snprintf(p->err_code, sizeof(p->err_code), "%s", code);
+    snprintf(p->err_msg, sizeof(p->err_msg), "%s", msg);
+  }
+}
+
+
+static srv_conn_t* answer_conn(const srv_upload_req_t* p) {
+  return p->ticket != NULL ? p->ticket->conn : NULL;
+}
+
+
+/* Upload-Offset / Upload-Expires / Location lines for `u`. */
+static void upload_headers(const srv_upload_t* u,
+                           bool with_location,
+                           char* out,
+                           size_t cap) {
+  char date[40];
+  srv_http_date(u->expires_us, date);
+  int n = snprintf(out, cap, SRV_TUS_HEADERS "Upload-Offset: %llu\r\n",
+                   (unsigned long long) u->offset);
+  if (u->state != SRV_UPLOAD_COMPLETED) {
+    n += snprintf(out + n, cap - (size_t) n, "Upload-Expires: %s\r\n", date);
+  } else if (u->volume_id[0] != '\0') {
+    n += snprintf(out + n, cap - (size_t) n, "CryoMamba-Volume-Id: %s\r\n",
+                  u->volume_id);
+  }
+  if (with_location) {
+    snprintf(out + n, cap - (size_t) n, "Location: /v1/uploads/%s\r\n", u->id);
+  }
+}
+
+
+void srv_tus_reply_error(srv_conn_t* conn,
+                         const srv_http_mode_t* mode,
+                         int status,
+                         const char* code,
+                         const char* msg) {
+  const char* extra = SRV_TUS_HEADERS;
+  if (status == 412) {
+    extra = SRV_TUS_HEADERS "Tus-Version: 1.0.0\r\n";
+  }
+  srv_http_reply_error(conn, mode, status, code, msg,
+                       "see docs/protocol.md, Uploads",
+                       status >= 500 && status != 507, extra);
+}
+
+
+/* The answer once everything is done (or failed); frees p. */
+void srv_upload_req_answer(srv_upload_req_t* p) {
+  if (p->is_waiting && p->err_status == 0 &&
+      p->u->state == SRV_UPLOAD_COMPLETING) {
+    p->is_waiting = false;
+    srv_upload_complete_wait(p->u, &p->waiter);
+    return;
+  }
+  srv_conn_t* conn = answer_conn(p);
+  if (conn != NULL) {
+    if (p->err_status != 0) {
+      srv_tus_reply_error(conn, &p->mode, p->err_status, p->err_code,
+                          p->err_msg);
+    } else {
+      char headers[512];
+      upload_headers(p->u, p->is_create, headers, sizeof(headers));
+      srv_http_reply(conn, &p->mode, p->is_create ? 201 : 204,
+                     "application/json", NULL, 0, headers);
+    }
+  }
+  srv_upload_req_free(p);
+}
+
+
+static void on_completed(srv_upload_waiter_t* w, int status, const char* why) {
+  srv_upload_req_t* p = CORE_CONTAINER_OF(w, srv_upload_req_t, waiter);
+  if (status != 0) {
+    srv_upload_req_fail(
+        p, status == -EINVAL ? 422 : 500,
+        status == -EINVAL ? "invalid_volume" : "internal",
+        why != NULL ? why : "the upload could not be completed");
+  }
+  srv_upload_req_answer(p);
+}
+
+
+/* The upload's bytes are all durable: its completion starts (unless it is
+ * a part of a concatenation, complete as it is), and p answers after. */
+static void maybe_complete(srv_upload_req_t* p) {
+  srv_upload_t* u = p->u;
+  if (u->state != SRV_UPLOAD_RECEIVING || u->offset != u->length ||
+      u->is_deleted) {
+    srv_upload_req_answer(p);
+    return;
+  }
+  if (u->concat == SRV_CONCAT_PARTIAL) {
+    u->state = SRV_UPLOAD_COMPLETED;
+    srv_upload_save(p->ctx, u, NULL, NULL);
+  } else if (u->concat == SRV_CONCAT_NONE) {
+    if (srv_upload_complete_start(p->ctx, u) == 0) {
+      srv_upload_complete_wait(u, &p->waiter);
+      return;
+    }
+    srv_upload_req_fail(
+        p, 503, "overloaded",
+        "could not start the upload's validation; an empty PATCH at the end "
+        "retries it");
+  }
+  srv_upload_req_answer(p);
+}
+
+
+void srv_upload_req_on_saved(void* arg, int status) {
+  srv_upload_req_t* p = arg;
+  if (status != 0) {
+    srv_upload_req_fail(p, 503, "store_unavailable",
+                        "the upload's offset could not be "
+                        "recorded; HEAD tells what is durable");
+    srv_upload_req_answer(p);
+    return;
+  }
+  p->u->is_committed = true;
+  maybe_complete(p);
+}
+
+
+/* All bytes of this PATCH are on disk (fdatasync'ed): check the checksum,
+ * then advance the offset and commit it. */
+static void after_flush(srv_upload_req_t* p) {
+  srv_upload_t* u = p->u;
+  if (p->err_status != 0 || u->is_deleted) {
+    if (u->is_deleted) {
+      srv_upload_req_fail(p, 404, "upload_not_found",
+                          "the upload was terminated");
+    }
+    srv_upload_req_answer(p);
+    return;
+  }
+  if (p->md != NULL) {
+    uint8_t got[EVP_MAX_MD_SIZE];
+    unsigned got_len = 0;
+    EVP_DigestFinal_ex(p->md, got, &got_len);
+    if (got_len != p->want_len || memcmp(got, p->want, got_len) != 0) {
+      srv_upload_req_fail(
+          p, 460, "checksum_mismatch",
+          "the body does not match Upload-Checksum; nothing of it was kept");
+      srv_upload_req_answer(p);
+      return;
+    }
+  }
+  if (p->received == 0 && !p->is_create) {
+    maybe_complete(p); /* nothing new: a completion that failed to start */
+    return;
+  }
+  u->offset = p->start + p->received;
+  int rc = srv_upload_save(p->ctx, u, srv_upload_req_on_saved, p);
+  if (rc != 0) {
+    u->offset = p->start;
+    srv_upload_req_fail(p, 503, "overloaded", "out of memory");
+    srv_upload_req_answer(p);
+  }
+}
+
+
+static void on_written(srv_upload_io_t* io);
+
+
+static int submit(srv_upload_req_t* p, bool last) {
+  p->io.buf = p->buf;
+  p->io.len = p->buf_len;
+  p->io.off = p->start + p->written;
+  p->io.md = p->md;
+  p->io.sync = last;
+  p->io.close_after = last;
+  return srv_upload_io_submit(p->ctx->loop, &p->io, on_written);
+}
+
+
+/* The body is over (complete, or the connection closed): flush and sync. */
+void srv_upload_req_finish(srv_upload_req_t* p) {
+  bool keep = p->err_status == 0 && !p->is_discarding &&
+              !(p->is_aborted && p->md != NULL); /* no partial checksums */
+  if (!keep || (p->received == 0 && p->io.fd < 0)) {
+    if (keep) {
+      after_flush(p);
+    } else {
+      srv_upload_req_answer(p);
+    }
+    return;
+  }
+  if (submit(p, true) != 0) {
+    srv_upload_req_fail(p, 503, "overloaded", "could not write the upload");
+    srv_upload_req_answer(p);
+  }
+}
+
+
+static void on_written(srv_upload_io_t* io) {
+  srv_upload_req_t* p = io->data;
+  if (io->status != 0) {
+    srv_upload_req_fail(
+        p, io->status == -ENOSPC ? 507 : 500,
+        io->status == -ENOSPC ? "insufficient_storage" : "internal",
+        "the upload could not be written to disk");
+    if (io->close_after || io->fd < 0) {
+      srv_upload_req_answer(p);
+      return;
+    }
+  }
+  p->written += io->len;
+  p->buf_len = 0;
+  if (p->spill != NULL) {
+    memcpy(p->buf, p->spill, p->spill_len);
+    p->buf_len = p->spill_len;
+    free(p->spill);
+    p->spill = NULL;
+    p->spill_len = 0;
+  }
+  if (io->close_after) {
+    after_flush(p);
+  } else if (p->is_aborted || p->is_ended) {
+    srv_upload_req_finish(p);
+  } else if (p->conn != NULL) {
+    srv_conn_resume(p->conn);
+  }
+}
+
+
+static int sink_chunk(srv_body_sink_t* sink, const uint8_t* bytes, size_t len) {
+  srv_upload_req_t* p = CORE_CONTAINER_OF(sink, srv_upload_req_t, sink);
+  if (p->err_status != 0 || p->is_discarding) {
+    return 0;
+  }
+  if (len > p->room - p->received) {
+    srv_upload_req_fail(
+        p, 413, "payload_too_large",
+        "the body goes past Upload-Length (or the server's upload limit)");
+    return 0;
+  }
+  p->received += len;
+  size_t fit = BUF_CAP - p->buf_len < len ? BUF_CAP - p->buf_len : len;
+  memcpy(p->buf + p->buf_len, bytes, fit);
+  p->buf_len += fit;
+  if (fit < len) {
+    p->spill = malloc(len - fit);
+    if (p->spill == NULL) {
+      return -1;
+    }
+    memcpy(p->spill, bytes + fit, len - fit);
+    p->spill_len = len - fit;
+  }
+  if (p->buf_len < BUF_CAP) {
+    return 0;
+  }
+  if (submit(p, false) != 0) {
+    return -1;
+  }
+  return 1; /* reading waits for the write */
+}
+
+
+static void sink_abort(srv_body_sink_t* sink) {
+  srv_upload_req_t* p = CORE_CONTAINER_OF(sink, srv_upload_req_t, sink);
+  p->conn = NULL;
+  p->is_aborted = true;
+  if (!p->io.is_busy) {
+    srv_upload_req_finish(p);
+  }
+}
+
+
+bool srv_tus_parse_u64(const char* s, uint64_t* out) {
+  if (s == NULL || *s < '0' || *s > '9' || strlen(s) > 19) {
+    return false;
+  }
+  char* end = NULL;
+  unsigned long long v = strtoull(s, &end, 10);
+  if (*end != '\0') {
+    return false;
+  }
+  *out = v;
+  return true;
+}
+
+
+srv_upload_req_t* srv_upload_req_new(srv_request_t* rq) {
+  srv_upload_req_t* p = calloc(1, sizeof(*p));
+  if (p == NULL) {
+    return NULL;
+  }
+  p->sink.on_chunk = sink_chunk;
+  p->sink.on_abort = sink_abort;
+  p->waiter.cb = on_completed;
+  p->ctx = rq->conn->ctx;
+  p->conn = rq->conn;
+  p->mode = rq->mode;
+  return p;
+}
+
+
+/* Prepares to receive bytes for `u` at its offset. */
+int srv_upload_req_start(srv_upload_req_t* p, srv_upload_t* u) {
+  p->u = u;
+  srv_upload_ref(u);
+  u->is_busy = true;
+  p->owns_busy = true;
+  p->start = u->offset;
+  uint64_t max = p->ctx->cfg.max_upload_bytes;
+  uint64_t end = u->length < max ? u->length : max;
+  p->room = end > u->offset ? end - u->offset : 0;
+  p->buf = malloc(BUF_CAP);
+  if (p->buf == NULL) {
+    return -ENOMEM;
+  }
+  char path[1200];
+  srv_upload_path(p->ctx, u->id, path, sizeof(path));
+  srv_upload_io_init(&p->io, path, p);
+  return 0;
+}

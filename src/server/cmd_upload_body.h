@@ -1,0 +1,101 @@
+/* cmd_upload_body.h: a tus request with a body (PATCH, POST with an
+ * octet-stream body) or waiting for a completion, shared by the three files
+ * of the upload routes: cmd_uploads.c (creation), cmd_upload_patch.c (a
+ * PATCH's headers, the streaming entry points) and cmd_upload_body.c (the
+ * body from the socket to the disk and the answer once it is durable).
+ * Loop thread only. */
+#ifndef SRV_CMD_UPLOAD_BODY_H
+#define SRV_CMD_UPLOAD_BODY_H
+
+#include <openssl/evp.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "server/cmd_util.h"
+#include "server/upload_complete.h"
+#include "server/upload_io.h"
+#include "server/uploads.h"
+
+#define SRV_TUS_HEADERS "Tus-Resumable: 1.0.0\r\n"
+
+typedef struct srv_upload_req_s {
+  srv_body_sink_t sink;
+  srv_ctx_t* ctx;
+  srv_conn_t* conn;     /* while the body streams; NULL once it closed */
+  srv_ticket_t* ticket; /* for the answer, from the end of the body */
+  srv_http_mode_t mode;
+  srv_upload_t* u; /* a reference */
+  bool owns_busy;  /* set u->is_busy: clears it when done */
+  bool is_waiting; /* answers once u's completion has its outcome */
+  srv_upload_waiter_t waiter;
+  bool is_create;     /* POST with a body: answer 201 */
+  bool is_ended;      /* the request is complete */
+  bool is_aborted;    /* the connection closed first */
+  bool is_discarding; /* the body is not kept (dedup) */
+  int err_status;     /* an error to answer once the body is read */
+  char err_code[32];
+  char err_msg[200];
+  uint64_t start;    /* the upload's offset when this PATCH began */
+  uint64_t room;     /* bytes the upload may still take */
+  uint64_t received; /* accepted body bytes */
+  uint64_t written;  /* bytes handed to the disk */
+  uint8_t* buf;      /* BUF_CAP bytes, malloc'd, owned here */
+  size_t buf_len;
+  uint8_t* spill; /* a chunk's tail that did not fit (malloc'd) */
+  size_t spill_len;
+  srv_upload_io_t io;
+  EVP_MD_CTX* md; /* the Upload-Checksum digest, or NULL */
+  uint8_t want[64];
+  size_t want_len;
+} srv_upload_req_t;
+
+/* A request on rq's connection, nothing decided yet. NULL on ENOMEM. */
+srv_upload_req_t* srv_upload_req_new(srv_request_t* rq);
+
+/* Releases the upload, the ticket (resuming the connection) and `p`. */
+void srv_upload_req_free(srv_upload_req_t* p);
+
+/* Records the error to answer (the first one wins). */
+void srv_upload_req_fail(srv_upload_req_t* p,
+                         int status,
+                         const char* code,
+                         const char* msg);
+
+/* Prepares to receive bytes for `u` (referenced, made busy) at its offset.
+ * Returns 0 or -ENOMEM. */
+int srv_upload_req_start(srv_upload_req_t* p, srv_upload_t* u);
+
+/* The body is over (complete, or the connection closed): flushes, syncs,
+ * commits and answers. */
+void srv_upload_req_finish(srv_upload_req_t* p);
+
+/* The answer once everything is done (or failed); frees p. */
+void srv_upload_req_answer(srv_upload_req_t* p);
+
+/* srv_store_done_cb for the upload's record (arg: p): completes the upload
+ * when every byte is in, then answers. */
+void srv_upload_req_on_saved(void* arg, int status);
+
+/* A tus error answer with the error envelope (412 adds Tus-Version). */
+void srv_tus_reply_error(srv_conn_t* conn,
+                         const srv_http_mode_t* mode,
+                         int status,
+                         const char* code,
+                         const char* msg);
+
+/* A decimal header value: false if not 1 to 19 digits. */
+bool srv_tus_parse_u64(const char* s, uint64_t* out);
+
+/* cmd_uploads.c: checks a POST's headers and builds its upload
+ * (registered, not yet committed; one reference for the caller). NULL
+ * after srv_upload_req_fail(). */
+srv_upload_t* srv_upload_create_checked(srv_upload_req_t* p, srv_request_t* rq);
+
+/* cmd_uploads.c: whether a PATCH of `u` with these headers would take
+ * volumes + job artifacts + the bytes of incomplete uploads past the
+ * storage quota (its bytes: Content-Length, else what `u` still lacks). */
+bool srv_upload_patch_over_quota(srv_ctx_t* ctx,
+                                 const srv_upload_t* u,
+                                 const net_http_reader_t* r);
+
+#endif

@@ -1,0 +1,162 @@
+/* cmd_uploads.c: tus creation (POST /v1/uploads, docs/protocol.md
+ * "Uploads"): the checks of Upload-Length, Upload-Metadata and the limits
+ * (per token, per address, the storage quota), dedup by an announced
+ * sha256, and the creation without a body, answered 201 once the record
+ * commits. A POST with a body streams like a PATCH (cmd_upload_patch.c,
+ * cmd_upload_body.c); OPTIONS, HEAD, DELETE: cmd_tus.c. Loop thread only. */
+#include "server/cmd_uploads.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "server/cmd_upload_body.h"
+#include "server/volumes.h"
+
+
+/* Checks a POST's headers and builds its upload (registered, not yet
+ * committed). Returns NULL after srv_upload_req_fail(). */
+srv_upload_t* srv_upload_create_checked(srv_upload_req_t* p,
+                                        srv_request_t* rq) {
+  const net_http_reader_t* r = rq->http;
+  srv_ctx_t* ctx = p->ctx;
+  const srv_config_t* c = &ctx->cfg;
+  const char* v = net_http_header(r, "Tus-Resumable");
+  uint64_t length = 0;
+  if (v == NULL || strcmp(v, "1.0.0") != 0) {
+    srv_upload_req_fail(p, 412, "unsupported_tus_version",
+                        "send Tus-Resumable: 1.0.0");
+    return NULL;
+  }
+  if (net_http_header(r, "Upload-Concat") != NULL) {
+    srv_upload_req_fail(p, 400, "unsupported",
+                        "Upload-Concat is not supported yet");
+    return NULL;
+  }
+  if (!srv_tus_parse_u64(net_http_header(r, "Upload-Length"), &length)) {
+    srv_upload_req_fail(
+        p, 400, "invalid_length",
+        net_http_header(r, "Upload-Defer-Length") != NULL
+            ? "Upload-Defer-Length is not supported: send Upload-Length"
+            : "Upload-Length must be a non-negative integer");
+    return NULL;
+  }
+  if (length > c->max_upload_bytes) {
+    srv_upload_req_fail(
+        p, 413, "payload_too_large",
+        "Upload-Length is over Tus-Max-Size (limits.max_upload_bytes)");
+    return NULL;
+  }
+  char token[17] = "";
+  const char* auth = net_http_header(r, "Authorization");
+  if (ctx->auth.count > 0 && auth != NULL) {
+    unsigned char d[32];
+    unsigned dlen = 0;
+    EVP_Digest(auth, strlen(auth), d, &dlen, EVP_sha256(), NULL);
+    for (int i = 0; i < 8; i++) {
+      snprintf(token + 2 * i, 3, "%02x", d[i]);
+    }
+  }
+  if (c->max_uploads_per_token > 0 && ctx->auth.count > 0 &&
+      srv_uploads_count_token(ctx, token) >= c->max_uploads_per_token) {
+    srv_upload_req_fail(
+        p, 429, "too_many_uploads",
+        "this token has as many incomplete uploads as the server allows "
+        "(limits.max_uploads_per_token)");
+    return NULL;
+  }
+  if (c->max_uploads_per_ip > 0 &&
+      srv_uploads_count_ip(ctx, rq->conn->peer_ip) >= c->max_uploads_per_ip) {
+    srv_upload_req_fail(
+        p, 429, "too_many_uploads",
+        "this address has as many incomplete uploads as the server allows "
+        "(limits.max_uploads_per_ip)");
+    return NULL;
+  }
+  srv_upload_t* u = srv_upload_new(ctx);
+  if (u == NULL) {
+    srv_upload_req_fail(p, 503, "overloaded", "the server is out of memory");
+    return NULL;
+  }
+  u->length = length;
+  snprintf(u->owner_ip, sizeof(u->owner_ip), "%s", rq->conn->peer_ip);
+  memcpy(u->owner_token, token, sizeof(token));
+  char err[160];
+  v = net_http_header(r, "Upload-Metadata");
+  if (v != NULL && srv_upload_parse_metadata(u, v, err, sizeof(err)) != 0) {
+    srv_upload_req_fail(p, 400, "invalid_metadata", err);
+    srv_upload_unref(u);
+    return NULL;
+  }
+  srv_volume_t* same = srv_volume_find_sha(ctx, u->sha256);
+  if (same != NULL) {
+    /* Dedup: these bytes are stored already; nothing needs to be sent. */
+    u->state = SRV_UPLOAD_COMPLETED;
+    u->offset = length;
+    memcpy(u->volume_id, same->id, sizeof(u->volume_id));
+  } else if (c->storage_quota_bytes > 0 &&
+             srv_storage_used_bytes(ctx) + srv_uploads_reserved_bytes(ctx) +
+                     length >
+                 c->storage_quota_bytes) {
+    srv_upload_req_fail(
+        p, 507, "insufficient_storage",
+        "the upload would exceed the server's storage quota "
+        "(limits.storage_quota_bytes); delete volumes or jobs first");
+    srv_upload_unref(u);
+    return NULL;
+  }
+  if (srv_upload_register(ctx, u) != 0) {
+    srv_upload_req_fail(p, 503, "overloaded", "the server is out of memory");
+    srv_upload_unref(u);
+    return NULL;
+  }
+  return u;
+}
+
+
+bool srv_upload_patch_over_quota(srv_ctx_t* ctx,
+                                 const srv_upload_t* u,
+                                 const net_http_reader_t* r) {
+  uint64_t quota = ctx->cfg.storage_quota_bytes;
+  if (quota == 0) {
+    return false;
+  }
+  /* What is on disk, not what creation reserved: a quota lowered across a
+   * restart, or artifacts written since, may leave less room than the
+   * reservation promised. */
+  uint64_t more = u->length - u->offset;
+  uint64_t declared = 0;
+  if (srv_tus_parse_u64(net_http_header(r, "Content-Length"), &declared) &&
+      declared < more) {
+    more = declared;
+  }
+  uint64_t used = srv_storage_used_bytes(ctx) + srv_uploads_stored_bytes(ctx);
+  return used > quota || more > quota - used;
+}
+
+
+/* POST without a body: creation. */
+srv_cmd_result_t srv_cmd_upload_create(srv_request_t* rq) {
+  srv_upload_req_t* p = srv_upload_req_new(rq);
+  if (p == NULL) {
+    return srv_cmd_reply_oom(rq);
+  }
+  p->is_create = true;
+  srv_upload_t* u = srv_upload_create_checked(p, rq);
+  if (u == NULL) {
+    srv_tus_reply_error(rq->conn, &rq->mode, p->err_status, p->err_code,
+                        p->err_msg);
+    srv_upload_req_free(p);
+    return SRV_CMD_DONE;
+  }
+  p->u = u; /* takes the reference */
+  u->is_busy = true;
+  p->owns_busy = true;
+  p->ticket = srv_conn_ticket(rq->conn);
+  if (p->ticket == NULL ||
+      srv_upload_save(p->ctx, u, srv_upload_req_on_saved, p) != 0) {
+    srv_upload_remove(p->ctx, u, false, NULL, NULL);
+    srv_upload_req_free(p);
+    return srv_cmd_reply_oom(rq);
+  }
+  return SRV_CMD_PENDING;
+}

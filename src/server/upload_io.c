@@ -1,0 +1,86 @@
+/* upload_io.c: upload file writes off the loop. See upload_io.h. The work
+ * function touches only its srv_upload_io_t (and the buffer and digest it
+ * borrows); everything else stays on the loop. */
+#include "server/upload_io.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+
+void srv_upload_io_init(srv_upload_io_t* io, const char* path, void* data) {
+  memset(io, 0, sizeof(*io));
+  snprintf(io->path, sizeof(io->path), "%s", path);
+  io->fd = -1;
+  io->data = data;
+  io->req.data = io;
+}
+
+
+static int write_all(int fd, const uint8_t* buf, size_t len, uint64_t off) {
+  while (len > 0) {
+    ssize_t n = pwrite(fd, buf, len, (off_t) off);
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    if (n <= 0) {
+      return n < 0 ? -errno : -EIO;
+    }
+    buf += n;
+    len -= (size_t) n;
+    off += (uint64_t) n;
+  }
+  return 0;
+}
+
+
+static void io_work(uv_work_t* req) {
+  srv_upload_io_t* io = req->data;
+  io->status = 0;
+  if (io->fd < 0) {
+    io->fd = open(io->path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (io->fd < 0) {
+      io->status = -errno;
+      return;
+    }
+  }
+  if (io->len > 0) {
+    io->status = write_all(io->fd, io->buf, io->len, io->off);
+    if (io->status == 0 && io->md != NULL &&
+        EVP_DigestUpdate(io->md, io->buf, io->len) != 1) {
+      io->status = -ENOMEM;
+    }
+  }
+  if (io->status == 0 && io->sync && fdatasync(io->fd) != 0) {
+    io->status = -errno;
+  }
+  if (io->close_after) {
+    close(io->fd);
+    io->fd = -1;
+  }
+}
+
+
+static void io_done(uv_work_t* req, int status) {
+  srv_upload_io_t* io = req->data;
+  io->is_busy = false;
+  if (status != 0 && io->status == 0) {
+    io->status = status;
+  }
+  io->cb(io);
+}
+
+
+int srv_upload_io_submit(uv_loop_t* loop,
+                         srv_upload_io_t* io,
+                         srv_upload_io_cb cb) {
+  io->cb = cb;
+  io->is_busy = true;
+  int err = uv_queue_work(loop, &io->req, io_work, io_done);
+  if (err != 0) {
+    io->is_busy = false;
+  }
+  return err;
+}

@@ -1,0 +1,440 @@
+/* uploads.c: the upload registry and records. See uploads.h. Loop thread
+ * only; files are removed through uv_fs_unlink (libuv's pool). */
+#include "server/uploads.h"
+
+#include <errno.h>
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <dirent.h>
+#include <unistd.h>
+
+#include "core/base64.h"
+#include "core/timefmt.h"
+
+
+void srv_upload_path(const srv_ctx_t* ctx,
+                     const char* id,
+                     char* out,
+                     size_t cap) {
+  snprintf(out, cap, "%s/uploads/%s.part", ctx->cfg.state_dir, id);
+}
+
+
+srv_upload_t* srv_upload_new(srv_ctx_t* ctx) {
+  uint8_t random16[16];
+  if (RAND_bytes(random16, sizeof(random16)) != 1) {
+    return NULL;
+  }
+  srv_upload_t* u = calloc(1, sizeof(*u));
+  if (u == NULL) {
+    return NULL;
+  }
+  core_uuid4_format(random16, u->id);
+  core_list_init(&u->link);
+  core_list_init(&u->waiters);
+  u->ctx = ctx;
+  u->refs = 1;
+  u->created_us = srv_now_us();
+  u->expires_us = u->created_us + (int64_t) (ctx->cfg.upload_expiry_s * 1e6);
+  return u;
+}
+
+
+int srv_upload_register(srv_ctx_t* ctx, srv_upload_t* u) {
+  if (core_idmap_put(&ctx->upload_index, u->id, u) != 0) {
+    return -ENOMEM;
+  }
+  core_list_push_back(&ctx->uploads, &u->link);
+  u->refs++;
+  return 0;
+}
+
+
+srv_upload_t* srv_upload_find(srv_ctx_t* ctx, const char* id, size_t len) {
+  if (!core_uuid_is_valid(id, len)) {
+    return NULL;
+  }
+  char key[CORE_UUID_STR_LEN + 1];
+  memcpy(key, id, CORE_UUID_STR_LEN);
+  key[CORE_UUID_STR_LEN] = '\0';
+  return core_idmap_get(&ctx->upload_index, key);
+}
+
+
+void srv_upload_ref(srv_upload_t* u) {
+  u->refs++;
+}
+
+
+void srv_upload_unref(srv_upload_t* u) {
+  if (u != NULL && --u->refs == 0) {
+    free(u);
+  }
+}
+
+
+static json_t* to_record(const srv_upload_t* u) {
+  static const char* states[] = {"receiving", "completing", "completed"};
+  static const char* concats[] = {"none", "partial", "final"};
+  json_t* parts = json_array();
+  for (unsigned i = 0; i < u->part_count; i++) {
+    json_array_append_new(parts, json_string(u->parts[i]));
+  }
+  return json_pack(
+      "{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:s, s:s, s:s, s:s, s:s, s:s, "
+      "s:o}",
+      "id", u->id, "state", states[u->state], "concat", concats[u->concat],
+      "length", (json_int_t) u->length, "offset", (json_int_t) u->offset,
+      "created_us", (json_int_t) u->created_us, "expires_us",
+      (json_int_t) u->expires_us, "owner_ip", u->owner_ip, "owner_token",
+      u->owner_token, "filename", u->filename, "sha256", u->sha256, "metadata",
+      u->metadata, "volume_id", u->volume_id, "parts", parts);
+}
+
+
+int srv_upload_save(srv_ctx_t* ctx,
+                    srv_upload_t* u,
+                    srv_store_done_cb cb,
+                    void* arg) {
+  json_t* rec = to_record(u);
+  if (rec == NULL) {
+    return -ENOMEM;
+  }
+  int rc = srv_store_put(ctx->store, SRV_STORE_UPLOADS, u->id, rec, cb, arg);
+  json_decref(rec);
+  return rc;
+}
+
+
+static void on_unlinked(uv_fs_t* req) {
+  uv_fs_req_cleanup(req);
+  free(req);
+}
+
+
+int srv_upload_remove(srv_ctx_t* ctx,
+                      srv_upload_t* u,
+                      bool keep_file,
+                      srv_store_done_cb cb,
+                      void* arg) {
+  if (u->is_deleted) {
+    return -ENOENT;
+  }
+  int rc = -ESHUTDOWN;
+  u->is_deleted = true;
+  core_idmap_remove(&ctx->upload_index, u->id);
+  core_list_remove(&u->link);
+  if (ctx->store != NULL) {
+    rc = srv_store_remove(ctx->store, SRV_STORE_UPLOADS, u->id, cb, arg);
+  }
+  uv_fs_t* req = keep_file ? NULL : malloc(sizeof(*req));
+  if (req != NULL) {
+    char path[1200];
+    srv_upload_path(ctx, u->id, path, sizeof(path));
+    if (uv_fs_unlink(ctx->loop, req, path, on_unlinked) != 0) {
+      free(req);
+    }
+  }
+  srv_upload_unref(u); /* the registry's */
+  return rc;
+}
+
+
+static void copy_field(char* dst,
+                       size_t cap,
+                       const json_t* rec,
+                       const char* k) {
+  const char* v = json_string_value(json_object_get(rec, k));
+  snprintf(dst, cap, "%s", v != NULL ? v : "");
+}
+
+
+static int restore_one(srv_ctx_t* ctx, const json_t* rec) {
+  const char* id = json_string_value(json_object_get(rec, "id"));
+  const char* state = json_string_value(json_object_get(rec, "state"));
+  const char* concat = json_string_value(json_object_get(rec, "concat"));
+  if (id == NULL || !core_uuid_is_valid(id, strlen(id)) || state == NULL ||
+      concat == NULL) {
+    return -1;
+  }
+  srv_upload_t* u = calloc(1, sizeof(*u));
+  if (u == NULL) {
+    return -1;
+  }
+  core_list_init(&u->link);
+  core_list_init(&u->waiters);
+  u->ctx = ctx;
+  u->refs = 1;
+  memcpy(u->id, id, CORE_UUID_STR_LEN + 1);
+  u->state = strcmp(state, "completed") == 0    ? SRV_UPLOAD_COMPLETED
+             : strcmp(state, "completing") == 0 ? SRV_UPLOAD_COMPLETING
+                                                : SRV_UPLOAD_RECEIVING;
+  u->concat = strcmp(concat, "partial") == 0 ? SRV_CONCAT_PARTIAL
+              : strcmp(concat, "final") == 0 ? SRV_CONCAT_FINAL
+                                             : SRV_CONCAT_NONE;
+  u->length = (uint64_t) json_integer_value(json_object_get(rec, "length"));
+  u->offset = (uint64_t) json_integer_value(json_object_get(rec, "offset"));
+  u->created_us = json_integer_value(json_object_get(rec, "created_us"));
+  u->expires_us = json_integer_value(json_object_get(rec, "expires_us"));
+  copy_field(u->owner_ip, sizeof(u->owner_ip), rec, "owner_ip");
+  copy_field(u->owner_token, sizeof(u->owner_token), rec, "owner_token");
+  copy_field(u->filename, sizeof(u->filename), rec, "filename");
+  copy_field(u->sha256, sizeof(u->sha256), rec, "sha256");
+  copy_field(u->metadata, sizeof(u->metadata), rec, "metadata");
+  copy_field(u->volume_id, sizeof(u->volume_id), rec, "volume_id");
+  size_t i;
+  json_t* part;
+  json_array_foreach(json_object_get(rec, "parts"), i, part) {
+    if (i < SRV_UPLOAD_PARTS_MAX && json_is_string(part)) {
+      snprintf(u->parts[i], sizeof(u->parts[i]), "%s", json_string_value(part));
+      u->part_count = (unsigned) i + 1;
+    }
+  }
+  /* The record that made the offset the length may be the last one that
+   * committed: all bytes are in, and the completion is to be (re)done. */
+  if (u->state == SRV_UPLOAD_RECEIVING && u->offset == u->length) {
+    u->state = u->concat == SRV_CONCAT_PARTIAL ? SRV_UPLOAD_COMPLETED
+               : u->concat == SRV_CONCAT_NONE  ? SRV_UPLOAD_COMPLETING
+                                               : u->state;
+  }
+  u->is_committed = true;
+  if (srv_upload_register(ctx, u) != 0) {
+    free(u);
+    return -1;
+  }
+  srv_upload_unref(u);
+  return 0;
+}
+
+
+int srv_uploads_restore(srv_ctx_t* ctx) {
+  int bad = 0;
+  json_t* all = srv_store_load_table(ctx->store, SRV_STORE_UPLOADS, &bad);
+  if (all == NULL) {
+    return -1;
+  }
+  size_t i;
+  json_t* rec;
+  int restored = 0;
+  json_array_foreach(all, i, rec) {
+    restored += restore_one(ctx, rec) == 0;
+  }
+  json_decref(all);
+  return restored;
+}
+
+
+/* `name` is "<uuid><suffix>": the uuid, NUL-terminated, into `id`. */
+bool srv_orphan_id(const char* name, const char* suffix, char* id) {
+  size_t n = strlen(name);
+  size_t sn = strlen(suffix);
+  if (n != CORE_UUID_STR_LEN + sn || strcmp(name + CORE_UUID_STR_LEN, suffix) ||
+      !core_uuid_is_valid(name, CORE_UUID_STR_LEN)) {
+    return false;
+  }
+  memcpy(id, name, CORE_UUID_STR_LEN);
+  id[CORE_UUID_STR_LEN] = '\0';
+  return true;
+}
+
+
+int srv_uploads_remove_orphans(srv_ctx_t* ctx) {
+  char path[1100];
+  snprintf(path, sizeof(path), "%s/uploads", ctx->cfg.state_dir);
+  DIR* dir = opendir(path);
+  if (dir == NULL) {
+    return 0;
+  }
+  int removed = 0;
+  struct dirent* e;
+  while ((e = readdir(dir)) != NULL) {
+    char id[CORE_UUID_STR_LEN + 1];
+    if (e->d_name[0] == '.') {
+      continue;
+    }
+    srv_upload_t* u = NULL;
+    if (srv_orphan_id(e->d_name, ".part", id)) {
+      u = core_idmap_get(&ctx->upload_index, id);
+    }
+    /* A completing upload's file is what its completion reads. */
+    if (u != NULL && u->state != SRV_UPLOAD_COMPLETED) {
+      continue;
+    }
+    if (unlinkat(dirfd(dir), e->d_name, 0) == 0) {
+      removed++;
+      srv_log(&ctx->log, SRV_LOG_INFO, "uploads.orphan_removed", "s:file",
+              e->d_name, NULL);
+    }
+  }
+  closedir(dir);
+  return removed;
+}
+
+
+static bool is_open(const srv_upload_t* u) {
+  return u->state != SRV_UPLOAD_COMPLETED;
+}
+
+
+unsigned srv_uploads_count_token(srv_ctx_t* ctx, const char* token) {
+  unsigned n = 0;
+  core_list_t* it;
+  core_list_t* tmp;
+  CORE_LIST_FOREACH_SAFE(it, tmp, &ctx->uploads) {
+    srv_upload_t* u = CORE_CONTAINER_OF(it, srv_upload_t, link);
+    n += is_open(u) && strcmp(u->owner_token, token) == 0;
+  }
+  return n;
+}
+
+
+unsigned srv_uploads_count_ip(srv_ctx_t* ctx, const char* ip) {
+  unsigned n = 0;
+  core_list_t* it;
+  core_list_t* tmp;
+  CORE_LIST_FOREACH_SAFE(it, tmp, &ctx->uploads) {
+    srv_upload_t* u = CORE_CONTAINER_OF(it, srv_upload_t, link);
+    n += is_open(u) && strcmp(u->owner_ip, ip) == 0;
+  }
+  return n;
+}
+
+
+uint64_t srv_uploads_reserved_bytes(srv_ctx_t* ctx) {
+  uint64_t n = 0;
+  core_list_t* it;
+  core_list_t* tmp;
+  CORE_LIST_FOREACH_SAFE(it, tmp, &ctx->uploads) {
+    srv_upload_t* u = CORE_CONTAINER_OF(it, srv_upload_t, link);
+    if (is_open(u) && u->concat != SRV_CONCAT_FINAL) {
+      n += u->length;
+    }
+  }
+  return n;
+}
+
+
+uint64_t srv_uploads_stored_bytes(srv_ctx_t* ctx) {
+  uint64_t n = 0;
+  core_list_t* it;
+  core_list_t* tmp;
+  CORE_LIST_FOREACH_SAFE(it, tmp, &ctx->uploads) {
+    srv_upload_t* u = CORE_CONTAINER_OF(it, srv_upload_t, link);
+    if (is_open(u)) {
+      n += u->offset;
+    }
+  }
+  return n;
+}
+
+
+void srv_uploads_housekeeping(srv_ctx_t* ctx) {
+  int64_t now = srv_now_us();
+  core_list_t* it;
+  core_list_t* tmp;
+  CORE_LIST_FOREACH_SAFE(it, tmp, &ctx->uploads) {
+    srv_upload_t* u = CORE_CONTAINER_OF(it, srv_upload_t, link);
+    if (u->is_busy || u->state == SRV_UPLOAD_COMPLETING ||
+        now < u->expires_us) {
+      continue;
+    }
+    srv_log(&ctx->log, SRV_LOG_INFO, "upload.expired", "s:upload_id", u->id,
+            "i:offset", (int64_t) u->offset, NULL);
+    srv_upload_remove(ctx, u, false, NULL, NULL);
+  }
+}
+
+
+/* One "key base64" pair of Upload-Metadata. */
+static int metadata_pair(srv_upload_t* u,
+                         const char* p,
+                         size_t n,
+                         char* err,
+                         size_t err_len) {
+  size_t klen = strcspn(p, " ,");
+  if (klen == 0 || klen > n) {
+    snprintf(err, err_len, "Upload-Metadata has an empty key");
+    return -1;
+  }
+  const char* v = p + klen;
+  size_t vlen = n - klen;
+  while (vlen > 0 && *v == ' ') {
+    v++;
+    vlen--;
+  }
+  uint8_t decoded[SRV_UPLOAD_FILENAME_MAX * 2];
+  size_t dlen = 0;
+  if (vlen > 0 && (core_base64_decoded_max(vlen) > sizeof(decoded) ||
+                   core_base64_decode(v, vlen, decoded, &dlen) != 0)) {
+    snprintf(err, err_len, "Upload-Metadata value of '%.*s' is not base64",
+             (int) klen, p);
+    return -1;
+  }
+  if (klen == 8 && memcmp(p, "filename", 8) == 0) {
+    if (dlen >= SRV_UPLOAD_FILENAME_MAX || memchr(decoded, '\0', dlen)) {
+      snprintf(err, err_len, "Upload-Metadata filename is not acceptable");
+      return -1;
+    }
+    memcpy(u->filename, decoded, dlen);
+    u->filename[dlen] = '\0';
+  } else if (klen == 6 && memcmp(p, "sha256", 6) == 0) {
+    if (dlen != 64 || strspn((const char*) decoded, "0123456789abcdef") < 64) {
+      snprintf(err, err_len,
+               "Upload-Metadata sha256 must be 64 lowercase hex digits");
+      return -1;
+    }
+    memcpy(u->sha256, decoded, 64);
+    u->sha256[64] = '\0';
+  }
+  return 0;
+}
+
+
+int srv_upload_parse_metadata(srv_upload_t* u,
+                              const char* value,
+                              char* err,
+                              size_t err_len) {
+  if (strlen(value) >= sizeof(u->metadata)) {
+    snprintf(err, err_len, "Upload-Metadata is too long");
+    return -1;
+  }
+  snprintf(u->metadata, sizeof(u->metadata), "%s", value);
+  const char* p = value;
+  while (*p != '\0') {
+    while (*p == ' ' || *p == ',') {
+      p++;
+    }
+    size_t n = strcspn(p, ",");
+    while (n > 0 && p[n - 1] == ' ') {
+      n--;
+    }
+    if (n > 0 && metadata_pair(u, p, n, err, err_len) != 0) {
+      return -1;
+    }
+    p += strcspn(p, ",");
+  }
+  return 0;
+}
+
+
+void srv_http_date(int64_t unix_us, char out[40]) {
+  time_t t = (time_t) (unix_us / 1000000);
+  struct tm tm;
+  gmtime_r(&t, &tm);
+  strftime(out, 40, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+}
+
+
+void srv_uploads_free_all(srv_ctx_t* ctx) {
+  while (!core_list_is_empty(&ctx->uploads)) {
+    core_list_t* node = core_list_front(&ctx->uploads);
+    core_list_remove(node);
+    srv_upload_t* u = CORE_CONTAINER_OF(node, srv_upload_t, link);
+    srv_upload_unref(u);
+  }
+  core_idmap_free(&ctx->upload_index);
+}

@@ -1,0 +1,134 @@
+/* uploads.h: tus 1.0.0 uploads (docs/protocol.md, "Uploads"): the registry
+ * of uploads, their records in the store (table uploads) and the rules of
+ * the protocol that do not depend on a request: which transitions are
+ * allowed, when an upload expires, what counts against the limits. The
+ * bytes are written by upload_io.c, the routes are cmd_upload*.c and cmd_tus.c,
+ * a completed upload becomes a volume in volumes.c. Loop thread only. */
+#ifndef SRV_UPLOADS_H
+#define SRV_UPLOADS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/list.h"
+#include "core/uuid.h"
+#include "server/ctx.h"
+#include "server/store.h"
+
+#define SRV_UPLOAD_FILENAME_MAX 256
+#define SRV_UPLOAD_METADATA_MAX 2048
+#define SRV_UPLOAD_PARTS_MAX 16
+
+typedef enum {
+  SRV_UPLOAD_RECEIVING,  /* bytes are expected */
+  SRV_UPLOAD_COMPLETING, /* all bytes are in; validation and hashing run
+                            (stored: a restart resumes it) */
+  SRV_UPLOAD_COMPLETED   /* a volume (volume_id); kept until it expires */
+} srv_upload_state_t;
+
+typedef enum {
+  SRV_CONCAT_NONE,
+  SRV_CONCAT_PARTIAL, /* a part of a final upload; never a volume itself */
+  SRV_CONCAT_FINAL    /* the concatenation of parts; no PATCH */
+} srv_concat_t;
+
+typedef struct srv_upload_s {
+  core_list_t link; /* ctx->uploads, oldest first */
+  srv_ctx_t* ctx;
+  char id[CORE_UUID_STR_LEN + 1];
+  srv_upload_state_t state;
+  srv_concat_t concat;
+  uint64_t length; /* Upload-Length */
+  uint64_t offset; /* durable bytes: fdatasync'ed and committed */
+  int64_t created_us;
+  int64_t expires_us;   /* incomplete uploads are removed after this */
+  char owner_ip[48];    /* counted against the per-address limit */
+  char owner_token[17]; /* a digest prefix of the bearer token, or "" */
+  char filename[SRV_UPLOAD_FILENAME_MAX];
+  char sha256[65]; /* from the metadata, lowercase hex, or "" */
+  char metadata[SRV_UPLOAD_METADATA_MAX]; /* Upload-Metadata as given */
+  char volume_id[CORE_UUID_STR_LEN + 1];  /* once completed */
+  char parts[SRV_UPLOAD_PARTS_MAX][CORE_UUID_STR_LEN + 1]; /* final only */
+  unsigned part_count;
+  core_list_t waiters; /* srv_upload_waiter_t, while completing */
+  bool is_busy;        /* a PATCH owns the file now */
+  bool is_deleted;     /* unregistered; freed when the last ref goes */
+  bool is_committed;   /* its first record is durable: it exists */
+  unsigned refs;       /* the registry + each request working on it */
+} srv_upload_t;
+
+/* The file of upload `id`: state_dir/uploads/<id>.part (into out). */
+void srv_upload_path(const srv_ctx_t* ctx,
+                     const char* id,
+                     char* out,
+                     size_t cap);
+
+/* A new upload (not registered, not yet stored; one reference). NULL on
+ * ENOMEM. */
+srv_upload_t* srv_upload_new(srv_ctx_t* ctx);
+
+/* Registers `u` (the registry takes a reference). */
+int srv_upload_register(srv_ctx_t* ctx, srv_upload_t* u);
+
+/* The registered upload `id`, or NULL. */
+srv_upload_t* srv_upload_find(srv_ctx_t* ctx, const char* id, size_t len);
+
+void srv_upload_ref(srv_upload_t* u);
+void srv_upload_unref(srv_upload_t* u);
+
+/* Queues the upload's record; cb as for srv_store_put. */
+int srv_upload_save(srv_ctx_t* ctx,
+                    srv_upload_t* u,
+                    srv_store_done_cb cb,
+                    void* arg);
+
+/* Unregisters `u`, queues the removal of its record (cb, may be NULL, runs
+ * after the commit) and of its file (unless `keep_file`: it became a
+ * volume). Returns 0, or a negative errno (then cb does not run). */
+int srv_upload_remove(srv_ctx_t* ctx,
+                      srv_upload_t* u,
+                      bool keep_file,
+                      srv_store_done_cb cb,
+                      void* arg);
+
+/* Start-up: restores every stored upload. Returns the count or -1. */
+int srv_uploads_restore(srv_ctx_t* ctx);
+
+/* Start-up, after srv_uploads_restore, before the loop runs: removes the
+ * files of uploads/ that belong to no incomplete upload (a record that
+ * never committed, a completed upload's leftover). Returns the count. */
+int srv_uploads_remove_orphans(srv_ctx_t* ctx);
+
+/* Whether file `name` is "<uuid><suffix>" (then the uuid, NUL-terminated,
+ * is in `id`, CORE_UUID_STR_LEN + 1 bytes). */
+bool srv_orphan_id(const char* name, const char* suffix, char* id);
+
+/* Incomplete uploads counted against the per-token and per-address
+ * limits. */
+unsigned srv_uploads_count_token(srv_ctx_t* ctx, const char* token);
+unsigned srv_uploads_count_ip(srv_ctx_t* ctx, const char* ip);
+
+/* Bytes reserved by incomplete uploads (their lengths), for the quota. */
+uint64_t srv_uploads_reserved_bytes(srv_ctx_t* ctx);
+
+/* Bytes incomplete uploads hold on disk (their durable offsets). */
+uint64_t srv_uploads_stored_bytes(srv_ctx_t* ctx);
+
+/* Housekeeping: removes expired uploads nobody is writing. */
+void srv_uploads_housekeeping(srv_ctx_t* ctx);
+
+/* Parses Upload-Metadata ("key base64,key base64"): filename and sha256
+ * (64 hex digits) into `u`, the whole value kept. Returns 0 or -1 with a
+ * sentence in `err`. */
+int srv_upload_parse_metadata(srv_upload_t* u,
+                              const char* value,
+                              char* err,
+                              size_t err_len);
+
+/* RFC 7231 date of `unix_us` ("Wed, 25 Jun 2014 16:00:00 GMT"). */
+void srv_http_date(int64_t unix_us, char out[40]);
+
+/* Frees every upload (shutdown). */
+void srv_uploads_free_all(srv_ctx_t* ctx);
+
+#endif

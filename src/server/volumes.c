@@ -1,0 +1,432 @@
+/* volumes.c: the volume registry and the completion of uploads. See
+ * volumes.h. The completion's work function reads only the file named in
+ * its own struct; the loop then decides between a new volume and a stored
+ * one, renames on the pool (uv_fs_rename) and commits. */
+#include "server/volumes.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <dirent.h>
+#include <unistd.h>
+
+#include "core/mrc.h"
+#include "core/timefmt.h"
+#include "server/jobs.h"
+
+#define READ_CHUNK (1u << 20)
+
+typedef struct {
+  uv_work_t work;
+  uv_fs_t fs;
+  srv_ctx_t* ctx;
+  srv_upload_t* u; /* a reference */
+  srv_volume_t* vol;
+  srv_volume_done_cb cb;
+  void* arg;
+  char path[1200];
+  int status;
+  char why[256];
+  char sha256[65];
+  core_mrc_header_t h;
+  double origin[3];
+  uint64_t size;
+} complete_t;
+
+
+static void volume_path(const srv_ctx_t* ctx,
+                        const char* id,
+                        char* out,
+                        size_t cap) {
+  snprintf(out, cap, "%s/volumes/%s.mrc", ctx->cfg.state_dir, id);
+}
+
+
+static float le_float(const uint8_t* p) {
+  uint32_t v = (uint32_t) p[0] | (uint32_t) p[1] << 8 | (uint32_t) p[2] << 16 |
+               (uint32_t) p[3] << 24;
+  float f;
+  memcpy(&f, &v, sizeof(f));
+  return f;
+}
+
+
+/* Worker: header, size, then the sha256 of every byte. */
+static void complete_work(uv_work_t* req) {
+  complete_t* c = req->data;
+  c->status = -EINVAL;
+  int fd = open(c->path, O_RDONLY | O_CLOEXEC);
+  struct stat st;
+  if (fd < 0 || fstat(fd, &st) != 0) {
+    c->status = fd < 0 ? -errno : -EIO;
+    snprintf(c->why, sizeof(c->why), "the uploaded file cannot be read");
+    if (fd >= 0) {
+      close(fd);
+    }
+    return;
+  }
+  c->size = (uint64_t) st.st_size;
+  uint8_t* buf = malloc(READ_CHUNK);
+  EVP_MD_CTX* md = EVP_MD_CTX_new();
+  if (buf == NULL || md == NULL ||
+      EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1) {
+    c->status = -ENOMEM;
+    snprintf(c->why, sizeof(c->why), "out of memory");
+    goto out;
+  }
+  ssize_t n = pread(fd, buf, CORE_MRC_HEADER_LEN, 0);
+  char err[200];
+  if (n != CORE_MRC_HEADER_LEN) {
+    snprintf(c->why, sizeof(c->why),
+             "not an MRC file: shorter than the 1024-byte header");
+    goto out;
+  }
+  if (core_mrc_header_parse(buf, CORE_MRC_HEADER_LEN, c->size, &c->h, err,
+                            sizeof(err)) != 0) {
+    snprintf(c->why, sizeof(c->why), "not a valid MRC2014 file: %s", err);
+    goto out;
+  }
+  /* MRC2014 origin: x, y, z floats at byte 196; we report Z, Y, X. */
+  c->origin[0] = le_float(buf + 204);
+  c->origin[1] = le_float(buf + 200);
+  c->origin[2] = le_float(buf + 196);
+  uint64_t off = 0;
+  while (off < c->size) {
+    n = pread(fd, buf, READ_CHUNK, (off_t) off);
+    if (n <= 0) {
+      c->status = n < 0 ? -errno : -EIO;
+      snprintf(c->why, sizeof(c->why), "the uploaded file cannot be read");
+      goto out;
+    }
+    EVP_DigestUpdate(md, buf, (size_t) n);
+    off += (uint64_t) n;
+  }
+  unsigned char d[32];
+  EVP_DigestFinal_ex(md, d, NULL);
+  for (int i = 0; i < 32; i++) {
+    snprintf(c->sha256 + 2 * i, 3, "%02x", d[i]);
+  }
+  c->status = 0;
+out:
+  EVP_MD_CTX_free(md);
+  free(buf);
+  close(fd);
+}
+
+
+static void complete_finish(complete_t* c, int status, const char* why) {
+  c->cb(c->arg, status, status == 0 ? c->vol : NULL, why);
+  srv_upload_unref(c->u);
+  free(c);
+}
+
+
+static json_t* to_record(const srv_volume_t* v) {
+  json_t* rec = srv_volume_to_json(v);
+  json_object_set_new(rec, "created_us", json_integer(v->created_us));
+  return rec;
+}
+
+
+static int register_volume(srv_ctx_t* ctx, srv_volume_t* v) {
+  if (core_idmap_put(&ctx->volume_index, v->id, v) != 0) {
+    return -ENOMEM;
+  }
+  if (core_idmap_put(&ctx->volume_by_sha, v->sha256, v) != 0) {
+    core_idmap_remove(&ctx->volume_index, v->id);
+    return -ENOMEM;
+  }
+  core_list_push_back(&ctx->volumes, &v->link);
+  return 0;
+}
+
+
+static void on_volume_saved(void* arg, int status) {
+  complete_t* c = arg;
+  if (status != 0) {
+    complete_finish(c, status, "the volume could not be recorded");
+    return;
+  }
+  if (register_volume(c->ctx, c->vol) != 0) {
+    free(c->vol);
+    complete_finish(c, -ENOMEM, "out of memory");
+    return;
+  }
+  complete_finish(c, 0, NULL);
+}
+
+
+static void on_renamed(uv_fs_t* req) {
+  complete_t* c = req->data;
+  int rc = (int) req->result;
+  uv_fs_req_cleanup(req);
+  if (rc != 0) {
+    free(c->vol);
+    complete_finish(c, rc, "the volume file could not be stored");
+    return;
+  }
+  json_t* rec = to_record(c->vol);
+  rc = rec != NULL ? srv_store_put(c->ctx->store, SRV_STORE_VOLUMES, c->vol->id,
+                                   rec, on_volume_saved, c)
+                   : -ENOMEM;
+  json_decref(rec);
+  if (rc != 0) {
+    free(c->vol);
+    complete_finish(c, rc, "the volume could not be recorded");
+  }
+}
+
+
+static void on_unlinked(uv_fs_t* req) {
+  uv_fs_req_cleanup(req);
+  free(req);
+}
+
+
+static void complete_done(uv_work_t* req, int status) {
+  complete_t* c = req->data;
+  srv_ctx_t* ctx = c->ctx;
+  if (status != 0 || c->status != 0) {
+    complete_finish(c, status != 0 ? status : c->status, c->why);
+    return;
+  }
+  if (c->u->sha256[0] != '\0' && strcmp(c->u->sha256, c->sha256) != 0) {
+    complete_finish(c, -EINVAL,
+                    "the file's sha256 is not the one given in "
+                    "Upload-Metadata");
+    return;
+  }
+  srv_volume_t* same = srv_volume_find_sha(ctx, c->sha256);
+  if (same != NULL) {
+    c->vol = same; /* dedup: the upload's copy of the bytes goes */
+    uv_fs_t* rm = malloc(sizeof(*rm));
+    if (rm != NULL && uv_fs_unlink(ctx->loop, rm, c->path, on_unlinked) != 0) {
+      free(rm);
+    }
+    complete_finish(c, 0, NULL);
+    return;
+  }
+  uint8_t random16[16];
+  srv_volume_t* v = calloc(1, sizeof(*v));
+  if (v == NULL || RAND_bytes(random16, sizeof(random16)) != 1) {
+    free(v);
+    complete_finish(c, -ENOMEM, "out of memory");
+    return;
+  }
+  core_uuid4_format(random16, v->id);
+  core_list_init(&v->link);
+  memcpy(v->sha256, c->sha256, sizeof(v->sha256));
+  v->shape = c->h.shape;
+  memcpy(v->voxel_size, c->h.voxel_size, sizeof(v->voxel_size));
+  memcpy(v->origin, c->origin, sizeof(v->origin));
+  v->mode = c->h.mode;
+  v->size_bytes = c->size;
+  snprintf(v->filename, sizeof(v->filename), "%s", c->u->filename);
+  v->created_us = srv_now_us();
+  c->vol = v;
+  char to[1200];
+  volume_path(ctx, v->id, to, sizeof(to));
+  c->fs.data = c;
+  int rc = uv_fs_rename(ctx->loop, &c->fs, c->path, to, on_renamed);
+  if (rc != 0) {
+    free(v);
+    complete_finish(c, rc, "the volume file could not be stored");
+  }
+}
+
+
+int srv_volume_complete(srv_ctx_t* ctx,
+                        srv_upload_t* u,
+                        srv_volume_done_cb cb,
+                        void* arg) {
+  complete_t* c = calloc(1, sizeof(*c));
+  if (c == NULL) {
+    return -ENOMEM;
+  }
+  c->ctx = ctx;
+  c->u = u;
+  c->cb = cb;
+  c->arg = arg;
+  c->work.data = c;
+  srv_upload_path(ctx, u->id, c->path, sizeof(c->path));
+  int rc = uv_queue_work(ctx->loop, &c->work, complete_work, complete_done);
+  if (rc != 0) {
+    free(c);
+    return rc;
+  }
+  srv_upload_ref(u);
+  return 0;
+}
+
+
+srv_volume_t* srv_volume_find(srv_ctx_t* ctx, const char* id, size_t len) {
+  if (!core_uuid_is_valid(id, len)) {
+    return NULL;
+  }
+  char key[CORE_UUID_STR_LEN + 1];
+  memcpy(key, id, CORE_UUID_STR_LEN);
+  key[CORE_UUID_STR_LEN] = '\0';
+  return core_idmap_get(&ctx->volume_index, key);
+}
+
+
+srv_volume_t* srv_volume_find_sha(srv_ctx_t* ctx, const char* sha256) {
+  return strlen(sha256) == 64 ? core_idmap_get(&ctx->volume_by_sha, sha256)
+                              : NULL;
+}
+
+
+json_t* srv_volume_to_json(const srv_volume_t* v) {
+  char created[CORE_TIMESTAMP_LEN + 1];
+  core_timestamp_format(v->created_us, created);
+  return json_pack(
+      "{s:s, s:s, s:[I,I,I], s:[f,f,f], s:i, s:[f,f,f], s:I, s:s, s:s}",
+      "volume_id", v->id, "sha256", v->sha256, "shape",
+      (json_int_t) v->shape.d[0], (json_int_t) v->shape.d[1],
+      (json_int_t) v->shape.d[2], "voxel_size", v->voxel_size[0],
+      v->voxel_size[1], v->voxel_size[2], "mode", (int) v->mode, "origin",
+      v->origin[0], v->origin[1], v->origin[2], "size_bytes",
+      (json_int_t) v->size_bytes, "filename", v->filename, "created_at",
+      created);
+}
+
+
+int srv_volume_delete(srv_ctx_t* ctx,
+                      srv_volume_t* v,
+                      srv_store_done_cb cb,
+                      void* arg) {
+  int rc = srv_store_remove(ctx->store, SRV_STORE_VOLUMES, v->id, cb, arg);
+  if (rc != 0) {
+    return rc;
+  }
+  core_idmap_remove(&ctx->volume_index, v->id);
+  core_idmap_remove(&ctx->volume_by_sha, v->sha256);
+  core_list_remove(&v->link);
+  uv_fs_t* req = malloc(sizeof(*req));
+  if (req != NULL) {
+    char path[1200];
+    volume_path(ctx, v->id, path, sizeof(path));
+    if (uv_fs_unlink(ctx->loop, req, path, on_unlinked) != 0) {
+      free(req);
+    }
+  }
+  free(v);
+  return 0;
+}
+
+
+static int restore_one(srv_ctx_t* ctx, const json_t* rec) {
+  srv_volume_t* v = calloc(1, sizeof(*v));
+  if (v == NULL) {
+    return -1;
+  }
+  core_list_init(&v->link);
+  const char* id = NULL;
+  const char* sha = NULL;
+  const char* filename = NULL;
+  json_int_t dims[3] = {0, 0, 0};
+  json_int_t size = 0;
+  json_int_t created = 0;
+  int mode = 0;
+  if (json_unpack((json_t*) rec,
+                  "{s:s, s:s, s:[I,I,I], s:[F,F,F], s:i, s:[F,F,F], s:I, "
+                  "s:s, s:I}",
+                  "volume_id", &id, "sha256", &sha, "shape", &dims[0], &dims[1],
+                  &dims[2], "voxel_size", &v->voxel_size[0], &v->voxel_size[1],
+                  &v->voxel_size[2], "mode", &mode, "origin", &v->origin[0],
+                  &v->origin[1], &v->origin[2], "size_bytes", &size, "filename",
+                  &filename, "created_us", &created) != 0 ||
+      !core_uuid_is_valid(id, strlen(id)) || strlen(sha) != 64) {
+    free(v);
+    return -1;
+  }
+  memcpy(v->id, id, CORE_UUID_STR_LEN + 1);
+  memcpy(v->sha256, sha, 65);
+  for (int i = 0; i < 3; i++) {
+    v->shape.d[i] = (uint32_t) dims[i];
+  }
+  v->mode = mode;
+  v->size_bytes = (uint64_t) size;
+  v->created_us = created;
+  snprintf(v->filename, sizeof(v->filename), "%s", filename);
+  if (register_volume(ctx, v) != 0) {
+    free(v);
+    return -1;
+  }
+  return 0;
+}
+
+
+int srv_volumes_restore(srv_ctx_t* ctx) {
+  int bad = 0;
+  json_t* all = srv_store_load_table(ctx->store, SRV_STORE_VOLUMES, &bad);
+  if (all == NULL) {
+    return -1;
+  }
+  size_t i;
+  json_t* rec;
+  int restored = 0;
+  json_array_foreach(all, i, rec) {
+    restored += restore_one(ctx, rec) == 0;
+  }
+  json_decref(all);
+  return restored;
+}
+
+
+int srv_volumes_remove_orphans(srv_ctx_t* ctx) {
+  char path[1100];
+  snprintf(path, sizeof(path), "%s/volumes", ctx->cfg.state_dir);
+  DIR* dir = opendir(path);
+  if (dir == NULL) {
+    return 0;
+  }
+  int removed = 0;
+  struct dirent* e;
+  while ((e = readdir(dir)) != NULL) {
+    char id[CORE_UUID_STR_LEN + 1];
+    if (e->d_name[0] == '.' || (srv_orphan_id(e->d_name, ".mrc", id) &&
+                                srv_volume_find(ctx, id, strlen(id)) != NULL)) {
+      continue;
+    }
+    if (unlinkat(dirfd(dir), e->d_name, 0) == 0) {
+      removed++;
+      srv_log(&ctx->log, SRV_LOG_INFO, "volumes.orphan_removed", "s:file",
+              e->d_name, NULL);
+    }
+  }
+  closedir(dir);
+  return removed;
+}
+
+
+uint64_t srv_storage_used_bytes(srv_ctx_t* ctx) {
+  uint64_t n = 0;
+  core_list_t* it;
+  core_list_t* tmp;
+  CORE_LIST_FOREACH_SAFE(it, tmp, &ctx->volumes) {
+    n += CORE_CONTAINER_OF(it, srv_volume_t, link)->size_bytes;
+  }
+  for (srv_job_t* job = srv_jobs_next(ctx, NULL); job != NULL;
+       job = srv_jobs_next(ctx, job)) {
+    n += job->artifact_bytes;
+  }
+  return n;
+}
+
+
+void srv_volumes_free_all(srv_ctx_t* ctx) {
+  while (!core_list_is_empty(&ctx->volumes)) {
+    core_list_t* node = core_list_front(&ctx->volumes);
+    core_list_remove(node);
+    free(CORE_CONTAINER_OF(node, srv_volume_t, link));
+  }
+  core_idmap_free(&ctx->volume_index);
+  core_idmap_free(&ctx->volume_by_sha);
+}
