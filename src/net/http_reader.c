@@ -163,6 +163,61 @@ static int on_header_value(http_parser* p, const char* at, size_t len) {
 }
 
 
+/* True when the header value `v` is `token`, case-insensitively, give or
+ * take surrounding whitespace. */
+static bool value_is(const char* v, const char* token) {
+  if (v == NULL) {
+    return false;
+  }
+  v += strspn(v, " \t");
+  size_t len = strlen(v);
+  while (len > 0 && (v[len - 1] == ' ' || v[len - 1] == '\t')) {
+    len--;
+  }
+  return len == strlen(token) && strncasecmp(v, token, len) == 0;
+}
+
+
+/* Refuses what could frame the body differently in another parser (a
+ * proxy in front of us): http-parser 2.9 accepts a space before the colon
+ * of Transfer-Encoding and Content-Length ("Transfer-Encoding : chunked"),
+ * any other name with spaces, a list ending in chunked ("gzip, chunked",
+ * whose gzip we could not undo anyway) and repeated headers, and lets
+ * HTTP/1.0 messages be chunked. Returns 0 or -1. */
+static int check_framing(const net_http_reader_t* r) {
+  unsigned te_count = 0;
+  const char* te = NULL;
+  bool has_length = false;
+  for (unsigned i = 0; i < r->header_count; i++) {
+    const char* name = r->text + r->name_off[i];
+    if (name[0] == '\0' || strpbrk(name, " \t") != NULL) {
+      return -1;
+    }
+    const char* value =
+        r->value_off[i] != UINT32_MAX ? r->text + r->value_off[i] : "";
+    if (strcasecmp(name, "Transfer-Encoding") == 0) {
+      te_count++;
+      te = value;
+    } else if (strcasecmp(name, "Content-Length") == 0) {
+      has_length = true;
+    }
+  }
+  const http_parser* p = &r->parser;
+  if (te_count > 1 || (te != NULL && !value_is(te, "chunked"))) {
+    return -1;
+  }
+  if (te != NULL && (has_length || p->http_major == 0 ||
+                     (p->http_major == 1 && p->http_minor == 0))) {
+    return -1;
+  }
+  /* Never frame by a header we did not see under its exact name. */
+  if ((p->flags & F_CHUNKED) != 0 && te == NULL) {
+    return -1;
+  }
+  return 0;
+}
+
+
 static int on_headers_complete(http_parser* p) {
   net_http_reader_t* r = reader_of(p);
   if (r->header_count > 0 && !r->in_value) {
@@ -171,6 +226,10 @@ static int on_headers_complete(http_parser* p) {
       return -1;
     }
     r->value_off[r->header_count - 1] = (uint32_t) r->text_len;
+  }
+  if (check_framing(r) != 0) {
+    r->error = NET_HTTP_E_PARSE;
+    return -1;
   }
   r->headers_done = true;
   r->is_streaming = r->want_stream != NULL && r->want_stream(r);

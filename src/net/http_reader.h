@@ -2,7 +2,11 @@
  * requests (server) and responses (client). Collects the URL, headers and
  * body of each message within limits and hands complete messages to a
  * callback; pipelined messages are delivered in order; parsing stops at an
- * upgrade, leaving the rest of the bytes to the new protocol. Loop thread. */
+ * upgrade, leaving the rest of the bytes to the new protocol. Refuses
+ * (NET_HTTP_E_PARSE) a message whose body length two parsers could read
+ * differently: a header name with whitespace in it, a Transfer-Encoding
+ * other than one header `chunked`, or Transfer-Encoding together with
+ * Content-Length or in HTTP/1.0. Loop thread. */
 #ifndef NET_HTTP_READER_H
 #define NET_HTTP_READER_H
 

@@ -91,6 +91,40 @@ class BadInputTest(ServerTestCase):
                 r = self.raw_exchange(garbage, expect_close=True)
                 assert_error(self, r, 400, "bad_request")
 
+    def test_ambiguous_body_framing_refused(self):
+        """Request smuggling: whatever a proxy in front of us might frame
+        differently is refused with 400 and Connection: close, and nothing
+        in it is acted on (no job is created)."""
+        body = b'{"params":{"duration_s":0}}'
+        chunked = b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
+        head = b"POST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        cases = [
+            ("coding list", b"Transfer-Encoding: gzip, chunked\r\n\r\n" + chunked),
+            ("folded coding list", b"Transfer-Encoding: gzip,\r\n chunked\r\n\r\n" + chunked),
+            ("space before colon", b"Transfer-Encoding : chunked\r\n\r\n" + chunked),
+            ("two headers", b"Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n"
+                            b"\r\n" + chunked),
+            ("with Content-Length", b"Content-Length: %d\r\nTransfer-Encoding: chunked\r\n"
+                                    b"\r\n" % len(chunked) + chunked),
+            ("Content-Length with space", b"Content-Length : %d\r\n\r\n" % len(body) + body),
+            ("space in another name", b"X Forwarded: a\r\nContent-Length: %d\r\n\r\n"
+                                      % len(body) + body),
+        ]
+        before = self.server.get("/v1/jobs").json["count"]
+        for name, rest in cases:
+            with self.subTest(name):
+                r = self.raw_exchange(head + rest, expect_close=True)
+                assert_error(self, r, 400, "bad_request", retryable=False)
+                self.assertEqual((r.header("Connection") or "").lower(), "close")
+        r = self.raw_exchange(b"POST /v1/jobs HTTP/1.0\r\nHost: x\r\n"
+                              b"Transfer-Encoding: chunked\r\n\r\n" + chunked, expect_close=True)
+        assert_error(self, r, 400, "bad_request")
+        self.assertEqual(self.server.get("/v1/jobs").json["count"], before)
+        # exactly `chunked`, in any case, is still a body
+        r = self.raw_exchange(head + b"Transfer-Encoding: Chunked\r\nConnection: close\r\n\r\n"
+                              + chunked, expect_close=True)
+        self.assertEqual(r.status, 201, r)
+
     def test_half_request_then_close(self):
         c = RawHTTP(self.server.port)
         c.send(b"GET /v1/heal")
