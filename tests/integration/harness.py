@@ -485,9 +485,10 @@ class RawHTTP:
         del self.buf[:i + len(sep)]
         return out
 
-    def read_response(self):
+    def read_response(self, no_body=False):
         """Returns Resp with lower-cased header list; body read per
-        Content-Length or chunked; 101 responses have no body."""
+        Content-Length or chunked; 101 responses, and any response when
+        `no_body` (the answer to a HEAD request), have no body."""
         head = self._take_until(b"\r\n\r\n")
         lines = head.decode("latin-1").split("\r\n")
         m = re.match(r"HTTP/1\.[01] (\d{3})", lines[0])
@@ -499,7 +500,7 @@ class RawHTTP:
             k, _, v = l.partition(":")
             headers.append((k.strip(), v.strip()))
         r = Resp(status, headers, b"")
-        if status == 101 or status == 204 or status == 304:
+        if no_body or status == 101 or status == 204 or status == 304:
             return r
         te = (r.header("Transfer-Encoding") or "").lower()
         if "chunked" in te:

@@ -425,6 +425,70 @@ class RestTest(ServerTestCase):
                 finally:
                     c.close()
 
+    # -- HEAD ---------------------------------------------------------------------
+    def _completed_job(self, shape):
+        job = self.make_job({"volume": {"shape": shape}, "params": {"duration_s": 0}})
+        return self.server.wait_state(job["job_id"], "completed", timeout=30)
+
+    def test_head_answers_like_get_without_body(self):
+        jid = self._completed_job([6, 7, 8])["job_id"]
+        self.server.get("/v1/jobs/%s/preview" % jid)  # rendered again if it must be
+        paths = ["/v1/healthz", "/v1/server/info", "/v1/jobs/%s" % jid,
+                 "/v1/jobs/%s/preview" % jid, "/v1/jobs/%s/artifacts/mask.mrc" % jid,
+                 "/v1/jobs/%s/artifacts/other.mrc" % jid, "/v1/jobs/nope",
+                 "/v1/jobs/%s" % new_uuid(), "/v1/nope"]
+        c = RawHTTP(self.server.port)
+        try:
+            for path in paths:
+                with self.subTest(path=path):
+                    # pipelined: a body after the HEAD answer would be read as
+                    # the GET's status line
+                    c.send(b"HEAD %s HTTP/1.1\r\nHost: x\r\n\r\n"
+                           b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % (path.encode(), path.encode()))
+                    h = c.read_response(no_body=True)
+                    g = c.read_response()
+                    self.assertEqual(h.status, g.status)
+                    for name in ("Content-Type", "Content-Length", "Connection", "Allow"):
+                        self.assertEqual(h.header(name), g.header(name), name)
+                    self.assertEqual(int(h.header("Content-Length")), len(g.body))
+            self.assertEqual(bytes(c.buf), b"", "bytes after the last response")
+        finally:
+            c.close()
+
+    def test_head_of_artifact_sends_no_file_and_keeps_alive(self):
+        shape = [64, 64, 64]
+        jid = self._completed_job(shape)["job_id"]
+        c = RawHTTP(self.server.port)
+        try:
+            c.send(b"HEAD /v1/jobs/%s/artifacts/mask.mrc HTTP/1.1\r\nHost: x\r\n\r\n"
+                   b"GET /v1/healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                   % jid.encode())
+            h = c.read_response(no_body=True)
+            self.assertEqual(h.status, 200)
+            self.assertEqual(h.header("Content-Type"), "application/octet-stream")
+            self.assertEqual(int(h.header("Content-Length")), 1024 + 64 ** 3)
+            self.assertEqual(h.header("Connection"), "keep-alive")
+            r = c.read_response()
+            self.assertEqual(r.status, 200)
+            self.assertEqual(r.json, {"status": "ok"})
+            self.assertTrue(c.at_eof(5.0))
+            self.assertEqual(bytes(c.buf), b"", "file bytes after the HEAD answer")
+        finally:
+            c.close()
+
+    def test_head_is_allowed_wherever_get_is(self):
+        r = self.server.request("HEAD", "/v1/jobs")
+        self.assertEqual(r.status, 200)
+        self.assertEqual(r.body, b"")
+        for method, path in (("PUT", "/v1/jobs"), ("POST", "/v1/healthz"),
+                             ("PATCH", "/v1/jobs/%s" % new_uuid())):
+            with self.subTest(method=method, path=path):
+                r = self.server.request(method, path)
+                assert_error(self, r, 405, "method_not_allowed")
+                allow = {m.strip() for m in r.header("Allow").split(",")}
+                self.assertIn("GET", allow)
+                self.assertIn("HEAD", allow)
+
     def test_chunked_request_body(self):
         body = json.dumps({"volume": {"shape": [5, 6, 7]}, "params": {"duration_s": 0}}).encode()
         chunks = b"".join(b"%x\r\n%s\r\n" % (len(body[i:i + 10]), body[i:i + 10])
