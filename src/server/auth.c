@@ -30,7 +30,7 @@ static int hex_value(int c) {
   if (c >= '0' && c <= '9') {
     return c - '0';
   }
-  c = tolower(c);
+  c = tolower((unsigned char) c); /* a negative char is no digit either */
   return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
 }
 
@@ -94,23 +94,40 @@ void srv_auth_print_line(const char* token, const char* scope) {
 }
 
 
-/* The token from the query's access_token=, into out. */
-static bool query_token(const char* url, char* out, size_t cap) {
+/* Finds access_token= in the URL's query and percent-decodes its value into
+ * `out` (RFC 3986: '+' stays '+'). Returns 1, 0 when there is none (or it
+ * is empty), or -1 when it cannot be a token: a malformed %XX escape, a
+ * decoded NUL (a C string would end there) or more than cap - 1 bytes. */
+static int query_token(const char* url, char* out, size_t cap) {
   const char* q = strchr(url, '?');
   while (q != NULL) {
     q++;
     if (strncmp(q, "access_token=", 13) == 0) {
-      size_t n = strcspn(q + 13, "&#");
-      if (n == 0 || n >= cap) {
-        return false;
+      const char* v = q + 13;
+      size_t n = strcspn(v, "&#");
+      size_t len = 0;
+      for (size_t i = 0; i < n; i++) {
+        int c = (unsigned char) v[i];
+        if (c == '%') {
+          int hi = i + 2 < n ? hex_value(v[i + 1]) : -1;
+          int lo = i + 2 < n ? hex_value(v[i + 2]) : -1;
+          if (hi < 0 || lo < 0) {
+            return -1;
+          }
+          c = hi * 16 + lo;
+          i += 2;
+        }
+        if (c == 0 || len + 1 >= cap) {
+          return -1;
+        }
+        out[len++] = (char) c;
       }
-      memcpy(out, q + 13, n);
-      out[n] = '\0';
-      return true;
+      out[len] = '\0';
+      return len > 0 ? 1 : 0;
     }
     q = strchr(q, '&');
   }
-  return false;
+  return 0;
 }
 
 
@@ -126,9 +143,12 @@ srv_auth_result_t srv_auth_check(const srv_auth_t* auth,
   const char* header = net_http_header(r, "Authorization");
   if (header != NULL && strncasecmp(header, "Bearer ", 7) == 0) {
     token = header + 7 + strspn(header + 7, " ");
-  } else if (allow_query &&
-             query_token(net_http_url(r), from_query, sizeof(from_query))) {
-    token = from_query;
+  } else if (allow_query) {
+    int found = query_token(net_http_url(r), from_query, sizeof(from_query));
+    if (found < 0) {
+      return SRV_AUTH_INVALID;
+    }
+    token = found > 0 ? from_query : NULL;
   }
   if (token == NULL || token[0] == '\0') {
     return SRV_AUTH_MISSING;

@@ -10,10 +10,11 @@ import os
 import struct
 import subprocess
 import sys
+import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (EV, SERVER_BIN, Server, ServerTestCase, assert_error,  # noqa: E402
-                     main, recv_type, wait_closed_code)
+from harness import (EV, SERVER_BIN, RawHTTP, Server, ServerTestCase,  # noqa: E402
+                     assert_error, main, recv_type, upgrade_request, wait_closed_code)
 
 import websockets  # noqa: E402
 import websockets.client  # noqa: E402
@@ -21,6 +22,8 @@ import websockets.exceptions  # noqa: E402
 
 WRITE_TOKEN = "w-token-0123456789"
 READ_TOKEN = "r-token-9876543210"
+# A token only usable in a URL once percent-encoded ("+" is not a space).
+ODD_TOKEN = "odd token/with+?&=#%\u00e9"
 
 
 def hash_line(token, scope):
@@ -40,6 +43,7 @@ class AuthTest(ServerTestCase):
         with open(path, "w") as f:
             f.write("# tokens for the tests\n\n")
             f.write(hash_line(READ_TOKEN, "read"))
+            f.write(hash_line(ODD_TOKEN, "read"))
         cls.server.args += ["--auth-file", path]
         cls.server.env = {"CRYOMAMBA_TOKEN": WRITE_TOKEN}
         cls.server.start()
@@ -105,6 +109,39 @@ class AuthTest(ServerTestCase):
                 self.assertEqual(msg["job_id"], job_id)
             finally:
                 await ws.close()
+        self.server.assert_healthy()
+
+    def _ws_handshake(self, job_id, query):
+        c = RawHTTP(self.server.port)
+        try:
+            c.send(upgrade_request("/ws/jobs/%s?%s" % (job_id, query)))
+            return c.read_response()
+        finally:
+            c.close()
+
+    def test_query_token_is_percent_decoded(self):
+        r = self.server.request("POST", "/v1/jobs", body={"params": {"duration_s": 30}},
+                                headers=self.auth(WRITE_TOKEN))
+        job_id = r.json["job_id"]
+        self.addCleanup(self.server.request, "DELETE", "/v1/jobs/%s" % job_id,
+                        headers=self.auth(WRITE_TOKEN))
+        every_byte = "".join("%%%02x" % b for b in READ_TOKEN.encode())
+        for query in ("access_token=" + urllib.parse.quote(ODD_TOKEN, safe=""),
+                      "x=1&access_token=" + urllib.parse.quote(ODD_TOKEN, safe="") + "&y=2",
+                      "access_token=" + every_byte,
+                      "access_token=" + every_byte.upper()):
+            with self.subTest(query=query):
+                self.assertEqual(self._ws_handshake(job_id, query).status, 101)
+        for query in ("access_token=%zz" + READ_TOKEN, "access_token=" + READ_TOKEN + "%",
+                      "access_token=" + READ_TOKEN + "%4", "access_token=%G0",
+                      "access_token=" + READ_TOKEN + "%00",
+                      "access_token=%00" + READ_TOKEN,
+                      "access_token=" + urllib.parse.quote(ODD_TOKEN, safe="").replace(
+                          "%20", "+")):
+            with self.subTest(query=query):
+                r = self._ws_handshake(job_id, query)
+                assert_error(self, r, 401, "unauthorized")
+                self.assertIn("invalid_token", r.header("WWW-Authenticate") or "")
         self.server.assert_healthy()
 
     def test_server_log_never_holds_tokens(self):
