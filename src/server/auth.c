@@ -2,11 +2,13 @@
 #include "server/auth.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 
 
 static void sha256(const char* s, size_t len, unsigned char out[32]) {
@@ -41,9 +43,19 @@ int srv_auth_load_file(srv_auth_t* auth,
                        size_t err_len) {
   FILE* f = fopen(path, "r");
   if (f == NULL) {
-    snprintf(err, err_len, "cannot open auth file %s", path);
+    snprintf(err, err_len, "cannot open auth file %s: %s", path,
+             strerror(errno));
     return -1;
   }
+  /* fopen() opens a directory and reading it yields nothing: that must not
+   * pass for a file without tokens (or worse, for no authentication). */
+  struct stat st;
+  if (fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) {
+    snprintf(err, err_len, "auth file %s is a directory", path);
+    fclose(f);
+    return -1;
+  }
+  unsigned count_before = auth->count;
   char line[256];
   int lineno = 0;
   while (fgets(line, sizeof(line), f) != NULL) {
@@ -79,7 +91,23 @@ int srv_auth_load_file(srv_auth_t* auth,
         strcmp(scope, "write") == 0 ? SRV_SCOPE_WRITE : SRV_SCOPE_READ;
     auth->count++;
   }
+  bool failed = ferror(f) != 0;
+  int read_errno = errno;
   fclose(f);
+  if (failed) {
+    snprintf(err, err_len, "cannot read auth file %s: %s", path,
+             strerror(read_errno));
+    return -1;
+  }
+  if (auth->count == count_before) {
+    /* Asked for authentication, given none: refuse rather than run open. */
+    snprintf(err, err_len,
+             "auth file %s holds no token (only blank lines or comments); "
+             "add '<sha256 hex> <read|write>' lines (cryomambad --hash-token "
+             "prints one), or drop --auth-file to run without authentication",
+             path);
+    return -1;
+  }
   return 0;
 }
 

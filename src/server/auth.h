@@ -27,7 +27,8 @@ typedef struct {
 int srv_auth_add_token(srv_auth_t* auth, const char* token, srv_scope_t scope);
 
 /* Loads "<sha256 hex> <read|write>" lines ('#' comments, blank lines).
- * Returns 0, or -1 with a sentence in `err`. */
+ * Returns 0, or -1 with a sentence in `err` (also for a directory, a read
+ * error, or a file without any token). */
 int srv_auth_load_file(srv_auth_t* auth,
                        const char* path,
                        char* err,

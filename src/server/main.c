@@ -221,7 +221,15 @@ int main(int argc, char** argv) {
     return 2;
   }
   const char* env_token = getenv("CRYOMAMBA_TOKEN");
-  if (env_token != NULL && env_token[0] != '\0' &&
+  if (env_token != NULL && env_token[0] == '\0') {
+    /* Likely an unset shell variable expanded: running open would be a
+     * silent downgrade. */
+    fprintf(stderr,
+            "cryomambad: CRYOMAMBA_TOKEN is set but empty; give it "
+            "a token, or unset it to run without authentication\n");
+    return 2;
+  }
+  if (env_token != NULL &&
       srv_auth_add_token(&ctx->auth, env_token, SRV_SCOPE_WRITE) != 0) {
     fprintf(stderr, "cryomambad: too many tokens\n");
     return 2;

@@ -91,6 +91,39 @@ class ConfigTest(unittest.TestCase):
                 self.assertNotIn(b"listening on", p.stdout)
                 self.assertTrue(p.stderr.strip(), "no error message on stderr")
 
+    def test_auth_misconfiguration_refuses_to_start(self):
+        """Each of these asks for authentication and provides none: the
+        server must exit 2 with a sentence naming the cause, never listen
+        without authentication."""
+        tmp = tempfile.mkdtemp(prefix="cryomamba-auth-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        empty = os.path.join(tmp, "empty")
+        comments = os.path.join(tmp, "comments")
+        open(empty, "w").close()
+        with open(comments, "w") as f:
+            f.write("# tokens go here\n\n   \n\t# none yet\n")
+        cases = [(["--auth-file", empty], {}, "holds no token"),
+                 (["--auth-file", comments], {}, "holds no token"),
+                 ([], {"CRYOMAMBA_AUTH_FILE": comments}, "holds no token"),
+                 (["--auth-file", tmp], {}, "is a directory"),
+                 ([], {"CRYOMAMBA_TOKEN": ""}, "CRYOMAMBA_TOKEN is set but empty")]
+        for args, extra_env, message in cases:
+            with self.subTest(args=args, env=extra_env):
+                env = {k: v for k, v in os.environ.items()
+                       if not k.startswith("CRYOMAMBA_")}
+                env.update(extra_env)
+                try:
+                    p = subprocess.run([SERVER_BIN, "--port", "0", "--bind", "127.0.0.1",
+                                        "--state-dir", os.path.join(tmp, "state"),
+                                        "--data-root", tmp] + args,
+                                       stdin=subprocess.DEVNULL, capture_output=True,
+                                       timeout=10, env=env)
+                except subprocess.TimeoutExpired:
+                    self.fail("server started with %r %r" % (args, extra_env))
+                self.assertEqual(p.returncode, 2, p.stderr)
+                self.assertNotIn(b"listening on", p.stdout)
+                self.assertIn(message, p.stderr.decode())
+
 
 if __name__ == "__main__":
     main()
