@@ -44,6 +44,12 @@ void net_http_reader_init(net_http_reader_t* r,
 }
 
 
+void net_http_reader_set_on_headers(net_http_reader_t* r,
+                                    net_http_headers_cb on_headers) {
+  r->on_headers = on_headers;
+}
+
+
 void net_http_reader_free(net_http_reader_t* r) {
   free(r->text);
   free(r->body);
@@ -111,6 +117,7 @@ static int on_message_begin(http_parser* p) {
   r->in_message = true;
   r->headers_done = false;
   r->is_streaming = false;
+  r->expects_continue = false;
   /* Slot 0 of text is the URL (or status reason), always NUL-terminated. */
   return text_append(r, "", 0);
 }
@@ -163,9 +170,7 @@ static int on_header_value(http_parser* p, const char* at, size_t len) {
 }
 
 
-/* True when the header value `v` is `token`, case-insensitively, give or
- * take surrounding whitespace. */
-static bool value_is(const char* v, const char* token) {
+bool net_http_value_is(const char* v, const char* token) {
   if (v == NULL) {
     return false;
   }
@@ -203,7 +208,7 @@ static int check_framing(const net_http_reader_t* r) {
     }
   }
   const http_parser* p = &r->parser;
-  if (te_count > 1 || (te != NULL && !value_is(te, "chunked"))) {
+  if (te_count > 1 || (te != NULL && !net_http_value_is(te, "chunked"))) {
     return -1;
   }
   if (te != NULL && (has_length || p->http_major == 0 ||
@@ -236,6 +241,18 @@ static int on_headers_complete(http_parser* p) {
   if (!r->is_streaming && (p->flags & F_CONTENTLENGTH) &&
       p->content_length > r->max_body_bytes) {
     r->error = NET_HTTP_E_BODY_TOO_LARGE;
+    return -1;
+  }
+  /* RFC 9110 10.1.1: an HTTP/1.0 client's 100-continue is ignored, and
+   * without a body there is nothing to continue. */
+  bool has_body = (p->flags & F_CHUNKED) != 0 ||
+                  ((p->flags & F_CONTENTLENGTH) != 0 && p->content_length > 0);
+  r->expects_continue =
+      p->type == HTTP_REQUEST && has_body &&
+      (p->http_major > 1 || (p->http_major == 1 && p->http_minor >= 1)) &&
+      net_http_value_is(net_http_header(r, "Expect"), "100-continue");
+  if (r->on_headers != NULL && r->on_headers(r) != 0) {
+    r->error = NET_HTTP_E_STOPPED;
     return -1;
   }
   return 0;

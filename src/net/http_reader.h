@@ -44,6 +44,11 @@ typedef int (*net_http_chunk_cb)(net_http_reader_t* r,
                                  const uint8_t* bytes,
                                  size_t len);
 
+/* Called when a message's headers are complete, before its body is read
+ * (to answer Expect: 100-continue, or to refuse before the body comes);
+ * return 0 to go on or -1 to stop for good (NET_HTTP_E_STOPPED). */
+typedef int (*net_http_headers_cb)(net_http_reader_t* r);
+
 struct net_http_reader_s {
   http_parser parser;
   /* URL and header fields, NUL-separated, in one buffer (malloc'd, grown up
@@ -64,8 +69,14 @@ struct net_http_reader_s {
   bool is_complete;  /* a whole message is held */
   bool is_upgrade;   /* the last message asked for a protocol upgrade */
   bool is_paused;    /* feeding stopped after a message (pause or upgrade) */
+  /* An HTTP/1.1 request with Expect: 100-continue and a body (chunked or a
+   * Content-Length above 0) that the client holds back until it gets
+   * "100 Continue"; set when the headers are complete, cleared at the next
+   * message. */
+  bool expects_continue;
   int error;
   net_http_message_cb on_message;
+  net_http_headers_cb on_headers; /* NULL unless set */
   void* data;
   /* Body streaming; both NULL unless set. */
   net_http_stream_cb want_stream;
@@ -81,6 +92,10 @@ void net_http_reader_init(net_http_reader_t* r,
                           net_http_message_cb on_message,
                           void* data);
 
+/* Sets the callback run as each message's headers complete (NULL: none). */
+void net_http_reader_set_on_headers(net_http_reader_t* r,
+                                    net_http_headers_cb on_headers);
+
 /* Feeds bytes. Returns the number consumed (less than len after an upgrade
  * or an error) and sets r->error (0 or net_http_err_t). */
 size_t net_http_reader_feed(net_http_reader_t* r,
@@ -95,8 +110,9 @@ void net_http_reader_set_streaming(net_http_reader_t* r,
 /* Continues after a pause requested by the message callback. */
 void net_http_reader_resume(net_http_reader_t* r);
 
-/* The current message's pieces; valid inside on_message and until the next
- * feed. Header lookup is case-insensitive; NULL when absent. */
+/* The current message's pieces; valid inside on_headers (all but the body)
+ * and on_message, and until the next feed. Header lookup is case-insensitive;
+ * NULL when absent. */
 const char* net_http_url(const net_http_reader_t* r);
 const char* net_http_header(const net_http_reader_t* r, const char* name);
 unsigned net_http_method(const net_http_reader_t* r);
@@ -105,6 +121,10 @@ bool net_http_should_keep_alive(const net_http_reader_t* r);
 
 /* Frees the reader's buffers; it may be initialised again afterwards. */
 void net_http_reader_free(net_http_reader_t* r);
+
+/* True when the header value `value` (may be NULL) is `token`,
+ * case-insensitively, ignoring surrounding spaces and tabs. */
+bool net_http_value_is(const char* value, const char* token);
 
 /* True when the comma-separated header value `list` contains `token`,
  * case-insensitively (e.g. Connection: keep-alive, Upgrade). */

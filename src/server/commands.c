@@ -390,3 +390,45 @@ srv_cmd_result_t srv_commands_handle(srv_request_t* rq) {
       "the API lives under /v1; see docs/protocol.md", false, NULL);
   return SRV_CMD_DONE;
 }
+
+
+srv_cmd_result_t srv_commands_on_headers(srv_request_t* rq) {
+  const net_http_reader_t* r = rq->http;
+  const char* expect = net_http_header(r, "Expect");
+  if (expect == NULL) {
+    return SRV_CMD_DONE;
+  }
+  rq->mode.keep_alive = false; /* a refusal leaves the body unread */
+  if (!net_http_value_is(expect, "100-continue")) {
+    srv_http_reply_error(rq->conn, &rq->mode, 417, "expectation_failed",
+                         "the only expectation this server meets is "
+                         "100-continue",
+                         "drop the Expect header", false, NULL);
+    return SRV_CMD_CLOSE;
+  }
+  if (!r->expects_continue) {
+    return SRV_CMD_DONE; /* HTTP/1.0, or no body held back */
+  }
+  /* Refuse now what srv_commands_handle() would refuse once the body came,
+   * so the client does not send it for nothing. Too large a Content-Length
+   * never gets here (the reader fails with NET_HTTP_E_BODY_TOO_LARGE),
+   * except on a streamed route, which bounds its body itself. */
+  const char* url = net_http_url(r);
+  struct http_parser_url parsed;
+  http_parser_url_init(&parsed);
+  if (http_parser_parse_url(url, strlen(url), 0, &parsed) == 0 &&
+      (parsed.field_set & (1 << UF_PATH))) {
+    span_t seg[4];
+    size_t n = split_path(url + parsed.field_data[UF_PATH].off,
+                          parsed.field_data[UF_PATH].len, seg, 3);
+    unsigned method = net_http_method(r);
+    bool is_health =
+        n == 2 && span_is(seg[0], "v1") && span_is(seg[1], "healthz");
+    bool is_ws = n == 3 && span_is(seg[0], "ws") && span_is(seg[1], "jobs");
+    bool is_read = method == HTTP_GET || method == HTTP_HEAD || is_ws;
+    if (!is_health && !authorized(rq, is_read, is_ws)) {
+      return SRV_CMD_CLOSE;
+    }
+  }
+  return srv_http_reply_continue(rq->conn) == 0 ? SRV_CMD_DONE : SRV_CMD_CLOSE;
+}

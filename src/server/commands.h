@@ -15,4 +15,11 @@ srv_body_sink_t* srv_commands_stream(srv_request_t* req);
 /* Routes and answers one complete request. */
 srv_cmd_result_t srv_commands_handle(srv_request_t* req);
 
+/* The request's headers are complete, its body not read yet (http_conn.c
+ * calls it as the reader's on_headers callback). Answers Expect: sends
+ * "100 Continue", or refuses before the body: 401/403 without the token
+ * the route needs, 417 for another expectation (Connection: close).
+ * Returns SRV_CMD_DONE (read on) or SRV_CMD_CLOSE (answered; end). */
+srv_cmd_result_t srv_commands_on_headers(srv_request_t* req);
+
 #endif

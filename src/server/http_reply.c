@@ -144,6 +144,20 @@ int srv_http_reply(srv_conn_t* conn,
 }
 
 
+int srv_http_reply_continue(srv_conn_t* conn) {
+  static const char interim[] = "HTTP/1.1 100 Continue\r\n\r\n";
+  net_frame_t* f = net_frame_new(0, sizeof(interim) - 1);
+  if (f == NULL) {
+    srv_conn_close(conn);
+    return -1;
+  }
+  memcpy(f->data, interim, sizeof(interim) - 1);
+  int rc = srv_conn_send(conn, f, NET_WQ_ESSENTIAL); /* not a response */
+  net_frame_unref(f);
+  return rc;
+}
+
+
 int srv_http_reply_json(srv_conn_t* conn,
                         const srv_http_mode_t* mode,
                         int status,

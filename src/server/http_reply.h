@@ -46,6 +46,10 @@ int srv_http_reply_error(srv_conn_t* conn,
                          bool retryable,
                          const char* extra_headers);
 
+/* Sends the interim "HTTP/1.1 100 Continue": the client may now send the
+ * body it held back (Expect: 100-continue). Returns 0 or -1 (closed). */
+int srv_http_reply_continue(srv_conn_t* conn);
+
 /* Sends a head announcing `len` body bytes that the caller sends next (a
  * streamed download). */
 int srv_http_reply_head(srv_conn_t* conn,

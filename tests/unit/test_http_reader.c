@@ -3,6 +3,7 @@
  * smuggled past a proxy. Every message is fed whole, in 7-byte chunks and
  * byte by byte, since http-parser calls back differently for each. */
 #include <criterion/criterion.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "net/http_reader.h"
@@ -154,4 +155,112 @@ Test(http_reader, refuses_chunked_http10, .timeout = 10) {
   expect_refused(HTTP_REQUEST,
                  "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n"
                  "3\r\nabc\r\n0\r\n\r\n");
+}
+
+
+typedef struct {
+  int headers;            /* on_headers calls */
+  int messages;           /* on_message calls */
+  bool expects[2];        /* expects_continue seen in on_headers */
+  size_t body_at_headers; /* body bytes held when the headers completed */
+  int stop_at;            /* on_headers call (1-based) that returns -1 */
+} cont_t;
+
+
+static int on_headers_cont(net_http_reader_t* r) {
+  cont_t* c = r->data;
+  if (c->headers < 2) {
+    c->expects[c->headers] = r->expects_continue;
+  }
+  c->headers++;
+  c->body_at_headers += r->body_len;
+  return c->headers == c->stop_at ? -1 : 0;
+}
+
+
+static int on_message_cont(net_http_reader_t* r) {
+  cont_t* c = r->data;
+  c->messages++;
+  return 0;
+}
+
+
+static int feed_cont(const char* text, size_t chunk, cont_t* c) {
+  net_http_reader_t r;
+  net_http_reader_init(&r, HTTP_REQUEST, 16384, 65536, on_message_cont, c);
+  net_http_reader_set_on_headers(&r, on_headers_cont);
+  size_t len = strlen(text);
+  for (size_t off = 0; off < len && r.error == NET_HTTP_OK;) {
+    size_t n = len - off < chunk ? len - off : chunk;
+    off += net_http_reader_feed(&r, (const uint8_t*) text + off, n);
+  }
+  int err = r.error;
+  net_http_reader_free(&r);
+  return err;
+}
+
+
+/* Two pipelined requests; says whether each expected a 100 Continue. */
+static void expect_continue(const char* first,
+                            const char* second,
+                            bool first_expects,
+                            bool second_expects) {
+  char text[1024];
+  snprintf(text, sizeof(text), "%s%s", first, second);
+  for (size_t i = 0; i < sizeof(chunks) / sizeof(chunks[0]); i++) {
+    cont_t c = {0};
+    cr_expect_eq(feed_cont(text, chunks[i], &c), NET_HTTP_OK, "%s", text);
+    cr_expect_eq(c.headers, 2, "chunk %zu: %d on_headers", chunks[i],
+                 c.headers);
+    cr_expect_eq(c.messages, 2);
+    cr_expect_eq(c.body_at_headers, 0, "the body came before on_headers");
+    cr_expect_eq(c.expects[0], first_expects, "chunk %zu: %s", chunks[i],
+                 first);
+    cr_expect_eq(c.expects[1], second_expects, "chunk %zu: %s", chunks[i],
+                 second);
+  }
+}
+
+
+#define PLAIN_GET "GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+
+Test(http_reader, flags_100_continue_with_a_body_to_come, .timeout = 10) {
+  expect_continue(
+      "POST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n"
+      "abc",
+      PLAIN_GET, true, false);
+  expect_continue(
+      "POST / HTTP/1.1\r\nexpect:  100-Continue \r\nTransfer-Encoding: "
+      "chunked\r\n\r\n" CHUNKED_ABC,
+      PLAIN_GET, true, false);
+  /* The flag does not leak into the next request. */
+  expect_continue(
+      "PUT / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\nx",
+      "POST / HTTP/1.1\r\nContent-Length: 1\r\n\r\ny", true, false);
+}
+
+
+Test(http_reader, no_100_continue_without_body_or_in_http10, .timeout = 10) {
+  expect_continue(
+      "POST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 0\r\n\r\n",
+      "GET / HTTP/1.1\r\nExpect: 100-continue\r\n\r\n", false, false);
+  expect_continue(
+      "POST / HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n"
+      "abc",
+      "POST / HTTP/1.1\r\nExpect: 200-ok\r\nContent-Length: 1\r\n\r\nx", false,
+      false);
+}
+
+
+Test(http_reader, on_headers_can_stop_before_the_body, .timeout = 10) {
+  static const char text[] =
+      "POST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n"
+      "abc" PLAIN_GET;
+  for (size_t i = 0; i < sizeof(chunks) / sizeof(chunks[0]); i++) {
+    cont_t c = {.stop_at = 1};
+    cr_expect_eq(feed_cont(text, chunks[i], &c), NET_HTTP_E_STOPPED);
+    cr_expect_eq(c.headers, 1);
+    cr_expect_eq(c.messages, 0, "chunk %zu: a refused message delivered",
+                 chunks[i]);
+  }
 }
