@@ -265,6 +265,7 @@ int main(int argc, char** argv) {
   remove_orphans(ctx, artifacts);
   if (srv_store_open(ctx->loop, ctx->cfg.state_dir, &ctx->log, &ctx->store, err,
                      sizeof(err)) != 0) {
+    srv_log_flush(); /* what the store logged comes before the reason */
     fprintf(stderr, "cryomambad: %s\n", err);
     return 1;
   }
@@ -285,6 +286,7 @@ int main(int argc, char** argv) {
   while (restored >= 0 && ctx->endings_pending > 0) {
     uv_run(ctx->loop, UV_RUN_ONCE);
   }
+  srv_log_flush(); /* what follows may print to stderr directly */
   if (restored < 0 || start_listening(ctx) != 0) {
     if (restored < 0) {
       fprintf(stderr, "cryomambad: cannot read the job store\n");

@@ -129,6 +129,9 @@ int srv_metrics_render(srv_ctx_t* ctx, char** out, size_t* len) {
   metric(&o, "cryomamba_slow_readers_dropped_total", "counter",
          "Connections dropped because slow readers held too many bytes.",
          m->slow_readers_dropped);
+  metric(&o, "cryomamba_log_lines_dropped_total", "counter",
+         "Log lines dropped because stderr could not keep up.",
+         srv_log_dropped_total());
   emit(&o,
        "# HELP cryomamba_jobs Jobs by state.\n"
        "# TYPE cryomamba_jobs gauge\n");

@@ -3,8 +3,13 @@
 environment variables reach the behaviour and GET /v1/server/info; a flag
 wins over the environment; bad flags fail fast with a non-zero status."""
 
+import fcntl
+import json
 import os
+import re
+import select
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -123,6 +128,49 @@ class ConfigTest(unittest.TestCase):
                 self.assertEqual(p.returncode, 2, p.stderr)
                 self.assertNotIn(b"listening on", p.stdout)
                 self.assertIn(message, p.stderr.decode())
+
+    def test_stalled_stderr_does_not_block_the_server(self):
+        """Nobody reads the server's stderr (a 4 KiB pipe) while it logs a
+        line per connection: every request is still answered, and the log
+        comes out whole, ending with the last line, once it is read."""
+        tmp = tempfile.mkdtemp(prefix="cryomamba-log-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        proc = subprocess.Popen([SERVER_BIN, "--port", "0", "--bind", "127.0.0.1",
+                                 "--state-dir", tmp, "--data-root", tmp,
+                                 "--log-level", "debug"],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE)
+        self.addCleanup(lambda: proc.poll() is None and proc.kill())
+        fcntl.fcntl(proc.stderr.fileno(), 1031, 4096)  # F_SETPIPE_SZ
+        ready, _, _ = select.select([proc.stdout], [], [], 20)
+        self.assertTrue(ready, "the server did not start")
+        port = int(re.search(rb":(\d+)", proc.stdout.readline()).group(1))
+        for i in range(600):
+            c = RawHTTP(port, timeout=5)
+            try:
+                c.send(b"GET /v1/healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                r = c.read_response()
+            except OSError as e:  # socket.timeout: the loop is stuck on stderr
+                self.fail("request %d not answered: %r" % (i, e))
+            finally:
+                c.close()
+            self.assertEqual(r.status, 200)
+        c = RawHTTP(port, timeout=5)
+        try:
+            c.send(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            metrics = c.read_response().body.decode()
+        finally:
+            c.close()
+        dropped = int(re.search(r"^cryomamba_log_lines_dropped_total (\d+)$", metrics,
+                                re.M).group(1))
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=20)
+        self.assertEqual(proc.returncode, 0)
+        lines = err.decode().splitlines()
+        events = [json.loads(line)["event"] for line in lines]  # each one whole
+        self.assertGreater(len(err) + 100 * dropped, 16384,
+                           "too little was logged to fill the pipe")
+        self.assertEqual(events[-1], "server.stopped")
 
 
 if __name__ == "__main__":
