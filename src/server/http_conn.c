@@ -67,6 +67,21 @@ static int on_chunk(net_http_reader_t* r, const uint8_t* bytes, size_t len) {
 }
 
 
+/* Headers complete, body not read: Expect: 100-continue is answered (or
+ * the request refused before its body is sent for nothing). */
+static int on_headers(net_http_reader_t* r) {
+  srv_conn_t* conn = r->data;
+  srv_request_t req = {
+      .conn = conn,
+      .http = r,
+      .mode = {.keep_alive =
+                   net_http_should_keep_alive(r) && !conn->ctx->is_stopping,
+               .head_only = net_http_method(r) == HTTP_HEAD},
+  };
+  return srv_commands_on_headers(&req) == SRV_CMD_DONE ? 0 : -1;
+}
+
+
 static int on_message(net_http_reader_t* r) {
   srv_conn_t* conn = r->data;
   http_state_t* st = state_of(conn);
@@ -314,6 +329,7 @@ void srv_http_conn_accept(srv_conn_t* conn, const char* refusal) {
   net_http_reader_init(&st->reader, HTTP_REQUEST, ctx->cfg.max_header_bytes,
                        ctx->cfg.max_body_bytes, on_message, conn);
   net_http_reader_set_streaming(&st->reader, want_stream, on_chunk);
+  net_http_reader_set_on_headers(&st->reader, on_headers);
   srv_conn_set_proto(conn, &http_proto, st);
   if (refusal != NULL) {
     const srv_http_mode_t mode = {.keep_alive = false};

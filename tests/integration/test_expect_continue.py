@@ -3,12 +3,7 @@
 "HTTP/1.1 100 Continue" once a request's headers are in and before its body,
 unless it refuses the request at once (401/403 without the right token, 413
 for a Content-Length over the limit, 417 for another expectation), then
-closes; HTTP/1.0 clients and requests without a body get no 100.
-
-The tests marked NEEDS_CONN_WIRING pass once src/server/http_conn.c installs
-a reader on_headers callback that calls srv_commands_on_headers(); until then
-they are expected failures (and an unexpected success fails the run, so the
-marker goes with the wiring)."""
+closes; HTTP/1.0 clients and requests without a body get no 100."""
 
 import json
 import os
@@ -22,7 +17,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (SERVER_BIN, RawHTTP, Server, ServerTestCase,  # noqa: E402
                      assert_error, main)
 
-NEEDS_CONN_WIRING = unittest.expectedFailure
 
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 WRITE_TOKEN = "w-expect-0123456789"
@@ -38,7 +32,6 @@ def post_head(length, extra=b""):
 class ExpectContinueTest(ServerTestCase):
     SERVER_ARGS = ("--max-body-bytes", "10000")
 
-    @NEEDS_CONN_WIRING
     def test_100_continue_comes_before_the_body(self):
         c = RawHTTP(self.server.port, timeout=5)
         try:
@@ -61,7 +54,6 @@ class ExpectContinueTest(ServerTestCase):
         finally:
             c.close()
 
-    @NEEDS_CONN_WIRING
     def test_curl_sends_the_body_on_the_100(self):
         # --expect100-timeout 10: without the 100, curl would wait 10 s and
         # then send the body anyway (the default is 1 s)
@@ -79,7 +71,6 @@ class ExpectContinueTest(ServerTestCase):
         self.assertEqual(json.loads(body)["volume"]["shape"], [4, 5, 6])
         self.assertLess(elapsed, 5.0, "curl waited for a 100 that did not come")
 
-    @NEEDS_CONN_WIRING
     def test_unknown_expectation_is_417(self):
         c = RawHTTP(self.server.port, timeout=5)
         try:
@@ -138,7 +129,6 @@ class ExpectContinueAuthTest(ServerTestCase):
         cls.server.args += ["--auth-file", path]
         cls.server.start()
 
-    @NEEDS_CONN_WIRING
     def test_refused_before_the_body(self):
         for extra, status, code in ((b"", 401, "unauthorized"),
                                     (b"Authorization: Bearer nope\r\n", 401, "unauthorized"),
@@ -156,7 +146,6 @@ class ExpectContinueAuthTest(ServerTestCase):
                     c.close()
         self.server.assert_healthy()
 
-    @NEEDS_CONN_WIRING
     def test_authorized_gets_the_100(self):
         c = RawHTTP(self.server.port, timeout=5)
         try:
