@@ -104,19 +104,15 @@ static void remove_orphans(srv_ctx_t* ctx, const char* artifacts) {
 }
 
 
+static int restore_job(void* ctx, const json_t* rec) {
+  return srv_job_restore(ctx, rec);
+}
+
+
 static int restore_all(srv_ctx_t* ctx) {
   int bad = 0;
-  json_t* all = srv_store_load_all(ctx->store, &bad);
-  if (all == NULL) {
-    return -1;
-  }
-  size_t i;
-  json_t* rec;
-  int restored = 0;
-  json_array_foreach(all, i, rec) {
-    restored += srv_job_restore(ctx, rec) == 0;
-  }
-  json_decref(all);
+  int restored = srv_store_restore_table(ctx->store, SRV_STORE_JOBS,
+                                         restore_job, ctx, &bad);
   if (bad > 0) {
     srv_log(&ctx->log, SRV_LOG_WARN, "store.records_unreadable", "i:count",
             (int64_t) bad, NULL);

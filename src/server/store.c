@@ -436,3 +436,23 @@ void srv_store_close(srv_store_t* st) {
   uv_cond_destroy(&st->wake);
   uv_close((uv_handle_t*) &st->wake_loop, on_wake_closed);
 }
+
+
+int srv_store_restore_table(srv_store_t* store,
+                            srv_store_table_t table,
+                            int (*restore)(void* arg, const json_t* rec),
+                            void* arg,
+                            int* bad_records) {
+  json_t* all = srv_store_load_table(store, table, bad_records);
+  if (all == NULL) {
+    return -1;
+  }
+  size_t i;
+  json_t* rec;
+  int restored = 0;
+  json_array_foreach(all, i, rec) {
+    restored += restore(arg, rec) == 0;
+  }
+  json_decref(all);
+  return restored;
+}

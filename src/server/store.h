@@ -63,6 +63,16 @@ int srv_store_delete(srv_store_t* store,
 json_t* srv_store_load_table(srv_store_t* store,
                              srv_store_table_t table,
                              int* bad_records);
+/* Start-up: loads `table` and calls restore(arg, record) for each record,
+ * in insertion order, once the query is closed (restoring may write).
+ * Returns how many restore() accepted (returned 0), or -1; unreadable
+ * records are logged and counted in *bad_records. */
+int srv_store_restore_table(srv_store_t* store,
+                            srv_store_table_t table,
+                            int (*restore)(void* arg, const json_t* rec),
+                            void* arg,
+                            int* bad_records);
+
 int srv_store_put(srv_store_t* store,
                   srv_store_table_t table,
                   const char* id,

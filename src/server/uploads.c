@@ -153,7 +153,8 @@ static void copy_field(char* dst,
 }
 
 
-static int restore_one(srv_ctx_t* ctx, const json_t* rec) {
+static int restore_one(void* arg, const json_t* rec) {
+  srv_ctx_t* ctx = arg;
   const char* id = json_string_value(json_object_get(rec, "id"));
   const char* state = json_string_value(json_object_get(rec, "state"));
   const char* concat = json_string_value(json_object_get(rec, "concat"));
@@ -213,18 +214,8 @@ static int restore_one(srv_ctx_t* ctx, const json_t* rec) {
 
 int srv_uploads_restore(srv_ctx_t* ctx) {
   int bad = 0;
-  json_t* all = srv_store_load_table(ctx->store, SRV_STORE_UPLOADS, &bad);
-  if (all == NULL) {
-    return -1;
-  }
-  size_t i;
-  json_t* rec;
-  int restored = 0;
-  json_array_foreach(all, i, rec) {
-    restored += restore_one(ctx, rec) == 0;
-  }
-  json_decref(all);
-  return restored;
+  return srv_store_restore_table(ctx->store, SRV_STORE_UPLOADS, restore_one,
+                                 ctx, &bad);
 }
 
 

@@ -321,7 +321,8 @@ int srv_volume_delete(srv_ctx_t* ctx,
 }
 
 
-static int restore_one(srv_ctx_t* ctx, const json_t* rec) {
+static int restore_one(void* arg, const json_t* rec) {
+  srv_ctx_t* ctx = arg;
   srv_volume_t* v = calloc(1, sizeof(*v));
   if (v == NULL) {
     return -1;
@@ -365,18 +366,8 @@ static int restore_one(srv_ctx_t* ctx, const json_t* rec) {
 
 int srv_volumes_restore(srv_ctx_t* ctx) {
   int bad = 0;
-  json_t* all = srv_store_load_table(ctx->store, SRV_STORE_VOLUMES, &bad);
-  if (all == NULL) {
-    return -1;
-  }
-  size_t i;
-  json_t* rec;
-  int restored = 0;
-  json_array_foreach(all, i, rec) {
-    restored += restore_one(ctx, rec) == 0;
-  }
-  json_decref(all);
-  return restored;
+  return srv_store_restore_table(ctx->store, SRV_STORE_VOLUMES, restore_one,
+                                 ctx, &bad);
 }
 
 
