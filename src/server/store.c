@@ -288,11 +288,6 @@ int srv_store_open(uv_loop_t* loop,
 }
 
 
-json_t* srv_store_load_all(srv_store_t* st, int* bad_records) {
-  return srv_store_load_table(st, SRV_STORE_JOBS, bad_records);
-}
-
-
 json_t* srv_store_load_table(srv_store_t* st,
                              srv_store_table_t table,
                              int* bad_records) {

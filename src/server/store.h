@@ -38,11 +38,6 @@ int srv_store_open(uv_loop_t* loop,
                    char* err,
                    size_t err_len);
 
-/* Reads every stored record (oldest first, as inserted) into a new JSON array,
- * then releases the query, so that restoring may write. NULL on error. Call
- * before the loop runs. */
-json_t* srv_store_load_all(srv_store_t* store, int* bad_records);
-
 /* Queues the record of job `id` (serialised now; a newer save of the same
  * job replaces an unwritten older one and inherits its callbacks). `cb`
  * (may be NULL) runs on the loop thread after the commit. Returns 0 or
@@ -59,7 +54,9 @@ int srv_store_delete(srv_store_t* store,
                      srv_store_done_cb cb,
                      void* arg);
 
-/* The same for any table: load_all, save and delete are these for jobs. */
+/* Any table: every stored record (oldest first, as inserted) in a new JSON
+ * array, the query released (so restoring may write); NULL on error. Call
+ * before the loop runs. save and delete are put and remove for jobs. */
 json_t* srv_store_load_table(srv_store_t* store,
                              srv_store_table_t table,
                              int* bad_records);
