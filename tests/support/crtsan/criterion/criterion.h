@@ -88,8 +88,18 @@ _Noreturn void crtsan_skip(const char* fmt, ...)
   CRTSAN_CHECK((a)[0] == '\0', #a " is empty", __VA_ARGS__)
 /* Criterion's expectations go on after a failure; here a failed one ends
  * the test at once, which fails it just the same. */
-#define cr_expect_eq(a, b, ...) cr_assert_eq(a, b, __VA_ARGS__)
 #define cr_expect(cond, ...) cr_assert(cond, __VA_ARGS__)
+#define cr_expect_not(cond, ...) cr_assert_not(cond, __VA_ARGS__)
+#define cr_expect_eq(a, b, ...) cr_assert_eq(a, b, __VA_ARGS__)
+#define cr_expect_neq(a, b, ...) cr_assert_neq(a, b, __VA_ARGS__)
+#define cr_expect_gt(a, b, ...) cr_assert_gt(a, b, __VA_ARGS__)
+#define cr_expect_geq(a, b, ...) cr_assert_geq(a, b, __VA_ARGS__)
+#define cr_expect_lt(a, b, ...) cr_assert_lt(a, b, __VA_ARGS__)
+#define cr_expect_leq(a, b, ...) cr_assert_leq(a, b, __VA_ARGS__)
+#define cr_expect_null(p, ...) cr_assert_null(p, __VA_ARGS__)
+#define cr_expect_not_null(p, ...) cr_assert_not_null(p, __VA_ARGS__)
+#define cr_expect_str_eq(a, b, ...) cr_assert_str_eq(a, b, __VA_ARGS__)
+#define cr_expect_arr_eq(a, b, n, ...) cr_assert_arr_eq(a, b, n, __VA_ARGS__)
 #define cr_log_info(...)                                                       \
   do {                                                                         \
     fprintf(stderr, __VA_ARGS__);                                              \
