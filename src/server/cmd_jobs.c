@@ -18,16 +18,9 @@ void srv_cmd_list_jobs(srv_request_t* rq) {
   srv_ctx_t* ctx = rq->conn->ctx;
   const char* url = net_http_url(rq->http);
   char value[64];
-  long limit = 100;
-  if (srv_cmd_query_get(url, "limit", value, sizeof(value))) {
-    char* end = NULL;
-    limit = strtol(value, &end, 10);
-    if (*value == '\0' || *end != '\0' || limit < 1 || limit > 1000) {
-      srv_http_reply_error(rq->conn, &rq->mode, 400, "invalid_field",
-                           "limit must be an integer from 1 to 1000", NULL,
-                           false, NULL);
-      return;
-    }
+  long limit = 0;
+  if (!srv_cmd_query_limit(rq, &limit)) {
+    return;
   }
   bool has_state = srv_cmd_query_get(url, "state", value, sizeof(value));
   core_job_state_t state = CORE_JOB_QUEUED;

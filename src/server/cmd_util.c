@@ -87,3 +87,22 @@ bool srv_cmd_query_get(const char* url,
   }
   return false;
 }
+
+
+bool srv_cmd_query_limit(srv_request_t* rq, long* limit) {
+  char value[16];
+  *limit = 100;
+  if (!srv_cmd_query_get(net_http_url(rq->http), "limit", value,
+                         sizeof(value))) {
+    return true;
+  }
+  char* end = NULL;
+  *limit = strtol(value, &end, 10);
+  if (*value == '\0' || *end != '\0' || *limit < 1 || *limit > 1000) {
+    srv_http_reply_error(rq->conn, &rq->mode, 400, "invalid_field",
+                         "limit must be an integer from 1 to 1000", NULL, false,
+                         NULL);
+    return false;
+  }
+  return true;
+}

@@ -40,6 +40,10 @@ bool srv_cmd_query_get(const char* url,
                        char* out,
                        size_t cap);
 
+/* A list's page size: ?limit= (1..1000, default 100) into *limit. Answers
+ * 400 invalid_field and returns false when it is not acceptable. */
+bool srv_cmd_query_limit(srv_request_t* rq, long* limit);
+
 /* cmd_jobs.c: GET /v1/jobs (paginated), POST /v1/jobs, DELETE /v1/jobs/{id}. */
 void srv_cmd_list_jobs(srv_request_t* rq);
 srv_cmd_result_t srv_cmd_create_job(srv_request_t* rq);

@@ -55,13 +55,9 @@ int srv_upload_register(srv_ctx_t* ctx, srv_upload_t* u) {
 
 
 srv_upload_t* srv_upload_find(srv_ctx_t* ctx, const char* id, size_t len) {
-  if (!core_uuid_is_valid(id, len)) {
-    return NULL;
-  }
-  char key[CORE_UUID_STR_LEN + 1];
-  memcpy(key, id, CORE_UUID_STR_LEN);
-  key[CORE_UUID_STR_LEN] = '\0';
-  return core_idmap_get(&ctx->upload_index, key);
+  /* The map compares exactly CORE_UUID_STR_LEN bytes: no copy needed. */
+  return core_uuid_is_valid(id, len) ? core_idmap_get(&ctx->upload_index, id)
+                                     : NULL;
 }
 
 
