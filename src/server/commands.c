@@ -210,17 +210,28 @@ static srv_cmd_result_t route_job(srv_request_t* rq,
 }
 
 
-/* The path's segments (at most max) or max + 1; 0 for a bad URL. */
-static size_t route_of(const net_http_reader_t* r, span_t* seg, size_t max) {
+/* The request URL's path; false when the URL is not valid. */
+static bool url_path(const net_http_reader_t* r,
+                     const char** path,
+                     size_t* len) {
   const char* url = net_http_url(r);
   struct http_parser_url parsed;
   http_parser_url_init(&parsed);
   if (http_parser_parse_url(url, strlen(url), 0, &parsed) != 0 ||
       !(parsed.field_set & (1 << UF_PATH))) {
-    return 0;
+    return false;
   }
-  return split_path(url + parsed.field_data[UF_PATH].off,
-                    parsed.field_data[UF_PATH].len, seg, max);
+  *path = url + parsed.field_data[UF_PATH].off;
+  *len = parsed.field_data[UF_PATH].len;
+  return true;
+}
+
+
+/* The path's segments (at most max) or max + 1; 0 for a bad URL. */
+static size_t route_of(const net_http_reader_t* r, span_t* seg, size_t max) {
+  const char* path = NULL;
+  size_t len = 0;
+  return url_path(r, &path, &len) ? split_path(path, len, seg, max) : 0;
 }
 
 
@@ -305,32 +316,56 @@ static srv_cmd_result_t route_volumes(srv_request_t* rq,
 }
 
 
+/* What routing and authorisation need from a request's URL. */
+typedef struct {
+  span_t seg[6];
+  size_t n;
+  bool is_health; /* /v1/healthz: no token needed */
+  bool is_ws;     /* /ws/jobs/{id} */
+  bool is_read;   /* needs read scope only (GET, HEAD, OPTIONS, WebSocket) */
+} route_t;
+
+
+/* Splits the request's path for routing; false when the URL is not valid.
+ * Shared by srv_commands_handle() and srv_commands_on_headers(), so both
+ * authorise a request the same way. */
+static bool parse_route(const net_http_reader_t* r, route_t* rt) {
+  const char* path = NULL;
+  size_t len = 0;
+  if (!url_path(r, &path, &len)) {
+    return false;
+  }
+  rt->n = split_path(path, len, rt->seg, 5);
+  const span_t* seg = rt->seg;
+  unsigned method = net_http_method(r);
+  rt->is_health =
+      rt->n == 2 && span_is(seg[0], "v1") && span_is(seg[1], "healthz");
+  rt->is_ws = rt->n == 3 && span_is(seg[0], "ws") && span_is(seg[1], "jobs");
+  rt->is_read = method == HTTP_GET || method == HTTP_HEAD ||
+                method == HTTP_OPTIONS || rt->is_ws;
+  return true;
+}
+
+
 srv_cmd_result_t srv_commands_handle(srv_request_t* rq) {
   const net_http_reader_t* r = rq->http;
-  const char* url = net_http_url(r);
-  struct http_parser_url parsed;
-  http_parser_url_init(&parsed);
-  if (http_parser_parse_url(url, strlen(url), 0, &parsed) != 0 ||
-      !(parsed.field_set & (1 << UF_PATH))) {
+  route_t rt;
+  if (!parse_route(r, &rt)) {
     rq->mode.keep_alive = false;
     srv_http_reply_error(rq->conn, &rq->mode, 400, "bad_request",
                          "the request URL is not valid", NULL, false, NULL);
     return SRV_CMD_CLOSE;
   }
-  const char* path = url + parsed.field_data[UF_PATH].off;
-  size_t path_len = parsed.field_data[UF_PATH].len;
-  span_t seg[6];
-  size_t n = split_path(path, path_len, seg, 5);
+  const span_t* seg = rt.seg;
+  size_t n = rt.n;
   unsigned method = net_http_method(r);
   bool is_get = method == HTTP_GET || method == HTTP_HEAD;
-  bool is_health =
-      n == 2 && span_is(seg[0], "v1") && span_is(seg[1], "healthz");
-  bool is_ws = n == 3 && span_is(seg[0], "ws") && span_is(seg[1], "jobs");
+  bool is_health = rt.is_health;
+  bool is_ws = rt.is_ws;
   if (r->is_upgrade) {
     rq->mode.keep_alive = false; /* the client expected to switch */
   }
-  bool is_options = method == HTTP_OPTIONS;
-  if (!is_health && !authorized(rq, is_get || is_ws || is_options, is_ws)) {
+  if (!is_health && !authorized(rq, rt.is_read, is_ws)) {
     return rq->mode.keep_alive ? SRV_CMD_DONE : SRV_CMD_CLOSE;
   }
   if (is_ws) {
@@ -413,22 +448,10 @@ srv_cmd_result_t srv_commands_on_headers(srv_request_t* rq) {
    * so the client does not send it for nothing. Too large a Content-Length
    * never gets here (the reader fails with NET_HTTP_E_BODY_TOO_LARGE),
    * except on a streamed route, which bounds its body itself. */
-  const char* url = net_http_url(r);
-  struct http_parser_url parsed;
-  http_parser_url_init(&parsed);
-  if (http_parser_parse_url(url, strlen(url), 0, &parsed) == 0 &&
-      (parsed.field_set & (1 << UF_PATH))) {
-    span_t seg[4];
-    size_t n = split_path(url + parsed.field_data[UF_PATH].off,
-                          parsed.field_data[UF_PATH].len, seg, 3);
-    unsigned method = net_http_method(r);
-    bool is_health =
-        n == 2 && span_is(seg[0], "v1") && span_is(seg[1], "healthz");
-    bool is_ws = n == 3 && span_is(seg[0], "ws") && span_is(seg[1], "jobs");
-    bool is_read = method == HTTP_GET || method == HTTP_HEAD || is_ws;
-    if (!is_health && !authorized(rq, is_read, is_ws)) {
-      return SRV_CMD_CLOSE;
-    }
+  route_t rt;
+  if (parse_route(r, &rt) && !rt.is_health &&
+      !authorized(rq, rt.is_read, rt.is_ws)) {
+    return SRV_CMD_CLOSE;
   }
   return srv_http_reply_continue(rq->conn) == 0 ? SRV_CMD_DONE : SRV_CMD_CLOSE;
 }
