@@ -1,16 +1,17 @@
 /* cryomamba/client.h: libcryomamba, the C client of a CryoMamba server
- * (protocol v1, docs/protocol.md): REST calls (health, info, jobs, preview,
- * artifact download) and live subscriptions to a job's WebSocket stream
- * with reconnect, strict validation and de-duplication.
+ * (protocol v1, docs/protocol.md): REST calls (health, info, jobs, volumes,
+ * preview, artifact download), resumable uploads (tus 1.0.0, checksummed,
+ * deduplicated, parallel) and live subscriptions to a job's WebSocket
+ * stream with reconnect, strict validation and de-duplication.
  *
  * Threads. A client runs on one libuv loop, the "client thread":
  *  - Caller's thread: cm_client_run() runs the loop until no work is left
  *    (or cm_client_stop()); every call and callback happens on that thread.
  *  - Own thread: cm_client_start_thread() runs the loop on a new thread.
- *    cm_sub_start(), cm_sub_close(), the async REST calls and
- *    cm_client_stop() may then be called from any thread (they are handed
- *    to the loop). Callbacks run on the client thread, or, when
- *    options.dispatch is set, wherever dispatch runs them: with GLib,
+ *    cm_sub_start(), cm_sub_close(), cm_upload_start() and its controls,
+ *    the async REST calls and cm_client_stop() may then be called from any
+ *    thread (they are handed to the loop). Callbacks run on the client thread,
+ * or, when options.dispatch is set, wherever dispatch runs them: with GLib,
  *    dispatch = g_main_context_invoke-style marshalling, so every callback
  *    runs on the GTK main thread, in order.
  *  - The *_sync REST helpers run their own private loop on the calling
@@ -25,7 +26,8 @@
  * cm_sub_close(), cm_sub_job_id() and cm_sub_get_stats() work from any
  * thread at any time, even while the library ends the subscription on its
  * own. Only the application's own calls on one sub must not overlap its
- * cm_sub_free().
+ * cm_sub_free(). A cm_upload_t follows the same rule (on_done instead of
+ * on_closed, cm_upload_free instead of cm_sub_free).
  *
  * Errors: functions return 0 or a negative code: -errno / libuv codes
  * (UV_ECONNREFUSED, UV_ETIMEDOUT, ...) or CM_E* below. cm_strerror() names
@@ -67,7 +69,8 @@ enum {
   CM_EBADID = -9208,        /* a job id that is not a UUID */
   CM_ECLOSED = -9209,       /* the server ended the subscription for good */
   CM_EGAVEUP = -9210,       /* reconnect attempts exhausted */
-  CM_EBADARG = -9211        /* an argument out of range */
+  CM_EBADARG = -9211,       /* an argument out of range */
+  CM_ECHANGED = -9212       /* the file changed while it was uploaded */
 };
 
 /* A sentence naming `err` (any code returned by this library). */
@@ -187,11 +190,13 @@ CM_EXPORT const char* cm_job_state_name(cm_job_state_t state);
 CM_EXPORT bool cm_job_state_is_terminal(cm_job_state_t state);
 
 /* What to create. Zero fields take the server's defaults; initialise with
- * cm_job_spec_init(). */
+ * cm_job_spec_init(). Give at most one of shape, server_path, volume_id. */
 typedef struct {
   uint32_t shape[3];       /* Z, Y, X; all 0: server default (or path) */
-  double voxel_size[3];    /* Angstrom; 0: server default */
+  double voxel_size[3];    /* Angstrom; 0: server default (or the volume's) */
   const char* server_path; /* volume_path under the server's data root */
+  const char* volume_id;   /* an uploaded volume (cm_upload_start); shape
+                              and voxel size come from it */
   double preview_hz;       /* 0: default */
   uint32_t preview_scale;  /* 0: default (1) */
   double duration_s;       /* < 0: default (30) */
@@ -220,7 +225,22 @@ typedef struct {
   char created_at[32], updated_at[32];
   char error_code[32]; /* errors[0] when failed, else "" */
   char error_message[256];
+  char volume_id[40]; /* the uploaded volume, when the job object names
+                         one, else "" */
 } cm_job_t;
+
+/* A volume: an uploaded, validated MRC file (docs/protocol.md 2.8). */
+typedef struct {
+  char volume_id[40];
+  char sha256[65];      /* lowercase hex of the whole file */
+  uint32_t shape[3];    /* Z, Y, X */
+  double voxel_size[3]; /* Angstrom, Z, Y, X */
+  int32_t mode;         /* MRC mode: 0 int8, 1 int16, 2 float32, ... */
+  double origin[3];
+  uint64_t size_bytes; /* the file's size */
+  char filename[256];
+  char created_at[32];
+} cm_volume_t;
 
 /* A REST answer. `body` is the raw response (JSON, NUL-terminated) except
  * for downloads; `error_*` hold the error envelope for HTTP errors. */
@@ -235,10 +255,16 @@ typedef struct {
   cm_job_t job;   /* create, get, cancel (cancel: id and state only) */
   cm_job_t* jobs; /* list: `job_count` jobs, newest first */
   size_t job_count;
-  uint64_t bytes; /* download: bytes written to the file */
+  uint64_t bytes;       /* download: bytes written to the file */
+  cm_volume_t volume;   /* volume get; an upload's on_done */
+  cm_volume_t* volumes; /* volume list: `volume_count`, newest first */
+  size_t volume_count;
+  char next_cursor[40]; /* lists: the cursor of the next page, "" at the
+                           end */
+  size_t total;         /* lists: how many the server holds in all */
 } cm_reply_t;
 
-/* Releases what a reply holds (body, jobs); zeroes it. NULL-safe. */
+/* Releases what a reply holds (body, jobs, volumes); zeroes it. NULL-safe. */
 CM_EXPORT void cm_reply_clear(cm_reply_t* reply);
 
 /* An async REST result. `status` is 0 or an error (CM_EHTTP & co. with
@@ -284,6 +310,24 @@ CM_EXPORT int cm_artifact_download(cm_client_t* client,
                                    cm_reply_cb cb,
                                    void* user_data);
 
+/* Volumes (`volume_id` must be a UUID: CM_EBADID). A list is one page,
+ * newest first: `cursor` NULL (first page) or a previous reply's
+ * next_cursor; `limit` 0 (server default, 100) or 1..1000. Delete removes
+ * the volume and its file (jobs already created keep their results). */
+CM_EXPORT int cm_volume_list(cm_client_t* client,
+                             const char* cursor,
+                             unsigned limit,
+                             cm_reply_cb cb,
+                             void* user_data);
+CM_EXPORT int cm_volume_get(cm_client_t* client,
+                            const char* volume_id,
+                            cm_reply_cb cb,
+                            void* user_data);
+CM_EXPORT int cm_volume_delete(cm_client_t* client,
+                               const char* volume_id,
+                               cm_reply_cb cb,
+                               void* user_data);
+
 /* Blocking versions: same requests on a private loop of the calling
  * thread. Return the status the callback would get; `out` is filled
  * (clear it with cm_reply_clear) in every case. */
@@ -307,6 +351,168 @@ CM_EXPORT int cm_artifact_download_sync(cm_client_t* client,
                                         const char* name,
                                         const char* path,
                                         cm_reply_t* out);
+CM_EXPORT int cm_volume_list_sync(cm_client_t* client,
+                                  const char* cursor,
+                                  unsigned limit,
+                                  cm_reply_t* out);
+CM_EXPORT int cm_volume_get_sync(cm_client_t* client,
+                                 const char* volume_id,
+                                 cm_reply_t* out);
+CM_EXPORT int cm_volume_delete_sync(cm_client_t* client,
+                                    const char* volume_id,
+                                    cm_reply_t* out);
+
+/* ------------------------------------------------------------------ */
+/* Uploads: a local file becomes a volume (tus 1.0.0, docs/protocol.md 2.7)
+ *
+ * One cm_upload_t per file, run on the client's loop like a subscription
+ * (same threads, dispatch and lifetime rules; see the top of this file).
+ * The steps: hash the whole file (sha256, on the libuv thread pool; the
+ * server then deduplicates: a file it has already needs no bytes at all),
+ * create the upload, send it in chunks of chunk_bytes (each read and
+ * checksummed on the pool, at most `parallel` chunks in memory, each
+ * PATCH carrying Upload-Checksum), let the server validate it, and fetch
+ * the volume. Failures of the network, 5xx answers, 408, 409 upload_busy,
+ * 423 and 429 are retried with exponential backoff and jitter (HEAD tells
+ * what is durable; the upload goes on from there); 460 resends the chunk;
+ * any other refusal ends the upload with the server's error envelope.
+ *
+ * Resume: a small JSON record per (absolute path, size, mtime, server)
+ * under resume_dir keeps the upload's URLs and the file's sha256. Starting
+ * the same file again (after a crash, a Ctrl-C, cm_client_stop) finds it,
+ * asks the server what is durable and goes on; a record whose file
+ * changed, or whose upload the server no longer knows, starts over. The
+ * record is removed when the upload succeeds, is cancelled, or is
+ * refused for good. */
+
+typedef struct cm_upload_s cm_upload_t;
+
+typedef enum {
+  CM_CHECKSUM_SHA256 = 0,
+  CM_CHECKSUM_SHA1,
+  CM_CHECKSUM_NONE
+} cm_checksum_t;
+
+typedef enum {
+  CM_UPLOAD_STARTING,   /* opening the file, reading the record, asking the
+                           server what it has */
+  CM_UPLOAD_HASHING,    /* sha256 of the whole file (bytes_done: hashed) */
+  CM_UPLOAD_UPLOADING,  /* sending (bytes_done: durable on the server) */
+  CM_UPLOAD_COMPLETING, /* every byte is durable; the server validates the
+                           MRC and hashes it */
+  CM_UPLOAD_PAUSED,     /* cm_upload_pause(): nothing is sent */
+  CM_UPLOAD_RETRYING,   /* a failure; the next attempt in delay_ms */
+  CM_UPLOAD_DONE        /* the volume exists; on_done follows */
+} cm_upload_phase_t;
+
+/* "starting", "hashing", "uploading", "completing", "paused", "retrying",
+ * "done". */
+CM_EXPORT const char* cm_upload_phase_name(cm_upload_phase_t phase);
+
+typedef struct {
+  const char* path;              /* the file (copied); required */
+  const char* filename;          /* for the server (Upload-Metadata); NULL: the
+                                    path's last component; copied */
+  unsigned parallel;             /* streams: 1..16; above 1 uses tus
+                                    concatenation when the server offers it,
+                                    else 1; 1 */
+  uint64_t chunk_bytes;          /* bytes per PATCH, the memory per stream;
+                                    64 KiB..1 GiB; 16 MiB */
+  cm_checksum_t checksum;        /* Upload-Checksum of each PATCH; SHA256 */
+  bool hash_first;               /* sha256 the file before sending: the server
+                                    deduplicates and checks it; true */
+  unsigned max_retries;          /* failed attempts in a row (no byte made
+                                    durable in between) before on_done with the
+                                    last error; 10; 0: never give up */
+  uint32_t retry_initial_ms;     /* first retry delay; 500 */
+  uint32_t retry_max_ms;         /* cap of the doubling delay; 30000 */
+  bool resume;                   /* read and write resume records; true */
+  const char* resume_dir;        /* NULL: $XDG_STATE_HOME/cryomamba/uploads,
+                                    else ~/.local/state/cryomamba/uploads
+                                    (made 0700); copied */
+  uint32_t progress_interval_ms; /* on_progress at most this often (phase
+                                    changes always); 200 */
+} cm_upload_options_t;
+
+/* Fills `opts` with the defaults above (path NULL). */
+CM_EXPORT void cm_upload_options_init(cm_upload_options_t* opts);
+
+typedef struct {
+  cm_upload_phase_t phase;
+  uint64_t bytes_done;  /* HASHING: hashed; otherwise durable */
+  uint64_t bytes_sent;  /* durable + written to the server in flight */
+  uint64_t bytes_total; /* the file's size */
+  double rate_bps;      /* bytes/s over the last few seconds; 0: unknown */
+  double eta_s;         /* seconds left in this phase; < 0: unknown */
+  unsigned retries;     /* failed attempts retried so far */
+  unsigned streams;     /* parallel streams in use */
+  int last_error;       /* RETRYING: what failed */
+  uint32_t delay_ms;    /* RETRYING: wait before the next attempt */
+} cm_upload_progress_t;
+
+/* Callbacks; pointers are borrowed for the call. */
+typedef struct {
+  void (*on_progress)(cm_upload_t* up,
+                      const cm_upload_progress_t* p,
+                      void* user);
+  /* Last callback, exactly once (unless cm_client_free skips it): status
+   * 0 with `volume`; UV_ECANCELED after cm_upload_cancel (the upload is
+   * terminated on the server, the record removed) or cm_client_stop (the
+   * record is kept: starting again resumes); CM_EHTTP & co with the
+   * server's envelope in `reply` (e.g. 422 invalid_volume: not an MRC
+   * file); CM_ECHANGED; a libuv or -errno error (file unreadable, server
+   * unreachable after max_retries: the record is kept). `volume` is NULL
+   * unless status is 0; `reply` is never NULL. */
+  void (*on_done)(cm_upload_t* up,
+                  int status,
+                  const cm_volume_t* volume,
+                  const cm_reply_t* reply,
+                  void* user);
+} cm_upload_cbs_t;
+
+/* Starts uploading opts->path; no callback runs before this returns.
+ * Returns 0, CM_EBADARG (no path, an option out of range) or -ENOMEM; on
+ * 0, *out is the application's until cm_upload_free(). Any thread with an
+ * own-thread client; with a caller's-thread client, cm_client_run() runs
+ * it to its end. */
+CM_EXPORT int cm_upload_start(cm_client_t* client,
+                              const cm_upload_options_t* opts,
+                              const cm_upload_cbs_t* cbs,
+                              void* user_data,
+                              cm_upload_t** out);
+
+/* Stops sending: the request in flight is aborted (the server keeps what
+ * is durable), then on_progress(PAUSED). Idempotent; no-op once done. */
+CM_EXPORT void cm_upload_pause(cm_upload_t* up);
+
+/* Goes on after cm_upload_pause(): HEAD, then the rest. */
+CM_EXPORT void cm_upload_resume(cm_upload_t* up);
+
+/* Ends the upload: aborts what is in flight, terminates it on the server
+ * (tus DELETE), removes the resume record, then on_done(UV_ECANCELED).
+ * Idempotent; no-op once on_done has run. */
+CM_EXPORT void cm_upload_cancel(cm_upload_t* up);
+
+/* Frees an upload whose on_done has run (also from on_done), or any upload
+ * of a client after cm_client_free() returned. NULL-safe. Freeing one
+ * that is still running aborts (an assertion). */
+CM_EXPORT void cm_upload_free(cm_upload_t* up);
+
+/* What an upload has found out, a consistent snapshot; any thread. */
+typedef struct {
+  uint64_t size;        /* the file's size (0 until known) */
+  bool is_resumed;      /* went on from a resume record */
+  uint64_t resumed_at;  /* durable bytes found then */
+  bool is_deduplicated; /* the server had these bytes: none were sent */
+  unsigned streams;     /* 1, or the parts of a concatenation */
+  uint64_t bytes_sent;  /* body bytes this cm_upload_t wrote */
+  unsigned retries;
+  char sha256[65];      /* once hashed, else "" */
+  char upload_url[256]; /* the upload's path on the server (the final
+                           one for a concatenation), once created */
+} cm_upload_info_t;
+
+CM_EXPORT void cm_upload_get_info(const cm_upload_t* up, cm_upload_info_t* out);
 
 /* ------------------------------------------------------------------ */
 /* Previews */
@@ -470,12 +676,12 @@ CM_EXPORT const char* cm_sub_job_id(const cm_sub_t* sub);
 
 /* Counters. cm_sub_get_stats() copies a consistent snapshot; any thread. */
 typedef struct {
-  uint64_t messages;   /* delivered to callbacks */
-  uint64_t duplicates; /* dropped as already seen (seq) */
-  uint64_t rejected;   /* failed validation */
-  uint64_t bytes;      /* WebSocket message bytes received */
-  unsigned reconnects; /* successful reconnections */
-  uint64_t last_seq;   /* highest job event seq delivered */
+  uint64_t messages;         /* delivered to callbacks */
+  uint64_t duplicates;       /* dropped as already seen (seq) */
+  uint64_t rejected;         /* failed validation */
+  uint64_t bytes;            /* WebSocket message bytes received */
+  unsigned reconnects;       /* successful reconnections */
+  uint64_t last_seq;         /* highest job event seq delivered */
   uint64_t previews_skipped; /* messages skipped unread (CM_SUB_ERR_SKIPPED);
                                 their bytes count in `bytes` */
 } cm_sub_stats_t;

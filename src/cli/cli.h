@@ -7,6 +7,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "cryomamba/client.h"
 
 /* Exit statuses; keep docs/cli.md and the --help text in step. */
@@ -21,7 +23,8 @@ enum {
   CLI_EXIT_UNREACHABLE = 7,  /* server down, wrong address, timeout */
   CLI_EXIT_PROTOCOL = 8,     /* the server's answer made no sense */
   CLI_EXIT_IO = 9,           /* a local file could not be read or written */
-  CLI_EXIT_USAGE = 64        /* bad command line */
+  CLI_EXIT_USAGE = 64,       /* bad command line */
+  CLI_EXIT_INTERRUPTED = 130 /* upload: Ctrl-C; the same command resumes */
 };
 
 typedef struct {
@@ -65,6 +68,64 @@ const char* cli_human_bytes(uint64_t n, char* buf, size_t len);
 /* Prints a job (plain text) to stdout. */
 void cli_print_job(const cm_job_t* job);
 
+/* Prints a reply's raw body (the server's JSON) and a newline. */
+void cli_print_body(const cm_reply_t* r);
+
+/* Reads FILE's MRC2014 header for its shape and voxel size (a voxel size
+ * of 0 reads as 1). Returns 0, or prints why not ("CMD: ...") and returns
+ * CLI_EXIT_IO. */
+int cli_read_mrc_header(const cli_ctx_t* ctx,
+                        const char* cmd,
+                        const char* path,
+                        uint32_t shape[3],
+                        double voxel_size[3]);
+
+/* How `upload` and `submit FILE` upload. */
+typedef struct {
+  unsigned parallel;    /* --parallel; 1 */
+  uint64_t chunk_bytes; /* --chunk-mib; 16 MiB */
+  unsigned max_retries; /* --max-retries; 10 */
+  bool no_resume;       /* --no-resume */
+  bool no_progress;     /* --no-progress */
+} cli_upload_opts_t;
+
+/* getopt values of the upload options (shared by upload and submit). */
+enum {
+  CLI_OPT_PARALLEL = 1000,
+  CLI_OPT_CHUNK,
+  CLI_OPT_RETRIES,
+  CLI_OPT_NO_RESUME,
+  CLI_OPT_NO_PROGRESS
+};
+
+void cli_upload_opts_init(cli_upload_opts_t* o);
+
+/* Applies upload option `opt` (a CLI_OPT_*) with `value`. Returns 0, or
+ * prints a usage error and returns its exit code. */
+int cli_parse_upload_opt(cli_ctx_t* ctx,
+                         const char* cmd,
+                         int opt,
+                         const char* value,
+                         cli_upload_opts_t* o);
+
+/* Uploads `path` (progress on stderr) into *out; *info (may be NULL) says
+ * how. Returns an exit code: 0, CLI_EXIT_INTERRUPTED after Ctrl-C (the
+ * upload paused, resumable), or a failure's (already reported). */
+int cli_upload_file(const cli_ctx_t* ctx,
+                    const char* path,
+                    const cli_upload_opts_t* o,
+                    cm_volume_t* out,
+                    cm_upload_info_t* info);
+
+/* A volume as the server's JSON object (new reference, NULL on ENOMEM). */
+json_t* cli_volume_json(const cm_volume_t* vol);
+
+/* Prints a volume: lines for people, or with --json the volume object
+ * (plus "upload": how it got there, when info is not NULL). */
+void cli_print_volume(const cli_ctx_t* ctx,
+                      const cm_volume_t* vol,
+                      const cm_upload_info_t* info);
+
 /* The one JOB argument at argv[optind] of status/cancel/download/watch;
  * NULL with *rc = an exit code (usage message printed) when missing,
  * doubled or not a UUID. */
@@ -79,6 +140,8 @@ int cli_cmd_download(cli_ctx_t* ctx, int argc, char** argv);
 int cli_cmd_submit(cli_ctx_t* ctx, int argc, char** argv);
 int cli_cmd_watch(cli_ctx_t* ctx, int argc, char** argv);
 int cli_cmd_phantom(cli_ctx_t* ctx, int argc, char** argv);
+int cli_cmd_upload(cli_ctx_t* ctx, int argc, char** argv);
+int cli_cmd_volumes(cli_ctx_t* ctx, int argc, char** argv);
 
 /* watch's engine, also used by `submit --watch`. */
 typedef struct {

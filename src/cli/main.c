@@ -2,6 +2,7 @@
  * Global options (--server, --token, --json) may come before or after the
  * command; each command parses the rest. Exit codes: cli.h, docs/cli.md. */
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,9 +16,14 @@ static const char usage[] =
     "Client of the CryoMamba segmentation server (protocol v1).\n"
     "\n"
     "Commands:\n"
+    "  upload FILE.mrc [--parallel N] [--chunk-mib N] [--no-resume]\n"
+    "                     upload a volume (resumable: Ctrl-C, then the same "
+    "command)\n"
     "  submit [FILE.mrc | --shape Z,Y,X | --server-path P] [--watch] ...\n"
-    "                     create a job (FILE: shape and voxel size from its "
-    "header)\n"
+    "                     create a job (FILE: uploaded first, unless the "
+    "server has it)\n"
+    "  volumes [list | get ID | delete ID]\n"
+    "                     the server's uploaded volumes\n"
     "  watch JOB          follow a job live until it ends (progress bar, "
     "previews)\n"
     "  status JOB         show one job\n"
@@ -47,7 +53,8 @@ static const char usage[] =
     "  4 the server refused the request       5 no such job (404)\n"
     "  6 unauthorized (401)                   7 server unreachable\n"
     "  8 protocol error                       9 local file error\n"
-    "  64 bad command line\n"
+    "  64 bad command line                    130 upload interrupted "
+    "(resumable)\n"
     "\n"
     "https:// and wss:// go through a TLS-terminating proxy; see "
     "docs/cli.md.\n";
@@ -62,6 +69,7 @@ static const command_t commands[] = {
     {"status", cli_cmd_status}, {"jobs", cli_cmd_jobs},
     {"cancel", cli_cmd_cancel}, {"download", cli_cmd_download},
     {"health", cli_cmd_health}, {"phantom", cli_cmd_phantom},
+    {"upload", cli_cmd_upload}, {"volumes", cli_cmd_volumes},
 };
 
 
@@ -91,6 +99,9 @@ int main(int argc, char** argv) {
       .token = getenv("CRYOMAMBA_TOKEN"),
       .prog = "cryomamba",
   };
+  /* A server that closes while we write must not kill us: the write
+   * fails with EPIPE and the answer (or the retry) decides. */
+  signal(SIGPIPE, SIG_IGN);
   if (ctx.server == NULL || ctx.server[0] == '\0') {
     ctx.server = "http://127.0.0.1:8000";
   }

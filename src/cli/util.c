@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -265,5 +266,55 @@ void cli_print_job(const cm_job_t* j) {
   }
   if (j->error_code[0] != '\0') {
     printf("error      %s: %s\n", j->error_code, j->error_message);
+  }
+}
+
+
+int cli_read_mrc_header(const cli_ctx_t* ctx,
+                        const char* cmd,
+                        const char* path,
+                        uint32_t shape[3],
+                        double voxel_size[3]) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  struct stat st;
+  uint8_t buf[CORE_MRC_HEADER_LEN];
+  if (fd < 0 || fstat(fd, &st) != 0) {
+    fprintf(stderr, "%s %s: cannot open %s: %s\n", ctx->prog, cmd, path,
+            strerror(errno));
+    if (fd >= 0) {
+      close(fd);
+    }
+    return CLI_EXIT_IO;
+  }
+  if (!S_ISREG(st.st_mode)) {
+    fprintf(stderr, "%s %s: %s is not a regular file\n", ctx->prog, cmd, path);
+    close(fd);
+    return CLI_EXIT_IO;
+  }
+  ssize_t n = read(fd, buf, sizeof(buf));
+  close(fd);
+  core_mrc_header_t h;
+  char err[256];
+  if (n != (ssize_t) sizeof(buf) ||
+      core_mrc_header_parse(buf, sizeof(buf), (uint64_t) st.st_size, &h, err,
+                            sizeof(err)) != 0) {
+    fprintf(stderr, "%s %s: %s is not a valid MRC2014 file: %s\n", ctx->prog,
+            cmd, path, n != (ssize_t) sizeof(buf) ? "too short" : err);
+    return CLI_EXIT_IO;
+  }
+  for (int i = 0; i < 3; i++) {
+    shape[i] = h.shape.d[i];
+    voxel_size[i] = h.voxel_size[i] > 0 ? h.voxel_size[i] : 1.0;
+  }
+  return 0;
+}
+
+
+void cli_print_body(const cm_reply_t* r) {
+  if (r->body != NULL) {
+    fputs(r->body, stdout);
+    if (r->body_len == 0 || r->body[r->body_len - 1] != '\n') {
+      putchar('\n');
+    }
   }
 }

@@ -1,7 +1,8 @@
 /* client.c: the cm_client_t lifecycle: options and URL, the loop on the
  * caller's thread or an own thread, commands posted from other threads,
  * callbacks handed to the application (directly or through dispatch),
- * error names. REST is in rest.c, subscriptions in sub*.c. */
+ * error names. REST is in rest.c, subscriptions in sub*.c, uploads in
+ * upload*.c. */
 #include "client/client_int.h"
 
 #include <errno.h>
@@ -57,6 +58,8 @@ const char* cm_strerror(int err) {
     return "gave up reconnecting";
   case CM_EBADARG:
     return "invalid argument";
+  case CM_ECHANGED:
+    return "the file changed while it was being uploaded";
   case NET_WSC_E_HTTP:
     return "the WebSocket handshake was refused";
   case -ENOMEM:
@@ -222,6 +225,7 @@ int cm_client_new(const cm_client_options_t* opts, cm_client_t** out) {
   core_list_init(&client->cmds);
   core_list_init(&client->subs);
   core_list_init(&client->reqs);
+  core_list_init(&client->uploads);
   uv_async_init(&client->loop, &client->async, on_async);
   client->async.data = client;
   /* Posted commands must not keep cm_client_run() alive. */
@@ -308,6 +312,7 @@ static void do_stop(void* arg) {
   }
   client->is_stopped = true;
   client_subs_stop_all(client);
+  client_uploads_stop_all(client);
   client_reqs_abort_all(client);
   if (client->has_thread) {
     /* The thread's loop ends once everything closed. */

@@ -6,6 +6,7 @@
 #ifndef CLIENT_CLIENT_INT_H
 #define CLIENT_CLIENT_INT_H
 
+#include <jansson.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -32,8 +33,9 @@ struct cm_client_s {
   bool is_stopped; /* loop side: stop ran; no new work starts */
   atomic_bool is_stopping;
   client_life_t* life;
-  core_list_t subs; /* cm_sub_t on the loop */
-  core_list_t reqs; /* REST requests on the loop */
+  core_list_t subs;    /* cm_sub_t on the loop */
+  core_list_t reqs;    /* REST requests on the loop */
+  core_list_t uploads; /* cm_upload_t on the loop */
   /* Options, copied. */
   char host[256];
   uint16_t port;
@@ -70,9 +72,24 @@ int client_parse_url(const char* url,
                      char* prefix,
                      size_t prefix_len);
 
-/* sub.c and rest.c: close everything on the loop (client stop). */
+/* sub.c, rest.c, upload.c: close everything on the loop (client stop). */
 void client_subs_stop_all(cm_client_t* client);
 void client_reqs_abort_all(cm_client_t* client);
+void client_uploads_stop_all(cm_client_t* client);
+
+/* rest_parse.c: a job object / a volume object into `out`; false when it
+ * is not one (no valid id). */
+bool client_parse_job(const json_t* obj, cm_job_t* out);
+bool client_parse_volume(const json_t* obj, cm_volume_t* out);
+
+/* rest_parse.c: the error envelope in `root` (may be NULL) into r's error
+ * fields, for r->http_status; returns the status code for it
+ * (CM_EUNAUTHORIZED, CM_ENOTFOUND, CM_ECONFLICT or CM_EHTTP). */
+int client_parse_error(cm_reply_t* r, const json_t* root);
+
+/* rest_parse.c: a listing (GET /v1/jobs or /v1/volumes) into r->jobs or
+ * r->volumes, next_cursor and total. Returns 0, CM_EPROTO or -ENOMEM. */
+int client_parse_listing(cm_reply_t* r, const json_t* root, bool volumes);
 
 /* Maps a state name to the enum (CM_JOB_UNKNOWN when not known). */
 cm_job_state_t client_job_state_parse(const char* name);

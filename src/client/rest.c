@@ -1,8 +1,8 @@
 /* rest.c: the REST calls of protocol v1 over net/http_client: one request
- * per connection, answers parsed into cm_reply_t (the job object, the
- * error envelope), downloads streamed into a file. Async calls run on the
- * client's loop and answer through client_deliver(); the *_sync helpers
- * run the same request on a private loop of the calling thread. */
+ * per connection, answers parsed into cm_reply_t (jobs, volumes, the error
+ * envelope: rest_parse.c), downloads streamed into a file. Async calls run on
+ * the client's loop and answer through client_deliver(); the *_sync helpers run
+ * the same request on a private loop of the calling thread. */
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -23,8 +23,21 @@ typedef enum {
   REST_LIST,
   REST_CANCEL,
   REST_PREVIEW,
-  REST_DOWNLOAD
+  REST_DOWNLOAD,
+  REST_VOL_LIST,
+  REST_VOL_GET,
+  REST_VOL_DELETE
 } rest_kind_t;
+
+/* A request's arguments; what each kind uses. */
+typedef struct {
+  const char* id; /* job or volume id */
+  const cm_job_spec_t* spec;
+  const char* name; /* artifact */
+  const char* path; /* download destination */
+  const char* cursor;
+  unsigned limit;
+} rest_args_t;
 
 typedef struct {
   net_hreq_t h;
@@ -54,6 +67,7 @@ void cm_reply_clear(cm_reply_t* reply) {
   }
   free(reply->body);
   free(reply->jobs);
+  free(reply->volumes);
   memset(reply, 0, sizeof(*reply));
 }
 
@@ -62,95 +76,6 @@ void cm_job_spec_init(cm_job_spec_t* spec) {
   memset(spec, 0, sizeof(*spec));
   spec->duration_s = -1;
   spec->seed = -1;
-}
-
-
-static void copy_str(char* dst, size_t cap, const json_t* v) {
-  const char* s = json_string_value(v);
-  snprintf(dst, cap, "%s", s != NULL ? s : "");
-}
-
-
-static void get_triple_u32(const json_t* arr, uint32_t out[3]) {
-  for (size_t i = 0; i < 3; i++) {
-    json_t* v = json_array_get(arr, i);
-    json_int_t n = json_is_integer(v) ? json_integer_value(v) : 0;
-    out[i] = n > 0 && n <= UINT32_MAX ? (uint32_t) n : 0;
-  }
-}
-
-
-/* Fills `job` from a job object; false when it is not one (no valid id). */
-static bool parse_job(const json_t* obj, cm_job_t* job) {
-  memset(job, 0, sizeof(*job));
-  const json_t* id = json_object_get(obj, "job_id");
-  if (!json_is_string(id) ||
-      !core_uuid_is_valid(json_string_value(id), json_string_length(id))) {
-    return false;
-  }
-  copy_str(job->job_id, sizeof(job->job_id), id);
-  job->state =
-      client_job_state_parse(json_string_value(json_object_get(obj, "state")));
-  job->progress = json_number_value(json_object_get(obj, "progress"));
-  const json_t* volume = json_object_get(obj, "volume");
-  get_triple_u32(json_object_get(volume, "shape"), job->shape);
-  const json_t* vs = json_object_get(volume, "voxel_size");
-  for (size_t i = 0; i < 3; i++) {
-    job->voxel_size[i] = json_number_value(json_array_get(vs, i));
-  }
-  get_triple_u32(json_object_get(obj, "preview_shape"), job->preview_shape);
-  const json_t* params = json_object_get(obj, "params");
-  job->preview_hz = json_number_value(json_object_get(params, "preview_hz"));
-  json_int_t scale =
-      json_integer_value(json_object_get(params, "preview_scale"));
-  job->preview_scale = scale > 0 && scale <= 16 ? (uint32_t) scale : 0;
-  job->duration_s = json_number_value(json_object_get(params, "duration_s"));
-  job->seed = json_integer_value(json_object_get(params, "seed"));
-  copy_str(job->pattern, sizeof(job->pattern),
-           json_object_get(params, "pattern"));
-  json_int_t sent = json_integer_value(json_object_get(obj, "previews_sent"));
-  job->previews_sent = sent > 0 ? (uint64_t) sent : 0;
-  const json_t* art = json_array_get(json_object_get(obj, "artifacts"), 0);
-  json_int_t bytes = json_integer_value(json_object_get(art, "bytes"));
-  job->artifact_bytes = bytes > 0 ? (uint64_t) bytes : 0;
-  copy_str(job->created_at, sizeof(job->created_at),
-           json_object_get(obj, "created_at"));
-  copy_str(job->updated_at, sizeof(job->updated_at),
-           json_object_get(obj, "updated_at"));
-  const json_t* err = json_array_get(json_object_get(obj, "errors"), 0);
-  copy_str(job->error_code, sizeof(job->error_code),
-           json_object_get(err, "code"));
-  copy_str(job->error_message, sizeof(job->error_message),
-           json_object_get(err, "message"));
-  return true;
-}
-
-
-static int parse_error(rest_req_t* req, const json_t* root) {
-  cm_reply_t* r = &req->reply;
-  const json_t* e = json_object_get(root, "error");
-  copy_str(r->error_code, sizeof(r->error_code), json_object_get(e, "code"));
-  copy_str(r->error_message, sizeof(r->error_message),
-           json_object_get(e, "message"));
-  copy_str(r->error_hint, sizeof(r->error_hint), json_object_get(e, "hint"));
-  r->is_retryable = json_is_true(json_object_get(e, "retryable"));
-  if (r->error_code[0] == '\0') {
-    snprintf(r->error_code, sizeof(r->error_code), "http_%d", r->http_status);
-  }
-  if (r->error_message[0] == '\0') {
-    snprintf(r->error_message, sizeof(r->error_message),
-             "the server answered HTTP %d", r->http_status);
-  }
-  switch (r->http_status) {
-  case 401:
-    return CM_EUNAUTHORIZED;
-  case 404:
-    return CM_ENOTFOUND;
-  case 409:
-    return CM_ECONFLICT;
-  default:
-    return CM_EHTTP;
-  }
 }
 
 
@@ -171,31 +96,18 @@ static int parse_reply(rest_req_t* req, int status) {
       r->body != NULL ? json_loadb(r->body, r->body_len, 0, &jerr) : NULL;
   int rc = 0;
   if (r->http_status / 100 != 2) {
-    rc = parse_error(req, root);
+    rc = client_parse_error(r, root);
   } else if (req->kind == REST_DOWNLOAD) {
     r->bytes = req->h.sunk_bytes;
   } else if (!json_is_object(root)) {
     rc = CM_EPROTO;
   } else if (req->kind == REST_CREATE || req->kind == REST_GET ||
              req->kind == REST_CANCEL) {
-    rc = parse_job(root, &r->job) ? 0 : CM_EPROTO;
-  } else if (req->kind == REST_LIST) {
-    const json_t* jobs = json_object_get(root, "jobs");
-    size_t n = json_array_size(jobs);
-    if (!json_is_array(jobs)) {
-      rc = CM_EPROTO;
-    } else if (n > 0) {
-      r->jobs = calloc(n, sizeof(cm_job_t));
-      if (r->jobs == NULL) {
-        rc = -ENOMEM;
-      }
-      for (size_t i = 0; rc == 0 && i < n; i++) {
-        if (!parse_job(json_array_get(jobs, i), &r->jobs[i])) {
-          rc = CM_EPROTO;
-        }
-      }
-      r->job_count = rc == 0 ? n : 0;
-    }
+    rc = client_parse_job(root, &r->job) ? 0 : CM_EPROTO;
+  } else if (req->kind == REST_LIST || req->kind == REST_VOL_LIST) {
+    rc = client_parse_listing(r, root, req->kind == REST_VOL_LIST);
+  } else if (req->kind == REST_VOL_GET) {
+    rc = client_parse_volume(root, &r->volume) ? 0 : CM_EPROTO;
   }
   json_decref(root);
   return rc;
@@ -350,6 +262,9 @@ static char* spec_json(const cm_job_spec_t* s) {
   if (s->server_path != NULL) {
     json_object_set_new(root, "volume_path", json_string(s->server_path));
   }
+  if (s->volume_id != NULL) {
+    json_object_set_new(root, "volume_id", json_string(s->volume_id));
+  }
   if (s->preview_hz > 0) {
     json_object_set_new(params, "preview_hz", json_real(s->preview_hz));
   }
@@ -376,14 +291,24 @@ static char* spec_json(const cm_job_spec_t* s) {
 /* Builds a request; NULL with *err set when the arguments are wrong. */
 static rest_req_t* rest_req_new(cm_client_t* client,
                                 rest_kind_t kind,
-                                const char* job_id,
-                                const cm_job_spec_t* spec,
-                                const char* name,
-                                const char* path,
+                                const rest_args_t* a,
                                 int* err) {
   *err = 0;
-  if (job_id != NULL && !core_uuid_is_valid(job_id, strlen(job_id))) {
+  const char* job_id = a->id;
+  const char* name = a->name;
+  const char* path = a->path;
+  bool needs_id = kind == REST_GET || kind == REST_CANCEL ||
+                  kind == REST_PREVIEW || kind == REST_DOWNLOAD ||
+                  kind == REST_VOL_GET || kind == REST_VOL_DELETE;
+  if ((needs_id && job_id == NULL) ||
+      (job_id != NULL && !core_uuid_is_valid(job_id, strlen(job_id))) ||
+      (a->cursor != NULL &&
+       !core_uuid_is_valid(a->cursor, strlen(a->cursor)))) {
     *err = CM_EBADID;
+    return NULL;
+  }
+  if (a->limit > 1000) {
+    *err = CM_EBADARG;
     return NULL;
   }
   if (kind == REST_DOWNLOAD &&
@@ -413,7 +338,7 @@ static rest_req_t* rest_req_new(cm_client_t* client,
   case REST_CREATE:
     req->method = "POST";
     snprintf(req->target, sizeof(req->target), "%s/v1/jobs", p);
-    req->body = spec != NULL ? spec_json(spec) : strdup("{}");
+    req->body = a->spec != NULL ? spec_json(a->spec) : strdup("{}");
     if (req->body == NULL) {
       *err = -ENOMEM;
     }
@@ -443,6 +368,25 @@ static rest_req_t* rest_req_new(cm_client_t* client,
       *err = -ENOMEM;
     }
     break;
+  case REST_VOL_LIST: {
+    int n = snprintf(req->target, sizeof(req->target), "%s/v1/volumes", p);
+    const char* sep = "?";
+    if (a->limit > 0) {
+      n += snprintf(req->target + n, sizeof(req->target) - (size_t) n,
+                    "?limit=%u", a->limit);
+      sep = "&";
+    }
+    if (a->cursor != NULL) {
+      snprintf(req->target + n, sizeof(req->target) - (size_t) n, "%scursor=%s",
+               sep, a->cursor);
+    }
+    break;
+  }
+  case REST_VOL_GET:
+  case REST_VOL_DELETE:
+    req->method = kind == REST_VOL_GET ? "GET" : "DELETE";
+    snprintf(req->target, sizeof(req->target), "%s/v1/volumes/%s", p, job_id);
+    break;
   }
   if (*err != 0) {
     rest_req_free(req);
@@ -454,17 +398,14 @@ static rest_req_t* rest_req_new(cm_client_t* client,
 
 static int rest_async(cm_client_t* client,
                       rest_kind_t kind,
-                      const char* job_id,
-                      const cm_job_spec_t* spec,
-                      const char* name,
-                      const char* path,
+                      const rest_args_t* args,
                       cm_reply_cb cb,
                       void* user_data) {
   if (cb == NULL) {
     return CM_EBADARG;
   }
   int err;
-  rest_req_t* req = rest_req_new(client, kind, job_id, spec, name, path, &err);
+  rest_req_t* req = rest_req_new(client, kind, args, &err);
   if (req == NULL) {
     return err;
   }
@@ -482,14 +423,11 @@ static int rest_async(cm_client_t* client,
 
 static int rest_sync(cm_client_t* client,
                      rest_kind_t kind,
-                     const char* job_id,
-                     const cm_job_spec_t* spec,
-                     const char* name,
-                     const char* path,
+                     const rest_args_t* args,
                      cm_reply_t* out) {
   memset(out, 0, sizeof(*out));
   int err;
-  rest_req_t* req = rest_req_new(client, kind, job_id, spec, name, path, &err);
+  rest_req_t* req = rest_req_new(client, kind, args, &err);
   if (req == NULL) {
     return err;
   }
@@ -512,12 +450,12 @@ static int rest_sync(cm_client_t* client,
 
 
 int cm_health(cm_client_t* client, cm_reply_cb cb, void* user_data) {
-  return rest_async(client, REST_HEALTH, NULL, NULL, NULL, NULL, cb, user_data);
+  return rest_async(client, REST_HEALTH, &(rest_args_t){0}, cb, user_data);
 }
 
 
 int cm_server_info(cm_client_t* client, cm_reply_cb cb, void* user_data) {
-  return rest_async(client, REST_INFO, NULL, NULL, NULL, NULL, cb, user_data);
+  return rest_async(client, REST_INFO, &(rest_args_t){0}, cb, user_data);
 }
 
 
@@ -525,7 +463,8 @@ int cm_job_create(cm_client_t* client,
                   const cm_job_spec_t* spec,
                   cm_reply_cb cb,
                   void* user_data) {
-  return rest_async(client, REST_CREATE, NULL, spec, NULL, NULL, cb, user_data);
+  return rest_async(client, REST_CREATE, &(rest_args_t){.spec = spec}, cb,
+                    user_data);
 }
 
 
@@ -533,12 +472,13 @@ int cm_job_get(cm_client_t* client,
                const char* job_id,
                cm_reply_cb cb,
                void* user_data) {
-  return rest_async(client, REST_GET, job_id, NULL, NULL, NULL, cb, user_data);
+  return rest_async(client, REST_GET, &(rest_args_t){.id = job_id}, cb,
+                    user_data);
 }
 
 
 int cm_job_list(cm_client_t* client, cm_reply_cb cb, void* user_data) {
-  return rest_async(client, REST_LIST, NULL, NULL, NULL, NULL, cb, user_data);
+  return rest_async(client, REST_LIST, &(rest_args_t){0}, cb, user_data);
 }
 
 
@@ -546,7 +486,7 @@ int cm_job_cancel(cm_client_t* client,
                   const char* job_id,
                   cm_reply_cb cb,
                   void* user_data) {
-  return rest_async(client, REST_CANCEL, job_id, NULL, NULL, NULL, cb,
+  return rest_async(client, REST_CANCEL, &(rest_args_t){.id = job_id}, cb,
                     user_data);
 }
 
@@ -555,7 +495,7 @@ int cm_preview_get(cm_client_t* client,
                    const char* job_id,
                    cm_reply_cb cb,
                    void* user_data) {
-  return rest_async(client, REST_PREVIEW, job_id, NULL, NULL, NULL, cb,
+  return rest_async(client, REST_PREVIEW, &(rest_args_t){.id = job_id}, cb,
                     user_data);
 }
 
@@ -566,49 +506,77 @@ int cm_artifact_download(cm_client_t* client,
                          const char* path,
                          cm_reply_cb cb,
                          void* user_data) {
-  return rest_async(client, REST_DOWNLOAD, job_id, NULL, name, path, cb,
+  rest_args_t a = {.id = job_id, .name = name, .path = path};
+  return rest_async(client, REST_DOWNLOAD, &a, cb, user_data);
+}
+
+
+int cm_volume_list(cm_client_t* client,
+                   const char* cursor,
+                   unsigned limit,
+                   cm_reply_cb cb,
+                   void* user_data) {
+  rest_args_t a = {.cursor = cursor, .limit = limit};
+  return rest_async(client, REST_VOL_LIST, &a, cb, user_data);
+}
+
+
+int cm_volume_get(cm_client_t* client,
+                  const char* volume_id,
+                  cm_reply_cb cb,
+                  void* user_data) {
+  return rest_async(client, REST_VOL_GET, &(rest_args_t){.id = volume_id}, cb,
                     user_data);
 }
 
 
+int cm_volume_delete(cm_client_t* client,
+                     const char* volume_id,
+                     cm_reply_cb cb,
+                     void* user_data) {
+  return rest_async(client, REST_VOL_DELETE, &(rest_args_t){.id = volume_id},
+                    cb, user_data);
+}
+
+
 int cm_health_sync(cm_client_t* client, cm_reply_t* out) {
-  return rest_sync(client, REST_HEALTH, NULL, NULL, NULL, NULL, out);
+  return rest_sync(client, REST_HEALTH, &(rest_args_t){0}, out);
 }
 
 
 int cm_server_info_sync(cm_client_t* client, cm_reply_t* out) {
-  return rest_sync(client, REST_INFO, NULL, NULL, NULL, NULL, out);
+  return rest_sync(client, REST_INFO, &(rest_args_t){0}, out);
 }
 
 
 int cm_job_create_sync(cm_client_t* client,
                        const cm_job_spec_t* spec,
                        cm_reply_t* out) {
-  return rest_sync(client, REST_CREATE, NULL, spec, NULL, NULL, out);
+  return rest_sync(client, REST_CREATE, &(rest_args_t){.spec = spec}, out);
 }
 
 
 int cm_job_get_sync(cm_client_t* client, const char* job_id, cm_reply_t* out) {
-  return rest_sync(client, REST_GET, job_id, NULL, NULL, NULL, out);
+  return rest_sync(client, REST_GET, &(rest_args_t){.id = job_id}, out);
 }
 
 
 int cm_job_list_sync(cm_client_t* client, cm_reply_t* out) {
-  return rest_sync(client, REST_LIST, NULL, NULL, NULL, NULL, out);
+  return rest_sync(client, REST_LIST, &(rest_args_t){0}, out);
 }
 
 
 int cm_job_cancel_sync(cm_client_t* client,
                        const char* job_id,
                        cm_reply_t* out) {
-  return rest_sync(client, REST_CANCEL, job_id, NULL, NULL, NULL, out);
+  return rest_sync(client, REST_CANCEL, &(rest_args_t){.id = job_id}, out);
 }
 
 
 int cm_preview_get_sync(cm_client_t* client,
                         const char* job_id,
                         cm_reply_t* out) {
-  return rest_sync(client, REST_PREVIEW, job_id, NULL, NULL, NULL, out);
+  return rest_sync(client, REST_PREVIEW, &(rest_args_t){.id = job_id}, out);
 }
 
 
@@ -617,5 +585,30 @@ int cm_artifact_download_sync(cm_client_t* client,
                               const char* name,
                               const char* path,
                               cm_reply_t* out) {
-  return rest_sync(client, REST_DOWNLOAD, job_id, NULL, name, path, out);
+  rest_args_t a = {.id = job_id, .name = name, .path = path};
+  return rest_sync(client, REST_DOWNLOAD, &a, out);
+}
+
+
+int cm_volume_list_sync(cm_client_t* client,
+                        const char* cursor,
+                        unsigned limit,
+                        cm_reply_t* out) {
+  rest_args_t a = {.cursor = cursor, .limit = limit};
+  return rest_sync(client, REST_VOL_LIST, &a, out);
+}
+
+
+int cm_volume_get_sync(cm_client_t* client,
+                       const char* volume_id,
+                       cm_reply_t* out) {
+  return rest_sync(client, REST_VOL_GET, &(rest_args_t){.id = volume_id}, out);
+}
+
+
+int cm_volume_delete_sync(cm_client_t* client,
+                          const char* volume_id,
+                          cm_reply_t* out) {
+  return rest_sync(client, REST_VOL_DELETE, &(rest_args_t){.id = volume_id},
+                   out);
 }

@@ -5,6 +5,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+
+/* A borrowed body goes out this much per write, so that the idle timer
+ * and on_sent see progress on slow links. */
+#define SLICE_BYTES ((size_t) 1 << 20)
 
 static void finish(net_hreq_t* req, int status);
 
@@ -14,16 +19,64 @@ static net_hreq_t* req_of(http_parser* p) {
 }
 
 
+/* Appends a header piece (a name, or after ':' its value) to the kept
+ * headers. Returns 0 or -1 (over the limit, or no memory). */
+static int keep_header(net_hreq_t* req, char sep, const char* at, size_t len) {
+  size_t need = req->headers_len + len + 2;
+  if (need > NET_HREQ_MAX_HEADER_BYTES) {
+    req->result = UV_E2BIG;
+    return -1;
+  }
+  if (need > req->headers_cap) {
+    size_t cap = req->headers_cap == 0 ? 1024 : req->headers_cap;
+    while (cap < need) {
+      cap *= 2;
+    }
+    char* grown = realloc(req->headers, cap);
+    if (grown == NULL) {
+      req->result = UV_ENOMEM;
+      return -1;
+    }
+    req->headers = grown;
+    req->headers_cap = cap;
+  }
+  if (sep != '\0') {
+    req->headers[req->headers_len++] = sep;
+  }
+  memcpy(req->headers + req->headers_len, at, len);
+  req->headers_len += len;
+  req->headers[req->headers_len] = '\0';
+  return 0;
+}
+
+
+static int on_header_field(http_parser* p, const char* at, size_t len) {
+  net_hreq_t* req = req_of(p);
+  /* A field after a value starts a new line; pieces of one name join. */
+  char sep = req->is_in_value ? '\n' : '\0';
+  req->is_in_value = false;
+  return keep_header(req, sep, at, len);
+}
+
+
+static int on_header_value(http_parser* p, const char* at, size_t len) {
+  net_hreq_t* req = req_of(p);
+  char sep = req->is_in_value ? '\0' : ':';
+  req->is_in_value = true;
+  return keep_header(req, sep, at, len);
+}
+
+
 static int on_headers_complete(http_parser* p) {
   net_hreq_t* req = req_of(p);
   req->http_status = p->status_code;
   req->is_sinking = req->sink != NULL && p->status_code / 100 == 2;
   if (!req->is_sinking && (p->flags & F_CONTENTLENGTH) &&
-      p->content_length > req->max_body_bytes) {
+      p->content_length > req->max_body_bytes && !req->is_head) {
     req->result = UV_E2BIG;
     return -1;
   }
-  return 0;
+  return req->is_head ? 1 : 0; /* 1: no body follows */
 }
 
 
@@ -71,18 +124,28 @@ static int on_message_complete(http_parser* p) {
 
 
 static const http_parser_settings settings = {
+    .on_header_field = on_header_field,
+    .on_header_value = on_header_value,
     .on_headers_complete = on_headers_complete,
     .on_body = on_body,
     .on_message_complete = on_message_complete,
 };
 
 
+static void release_out(net_hreq_t* req) {
+  free(req->out);
+  req->out = NULL;
+  free(req->send_copy);
+  req->send_copy = NULL;
+  req->send_src = NULL;
+}
+
+
 /* The request ends once both handles closed and the dial returned (a
  * lookup in the thread pool may outlive the handles). */
 static void maybe_done(net_hreq_t* req) {
   if (req->open_handles == 0 && !req->is_dialing) {
-    free(req->out);
-    req->out = NULL;
+    release_out(req);
     req->done(req, req->result);
   }
 }
@@ -138,9 +201,11 @@ static void on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
       /* A body delimited by the end of the connection ends here. */
       http_parser_execute(&req->parser, &settings, NULL, 0);
     }
-    finish(req, req->is_complete  ? 0
-                : nread == UV_EOF ? UV_EPROTO
-                                  : (int) nread);
+    int err = (int) nread;
+    if (nread == UV_EOF) {
+      err = req->write_error != 0 ? req->write_error : UV_EPROTO;
+    }
+    finish(req, req->is_complete ? 0 : err);
     return;
   }
   arm_idle(req);
@@ -157,12 +222,63 @@ static void on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
 }
 
 
+static void on_written(uv_write_t* wreq, int status);
+
+
+/* Writes the next slice of the body (the first write also carries the
+ * request line and headers). Returns 0 or a libuv error. */
+static int write_next(net_hreq_t* req) {
+  uv_buf_t bufs[2];
+  unsigned n = 0;
+  if (req->out != NULL) {
+    bufs[n++] = uv_buf_init(req->out, (unsigned) req->out_len);
+  }
+  size_t left = req->send_len - req->send_done;
+  size_t slice = left < SLICE_BYTES ? left : SLICE_BYTES;
+  if (slice > 0) {
+    bufs[n++] =
+        uv_buf_init((char*) req->send_src + req->send_done, (unsigned) slice);
+  }
+  if (n == 0) {
+    return 0;
+  }
+  req->wreq.data = req;
+  return uv_write(&req->wreq, (uv_stream_t*) &req->tcp, bufs, n, on_written);
+}
+
+
 static void on_written(uv_write_t* wreq, int status) {
   net_hreq_t* req = wreq->data;
+  if (req->is_closing) {
+    return;
+  }
+  if (status != 0) {
+    /* The server may have answered and closed (a 413 before the whole
+     * body): read on, the answer decides; the error counts if none. */
+    req->write_error = status;
+    release_out(req);
+    return;
+  }
+  size_t wrote_body = req->send_len - req->send_done < SLICE_BYTES
+                          ? req->send_len - req->send_done
+                          : SLICE_BYTES;
   free(req->out);
   req->out = NULL;
-  if (status != 0 && !req->is_closing) {
-    finish(req, status);
+  req->send_done += wrote_body;
+  arm_idle(req);
+  if (req->on_sent != NULL && wrote_body > 0) {
+    req->on_sent(req, req->send_done);
+  }
+  if (req->is_closing) {
+    return; /* on_sent aborted the request */
+  }
+  if (req->send_done < req->send_len) {
+    int err = write_next(req);
+    if (err != 0) {
+      finish(req, err);
+    }
+  } else {
+    release_out(req);
   }
 }
 
@@ -179,9 +295,7 @@ static void on_connected(net_dial_t* d, int status) {
     return;
   }
   arm_idle(req);
-  uv_buf_t buf = uv_buf_init(req->out, (unsigned) req->out_len);
-  req->wreq.data = req;
-  int err = uv_write(&req->wreq, (uv_stream_t*) &req->tcp, &buf, 1, on_written);
+  int err = write_next(req);
   if (err == 0) {
     err = uv_read_start((uv_stream_t*) &req->tcp, on_alloc, on_read);
   }
@@ -191,10 +305,18 @@ static void on_connected(net_dial_t* d, int status) {
 }
 
 
+static bool has_body_method(const char* method) {
+  return strcmp(method, "POST") == 0 || strcmp(method, "PUT") == 0 ||
+         strcmp(method, "PATCH") == 0;
+}
+
+
 static char* build_request(const net_hreq_opts_t* o, size_t* len) {
   const char* headers = o->headers != NULL ? o->headers : "";
+  const char* ctype =
+      o->content_type != NULL ? o->content_type : "application/json";
   size_t cap = strlen(o->method) + strlen(o->target) + strlen(o->host) +
-               strlen(headers) + o->body_len + 256;
+               strlen(headers) + strlen(ctype) + 256;
   char* out = malloc(cap);
   if (out == NULL) {
     return NULL;
@@ -207,17 +329,12 @@ static char* build_request(const net_hreq_opts_t* o, size_t* len) {
                    o->method, o->target, o->host, o->port, headers);
   if (o->body != NULL) {
     n += snprintf(out + n, cap - (size_t) n,
-                  "Content-Type: application/json\r\n"
-                  "Content-Length: %zu\r\n",
+                  "Content-Type: %s\r\nContent-Length: %zu\r\n", ctype,
                   o->body_len);
-  } else if (strcmp(o->method, "POST") == 0) {
+  } else if (has_body_method(o->method)) {
     n += snprintf(out + n, cap - (size_t) n, "Content-Length: 0\r\n");
   }
   n += snprintf(out + n, cap - (size_t) n, "\r\n");
-  if (o->body != NULL) {
-    memcpy(out + n, o->body, o->body_len);
-    n += (int) o->body_len;
-  }
   *len = (size_t) n;
   return out;
 }
@@ -233,6 +350,8 @@ int net_hreq_start(net_hreq_t* req,
   req->idle_timeout_ms = opts->idle_timeout_ms;
   req->max_body_bytes = opts->max_body_bytes;
   req->sink = opts->sink;
+  req->on_sent = opts->on_sent;
+  req->is_head = strcmp(opts->method, "HEAD") == 0;
   req->done = done;
   req->data = data;
   http_parser_init(&req->parser, HTTP_RESPONSE);
@@ -241,9 +360,23 @@ int net_hreq_start(net_hreq_t* req,
   if (req->out == NULL) {
     return UV_ENOMEM;
   }
+  if (opts->body != NULL && opts->body_len > 0) {
+    if (opts->is_body_borrowed) {
+      req->send_src = opts->body;
+    } else {
+      req->send_copy = malloc(opts->body_len);
+      if (req->send_copy == NULL) {
+        release_out(req);
+        return UV_ENOMEM;
+      }
+      memcpy(req->send_copy, opts->body, opts->body_len);
+      req->send_src = req->send_copy;
+    }
+    req->send_len = opts->body_len;
+  }
   int err = uv_tcp_init(loop, &req->tcp);
   if (err != 0) {
-    free(req->out);
+    release_out(req);
     return err;
   }
   uv_timer_init(loop, &req->timer);
@@ -270,8 +403,44 @@ void net_hreq_abort(net_hreq_t* req) {
 }
 
 
+bool net_hreq_header(const net_hreq_t* req,
+                     const char* name,
+                     char* out,
+                     size_t cap) {
+  size_t name_len = strlen(name);
+  const char* line = req->headers;
+  while (line != NULL && *line != '\0') {
+    const char* end = strchr(line, '\n');
+    size_t line_len = end != NULL ? (size_t) (end - line) : strlen(line);
+    if (line_len > name_len && line[name_len] == ':' &&
+        strncasecmp(line, name, name_len) == 0) {
+      const char* v = line + name_len + 1;
+      size_t vlen = line_len - name_len - 1;
+      while (vlen > 0 && (*v == ' ' || *v == '\t')) {
+        v++;
+        vlen--;
+      }
+      while (vlen > 0 && (v[vlen - 1] == ' ' || v[vlen - 1] == '\t')) {
+        vlen--;
+      }
+      if (cap > 0) {
+        size_t n = vlen < cap - 1 ? vlen : cap - 1;
+        memcpy(out, v, n);
+        out[n] = '\0';
+      }
+      return true;
+    }
+    line = end != NULL ? end + 1 : NULL;
+  }
+  return false;
+}
+
+
 void net_hreq_free_body(net_hreq_t* req) {
   free(req->body);
   req->body = NULL;
   req->body_len = req->body_cap = 0;
+  free(req->headers);
+  req->headers = NULL;
+  req->headers_len = req->headers_cap = 0;
 }

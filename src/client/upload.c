@@ -1,0 +1,680 @@
+/* upload.c: a cm_upload_t's life and its driver. The public calls (start
+ * and the controls post to the client thread, the info getter locks, free
+ * drops the application's reference), and up_advance(), which after every
+ * event looks at what is known and starts what comes next: open the file
+ * and read its record, hash it, ask the server (OPTIONS), create the
+ * upload (or its parts), HEAD what a resume or a failure left unknown,
+ * read and send chunks, complete, fetch the volume, end. Requests:
+ * upload_http.c; file work: upload_work.c; callbacks: upload_deliver.c.
+ * Client thread, except the public calls. */
+#include <assert.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/rand.h>
+
+#include "client/upload_int.h"
+
+#define MIN_CHUNK ((uint64_t) 64 << 10)
+#define MAX_CHUNK ((uint64_t) 1 << 30)
+#define MAX_START_OVERS 3
+
+
+const char* cm_upload_phase_name(cm_upload_phase_t phase) {
+  switch (phase) {
+  case CM_UPLOAD_STARTING:
+    return "starting";
+  case CM_UPLOAD_HASHING:
+    return "hashing";
+  case CM_UPLOAD_UPLOADING:
+    return "uploading";
+  case CM_UPLOAD_COMPLETING:
+    return "completing";
+  case CM_UPLOAD_PAUSED:
+    return "paused";
+  case CM_UPLOAD_RETRYING:
+    return "retrying";
+  case CM_UPLOAD_DONE:
+    return "done";
+  }
+  return "unknown";
+}
+
+
+void cm_upload_options_init(cm_upload_options_t* o) {
+  memset(o, 0, sizeof(*o));
+  o->parallel = 1;
+  o->chunk_bytes = (uint64_t) 16 << 20;
+  o->checksum = CM_CHECKSUM_SHA256;
+  o->hash_first = true;
+  o->max_retries = 10;
+  o->retry_initial_ms = 500;
+  o->retry_max_ms = 30000;
+  o->resume = true;
+  o->progress_interval_ms = 200;
+}
+
+
+uint64_t up_durable(const cm_upload_t* up) {
+  uint64_t n = 0;
+  for (unsigned i = 0; i < up->stream_count; i++) {
+    n += up->streams[i].offset;
+  }
+  return n;
+}
+
+
+bool up_all_sent(const cm_upload_t* up) {
+  for (unsigned i = 0; i < up->stream_count; i++) {
+    const up_stream_t* s = &up->streams[i];
+    if (!s->is_known || s->offset < s->length || s->is_busy) {
+      return false;
+    }
+  }
+  return up->stream_count > 0;
+}
+
+
+void up_record_layout(cm_upload_t* up) {
+  up->is_record_dirty = true;
+}
+
+
+/* ---- outcomes ---- */
+
+static void set_over(cm_upload_t* up,
+                     int status,
+                     const cm_reply_t* reply,
+                     bool keep_record) {
+  if (up->is_over) {
+    return;
+  }
+  up->is_over = true;
+  up->end_status = status;
+  up->is_record_kept = keep_record;
+  if (reply != NULL) {
+    up->end_reply = *reply;
+    up->end_reply.body = NULL; /* the envelope's fields are enough */
+    up->end_reply.body_len = 0;
+    up->end_reply.jobs = NULL;
+    up->end_reply.volumes = NULL;
+  }
+  if (up->is_waiting) {
+    uv_timer_stop(&up->timer);
+    up->is_waiting = false;
+  }
+  up_http_abort_all(up);
+}
+
+
+void up_fail(cm_upload_t* up,
+             int status,
+             const cm_reply_t* reply,
+             bool keep_record) {
+  assert(status != 0);
+  client_log(up->client, CM_LOG_INFO, "upload %s: %s", up->path,
+             reply != NULL && reply->error_message[0] != '\0'
+                 ? reply->error_message
+                 : cm_strerror(status));
+  set_over(up, status, reply, keep_record);
+}
+
+
+static uint32_t backoff_ms(const cm_upload_t* up) {
+  uint64_t d = up->opts.retry_initial_ms;
+  for (unsigned i = 1; i < up->attempts_in_row && d < up->opts.retry_max_ms;
+       i++) {
+    d *= 2;
+  }
+  if (d > up->opts.retry_max_ms) {
+    d = up->opts.retry_max_ms;
+  }
+  /* Jitter: uniform in [d/2, d], so clients cut off together do not all
+   * come back in the same instant. */
+  uint32_t r = 0;
+  if (RAND_bytes((unsigned char*) &r, sizeof(r)) != 1) {
+    r = (uint32_t) rand();
+  }
+  uint64_t half = d / 2;
+  return (uint32_t) (d - half + (half > 0 ? r % (half + 1) : 0));
+}
+
+
+static void on_timer(uv_timer_t* timer) {
+  cm_upload_t* up = timer->data;
+  up->is_waiting = false;
+  up_advance(up);
+}
+
+
+void up_wait(cm_upload_t* up, uint32_t delay_ms) {
+  if (up->is_over || up->is_waiting) {
+    return;
+  }
+  up->is_waiting = true;
+  uv_timer_start(&up->timer, on_timer, delay_ms, 0);
+}
+
+
+void up_retry_later(cm_upload_t* up, int status, const cm_reply_t* reply) {
+  if (up->is_over) {
+    return;
+  }
+  up->last_error = status;
+  if (up->is_waiting) {
+    return; /* one attempt failing on several streams counts once */
+  }
+  up->retries++;
+  up->attempts_in_row++;
+  if (up->opts.max_retries > 0 && up->attempts_in_row > up->opts.max_retries) {
+    up_fail(up, status, reply, true);
+    return;
+  }
+  up->delay_ms = backoff_ms(up);
+  client_log(
+      up->client, CM_LOG_INFO, "upload %s: %s; retry %u in %u ms", up->path,
+      reply != NULL && reply->error_message[0] != '\0' ? reply->error_message
+                                                       : cm_strerror(status),
+      up->retries, up->delay_ms);
+  up_wait(up, up->delay_ms);
+  up_info_sync(up);
+  up_emit_progress(up, CM_UPLOAD_RETRYING, true);
+}
+
+
+void up_start_over(cm_upload_t* up, int status, const cm_reply_t* reply) {
+  if (++up->start_overs > MAX_START_OVERS) {
+    up_fail(up, status, reply, false);
+    return;
+  }
+  client_log(up->client, CM_LOG_INFO,
+             "upload %s: the server no longer has the upload; starting over",
+             up->path);
+  up->is_restarting = true;
+  up_http_abort_all(up);
+}
+
+
+/* Drops the layout once nothing of it is in flight. */
+static void reset_layout(cm_upload_t* up) {
+  for (unsigned i = 0; i < UPLOAD_RECORD_MAX_PARTS; i++) {
+    free(up->streams[i].buf);
+    memset(&up->streams[i], 0, sizeof(up->streams[i]));
+  }
+  up->stream_count = 0;
+  up->is_concat = false;
+  up->final_url[0] = '\0';
+  up->volume_id[0] = '\0';
+  up->is_dedup_probe_done = false;
+  up->is_restarting = false;
+  up->is_record_dirty = true;
+}
+
+
+/* ---- the end ---- */
+
+static void on_timer_closed(uv_handle_t* handle) {
+  cm_upload_t* up = handle->data;
+  cm_reply_t reply = up->end_reply;
+  memset(&up->end_reply, 0, sizeof(up->end_reply));
+  int status = up->end_status;
+  up_emit_done(up, status, status == 0 ? &up->volume : NULL, &reply);
+}
+
+
+static void after_close(cm_upload_t* up) {
+  core_list_remove(&up->node);
+  uv_timer_stop(&up->timer);
+  uv_close((uv_handle_t*) &up->timer, on_timer_closed);
+}
+
+
+/* Everything in flight has landed: terminate (cancel), remove the record
+ * (unless kept), close the file, then on_done. */
+static void end(cm_upload_t* up) {
+  if (up->is_cancelling && !up->is_cancel_sent) {
+    up->is_cancel_sent = true;
+    set_over(up, UV_ECANCELED, NULL, false);
+    for (unsigned i = 0; i < up->stream_count; i++) {
+      if (up->streams[i].url[0] != '\0') {
+        up_http_delete(up, up->streams[i].url);
+      }
+    }
+    if (up->final_url[0] != '\0') {
+      up_http_delete(up, up->final_url);
+    }
+    if (up->ops > 0) {
+      return;
+    }
+  }
+  if (!up->is_record_kept && up->record_file[0] != '\0' &&
+      !up->is_record_removed && up->opts.resume &&
+      up_work_remove_record(up) == 0) {
+    up->is_record_removed = true; /* after_work calls back here */
+    return;
+  }
+  up->is_ending = true;
+  if (up->end_status == 0) {
+    up_emit_progress(up, CM_UPLOAD_DONE, true);
+  }
+  if (up->fd >= 0 && up_work_close(up, after_close) == 0) {
+    return;
+  }
+  after_close(up);
+}
+
+
+/* ---- the driver ---- */
+
+static bool wants_concat(const cm_upload_t* up) {
+  return up->opts.parallel > 1 && up->has_concat &&
+         up->size >= 2 * up->opts.chunk_bytes;
+}
+
+
+/* Splits the file into parts for a concatenation (not yet created). */
+static void plan_parts(cm_upload_t* up) {
+  uint64_t chunks =
+      (up->size + up->opts.chunk_bytes - 1) / up->opts.chunk_bytes;
+  unsigned n = up->opts.parallel;
+  if (chunks < n) {
+    n = (unsigned) chunks;
+  }
+  /* Parts of whole chunks, the last one taking the rest. */
+  uint64_t per = (chunks + n - 1) / n * up->opts.chunk_bytes;
+  uint64_t at = 0;
+  unsigned count = 0;
+  while (at < up->size && count < n) {
+    up_stream_t* s = &up->streams[count++];
+    s->start = at;
+    s->length = up->size - at < per || count == n ? up->size - at : per;
+    s->is_known = false;
+    at += s->length;
+  }
+  up->stream_count = count;
+  up->is_concat = count > 1;
+}
+
+
+/* Starts what each stream needs next. */
+static int drive_streams(cm_upload_t* up) {
+  int err = 0;
+  bool all_known = true;
+  for (unsigned i = 0; err == 0 && i < up->stream_count; i++) {
+    up_stream_t* s = &up->streams[i];
+    if (s->is_busy) {
+      all_known = all_known && s->is_known;
+      continue;
+    }
+    if (s->url[0] == '\0') {
+      all_known = false;
+      err = up_http_create(up, (int) i, false);
+    } else if (!s->is_known) {
+      all_known = false;
+      err = up_http_head(up, (int) i);
+    } else if (s->offset < s->length && up->volume_id[0] == '\0') {
+      if (s->has_chunk && s->chunk_off == s->offset) {
+        err = up_http_patch(up, (int) i, false);
+      } else {
+        s->has_chunk = false;
+        err = up_work_read(up, (int) i);
+      }
+    } else if (s->offset == s->length && s->buf != NULL) {
+      free(s->buf); /* this stream is done: its memory goes */
+      s->buf = NULL;
+      s->has_chunk = false;
+    }
+  }
+  if (err == 0 && up->is_resumed && !up->is_resume_told && all_known) {
+    up->is_resume_told = true;
+    up->resumed_at = up_durable(up);
+    up_info_sync(up);
+    up_emit_progress(up, CM_UPLOAD_UPLOADING, true); /* "resuming at" */
+  }
+  return err;
+}
+
+
+/* One step of the upload; every event ends here. */
+void up_advance(cm_upload_t* up) {
+  if (up->is_ending) {
+    return;
+  }
+  if (up->is_over || up->is_cancelling) {
+    if (up->ops == 0) {
+      end(up);
+    }
+    return;
+  }
+  if (up->is_paused || up->is_restarting) {
+    if (up->ops > 0) {
+      return;
+    }
+    if (up->is_restarting) {
+      reset_layout(up);
+    }
+    if (up->is_paused) {
+      if (!up->is_pause_told) {
+        up->is_pause_told = true;
+        up_emit_progress(up, CM_UPLOAD_PAUSED, true);
+      }
+      return;
+    }
+  }
+  if (up->is_waiting) {
+    return;
+  }
+  int err = 0;
+  if (!up->is_prepared) {
+    if (!up->is_step_busy) {
+      up_emit_progress(up, CM_UPLOAD_STARTING, false);
+      err = up_work_prepare(up);
+    }
+  } else if (up->is_record_dirty && !up->is_record_busy && up->opts.resume &&
+             up->record_file[0] != '\0' &&
+             (err = up_work_save_record(up)) != 0) {
+    /* no memory to save it: the upload goes on, unresumable */
+    err = 0;
+    up->is_record_dirty = false;
+  }
+  if (err == 0 && up->is_prepared && up->is_step_busy && up->stream_count > 0) {
+    err = drive_streams(up); /* streams go on beside a step */
+  }
+  if (err != 0 || !up->is_prepared || up->is_step_busy) {
+    if (err != 0) {
+      up_fail(up, err, NULL, true);
+      if (up->ops == 0) {
+        end(up);
+      }
+    }
+    return;
+  }
+  if (up->opts.hash_first && up->sha256[0] == '\0') {
+    up_emit_progress(up, CM_UPLOAD_HASHING, false);
+    err = up_work_hash(up);
+  } else if (up->volume_id[0] != '\0') {
+    if (up->has_volume) {
+      set_over(up, 0, NULL, false);
+      if (up->ops == 0) {
+        end(up);
+      }
+      return;
+    }
+    err = up_http_get_volume(up);
+  } else if (up->opts.parallel > 1 && !up->is_caps_known &&
+             up->stream_count == 0) {
+    err = up_http_options(up);
+  } else if (up->stream_count == 0) {
+    if (wants_concat(up) && up->sha256[0] != '\0' && !up->is_dedup_probe_done) {
+      err = up_http_create(up, -1, true); /* does the server have it? */
+    } else if (wants_concat(up)) {
+      plan_parts(up);
+      up_emit_progress(up, CM_UPLOAD_UPLOADING, true);
+      err = drive_streams(up);
+    } else {
+      if (up->opts.parallel > 1 && !up->has_concat) {
+        client_log(up->client, CM_LOG_INFO,
+                   "upload %s: the server offers no concatenation; one "
+                   "stream",
+                   up->path);
+      }
+      up->stream_count = 1;
+      up->streams[0].length = up->size;
+      err = drive_streams(up);
+    }
+  } else if (up->is_concat && up->final_url[0] != '\0') {
+    err = up_http_head(up, -1); /* completing, or done */
+    up_emit_progress(up, CM_UPLOAD_COMPLETING, false);
+  } else if (!up_all_sent(up)) {
+    up_emit_progress(up, CM_UPLOAD_UPLOADING, false);
+    err = drive_streams(up);
+  } else if (up->is_concat) {
+    up_emit_progress(up, CM_UPLOAD_COMPLETING, false);
+    err = up_http_final(up);
+  } else {
+    /* Every byte is durable but the answer naming the volume was lost:
+     * an empty PATCH at the end waits for the completion. */
+    up_emit_progress(up, CM_UPLOAD_COMPLETING, false);
+    err = up_http_patch(up, 0, true);
+  }
+  if (err != 0) {
+    up_fail(up, err, NULL, true);
+    if (up->ops == 0) {
+      end(up);
+    }
+  }
+}
+
+
+/* ---- commands from the application ---- */
+
+static void do_start(void* arg) {
+  cm_upload_t* up = arg;
+  cm_client_t* client = up->client;
+  uv_timer_init(&client->loop, &up->timer);
+  up->timer.data = up;
+  core_list_push_back(&client->uploads, &up->node);
+  if (client->is_stopped) {
+    set_over(up, UV_ECANCELED, NULL, true);
+  } else if (atomic_load(&up->is_user_cancelled)) {
+    up->is_cancelling = true;
+  }
+  /* The first step waits a zero timer: no callback before
+   * cm_upload_start() returns. */
+  up_wait(up, 0);
+  if (up->is_over || up->is_cancelling) {
+    uv_timer_start(&up->timer, on_timer, 0, 0);
+  }
+}
+
+
+static void client_server(const cm_client_t* c, char* out, size_t cap) {
+  bool v6 = strchr(c->host, ':') != NULL;
+  snprintf(out, cap, "http://%s%s%s:%u%s", v6 ? "[" : "", c->host,
+           v6 ? "]" : "", c->port, c->prefix);
+}
+
+
+static int check_opts(const cm_upload_options_t* o) {
+  if (o == NULL || o->path == NULL || o->path[0] == '\0' ||
+      strlen(o->path) >= 4096 ||
+      (o->filename != NULL && strlen(o->filename) >= 256) ||
+      o->parallel > UPLOAD_RECORD_MAX_PARTS ||
+      (o->chunk_bytes != 0 &&
+       (o->chunk_bytes < MIN_CHUNK || o->chunk_bytes > MAX_CHUNK)) ||
+      (unsigned) o->checksum > CM_CHECKSUM_NONE ||
+      (o->resume_dir != NULL && strlen(o->resume_dir) >= 4000)) {
+    return CM_EBADARG;
+  }
+  return 0;
+}
+
+
+int cm_upload_start(cm_client_t* client,
+                    const cm_upload_options_t* opts,
+                    const cm_upload_cbs_t* cbs,
+                    void* user_data,
+                    cm_upload_t** out) {
+  int err = check_opts(opts);
+  if (err != 0) {
+    return err;
+  }
+  cm_upload_t* up = calloc(1, sizeof(*up));
+  if (up == NULL) {
+    return -ENOMEM;
+  }
+  up->client = client;
+  up->opts = *opts;
+  up->opts.parallel = opts->parallel == 0 ? 1 : opts->parallel;
+  if (opts->chunk_bytes == 0) {
+    up->opts.chunk_bytes = (uint64_t) 16 << 20;
+  }
+  if (up->opts.retry_initial_ms == 0) {
+    up->opts.retry_initial_ms = 1;
+  }
+  if (up->opts.retry_max_ms < up->opts.retry_initial_ms) {
+    up->opts.retry_max_ms = up->opts.retry_initial_ms;
+  }
+  snprintf(up->path, sizeof(up->path), "%s", opts->path);
+  const char* base = strrchr(opts->path, '/');
+  base = base != NULL ? base + 1 : opts->path;
+  snprintf(up->filename, sizeof(up->filename), "%s",
+           opts->filename != NULL ? opts->filename : base);
+  if (opts->resume && opts->resume_dir != NULL) {
+    snprintf(up->resume_dir, sizeof(up->resume_dir), "%s", opts->resume_dir);
+  } else if (opts->resume && upload_record_default_dir(
+                                 getenv("XDG_STATE_HOME"), getenv("HOME"),
+                                 up->resume_dir, sizeof(up->resume_dir)) != 0) {
+    up->resume_dir[0] = '\0'; /* nowhere to keep records: none */
+  }
+  up->opts.resume = opts->resume && up->resume_dir[0] != '\0';
+  up->opts.path = up->path;
+  up->opts.filename = up->filename;
+  up->opts.resume_dir = up->resume_dir;
+  client_server(client, up->server, sizeof(up->server));
+  if (cbs != NULL) {
+    up->cbs = *cbs;
+  }
+  up->user_data = user_data;
+  up->fd = -1;
+  up->phase = CM_UPLOAD_STARTING;
+  core_list_init(&up->node);
+  core_list_init(&up->reqs);
+  atomic_init(&up->refs, 2); /* the application's and the loop side's */
+  atomic_init(&up->is_user_cancelled, false);
+  atomic_init(&up->is_finished, false);
+  pthread_mutex_init(&up->shared.mu, NULL);
+  if (up_done_ev_alloc(up) != 0) {
+    pthread_mutex_destroy(&up->shared.mu);
+    free(up);
+    return -ENOMEM;
+  }
+  up->shared.info.streams = 1;
+  *out = up;
+  err = client_post(client, do_start, up);
+  if (err != 0) {
+    *out = NULL;
+    up_unref(up);
+    up_unref(up);
+  }
+  return err;
+}
+
+
+typedef enum {
+  CMD_PAUSE,
+  CMD_RESUME,
+  CMD_CANCEL
+} cmd_kind_t;
+
+typedef struct {
+  cm_upload_t* up;
+  cmd_kind_t kind;
+} cmd_t;
+
+
+static void run_cmd(void* arg) {
+  cmd_t* c = arg;
+  cm_upload_t* up = c->up;
+  bool is_live =
+      core_list_is_linked(&up->node) && !up->is_over && !up->is_cancelling;
+  if (is_live) {
+    switch (c->kind) {
+    case CMD_PAUSE:
+      if (!up->is_paused) {
+        up->is_paused = true;
+        up->is_pause_told = false;
+        if (up->is_waiting) {
+          uv_timer_stop(&up->timer);
+          up->is_waiting = false;
+        }
+        up_http_abort_all(up);
+      }
+      break;
+    case CMD_RESUME:
+      if (up->is_paused) {
+        up->is_paused = false;
+        /* What the aborted requests left is for HEAD to say. */
+        for (unsigned i = 0; i < up->stream_count; i++) {
+          if (up->streams[i].url[0] != '\0') {
+            up->streams[i].is_known = false;
+          }
+        }
+        up->attempts_in_row = 0;
+      }
+      break;
+    case CMD_CANCEL:
+      up->is_cancelling = true;
+      if (up->is_waiting) {
+        uv_timer_stop(&up->timer);
+        up->is_waiting = false;
+      }
+      up_http_abort_all(up);
+      break;
+    }
+    up_advance(up);
+  }
+  up_unref(up); /* the command's reference */
+  free(c);
+}
+
+
+static void post_cmd(cm_upload_t* up, cmd_kind_t kind) {
+  if (up == NULL || atomic_load(&up->is_finished)) {
+    return; /* nothing left to control, and the client may be gone */
+  }
+  cmd_t* c = malloc(sizeof(*c));
+  if (c == NULL) {
+    return;
+  }
+  c->up = up;
+  c->kind = kind;
+  /* The command keeps the memory until it ran, even if the application
+   * frees the upload (after on_done) in the meantime. */
+  atomic_fetch_add(&up->refs, 1);
+  if (client_post(up->client, run_cmd, c) != 0) {
+    up_unref(up);
+    free(c);
+  }
+}
+
+
+void cm_upload_pause(cm_upload_t* up) {
+  post_cmd(up, CMD_PAUSE);
+}
+
+
+void cm_upload_resume(cm_upload_t* up) {
+  post_cmd(up, CMD_RESUME);
+}
+
+
+void cm_upload_cancel(cm_upload_t* up) {
+  if (up != NULL && !atomic_exchange(&up->is_user_cancelled, true)) {
+    post_cmd(up, CMD_CANCEL);
+  }
+}
+
+
+void cm_upload_free(cm_upload_t* up) {
+  if (up == NULL) {
+    return;
+  }
+  assert(atomic_load(&up->is_finished) && "cm_upload_free before on_done");
+  up_unref(up);
+}
+
+
+void client_uploads_stop_all(cm_client_t* client) {
+  core_list_t* it;
+  core_list_t* tmp;
+  CORE_LIST_FOREACH_SAFE(it, tmp, &client->uploads) {
+    cm_upload_t* up = CORE_CONTAINER_OF(it, cm_upload_t, node);
+    if (!up->is_ending) {
+      set_over(up, UV_ECANCELED, NULL, true);
+      up_advance(up);
+    }
+  }
+}
