@@ -1,0 +1,658 @@
+/* test_client_upload.c: libcryomamba's uploads (cm_upload_*) against the
+ * real cryomambad (started per test on port 0 with a fresh state dir; its
+ * path in $CRYOMAMBA_SERVER_BIN): an upload ends in on_done exactly once
+ * with the volume whose sha256 is the file's, every callback on the
+ * dispatch thread and none before cm_upload_start returned; the same file
+ * again sends nothing (dedup); pause mid-upload gives one PAUSED and no
+ * more bytes until resume; cancel ends in UV_ECANCELED and removes the
+ * record; the server's refusal of a non-MRC file comes back as its
+ * envelope; cm_client_free mid-upload keeps the record and a new upload
+ * resumes from it; a caller's-thread client runs an upload to its end. */
+#include <criterion/criterion.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "core/mrc.h"
+#include "cryomamba/client.h"
+
+/* ---- a real server ---- */
+
+typedef struct {
+  pid_t pid;
+  unsigned port;
+  char dir[64]; /* state, data and resume records below it */
+  char url[64];
+  char resume_dir[128];
+} server_t;
+
+
+static void server_start(server_t* s) {
+  const char* bin = getenv("CRYOMAMBA_SERVER_BIN");
+  if (bin == NULL || access(bin, X_OK) != 0) {
+    cr_skip_test("CRYOMAMBA_SERVER_BIN is not set to the server binary");
+  }
+  snprintf(s->dir, sizeof(s->dir), "/tmp/cm-upload-XXXXXX");
+  cr_assert_not_null(mkdtemp(s->dir));
+  char state[128], data[128];
+  snprintf(state, sizeof(state), "%s/state", s->dir);
+  snprintf(data, sizeof(data), "%s/data", s->dir);
+  snprintf(s->resume_dir, sizeof(s->resume_dir), "%s/records", s->dir);
+  mkdir(data, 0700);
+  int out[2];
+  cr_assert_eq(pipe(out), 0);
+  s->pid = fork();
+  cr_assert_geq(s->pid, 0);
+  if (s->pid == 0) {
+    dup2(out[1], 1);
+    int null = open("/dev/null", O_WRONLY);
+    dup2(null, 2);
+    close(out[0]);
+    execl(bin, bin, "--port", "0", "--state-dir", state, "--data-root", data,
+          (char*) NULL);
+    _exit(127);
+  }
+  close(out[1]);
+  /* "listening on http://127.0.0.1:PORT" within 20 s. */
+  char line[256];
+  size_t len = 0;
+  struct pollfd p = {.fd = out[0], .events = POLLIN};
+  while (len < sizeof(line) - 1 && memchr(line, '\n', len) == NULL) {
+    cr_assert_gt(poll(&p, 1, 20000), 0, "the server did not start");
+    ssize_t n = read(out[0], line + len, sizeof(line) - 1 - len);
+    cr_assert_gt(n, 0, "the server exited");
+    len += (size_t) n;
+    line[len] = '\0';
+  }
+  close(out[0]);
+  const char* colon = strrchr(line, ':');
+  cr_assert_not_null(colon, "%s", line);
+  s->port = (unsigned) strtoul(colon + 1, NULL, 10);
+  cr_assert_gt(s->port, 0);
+  snprintf(s->url, sizeof(s->url), "http://127.0.0.1:%u", s->port);
+}
+
+
+static void server_stop(server_t* s) {
+  kill(s->pid, SIGTERM);
+  int st;
+  waitpid(s->pid, &st, 0);
+  char cmd[128];
+  snprintf(cmd, sizeof(cmd), "rm -rf %s", s->dir);
+  cr_assert_eq(system(cmd), 0);
+}
+
+
+/* ---- files ---- */
+
+/* A float32 MRC of shape z,y,x with pseudo-random voxels of `seed`; its
+ * sha256 (hex) into sha. */
+static void write_mrc(const char* path,
+                      unsigned z,
+                      unsigned y,
+                      unsigned x,
+                      unsigned seed,
+                      char sha[65]) {
+  core_mrc_header_t h;
+  memset(&h, 0, sizeof(h));
+  h.shape.d[0] = z;
+  h.shape.d[1] = y;
+  h.shape.d[2] = x;
+  h.mode = CORE_MRC_MODE_FLOAT32;
+  h.voxel_size[0] = h.voxel_size[1] = h.voxel_size[2] = 2.5;
+  uint8_t header[CORE_MRC_HEADER_LEN];
+  core_mrc_header_write(&h, header);
+  FILE* f = fopen(path, "wb");
+  cr_assert_not_null(f);
+  EVP_MD_CTX* md = EVP_MD_CTX_new();
+  EVP_DigestInit_ex(md, EVP_sha256(), NULL);
+  cr_assert_eq(fwrite(header, 1, sizeof(header), f), sizeof(header));
+  EVP_DigestUpdate(md, header, sizeof(header));
+  size_t row = (size_t) x;
+  float* buf = malloc(row * sizeof(float));
+  uint32_t r = seed * 2654435761u + 1;
+  for (size_t i = 0; i < (size_t) z * y; i++) {
+    for (size_t k = 0; k < row; k++) {
+      r = r * 1664525u + 1013904223u;
+      buf[k] = (float) (r >> 8) / 16777216.0f;
+    }
+    cr_assert_eq(fwrite(buf, sizeof(float), row, f), row);
+    EVP_DigestUpdate(md, buf, row * sizeof(float));
+  }
+  free(buf);
+  fclose(f);
+  uint8_t d[32];
+  unsigned dlen = 0;
+  EVP_DigestFinal_ex(md, d, &dlen);
+  EVP_MD_CTX_free(md);
+  for (unsigned i = 0; i < 32; i++) {
+    snprintf(sha + 2 * i, 3, "%02x", d[i]);
+  }
+}
+
+
+static int count_records(const char* dir) {
+  DIR* d = opendir(dir);
+  if (d == NULL) {
+    return 0;
+  }
+  int n = 0;
+  struct dirent* e;
+  while ((e = readdir(d)) != NULL) {
+    n += strstr(e->d_name, ".json") != NULL;
+  }
+  closedir(d);
+  return n;
+}
+
+
+/* ---- a dispatch thread: the GTK main thread's stand-in ---- */
+
+typedef struct dq_item_s {
+  void (*fn)(void*);
+  void* arg;
+  struct dq_item_s* next;
+} dq_item_t;
+
+typedef struct {
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  dq_item_t *head, *tail;
+  bool is_stopping;
+  pthread_t thread;
+} dq_t;
+
+
+static void dq_dispatch(void (*fn)(void*), void* arg, void* user) {
+  dq_t* q = user;
+  dq_item_t* it = calloc(1, sizeof(*it));
+  it->fn = fn;
+  it->arg = arg;
+  pthread_mutex_lock(&q->mu);
+  if (q->tail != NULL) {
+    q->tail->next = it;
+  } else {
+    q->head = it;
+  }
+  q->tail = it;
+  pthread_cond_signal(&q->cv);
+  pthread_mutex_unlock(&q->mu);
+}
+
+
+static void* dq_main(void* arg) {
+  dq_t* q = arg;
+  pthread_mutex_lock(&q->mu);
+  for (;;) {
+    while (q->head == NULL && !q->is_stopping) {
+      pthread_cond_wait(&q->cv, &q->mu);
+    }
+    if (q->head == NULL) {
+      break;
+    }
+    dq_item_t* it = q->head;
+    q->head = it->next;
+    if (q->head == NULL) {
+      q->tail = NULL;
+    }
+    pthread_mutex_unlock(&q->mu);
+    it->fn(it->arg);
+    free(it);
+    pthread_mutex_lock(&q->mu);
+  }
+  pthread_mutex_unlock(&q->mu);
+  return NULL;
+}
+
+
+static void dq_start(dq_t* q) {
+  memset(q, 0, sizeof(*q));
+  pthread_mutex_init(&q->mu, NULL);
+  pthread_cond_init(&q->cv, NULL);
+  cr_assert_eq(pthread_create(&q->thread, NULL, dq_main, q), 0);
+}
+
+
+static void dq_stop(dq_t* q) {
+  pthread_mutex_lock(&q->mu);
+  q->is_stopping = true;
+  pthread_cond_signal(&q->cv);
+  pthread_mutex_unlock(&q->mu);
+  pthread_join(q->thread, NULL);
+}
+
+
+/* ---- what the callbacks saw ---- */
+
+typedef struct {
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  atomic_bool is_started; /* cm_upload_start returned */
+  bool early;             /* a callback before that */
+  pthread_t want_thread;
+  bool check_thread;
+  bool wrong_thread;
+  int done;
+  int status;
+  cm_volume_t volume;
+  char error_code[48];
+  int http_status;
+  int progress;
+  int paused;
+  int after_cancel; /* progress after cm_upload_cancel */
+  bool is_cancelled;
+  unsigned phases; /* bit per phase seen */
+  uint64_t durable_at_pause;
+  uint64_t max_durable;
+  uint64_t durable_after_pause; /* most seen while paused */
+  /* Actions taken from on_progress (on the callback thread). */
+  cm_upload_t* up;
+  bool pause_when_durable;
+  bool cancel_when_durable;
+  bool acted;
+} seen_t;
+
+
+static void seen_init(seen_t* s) {
+  memset(s, 0, sizeof(*s));
+  pthread_mutex_init(&s->mu, NULL);
+  pthread_cond_init(&s->cv, NULL);
+  atomic_init(&s->is_started, false);
+}
+
+
+static void note(seen_t* s) {
+  if (!atomic_load(&s->is_started)) {
+    s->early = true;
+  }
+  if (s->check_thread && !pthread_equal(pthread_self(), s->want_thread)) {
+    s->wrong_thread = true;
+  }
+}
+
+
+static void on_progress(cm_upload_t* up,
+                        const cm_upload_progress_t* p,
+                        void* user) {
+  seen_t* s = user;
+  pthread_mutex_lock(&s->mu);
+  note(s);
+  s->progress++;
+  s->phases |= 1u << p->phase;
+  if (s->is_cancelled) {
+    s->after_cancel++;
+  }
+  if (p->bytes_done > s->max_durable) {
+    s->max_durable = p->bytes_done;
+  }
+  if (p->phase == CM_UPLOAD_PAUSED) {
+    s->paused++;
+    s->durable_at_pause = p->bytes_done;
+    pthread_cond_broadcast(&s->cv);
+  } else if (s->paused > 0 && p->bytes_done > s->durable_after_pause) {
+    s->durable_after_pause = p->bytes_done;
+  }
+  bool act = !s->acted && p->phase == CM_UPLOAD_UPLOADING &&
+             p->bytes_done > 0 && p->bytes_done < p->bytes_total;
+  if (act && s->pause_when_durable) {
+    s->acted = true;
+    cm_upload_pause(up);
+  } else if (act && s->cancel_when_durable) {
+    s->acted = true;
+    s->is_cancelled = true;
+    cm_upload_cancel(up);
+  }
+  pthread_mutex_unlock(&s->mu);
+}
+
+
+static void on_done(cm_upload_t* up,
+                    int status,
+                    const cm_volume_t* volume,
+                    const cm_reply_t* reply,
+                    void* user) {
+  (void) up;
+  seen_t* s = user;
+  pthread_mutex_lock(&s->mu);
+  note(s);
+  s->done++;
+  s->status = status;
+  cr_assert_not_null(reply);
+  cr_assert((status == 0) == (volume != NULL));
+  if (volume != NULL) {
+    s->volume = *volume;
+  }
+  snprintf(s->error_code, sizeof(s->error_code), "%s", reply->error_code);
+  s->http_status = reply->http_status;
+  pthread_cond_broadcast(&s->cv);
+  pthread_mutex_unlock(&s->mu);
+}
+
+
+static const cm_upload_cbs_t cbs = {.on_progress = on_progress,
+                                    .on_done = on_done};
+
+
+/* Waits until `field` (read under the lock) is non-zero, 60 s at most. */
+#define WAIT_FOR(s, field)                                                     \
+  do {                                                                         \
+    struct timespec until_;                                                    \
+    clock_gettime(CLOCK_REALTIME, &until_);                                    \
+    until_.tv_sec += 60;                                                       \
+    pthread_mutex_lock(&(s)->mu);                                              \
+    while (!((s)->field)) {                                                    \
+      if (pthread_cond_timedwait(&(s)->cv, &(s)->mu, &until_) != 0) {          \
+        break;                                                                 \
+      }                                                                        \
+    }                                                                          \
+    bool ok_ = (s)->field;                                                     \
+    pthread_mutex_unlock(&(s)->mu);                                            \
+    cr_assert(ok_, "timed out waiting for " #field);                           \
+  } while (0)
+
+
+static cm_client_t* thread_client(const server_t* srv, dq_t* q) {
+  cm_client_options_t o;
+  cm_client_options_init(&o);
+  o.server_url = srv->url;
+  if (q != NULL) {
+    o.dispatch = dq_dispatch;
+    o.dispatch_data = q;
+  }
+  cm_client_t* c = NULL;
+  cr_assert_eq(cm_client_new(&o, &c), 0);
+  cr_assert_eq(cm_client_start_thread(c), 0);
+  return c;
+}
+
+
+static cm_upload_options_t upload_opts(const server_t* srv, const char* path) {
+  cm_upload_options_t o;
+  cm_upload_options_init(&o);
+  o.path = path;
+  o.resume_dir = srv->resume_dir;
+  o.chunk_bytes = 1 << 20;
+  o.progress_interval_ms = 0; /* every event */
+  return o;
+}
+
+
+static cm_upload_t* start(cm_client_t* c,
+                          const cm_upload_options_t* o,
+                          seen_t* s) {
+  cm_upload_t* up = NULL;
+  pthread_mutex_lock(&s->mu);
+  cr_assert_eq(cm_upload_start(c, o, &cbs, s, &up), 0);
+  s->up = up;
+  atomic_store(&s->is_started, true);
+  pthread_mutex_unlock(&s->mu);
+  return up;
+}
+
+
+Test(client_upload, uploads_once_on_the_dispatch_thread, .timeout = 120) {
+  server_t srv;
+  server_start(&srv);
+  char path[128], sha[65];
+  snprintf(path, sizeof(path), "%s/data/a.mrc", srv.dir);
+  write_mrc(path, 16, 64, 64, 1, sha);
+  dq_t q;
+  dq_start(&q);
+  cm_client_t* c = thread_client(&srv, &q);
+  seen_t s;
+  seen_init(&s);
+  s.check_thread = true;
+  s.want_thread = q.thread;
+  cm_upload_options_t o = upload_opts(&srv, path);
+  cm_upload_t* up = start(c, &o, &s);
+  WAIT_FOR(&s, done);
+  cm_upload_info_t info;
+  cm_upload_get_info(up, &info);
+  /* Cancel and pause after the end change nothing. */
+  cm_upload_cancel(up);
+  cm_upload_pause(up);
+  cm_client_free(c);
+  dq_stop(&q);
+  cm_upload_free(up);
+  cr_assert_eq(s.done, 1);
+  cr_assert_eq(s.status, 0, "%s", cm_strerror(s.status));
+  cr_assert_str_eq(s.volume.sha256, sha);
+  cr_assert_eq(s.volume.shape[0], 16);
+  cr_assert_eq(s.volume.shape[2], 64);
+  cr_assert_eq(s.volume.mode, 2);
+  cr_assert_str_eq(s.volume.filename, "a.mrc");
+  cr_assert_eq(s.volume.size_bytes, 1024 + 16 * 64 * 64 * 4);
+  cr_assert_not(s.early, "a callback ran before cm_upload_start returned");
+  cr_assert_not(s.wrong_thread, "a callback ran off the dispatch thread");
+  cr_assert(s.phases & (1u << CM_UPLOAD_HASHING));
+  cr_assert(s.phases & (1u << CM_UPLOAD_UPLOADING));
+  cr_assert(s.phases & (1u << CM_UPLOAD_DONE));
+  cr_assert_not(s.phases & (1u << CM_UPLOAD_RETRYING));
+  cr_assert_str_eq(info.sha256, sha);
+  cr_assert_eq(info.bytes_sent, s.volume.size_bytes);
+  cr_assert_not(info.is_deduplicated);
+  cr_assert_eq(count_records(srv.resume_dir), 0, "removed on success");
+  server_stop(&srv);
+}
+
+
+Test(client_upload, same_file_again_sends_nothing, .timeout = 120) {
+  server_t srv;
+  server_start(&srv);
+  char path[128], copy[128], sha[65];
+  snprintf(path, sizeof(path), "%s/data/a.mrc", srv.dir);
+  snprintf(copy, sizeof(copy), "%s/data/copy.mrc", srv.dir);
+  write_mrc(path, 8, 32, 32, 2, sha);
+  write_mrc(copy, 8, 32, 32, 2, sha); /* other path, same bytes */
+  cm_client_t* c = thread_client(&srv, NULL);
+  char first_id[40] = "";
+  for (int round = 0; round < 2; round++) {
+    seen_t s;
+    seen_init(&s);
+    cm_upload_options_t o = upload_opts(&srv, round == 0 ? path : copy);
+    cm_upload_t* up = start(c, &o, &s);
+    WAIT_FOR(&s, done);
+    cm_upload_info_t info;
+    cm_upload_get_info(up, &info);
+    cm_upload_free(up);
+    cr_assert_eq(s.status, 0, "%s", cm_strerror(s.status));
+    cr_assert_str_eq(s.volume.sha256, sha);
+    if (round == 0) {
+      memcpy(first_id, s.volume.volume_id, sizeof(first_id));
+      cr_assert_gt(info.bytes_sent, 0);
+    } else {
+      cr_assert_str_eq(s.volume.volume_id, first_id, "the same volume");
+      cr_assert(info.is_deduplicated);
+      cr_assert_eq(info.bytes_sent, 0, "dedup sends no bytes");
+    }
+  }
+  cm_client_free(c);
+  server_stop(&srv);
+}
+
+
+Test(client_upload, pause_stops_sending_until_resume, .timeout = 120) {
+  server_t srv;
+  server_start(&srv);
+  char path[128], sha[65];
+  snprintf(path, sizeof(path), "%s/data/big.mrc", srv.dir);
+  write_mrc(path, 32, 256, 256, 3, sha); /* 8 MiB: 8 chunks */
+  cm_client_t* c = thread_client(&srv, NULL);
+  seen_t s;
+  seen_init(&s);
+  s.pause_when_durable = true;
+  cm_upload_options_t o = upload_opts(&srv, path);
+  cm_upload_t* up = start(c, &o, &s);
+  WAIT_FOR(&s, paused);
+  pthread_mutex_lock(&s.mu);
+  uint64_t at = s.durable_at_pause;
+  int done_while_paused = s.done;
+  pthread_mutex_unlock(&s.mu);
+  cr_assert_eq(done_while_paused, 0);
+  cr_assert_gt(at, 0);
+  cr_assert_lt(at, 8u << 20);
+  cr_assert_eq(count_records(srv.resume_dir), 1, "paused: the record stays");
+  cm_upload_resume(up);
+  WAIT_FOR(&s, done);
+  cm_client_free(c);
+  cm_upload_free(up);
+  cr_assert_eq(s.paused, 1, "one PAUSED");
+  cr_assert_eq(s.done, 1);
+  cr_assert_eq(s.status, 0, "%s", cm_strerror(s.status));
+  cr_assert_str_eq(s.volume.sha256, sha);
+  cr_assert_geq(s.durable_after_pause, at);
+  server_stop(&srv);
+}
+
+
+Test(client_upload, cancel_ends_with_ecanceled_and_no_record, .timeout = 120) {
+  server_t srv;
+  server_start(&srv);
+  char path[128], sha[65];
+  snprintf(path, sizeof(path), "%s/data/big.mrc", srv.dir);
+  write_mrc(path, 32, 256, 256, 4, sha);
+  cm_client_t* c = thread_client(&srv, NULL);
+  seen_t s;
+  seen_init(&s);
+  s.cancel_when_durable = true;
+  cm_upload_options_t o = upload_opts(&srv, path);
+  cm_upload_t* up = start(c, &o, &s);
+  WAIT_FOR(&s, done);
+  cm_upload_cancel(up); /* again: a no-op */
+  cm_client_free(c);
+  cm_upload_free(up);
+  cr_assert_eq(s.done, 1);
+  cr_assert_eq(s.status, UV_ECANCELED, "%s", cm_strerror(s.status));
+  cr_assert_eq(s.after_cancel, 0, "no progress after cancel");
+  cr_assert_eq(count_records(srv.resume_dir), 0, "cancel removes the record");
+  server_stop(&srv);
+}
+
+
+Test(client_upload, server_refusal_comes_with_its_envelope, .timeout = 120) {
+  server_t srv;
+  server_start(&srv);
+  char path[128];
+  snprintf(path, sizeof(path), "%s/data/notes.txt", srv.dir);
+  FILE* f = fopen(path, "w");
+  cr_assert_not_null(f);
+  for (int i = 0; i < 1000; i++) {
+    fprintf(f, "not an MRC file, line %d\n", i);
+  }
+  fclose(f);
+  cm_client_t* c = thread_client(&srv, NULL);
+  seen_t s;
+  seen_init(&s);
+  cm_upload_options_t o = upload_opts(&srv, path);
+  cm_upload_t* up = start(c, &o, &s);
+  WAIT_FOR(&s, done);
+  cm_client_free(c);
+  cm_upload_free(up);
+  cr_assert_eq(s.done, 1);
+  cr_assert_eq(s.status, CM_EHTTP, "%s", cm_strerror(s.status));
+  cr_assert_eq(s.http_status, 422);
+  cr_assert_str_eq(s.error_code, "invalid_volume");
+  cr_assert_eq(count_records(srv.resume_dir), 0, "a refused file: no record");
+  server_stop(&srv);
+}
+
+
+Test(client_upload, client_free_keeps_the_record_for_a_resume, .timeout = 120) {
+  server_t srv;
+  server_start(&srv);
+  char path[128], sha[65];
+  snprintf(path, sizeof(path), "%s/data/big.mrc", srv.dir);
+  write_mrc(path, 32, 256, 256, 5, sha);
+  cm_client_t* c = thread_client(&srv, NULL);
+  seen_t s;
+  seen_init(&s);
+  s.pause_when_durable = true;
+  cm_upload_options_t o = upload_opts(&srv, path);
+  cm_upload_t* up = start(c, &o, &s);
+  WAIT_FOR(&s, paused);
+  cm_client_free(c); /* on_done is skipped: the client is gone */
+  cm_upload_free(up);
+  cr_assert_eq(s.done, 0);
+  cr_assert_eq(count_records(srv.resume_dir), 1);
+  uint64_t at = s.durable_at_pause;
+  /* A new client, the same file: resumes from the record, no hashing. */
+  c = thread_client(&srv, NULL);
+  seen_t s2;
+  seen_init(&s2);
+  up = start(c, &o, &s2);
+  WAIT_FOR(&s2, done);
+  cm_upload_info_t info;
+  cm_upload_get_info(up, &info);
+  cm_client_free(c);
+  cm_upload_free(up);
+  cr_assert_eq(s2.status, 0, "%s", cm_strerror(s2.status));
+  cr_assert_str_eq(s2.volume.sha256, sha);
+  cr_assert(info.is_resumed);
+  cr_assert_geq(info.resumed_at, at);
+  cr_assert_eq(info.bytes_sent,
+               (uint64_t) (1024 + (8u << 20)) - info.resumed_at);
+  cr_assert_not(s2.phases & (1u << CM_UPLOAD_HASHING), "sha256 from record");
+  cr_assert_eq(count_records(srv.resume_dir), 0);
+  server_stop(&srv);
+}
+
+
+static void run_done(cm_upload_t* up,
+                     int status,
+                     const cm_volume_t* volume,
+                     const cm_reply_t* reply,
+                     void* user) {
+  on_done(up, status, volume, reply, user);
+  cm_upload_free(up); /* allowed inside on_done */
+}
+
+
+Test(client_upload, callers_thread_client_runs_to_the_end, .timeout = 120) {
+  server_t srv;
+  server_start(&srv);
+  char path[128], sha[65];
+  snprintf(path, sizeof(path), "%s/data/a.mrc", srv.dir);
+  write_mrc(path, 8, 16, 16, 6, sha);
+  cm_client_options_t co;
+  cm_client_options_init(&co);
+  co.server_url = srv.url;
+  cm_client_t* c = NULL;
+  cr_assert_eq(cm_client_new(&co, &c), 0);
+  seen_t s;
+  seen_init(&s);
+  cm_upload_options_t o = upload_opts(&srv, path);
+  cm_upload_cbs_t run_cbs = {.on_progress = on_progress, .on_done = run_done};
+  cm_upload_t* up = NULL;
+  cr_assert_eq(cm_upload_start(c, &o, &run_cbs, &s, &up), 0);
+  atomic_store(&s.is_started, true);
+  cr_assert_eq(cm_client_run(c), 0);
+  cr_assert_eq(s.done, 1);
+  cr_assert_eq(s.status, 0, "%s", cm_strerror(s.status));
+  cr_assert_str_eq(s.volume.sha256, sha);
+  cr_assert_not(s.early);
+  /* Bad arguments never start anything. */
+  cm_upload_options_t bad = o;
+  bad.path = NULL;
+  cr_assert_eq(cm_upload_start(c, &bad, &cbs, &s, &up), CM_EBADARG);
+  bad = o;
+  bad.parallel = 17;
+  cr_assert_eq(cm_upload_start(c, &bad, &cbs, &s, &up), CM_EBADARG);
+  bad = o;
+  bad.chunk_bytes = 1000;
+  cr_assert_eq(cm_upload_start(c, &bad, &cbs, &s, &up), CM_EBADARG);
+  cm_client_free(c);
+  server_stop(&srv);
+}
