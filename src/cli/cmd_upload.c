@@ -105,7 +105,7 @@ static void show(up_view_t* v, const cm_upload_progress_t* p) {
   cli_human_bytes(p->bytes_total, total, sizeof(total));
   double pct = p->bytes_total > 0
                    ? 100.0 * (double) p->bytes_done / (double) p->bytes_total
-                   : 100.0;
+                   : (p->phase == CM_UPLOAD_DONE ? 100.0 : 0.0);
   if (p->rate_bps > 0) {
     snprintf(rate, sizeof(rate), "%.1f MB/s", p->rate_bps / 1e6);
   }

@@ -234,16 +234,22 @@ static void after_close(cm_upload_t* up) {
 /* Everything in flight has landed: terminate (cancel), remove the record
  * (unless kept), close the file, then on_done. */
 static void end(cm_upload_t* up) {
-  if (up->is_cancelling && !up->is_cancel_sent) {
-    up->is_cancel_sent = true;
+  /* A cancel terminates the final first: its parts are "in use" (409)
+   * while it is assembled. */
+  if (up->is_cancelling && up->cancel_stage == 0) {
+    up->cancel_stage = 1;
     set_over(up, UV_ECANCELED, NULL, false);
+    if (up->final_url[0] != '\0' &&
+        up_http_delete(up, up->final_url, false) == 0) {
+      return;
+    }
+  }
+  if (up->is_cancelling && up->cancel_stage == 1) {
+    up->cancel_stage = 2;
     for (unsigned i = 0; i < up->stream_count; i++) {
       if (up->streams[i].url[0] != '\0') {
-        up_http_delete(up, up->streams[i].url);
+        up_http_delete(up, up->streams[i].url, false);
       }
-    }
-    if (up->final_url[0] != '\0') {
-      up_http_delete(up, up->final_url);
     }
     if (up->ops > 0) {
       return;
@@ -425,7 +431,7 @@ void up_advance(cm_upload_t* up) {
       err = drive_streams(up);
     }
   } else if (up->is_concat && up->final_url[0] != '\0') {
-    err = up_http_head(up, -1); /* completing, or done */
+    err = up_http_head(up, -1); /* assembling, or done */
     up_emit_progress(up, CM_UPLOAD_COMPLETING, false);
   } else if (!up_all_sent(up)) {
     up_emit_progress(up, CM_UPLOAD_UPLOADING, false);

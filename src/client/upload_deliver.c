@@ -122,7 +122,9 @@ void up_emit_progress(cm_upload_t* up, cm_upload_phase_t phase, bool force) {
   cm_upload_progress_t* p = &ev->progress;
   p->phase = phase;
   p->bytes_total = up->size;
-  p->bytes_done = phase == CM_UPLOAD_HASHING ? up->hashed : up_durable(up);
+  p->bytes_done = phase == CM_UPLOAD_HASHING ? up->hashed
+                  : up->is_dedup             ? up->size
+                                             : up_durable(up);
   p->bytes_sent = bytes_of(up, CM_UPLOAD_UPLOADING);
   uint64_t moving = bytes_of(up, phase);
   p->rate_bps = rate_of(up, now, moving);

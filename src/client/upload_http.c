@@ -34,6 +34,7 @@ struct up_req_s {
   rq_kind_t kind;
   int stream; /* -1: not a stream's */
   bool is_empty;
+  bool is_step; /* a DELETE the next step waits for */
   char target[600];
   char* headers; /* owned */
 };
@@ -109,6 +110,26 @@ static void location_path(const char* loc, char* out, size_t cap) {
     path = p != NULL ? p : "/";
   }
   snprintf(out, cap, "%s", path);
+}
+
+
+/* A final's HEAD that failed carries no body: its reason is in
+ * CryoMamba-Upload-Error ("<code> <message>"). */
+static void upload_error(const net_hreq_t* h, cm_reply_t* rp) {
+  char v[300];
+  if (!net_hreq_header(h, "CryoMamba-Upload-Error", v, sizeof(v))) {
+    return;
+  }
+  char* sp = strchr(v, ' ');
+  if (sp != NULL) {
+    *sp = '\0';
+    snprintf(rp->error_message, sizeof(rp->error_message), "%s", sp + 1);
+  }
+  size_t n = strlen(v) < sizeof(rp->error_code) - 1
+                 ? strlen(v)
+                 : sizeof(rp->error_code) - 1;
+  memcpy(rp->error_code, v, n);
+  rp->error_code[n] = '\0';
 }
 
 
@@ -202,7 +223,8 @@ static void handle_ok(cm_upload_t* up, up_req_t* r) {
       } else {
         char url[UPLOAD_URL_MAX];
         location_path(loc, url, sizeof(url));
-        up_http_delete(up, url); /* a probe only; the parts carry it */
+        /* A probe only: gone before the parts take their upload slots. */
+        up_http_delete(up, url, true);
       }
       break;
     }
@@ -215,7 +237,8 @@ static void handle_ok(cm_upload_t* up, up_req_t* r) {
     break;
   }
   case RQ_HEAD:
-    if (!header_u64(h, "Upload-Offset", &off)) {
+    /* A final has no Upload-Offset until it is a volume. */
+    if (!header_u64(h, "Upload-Offset", &off) && s != NULL) {
       up_fail(up, CM_EPROTO, NULL, false);
       return;
     }
@@ -227,9 +250,12 @@ static void handle_ok(cm_upload_t* up, up_req_t* r) {
         s->has_chunk = false;
       }
     } else if (up->volume_id[0] == '\0') {
-      /* The final upload is still completing: ask again later (not a
-       * failure, no attempt counted). */
-      up_wait(up, 1000);
+      /* The final upload is still being assembled and validated: ask
+       * again later (not a failure, no attempt counted), every 2 s at
+       * most. */
+      uint32_t ms = 250u << (up->polls < 3 ? up->polls : 3);
+      up->polls++;
+      up_wait(up, ms);
     }
     break;
   case RQ_PATCH:
@@ -288,7 +314,7 @@ static void on_done(net_hreq_t* h, int status) {
   assert(up->ops > 0);
   up->ops--;
   up_stream_t* s = r->stream >= 0 ? &up->streams[r->stream] : NULL;
-  if (r->kind == RQ_DELETE) {
+  if (r->kind == RQ_DELETE && !r->is_step) {
     /* counted in ops only */
   } else if (s != NULL && !r->is_empty) {
     s->is_busy = false;
@@ -307,10 +333,25 @@ static void on_done(net_hreq_t* h, int status) {
                                    : NULL;
     code = client_parse_error(&reply, root);
     json_decref(root);
+    upload_error(h, &reply);
   }
   verdict_t v = classify(r, status, &reply);
   if (r->kind == RQ_DELETE) {
     v = V_ABORTED; /* best effort: nothing depends on it */
+  } else if (r->kind == RQ_HEAD && s == NULL && status == 0 &&
+             h->http_status != 404 && h->http_status != 410 &&
+             h->http_status / 100 != 2 &&
+             net_hreq_header(h, "CryoMamba-Upload-Error", NULL, 0)) {
+    /* The final failed (its reason is above) and its parts are free
+     * again. Not a valid MRC file: for good. Anything else (a full disk,
+     * a server error) may pass: one more final from the same parts. */
+    v = V_FATAL;
+    if (h->http_status != 422 && !up->is_final_retried) {
+      up->is_final_retried = true;
+      up->final_url[0] = '\0';
+      up->is_record_dirty = true;
+      v = V_ABORTED;
+    }
   }
   switch (v) {
   case V_OK:
@@ -385,6 +426,8 @@ static int start(cm_upload_t* up,
   r->kind = kind;
   r->stream = stream;
   r->is_empty = is_empty;
+  r->is_step = kind == RQ_DELETE && up->is_next_delete_step;
+  up->is_next_delete_step = false;
   url_target(up, url, r->target, sizeof(r->target));
   net_hreq_opts_t o = {
       .host = c->host,
@@ -409,7 +452,7 @@ static int start(cm_upload_t* up,
   }
   core_list_push_back(&up->reqs, &r->node);
   up->ops++;
-  if (kind == RQ_DELETE) {
+  if (kind == RQ_DELETE && !r->is_step) {
     /* counted in ops only */
   } else if (stream >= 0 && !is_empty) {
     up->streams[stream].is_busy = true;
@@ -505,7 +548,9 @@ int up_http_final(cm_upload_t* up) {
 }
 
 
-int up_http_delete(cm_upload_t* up, const char* url) {
+int up_http_delete(cm_upload_t* up, const char* url, bool is_step) {
+  /* The flag must be known before start() counts the request. */
+  up->is_next_delete_step = is_step;
   return start(up, RQ_DELETE, -1, false, "DELETE", url, NULL, NULL, 0,
                up->client->opts.request_timeout_ms);
 }

@@ -115,6 +115,10 @@ struct cm_upload_s {
   char final_url[UPLOAD_URL_MAX]; /* concatenation: "" until posted */
   char volume_id[40];             /* once the server names it */
   bool is_dedup_probe_done;       /* concatenation: the probe POST ran */
+  unsigned polls;                 /* HEADs of an assembling final */
+  bool is_final_retried;          /* a failed final was posted again */
+  bool is_next_delete_step;       /* up_http_delete's flag for start() */
+  unsigned cancel_stage;          /* 0, 1: the final's DELETE, 2: parts' */
   cm_volume_t volume;
   bool has_volume;
   /* Retries. */
@@ -173,7 +177,9 @@ int up_http_create(cm_upload_t* up, int stream, bool is_probe);
 int up_http_head(cm_upload_t* up, int stream); /* -1: the final upload */
 int up_http_patch(cm_upload_t* up, int stream, bool is_empty);
 int up_http_final(cm_upload_t* up);
-int up_http_delete(cm_upload_t* up, const char* url);
+/* Terminates `url`; `is_step`: the next step waits for it (else only the
+ * end does), and its answer matters to nothing. */
+int up_http_delete(cm_upload_t* up, const char* url, bool is_step);
 int up_http_get_volume(cm_upload_t* up);
 
 /* Aborts every request in flight (their ends come later). */
