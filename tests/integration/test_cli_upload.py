@@ -1,0 +1,576 @@
+#!/usr/bin/python3
+"""`cryomamba upload`, `volumes` and `submit FILE.mrc` (docs/cli.md) against
+the real cryomambad: the volume's sha256 is hashlib's, --json parses, the
+same file again sends nothing (the server logs one completion), Ctrl-C
+stops cleanly (exit 130) and the same command resumes at the durable
+offset, a server killed with -9 mid-upload and restarted on its state is
+survived by the CLI's retries, submit makes a job of the uploaded volume,
+volumes list/get/delete, a file that is not MRC fails clearly, and
+--parallel 4 over tus concatenation when the server offers it.
+
+Uploads go through a small TCP proxy here (Proxy) that paces what the CLI
+sends and can hold it: the CLI is interrupted or the server killed while
+bytes are provably still in flight, never after a sleep. Resume records go
+to a private XDG_STATE_HOME per test. The CLI binary comes from
+$CRYOMAMBA_CLI_BIN, the server from $CRYOMAMBA_SERVER_BIN (harness.py)."""
+
+import hashlib
+import json
+import os
+import queue
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from harness import Server, main  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CLI_BIN = os.path.abspath(os.environ.get(
+    "CRYOMAMBA_CLI_BIN", os.path.join(HERE, "..", "..", "build", "src", "cli", "cryomamba")))
+RUN_TIMEOUT = 180
+LINE_RE = re.compile(r"^upload ([0-9.]+)% phase=(\w+) durable=(\d+) total=(\d+)")
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def sha256_of(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+class Proxy:
+    """Forwards TCP connections to 127.0.0.1:upstream. What the client sends
+    is paced at `rate` bytes/s and waits while `hold()` is in effect; the
+    answers go back unpaced. A connection the upstream refuses is closed."""
+
+    def __init__(self, upstream, rate=None):
+        self.upstream = upstream
+        self.rate = rate
+        self.open = threading.Event()
+        self.open.set()
+        self.stopping = False
+        self.forwarded = 0  # client bytes passed on
+        self.lock = threading.Lock()
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self):
+        return "http://127.0.0.1:%d" % self.port
+
+    def hold(self):
+        self.open.clear()
+
+    def release(self):
+        self.open.set()
+
+    def close(self):
+        self.stopping = True
+        self.open.set()
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def _accept(self):
+        while not self.stopping:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+
+    def _serve(self, c):
+        try:
+            u = socket.create_connection(("127.0.0.1", self.upstream), timeout=10)
+        except OSError:
+            c.close()
+            return
+        u.settimeout(None)
+        back = threading.Thread(target=self._pump, args=(u, c, False), daemon=True)
+        back.start()
+        self._pump(c, u, True)
+        back.join(60)
+        for s in (c, u):
+            try:
+                s.close()
+            except OSError:
+                pass
+
+    def _pump(self, src, dst, paced):
+        try:
+            while True:
+                data = src.recv(64 * 1024)
+                if not data:
+                    break
+                if paced:
+                    while not self.open.wait(0.2):
+                        if self.stopping:
+                            return
+                    if self.rate:
+                        time.sleep(len(data) / self.rate)  # pacing, not syncing
+                dst.sendall(data)
+                if paced:
+                    with self.lock:
+                        self.forwarded += len(data)
+            dst.shutdown(socket.SHUT_WR)
+        except OSError:
+            try:
+                dst.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+class Upload:
+    """`cryomamba upload` in the background; its stderr lines are collected
+    (plain progress lines: stderr is a pipe)."""
+
+    def __init__(self, server_url, path, *extra, env=None):
+        self.proc = subprocess.Popen(
+            [CLI_BIN, "--server", server_url, "--json", "upload", path] + list(extra),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+            text=True, env=env)
+        self.lines = []
+        self.q = queue.Queue()
+        self.stdout = ""
+        threading.Thread(target=self._pump, daemon=True).start()
+        threading.Thread(target=self._pump_out, daemon=True).start()
+
+    def _pump(self):
+        for line in self.proc.stderr:
+            self.lines.append(line.rstrip("\n"))
+            self.q.put(line.rstrip("\n"))
+        self.q.put(None)
+
+    def _pump_out(self):
+        self.stdout = self.proc.stdout.read()
+
+    def wait_line(self, pred, timeout=60):
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError("no matching line in %.0f s; got %r" % (timeout, self.lines[-10:]))
+            try:
+                line = self.q.get(timeout=left)
+            except queue.Empty:
+                continue
+            if line is None:
+                raise AssertionError("upload ended before the line; lines %r" % self.lines[-10:])
+            if pred(line):
+                return line
+
+    def wait_durable(self, at_least=1):
+        """The first progress line with at least `at_least` durable bytes."""
+        def pred(line):
+            m = LINE_RE.match(line)
+            return m is not None and int(m.group(3)) >= at_least and \
+                int(m.group(3)) < int(m.group(4))
+        m = LINE_RE.match(self.wait_line(pred))
+        return int(m.group(3)), int(m.group(4))
+
+    def wait(self, timeout=RUN_TIMEOUT):
+        rc = self.proc.wait(timeout)
+        deadline = time.monotonic() + 10
+        while not self.lines or self.lines[-1] is None:
+            if time.monotonic() > deadline:
+                break
+            try:
+                if self.q.get(timeout=0.5) is None:
+                    break
+            except queue.Empty:
+                break
+        return rc
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        for f in (self.proc.stdout, self.proc.stderr):
+            try:
+                f.close()
+            except Exception:
+                pass
+
+
+class UploadTestBase(unittest.TestCase):
+    server_args = ()
+
+    def setUp(self):
+        if not os.path.isfile(CLI_BIN):
+            raise RuntimeError("cli binary not found: %s (set CRYOMAMBA_CLI_BIN)" % CLI_BIN)
+        self.tmp = tempfile.mkdtemp(prefix="cryomamba-upl-cli-")
+        self.state_home = os.path.join(self.tmp, "state")
+        self.env = dict(os.environ)
+        self.env.pop("CRYOMAMBA_TOKEN", None)
+        self.env["XDG_STATE_HOME"] = self.state_home
+        self.servers = []
+        self.proxies = []
+        self.uploads = []
+
+    def tearDown(self):
+        for u in self.uploads:
+            u.kill()
+        for p in self.proxies:
+            p.close()
+        for s in self.servers:
+            s.cleanup()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def start_server(self, args=(), **kw):
+        s = Server(tuple(self.server_args) + tuple(args), **kw).start()
+        self.servers.append(s)
+        return s
+
+    def proxy(self, port, rate=None):
+        p = Proxy(port, rate)
+        self.proxies.append(p)
+        return p
+
+    def cli(self, server_url, *args):
+        e = dict(self.env)
+        if server_url is not None:
+            e["CRYOMAMBA_SERVER"] = server_url
+        return subprocess.run([CLI_BIN] + list(args), capture_output=True, text=True,
+                              timeout=RUN_TIMEOUT, env=e, stdin=subprocess.DEVNULL)
+
+    def upload_bg(self, server_url, path, *extra):
+        u = Upload(server_url, path, *extra, env=self.env)
+        self.uploads.append(u)
+        return u
+
+    def phantom(self, name, shape, seed=1):
+        path = os.path.join(self.tmp, name)
+        r = self.cli(None, "phantom", "--shape", shape, "-o", path, "--seed", str(seed))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return path
+
+    def records(self):
+        d = os.path.join(self.state_home, "cryomamba", "uploads")
+        return sorted(os.listdir(d)) if os.path.isdir(d) else []
+
+    def completions(self, server):
+        """`upload.completed` lines in the server's log (a completion ran)."""
+        with open(server.stderr_path, "rb") as f:
+            return [json.loads(line) for line in f
+                    if b'"upload.completed"' in line]
+
+    def wait_completions(self, server, n, timeout=20):
+        deadline = time.monotonic() + timeout
+        while len(self.completions(server)) < n:
+            if time.monotonic() > deadline:
+                raise AssertionError("the server logged %d completions, not %d"
+                                     % (len(self.completions(server)), n))
+            time.sleep(0.05)  # polling the log file with a deadline
+        return self.completions(server)
+
+
+class UploadTest(UploadTestBase):
+    def test_upload_gives_the_files_volume(self):
+        s = self.start_server()
+        path = self.phantom("tomo.mrc", "24,40,36", seed=3)
+        r = self.cli(s.base, "--json", "upload", path)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        vol = json.loads(r.stdout)
+        self.assertEqual(vol["sha256"], sha256_of(path))
+        self.assertEqual(vol["shape"], [24, 40, 36])
+        self.assertEqual(vol["filename"], "tomo.mrc")
+        self.assertEqual(vol["size_bytes"], os.path.getsize(path))
+        self.assertEqual(vol["upload"]["bytes_sent"], os.path.getsize(path))
+        self.assertFalse(vol["upload"]["deduplicated"])
+        self.assertFalse(vol["upload"]["resumed"])
+        srv = s.get("/v1/volumes/%s" % vol["volume_id"])
+        self.assertEqual(srv.status, 200)
+        server_vol = srv.json
+        for k in ("volume_id", "sha256", "shape", "voxel_size", "mode", "size_bytes",
+                  "filename", "created_at"):
+            self.assertEqual(vol[k], server_vol[k], k)
+        self.assertEqual(self.records(), [], "the record goes with success")
+        # Plain output for people; progress on stderr.
+        other = self.phantom("other.mrc", "8,8,8", seed=4)
+        r = self.cli(s.base, "upload", other)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertRegex(r.stdout, r"volume\s+[0-9a-f-]{36}")
+        self.assertIn(sha256_of(other), r.stdout)
+        self.assertIn("8 x 8 x 8", r.stdout)
+        self.assertIn("phase=done", r.stderr)
+        self.assertNotIn("\r", r.stderr, "no bar when stderr is not a terminal")
+
+    def test_same_file_again_sends_nothing(self):
+        s = self.start_server()
+        path = self.phantom("tomo.mrc", "32,64,64", seed=5)
+        first = self.cli(s.base, "--json", "upload", path)
+        self.assertEqual(first.returncode, 0, first.stderr)
+        v1 = json.loads(first.stdout)
+        self.assertEqual(len(self.wait_completions(s, 1)), 1)
+        copy = os.path.join(self.tmp, "copy.mrc")
+        shutil.copyfile(path, copy)
+        for p in (path, copy):
+            again = self.cli(s.base, "--json", "upload", p)
+            self.assertEqual(again.returncode, 0, again.stderr)
+            v2 = json.loads(again.stdout)
+            self.assertEqual(v2["volume_id"], v1["volume_id"])
+            self.assertTrue(v2["upload"]["deduplicated"])
+            self.assertEqual(v2["upload"]["bytes_sent"], 0)
+            self.assertIn("already has this file", again.stderr)
+        # The server ran no completion for the duplicates: no bytes came in.
+        self.assertEqual(len(self.completions(s)), 1)
+        listing = s.get("/v1/volumes").json
+        self.assertEqual(listing["total"], 1)
+
+    def test_not_an_mrc_file_fails_clearly(self):
+        s = self.start_server()
+        text = os.path.join(self.tmp, "notes.txt")
+        with open(text, "w") as f:
+            f.write("these are notes, not a tomogram\n" * 100)
+        r = self.cli(s.base, "upload", text)
+        self.assertEqual(r.returncode, 9, r.stderr)
+        self.assertIn("not a valid MRC2014 file", r.stderr)
+        r = self.cli(s.base, "upload", os.path.join(self.tmp, "missing.mrc"))
+        self.assertEqual(r.returncode, 9, r.stderr)
+        self.assertIn("cannot open", r.stderr)
+        # Truncated: the header announces more voxels than the file has.
+        good = self.phantom("t.mrc", "8,8,8")
+        cut = os.path.join(self.tmp, "cut.mrc")
+        with open(good, "rb") as f, open(cut, "wb") as g:
+            g.write(f.read()[:1024 + 100])
+        r = self.cli(s.base, "upload", cut)
+        self.assertEqual(r.returncode, 9, r.stderr)
+        self.assertIn("not a valid MRC2014 file", r.stderr)
+        r = self.cli(s.base, "upload")
+        self.assertEqual(r.returncode, 64)
+        r = self.cli(s.base, "upload", good, "--parallel", "17")
+        self.assertEqual(r.returncode, 64)
+        self.assertIn("--parallel", r.stderr)
+        self.assertEqual(s.get("/v1/volumes").json["total"], 0)
+        for cmd in ("upload", "volumes"):
+            r = self.cli(s.base, cmd, "--help")
+            self.assertEqual(r.returncode, 0)
+            self.assertIn("Usage: cryomamba " + cmd, r.stdout)
+
+    def test_unreachable_server(self):
+        path = self.phantom("t.mrc", "8,8,8")
+        r = self.cli("http://127.0.0.1:%d" % free_port(), "upload", path, "--max-retries", "1")
+        self.assertEqual(r.returncode, 7, r.stderr)
+        self.assertIn("cannot reach the server", r.stderr)
+        self.assertEqual(len(self.records()), 1, "kept: the upload may go on later")
+
+    def test_ctrl_c_then_the_same_command_resumes(self):
+        s = self.start_server()
+        path = self.phantom("big.mrc", "64,256,256", seed=6)  # 16 MiB
+        size = os.path.getsize(path)
+        p = self.proxy(s.port, rate=4 << 20)
+        u = self.upload_bg(p.url, path, "--chunk-mib", "1")
+        durable, total = u.wait_durable()
+        self.assertEqual(total, size)
+        p.hold()  # nothing more gets through until the CLI has stopped
+        u.proc.send_signal(signal.SIGINT)
+        self.assertEqual(u.wait(), 130, u.lines[-10:])
+        self.assertTrue(any("run the same command again" in line for line in u.lines), u.lines)
+        self.assertEqual(len(self.records()), 1, "the record stays")
+        p.release()
+        # The same command again, straight to the server this time: the
+        # record names the server by its own URL, so go through the proxy.
+        r = self.cli(p.url, "--json", "upload", path, "--chunk-mib", "1")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        m = re.search(r"resuming at .* \((\d+) of (\d+) bytes are on the server\)", r.stderr)
+        self.assertIsNotNone(m, r.stderr)
+        at = int(m.group(1))
+        self.assertGreaterEqual(at, durable)
+        self.assertGreater(at, 0)
+        self.assertLess(at, size)
+        self.assertEqual(int(m.group(2)), size)
+        vol = json.loads(r.stdout)
+        self.assertEqual(vol["sha256"], sha256_of(path))
+        self.assertTrue(vol["upload"]["resumed"])
+        self.assertEqual(vol["upload"]["resumed_at"], at)
+        self.assertEqual(vol["upload"]["bytes_sent"], size - at)
+        self.assertNotIn("phase=hashing", r.stderr, "the sha256 came from the record")
+        self.assertEqual(self.records(), [])
+
+    def test_no_resume_starts_afresh(self):
+        s = self.start_server()
+        path = self.phantom("big.mrc", "64,256,256", seed=7)
+        p = self.proxy(s.port, rate=4 << 20)
+        u = self.upload_bg(p.url, path, "--chunk-mib", "1")
+        u.wait_durable()
+        p.hold()
+        u.proc.send_signal(signal.SIGINT)
+        self.assertEqual(u.wait(), 130)
+        p.release()
+        r = self.cli(p.url, "--json", "upload", path, "--no-resume")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        vol = json.loads(r.stdout)
+        self.assertFalse(vol["upload"]["resumed"])
+        self.assertEqual(vol["upload"]["bytes_sent"], os.path.getsize(path))
+        self.assertEqual(vol["sha256"], sha256_of(path))
+
+    def test_changed_file_starts_over(self):
+        s = self.start_server()
+        path = self.phantom("big.mrc", "64,256,256", seed=8)
+        p = self.proxy(s.port, rate=4 << 20)
+        u = self.upload_bg(p.url, path, "--chunk-mib", "1")
+        u.wait_durable()
+        p.hold()
+        u.proc.send_signal(signal.SIGINT)
+        self.assertEqual(u.wait(), 130)
+        p.release()
+        # Another tomogram under the same name: size or mtime differ.
+        self.phantom("big.mrc", "64,256,255", seed=9)
+        r = self.cli(p.url, "--json", "upload", path)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        vol = json.loads(r.stdout)
+        self.assertFalse(vol["upload"]["resumed"])
+        self.assertEqual(vol["shape"], [64, 256, 255])
+        self.assertEqual(vol["sha256"], sha256_of(path))
+
+    def test_server_killed_mid_upload_is_survived(self):
+        port = free_port()
+        s1 = self.start_server(("--port", str(port)))
+        path = self.phantom("big.mrc", "64,256,256", seed=10)
+        p = self.proxy(port, rate=4 << 20)
+        u = self.upload_bg(p.url, path, "--chunk-mib", "1", "--max-retries", "30")
+        durable, _ = u.wait_durable(4 << 20)
+        p.hold()
+        s1.proc.send_signal(signal.SIGKILL)
+        s1.proc.wait(10)
+        p.release()
+        u.wait_line(lambda line: "retrying in" in line)
+        self.start_server(("--port", str(port)), state_dir=s1.state_dir)
+        self.assertEqual(u.wait(), 0, u.lines[-10:])
+        vol = json.loads(u.stdout)
+        self.assertEqual(vol["sha256"], sha256_of(path))
+        self.assertGreater(vol["upload"]["retries"], 0)
+        # What was durable before the kill (at least 4 MiB) was not sent
+        # again: one chunk in flight (1 MiB) at most is sent twice.
+        self.assertGreaterEqual(durable, 4 << 20)
+        self.assertLessEqual(vol["upload"]["bytes_sent"], os.path.getsize(path) + (1 << 20))
+        self.assertEqual(self.records(), [])
+
+    def test_submit_uploads_and_makes_a_job_of_the_volume(self):
+        s = self.start_server()
+        path = self.phantom("tomo.mrc", "20,30,40", seed=11)
+        r = self.cli(s.base, "--json", "submit", path, "--duration", "0.2")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        job = json.loads(r.stdout)
+        vols = s.get("/v1/volumes").json["volumes"]
+        self.assertEqual(len(vols), 1)
+        self.assertEqual(vols[0]["sha256"], sha256_of(path))
+        got = s.job(job["job_id"])
+        self.assertEqual(got["volume"]["shape"], vols[0]["shape"])
+        self.assertEqual(got["volume"]["voxel_size"], vols[0]["voxel_size"])
+        if "volume_id" in got:  # named by newer servers
+            self.assertEqual(got["volume_id"], vols[0]["volume_id"])
+        self.assertIn("is volume %s" % vols[0]["volume_id"], r.stderr)
+        # Again: the volume is reused, not uploaded twice.
+        r = self.cli(s.base, "--json", "submit", path, "--duration", "0.2")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("already has this file", r.stderr)
+        self.assertEqual(s.get("/v1/volumes").json["total"], 1)
+        # --no-upload: today's shape-only job, no volume.
+        other = self.phantom("other.mrc", "10,12,14", seed=12)
+        r = self.cli(s.base, "--json", "submit", other, "--no-upload", "--duration", "0")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(json.loads(r.stdout)["volume"]["shape"], [10, 12, 14])
+        self.assertEqual(s.get("/v1/volumes").json["total"], 1)
+        r = self.cli(s.base, "submit", "--shape", "4,4,4", "--no-upload")
+        self.assertEqual(r.returncode, 64)
+
+    def test_volumes_list_get_delete(self):
+        s = self.start_server()
+        ids = []
+        for i in range(3):
+            path = self.phantom("v%d.mrc" % i, "8,8,%d" % (8 + i), seed=20 + i)
+            r = self.cli(s.base, "--json", "upload", path)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            ids.append(json.loads(r.stdout)["volume_id"])
+        r = self.cli(s.base, "--json", "volumes")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        listing = json.loads(r.stdout)
+        self.assertEqual([v["volume_id"] for v in listing["volumes"]], ids[::-1])
+        self.assertEqual(listing["total"], 3)
+        # One page of 2, then the rest from its cursor.
+        r = self.cli(s.base, "--json", "volumes", "list", "--limit", "2")
+        page = json.loads(r.stdout)
+        self.assertEqual(page["count"], 2)
+        self.assertEqual(page["next_cursor"], ids[1])
+        r = self.cli(s.base, "--json", "volumes", "list", "--limit", "2",
+                     "--cursor", page["next_cursor"])
+        self.assertEqual([v["volume_id"] for v in json.loads(r.stdout)["volumes"]], [ids[0]])
+        r = self.cli(s.base, "volumes", "list")
+        self.assertEqual(r.returncode, 0)
+        for i in ids:
+            self.assertIn(i, r.stdout)
+        r = self.cli(s.base, "--json", "volumes", "get", ids[0])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(json.loads(r.stdout)["shape"], [8, 8, 8])
+        r = self.cli(s.base, "volumes", "get", ids[0])
+        self.assertIn("8 x 8 x 8", r.stdout)
+        r = self.cli(s.base, "volumes", "delete", ids[0])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("deleted", r.stdout)
+        r = self.cli(s.base, "volumes", "get", ids[0])
+        self.assertEqual(r.returncode, 5, r.stderr)
+        self.assertIn("volume_not_found", r.stderr)
+        self.assertEqual(s.get("/v1/volumes/%s" % ids[0]).status, 404)
+        r = self.cli(s.base, "volumes", "get", "not-a-uuid")
+        self.assertEqual(r.returncode, 64)
+        r = self.cli(s.base, "volumes", "frobnicate")
+        self.assertEqual(r.returncode, 64)
+
+    def test_parallel_streams_over_concatenation(self):
+        s = self.start_server()
+        r = s.request("OPTIONS", "/v1/uploads")
+        ext = r.header("Tus-Extension") or ""
+        if "concatenation" not in ext:
+            self.skipTest("this server offers no tus concatenation (Tus-Extension: %s)" % ext)
+        path = self.phantom("big.mrc", "64,256,256", seed=30)  # 16 MiB
+        r = self.cli(s.base, "--json", "upload", path, "--parallel", "4", "--chunk-mib", "1")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        vol = json.loads(r.stdout)
+        self.assertEqual(vol["upload"]["streams"], 4)
+        self.assertEqual(vol["sha256"], sha256_of(path))
+        self.assertEqual(vol["upload"]["bytes_sent"], os.path.getsize(path))
+        # Interrupted and resumed, in parallel.
+        path2 = self.phantom("big2.mrc", "64,256,256", seed=31)
+        p = self.proxy(s.port, rate=4 << 20)
+        u = self.upload_bg(p.url, path2, "--parallel", "4", "--chunk-mib", "1")
+        u.wait_durable()
+        p.hold()
+        u.proc.send_signal(signal.SIGINT)
+        self.assertEqual(u.wait(), 130)
+        p.release()
+        r = self.cli(p.url, "--json", "upload", path2, "--parallel", "4", "--chunk-mib", "1")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        vol = json.loads(r.stdout)
+        self.assertTrue(vol["upload"]["resumed"])
+        self.assertGreater(vol["upload"]["resumed_at"], 0)
+        self.assertEqual(vol["upload"]["streams"], 4)
+        self.assertEqual(vol["sha256"], sha256_of(path2))
+        self.assertIn("resuming at", r.stderr)
+
+
+if __name__ == "__main__":
+    main()
