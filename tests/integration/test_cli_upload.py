@@ -540,6 +540,21 @@ class UploadTest(UploadTestBase):
         r = self.cli(s.base, "volumes", "frobnicate")
         self.assertEqual(r.returncode, 64)
 
+    def test_token_is_sent_and_401_is_clear(self):
+        s = self.start_server(env={"CRYOMAMBA_TOKEN": "s3cret"})
+        path = self.phantom("t.mrc", "8,16,16", seed=40)
+        r = self.cli(s.base, "upload", path)
+        self.assertEqual(r.returncode, 6, r.stderr)
+        self.assertIn("401", r.stderr)
+        self.assertIn("--token", r.stderr)
+        self.assertEqual(len(self.records()), 1, "kept: a token fixes it")
+        r = self.cli(s.base, "--token", "s3cret", "--json", "upload", path)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(json.loads(r.stdout)["sha256"], sha256_of(path))
+        r = self.cli(s.base, "--token", "s3cret", "--json", "volumes")
+        self.assertEqual(json.loads(r.stdout)["total"], 1)
+        self.assertEqual(self.records(), [])
+
     def test_parallel_streams_over_concatenation(self):
         s = self.start_server()
         r = s.request("OPTIONS", "/v1/uploads")
