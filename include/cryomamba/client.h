@@ -382,8 +382,9 @@ CM_EXPORT int cm_volume_delete_sync(cm_client_t* client,
  * the same file again (after a crash, a Ctrl-C, cm_client_stop) finds it,
  * asks the server what is durable and goes on; a record whose file
  * changed, or whose upload the server no longer knows, starts over. The
- * record is removed when the upload succeeds, is cancelled, or is
- * refused for good. */
+ * record is removed when the upload succeeds, is cancelled, or the server
+ * refuses the file (422); it is kept for everything that a later attempt
+ * may get past (the network, a token, the quota). */
 
 typedef struct cm_upload_s cm_upload_t;
 
@@ -431,7 +432,7 @@ typedef struct {
                                     else ~/.local/state/cryomamba/uploads
                                     (made 0700); copied */
   uint32_t progress_interval_ms; /* on_progress at most this often (phase
-                                    changes always); 200 */
+                                    changes always); 200; 0: every event */
 } cm_upload_options_t;
 
 /* Fills `opts` with the defaults above (path NULL). */
@@ -482,7 +483,10 @@ CM_EXPORT int cm_upload_start(cm_client_t* client,
                               cm_upload_t** out);
 
 /* Stops sending: the request in flight is aborted (the server keeps what
- * is durable), then on_progress(PAUSED). Idempotent; no-op once done. */
+ * is durable), then on_progress(PAUSED) once. Idempotent; no-op once
+ * done. This and the two below: any thread with an own-thread client, any
+ * time before cm_upload_free() (after on_done or cm_client_free() they do
+ * nothing). */
 CM_EXPORT void cm_upload_pause(cm_upload_t* up);
 
 /* Goes on after cm_upload_pause(): HEAD, then the rest. */
