@@ -7,7 +7,8 @@
  * more bytes until resume; cancel ends in UV_ECANCELED and removes the
  * record; the server's refusal of a non-MRC file comes back as its
  * envelope; cm_client_free mid-upload keeps the record and a new upload
- * resumes from it; a caller's-thread client runs an upload to its end. */
+ * resumes from it; a file changed mid-upload ends it (CM_ECHANGED); a
+ * caller's-thread client runs an upload to its end. */
 #include <criterion/criterion.h>
 #include <dirent.h>
 #include <errno.h>
@@ -606,6 +607,35 @@ Test(client_upload, client_free_keeps_the_record_for_a_resume, .timeout = 120) {
                (uint64_t) (1024 + (8u << 20)) - info.resumed_at);
   cr_assert_not(s2.phases & (1u << CM_UPLOAD_HASHING), "sha256 from record");
   cr_assert_eq(count_records(srv.resume_dir), 0);
+  server_stop(&srv);
+}
+
+
+Test(client_upload, file_changed_mid_upload_fails_cleanly, .timeout = 120) {
+  server_t srv;
+  server_start(&srv);
+  char path[128], sha[65];
+  snprintf(path, sizeof(path), "%s/data/big.mrc", srv.dir);
+  write_mrc(path, 32, 256, 256, 7, sha);
+  cm_client_t* c = thread_client(&srv, NULL);
+  seen_t s;
+  seen_init(&s);
+  s.pause_when_durable = true;
+  cm_upload_options_t o = upload_opts(&srv, path);
+  cm_upload_t* up = start(c, &o, &s);
+  WAIT_FOR(&s, paused);
+  /* Someone rewrites the file while the upload waits. */
+  FILE* f = fopen(path, "ab");
+  cr_assert_not_null(f);
+  fputs("more", f);
+  fclose(f);
+  cm_upload_resume(up);
+  WAIT_FOR(&s, done);
+  cm_client_free(c);
+  cm_upload_free(up);
+  cr_assert_eq(s.done, 1);
+  cr_assert_eq(s.status, CM_ECHANGED, "%s", cm_strerror(s.status));
+  cr_assert_eq(count_records(srv.resume_dir), 0, "a changed file: no record");
   server_stop(&srv);
 }
 
