@@ -1,5 +1,6 @@
-/* upload_int.h: what the parts of an upload share: upload.c (the public
- * calls, the life of a cm_upload_t, the driver that picks the next step),
+/* upload_int.h: what the parts of an upload share: upload_api.c (the
+ * public calls), upload.c (the driver that picks the next step, retries,
+ * the end),
  * upload_http.c (the tus requests and what their answers mean),
  * upload_work.c (file work on the libuv thread pool: open, hash, read a
  * chunk, resume records) and upload_deliver.c (progress and the end,
@@ -136,6 +137,20 @@ struct cm_upload_s {
 };
 
 /* ---- upload.c ---- */
+
+/* Decides the outcome (first call wins): `status`, `reply` (its envelope
+ * copied, may be NULL), whether the record is kept; aborts what is in
+ * flight. The end follows once nothing is. */
+void up_set_over(cm_upload_t* up,
+                 int status,
+                 const cm_reply_t* reply,
+                 bool keep_record);
+
+/* Runs up_advance() from a zero timer (never inside the caller). */
+void up_kick(cm_upload_t* up);
+
+/* Stops a retry delay or poll that is running. */
+void up_stop_waiting(cm_upload_t* up);
 
 /* Picks and starts what comes next; the one place that does. */
 void up_advance(cm_upload_t* up);
