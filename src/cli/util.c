@@ -251,6 +251,9 @@ void cli_print_job(const cm_job_t* j) {
   printf("volume     %u x %u x %u (Z,Y,X), voxel %.3g x %.3g x %.3g A\n",
          j->shape[0], j->shape[1], j->shape[2], j->voxel_size[0],
          j->voxel_size[1], j->voxel_size[2]);
+  if (j->volume_id[0] != '\0') {
+    printf("volume id  %s\n", j->volume_id);
+  }
   printf("preview    %u x %u x %u at scale %u, %.3g Hz, %llu sent\n",
          j->preview_shape[0], j->preview_shape[1], j->preview_shape[2],
          j->preview_scale, j->preview_hz,
