@@ -18,6 +18,10 @@
  *    thread and may be used from any thread, any time (not from inside a
  *    callback of a caller's-thread client, which would block its loop).
  * No callback ever runs before the call that registered it has returned.
+ * SIGPIPE: a client's own thread blocks it, so a server closing while an
+ * upload writes is an error, not the end of the process; a caller's-thread
+ * client (and the *_sync helpers) need the application to ignore it
+ * (signal(SIGPIPE, SIG_IGN)), as the CLI does.
  *
  * Lifetimes follow libuv's rule: what the application gets from the
  * library is the application's until it frees it. A cm_sub_t stays valid

@@ -6,6 +6,7 @@
 #include "client/client_int.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -323,6 +324,14 @@ static void do_stop(void* arg) {
 
 static void* thread_main(void* arg) {
   cm_client_t* client = arg;
+  /* A write to a peer that closed (a server refusing an upload's body
+   * early) raises SIGPIPE for the writing thread; blocked here, the write
+   * fails with EPIPE instead of killing an application that did not
+   * ignore the signal. It stays pending on this thread only. */
+  sigset_t pipe;
+  sigemptyset(&pipe);
+  sigaddset(&pipe, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &pipe, NULL);
   uv_run(&client->loop, UV_RUN_DEFAULT);
   return NULL;
 }

@@ -8,11 +8,15 @@
  * record; the server's refusal of a non-MRC file comes back as its
  * envelope; cm_client_free mid-upload keeps the record and a new upload
  * resumes from it; a file changed mid-upload ends it (CM_ECHANGED); a
+ * body refused while it is written (a scripted server answering 413 and
+ * closing) is an error, with SIGPIPE blocked on the client's thread; a
  * caller's-thread client runs an upload to its end. */
 #include <criterion/criterion.h>
 #include <dirent.h>
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <openssl/evp.h>
 #include <poll.h>
 #include <pthread.h>
@@ -21,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -246,6 +251,7 @@ typedef struct {
   pthread_t want_thread;
   bool check_thread;
   bool wrong_thread;
+  bool sigpipe_unblocked; /* seen on the client thread */
   int done;
   int status;
   cm_volume_t volume;
@@ -292,6 +298,13 @@ static void on_progress(cm_upload_t* up,
   pthread_mutex_lock(&s->mu);
   note(s);
   s->progress++;
+  /* Without a dispatch hook this runs on the client's own thread, which
+   * keeps SIGPIPE blocked (a server closing mid-body must not kill us). */
+  sigset_t mask;
+  pthread_sigmask(SIG_BLOCK, NULL, &mask);
+  if (!s->check_thread && !sigismember(&mask, SIGPIPE)) {
+    s->sigpipe_unblocked = true;
+  }
   s->phases |= 1u << p->phase;
   if (s->is_cancelled) {
     s->after_cancel++;
@@ -637,6 +650,139 @@ Test(client_upload, file_changed_mid_upload_fails_cleanly, .timeout = 120) {
   cr_assert_eq(s.status, CM_ECHANGED, "%s", cm_strerror(s.status));
   cr_assert_eq(count_records(srv.resume_dir), 0, "a changed file: no record");
   server_stop(&srv);
+}
+
+
+/* ---- a server that refuses a PATCH's body at once ---- */
+
+typedef struct {
+  int fd;
+  unsigned port;
+  pthread_t thread;
+  atomic_bool is_stopping;
+  atomic_int patches;
+} refuser_t;
+
+
+static void* refuser_main(void* arg) {
+  refuser_t* r = arg;
+  while (!atomic_load(&r->is_stopping)) {
+    int c = accept(r->fd, NULL, NULL);
+    if (c < 0) {
+      continue;
+    }
+    char buf[4096];
+    size_t len = 0;
+    while (len < sizeof(buf) - 1) {
+      ssize_t n = read(c, buf + len, sizeof(buf) - 1 - len);
+      if (n <= 0) {
+        break;
+      }
+      len += (size_t) n;
+      buf[len] = '\0';
+      if (strstr(buf, "\r\n\r\n") != NULL) {
+        break;
+      }
+    }
+    static const char created[] =
+        "HTTP/1.1 201 Created\r\nTus-Resumable: 1.0.0\r\nLocation: "
+        "/v1/uploads/0f8b6c7e-6a43-4c1e-9a8e-2d3b5f1c9e10\r\nUpload-Offset: "
+        "0\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+    static const char body[] =
+        "{\"error\":{\"code\":\"payload_too_large\",\"message\":\"no\","
+        "\"hint\":null,\"retryable\":false}}";
+    char refused[512];
+    snprintf(refused, sizeof(refused),
+             "HTTP/1.1 413 Payload Too Large\r\nTus-Resumable: 1.0.0\r\n"
+             "Content-Type: application/json\r\nContent-Length: %zu\r\n"
+             "Connection: close\r\n\r\n%s",
+             sizeof(body) - 1, body);
+    if (strncmp(buf, "PATCH", 5) == 0) {
+      atomic_fetch_add(&r->patches, 1);
+      /* Answer and close with the body unread: the kernel resets the
+       * connection while the client still writes. */
+      ssize_t w = write(c, refused, strlen(refused));
+      (void) w;
+    } else {
+      ssize_t w = write(c, created, sizeof(created) - 1);
+      (void) w;
+    }
+    close(c);
+  }
+  return NULL;
+}
+
+
+static void refuser_start(refuser_t* r) {
+  memset(r, 0, sizeof(*r));
+  r->fd = socket(AF_INET, SOCK_STREAM, 0);
+  cr_assert_geq(r->fd, 0);
+  struct sockaddr_in a = {.sin_family = AF_INET,
+                          .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  cr_assert_eq(bind(r->fd, (struct sockaddr*) &a, sizeof(a)), 0);
+  cr_assert_eq(listen(r->fd, 16), 0);
+  socklen_t alen = sizeof(a);
+  getsockname(r->fd, (struct sockaddr*) &a, &alen);
+  r->port = ntohs(a.sin_port);
+  cr_assert_eq(pthread_create(&r->thread, NULL, refuser_main, r), 0);
+}
+
+
+static void refuser_stop(refuser_t* r) {
+  atomic_store(&r->is_stopping, true);
+  shutdown(r->fd, SHUT_RDWR);
+  /* Wake a blocked accept: one last connection. */
+  int c = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in a = {.sin_family = AF_INET,
+                          .sin_port = htons((uint16_t) r->port),
+                          .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  connect(c, (struct sockaddr*) &a, sizeof(a));
+  close(c);
+  pthread_join(r->thread, NULL);
+  close(r->fd);
+}
+
+
+Test(client_upload, a_body_refused_midway_is_an_error, .timeout = 120) {
+  /* The default SIGPIPE action (termination) is what an application that
+   * never thought of it has. */
+  signal(SIGPIPE, SIG_DFL);
+  refuser_t r;
+  refuser_start(&r);
+  char dir[] = "/tmp/cm-refuse-XXXXXX";
+  cr_assert_not_null(mkdtemp(dir));
+  char path[128], sha[65];
+  snprintf(path, sizeof(path), "%s/big.mrc", dir);
+  write_mrc(path, 64, 256, 256, 8, sha); /* 16 MiB: one big PATCH */
+  server_t fake = {.port = r.port};
+  snprintf(fake.url, sizeof(fake.url), "http://127.0.0.1:%u", r.port);
+  cm_client_t* c = thread_client(&fake, NULL);
+  seen_t s;
+  seen_init(&s);
+  cm_upload_options_t o;
+  cm_upload_options_init(&o);
+  o.path = path;
+  o.resume = false;
+  o.hash_first = false;
+  o.chunk_bytes = 64 << 20;
+  o.max_retries = 2;
+  o.retry_initial_ms = 10;
+  cm_upload_t* up = start(c, &o, &s);
+  WAIT_FOR(&s, done);
+  cm_client_free(c);
+  cm_upload_free(up);
+  refuser_stop(&r);
+  unlink(path);
+  rmdir(dir);
+  cr_assert_eq(s.done, 1);
+  cr_assert_neq(s.status, 0);
+  cr_assert_geq(atomic_load(&r.patches), 1);
+  cr_assert_not(s.sigpipe_unblocked, "SIGPIPE is open on the client thread");
+  /* The answer came first (413), or the reset did (a retried network
+   * error, then given up): either way an error, and this process lives. */
+  if (s.http_status == 413) {
+    cr_assert_str_eq(s.error_code, "payload_too_large");
+  }
 }
 
 
