@@ -52,6 +52,11 @@ void srv_cmd_upload_head(srv_request_t* rq, const char* id, size_t id_len) {
      * had, the reason in a header (a HEAD answer has no body). */
     char concat[SRV_TUS_CONCAT_MAX];
     srv_concat_header(u, concat, sizeof(concat));
+    char why[sizeof(u->error_msg)];
+    snprintf(why, sizeof(why), "%s", u->error_msg);
+    for (char* c = why; *c != '\0'; c++) {
+      *c = (unsigned char) *c < 0x20 ? ' ' : *c; /* one header line */
+    }
     bool invalid = strcmp(u->error_code, "invalid_volume") == 0;
     int status = invalid                                              ? 422
                  : strcmp(u->error_code, "insufficient_storage") == 0 ? 507
@@ -60,8 +65,7 @@ void srv_cmd_upload_head(srv_request_t* rq, const char* id, size_t id_len) {
              TUS_HEADERS
              "Upload-Length: %llu\r\nUpload-Concat: %s\r\n"
              "CryoMamba-Upload-Error: %s %s\r\n",
-             (unsigned long long) u->length, concat, u->error_code,
-             u->error_msg);
+             (unsigned long long) u->length, concat, u->error_code, why);
     srv_http_reply_error(rq->conn, &rq->mode, status, u->error_code,
                          u->error_msg,
                          "the parts are kept: create another final upload, "

@@ -98,7 +98,7 @@ int srv_upload_save(srv_ctx_t* ctx,
                     srv_upload_t* u,
                     srv_store_done_cb cb,
                     void* arg) {
-  if (ctx->store == NULL) {
+  if (!srv_store_is_open(ctx->store)) {
     return -ESHUTDOWN; /* a completion that outlived the store: redone */
   }
   json_t* rec = to_record(u);
@@ -125,13 +125,15 @@ int srv_upload_remove(srv_ctx_t* ctx,
   if (u->is_deleted) {
     return -ENOENT;
   }
-  int rc = -ESHUTDOWN;
+  if (!srv_store_is_open(ctx->store)) {
+    /* Shutdown: the store's last callbacks must not queue; the record and
+     * the file stay, and the next start-up sees them as they are. */
+    return -ESHUTDOWN;
+  }
   u->is_deleted = true;
   core_idmap_remove(&ctx->upload_index, u->id);
   core_list_remove(&u->link);
-  if (ctx->store != NULL) {
-    rc = srv_store_remove(ctx->store, SRV_STORE_UPLOADS, u->id, cb, arg);
-  }
+  int rc = srv_store_remove(ctx->store, SRV_STORE_UPLOADS, u->id, cb, arg);
   uv_fs_t* req = keep_file ? NULL : malloc(sizeof(*req));
   if (req != NULL) {
     char path[1200];

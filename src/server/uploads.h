@@ -98,7 +98,9 @@ int srv_upload_save(srv_ctx_t* ctx,
 
 /* Unregisters `u`, queues the removal of its record (cb, may be NULL, runs
  * after the commit) and of its file (unless `keep_file`: it became a
- * volume). Returns 0, or a negative errno (then cb does not run). */
+ * volume). Returns 0, -ENOENT (removed already), -ESHUTDOWN (the store is
+ * closing: nothing is done, a restart finds `u` as it was) or another
+ * negative errno; cb runs only on 0. */
 int srv_upload_remove(srv_ctx_t* ctx,
                       srv_upload_t* u,
                       bool keep_file,

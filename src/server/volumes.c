@@ -192,7 +192,7 @@ static void link_work(uv_work_t* req) {
 static void on_linked(uv_work_t* req, int status) {
   complete_t* c = req->data;
   int rc = status != 0 ? status : c->status;
-  if (rc == 0 && c->ctx->store == NULL) {
+  if (rc == 0 && !srv_store_is_open(c->ctx->store)) {
     rc = -ESHUTDOWN; /* the file is an orphan now; a restart redoes this */
   }
   if (rc != 0) {

@@ -834,6 +834,19 @@ class ConcatTest(TusCase):
         self.assertEqual(self.srv.get("/v1/volumes").json["count"], 1)
         self.assertEqual(self.uploads_dir(), [])
 
+    def test_sigterm_during_the_join_then_restart(self):
+        # A clean stop while a final is assembled (or validated) exits 0
+        # (restart() checks it); the next server completes the final.
+        data = make_mrc(shape=(64, 512, 512), seed=51)
+        q = len(data) // 4
+        urls = self.parts(data, [q, 2 * q, 3 * q])
+        r = self.final(urls)
+        self.assertEqual(r.status, 201, r)
+        self.restart(signal.SIGTERM)
+        self.volume_of(r.header("Location"), data)
+        self.assertEqual(self.srv.get("/v1/volumes").json["count"], 1)
+        self.poll(lambda: self.uploads_dir() == [], "the files to go")
+
     def test_parts_of_a_completed_final_go_after_a_restart(self):
         # The final's completed record committed; the crash came before its
         # parts' removals did.
