@@ -711,6 +711,7 @@ class ConcatTest(TusCase):
             for u in urls:
                 assert_error(self, self.req("DELETE", u), 409, "part_in_use")
             assert_error(self, self.patch(urls[0], 300, b""), 409, "part_in_use")
+            assert_error(self, self.patch(f1, 0, b"x"), 403, "upload_is_final")
             # The same parts may make another final (a retried POST).
             f2 = self.final(urls)
             self.assertEqual(f2.status, 201, f2)
@@ -789,6 +790,13 @@ class ConcatTest(TusCase):
         for u in urls:
             self.assertEqual(self.head(u).header("Upload-Offset"),
                              self.head(u).header("Upload-Length"))
+        self.assertEqual(self.srv.get("/v1/volumes").json["count"], 0)
+        # Valid bytes, but not the announced sha256: failed too.
+        good = make_mrc(shape=(2, 3, 4), seed=52)
+        r = self.final(self.parts(good, [100]), meta(sha256="0" * 64))
+        h = self.wait_final(r.header("Location"))
+        self.assertEqual(h.status, 422, h)
+        self.assertIn("sha256", h.header("CryoMamba-Upload-Error"))
         self.assertEqual(self.srv.get("/v1/volumes").json["count"], 0)
         # A failed final survives a restart as it is, and can be removed.
         self.restart(signal.SIGTERM)
