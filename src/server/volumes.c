@@ -171,6 +171,11 @@ static void on_volume_saved(void* arg, int status) {
 static void link_work(uv_work_t* req) {
   complete_t* c = req->data;
   c->status = link(c->path, c->to) == 0 ? 0 : -errno;
+  if (c->status == -EPERM || c->status == -EOPNOTSUPP || c->status == -EMLINK) {
+    /* A file system without hard links: moved instead, and a crash before
+     * the volume's record commits then loses the upload's bytes. */
+    c->status = rename(c->path, c->to) == 0 ? 0 : -errno;
+  }
   char dir[1200];
   snprintf(dir, sizeof(dir), "%s", c->to);
   char* slash = strrchr(dir, '/');
