@@ -11,6 +11,7 @@
 #include "server/auth.h"
 #include "server/cmd_uploads.h"
 #include "server/cmd_util.h"
+#include "server/engines.h"
 #include "server/job_json.h"
 #include "server/jobs.h"
 #include "server/metrics.h"
@@ -55,12 +56,13 @@ static void handle_info(srv_request_t* rq) {
                       json_real(c->http_write_timeout_s));
   srv_http_reply_json(
       rq->conn, &rq->mode, 200,
-      json_pack("{s:s, s:s, s:i, s:[s,s,s,s,s,s,s], s:b, s:o}", "name",
+      json_pack("{s:s, s:s, s:i, s:[s,s,s,s,s,s,s,s], s:b, s:o, s:o}", "name",
                 "cryomambad", "version", CM_VERSION, "protocol_version", 1,
                 "capabilities", "previews", "cancel", "artifacts",
                 "patterns:random,blobs", "volume_path",
-                "encodings:base64,raw,zstd", "delete", "auth_required",
-                rq->conn->ctx->auth.count > 0, "limits", limits),
+                "encodings:base64,raw,zstd", "delete", "engines",
+                "auth_required", rq->conn->ctx->auth.count > 0, "limits",
+                limits, "engines", srv_engines_info(rq->conn->ctx->engines)),
       NULL);
 }
 

@@ -16,7 +16,7 @@
 
 #include "server/conn.h"
 #include "server/ctx.h"
-#include "server/engine.h"
+#include "server/engines.h"
 #include "server/http_conn.h"
 #include "server/jobs.h"
 #include "server/store.h"
@@ -53,7 +53,7 @@ static void on_signal(uv_signal_t* handle, int signum) {
    * marked interrupted at the next start. */
   for (srv_job_t* job = srv_jobs_next(ctx, NULL); job != NULL;
        job = srv_jobs_next(ctx, job)) {
-    ctx->engine->stop(job);
+    job->engine->ops->stop(job);
   }
   uv_close((uv_handle_t*) &ctx->listener, NULL);
   uv_close((uv_handle_t*) &ctx->sigint, NULL);
@@ -104,8 +104,12 @@ static void remove_orphans(srv_ctx_t* ctx, const char* artifacts) {
 }
 
 
-static int restore_job(void* ctx, const json_t* rec) {
-  return srv_job_restore(ctx, rec);
+static int restore_job(void* arg, const json_t* rec) {
+  srv_ctx_t* ctx = arg;
+  const char* engine = json_string_value(
+      json_object_get(json_object_get(rec, "params"), "engine"));
+  return srv_job_restore(ctx, rec,
+                         srv_engines_for_record(ctx->engines, engine));
 }
 
 
@@ -199,6 +203,7 @@ static int start_listening(srv_ctx_t* ctx) {
 
 int main(int argc, char** argv) {
   static srv_ctx_t ctx_storage; /* large (read buffer): not on the stack */
+  static srv_engines_t engines; /* read-only once the loop runs */
   srv_ctx_t* ctx = &ctx_storage;
   srv_config_default(&ctx->cfg);
   int rc = srv_config_parse(&ctx->cfg, argc, argv);
@@ -241,7 +246,11 @@ int main(int argc, char** argv) {
   core_idmap_init(&ctx->upload_index, CORE_UUID_STR_LEN);
   core_idmap_init(&ctx->volume_index, CORE_UUID_STR_LEN);
   core_idmap_init(&ctx->volume_by_sha, 64);
-  ctx->engine = &srv_sim_engine;
+  if (srv_engines_init(&engines, &ctx->cfg, err, sizeof(err)) != 0) {
+    fprintf(stderr, "cryomambad: %s\n", err);
+    return 2;
+  }
+  ctx->engines = &engines;
   ctx->on_accept = srv_http_conn_accept;
   ctx->data_root_fd = -1;
   if (resolve_dirs(&ctx->cfg) != 0) {
@@ -324,6 +333,7 @@ int main(int argc, char** argv) {
     close(ctx->data_root_fd);
   }
   srv_addr_limit_free(&ctx->addr_limit);
+  srv_engines_free(&engines);
   uv_run(ctx->loop, UV_RUN_DEFAULT);
   int close_rc = uv_loop_close(ctx->loop);
   srv_log(&ctx->log, SRV_LOG_INFO, "server.stopped", "i:loop_close",
