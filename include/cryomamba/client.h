@@ -471,12 +471,12 @@ CM_EXPORT const char* cm_sub_job_id(const cm_sub_t* sub);
 
 /* Counters. cm_sub_get_stats() copies a consistent snapshot; any thread. */
 typedef struct {
-  uint64_t messages;         /* delivered to callbacks */
-  uint64_t duplicates;       /* dropped as already seen (seq) */
-  uint64_t rejected;         /* failed validation */
-  uint64_t bytes;            /* WebSocket message bytes received */
-  unsigned reconnects;       /* successful reconnections */
-  uint64_t last_seq;         /* highest job event seq delivered */
+  uint64_t messages;   /* delivered to callbacks */
+  uint64_t duplicates; /* dropped as already seen (seq) */
+  uint64_t rejected;   /* failed validation */
+  uint64_t bytes;      /* WebSocket message bytes received */
+  unsigned reconnects; /* successful reconnections */
+  uint64_t last_seq;   /* highest job event seq delivered */
   uint64_t previews_skipped; /* messages skipped unread (CM_SUB_ERR_SKIPPED);
                                 their bytes count in `bytes` */
 } cm_sub_stats_t;
