@@ -9,6 +9,8 @@
 
 #include "core/fail.h"
 #include "server/engine.h"
+#include "server/engine_exec.h"
+#include "server/mask_run.h"
 
 /* The params every mask engine (all but sim) takes. */
 static const char mask_params[] =
@@ -66,15 +68,10 @@ static void gone_stop(srv_job_t* job) {
 }
 
 
-static void gone_rebuild(srv_job_t* job) {
-  srv_topic_wake(&job->topic); /* STEP2: from the artifact */
-}
-
-
 static const srv_engine_ops_t gone_ops = {
     .start = gone_start,
     .stop = gone_stop,
-    .rebuild_preview = gone_rebuild,
+    .rebuild_preview = srv_mask_rebuild_preview,
 };
 
 
@@ -157,7 +154,7 @@ int srv_engines_init(srv_engines_t* reg,
       json_decref(own);
     }
     e->kind = "exec";
-    e->ops = NULL; /* STEP3 */
+    e->ops = &srv_exec_engine;
     snprintf(e->description, sizeof(e->description), "%s", x->description);
     e->is_enabled = true;
     e->needs_volume = x->needs_volume;

@@ -29,7 +29,7 @@ typedef struct srv_job_s {
   uint64_t previews_sent;
   int64_t created_us, updated_us, started_us, finished_us;
   char error_code[32];
-  char error_message[256];
+  char error_message[1024];
   char error_hint[160];
   bool error_retryable;
   bool has_stats;

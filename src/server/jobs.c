@@ -413,21 +413,19 @@ static void on_artifact_unlinked(uv_fs_t* req) {
 }
 
 
-/* Removes the job's artifact (and a leftover temporary) off the loop. */
+/* Removes the job's files off the loop: its artifact, a leftover
+ * temporary, a mask engine's working mask and its engine log. */
 static void unlink_artifacts(srv_job_t* job) {
-  char path[1200];
-  if (srv_job_artifact_path(job, path, sizeof(path)) != 0) {
-    return;
-  }
-  for (int i = 0; i < 2; i++) {
-    uv_fs_t* req = malloc(sizeof(*req));
-    if (req == NULL) {
-      return;
-    }
-    if (i == 1) {
-      strcat(path, ".tmp");
-    }
-    if (uv_fs_unlink(job->ctx->loop, req, path, on_artifact_unlinked) != 0) {
+  static const char* const suffixes[] = {"-mask.mrc", "-mask.mrc.tmp",
+                                         "-mask.u8.tmp", "-engine.log"};
+  for (size_t i = 0; i < sizeof(suffixes) / sizeof(suffixes[0]); i++) {
+    char path[1200];
+    int n = snprintf(path, sizeof(path), "%s/artifacts/%s%s",
+                     job->ctx->cfg.state_dir, job->id, suffixes[i]);
+    uv_fs_t* req =
+        n > 0 && (size_t) n < sizeof(path) ? malloc(sizeof(*req)) : NULL;
+    if (req != NULL &&
+        uv_fs_unlink(job->ctx->loop, req, path, on_artifact_unlinked) != 0) {
       free(req);
     }
   }

@@ -16,6 +16,7 @@
 
 #include "server/conn.h"
 #include "server/ctx.h"
+#include "server/engine_exec.h"
 #include "server/engines.h"
 #include "server/http_conn.h"
 #include "server/jobs.h"
@@ -148,6 +149,15 @@ static int resolve_dirs(srv_config_t* cfg) {
       return -1;
     }
   }
+  char state[PATH_MAX];
+  /* Absolute: exec engines get paths under it, whatever their cwd. */
+  if (realpath(cfg->state_dir, state) == NULL ||
+      strlen(state) >= sizeof(cfg->state_dir)) {
+    fprintf(stderr, "cryomambad: state directory %s: %s\n", cfg->state_dir,
+            strerror(errno));
+    return -1;
+  }
+  memcpy(cfg->state_dir, state, strlen(state) + 1);
   if (cfg->data_root[0] != '\0') {
     char real[PATH_MAX];
     if (realpath(cfg->data_root, real) == NULL) {
@@ -204,6 +214,7 @@ static int start_listening(srv_ctx_t* ctx) {
 int main(int argc, char** argv) {
   static srv_ctx_t ctx_storage; /* large (read buffer): not on the stack */
   static srv_engines_t engines; /* read-only once the loop runs */
+  static srv_devices_t devices; /* exec jobs' device slots */
   srv_ctx_t* ctx = &ctx_storage;
   srv_config_default(&ctx->cfg);
   int rc = srv_config_parse(&ctx->cfg, argc, argv);
@@ -246,11 +257,14 @@ int main(int argc, char** argv) {
   core_idmap_init(&ctx->upload_index, CORE_UUID_STR_LEN);
   core_idmap_init(&ctx->volume_index, CORE_UUID_STR_LEN);
   core_idmap_init(&ctx->volume_by_sha, 64);
-  if (srv_engines_init(&engines, &ctx->cfg, err, sizeof(err)) != 0) {
+  if (srv_exec_find_shim(&ctx->cfg.engines, err, sizeof(err)) != 0 ||
+      srv_engines_init(&engines, &ctx->cfg, err, sizeof(err)) != 0) {
     fprintf(stderr, "cryomambad: %s\n", err);
     return 2;
   }
   ctx->engines = &engines;
+  srv_devices_init(&devices, &ctx->cfg.engines);
+  ctx->devices = &devices;
   ctx->on_accept = srv_http_conn_accept;
   ctx->data_root_fd = -1;
   if (resolve_dirs(&ctx->cfg) != 0) {
