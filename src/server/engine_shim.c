@@ -9,12 +9,14 @@
  *     even with kill -9;
  *   - becomes a child subreaper, so the engine's orphans stay its
  *     descendants (and in the group) instead of going to init;
- *   - forks and execs the engine with the stdio it got, ignores the
- *     SIGTERM the server sends the group on cancel (the engine gets it
- *     too; SIGKILL after the grace takes everyone), and exits as the
- *     engine did: its exit code, or by the same signal.
+ *   - forks and execs the engine with the stdio it got, and exits as the
+ *     engine did (its exit code, or by the same signal) once it exits;
+ *     after a SIGTERM (the server stopping the job; the engine's whole
+ *     group got it too) only once every descendant has exited, so the
+ *     grace before the server's SIGKILL holds for all of them.
  * It reads and writes nothing of the engine's. See docs/engines.md. */
 #include <errno.h>
+#include <stdbool.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -68,25 +70,34 @@ int main(int argc, char** argv) {
             strerror(errno));
     _exit(127);
   }
+  bool is_stopping = false; /* SIGTERM/SIGINT came: the group is stopping */
+  bool engine_done = false;
+  int engine_status = 0;
   for (;;) {
     int sig = sigwaitinfo(&set, NULL);
     if (sig == SIGHUP && getppid() != server) {
       kill(0, SIGKILL); /* the server died: the whole group goes */
       _exit(137);
     }
-    if (sig != SIGCHLD) {
-      continue; /* SIGTERM/SIGINT reached the engine too */
+    if (sig == SIGTERM || sig == SIGINT) {
+      is_stopping = true; /* the engine got it too */
     }
     int status;
     pid_t pid;
     while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
-      if (pid != engine) {
-        continue; /* an orphan of the engine, reaped */
+      if (pid == engine) {
+        engine_done = true;
+        engine_status = status;
       }
-      if (WIFSIGNALED(status)) {
-        die_by(WTERMSIG(status));
+    }
+    bool none_left = pid < 0 && errno == ECHILD;
+    /* Stopping, the engine's descendants get the grace too (the server
+     * SIGKILLs the group after it); otherwise its end is the job's end. */
+    if (engine_done && (!is_stopping || none_left)) {
+      if (WIFSIGNALED(engine_status)) {
+        die_by(WTERMSIG(engine_status));
       }
-      return WIFEXITED(status) ? WEXITSTATUS(status) : 127;
+      return WIFEXITED(engine_status) ? WEXITSTATUS(engine_status) : 127;
     }
   }
 }

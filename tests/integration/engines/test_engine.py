@@ -51,6 +51,7 @@ def main():
     d = p.get("dir")
     if d:
         marker(d, "pid", str(os.getpid()))
+        marker(d, "env", os.environ.get("CUDA_VISIBLE_DEVICES", ""))
         marker(d, "request", json.dumps(job.request))
     mask = job.mask()
     if mode == "quick":
