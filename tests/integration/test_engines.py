@@ -437,6 +437,37 @@ class ProcessGroupTest(ExecTestBase):
         self.assertEqual(job["errors"][0]["code"], "engine_unavailable")
 
 
+class ShutdownAndCliTest(ExecTestBase):
+    def test_sigterm_stops_the_engine_and_the_restart_reports_it(self):
+        s = self.run_server("--engine-kill-grace", "5")
+        d = self.engine_dir()
+        job_id = self.submit(s, "hang", d)
+        epid = d.pid()
+        self.assertEqual(s.stop(), 0, s.stderr_tail())
+        self.assertFalse(alive(epid), "the engine outlived the server's exit")
+        s2 = Server(engine_args(), state_dir=s.state_dir).start()
+        self.addCleanup(s2.cleanup)
+        self.assertEqual(s2.wait_state(job_id, "failed")["errors"][0]["code"], "interrupted")
+
+    def test_cli_submit_engine(self):
+        import subprocess
+        cli = os.environ.get("CRYOMAMBA_CLI_BIN")
+        if not cli:
+            self.skipTest("CRYOMAMBA_CLI_BIN not set")
+        s = self.run_server()
+        r = subprocess.run([cli, "--server", s.base, "--json", "submit", "--shape", "8,8,8",
+                            "--engine", "t"], capture_output=True, text=True, timeout=EV)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        job = json.loads(r.stdout)
+        self.assertEqual(job["params"]["engine"], "t")
+        self.assertEqual(s.wait_state(job["job_id"], ("completed", "failed"))["state"],
+                         "completed")
+        r = subprocess.run([cli, "--server", s.base, "submit", "--engine", "nope"],
+                           capture_output=True, text=True, timeout=EV)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("unknown_engine", r.stderr + r.stdout)
+
+
 class DevicesTest(ExecTestBase):
     def test_one_job_per_device_exported_as_cuda_visible_devices(self):
         s = self.run_server("--devices", "3,5", "--max-running", "4")
