@@ -15,6 +15,7 @@
 #include "server/job_json.h"
 #include "server/jobs.h"
 #include "server/metrics.h"
+#include "server/uploads.h"
 
 /* ---- info, health, metrics ---- */
 
@@ -48,6 +49,8 @@ static void handle_info(srv_request_t* rq) {
   json_object_set_new(limits, "max_uploads_per_ip",
                       json_integer(c->max_uploads_per_ip));
   json_object_set_new(limits, "upload_expiry_s", json_real(c->upload_expiry_s));
+  json_object_set_new(limits, "max_upload_parts",
+                      json_integer(SRV_UPLOAD_PARTS_MAX));
   json_object_set_new(limits, "http_header_timeout_s",
                       json_real(c->http_header_timeout_s));
   json_object_set_new(limits, "http_body_timeout_s",
