@@ -66,6 +66,7 @@ static void on_log_written(uv_fs_t* req) {
   run->fs_pending--;
   free(run->log_inflight);
   run->log_inflight = NULL;
+  run->log_inflight_len = 0;
   if (run->is_closed) {
     log_close(run);
     srv_exec_run_maybe_free(run);
@@ -89,6 +90,7 @@ static void log_kick(srv_exec_run_t* run) {
                     on_log_written) == 0) {
       run->fs_pending++;
       run->log_inflight = run->log_pend;
+      run->log_inflight_len = run->log_pend_len;
       run->log_pend = NULL;
       run->log_pend_len = 0;
     }
@@ -116,8 +118,7 @@ static void keep_stderr(srv_exec_run_t* run, const char* p, size_t n) {
     run->tail_len += n;
   }
   uint64_t cap = run->job->ctx->cfg.engines.log_bytes;
-  uint64_t held = run->log_written + run->log_pend_len +
-                  (run->log_inflight != NULL ? SRV_EXEC_LOG_CHUNK : 0);
+  uint64_t held = run->log_written + run->log_pend_len + run->log_inflight_len;
   size_t room = held >= cap ? 0 : (size_t) (cap - held);
   size_t take = n < room ? n : room;
   if (take > SRV_EXEC_LOG_CHUNK - run->log_pend_len) {

@@ -62,6 +62,7 @@ typedef struct srv_exec_run_s {
   char* log_pend; /* SRV_EXEC_LOG_CHUNK, what the next write takes */
   size_t log_pend_len;
   char* log_inflight; /* what the write in flight writes */
+  size_t log_inflight_len;
   bool is_err_paused;
   uint64_t log_written, log_dropped;
   char out_buf[SRV_EXEC_READ_BUF];
