@@ -16,8 +16,8 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   core_engine_msg_t m;
   char err[160];
   err[0] = '\0';
-  int rc = core_engine_msg_parse((const char*) data, size, &m, err,
-                                 sizeof(err));
+  int rc =
+      core_engine_msg_parse((const char*) data, size, &m, err, sizeof(err));
   if (rc == -ENODATA) {
     return 0;
   }
