@@ -58,6 +58,9 @@ static const char submit_help[] =
     "  --duration S        simulated inference time in seconds\n"
     "  --seed N            seed of the simulated masks\n"
     "  --pattern P         random or blobs\n"
+    "  --engine NAME       the engine that runs the job (GET "
+    "/v1/server/info\n"
+    "                      lists them; default sim)\n"
     "  --watch             then follow the job like `cryomamba watch`\n"
     "  --save-previews DIR, --max-retries N, --no-progress, --encoding E,\n"
     "  --slice, --max-message-bytes N\n"
@@ -390,6 +393,7 @@ int cli_cmd_submit(cli_ctx_t* ctx, int argc, char** argv) {
     OPT_DURATION,
     OPT_SEED,
     OPT_PATTERN,
+    OPT_ENGINE,
     OPT_WATCH,
     OPT_SAVE,
     OPT_RETRIES,
@@ -409,6 +413,7 @@ int cli_cmd_submit(cli_ctx_t* ctx, int argc, char** argv) {
       {"duration", required_argument, NULL, OPT_DURATION},
       {"seed", required_argument, NULL, OPT_SEED},
       {"pattern", required_argument, NULL, OPT_PATTERN},
+      {"engine", required_argument, NULL, OPT_ENGINE},
       {"watch", no_argument, NULL, OPT_WATCH},
       {"save-previews", required_argument, NULL, OPT_SAVE},
       {"max-retries", required_argument, NULL, OPT_RETRIES},
@@ -492,6 +497,9 @@ int cli_cmd_submit(cli_ctx_t* ctx, int argc, char** argv) {
                                optarg);
       }
       spec.pattern = optarg;
+      break;
+    case OPT_ENGINE:
+      spec.engine = optarg; /* the server checks the name */
       break;
     case OPT_WATCH:
       watch = true;
