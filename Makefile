@@ -47,11 +47,12 @@ $(TSAN_BUILD)/build.ninja:
 # TSan server and CLI. Any report fails its test: halt_on_error ends the
 # process with status 66. Not the viewer (suite gtk): GLib's locks are
 # invisible to TSan. Slower code gets 3x meson's timeouts and 5x the unit
-# tests' own; shadow memory gets 5x the RSS bounds.
+# tests' own; shadow memory gets 5x the RSS bounds, and rates the tests
+# expect of the server a third.
 test-tsan: bootstrap $(TSAN_BUILD)/build.ninja
 	ninja -C $(TSAN_BUILD)
 	TSAN_OPTIONS=halt_on_error=1:exitcode=66:second_deadlock_stack=1:suppressions=$(CURDIR)/tests/tsan.supp \
-	CRTSAN_TIMEOUT_SCALE=5 CRYOMAMBA_TEST_RSS_SCALE=5 \
+	CRTSAN_TIMEOUT_SCALE=5 CRYOMAMBA_TEST_RSS_SCALE=5 CRYOMAMBA_TEST_SPEED_SCALE=3 \
 	  meson test -C $(TSAN_BUILD) --print-errorlogs --no-suite gtk \
 	    --timeout-multiplier 3
 

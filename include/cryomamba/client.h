@@ -206,6 +206,7 @@ typedef struct {
   double duration_s;       /* < 0: default (30) */
   int64_t seed;            /* < 0: default (0) */
   const char* pattern;     /* "random", "blobs" or NULL */
+  const char* engine;      /* params.engine, or NULL: the server's default */
 } cm_job_spec_t;
 
 /* Fills `spec` with "server default" everywhere. */

@@ -34,6 +34,9 @@ static const char submit_help[] =
     "  --duration S        simulated inference time in seconds\n"
     "  --seed N            seed of the simulated masks\n"
     "  --pattern P         random or blobs\n"
+    "  --engine NAME       the engine that runs the job (GET "
+    "/v1/server/info\n"
+    "                      lists them; default sim)\n"
     "  --watch             then follow the job like `cryomamba watch`\n"
     "  --max-retries N     upload retries and watch reconnects in a row "
     "(10)\n"
@@ -87,6 +90,7 @@ enum {
   OPT_DURATION,
   OPT_SEED,
   OPT_PATTERN,
+  OPT_ENGINE,
   OPT_WATCH,
   OPT_SAVE,
   OPT_RETRIES,
@@ -163,6 +167,9 @@ static int submit_opt(cli_ctx_t* ctx, char** argv, int c, submit_t* s) {
           ctx, cmd, "--pattern wants random or blobs, not \"%s\"", optarg);
     }
     spec->pattern = optarg;
+    return -1;
+  case OPT_ENGINE:
+    spec->engine = optarg; /* the server checks the name */
     return -1;
   case OPT_WATCH:
     s->watch = true;
@@ -280,6 +287,7 @@ int cli_cmd_submit(cli_ctx_t* ctx, int argc, char** argv) {
       {"duration", required_argument, NULL, OPT_DURATION},
       {"seed", required_argument, NULL, OPT_SEED},
       {"pattern", required_argument, NULL, OPT_PATTERN},
+      {"engine", required_argument, NULL, OPT_ENGINE},
       {"watch", no_argument, NULL, OPT_WATCH},
       {"save-previews", required_argument, NULL, OPT_SAVE},
       {"max-retries", required_argument, NULL, OPT_RETRIES},

@@ -281,6 +281,9 @@ static char* spec_json(const cm_job_spec_t* s) {
   if (s->pattern != NULL) {
     json_object_set_new(params, "pattern", json_string(s->pattern));
   }
+  if (s->engine != NULL) {
+    json_object_set_new(params, "engine", json_string(s->engine));
+  }
   json_object_set_new(root, "params", params);
   char* text = json_dumps(root, JSON_COMPACT);
   json_decref(root);

@@ -1,5 +1,5 @@
 /* job.c: job states, their transition table, and simulated-inference
- * parameters. Pure. */
+ * parameters, engine names and preview downsampling. Pure. */
 #include "core/job.h"
 
 #include <errno.h>
@@ -98,6 +98,48 @@ void core_job_params_default(core_job_params_t* p) {
   p->duration_s = CORE_DURATION_S_DEFAULT;
   p->seed = 0;
   p->pattern = CORE_PATTERN_RANDOM;
+  p->engine[0] = '\0';
+  p->preview_downsample = CORE_DOWNSAMPLE_NEAREST;
+}
+
+
+const char* core_downsample_name(core_downsample_t d) {
+  switch (d) {
+  case CORE_DOWNSAMPLE_NEAREST:
+    return "nearest";
+  case CORE_DOWNSAMPLE_MAX:
+    return "max";
+  }
+  return "unknown";
+}
+
+
+int core_downsample_parse(const char* name, core_downsample_t* out) {
+  if (strcmp(name, "nearest") == 0) {
+    *out = CORE_DOWNSAMPLE_NEAREST;
+    return 0;
+  }
+  if (strcmp(name, "max") == 0) {
+    *out = CORE_DOWNSAMPLE_MAX;
+    return 0;
+  }
+  return -EINVAL;
+}
+
+
+bool core_engine_name_is_valid(const char* name, size_t len) {
+  if (len == 0 || len > CORE_ENGINE_NAME_MAX) {
+    return false;
+  }
+  for (size_t i = 0; i < len; i++) {
+    char c = name[i];
+    bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+              (i > 0 && (c == '_' || c == '-'));
+    if (!ok) {
+      return false;
+    }
+  }
+  return true;
 }
 
 

@@ -214,10 +214,57 @@ static const json_t* find_param(const param_src_t src[2],
 }
 
 
+/* The engine-related params: which engine, how its previews are made, and
+ * the object handed to it verbatim. */
+static int parse_engine_params(const param_src_t src[2],
+                               core_job_request_t* req,
+                               char* err,
+                               size_t err_len) {
+  core_job_params_t* p = &req->params;
+  const char* pre = "";
+  const json_t* v;
+  if ((v = find_param(src, "engine", &pre)) != NULL) {
+    if (!json_is_string(v) ||
+        !core_engine_name_is_valid(json_string_value(v),
+                                   json_string_length(v))) {
+      return core_fail(err, err_len,
+                       "%sengine must be an engine's name (1 to %d of a-z, "
+                       "0-9, '_', '-'; GET /v1/server/info lists them)",
+                       pre, CORE_ENGINE_NAME_MAX);
+    }
+    memcpy(p->engine, json_string_value(v), json_string_length(v) + 1);
+  }
+  if ((v = find_param(src, "preview_downsample", &pre)) != NULL) {
+    if (!json_is_string(v) ||
+        core_downsample_parse(json_string_value(v), &p->preview_downsample) !=
+            0) {
+      return core_fail(err, err_len,
+                       "%spreview_downsample must be \"nearest\" or \"max\"",
+                       pre);
+    }
+  }
+  if ((v = find_param(src, "engine_params", &pre)) != NULL) {
+    if (!json_is_object(v)) {
+      return core_fail(err, err_len, "%sengine_params must be an object", pre);
+    }
+    size_t need = json_dumpb(v, NULL, 0, JSON_COMPACT | JSON_SORT_KEYS);
+    if (need == 0 || need > CORE_ENGINE_PARAMS_MAX) {
+      return core_fail(err, err_len,
+                       "%sengine_params must be at most %d bytes of JSON", pre,
+                       CORE_ENGINE_PARAMS_MAX);
+    }
+    json_dumpb(v, req->engine_params, need, JSON_COMPACT | JSON_SORT_KEYS);
+    req->engine_params[need] = '\0';
+  }
+  return 0;
+}
+
+
 static int parse_params(const json_t* body,
-                        core_job_params_t* p,
+                        core_job_request_t* req,
                         char* err,
                         size_t err_len) {
+  core_job_params_t* p = &req->params;
   const json_t* params = get(body, "params");
   if (params != NULL && !json_is_object(params)) {
     return core_fail(err, err_len, "params must be an object");
@@ -268,7 +315,7 @@ static int parse_params(const json_t* body,
                        "%spattern must be \"random\" or \"blobs\"", pre);
     }
   }
-  return 0;
+  return parse_engine_params(src, req, err, err_len);
 }
 
 
@@ -292,7 +339,7 @@ int core_job_request_parse(const json_t* body,
   }
   int rc = parse_volume(body, out, err, err_len);
   if (rc == 0) {
-    rc = parse_params(body, &out->params, err, err_len);
+    rc = parse_params(body, out, err, err_len);
   }
   return rc;
 }

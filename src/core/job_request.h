@@ -21,12 +21,16 @@ typedef struct {
   double voxel_size[3]; /* Z, Y, X in Angstrom; default 1,1,1; each > 0 */
   char volume_path[CORE_VOLUME_PATH_MAX]; /* relative to the data root */
   core_job_params_t params;
+  /* params.engine_params, serialised compactly (JSON_COMPACT |
+   * JSON_SORT_KEYS), "" when absent: what an engine gets verbatim. */
+  char engine_params[CORE_ENGINE_PARAMS_MAX + 1];
 } core_job_request_t;
 
 /* Parses `body` (may be NULL or an empty object: every default applies).
  * Accepted: {"volume":{"shape":[z,y,x],"voxel_size":[..] or number},
  * "volume_path":"x.mrc" or "volume_id":"<uuid>",
- * "params":{"preview_hz","preview_scale", "duration_s","seed","pattern"}};
+ * "params":{"preview_hz","preview_scale", "duration_s","seed","pattern",
+ * "engine","preview_downsample","engine_params"}};
  * params may also sit at the top level. Unknown keys are ignored (forward
  * compatibility). Returns 0, or -EINVAL with a sentence naming the field in
  * `err` (always NUL-terminated). Giving both a shape and a path is an error. */

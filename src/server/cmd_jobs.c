@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "server/cmd_util.h"
+#include "server/engines.h"
 #include "server/job_json.h"
 #include "server/jobs.h"
 #include "server/volume.h"
@@ -104,7 +105,7 @@ static int start_create(srv_conn_t* conn,
     return -1;
   }
   const core_job_request_t* req = &p->req;
-  int rc = srv_job_create(ctx, req, shape, voxel_size,
+  int rc = srv_job_create(ctx, req, p->engine, shape, voxel_size,
                           req->has_volume_path ? req->volume_path : NULL,
                           on_created, p);
   if (rc == -EAGAIN) {
@@ -206,10 +207,31 @@ static int parse_create(srv_request_t* rq, core_job_request_t* req) {
 }
 
 
+/* Picks the job's engine; answers and returns NULL when it cannot have
+ * the one it asked for. */
+static const srv_engine_t* resolve_engine(srv_request_t* rq,
+                                          core_job_request_t* req) {
+  const char* code = "invalid_field";
+  char why[512];
+  const srv_engine_t* e = srv_engines_resolve(
+      rq->conn->ctx->engines, &req->params,
+      req->has_volume_path || req->has_volume_id, &code, why, sizeof(why));
+  if (e == NULL) {
+    srv_http_reply_error(rq->conn, &rq->mode, 400, code, why,
+                         "GET /v1/server/info lists this server's engines "
+                         "and their params",
+                         false, NULL);
+  }
+  return e;
+}
+
+
 srv_cmd_result_t srv_cmd_create_job(srv_request_t* rq) {
   srv_ctx_t* ctx = rq->conn->ctx;
   core_job_request_t req;
-  if (parse_create(rq, &req) != 0) {
+  const srv_engine_t* engine = NULL;
+  if (parse_create(rq, &req) != 0 ||
+      (engine = resolve_engine(rq, &req)) == NULL) {
     return SRV_CMD_DONE;
   }
   pending_t* p = srv_cmd_pending_new(rq);
@@ -217,6 +239,7 @@ srv_cmd_result_t srv_cmd_create_job(srv_request_t* rq) {
     return srv_cmd_reply_oom(rq);
   }
   p->req = req;
+  p->engine = engine;
   if (req.has_volume_path) {
     /* The file is looked at on the worker pool, never on the loop. */
     if (srv_volume_probe(ctx->loop, ctx->data_root_fd, req.volume_path,

@@ -66,7 +66,7 @@ srv_cmd_result_t srv_cmd_preview(srv_request_t* rq, srv_job_t* job) {
     p->job = srv_job_ref(job);
     p->waiter.ready = on_preview_ready;
     srv_topic_wait(&job->topic, &p->waiter);
-    job->ctx->engine->rebuild_preview(job);
+    job->engine->ops->rebuild_preview(job);
     return SRV_CMD_PENDING;
   }
   reply_preview(rq->conn, &rq->mode, job);

@@ -1,13 +1,16 @@
 /* cmd_tus.c: the tus routes that carry no body: OPTIONS (what the server
- * supports), HEAD (the durable offset) and DELETE (termination, answered
- * after the removal commits). See cmd_uploads.h. Loop thread only. */
+ * supports), HEAD (the durable offset; a final's state) and DELETE
+ * (termination, answered after the removal commits). See cmd_uploads.h.
+ * Loop thread only. */
 #include <stdio.h>
 #include <string.h>
 
+#include "server/cmd_upload_body.h"
 #include "server/cmd_uploads.h"
+#include "server/upload_concat.h"
 #include "server/uploads.h"
 
-#define TUS_HEADERS "Tus-Resumable: 1.0.0\r\n"
+#define TUS_HEADERS SRV_TUS_HEADERS
 
 
 void srv_cmd_upload_options(srv_request_t* rq) {
@@ -16,7 +19,7 @@ void srv_cmd_upload_options(srv_request_t* rq) {
            TUS_HEADERS
            "Tus-Version: 1.0.0\r\n"
            "Tus-Extension: creation,creation-with-upload,checksum,"
-           "termination,expiration\r\n"
+           "termination,expiration,concatenation\r\n"
            "Tus-Max-Size: %llu\r\n"
            "Tus-Checksum-Algorithm: sha1,sha256\r\n",
            (unsigned long long) rq->conn->ctx->cfg.max_upload_bytes);
@@ -43,28 +46,34 @@ void srv_cmd_upload_head(srv_request_t* rq, const char* id, size_t id_len) {
     reply_not_found(rq);
     return;
   }
-  char headers[SRV_UPLOAD_METADATA_MAX + 512];
-  char date[40];
-  srv_http_date(u->expires_us, date);
-  int n =
-      snprintf(headers, sizeof(headers),
-               TUS_HEADERS "Upload-Offset: %llu\r\nUpload-Length: %llu\r\n",
-               (unsigned long long) u->offset, (unsigned long long) u->length);
-  if (u->metadata[0] != '\0') {
-    n += snprintf(headers + n, sizeof(headers) - (size_t) n,
-                  "Upload-Metadata: %s\r\n", u->metadata);
+  char headers[SRV_TUS_HEADERS_MAX + 256];
+  if (u->state == SRV_UPLOAD_FAILED) {
+    /* A final that did not become a volume: the answer its PATCH would have
+     * had, the reason in a header (a HEAD answer has no body). */
+    char concat[SRV_TUS_CONCAT_MAX];
+    srv_concat_header(u, concat, sizeof(concat));
+    char why[sizeof(u->error_msg)];
+    snprintf(why, sizeof(why), "%s", u->error_msg);
+    for (char* c = why; *c != '\0'; c++) {
+      *c = (unsigned char) *c < 0x20 ? ' ' : *c; /* one header line */
+    }
+    bool invalid = strcmp(u->error_code, "invalid_volume") == 0;
+    int status = invalid                                              ? 422
+                 : strcmp(u->error_code, "insufficient_storage") == 0 ? 507
+                                                                      : 500;
+    snprintf(headers, sizeof(headers),
+             TUS_HEADERS
+             "Upload-Length: %llu\r\nUpload-Concat: %s\r\n"
+             "CryoMamba-Upload-Error: %s %s\r\n",
+             (unsigned long long) u->length, concat, u->error_code, why);
+    srv_http_reply_error(rq->conn, &rq->mode, status, u->error_code,
+                         u->error_msg,
+                         "the parts are kept: create another final upload, "
+                         "or send the file again",
+                         false, headers);
+    return;
   }
-  if (u->concat == SRV_CONCAT_PARTIAL) {
-    n += snprintf(headers + n, sizeof(headers) - (size_t) n,
-                  "Upload-Concat: partial\r\n");
-  }
-  if (u->state == SRV_UPLOAD_COMPLETED && u->volume_id[0] != '\0') {
-    snprintf(headers + n, sizeof(headers) - (size_t) n,
-             "CryoMamba-Volume-Id: %s\r\n", u->volume_id);
-  } else if (u->state != SRV_UPLOAD_COMPLETED) {
-    snprintf(headers + n, sizeof(headers) - (size_t) n,
-             "Upload-Expires: %s\r\n", date);
-  }
+  srv_tus_upload_headers(u, true, headers, sizeof(headers));
   /* A HEAD answer with the headers a GET would have, and no body. */
   srv_http_reply(rq->conn, &rq->mode, 200, "application/json", NULL, 0,
                  headers);
@@ -97,12 +106,26 @@ srv_cmd_result_t srv_cmd_upload_delete(srv_request_t* rq,
     reply_not_found(rq);
     return SRV_CMD_DONE;
   }
+  if (u->final_refs > 0) {
+    srv_http_reply_error(rq->conn, &rq->mode, 409, "part_in_use",
+                         "a final upload is being assembled from this partial "
+                         "upload",
+                         "once the final is complete its parts are removed; "
+                         "terminate the final upload first",
+                         false, TUS_HEADERS);
+    return SRV_CMD_DONE;
+  }
   pending_t* p = srv_cmd_pending_new(rq);
   if (p == NULL) {
     return srv_cmd_reply_oom(rq);
   }
-  /* A PATCH still writing sees is_deleted and keeps nothing. */
-  if (srv_upload_remove(rq->conn->ctx, u, false, on_removed, p) != 0) {
+  /* A PATCH still writing sees is_deleted and keeps nothing. A final being
+   * assembled lets go of its parts now, and its join (which may make its
+   * file again) removes the file when it sees is_deleted. */
+  bool is_joining =
+      u->concat == SRV_CONCAT_FINAL && u->state == SRV_UPLOAD_COMPLETING;
+  srv_concat_release(rq->conn->ctx, u);
+  if (srv_upload_remove(rq->conn->ctx, u, is_joining, on_removed, p) != 0) {
     srv_ticket_release(p->ticket);
     free(p);
     return srv_cmd_reply_oom(rq);

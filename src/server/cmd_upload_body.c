@@ -8,10 +8,14 @@
  * Loop thread only. */
 #include "server/cmd_upload_body.h"
 
+#include <assert.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "server/upload_concat.h"
 
 #define BUF_CAP (1u << 20)
 
@@ -53,24 +57,62 @@ static srv_conn_t* answer_conn(const srv_upload_req_t* p) {
 }
 
 
-/* Upload-Offset / Upload-Expires / Location lines for `u`. */
-static void upload_headers(const srv_upload_t* u,
-                           bool with_location,
-                           char* out,
-                           size_t cap) {
-  char date[40];
-  srv_http_date(u->expires_us, date);
-  int n = snprintf(out, cap, SRV_TUS_HEADERS "Upload-Offset: %llu\r\n",
-                   (unsigned long long) u->offset);
-  if (u->state != SRV_UPLOAD_COMPLETED) {
-    n += snprintf(out + n, cap - (size_t) n, "Upload-Expires: %s\r\n", date);
-  } else if (u->volume_id[0] != '\0') {
-    n += snprintf(out + n, cap - (size_t) n, "CryoMamba-Volume-Id: %s\r\n",
-                  u->volume_id);
+/* snprintf at out + *n, keeping *n within cap. */
+static void append(char* out, size_t cap, size_t* n, const char* fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void append(char* out, size_t cap, size_t* n, const char* fmt, ...) {
+  if (*n >= cap) {
+    return;
   }
-  if (with_location) {
-    snprintf(out + n, cap - (size_t) n, "Location: /v1/uploads/%s\r\n", u->id);
+  va_list ap;
+  va_start(ap, fmt);
+  int k = vsnprintf(out + *n, cap - *n, fmt, ap);
+  va_end(ap);
+  if (k < 0 || *n + (size_t) k >= cap) {
+    *n = cap; /* cut: the assert below catches it */
+  } else {
+    *n += (size_t) k;
   }
+}
+
+
+void srv_tus_upload_headers(const srv_upload_t* u,
+                            bool full,
+                            char* out,
+                            size_t cap) {
+  size_t n = 0;
+  out[0] = '\0';
+  append(out, cap, &n, SRV_TUS_HEADERS);
+  /* A final has no offset until it is assembled (tus: "SHOULD NOT contain
+   * the Upload-Offset header unless the concatenation has been successfully
+   * finished"). */
+  if (u->concat != SRV_CONCAT_FINAL || u->state == SRV_UPLOAD_COMPLETED) {
+    append(out, cap, &n, "Upload-Offset: %llu\r\n",
+           (unsigned long long) u->offset);
+  }
+  if (full) {
+    append(out, cap, &n, "Upload-Length: %llu\r\n",
+           (unsigned long long) u->length);
+    if (u->metadata[0] != '\0') {
+      append(out, cap, &n, "Upload-Metadata: %s\r\n", u->metadata);
+    }
+  }
+  if (u->concat != SRV_CONCAT_NONE) {
+    char concat[SRV_TUS_CONCAT_MAX];
+    srv_concat_header(u, concat, sizeof(concat));
+    append(out, cap, &n, "Upload-Concat: %s\r\n", concat);
+  }
+  /* Partial uploads expire complete or not; others only while open. */
+  if (u->concat == SRV_CONCAT_PARTIAL || u->state == SRV_UPLOAD_RECEIVING ||
+      u->state == SRV_UPLOAD_COMPLETING) {
+    char date[40];
+    srv_http_date(u->expires_us, date);
+    append(out, cap, &n, "Upload-Expires: %s\r\n", date);
+  }
+  if (u->state == SRV_UPLOAD_COMPLETED && u->volume_id[0] != '\0') {
+    append(out, cap, &n, "CryoMamba-Volume-Id: %s\r\n", u->volume_id);
+  }
+  assert(n < cap); /* SRV_TUS_HEADERS_MAX holds the longest */
 }
 
 
@@ -103,8 +145,13 @@ void srv_upload_req_answer(srv_upload_req_t* p) {
       srv_tus_reply_error(conn, &p->mode, p->err_status, p->err_code,
                           p->err_msg);
     } else {
-      char headers[512];
-      upload_headers(p->u, p->is_create, headers, sizeof(headers));
+      char headers[SRV_TUS_HEADERS_MAX + 64];
+      srv_tus_upload_headers(p->u, false, headers, SRV_TUS_HEADERS_MAX);
+      if (p->is_create) {
+        size_t n = strlen(headers);
+        snprintf(headers + n, sizeof(headers) - n,
+                 "Location: /v1/uploads/%s\r\n", p->u->id);
+      }
       srv_http_reply(conn, &p->mode, p->is_create ? 201 : 204,
                      "application/json", NULL, 0, headers);
     }
@@ -115,7 +162,10 @@ void srv_upload_req_answer(srv_upload_req_t* p) {
 
 static void on_completed(srv_upload_waiter_t* w, int status, const char* why) {
   srv_upload_req_t* p = CORE_CONTAINER_OF(w, srv_upload_req_t, waiter);
-  if (status != 0) {
+  if (status == -ECANCELED) {
+    srv_upload_req_fail(p, 404, "upload_not_found",
+                        "the upload was terminated");
+  } else if (status != 0) {
     srv_upload_req_fail(
         p, status == -EINVAL ? 422 : 500,
         status == -EINVAL ? "invalid_volume" : "internal",
@@ -129,6 +179,17 @@ static void on_completed(srv_upload_waiter_t* w, int status, const char* why) {
  * a part of a concatenation, complete as it is), and p answers after. */
 static void maybe_complete(srv_upload_req_t* p) {
   srv_upload_t* u = p->u;
+  if (u->concat == SRV_CONCAT_FINAL) {
+    /* Its first record is durable: answered 201 now, assembled after
+     * (HEAD shows when it is done), or complete at once by dedup. */
+    if (!u->is_deleted && u->state == SRV_UPLOAD_COMPLETED) {
+      srv_concat_consume(p->ctx, u);
+    } else if (!u->is_deleted && u->state == SRV_UPLOAD_COMPLETING) {
+      srv_upload_final_start(p->ctx, u);
+    }
+    srv_upload_req_answer(p);
+    return;
+  }
   if (u->state != SRV_UPLOAD_RECEIVING || u->offset != u->length ||
       u->is_deleted) {
     srv_upload_req_answer(p);
@@ -157,6 +218,9 @@ void srv_upload_req_on_saved(void* arg, int status) {
     srv_upload_req_fail(p, 503, "store_unavailable",
                         "the upload's offset could not be "
                         "recorded; HEAD tells what is durable");
+    if (p->is_create && !p->u->is_committed) {
+      srv_upload_drop_new(p->ctx, p->u); /* the client got no Location */
+    }
     srv_upload_req_answer(p);
     return;
   }
@@ -307,6 +371,12 @@ static void sink_abort(srv_body_sink_t* sink) {
   if (!p->io.is_busy) {
     srv_upload_req_finish(p);
   }
+}
+
+
+void srv_upload_drop_new(srv_ctx_t* ctx, srv_upload_t* u) {
+  srv_concat_release(ctx, u);
+  srv_upload_remove(ctx, u, false, NULL, NULL);
 }
 
 

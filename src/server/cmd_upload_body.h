@@ -17,6 +17,10 @@
 #include "server/uploads.h"
 
 #define SRV_TUS_HEADERS "Tus-Resumable: 1.0.0\r\n"
+/* The longest Upload-Concat value ("final;" and every part's path), and
+ * the longest block srv_tus_upload_headers() writes. */
+#define SRV_TUS_CONCAT_MAX (8 + SRV_UPLOAD_PARTS_MAX * (CORE_UUID_STR_LEN + 14))
+#define SRV_TUS_HEADERS_MAX (SRV_UPLOAD_METADATA_MAX + SRV_TUS_CONCAT_MAX + 512)
 
 typedef struct srv_upload_req_s {
   srv_body_sink_t sink;
@@ -82,6 +86,20 @@ void srv_tus_reply_error(srv_conn_t* conn,
                          int status,
                          const char* code,
                          const char* msg);
+
+/* The tus headers describing `u` into `out` (cap >= SRV_TUS_HEADERS_MAX):
+ * Tus-Resumable, Upload-Offset (not for a final still being assembled),
+ * Upload-Concat, Upload-Expires while `u` may expire, CryoMamba-Volume-Id
+ * once complete; with `full` (HEAD) also Upload-Length and
+ * Upload-Metadata. */
+void srv_tus_upload_headers(const srv_upload_t* u,
+                            bool full,
+                            char* out,
+                            size_t cap);
+
+/* A new upload whose first record did not commit: lets go of a final's
+ * parts and removes it. */
+void srv_upload_drop_new(srv_ctx_t* ctx, srv_upload_t* u);
 
 /* A decimal header value: false if not 1 to 19 digits. */
 bool srv_tus_parse_u64(const char* s, uint64_t* out);

@@ -84,7 +84,14 @@ static void patch_check(srv_upload_req_t* p,
                         "no upload has this id (it may have "
                         "expired or been terminated)");
   } else if (u->concat == SRV_CONCAT_FINAL) {
-    srv_upload_req_fail(p, 403, "forbidden", "a final upload takes no PATCH");
+    /* tus: 403, and neither the final nor its parts change. */
+    srv_upload_req_fail(p, 403, "upload_is_final",
+                        "a final upload takes no PATCH: it is assembled from "
+                        "its parts");
+  } else if (u->final_refs > 0) {
+    srv_upload_req_fail(p, 409, "part_in_use",
+                        "a final upload is being assembled from this partial "
+                        "upload");
   } else if (!is_octet_stream(r)) {
     srv_upload_req_fail(
         p, 415, "unsupported_media_type",
@@ -135,8 +142,13 @@ srv_body_sink_t* srv_cmd_upload_stream(srv_request_t* rq,
                                        const char* id,
                                        size_t id_len) {
   unsigned method = net_http_method(rq->http);
-  if (method == HTTP_POST && !is_octet_stream(rq->http)) {
-    return NULL; /* creation without a body: gathered as usual */
+  const char* concat = net_http_header(rq->http, "Upload-Concat");
+  if (method == HTTP_POST &&
+      (!is_octet_stream(rq->http) ||
+       (concat != NULL && strncmp(concat, "final;", 6) == 0))) {
+    /* Creation without a body, or a final upload (which takes none and is
+     * refused if it has one): gathered as usual. */
+    return NULL;
   }
   srv_upload_req_t* p = srv_upload_req_new(rq);
   if (p == NULL) {
@@ -175,7 +187,7 @@ srv_cmd_result_t srv_cmd_upload_body_done(srv_request_t* rq) {
     return srv_cmd_reply_oom(rq);
   }
   if (p->is_create && p->err_status != 0 && p->u != NULL) {
-    srv_upload_remove(p->ctx, p->u, false, NULL, NULL);
+    srv_upload_drop_new(p->ctx, p->u);
   }
   srv_upload_req_finish(p);
   return SRV_CMD_PENDING;

@@ -13,9 +13,10 @@ typedef struct {
   srv_ticket_t* ticket;
   srv_http_mode_t mode;
   srv_ctx_t* ctx;
-  core_job_request_t req; /* create */
-  srv_job_t* job;         /* preview: a reference */
-  srv_waiter_t waiter;    /* preview: waiting for the re-render */
+  core_job_request_t req;            /* create */
+  const struct srv_engine_s* engine; /* create: the job's engine */
+  srv_job_t* job;                    /* preview: a reference */
+  srv_waiter_t waiter;               /* preview: waiting for the re-render */
 } pending_t;
 
 /* A pending answer for `rq` (a ticket on its connection). NULL on ENOMEM. */

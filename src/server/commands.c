@@ -11,9 +11,11 @@
 #include "server/auth.h"
 #include "server/cmd_uploads.h"
 #include "server/cmd_util.h"
+#include "server/engines.h"
 #include "server/job_json.h"
 #include "server/jobs.h"
 #include "server/metrics.h"
+#include "server/uploads.h"
 
 /* ---- info, health, metrics ---- */
 
@@ -47,20 +49,34 @@ static void handle_info(srv_request_t* rq) {
   json_object_set_new(limits, "max_uploads_per_ip",
                       json_integer(c->max_uploads_per_ip));
   json_object_set_new(limits, "upload_expiry_s", json_real(c->upload_expiry_s));
+  json_object_set_new(limits, "max_upload_parts",
+                      json_integer(SRV_UPLOAD_PARTS_MAX));
   json_object_set_new(limits, "http_header_timeout_s",
                       json_real(c->http_header_timeout_s));
   json_object_set_new(limits, "http_body_timeout_s",
                       json_real(c->http_body_timeout_s));
   json_object_set_new(limits, "http_write_timeout_s",
                       json_real(c->http_write_timeout_s));
+  const srv_engine_cfg_t* e = &c->engines;
+  json_object_set_new(limits, "devices", json_integer(e->device_count));
+  json_object_set_new(limits, "engine_kill_grace_s",
+                      json_real(e->kill_grace_s));
+  json_object_set_new(limits, "engine_wall_time_s", json_real(e->wall_time_s));
+  json_object_set_new(limits, "engine_max_line_bytes",
+                      json_integer((json_int_t) e->max_line_bytes));
+  json_object_set_new(limits, "engine_max_lines_per_s",
+                      json_integer(e->max_lines_per_s));
+  json_object_set_new(limits, "engine_log_bytes",
+                      json_integer((json_int_t) e->log_bytes));
   srv_http_reply_json(
       rq->conn, &rq->mode, 200,
-      json_pack("{s:s, s:s, s:i, s:[s,s,s,s,s,s,s], s:b, s:o}", "name",
+      json_pack("{s:s, s:s, s:i, s:[s,s,s,s,s,s,s,s], s:b, s:o, s:o}", "name",
                 "cryomambad", "version", CM_VERSION, "protocol_version", 1,
                 "capabilities", "previews", "cancel", "artifacts",
                 "patterns:random,blobs", "volume_path",
-                "encodings:base64,raw,zstd", "delete", "auth_required",
-                rq->conn->ctx->auth.count > 0, "limits", limits),
+                "encodings:base64,raw,zstd", "delete", "engines",
+                "auth_required", rq->conn->ctx->auth.count > 0, "limits",
+                limits, "engines", srv_engines_info(rq->conn->ctx->engines)),
       NULL);
 }
 

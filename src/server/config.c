@@ -42,6 +42,16 @@ typedef enum {
   OPT_LOG_LEVEL,
   OPT_AUTH_FILE,
   OPT_HASH_TOKEN,
+  OPT_BUILTIN_ENGINES,
+  OPT_ENGINE,
+  OPT_ENGINES_FILE,
+  OPT_DEVICES,
+  OPT_ENGINE_KILL_GRACE,
+  OPT_ENGINE_WALL_TIME,
+  OPT_ENGINE_MAX_LINE,
+  OPT_ENGINE_MAX_LINES,
+  OPT_ENGINE_LOG_BYTES,
+  OPT_ENGINE_SHIM,
   OPT_HELP,
   OPT_VERSION
 } opt_id_t;
@@ -132,6 +142,34 @@ static const opt_doc_t opt_docs[] = {
      "             token set, every route but /v1/healthz needs one"},
     {"hash-token", "CRYOMAMBA_HASH_TOKEN_UNUSED", OPT_HASH_TOKEN,
      "TOKEN  print the auth-file line for TOKEN and exit"},
+    {"builtin-engines", "CRYOMAMBA_BUILTIN_ENGINES", OPT_BUILTIN_ENGINES,
+     "LIST   built-in engines jobs may use, comma-separated, or 'all'\n"
+     "             (default all: sim)"},
+    {"engine", "CRYOMAMBA_ENGINE", OPT_ENGINE,
+     "NAME=COMMAND  declare an exec engine (repeatable): each job of it\n"
+     "             runs /bin/sh -c COMMAND (docs/engines.md)"},
+    {"engines-file", "CRYOMAMBA_ENGINES_FILE", OPT_ENGINES_FILE,
+     "FILE   exec engines from a JSON file (docs/engines.md)"},
+    {"devices", "CRYOMAMBA_DEVICES", OPT_DEVICES,
+     "N|LIST device slots for exec jobs, one job per device, exported as\n"
+     "             CUDA_VISIBLE_DEVICES (default none)"},
+    {"engine-kill-grace", "CRYOMAMBA_ENGINE_KILL_GRACE", OPT_ENGINE_KILL_GRACE,
+     "S      after SIGTERM an engine's processes get SIGKILL this long\n"
+     "             later (default 10)"},
+    {"engine-wall-time", "CRYOMAMBA_ENGINE_WALL_TIME", OPT_ENGINE_WALL_TIME,
+     "S      an exec job running longer fails (default 0: no limit;\n"
+     "             an engines file may set one per engine)"},
+    {"engine-max-line-bytes", "CRYOMAMBA_ENGINE_MAX_LINE_BYTES",
+     OPT_ENGINE_MAX_LINE,
+     "N      longest stdout line of an engine (default 16384)"},
+    {"engine-max-lines-per-s", "CRYOMAMBA_ENGINE_MAX_LINES_PER_S",
+     OPT_ENGINE_MAX_LINES,
+     "N      stdout lines per second an engine may print (default 1000)"},
+    {"engine-log-bytes", "CRYOMAMBA_ENGINE_LOG_BYTES", OPT_ENGINE_LOG_BYTES,
+     "N      an engine's stderr kept in the job's log (default 1048576)"},
+    {"engine-shim", "CRYOMAMBA_ENGINE_SHIM", OPT_ENGINE_SHIM,
+     "PATH   the exec shim (default: cryomamba-engine-shim beside\n"
+     "             cryomambad)"},
 };
 
 
@@ -165,6 +203,7 @@ void srv_config_default(srv_config_t* cfg) {
   cfg->max_uploads_per_token = 16;
   cfg->max_uploads_per_ip = 16;
   cfg->upload_expiry_s = 86400.0;
+  srv_engine_cfg_default(&cfg->engines);
 }
 
 
@@ -361,6 +400,45 @@ static int apply(srv_config_t* cfg, opt_id_t id, const char* v) {
   case OPT_HASH_TOKEN:
     cfg->hash_token = v;
     return 0;
+  case OPT_BUILTIN_ENGINES:
+    return copy_str(cfg->engines.builtin, sizeof(cfg->engines.builtin), v);
+  case OPT_ENGINE:
+  case OPT_ENGINES_FILE: {
+    char err[512];
+    int rc = id == OPT_ENGINE
+                 ? srv_engine_cfg_add(&cfg->engines, v, err, sizeof(err))
+                 : srv_engine_cfg_load_file(&cfg->engines, v, err, sizeof(err));
+    if (rc != 0) {
+      fprintf(stderr, "cryomambad: %s\n", err);
+    }
+    return rc;
+  }
+  case OPT_DEVICES:
+    return srv_engine_cfg_set_devices(&cfg->engines, v);
+  case OPT_ENGINE_KILL_GRACE:
+    return parse_double(v, 0, 3600, &cfg->engines.kill_grace_s);
+  case OPT_ENGINE_WALL_TIME:
+    return parse_double(v, 0, 1e7, &cfg->engines.wall_time_s);
+  case OPT_ENGINE_MAX_LINE:
+    if (parse_uint(v, 1u << 24, &u) != 0 || u < 256) {
+      return -1;
+    }
+    cfg->engines.max_line_bytes = (size_t) u;
+    return 0;
+  case OPT_ENGINE_MAX_LINES:
+    if (parse_uint(v, 1000000, &u) != 0 || u == 0) {
+      return -1;
+    }
+    cfg->engines.max_lines_per_s = (unsigned) u;
+    return 0;
+  case OPT_ENGINE_LOG_BYTES:
+    if (parse_uint(v, 1ull << 40, &u) != 0) {
+      return -1;
+    }
+    cfg->engines.log_bytes = u;
+    return 0;
+  case OPT_ENGINE_SHIM:
+    return copy_str(cfg->engines.shim, sizeof(cfg->engines.shim), v);
   case OPT_HELP:
   case OPT_VERSION:
     return 0;

@@ -6,6 +6,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "server/engine_cfg.h"
+
 typedef struct {
   char bind[64];
   int port;
@@ -38,7 +40,8 @@ typedef struct {
   double upload_expiry_s;         /* incomplete uploads are removed after */
   int log_level;                  /* 0 debug, 1 info, 2 warn, 3 error */
   char auth_file[1024];           /* "" = none */
-  const char* hash_token; /* --hash-token: print its auth line and exit */
+  const char* hash_token;   /* --hash-token: print its auth line and exit */
+  srv_engine_cfg_t engines; /* built-ins enabled, exec engines, devices */
 } srv_config_t;
 
 /* Fills the defaults. */

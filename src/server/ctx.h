@@ -64,17 +64,18 @@ struct srv_ctx_s {
   uint64_t housekeeping_ms; /* uv_now() at the last job housekeeping */
   core_list_t conns;
   unsigned conn_count;
-  srv_addr_limit_t addr_limit; /* per-address counts (when limited) */
-  core_list_t jobs;            /* srv_job_t.link, newest first */
-  core_idmap_t job_index;      /* id -> srv_job_t*, registered jobs */
-  unsigned job_count;          /* registered */
-  unsigned queued_count;       /* registered and queued */
-  unsigned running_count;      /* registered and running */
-  unsigned jobs_by_state[5];   /* registered, by core_job_state_t */
-  unsigned creates_pending;    /* created, record not yet committed */
-  unsigned deletes_pending;    /* deleted, removal not yet committed */
-  unsigned endings_pending;    /* ended, terminal record not yet committed */
-  const srv_engine_ops_t* engine;
+  srv_addr_limit_t addr_limit;   /* per-address counts (when limited) */
+  core_list_t jobs;              /* srv_job_t.link, newest first */
+  core_idmap_t job_index;        /* id -> srv_job_t*, registered jobs */
+  unsigned job_count;            /* registered */
+  unsigned queued_count;         /* registered and queued */
+  unsigned running_count;        /* registered and running */
+  unsigned jobs_by_state[5];     /* registered, by core_job_state_t */
+  unsigned creates_pending;      /* created, record not yet committed */
+  unsigned deletes_pending;      /* deleted, removal not yet committed */
+  unsigned endings_pending;      /* ended, terminal record not yet committed */
+  struct srv_engines_s* engines; /* the registry (engines.h), main's */
+  struct srv_devices_s* devices; /* exec jobs' device slots (devices.h) */
   /* Bytes of preview frames their job let go of that slow readers still
    * hold (net_frame_mark_held); bounded by cfg.max_held_bytes. Atomic: a
    * frame may be freed on any thread. */

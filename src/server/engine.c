@@ -20,6 +20,7 @@
 #include "core/msg.h"
 #include "core/preview_bin.h"
 #include "server/jobs.h"
+#include "server/preview_pub.h"
 #include "server/render.h"
 
 /* One running job's engine state. Owned by the engine: created at start,
@@ -55,42 +56,6 @@ static uint64_t duration_ns(const srv_job_t* job) {
 }
 
 
-/* Stamps the envelope (seq, timestamp) in front of each encoded payload
- * and seals its WebSocket header. Loop thread. */
-static int finish_frames(srv_job_t* job,
-                         srv_render_t* r,
-                         uint64_t seq,
-                         int64_t ts_us) {
-  size_t n = (size_t) core_shape_voxels(&r->preview_shape);
-  core_preview_layout_t layout;
-  if (core_msg_preview_layout(job->id, seq, ts_us, &r->preview_shape, r->scale,
-                              n, &layout) != 0) {
-    return -EINVAL;
-  }
-  net_frame_t* text = r->frames[CORE_ENC_BASE64];
-  assert(layout.b64_len + layout.suffix_len == text->len);
-  memcpy(net_frame_prepend(text, layout.prefix_len), layout.prefix,
-         layout.prefix_len);
-  net_frame_seal_ws(text, NET_WS_OP_TEXT);
-  for (int e = CORE_ENC_RAW; e < CORE_ENC_COUNT; e++) {
-    net_frame_t* f = r->frames[e];
-    if (f == NULL) {
-      continue;
-    }
-    uint8_t head[CORE_PREVIEW_BIN_HEAD_MAX];
-    int head_len =
-        core_preview_bin_head(job->id, seq, ts_us, &r->preview_shape, r->scale,
-                              (core_encoding_t) e, f->len, head, sizeof(head));
-    if (head_len < 0) {
-      return -EINVAL;
-    }
-    memcpy(net_frame_prepend(f, (size_t) head_len), head, (size_t) head_len);
-    net_frame_seal_ws(f, NET_WS_OP_BINARY);
-  }
-  return 0;
-}
-
-
 static void run_stop(srv_engine_run_t* run);
 
 
@@ -111,20 +76,11 @@ static void fail_job(srv_job_t* job, const char* what, int err) {
 /* Stamps seq and timestamp on r's frames and makes them the job's latest
  * preview (handed to every sink). Returns 0, or fails the job. */
 static int publish_frames(srv_job_t* job, srv_render_t* r) {
-  srv_ctx_t* ctx = job->ctx;
-  int64_t now_us = srv_now_us();
-  uint64_t seq = ++job->seq;
-  if (finish_frames(job, r, seq, now_us) != 0) {
+  if (srv_preview_publish(job, r->frames, &r->preview_shape, r->scale) != 0) {
     srv_render_release_frames(r);
     fail_job(job, "framing the preview", -EINVAL);
     return -1;
   }
-  job->previews_sent++;
-  job->final_preview_seq = seq; /* the last one published, if it is final */
-  job->final_preview_us = now_us;
-  ctx->metrics.previews_published++;
-  ctx->metrics.preview_bytes_published += r->frames[CORE_ENC_BASE64]->len;
-  srv_topic_set_preview(&job->topic, r->frames, false);
   return 0;
 }
 
@@ -169,8 +125,8 @@ static void after_rebuild(srv_render_t* r, int status) {
   srv_ctx_t* ctx = job->ctx;
   job->is_rebuilding = false;
   if (status == 0 && r->err == 0 && job->state == CORE_JOB_COMPLETED &&
-      finish_frames(job, r, job->final_preview_seq, job->final_preview_us) ==
-          0) {
+      srv_preview_seal(job, r->frames, &r->preview_shape, r->scale,
+                       job->final_preview_seq, job->final_preview_us) == 0) {
     ctx->metrics.renders_total++;
     ctx->metrics.render_ns_total += r->render_ns;
     srv_topic_set_preview(&job->topic, r->frames, true);

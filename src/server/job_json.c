@@ -44,6 +44,15 @@ static json_t* stats_json(const srv_job_t* job) {
   if (!job->has_stats) {
     return json_null();
   }
+  if (job->label_counts_json != NULL) { /* a mask engine's: labels found */
+    json_t* out = json_pack("{s:I, s:O}", "voxels",
+                            (json_int_t) core_shape_voxels(&job->shape),
+                            "label_counts", job->label_counts_json);
+    if (out != NULL && job->engine_stats != NULL) {
+      json_object_set(out, "engine", job->engine_stats);
+    }
+    return out;
+  }
   json_t* counts = json_object();
   unsigned n = core_pattern_label_count(job->params.pattern);
   for (unsigned i = 0; i < n && i < 3; i++) {
@@ -58,11 +67,31 @@ static json_t* stats_json(const srv_job_t* job) {
 }
 
 
-static json_t* params_json(const core_job_params_t* p) {
-  return json_pack("{s:f, s:I, s:f, s:I, s:s}", "preview_hz", p->preview_hz,
-                   "preview_scale", (json_int_t) p->preview_scale, "duration_s",
-                   p->duration_s, "seed", (json_int_t) p->seed, "pattern",
-                   core_pattern_name(p->pattern));
+static bool is_sim(const srv_job_t* job) {
+  return strcmp(job->params.engine, "sim") == 0;
+}
+
+
+/* The params object. A sim job's has the five fields it always had (sim
+ * stays byte for byte what it was on the wire); other jobs' also name
+ * their engine, preview_downsample and engine_params. */
+static json_t* params_json(const srv_job_t* job) {
+  const core_job_params_t* p = &job->params;
+  json_t* out = json_pack(
+      "{s:f, s:I, s:f, s:I, s:s}", "preview_hz", p->preview_hz, "preview_scale",
+      (json_int_t) p->preview_scale, "duration_s", p->duration_s, "seed",
+      (json_int_t) p->seed, "pattern", core_pattern_name(p->pattern));
+  if (out == NULL || is_sim(job)) {
+    return out;
+  }
+  json_object_set_new(out, "engine", json_string(p->engine));
+  json_object_set_new(out, "preview_downsample",
+                      json_string(core_downsample_name(p->preview_downsample)));
+  if (job->engine_params != NULL) {
+    json_object_set_new(out, "engine_params",
+                        json_loads(job->engine_params, 0, NULL));
+  }
+  return out;
 }
 
 
@@ -84,7 +113,7 @@ static json_t* job_json(const srv_job_t* job, bool durable) {
       "{s:s, s:s, s:o, s:{s:o, s:[f,f,f], s:o},"
       " s:o, s:f, s:I, s:o, s:o, s:o, s:o, s:o, s:o, s:o}",
       "job_id", job->id, "state", core_job_state_name(state), "params",
-      params_json(&job->params), "volume", "shape", shape_json(&job->shape),
+      params_json(job), "volume", "shape", shape_json(&job->shape),
       "voxel_size", job->voxel_size[0], job->voxel_size[1], job->voxel_size[2],
       "path",
       job->volume_path != NULL ? json_string(job->volume_path) : json_null(),
@@ -99,8 +128,22 @@ static json_t* job_json(const srv_job_t* job, bool durable) {
 }
 
 
+static void add_volume_id(json_t* obj, const srv_job_t* job);
+
+
 json_t* srv_job_to_json(const srv_job_t* job) {
-  return job_json(job, true);
+  json_t* out = job_json(job, true);
+  add_volume_id(out, job);
+  return out;
+}
+
+
+/* volume.volume_id: an uploaded volume's id, or null. */
+static void add_volume_id(json_t* obj, const srv_job_t* job) {
+  json_t* vol = json_object_get(obj, "volume");
+  json_object_set_new(
+      vol, "volume_id",
+      job->volume_id[0] != '\0' ? json_string(job->volume_id) : json_null());
 }
 
 
@@ -109,6 +152,7 @@ json_t* srv_job_to_record(const srv_job_t* job) {
   if (rec == NULL) {
     return NULL;
   }
+  add_volume_id(rec, job);
   json_object_set_new(
       rec, "internal",
       json_pack("{s:I, s:I, s:I, s:I}", "seq", (json_int_t) job->seq,
@@ -186,6 +230,18 @@ int srv_job_from_record(srv_job_t* job,
     return -1;
   }
   job->params = req.params;
+  if (job->params.engine[0] == '\0') {
+    snprintf(job->params.engine, sizeof(job->params.engine), "sim");
+  }
+  if (req.engine_params[0] != '\0' &&
+      (job->engine_params = strdup(req.engine_params)) == NULL) {
+    snprintf(why, why_len, "out of memory");
+    return -1;
+  }
+  const char* vid = json_string_value(json_object_get(volume, "volume_id"));
+  if (vid != NULL && core_uuid_is_valid(vid, strlen(vid))) {
+    memcpy(job->volume_id, vid, sizeof(job->volume_id));
+  }
   job->preview_shape =
       core_shape_downsample(&job->shape, job->params.preview_scale);
   const json_t* vs = json_object_get(volume, "voxel_size");
@@ -220,9 +276,14 @@ int srv_job_from_record(srv_job_t* job,
     const json_t* r = json_object_get(first, "retryable");
     job->error_retryable = r == NULL || json_is_true(r);
   }
-  const json_t* counts =
-      json_object_get(json_object_get(rec, "stats"), "label_counts");
-  if (json_is_object(counts)) {
+  const json_t* stats = json_object_get(rec, "stats");
+  const json_t* counts = json_object_get(stats, "label_counts");
+  if (json_is_object(counts) && !is_sim(job)) {
+    job->has_stats = true;
+    job->label_counts_json = json_deep_copy(counts);
+    const json_t* es = json_object_get(stats, "engine");
+    job->engine_stats = json_is_object(es) ? json_deep_copy(es) : NULL;
+  } else if (json_is_object(counts)) {
     job->has_stats = true;
     for (unsigned i = 0; i < 3; i++) {
       char key[12];
@@ -279,5 +340,5 @@ json_t* srv_job_connected_data(const srv_job_t* job) {
       "progress", job->progress, "last_seq", (json_int_t) job->seq, "volume",
       "shape", shape_json(&job->shape), "voxel_size", job->voxel_size[0],
       job->voxel_size[1], job->voxel_size[2], "preview_shape",
-      shape_json(&job->preview_shape), "params", params_json(&job->params));
+      shape_json(&job->preview_shape), "params", params_json(job));
 }

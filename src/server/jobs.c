@@ -52,6 +52,9 @@ void srv_job_unref(srv_job_t* job) {
   assert(!job->is_registered && job->run == NULL);
   srv_topic_close(&job->topic);
   free(job->volume_path);
+  free(job->engine_params);
+  json_decref(job->label_counts_json);
+  json_decref(job->engine_stats);
   free(job);
 }
 
@@ -190,7 +193,8 @@ static void after_create(srv_job_t* job,
   }
   ctx->metrics.jobs_created_total++;
   srv_log(&ctx->log, SRV_LOG_INFO, "job.created", "s:job_id", job->id,
-          "s:pattern", core_pattern_name(job->params.pattern), "i:z",
+          "s:engine", job->params.engine, "s:pattern",
+          core_pattern_name(job->params.pattern), "i:z",
           (int64_t) job->shape.d[0], "i:y", (int64_t) job->shape.d[1], "i:x",
           (int64_t) job->shape.d[2], NULL);
   cb(arg, job, 0);
@@ -200,6 +204,7 @@ static void after_create(srv_job_t* job,
 
 int srv_job_create(srv_ctx_t* ctx,
                    const core_job_request_t* req,
+                   const srv_engine_t* engine,
                    const core_shape_t* shape,
                    const double voxel_size[3],
                    const char* volume_path,
@@ -215,13 +220,19 @@ int srv_job_create(srv_ctx_t* ctx,
   uint8_t random16[16];
   if (RAND_bytes(random16, sizeof(random16)) != 1 ||
       (volume_path != NULL &&
-       (job->volume_path = strdup(volume_path)) == NULL)) {
+       (job->volume_path = strdup(volume_path)) == NULL) ||
+      (req->engine_params[0] != '\0' &&
+       (job->engine_params = strdup(req->engine_params)) == NULL)) {
     srv_job_unref(job);
     return -ENOMEM;
   }
   core_uuid4_format(random16, job->id);
   job->state = CORE_JOB_QUEUED;
   job->params = req->params;
+  job->engine = engine;
+  if (req->has_volume_id) {
+    memcpy(job->volume_id, req->volume_id, sizeof(job->volume_id));
+  }
   job->shape = *shape;
   job->preview_shape = core_shape_downsample(shape, req->params.preview_scale);
   memcpy(job->voxel_size, voxel_size, sizeof(job->voxel_size));
@@ -234,11 +245,14 @@ int srv_job_create(srv_ctx_t* ctx,
 
 /* ---- restore ---- */
 
-int srv_job_restore(srv_ctx_t* ctx, const json_t* rec) {
+int srv_job_restore(srv_ctx_t* ctx,
+                    const json_t* rec,
+                    const srv_engine_t* engine) {
   srv_job_t* job = job_alloc(ctx);
   if (job == NULL) {
     return -ENOMEM;
   }
+  job->engine = engine;
   char why[160];
   if (srv_job_from_record(job, rec, why, sizeof(why)) != 0 ||
       srv_job_find(ctx, job->id, strlen(job->id)) != NULL) {
@@ -361,7 +375,7 @@ static void finish(srv_job_t* job,
                    void* arg) {
   assert(!job->is_ending && !core_job_state_is_terminal(job->state));
   srv_ctx_t* ctx = job->ctx;
-  ctx->engine->stop(job);
+  job->engine->ops->stop(job);
   job->state_before_end = job->state;
   set_state(job, state);
   job->is_ending = true;
@@ -399,21 +413,19 @@ static void on_artifact_unlinked(uv_fs_t* req) {
 }
 
 
-/* Removes the job's artifact (and a leftover temporary) off the loop. */
+/* Removes the job's files off the loop: its artifact, a leftover
+ * temporary, a mask engine's working mask and its engine log. */
 static void unlink_artifacts(srv_job_t* job) {
-  char path[1200];
-  if (srv_job_artifact_path(job, path, sizeof(path)) != 0) {
-    return;
-  }
-  for (int i = 0; i < 2; i++) {
-    uv_fs_t* req = malloc(sizeof(*req));
-    if (req == NULL) {
-      return;
-    }
-    if (i == 1) {
-      strcat(path, ".tmp");
-    }
-    if (uv_fs_unlink(job->ctx->loop, req, path, on_artifact_unlinked) != 0) {
+  static const char* const suffixes[] = {"-mask.mrc", "-mask.mrc.tmp",
+                                         "-mask.u8.tmp", "-engine.log"};
+  for (size_t i = 0; i < sizeof(suffixes) / sizeof(suffixes[0]); i++) {
+    char path[1200];
+    int n = snprintf(path, sizeof(path), "%s/artifacts/%s%s",
+                     job->ctx->cfg.state_dir, job->id, suffixes[i]);
+    uv_fs_t* req =
+        n > 0 && (size_t) n < sizeof(path) ? malloc(sizeof(*req)) : NULL;
+    if (req != NULL &&
+        uv_fs_unlink(job->ctx->loop, req, path, on_artifact_unlinked) != 0) {
       free(req);
     }
   }
@@ -551,8 +563,10 @@ void srv_jobs_schedule(srv_ctx_t* ctx) {
        ctx->queued_count > 0;
        it = it->prev) {
     srv_job_t* job = CORE_CONTAINER_OF(it, srv_job_t, link);
-    if (job->state == CORE_JOB_QUEUED) {
-      ctx->engine->start(job);
+    /* A job waiting for a device does not hold up the jobs behind it. */
+    if (job->state == CORE_JOB_QUEUED && (job->engine->ops->can_start == NULL ||
+                                          job->engine->ops->can_start(job))) {
+      job->engine->ops->start(job);
     }
   }
 }

@@ -20,13 +20,14 @@ typedef void (*srv_job_ack_cb)(void* arg, srv_job_t* job, int status);
 /* Finds a registered job by its id (`len` bytes), O(1). NULL when unknown. */
 srv_job_t* srv_job_find(srv_ctx_t* ctx, const char* id, size_t len);
 
-/* Creates a queued job for a validated request whose volume is resolved
- * (`volume_path` may be NULL). The job is registered, scheduled and cb'd
- * with status 0 once its record is committed, or cb'd with a negative
+/* Creates a queued job for a validated request whose volume and engine
+ * are resolved (`volume_path` may be NULL). The job is registered, scheduled
+ * and cb'd with status 0 once its record is committed, or cb'd with a negative
  * status and freed. Returns 0 (cb will run), -EAGAIN (queue full: cb will
  * not run) or -ENOMEM. */
 int srv_job_create(srv_ctx_t* ctx,
                    const core_job_request_t* req,
+                   const srv_engine_t* engine,
                    const core_shape_t* shape,
                    const double voxel_size[3],
                    const char* volume_path,
@@ -34,9 +35,12 @@ int srv_job_create(srv_ctx_t* ctx,
                    void* arg);
 
 /* Restores a job from its stored record at start-up (the store's query is
- * closed by then); a job that was running is failed ("interrupted"), a
+ * closed by then), run by `engine` (the registry's for the record's
+ * params.engine); a job that was running is failed ("interrupted"), a
  * queued one queues again. Returns 0 or -EINVAL (the record is skipped). */
-int srv_job_restore(srv_ctx_t* ctx, const json_t* rec);
+int srv_job_restore(srv_ctx_t* ctx,
+                    const json_t* rec,
+                    const srv_engine_t* engine);
 
 /* Cancels a queued or running job; cb once the cancellation is durable.
  * Returns 0, or -EALREADY when the job already finished or is finishing. */

@@ -16,7 +16,8 @@
 
 #include "server/conn.h"
 #include "server/ctx.h"
-#include "server/engine.h"
+#include "server/engine_exec.h"
+#include "server/engines.h"
 #include "server/http_conn.h"
 #include "server/jobs.h"
 #include "server/store.h"
@@ -53,7 +54,7 @@ static void on_signal(uv_signal_t* handle, int signum) {
    * marked interrupted at the next start. */
   for (srv_job_t* job = srv_jobs_next(ctx, NULL); job != NULL;
        job = srv_jobs_next(ctx, job)) {
-    ctx->engine->stop(job);
+    job->engine->ops->stop(job);
   }
   uv_close((uv_handle_t*) &ctx->listener, NULL);
   uv_close((uv_handle_t*) &ctx->sigint, NULL);
@@ -104,8 +105,12 @@ static void remove_orphans(srv_ctx_t* ctx, const char* artifacts) {
 }
 
 
-static int restore_job(void* ctx, const json_t* rec) {
-  return srv_job_restore(ctx, rec);
+static int restore_job(void* arg, const json_t* rec) {
+  srv_ctx_t* ctx = arg;
+  const char* engine = json_string_value(
+      json_object_get(json_object_get(rec, "params"), "engine"));
+  return srv_job_restore(ctx, rec,
+                         srv_engines_for_record(ctx->engines, engine));
 }
 
 
@@ -144,6 +149,15 @@ static int resolve_dirs(srv_config_t* cfg) {
       return -1;
     }
   }
+  char state[PATH_MAX];
+  /* Absolute: exec engines get paths under it, whatever their cwd. */
+  if (realpath(cfg->state_dir, state) == NULL ||
+      strlen(state) >= sizeof(cfg->state_dir)) {
+    fprintf(stderr, "cryomambad: state directory %s: %s\n", cfg->state_dir,
+            strerror(errno));
+    return -1;
+  }
+  memcpy(cfg->state_dir, state, strlen(state) + 1);
   if (cfg->data_root[0] != '\0') {
     char real[PATH_MAX];
     if (realpath(cfg->data_root, real) == NULL) {
@@ -199,6 +213,8 @@ static int start_listening(srv_ctx_t* ctx) {
 
 int main(int argc, char** argv) {
   static srv_ctx_t ctx_storage; /* large (read buffer): not on the stack */
+  static srv_engines_t engines; /* read-only once the loop runs */
+  static srv_devices_t devices; /* exec jobs' device slots */
   srv_ctx_t* ctx = &ctx_storage;
   srv_config_default(&ctx->cfg);
   int rc = srv_config_parse(&ctx->cfg, argc, argv);
@@ -241,7 +257,14 @@ int main(int argc, char** argv) {
   core_idmap_init(&ctx->upload_index, CORE_UUID_STR_LEN);
   core_idmap_init(&ctx->volume_index, CORE_UUID_STR_LEN);
   core_idmap_init(&ctx->volume_by_sha, 64);
-  ctx->engine = &srv_sim_engine;
+  if (srv_exec_find_shim(&ctx->cfg.engines, err, sizeof(err)) != 0 ||
+      srv_engines_init(&engines, &ctx->cfg, err, sizeof(err)) != 0) {
+    fprintf(stderr, "cryomambad: %s\n", err);
+    return 2;
+  }
+  ctx->engines = &engines;
+  srv_devices_init(&devices, &ctx->cfg.engines);
+  ctx->devices = &devices;
   ctx->on_accept = srv_http_conn_accept;
   ctx->data_root_fd = -1;
   if (resolve_dirs(&ctx->cfg) != 0) {
@@ -324,6 +347,7 @@ int main(int argc, char** argv) {
     close(ctx->data_root_fd);
   }
   srv_addr_limit_free(&ctx->addr_limit);
+  srv_engines_free(&engines);
   uv_run(ctx->loop, UV_RUN_DEFAULT);
   int close_rc = uv_loop_close(ctx->loop);
   srv_log(&ctx->log, SRV_LOG_INFO, "server.stopped", "i:loop_close",

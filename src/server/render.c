@@ -92,9 +92,14 @@ void srv_render_free(srv_render_t* r) {
 }
 
 
+net_frame_t* srv_frame_for(net_frame_pool_t* pool, size_t len) {
+  return pool != NULL ? net_frame_pool_get(pool, SRV_FRAME_HEADROOM, len)
+                      : net_frame_new(SRV_FRAME_HEADROOM, len);
+}
+
+
 static net_frame_t* frame_for(srv_render_t* r, size_t len) {
-  return r->pool != NULL ? net_frame_pool_get(r->pool, SRV_FRAME_HEADROOM, len)
-                         : net_frame_new(SRV_FRAME_HEADROOM, len);
+  return srv_frame_for(r->pool, len);
 }
 
 
@@ -144,22 +149,23 @@ static void base64_encode_parallel(const uint8_t* src, size_t n, char* dst) {
 }
 
 
-/* From the raw frame: the base64 text body and, if wanted, zstd. */
-static int encode_frames(srv_render_t* r) {
+int srv_frames_encode(net_frame_t* frames[CORE_ENC_COUNT],
+                      net_frame_pool_t* pool,
+                      bool want_zstd) {
   static const char suffix[] = "\"}}";
-  const uint8_t* mask = r->frames[CORE_ENC_RAW]->data;
-  size_t n = r->frames[CORE_ENC_RAW]->len;
+  const uint8_t* mask = frames[CORE_ENC_RAW]->data;
+  size_t n = frames[CORE_ENC_RAW]->len;
   size_t b64_len = core_base64_encoded_len(n);
-  net_frame_t* text = frame_for(r, b64_len + sizeof(suffix) - 1);
+  net_frame_t* text = srv_frame_for(pool, b64_len + sizeof(suffix) - 1);
   if (text == NULL) {
     return -ENOMEM;
   }
   base64_encode_parallel(mask, n, (char*) text->data);
   memcpy(text->data + b64_len, suffix, sizeof(suffix) - 1);
-  r->frames[CORE_ENC_BASE64] = text;
-  if (r->want_zstd) {
+  frames[CORE_ENC_BASE64] = text;
+  if (want_zstd) {
     size_t cap = core_zstd_bound(n);
-    net_frame_t* z = frame_for(r, cap);
+    net_frame_t* z = srv_frame_for(pool, cap);
     if (z == NULL) {
       return -ENOMEM;
     }
@@ -169,9 +175,14 @@ static int encode_frames(srv_render_t* r) {
       return -EIO;
     }
     z->len = (size_t) zlen;
-    r->frames[CORE_ENC_ZSTD] = z;
+    frames[CORE_ENC_ZSTD] = z;
   }
   return 0;
+}
+
+
+static int encode_frames(srv_render_t* r) {
+  return srv_frames_encode(r->frames, r->pool, r->want_zstd);
 }
 
 

@@ -27,8 +27,8 @@ typedef enum {
 
 typedef struct srv_render_s {
   uv_work_t req;
-  srv_job_t* job;               /* a reference; loop thread only */
-  struct srv_engine_run_s* run; /* the run it belongs to, NULL: rebuild */
+  srv_job_t* job; /* a reference; loop thread only */
+  void* run;      /* the engine run it belongs to (engine.c's), NULL: rebuild */
   srv_render_kind_t kind;
   /* Inputs, copied from the job so the worker never touches it. */
   core_mask_spec_t spec;
@@ -54,6 +54,17 @@ typedef struct srv_render_s {
 /* The worker side of a render (uv_work_cb): fills r->frames (and, for the
  * final render, r->counts, r->artifact_bytes) or sets r->err/r->err_what. */
 void srv_render_work(uv_work_t* req);
+
+/* A preview frame of `len` payload bytes with SRV_FRAME_HEADROOM, from
+ * `pool` (NULL: malloc). Any thread. NULL when out of memory. */
+net_frame_t* srv_frame_for(net_frame_pool_t* pool, size_t len);
+
+/* From frames[CORE_ENC_RAW] (the preview voxels), encodes the base64 text
+ * body (with its suffix) and, when `want_zstd`, one zstd frame, into the
+ * other entries. Worker thread. Returns 0, -ENOMEM or -EIO. */
+int srv_frames_encode(net_frame_t* frames[CORE_ENC_COUNT],
+                      net_frame_pool_t* pool,
+                      bool want_zstd);
 
 /* Drops the frames the render still holds. */
 void srv_render_release_frames(srv_render_t* r);

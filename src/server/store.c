@@ -415,6 +415,11 @@ int srv_store_delete(srv_store_t* st,
 }
 
 
+bool srv_store_is_open(const srv_store_t* st) {
+  return st != NULL && !st->is_closed;
+}
+
+
 void srv_store_close(srv_store_t* st) {
   if (st == NULL || st->is_closed) {
     return;

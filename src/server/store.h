@@ -9,6 +9,7 @@
 #define SRV_STORE_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <uv.h>
 
@@ -81,6 +82,10 @@ int srv_store_remove(srv_store_t* store,
                      const char* id,
                      srv_store_done_cb cb,
                      void* arg);
+
+/* Whether `store` takes writes: false for NULL and from srv_store_close()
+ * on (its last callbacks run then, and must queue nothing). */
+bool srv_store_is_open(const srv_store_t* store);
 
 /* Commits everything queued, runs the remaining callbacks, stops the thread
  * and closes the database; the store is freed once its wake-up handle has

@@ -74,7 +74,8 @@ void srv_upload_unref(srv_upload_t* u) {
 
 
 static json_t* to_record(const srv_upload_t* u) {
-  static const char* states[] = {"receiving", "completing", "completed"};
+  static const char* states[] = {"receiving", "completing", "completed",
+                                 "failed"};
   static const char* concats[] = {"none", "partial", "final"};
   json_t* parts = json_array();
   for (unsigned i = 0; i < u->part_count; i++) {
@@ -82,13 +83,14 @@ static json_t* to_record(const srv_upload_t* u) {
   }
   return json_pack(
       "{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:s, s:s, s:s, s:s, s:s, s:s, "
-      "s:o}",
+      "s:o, s:s, s:s}",
       "id", u->id, "state", states[u->state], "concat", concats[u->concat],
       "length", (json_int_t) u->length, "offset", (json_int_t) u->offset,
       "created_us", (json_int_t) u->created_us, "expires_us",
       (json_int_t) u->expires_us, "owner_ip", u->owner_ip, "owner_token",
       u->owner_token, "filename", u->filename, "sha256", u->sha256, "metadata",
-      u->metadata, "volume_id", u->volume_id, "parts", parts);
+      u->metadata, "volume_id", u->volume_id, "parts", parts, "error_code",
+      u->error_code, "error", u->error_msg);
 }
 
 
@@ -96,6 +98,9 @@ int srv_upload_save(srv_ctx_t* ctx,
                     srv_upload_t* u,
                     srv_store_done_cb cb,
                     void* arg) {
+  if (!srv_store_is_open(ctx->store)) {
+    return -ESHUTDOWN; /* a completion that outlived the store: redone */
+  }
   json_t* rec = to_record(u);
   if (rec == NULL) {
     return -ENOMEM;
@@ -120,13 +125,15 @@ int srv_upload_remove(srv_ctx_t* ctx,
   if (u->is_deleted) {
     return -ENOENT;
   }
-  int rc = -ESHUTDOWN;
+  if (!srv_store_is_open(ctx->store)) {
+    /* Shutdown: the store's last callbacks must not queue; the record and
+     * the file stay, and the next start-up sees them as they are. */
+    return -ESHUTDOWN;
+  }
   u->is_deleted = true;
   core_idmap_remove(&ctx->upload_index, u->id);
   core_list_remove(&u->link);
-  if (ctx->store != NULL) {
-    rc = srv_store_remove(ctx->store, SRV_STORE_UPLOADS, u->id, cb, arg);
-  }
+  int rc = srv_store_remove(ctx->store, SRV_STORE_UPLOADS, u->id, cb, arg);
   uv_fs_t* req = keep_file ? NULL : malloc(sizeof(*req));
   if (req != NULL) {
     char path[1200];
@@ -169,6 +176,7 @@ static int restore_one(void* arg, const json_t* rec) {
   memcpy(u->id, id, CORE_UUID_STR_LEN + 1);
   u->state = strcmp(state, "completed") == 0    ? SRV_UPLOAD_COMPLETED
              : strcmp(state, "completing") == 0 ? SRV_UPLOAD_COMPLETING
+             : strcmp(state, "failed") == 0     ? SRV_UPLOAD_FAILED
                                                 : SRV_UPLOAD_RECEIVING;
   u->concat = strcmp(concat, "partial") == 0 ? SRV_CONCAT_PARTIAL
               : strcmp(concat, "final") == 0 ? SRV_CONCAT_FINAL
@@ -183,20 +191,33 @@ static int restore_one(void* arg, const json_t* rec) {
   copy_field(u->sha256, sizeof(u->sha256), rec, "sha256");
   copy_field(u->metadata, sizeof(u->metadata), rec, "metadata");
   copy_field(u->volume_id, sizeof(u->volume_id), rec, "volume_id");
+  copy_field(u->error_code, sizeof(u->error_code), rec, "error_code");
+  copy_field(u->error_msg, sizeof(u->error_msg), rec, "error");
   size_t i;
   json_t* part;
   json_array_foreach(json_object_get(rec, "parts"), i, part) {
-    if (i < SRV_UPLOAD_PARTS_MAX && json_is_string(part)) {
-      snprintf(u->parts[i], sizeof(u->parts[i]), "%s", json_string_value(part));
-      u->part_count = (unsigned) i + 1;
+    const char* pid = json_string_value(part);
+    if (i >= SRV_UPLOAD_PARTS_MAX || pid == NULL ||
+        !core_uuid_is_valid(pid, strlen(pid))) {
+      free(u);
+      return -1;
     }
+    memcpy(u->parts[i], pid, CORE_UUID_STR_LEN + 1);
+    u->part_count = (unsigned) i + 1;
+  }
+  /* A final names its parts, others none; a final is completing (its
+   * join, then its validation) from its first record on. */
+  if ((u->concat == SRV_CONCAT_FINAL) != (u->part_count > 0) ||
+      (u->concat == SRV_CONCAT_FINAL && u->state == SRV_UPLOAD_RECEIVING) ||
+      (u->concat != SRV_CONCAT_FINAL && u->state == SRV_UPLOAD_FAILED)) {
+    free(u);
+    return -1;
   }
   /* The record that made the offset the length may be the last one that
    * committed: all bytes are in, and the completion is to be (re)done. */
   if (u->state == SRV_UPLOAD_RECEIVING && u->offset == u->length) {
     u->state = u->concat == SRV_CONCAT_PARTIAL ? SRV_UPLOAD_COMPLETED
-               : u->concat == SRV_CONCAT_NONE  ? SRV_UPLOAD_COMPLETING
-                                               : u->state;
+                                               : SRV_UPLOAD_COMPLETING;
   }
   u->is_committed = true;
   if (srv_upload_register(ctx, u) != 0) {
@@ -247,8 +268,11 @@ int srv_uploads_remove_orphans(srv_ctx_t* ctx) {
     if (srv_orphan_id(e->d_name, ".part", id)) {
       u = core_idmap_get(&ctx->upload_index, id);
     }
-    /* A completing upload's file is what its completion reads. */
-    if (u != NULL && u->state != SRV_UPLOAD_COMPLETED) {
+    /* A completing upload's file is what its completion reads; a partial
+     * upload's, complete or not, what a final will be made of. */
+    if (u != NULL && (u->state == SRV_UPLOAD_RECEIVING ||
+                      u->state == SRV_UPLOAD_COMPLETING ||
+                      u->concat == SRV_CONCAT_PARTIAL)) {
       continue;
     }
     if (unlinkat(dirfd(dir), e->d_name, 0) == 0) {
@@ -262,8 +286,27 @@ int srv_uploads_remove_orphans(srv_ctx_t* ctx) {
 }
 
 
+/* Counted against the per-token and per-address limits: what a client
+ * is still sending, and the partial uploads it has sent (they hold disk
+ * until a final consumes them or they expire). A final holds no slot: its
+ * parts do. */
 static bool is_open(const srv_upload_t* u) {
-  return u->state != SRV_UPLOAD_COMPLETED;
+  return u->concat == SRV_CONCAT_PARTIAL ||
+         (u->concat == SRV_CONCAT_NONE && u->state != SRV_UPLOAD_COMPLETED);
+}
+
+
+/* Bytes `u` holds or will hold on disk beside volumes and artifacts (its
+ * length when `reserved`, else its durable offset); a final being
+ * assembled holds a copy of its parts. */
+static uint64_t upload_bytes(const srv_upload_t* u, bool reserved) {
+  if (u->concat == SRV_CONCAT_FINAL) {
+    return u->state == SRV_UPLOAD_COMPLETING ? u->length : 0;
+  }
+  if (!is_open(u)) {
+    return 0;
+  }
+  return reserved ? u->length : u->offset;
 }
 
 
@@ -296,10 +339,7 @@ uint64_t srv_uploads_reserved_bytes(srv_ctx_t* ctx) {
   core_list_t* it;
   core_list_t* tmp;
   CORE_LIST_FOREACH_SAFE(it, tmp, &ctx->uploads) {
-    srv_upload_t* u = CORE_CONTAINER_OF(it, srv_upload_t, link);
-    if (is_open(u) && u->concat != SRV_CONCAT_FINAL) {
-      n += u->length;
-    }
+    n += upload_bytes(CORE_CONTAINER_OF(it, srv_upload_t, link), true);
   }
   return n;
 }
@@ -310,10 +350,7 @@ uint64_t srv_uploads_stored_bytes(srv_ctx_t* ctx) {
   core_list_t* it;
   core_list_t* tmp;
   CORE_LIST_FOREACH_SAFE(it, tmp, &ctx->uploads) {
-    srv_upload_t* u = CORE_CONTAINER_OF(it, srv_upload_t, link);
-    if (is_open(u)) {
-      n += u->offset;
-    }
+    n += upload_bytes(CORE_CONTAINER_OF(it, srv_upload_t, link), false);
   }
   return n;
 }
@@ -325,7 +362,8 @@ void srv_uploads_housekeeping(srv_ctx_t* ctx) {
   core_list_t* tmp;
   CORE_LIST_FOREACH_SAFE(it, tmp, &ctx->uploads) {
     srv_upload_t* u = CORE_CONTAINER_OF(it, srv_upload_t, link);
-    if (u->is_busy || u->state == SRV_UPLOAD_COMPLETING ||
+    /* A part a final is being assembled from stays until it is done. */
+    if (u->is_busy || u->state == SRV_UPLOAD_COMPLETING || u->final_refs > 0 ||
         now < u->expires_us) {
       continue;
     }

@@ -17,19 +17,25 @@
 
 #define SRV_UPLOAD_FILENAME_MAX 256
 #define SRV_UPLOAD_METADATA_MAX 2048
-#define SRV_UPLOAD_PARTS_MAX 16
+/* Parts one final upload may name (tus concatenation; protocol.md §2.6). */
+#define SRV_UPLOAD_PARTS_MAX 64
 
 typedef enum {
   SRV_UPLOAD_RECEIVING,  /* bytes are expected */
   SRV_UPLOAD_COMPLETING, /* all bytes are in; validation and hashing run
                             (stored: a restart resumes it) */
-  SRV_UPLOAD_COMPLETED   /* a volume (volume_id); kept until it expires */
+  SRV_UPLOAD_COMPLETED,  /* a volume (volume_id), or a complete partial
+                            upload; kept until it expires */
+  SRV_UPLOAD_FAILED      /* a final upload that did not become a volume
+                            (error_code, error_msg); kept until it expires */
 } srv_upload_state_t;
 
 typedef enum {
   SRV_CONCAT_NONE,
   SRV_CONCAT_PARTIAL, /* a part of a final upload; never a volume itself */
-  SRV_CONCAT_FINAL    /* the concatenation of parts; no PATCH */
+  SRV_CONCAT_FINAL    /* the concatenation of parts (upload_concat.c): no
+                         PATCH; completing from its creation (the join,
+                         then the validation) */
 } srv_concat_t;
 
 typedef struct srv_upload_s {
@@ -50,6 +56,13 @@ typedef struct srv_upload_s {
   char volume_id[CORE_UUID_STR_LEN + 1];  /* once completed */
   char parts[SRV_UPLOAD_PARTS_MAX][CORE_UUID_STR_LEN + 1]; /* final only */
   unsigned part_count;
+  unsigned final_refs; /* partial: finals being assembled from it (not
+                          stored: recounted at start-up) */
+  bool is_consumed;    /* partial: a final made of it completed; removed
+                          once final_refs is 0 */
+  bool holds_parts;    /* final: counted in its parts' final_refs */
+  char error_code[32]; /* failed final: why (the 4xx/5xx code) */
+  char error_msg[200];
   core_list_t waiters; /* srv_upload_waiter_t, while completing */
   bool is_busy;        /* a PATCH owns the file now */
   bool is_deleted;     /* unregistered; freed when the last ref goes */
@@ -76,7 +89,8 @@ srv_upload_t* srv_upload_find(srv_ctx_t* ctx, const char* id, size_t len);
 void srv_upload_ref(srv_upload_t* u);
 void srv_upload_unref(srv_upload_t* u);
 
-/* Queues the upload's record; cb as for srv_store_put. */
+/* Queues the upload's record; cb as for srv_store_put. -ESHUTDOWN once the
+ * store is closed (shutdown), and then cb does not run. */
 int srv_upload_save(srv_ctx_t* ctx,
                     srv_upload_t* u,
                     srv_store_done_cb cb,
@@ -84,7 +98,9 @@ int srv_upload_save(srv_ctx_t* ctx,
 
 /* Unregisters `u`, queues the removal of its record (cb, may be NULL, runs
  * after the commit) and of its file (unless `keep_file`: it became a
- * volume). Returns 0, or a negative errno (then cb does not run). */
+ * volume). Returns 0, -ENOENT (removed already), -ESHUTDOWN (the store is
+ * closing: nothing is done, a restart finds `u` as it was) or another
+ * negative errno; cb runs only on 0. */
 int srv_upload_remove(srv_ctx_t* ctx,
                       srv_upload_t* u,
                       bool keep_file,
@@ -104,11 +120,12 @@ int srv_uploads_remove_orphans(srv_ctx_t* ctx);
 bool srv_orphan_id(const char* name, const char* suffix, char* id);
 
 /* Incomplete uploads counted against the per-token and per-address
- * limits. */
+ * limits (partial uploads count until they are removed; finals never). */
 unsigned srv_uploads_count_token(srv_ctx_t* ctx, const char* token);
 unsigned srv_uploads_count_ip(srv_ctx_t* ctx, const char* ip);
 
-/* Bytes reserved by incomplete uploads (their lengths), for the quota. */
+/* Bytes reserved by incomplete uploads (their lengths; partial uploads
+ * until removed, finals while they are assembled), for the quota. */
 uint64_t srv_uploads_reserved_bytes(srv_ctx_t* ctx);
 
 /* Bytes incomplete uploads hold on disk (their durable offsets). */

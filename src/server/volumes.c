@@ -1,7 +1,11 @@
 /* volumes.c: the volume registry and the completion of uploads. See
  * volumes.h. The completion's work function reads only the file named in
  * its own struct; the loop then decides between a new volume and a stored
- * one, renames on the pool (uv_fs_rename) and commits. */
+ * one, links the upload's file into volumes/ on the pool and commits.
+ * Linked, not renamed: until the upload's own record is durable its file
+ * stays where a restart's completion looks for it, and a volume record
+ * never names a file that is not there (the link and the directory are
+ * synced before the record is queued). */
 #include "server/volumes.h"
 
 #include <errno.h>
@@ -23,14 +27,14 @@
 #define READ_CHUNK (1u << 20)
 
 typedef struct {
-  uv_work_t work;
-  uv_fs_t fs;
+  uv_work_t work; /* the validation, then the link */
   srv_ctx_t* ctx;
   srv_upload_t* u; /* a reference */
   srv_volume_t* vol;
   srv_volume_done_cb cb;
   void* arg;
   char path[1200];
+  char to[1200]; /* the volume's file */
   int status;
   char why[256];
   char sha256[65];
@@ -162,10 +166,40 @@ static void on_volume_saved(void* arg, int status) {
 }
 
 
-static void on_renamed(uv_fs_t* req) {
+/* Worker: the upload's file becomes the volume's too (a hard link), and
+ * volumes/ is synced so the name survives a power cut. */
+static void link_work(uv_work_t* req) {
   complete_t* c = req->data;
-  int rc = (int) req->result;
-  uv_fs_req_cleanup(req);
+  c->status = link(c->path, c->to) == 0 ? 0 : -errno;
+  if (c->status == -EPERM || c->status == -EOPNOTSUPP || c->status == -EMLINK) {
+    /* A file system without hard links: moved instead, and a crash before
+     * the volume's record commits then loses the upload's bytes. */
+    c->status = rename(c->path, c->to) == 0 ? 0 : -errno;
+  }
+  char dir[1200];
+  snprintf(dir, sizeof(dir), "%s", c->to);
+  char* slash = strrchr(dir, '/');
+  if (c->status != 0 || slash == NULL) {
+    return;
+  }
+  *slash = '\0';
+  int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0 || fsync(fd) != 0) {
+    c->status = -errno;
+    unlink(c->to);
+  }
+  if (fd >= 0) {
+    close(fd);
+  }
+}
+
+
+static void on_linked(uv_work_t* req, int status) {
+  complete_t* c = req->data;
+  int rc = status != 0 ? status : c->status;
+  if (rc == 0 && !srv_store_is_open(c->ctx->store)) {
+    rc = -ESHUTDOWN; /* the file is an orphan now; a restart redoes this */
+  }
   if (rc != 0) {
     free(c->vol);
     complete_finish(c, rc, "the volume file could not be stored");
@@ -196,6 +230,11 @@ static void complete_done(uv_work_t* req, int status) {
     complete_finish(c, status != 0 ? status : c->status, c->why);
     return;
   }
+  if (c->u->is_deleted) {
+    /* Terminated while it was validated: it makes no volume. */
+    complete_finish(c, -ECANCELED, "the upload was terminated");
+    return;
+  }
   if (c->u->sha256[0] != '\0' && strcmp(c->u->sha256, c->sha256) != 0) {
     complete_finish(c, -EINVAL,
                     "the file's sha256 is not the one given in "
@@ -204,11 +243,10 @@ static void complete_done(uv_work_t* req, int status) {
   }
   srv_volume_t* same = srv_volume_find_sha(ctx, c->sha256);
   if (same != NULL) {
-    c->vol = same; /* dedup: the upload's copy of the bytes goes */
-    uv_fs_t* rm = malloc(sizeof(*rm));
-    if (rm != NULL && uv_fs_unlink(ctx->loop, rm, c->path, on_unlinked) != 0) {
-      free(rm);
-    }
+    /* Dedup: the caller removes the upload's copy of the bytes once its
+     * record names the volume (not before: a crash in between would leave
+     * an upload to complete again without its file). */
+    c->vol = same;
     complete_finish(c, 0, NULL);
     return;
   }
@@ -230,10 +268,8 @@ static void complete_done(uv_work_t* req, int status) {
   snprintf(v->filename, sizeof(v->filename), "%s", c->u->filename);
   v->created_us = srv_now_us();
   c->vol = v;
-  char to[1200];
-  volume_path(ctx, v->id, to, sizeof(to));
-  c->fs.data = c;
-  int rc = uv_fs_rename(ctx->loop, &c->fs, c->path, to, on_renamed);
+  volume_path(ctx, v->id, c->to, sizeof(c->to));
+  int rc = uv_queue_work(ctx->loop, &c->work, link_work, on_linked);
   if (rc != 0) {
     free(v);
     complete_finish(c, rc, "the volume file could not be stored");
@@ -386,6 +422,22 @@ int srv_volumes_remove_orphans(srv_ctx_t* ctx) {
       removed++;
       srv_log(&ctx->log, SRV_LOG_INFO, "volumes.orphan_removed", "s:file",
               e->d_name, NULL);
+    }
+  }
+  /* A record whose file is gone (a crash of an older server between its
+   * rename and its record, or a file removed by hand) names nothing a job
+   * could read: it goes too. */
+  core_list_t* it;
+  core_list_t* tmp;
+  CORE_LIST_FOREACH_SAFE(it, tmp, &ctx->volumes) {
+    srv_volume_t* v = CORE_CONTAINER_OF(it, srv_volume_t, link);
+    char name[CORE_UUID_STR_LEN + 8];
+    snprintf(name, sizeof(name), "%s.mrc", v->id);
+    struct stat st;
+    if (fstatat(dirfd(dir), name, &st, 0) != 0 && errno == ENOENT) {
+      srv_log(&ctx->log, SRV_LOG_WARN, "volumes.file_missing", "s:volume_id",
+              v->id, NULL);
+      srv_volume_delete(ctx, v, NULL, NULL);
     }
   }
   closedir(dir);

@@ -39,8 +39,11 @@ typedef void (*srv_volume_done_cb)(void* arg,
                                    const char* why);
 
 /* Validates and hashes upload `u`'s file off the loop, then makes it a
- * volume (or finds the stored one with the same sha256, removing the
- * file), commits the volume record, and calls cb. */
+ * volume (its file hard-linked into volumes/, the volume record committed)
+ * or finds the stored one with the same sha256, and calls cb. The upload's
+ * file stays: the caller removes it once the upload's record names the
+ * volume. -ECANCELED when `u` was terminated meanwhile, -ESHUTDOWN when
+ * the store closed first. */
 int srv_volume_complete(srv_ctx_t* ctx,
                         srv_upload_t* u,
                         srv_volume_done_cb cb,
@@ -63,8 +66,9 @@ int srv_volume_delete(srv_ctx_t* ctx,
 int srv_volumes_restore(srv_ctx_t* ctx);
 
 /* Start-up, after srv_volumes_restore, before the loop runs: removes the
- * files of volumes/ that belong to no volume (renamed there by a completion
- * whose volume record never committed). Returns the count. */
+ * files of volumes/ that belong to no volume (linked there by a completion
+ * whose volume record never committed), and the volumes whose file is
+ * missing. Returns the count of files removed. */
 int srv_volumes_remove_orphans(srv_ctx_t* ctx);
 
 /* Bytes of every volume and every job artifact, for the storage quota. */

@@ -243,7 +243,7 @@ static void subscribe(ws_state_t* st, srv_job_t* job) {
     /* Its final preview left memory (restart, cache trim): it is rendered
      * again, and it and the terminal message follow when ready. */
     srv_topic_wait(&job->topic, &st->waiter);
-    job->ctx->engine->rebuild_preview(job);
+    job->engine->ops->rebuild_preview(job);
     return;
   }
   send_terminal(st);

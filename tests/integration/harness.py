@@ -44,6 +44,11 @@ EV = 15.0  # generous default timeout for one expected event
 # maps ~4 bytes per heap byte; make test-tsan sets 5), which says nothing
 # about what the server itself holds.
 RSS_SCALE = float(os.environ.get("CRYOMAMBA_TEST_RSS_SCALE", "1"))
+# Rates the tests expect of the server (previews per second reaching a live
+# reader) are divided by this, gaps multiplied: a ThreadSanitizer server runs
+# its render and fan-out several times slower (make test-tsan sets 3). It
+# scales how fast, never whether: a reader blocked by another gets nothing.
+SPEED_SCALE = float(os.environ.get("CRYOMAMBA_TEST_SPEED_SCALE", "1"))
 # What a sanitizer prints when it finds something (TSan keeps running after
 # a report unless halt_on_error is set; an ASan or UBSan report in the last
 # moments of a test would otherwise go unseen once the server is killed).

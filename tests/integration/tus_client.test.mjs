@@ -2,7 +2,9 @@
 // tus client nobody here wrote, pinned in package-lock.json): an upload in
 // small chunks becomes a volume, an upload aborted half-way resumes with a
 // new client instance from the stored upload URL, and a PATCH whose
-// Upload-Checksum does not match is refused (460).
+// Upload-Checksum does not match is refused (460). With parallelUploads
+// (tus concatenation): the parts and the final become the right volume, and
+// a parallel upload aborted half-way resumes its parts from a URL storage.
 // Run: CRYOMAMBA_SERVER_BIN=build/src/server/cryomambad node --test tus_client.test.mjs
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -86,6 +88,40 @@ async function volumeOf(uploadUrl) {
   return (await fetch(`${base}/v1/volumes/${id}`)).json();
 }
 
+// A final upload is answered 201 before it is assembled: HEAD shows no
+// Upload-Offset until it is a volume. Polls with a deadline.
+async function volumeOfFinal(uploadUrl) {
+  const deadline = Date.now() + 60000;
+  for (;;) {
+    const res = await fetch(uploadUrl, { method: 'HEAD', headers: { 'Tus-Resumable': '1.0.0' } });
+    assert.equal(res.status, 200);
+    assert.match(res.headers.get('upload-concat'), /^final;\/v1\/uploads\//);
+    if (res.headers.get('cryomamba-volume-id')) {
+      assert.equal(res.headers.get('upload-offset'), res.headers.get('upload-length'));
+      return volumeOf(uploadUrl);
+    }
+    assert.equal(res.headers.get('upload-offset'), null);
+    assert.ok(Date.now() < deadline, 'the final upload did not complete');
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+}
+
+// tus-js-client's URL storage, in memory: what lets a new client instance
+// find the parts of an aborted parallel upload.
+class MemoryUrlStorage {
+  constructor() { this.entries = new Map(); this.next = 0; }
+  findAllUploads() { return Promise.resolve([...this.entries.values()]); }
+  findUploadsByFingerprint(fp) {
+    return Promise.resolve([...this.entries.values()].filter((e) => e.fingerprint === fp));
+  }
+  removeUpload(key) { this.entries.delete(key); return Promise.resolve(); }
+  addUpload(fingerprint, upload) {
+    const key = `mem-${this.next++}`;
+    this.entries.set(key, { ...upload, fingerprint, urlStorageKey: key });
+    return Promise.resolve(key);
+  }
+}
+
 test('an upload in small chunks becomes a volume', async () => {
   const data = makeMrc(4, 16, 32);
   const up = await new Promise((resolve, reject) => {
@@ -143,4 +179,80 @@ test('a PATCH with a wrong Upload-Checksum is refused with 460', async () => {
   });
   assert.ok(err, 'the upload must fail');
   assert.equal(err.originalResponse.getStatus(), 460);
+});
+
+test('parallelUploads: 4 parts and a final become one volume', async () => {
+  const data = makeMrc(16, 32, 64);
+  const posts = [];
+  const up = await new Promise((resolve, reject) => {
+    const u = upload(data, {
+      parallelUploads: 4,
+      onBeforeRequest: (req) => {
+        if (req.getMethod() === 'POST') posts.push(req.getHeader('Upload-Concat'));
+      },
+      onSuccess: () => resolve(u),
+      onError: reject,
+    });
+    u.start();
+  });
+  assert.equal(posts.filter((c) => c === 'partial').length, 4);
+  assert.equal(posts.filter((c) => c && c.startsWith('final;')).length, 1);
+  const vol = await volumeOfFinal(up.url);
+  assert.equal(vol.sha256, createHash('sha256').update(data).digest('hex'));
+  assert.equal(vol.size_bytes, data.length);
+  assert.equal(vol.filename, 'tus.mrc');
+  assert.deepEqual(vol.shape, [16, 32, 64]);
+  const volumes = await (await fetch(`${base}/v1/volumes?limit=1000`)).json();
+  assert.equal(volumes.volumes.filter((v) => v.sha256 === vol.sha256).length, 1);
+});
+
+test('an aborted parallel upload resumes its parts with a new client', async () => {
+  const data = makeMrc(16, 64, 64); // 4 parts of 64 KiB, 8 KiB chunks
+  const urlStorage = new MemoryUrlStorage();
+  const first = upload(data, { parallelUploads: 4, urlStorage });
+  let aborted = false;
+  await new Promise((resolve, reject) => {
+    first.options.onError = reject;
+    first.options.onProgress = (sent) => {
+      if (sent >= data.length / 2 && !aborted) {
+        aborted = true;
+        first.abort().then(resolve, reject);
+      }
+    };
+    first.start();
+  });
+  const stored = await first.findPreviousUploads();
+  assert.equal(stored.length, 1);
+  assert.equal(stored[0].parallelUploadUrls.length, 4);
+  let offsets = 0;
+  for (const url of stored[0].parallelUploadUrls) {
+    const head = await fetch(url, { method: 'HEAD', headers: { 'Tus-Resumable': '1.0.0' } });
+    assert.equal(head.status, 200);
+    assert.equal(head.headers.get('upload-concat'), 'partial');
+    offsets += Number(head.headers.get('upload-offset'));
+  }
+  assert.ok(offsets > 0 && offsets < data.length, `parts hold ${offsets} bytes`);
+  const posts = [];
+  const second = upload(data, {
+    parallelUploads: 4,
+    urlStorage,
+    onBeforeRequest: (req) => {
+      if (req.getMethod() === 'POST') posts.push(req.getHeader('Upload-Concat'));
+    },
+  });
+  second.resumeFromPreviousUpload(stored[0]);
+  await new Promise((resolve, reject) => {
+    second.options.onSuccess = resolve;
+    second.options.onError = reject;
+    second.start();
+  });
+  // Resumed, not started over: the only POST is the final's.
+  assert.equal(posts.length, 1);
+  assert.ok(posts[0].startsWith('final;'));
+  const vol = await volumeOfFinal(second.url);
+  assert.equal(vol.sha256, createHash('sha256').update(data).digest('hex'));
+  for (const url of stored[0].parallelUploadUrls) {
+    const head = await fetch(url, { method: 'HEAD', headers: { 'Tus-Resumable': '1.0.0' } });
+    assert.equal(head.status, 404, 'a consumed part is removed');
+  }
 });

@@ -236,3 +236,35 @@ Test(job_request, truncates_err_to_its_buffer, .timeout = 10) {
   cr_assert_eq(err[7], '\0');
   cr_assert_eq(strlen(err), 7);
 }
+
+
+Test(job_request, reads_engine_params, .timeout = 10) {
+  core_job_request_t r;
+  char err[256];
+  cr_assert_eq(parse_text("{\"params\":{\"engine\":\"nn-unet_2\","
+                          "\"preview_downsample\":\"max\","
+                          "\"engine_params\":{\"b\":1,\"a\":[true]}}}",
+                          &r, err, sizeof(err)),
+               0, "%s", err);
+  cr_assert_str_eq(r.params.engine, "nn-unet_2");
+  cr_assert_eq(r.params.preview_downsample, CORE_DOWNSAMPLE_MAX);
+  cr_assert_str_eq(r.engine_params, "{\"a\":[true],\"b\":1}");
+  cr_assert_eq(parse_text("{}", &r, err, sizeof(err)), 0);
+  cr_assert_str_eq(r.params.engine, "");
+  cr_assert_eq(r.params.preview_downsample, CORE_DOWNSAMPLE_NEAREST);
+  cr_assert_str_eq(r.engine_params, "");
+  static const char* const bad[] = {
+      "{\"engine\":\"\"}",
+      "{\"engine\":\"-x\"}",
+      "{\"engine\":\"A\"}",
+      "{\"engine\":7}",
+      "{\"engine\":\"a b\"}",
+      "{\"preview_downsample\":\"mean\"}",
+      "{\"engine_params\":[]}",
+      "{\"engine\":\"abcdefghijabcdefghijabcdefghijab\"}",
+  };
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    cr_assert_eq(parse_text(bad[i], &r, err, sizeof(err)), -EINVAL, "%s",
+                 bad[i]);
+  }
+}
