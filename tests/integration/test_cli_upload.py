@@ -481,8 +481,7 @@ class UploadTest(UploadTestBase):
         got = s.job(job["job_id"])
         self.assertEqual(got["volume"]["shape"], vols[0]["shape"])
         self.assertEqual(got["volume"]["voxel_size"], vols[0]["voxel_size"])
-        if "volume_id" in got:  # named by newer servers
-            self.assertEqual(got["volume_id"], vols[0]["volume_id"])
+        self.assertEqual(got["volume"]["volume_id"], vols[0]["volume_id"])
         self.assertIn("is volume %s" % vols[0]["volume_id"], r.stderr)
         # Again: the volume is reused, not uploaded twice.
         r = self.cli(s.base, "--json", "submit", path, "--duration", "0.2")
