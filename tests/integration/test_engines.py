@@ -600,7 +600,10 @@ class ExampleEngineTest(ExecTestBase):
                                                          "max_blob": 10}}})
         done = s.wait_state(job["job_id"], ("completed", "failed"), timeout=120)
         self.assertEqual(done["state"], "completed", done["errors"])
-        self.assertGreater(done["previews_sent"], 1)
+        # At least the final preview; how many come before it depends on how
+        # fast the engine is against preview_hz (the growth itself, preview
+        # by preview, is MaskModelTest's, driven step by step).
+        self.assertGreaterEqual(done["previews_sent"], 1)
         body = s.get("/v1/jobs/%s/artifacts/mask.mrc" % job["job_id"]).body
         _, mask, vs = read_mrc(body)
         self.assertEqual(vs, (2.0, 2.0, 2.0))
