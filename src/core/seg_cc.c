@@ -1,13 +1,12 @@
 /* seg_cc.c: 26-connected components of a whole mask for the classic
  * segmenter's final pass (seg_label.c), found on runs (a row's maximal
- * x-intervals of selected voxels) with union-find, so memory grows with
+ * x-intervals of non-zero voxels) with union-find, so memory grows with
  * the structures' surface, not the volume. Component ids follow the raster
  * order of each component's first run, whatever the order of joins. Pure;
  * any thread. */
 #include "core/seg_internal.h"
 
 #include <errno.h>
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -27,17 +26,11 @@ static int push_run(core_seg_cc_t* r, uint32_t row, uint32_t x0, uint32_t x1) {
 }
 
 
-static bool selected(uint8_t v, uint8_t only) {
-  return only == 0 ? v != 0 : v == only;
-}
-
-
 /* Appends the runs of one row; skips zero bytes eight at a time. */
 static int scan_row(core_seg_cc_t* r,
                     const uint8_t* row,
                     uint32_t nx,
-                    uint32_t id,
-                    uint8_t only) {
+                    uint32_t id) {
   uint32_t x = 0;
   while (x < nx) {
     while (x + 8 <= nx) {
@@ -48,14 +41,14 @@ static int scan_row(core_seg_cc_t* r,
       }
       x += 8;
     }
-    while (x < nx && !selected(row[x], only)) {
+    while (x < nx && row[x] == 0) {
       x++;
     }
     if (x == nx) {
       break;
     }
     uint32_t x0 = x;
-    while (x < nx && selected(row[x], only)) {
+    while (x < nx && row[x] != 0) {
       x++;
     }
     if (push_run(r, id, x0, x) != 0) {
@@ -102,8 +95,7 @@ static void join_rows(core_seg_cc_t* r, size_t a, size_t b) {
 
 int core_seg_cc_build(core_seg_cc_t* r,
                       const uint8_t* mask,
-                      const core_shape_t* s,
-                      uint8_t only) {
+                      const core_shape_t* s) {
   memset(r, 0, sizeof(*r));
   const uint32_t nz = s->d[0], ny = s->d[1], nx = s->d[2];
   const size_t rows = (size_t) nz * ny;
@@ -113,7 +105,7 @@ int core_seg_cc_build(core_seg_cc_t* r,
   }
   for (size_t row = 0; row < rows; row++) {
     r->row_start[row] = r->count;
-    if (scan_row(r, mask + row * nx, nx, (uint32_t) row, only) != 0) {
+    if (scan_row(r, mask + row * nx, nx, (uint32_t) row) != 0) {
       return -ENOMEM;
     }
   }
@@ -156,13 +148,6 @@ int core_seg_cc_build(core_seg_cc_t* r,
 }
 
 
-/* 0^2 + 1^2 + ... + (k-1)^2. */
-static double square_sum(uint32_t k) {
-  double m = (double) k - 1;
-  return m * (m + 1) * (2 * m + 1) / 6;
-}
-
-
 int core_seg_cc_measure(const core_seg_cc_t* r,
                         const uint8_t* mask,
                         const core_shape_t* s,
@@ -187,19 +172,6 @@ int core_seg_cc_measure(const core_seg_cc_t* r,
       c->lo[a] = at[a] < c->lo[a] ? at[a] : c->lo[a];
       c->hi[a] = end[a] > c->hi[a] ? end[a] : c->hi[a];
     }
-    /* Moments of the run in closed form: n voxels at (z, y, x0..x1-1). */
-    double n = run->x1 - run->x0, z = at[0], y = at[1];
-    double sx = n * (run->x0 + (double) run->x1 - 1) / 2;
-    double sxx = square_sum(run->x1) - square_sum(run->x0);
-    c->s[0] += n * z;
-    c->s[1] += n * y;
-    c->s[2] += sx;
-    c->ss[0] += n * z * z;
-    c->ss[1] += n * y * y;
-    c->ss[2] += sxx;
-    c->ss[3] += n * z * y;
-    c->ss[4] += z * sx;
-    c->ss[5] += y * sx;
     const uint8_t* row = mask + (size_t) run->row * s->d[2];
     c->voxels += run->x1 - run->x0;
     for (uint32_t x = run->x0; x < run->x1; x++) {
@@ -220,28 +192,28 @@ uint32_t core_seg_comp_extent(const core_seg_comp_t* c) {
 }
 
 
-double core_seg_comp_fill(const core_seg_comp_t* c) {
-  const double n = (double) c->voxels;
-  double m[3], a[6];
-  for (int i = 0; i < 3; i++) {
-    m[i] = c->s[i] / n;
+int core_seg_cc_group(core_seg_cc_t* r) {
+  r->first = calloc(r->comps + 1, sizeof(size_t));
+  r->order = malloc((r->count ? r->count : 1) * sizeof(size_t));
+  if (r->first == NULL || r->order == NULL) {
+    return -ENOMEM;
   }
-  static const int pair[6][2] = {{0, 0}, {1, 1}, {2, 2},
-                                 {0, 1}, {0, 2}, {1, 2}};
-  for (int k = 0; k < 6; k++) {
-    a[k] = c->ss[k] / n - m[pair[k][0]] * m[pair[k][1]];
+  /* A counting sort: sizes, then starts, then placement (which leaves
+   * first[c] at the end of c's runs, i.e. the start of c + 1's). */
+  for (size_t i = 0; i < r->count; i++) {
+    r->first[r->comp[i] + 1]++;
   }
-  /* A voxel is a unit cube, not a point: its own variance is 1/12. */
-  for (int k = 0; k < 3; k++) {
-    a[k] += 1.0 / 12;
+  for (size_t c = 0; c < r->comps; c++) {
+    r->first[c + 1] += r->first[c];
   }
-  /* A solid ellipsoid of semi-axes r_i has variances r_i^2 / 5, so the
-   * one with these moments has volume 4/3 pi sqrt(125 det). */
-  double det = a[0] * (a[1] * a[2] - a[5] * a[5]) -
-               a[3] * (a[3] * a[2] - a[5] * a[4]) +
-               a[4] * (a[3] * a[5] - a[1] * a[4]);
-  double ellipsoid = 4.0 / 3 * 3.141592653589793 * sqrt(125 * fmax(det, 0));
-  return ellipsoid > 0 ? n / ellipsoid : 1;
+  for (size_t i = 0; i < r->count; i++) {
+    r->order[r->first[r->comp[i]]++] = i;
+  }
+  for (size_t c = r->comps; c > 0; c--) {
+    r->first[c] = r->first[c - 1];
+  }
+  r->first[0] = 0;
+  return 0;
 }
 
 
@@ -249,5 +221,7 @@ void core_seg_cc_free(core_seg_cc_t* r) {
   free(r->runs);
   free(r->row_start);
   free(r->comp);
+  free(r->first);
+  free(r->order);
   memset(r, 0, sizeof(*r));
 }

@@ -34,11 +34,11 @@ void core_seg_params_default(core_seg_params_t* p) {
       .k_detect = 3.5f,
       .edge_fraction = 0.55f,
       .peak_radius = 2,
-      .sheet_radius = 4,
+      .sheet_radius = 5,
       .blob_extent = 12,
-      .blob_fill = 0.5f,
+      .k_curvature = 3.0f,
       .k_support = 2.5f,
-      .grow_steps = 4,
+      .grow_steps = 3,
       .min_voxels = 10,
       .window = 128,
       .dense_is_bright = false,
@@ -70,11 +70,11 @@ int core_seg_params_check(const core_seg_params_t* p,
   if (p->peak_radius > 16) {
     return bad(err, err_len, "peak_radius must be 0..16 voxels");
   }
-  if (p->sheet_radius < 1 || p->sheet_radius > 50) {
-    return bad(err, err_len, "sheet_radius must be 1..50 voxels");
+  if (p->sheet_radius < 1 || p->sheet_radius > 40) {
+    return bad(err, err_len, "sheet_radius must be 1..40 voxels");
   }
-  if (!(p->blob_fill >= 0 && p->blob_fill <= 1)) {
-    return bad(err, err_len, "blob_fill must be 0..1");
+  if (!(p->k_curvature >= 0 && p->k_curvature <= 100)) {
+    return bad(err, err_len, "k_curvature must be 0..100");
   }
   if (!(p->k_support >= 0 && p->k_support <= 100)) {
     return bad(err, err_len, "k_support must be 0..100");
@@ -89,11 +89,21 @@ int core_seg_params_check(const core_seg_params_t* p,
 }
 
 
+uint32_t core_seg_core_step(const core_seg_params_t* p) {
+  return 2 * p->sheet_radius;
+}
+
+
 uint32_t core_seg_halo_morph(const core_seg_params_t* p) {
-  /* Labels depend on growth (grow_steps) from blobs, which reach
-   * sheet_radius from cores, which are sheet_radius deep in the structure,
-   * which compares each voxel with its peak_radius cube. */
-  return p->peak_radius + 2 * p->sheet_radius + p->grow_steps;
+  /* Labels depend on growth (grow_steps) from blobs, which reach up to
+   * 2 * sheet_radius + 1 from cores; a core depends on the structure up to
+   * its capped depth (2 * sheet_radius, each voxel compared with its
+   * peak_radius cube) and on the smoothed volume core_seg_core_step()
+   * away. */
+  uint32_t reach = 2 * p->sheet_radius + 1 + p->grow_steps;
+  uint32_t depth = reach + 2 * p->sheet_radius + p->peak_radius;
+  uint32_t curve = reach + core_seg_core_step(p);
+  return depth > curve ? depth : curve;
 }
 
 
@@ -222,21 +232,41 @@ static void label_box(const core_seg_params_t* p,
   const size_t vox = (size_t) n[0] * n[1] * n[2];
   core_seg_peak_threshold(s->d, n, p->peak_radius, p->k_detect * st->noise_sd,
                           p->edge_fraction, s->s, s->tmp);
-  /* Depth inside the structure, capped where a blob core starts. */
+  /* Depth inside the structure (thirds of a voxel), capped at twice
+   * where a blob core starts. */
   const uint8_t core_depth = (uint8_t) (3 * p->sheet_radius);
+  const uint8_t max_depth = (uint8_t) (2 * core_depth);
   for (size_t i = 0; i < vox; i++) {
-    s->t1[i] = s->s[i] ? core_depth : 0;
+    s->t1[i] = s->s[i] ? max_depth : 0;
   }
   /* Outside the volume counts as background, or a membrane cut at a
    * grazing angle by the border would look thick. */
-  core_seg_chamfer(s->t1, n, core_depth, border);
-  /* Distance from the cores through the structure: within sheet_radius is
-   * blob (an opening by a ball of that radius). */
-  const uint8_t far = (uint8_t) (core_depth + 1);
+  core_seg_chamfer(s->t1, n, max_depth, border);
+  /* Blob cores: as deep as a blob (no sheet is) and curved every way at
+   * that scale (two membranes side by side or crossing are flat along
+   * some direction), or at the centre of a small blob (curved every way
+   * beyond noise at the voxel scale, which sheets and their crossings are
+   * not, even where a blob sits in a membrane). Blobs: the voxels of the
+   * structure within depth(c) + 1 of a core c (the balls inscribed at the
+   * cores, plus the voxel layer discrete depths miss): a transform from
+   * max_depth - depth(c) at the cores, blob where <= max_depth + 3. */
+  const uint8_t far = (uint8_t) (max_depth + 4);
+  const float curvature = p->k_curvature * st->curvature_sd;
+  const float curvature2 = p->k_curvature * st->curvature_sd2;
+  const float core_curvature = p->k_curvature * st->core_curvature_sd;
+  const uint32_t step = core_seg_core_step(p);
   for (size_t i = 0; i < vox; i++) {
-    s->t2[i] = s->t1[i] == core_depth ? 0
-               : s->s[i]              ? far
-                                      : (uint8_t) CORE_SEG_BARRIER;
+    uint8_t depth = s->t1[i];
+    if (!s->s[i]) {
+      s->t2[i] = (uint8_t) CORE_SEG_BARRIER;
+    } else if (depth >= core_depth
+                   ? core_seg_curved_all_ways(s->d, n, i, step, core_curvature)
+                   : core_seg_curved_all_ways(s->d, n, i, 1, curvature) ||
+                         core_seg_curved_all_ways(s->d, n, i, 2, curvature2)) {
+      s->t2[i] = (uint8_t) (max_depth - depth);
+    } else {
+      s->t2[i] = far;
+    }
   }
   core_seg_chamfer(s->t2, n, far, 0);
   const float support = p->k_support * st->noise_sd;
@@ -248,7 +278,7 @@ static void label_box(const core_seg_params_t* p,
     /* Particles grow into faint voxels, never into membrane. */
     s->s[i] = (uint8_t) (lab == 0 && s->d[i] > 0 && s->d[i] >= support);
   }
-  core_seg_grow(s->t1, n, s->s, CORE_SEG_LABEL_PARTICLE, p->grow_steps,
+  core_seg_grow(s->t1, n, s->s, s->d, CORE_SEG_LABEL_PARTICLE, p->grow_steps,
                 s->queue);
 }
 

@@ -54,12 +54,12 @@ typedef struct {
                           * where membranes end (0.55) */
   uint32_t peak_radius;  /* half edge of the local peak's cube (2) */
   uint32_t sheet_radius; /* thicker than 2x this is a blob, not a sheet (4) */
+  float k_curvature;     /* blob centres curve down every way by more than
+                          * this many noise sd: thin blobs at the voxel
+                          * scale, thick ones at 2 * sheet_radius (which
+                          * two membranes side by side do not) (4) */
   uint32_t blob_extent;  /* a thin component this wide at most (bounding
                           * box edge) is a particle (12) */
-  float blob_fill;       /* a blob fills at least this fraction of the
-                          * ellipsoid with its second moments (a ball ~0.9,
-                          * two touching ~0.8); less is where membranes
-                          * cross (rings, bands ~0.2-0.4): membrane (0.5) */
   float k_support;       /* particles extend while darker than this (2.5) */
   uint32_t grow_steps;   /* ... by at most this many voxels (4) */
   uint32_t min_voxels;   /* smaller components are noise (10) */
@@ -69,10 +69,13 @@ typedef struct {
 
 /* Robust statistics of the volume, from core_seg_stats(). */
 typedef struct {
-  double mean, sd;  /* of the raw values sampled (informational) */
-  float background; /* median of the smoothed volume */
-  float noise_sd;   /* robust sd of its light (non-dense) half */
-  uint64_t sampled; /* voxels sampled */
+  double mean, sd;         /* of the raw values sampled (informational) */
+  float background;        /* median of the smoothed volume */
+  float noise_sd;          /* robust sd of its light (non-dense) half */
+  float curvature_sd;      /* robust sd of its second differences (noise) */
+  float curvature_sd2;     /* the same at step 2 */
+  float core_curvature_sd; /* the same at step 2 * sheet_radius */
+  uint64_t sampled;        /* voxels sampled */
 } core_seg_stats_t;
 
 /* A window: its core [lo, hi) per axis (Z, Y, X), where it writes. It reads

@@ -265,3 +265,58 @@ void core_seg_peak_threshold(const float* d,
     s[i] = (uint8_t) (v > 0 && v >= floor && v >= fraction * a[i]);
   }
 }
+
+
+/* d at voxel (z, y, x) + h * (a, b, c) with coordinates clamped into the
+ * box. */
+static float at(const float* d,
+                const uint32_t n[3],
+                const int64_t p[3],
+                int64_t h,
+                const int off[3]) {
+  size_t idx = 0;
+  for (int a = 0; a < 3; a++) {
+    int64_t q = p[a] + h * off[a];
+    q = q < 0 ? 0 : q >= (int64_t) n[a] ? (int64_t) n[a] - 1 : q;
+    idx = idx * n[a] + (size_t) q;
+  }
+  return d[idx];
+}
+
+
+bool core_seg_curved_all_ways(const float* d,
+                              const uint32_t n[3],
+                              size_t i,
+                              uint32_t h,
+                              float c) {
+  const size_t plane = (size_t) n[1] * n[2];
+  const int64_t p[3] = {(int64_t) (i / plane), (int64_t) (i / n[2] % n[1]),
+                        (int64_t) (i % n[2])};
+  const float v = d[i], h2 = (float) h * (float) h;
+  /* m = -(Hessian) - c I, by central differences of the smooth field at
+   * step h; the curvature test is m positive definite (Sylvester: its
+   * leading minors). */
+  float m[3][3];
+  for (int a = 0; a < 3; a++) {
+    int e[3] = {0, 0, 0};
+    e[a] = 1;
+    int me[3] = {-e[0], -e[1], -e[2]};
+    m[a][a] = (2 * v - at(d, n, p, h, e) - at(d, n, p, h, me)) / h2 - c;
+    for (int b = a + 1; b < 3; b++) {
+      int pp[3] = {0, 0, 0}, pm[3] = {0, 0, 0};
+      pp[a] = pp[b] = 1;
+      pm[a] = 1;
+      pm[b] = -1;
+      int mp[3] = {-pm[0], -pm[1], -pm[2]}, mm[3] = {-pp[0], -pp[1], -pp[2]};
+      float hab = (at(d, n, p, h, pp) - at(d, n, p, h, pm) -
+                   at(d, n, p, h, mp) + at(d, n, p, h, mm)) /
+                  (4 * h2);
+      m[a][b] = m[b][a] = -hab;
+    }
+  }
+  float m2 = m[0][0] * m[1][1] - m[0][1] * m[1][0];
+  float m3 = m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1]) -
+             m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0]) +
+             m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0]);
+  return m[0][0] > 0 && m2 > 0 && m3 > 0;
+}

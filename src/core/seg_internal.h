@@ -52,6 +52,17 @@ void core_seg_peak_threshold(const float* d,
                              uint8_t* s,
                              float* tmp);
 
+/* True when the field d curves down in every direction at voxel i of the
+ * box by more than c per voxel^2 (every eigenvalue of its Hessian at step
+ * h, coordinates clamped into the box, < -c): a blob's centre, not a sheet
+ * (flat along it), two sheets side by side or a crossing of sheets (flat
+ * along the line). */
+bool core_seg_curved_all_ways(const float* d,
+                              const uint32_t n[3],
+                              size_t i,
+                              uint32_t h,
+                              float c);
+
 /* A value no voxel reaches or passes through in core_seg_chamfer(). */
 #define CORE_SEG_BARRIER 255u
 
@@ -76,16 +87,23 @@ void core_seg_chamfer(uint8_t* v,
                       unsigned edges);
 
 /* Grows `label` from the voxels of lab that hold it into voxels where
- * allowed[v] != 0 and lab[v] == 0, by up to `steps` 6-connected layers;
+ * allowed[v] != 0 and lab[v] == 0, by up to `steps` 6-connected layers,
+ * only downhill in d (a voxel joins from a neighbour at least as dark), so
+ * a blob stops at its foot instead of flowing along a membrane it sits on.
  * `queue` holds n[0]*n[1]*n[2] entries. Returns the voxels added. */
 uint64_t core_seg_grow(uint8_t* lab,
                        const uint32_t n[3],
                        const uint8_t* allowed,
+                       const float* d,
                        uint8_t label,
                        uint32_t steps,
                        uint32_t* queue);
 
-/* Voxels of context each side of a window core, for filters of radius r. */
+/* The step of the curvature test at blob cores found by their depth. */
+uint32_t core_seg_core_step(const core_seg_params_t* p);
+
+/* Voxels of context each side of a window core the morphology needs (the
+ * smoothing needs its kernel radius more). */
 uint32_t core_seg_halo_morph(const core_seg_params_t* p);
 
 /* Runs and components of the final pass (seg_cc.c). */
@@ -100,20 +118,20 @@ typedef struct {
   size_t* row_start; /* nz * ny + 1 entries: first run of each row */
   size_t* comp;      /* per run: its component id, 0..comps-1 */
   size_t comps;
+  size_t* first; /* after core_seg_cc_group(): comps + 1 entries */
+  size_t* order; /* runs of component c: order[first[c] .. first[c + 1]) */
 } core_seg_cc_t;
 
 typedef struct {
   uint64_t voxels, particle; /* size, and how many are label 2 */
   uint32_t lo[3], hi[3];     /* bounding box, inclusive */
-  double s[3], ss[6];        /* sums of z, y, x; zz, yy, xx, zy, zx, yx */
 } core_seg_comp_t;
 
-/* Components of the voxels of `mask` equal to `only` (0: non-zero). 0 or
- * -ENOMEM; core_seg_cc_free() either way. */
+/* Components of the non-zero voxels of `mask`. 0 or -ENOMEM;
+ * core_seg_cc_free() either way. */
 int core_seg_cc_build(core_seg_cc_t* r,
                       const uint8_t* mask,
-                      const core_shape_t* s,
-                      uint8_t only);
+                      const core_shape_t* s);
 
 /* Allocates *out (r->comps entries, the caller frees) and measures each
  * component. 0 or -ENOMEM. */
@@ -122,13 +140,11 @@ int core_seg_cc_measure(const core_seg_cc_t* r,
                         const core_shape_t* s,
                         core_seg_comp_t** out);
 
+/* Fills r->first and r->order. 0 or -ENOMEM. */
+int core_seg_cc_group(core_seg_cc_t* r);
+
 /* The longest edge of a component's bounding box. */
 uint32_t core_seg_comp_extent(const core_seg_comp_t* c);
-
-/* How much of the ellipsoid with its second moments a component fills
- * (each voxel counted as a unit cube): ~0.9 for a voxelised ball, ~0.8
- * for two touching balls, far less for rings, tubes and curved sheets. */
-double core_seg_comp_fill(const core_seg_comp_t* c);
 
 void core_seg_cc_free(core_seg_cc_t* r);
 

@@ -81,6 +81,7 @@ static void grow_particle(const core_seg_input_t* in,
       for (uint32_t x = 0; x < n[2]; x++) {
         float f = g->d[b + x];
         float d = p->dense_is_bright ? f - st->background : st->background - f;
+        g->d[b + x] = d;
         /* Other structures block growth; the component is marked below. */
         g->lab[b + x] = row[x] != 0 ? CORE_SEG_LABEL_MEMBRANE : 0;
         g->allowed[b + x] = (uint8_t) (row[x] == 0 && d > 0 && d >= support);
@@ -93,8 +94,8 @@ static void grow_particle(const core_seg_input_t* in,
     memset(g->lab + ((size_t) z * n[1] + y) * n[2] + (run->x0 - lo[2]),
            CORE_SEG_LABEL_PARTICLE, run->x1 - run->x0);
   }
-  core_seg_grow(g->lab, n, g->allowed, CORE_SEG_LABEL_PARTICLE, p->grow_steps,
-                g->queue);
+  core_seg_grow(g->lab, n, g->allowed, g->d, CORE_SEG_LABEL_PARTICLE,
+                p->grow_steps, g->queue);
   for (uint32_t z = 0; z < n[0]; z++) {
     for (uint32_t y = 0; y < n[1]; y++) {
       size_t b = ((size_t) z * n[1] + y) * n[2];
@@ -155,71 +156,19 @@ static int grow_all(const core_seg_input_t* in,
                     const core_seg_comp_t* comps,
                     const uint8_t* action,
                     uint8_t* mask) {
-  /* The runs of each such component, contiguous: a counting sort. */
-  size_t* start = calloc(r->comps + 1, sizeof(size_t));
-  size_t* order = malloc((r->count ? r->count : 1) * sizeof(size_t));
   grow_scratch_t g;
   int err = grow_scratch_init(&g, p, &in->shape);
-  if (start == NULL || order == NULL || err != 0) {
-    free(start);
-    free(order);
-    if (err == 0) {
-      grow_scratch_free(&g);
-    }
-    return -ENOMEM;
-  }
-  for (size_t i = 0; i < r->count; i++) {
-    start[r->comp[i] + 1] += action[r->comp[i]] == PARTICLE_GROW;
+  if (err != 0) {
+    return err;
   }
   for (size_t c = 0; c < r->comps; c++) {
-    start[c + 1] += start[c];
-  }
-  for (size_t i = 0; i < r->count; i++) {
-    size_t c = r->comp[i];
     if (action[c] == PARTICLE_GROW) {
-      order[start[c]++] = i;
-    }
-  }
-  /* start[c] now ends component c's runs; component c-1's end begins it. */
-  for (size_t c = 0; c < r->comps; c++) {
-    if (action[c] == PARTICLE_GROW) {
-      size_t first = c == 0 ? 0 : start[c - 1];
-      grow_particle(in, p, st, r, order, first, start[c], &comps[c], &g, mask);
+      grow_particle(in, p, st, r, r->order, r->first[c], r->first[c + 1],
+                    &comps[c], &g, mask);
     }
   }
   grow_scratch_free(&g);
-  free(start);
-  free(order);
   return 0;
-}
-
-
-/* Blob regions (label 2) that fill little of their moment ellipsoid are
- * rings and curved bands where two membranes cross or touch: thick there,
- * but sheets all the same, so label 1. */
-static int unblob_tubes(const core_seg_params_t* p,
-                        const core_shape_t* s,
-                        uint8_t* mask) {
-  core_seg_cc_t r;
-  core_seg_comp_t* comps = NULL;
-  int err = core_seg_cc_build(&r, mask, s, CORE_SEG_LABEL_PARTICLE);
-  if (err == 0) {
-    err = core_seg_cc_measure(&r, mask, s, &comps);
-  }
-  for (size_t c = 0; err == 0 && c < r.comps; c++) {
-    /* Reuse `particle` as the verdict: nonzero for a tube. */
-    comps[c].particle = core_seg_comp_fill(&comps[c]) < p->blob_fill;
-  }
-  for (size_t i = 0; err == 0 && i < r.count; i++) {
-    if (comps[r.comp[i]].particle) {
-      const core_seg_run_t* run = &r.runs[i];
-      memset(mask + (size_t) run->row * s->d[2] + run->x0,
-             CORE_SEG_LABEL_MEMBRANE, run->x1 - run->x0);
-    }
-  }
-  free(comps);
-  core_seg_cc_free(&r);
-  return err;
 }
 
 
@@ -233,17 +182,19 @@ int core_seg_finish(const core_seg_input_t* in,
     return -EINVAL;
   }
   const core_shape_t* s = &in->shape;
-  int err = unblob_tubes(p, s, mask);
   core_seg_cc_t r;
   core_seg_comp_t* comps = NULL;
   uint8_t* action = NULL;
+  int err = core_seg_cc_build(&r, mask, s);
   if (err == 0) {
-    err = core_seg_cc_build(&r, mask, s, 0);
-    if (err == 0) {
-      err = core_seg_cc_measure(&r, mask, s, &comps);
-    }
+    err = core_seg_cc_measure(&r, mask, s, &comps);
+  }
+  if (err == 0) {
+    err = core_seg_cc_group(&r);
+  }
+  if (err == 0) {
     action = malloc(r.comps ? r.comps : 1);
-    err = err == 0 && action == NULL ? -ENOMEM : err;
+    err = action == NULL ? -ENOMEM : 0;
   }
   core_seg_summary_t out = {{0}, 0, 0, 0};
   bool any_grow = false;

@@ -84,6 +84,7 @@ void core_seg_chamfer(uint8_t* v,
 uint64_t core_seg_grow(uint8_t* lab,
                        const uint32_t n[3],
                        const uint8_t* allowed,
+                       const float* d,
                        uint8_t label,
                        uint32_t steps,
                        uint32_t* queue) {
@@ -129,7 +130,7 @@ uint64_t core_seg_grow(uint8_t* lab,
       }
       for (int k = 0; k < count; k++) {
         uint64_t j = nb[k];
-        if (lab[j] == 0 && allowed[j]) {
+        if (lab[j] == 0 && allowed[j] && d[j] <= d[i]) {
           lab[j] = label;
           queue[tail++] = (uint32_t) j;
         }

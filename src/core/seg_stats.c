@@ -96,6 +96,33 @@ static void raw_moments(const core_seg_input_t* in,
 }
 
 
+/* Robust sd of the second differences at step h along X of the smoothed
+ * sample (rows of `edge` voxels), divided by h^2: the noise a curvature at
+ * that scale is compared with. Median |difference| / 0.6745, as the noise
+ * is symmetric. 0 when the rows are too short or memory is short (a
+ * curvature then only needs to be negative). */
+static float curvature_sd(const float* f, size_t n, uint32_t edge, uint32_t h) {
+  if (edge < 2 * h + 1) {
+    return 0;
+  }
+  size_t m = 0;
+  float* dd = malloc(n * sizeof(float));
+  if (dd == NULL) {
+    return 0;
+  }
+  for (size_t row = 0; row < n / edge; row++) {
+    const float* r = f + row * edge;
+    for (uint32_t x = h; x + h < edge; x++) {
+      float v = r[x + h] - 2 * r[x] + r[x - h];
+      dd[m++] = v < 0 ? -v : v;
+    }
+  }
+  float sd = select_kth(dd, m, m / 2) / 0.6745f / ((float) h * (float) h);
+  free(dd);
+  return sd;
+}
+
+
 int core_seg_stats(const core_seg_input_t* in,
                    const core_seg_params_t* p,
                    core_seg_stats_t* out) {
@@ -135,6 +162,9 @@ int core_seg_stats(const core_seg_input_t* in,
   free(tmp);
   size_t n = cube * cubes;
   out->sampled = n;
+  out->curvature_sd = curvature_sd(all, n, edge[2], 1);
+  out->curvature_sd2 = curvature_sd(all, n, edge[2], 2);
+  out->core_curvature_sd = curvature_sd(all, n, edge[2], core_seg_core_step(p));
   out->background = select_kth(all, n, n / 2);
   /* Deviations on the light side, compacted to the front of `all`. */
   size_t m = 0;
