@@ -39,7 +39,7 @@ void core_seg_params_default(core_seg_params_t* p) {
       .k_curvature = 3.0f,
       .k_support = 2.5f,
       .grow_steps = 3,
-      .min_voxels = 10,
+      .min_voxels = 20,
       .window = 128,
       .dense_is_bright = false,
   };
@@ -70,8 +70,8 @@ int core_seg_params_check(const core_seg_params_t* p,
   if (p->peak_radius > 16) {
     return bad(err, err_len, "peak_radius must be 0..16 voxels");
   }
-  if (p->sheet_radius < 1 || p->sheet_radius > 40) {
-    return bad(err, err_len, "sheet_radius must be 1..40 voxels");
+  if (p->sheet_radius < 1 || p->sheet_radius > 60) {
+    return bad(err, err_len, "sheet_radius must be 1..60 voxels");
   }
   if (!(p->k_curvature >= 0 && p->k_curvature <= 100)) {
     return bad(err, err_len, "k_curvature must be 0..100");
@@ -96,12 +96,11 @@ uint32_t core_seg_core_step(const core_seg_params_t* p) {
 
 uint32_t core_seg_halo_morph(const core_seg_params_t* p) {
   /* Labels depend on growth (grow_steps) from blobs, which reach up to
-   * 2 * sheet_radius + 1 from cores; a core depends on the structure up to
-   * its capped depth (2 * sheet_radius, each voxel compared with its
-   * peak_radius cube) and on the smoothed volume core_seg_core_step()
-   * away. */
-  uint32_t reach = 2 * p->sheet_radius + 1 + p->grow_steps;
-  uint32_t depth = reach + 2 * p->sheet_radius + p->peak_radius;
+   * sheet_radius + 1 from cores; a core depends on the structure up to its
+   * capped depth (sheet_radius, each voxel compared with its peak_radius
+   * cube) and on the smoothed volume core_seg_core_step() away. */
+  uint32_t reach = p->sheet_radius + 1 + p->grow_steps;
+  uint32_t depth = reach + p->sheet_radius + p->peak_radius;
   uint32_t curve = reach + core_seg_core_step(p);
   return depth > curve ? depth : curve;
 }
@@ -232,16 +231,15 @@ static void label_box(const core_seg_params_t* p,
   const size_t vox = (size_t) n[0] * n[1] * n[2];
   core_seg_peak_threshold(s->d, n, p->peak_radius, p->k_detect * st->noise_sd,
                           p->edge_fraction, s->s, s->tmp);
-  /* Depth inside the structure (thirds of a voxel), capped at twice
-   * where a blob core starts. */
+  /* Depth inside the structure (thirds of a voxel), capped where a blob
+   * core starts. */
   const uint8_t core_depth = (uint8_t) (3 * p->sheet_radius);
-  const uint8_t max_depth = (uint8_t) (2 * core_depth);
   for (size_t i = 0; i < vox; i++) {
-    s->t1[i] = s->s[i] ? max_depth : 0;
+    s->t1[i] = s->s[i] ? core_depth : 0;
   }
   /* Outside the volume counts as background, or a membrane cut at a
    * grazing angle by the border would look thick. */
-  core_seg_chamfer(s->t1, n, max_depth, border);
+  core_seg_chamfer(s->t1, n, core_depth, border);
   /* Blob cores: as deep as a blob (no sheet is) and curved every way at
    * that scale (two membranes side by side or crossing are flat along
    * some direction), or at the centre of a small blob (curved every way
@@ -249,8 +247,8 @@ static void label_box(const core_seg_params_t* p,
    * not, even where a blob sits in a membrane). Blobs: the voxels of the
    * structure within depth(c) + 1 of a core c (the balls inscribed at the
    * cores, plus the voxel layer discrete depths miss): a transform from
-   * max_depth - depth(c) at the cores, blob where <= max_depth + 3. */
-  const uint8_t far = (uint8_t) (max_depth + 4);
+   * 3R - depth(c) at the cores, blob where <= 3R + 3. */
+  const uint8_t far = (uint8_t) (core_depth + 4);
   const float curvature = p->k_curvature * st->curvature_sd;
   const float curvature2 = p->k_curvature * st->curvature_sd2;
   const float core_curvature = p->k_curvature * st->core_curvature_sd;
@@ -259,11 +257,11 @@ static void label_box(const core_seg_params_t* p,
     uint8_t depth = s->t1[i];
     if (!s->s[i]) {
       s->t2[i] = (uint8_t) CORE_SEG_BARRIER;
-    } else if (depth >= core_depth
+    } else if (depth == core_depth
                    ? core_seg_curved_all_ways(s->d, n, i, step, core_curvature)
                    : core_seg_curved_all_ways(s->d, n, i, 1, curvature) ||
                          core_seg_curved_all_ways(s->d, n, i, 2, curvature2)) {
-      s->t2[i] = (uint8_t) (max_depth - depth);
+      s->t2[i] = (uint8_t) (core_depth - depth);
     } else {
       s->t2[i] = far;
     }

@@ -62,7 +62,7 @@ typedef struct {
                           * box edge) is a particle (12) */
   float k_support;       /* particles extend while darker than this (2.5) */
   uint32_t grow_steps;   /* ... by at most this many voxels (4) */
-  uint32_t min_voxels;   /* smaller components are noise (10) */
+  uint32_t min_voxels;   /* smaller components are noise (20) */
   uint32_t window;       /* edge of a window's core (128) */
   bool dense_is_bright;  /* dense matter has high values (false) */
 } core_seg_params_t;
