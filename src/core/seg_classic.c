@@ -1,9 +1,9 @@
 /* seg_classic.c: the classic segmenter's parameters, window plan and the
  * per-window pass (seg_classic.h says what it computes). Neighbours:
  * seg_filter.c, seg_morph.c (the steps), seg_stats.c (thresholds),
- * seg_label.c (the final pass). A window reads a box of input around its
- * core, wide enough that every value the core depends on is computed from
- * the same voxels as in the whole volume, so windows are exact and
+ * seg_cc.c and seg_label.c (the final pass). A window reads a box of input
+ * around its core, wide enough that every value the core depends on is computed
+ * from the same voxels as in the whole volume, so windows are exact and
  * independent. Pure; a scratch belongs to one thread at a time. */
 #include "core/seg_classic.h"
 

@@ -5,18 +5,27 @@
  * windows, drops small ones and reclassifies compact ones. Pure: no I/O, no
  * threads, no globals; every function is re-entrant.
  *
- * Per window: smooth (separable Gaussian), darkness d = background - value
- * (dense matter is dark), structure S = voxels with d above k_detect noise
- * sd and above edge_fraction of the darkest voxel within peak_radius (a
- * half-maximum edge, whatever the contrast), then blob cores = S voxels
- * deeper than sheet_radius (a chamfer distance transform), blobs = S within
- * sheet_radius of a core (a morphological opening), grown into the fainter
- * voxels around them (d above k_support) by grow_steps: label 2; the rest
- * of S (thin, sheet-like): label 1. The halo makes each window's core
- * exactly what filtering the whole volume would give.
- * Final pass: 26-connected components of the non-zero mask; fewer than
- * min_voxels voxels: dropped; thin (no blob core) and no wider than
- * blob_extent, or mostly blob: a particle (thin ones grown as above).
+ * Per window (a core plus a halo, so that the core is exactly what the
+ * whole volume would give):
+ * 1. smooth (separable Gaussian, sigma); darkness d = background - value
+ *    (dense matter is dark in cryo-ET; dense_is_bright flips it);
+ * 2. structure S: d > k_detect noise sd and d >= edge_fraction of the
+ *    darkest d within peak_radius (a half-maximum edge, which puts a
+ *    membrane's edge where its leaflets fade, whatever the contrast);
+ * 3. blob cores: S voxels deeper than sheet_radius (a chamfer distance
+ *    transform; no membrane is that thick) that curve down in every
+ *    direction at a step of 2 * sheet_radius (two membranes side by side or
+ *    crossing are flat along some direction), or S voxels that curve down
+ *    every way by k_curvature noise sd at a step of 1 or 2 voxels (small
+ *    blobs, also where they sit in a membrane);
+ * 4. blobs: S within depth + 1 of a core (the balls inscribed at the
+ *    cores), grown downhill into the fainter voxels around them (d >
+ *    k_support noise sd) by up to grow_steps: label 2; the rest of S
+ *    (thin, sheet-like): label 1.
+ * Final pass: 26-connected components of the non-zero mask: fewer than
+ * min_voxels voxels: dropped (noise); at least half blob, or thin (no
+ * blob) and no wider than blob_extent: a particle as a whole (thin ones
+ * grown as in 4, re-reading the input around them); else kept as labelled.
  *
  * Use: core_seg_params_default(); core_seg_plan_init(); core_seg_stats();
  * one core_seg_scratch_t per thread; core_seg_window() for every window of
@@ -45,25 +54,25 @@ typedef struct {
 } core_seg_input_t;
 
 /* Parameters; lengths in voxels, thresholds in units of the smoothed
- * volume's noise sd. The defaults (core_seg_params_default) suit tomograms
- * like `cryomamba phantom` (leaflets ~1.2 voxels wide, 3 apart). */
+ * volume's noise sd (core_seg_stats_t). The defaults
+ * (core_seg_params_default) suit tomograms like `cryomamba phantom`
+ * (leaflets ~1.2 voxels wide, 3 apart; particles 3-20 voxels across). */
 typedef struct {
-  float sigma;           /* Gaussian smoothing sd (1.25) */
-  float k_detect;        /* structure is darker than k_detect sd (3.5) */
+  float sigma;           /* Gaussian smoothing sd, 0..8 (1.25) */
+  float k_detect;        /* structure is darker than this (3.5) */
   float edge_fraction;   /* ... and than this fraction of its local peak:
-                          * where membranes end (0.55) */
-  uint32_t peak_radius;  /* half edge of the local peak's cube (2) */
-  uint32_t sheet_radius; /* thicker than 2x this is a blob, not a sheet (4) */
+                          * where membranes end, 0..1 (0.55) */
+  uint32_t peak_radius;  /* half edge of the local peak's cube, 0..16 (2) */
+  uint32_t sheet_radius; /* deeper than this inside the structure is a
+                          * blob, never a membrane, 1..60 (5) */
   float k_curvature;     /* blob centres curve down every way by more than
-                          * this many noise sd: thin blobs at the voxel
-                          * scale, thick ones at 2 * sheet_radius (which
-                          * two membranes side by side do not) (4) */
+                          * this many sd of the curvature noise (3) */
   uint32_t blob_extent;  /* a thin component this wide at most (bounding
                           * box edge) is a particle (12) */
   float k_support;       /* particles extend while darker than this (2.5) */
-  uint32_t grow_steps;   /* ... by at most this many voxels (4) */
+  uint32_t grow_steps;   /* ... by at most this many voxels, 0..64 (3) */
   uint32_t min_voxels;   /* smaller components are noise (20) */
-  uint32_t window;       /* edge of a window's core (128) */
+  uint32_t window;       /* edge of a window's core, 4..512 (128) */
   bool dense_is_bright;  /* dense matter has high values (false) */
 } core_seg_params_t;
 
@@ -72,9 +81,10 @@ typedef struct {
   double mean, sd;         /* of the raw values sampled (informational) */
   float background;        /* median of the smoothed volume */
   float noise_sd;          /* robust sd of its light (non-dense) half */
-  float curvature_sd;      /* robust sd of its second differences (noise) */
-  float curvature_sd2;     /* the same at step 2 */
-  float core_curvature_sd; /* the same at step 2 * sheet_radius */
+  float curvature_sd;      /* robust sd of its second differences along X
+                            * (per voxel^2): the curvature noise */
+  float curvature_sd2;     /* the same at a step of 2 voxels */
+  float core_curvature_sd; /* the same at a step of 2 * sheet_radius */
   uint64_t sampled;        /* voxels sampled */
 } core_seg_stats_t;
 

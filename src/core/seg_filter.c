@@ -1,7 +1,8 @@
 /* seg_filter.c: the classic segmenter's filters over boxes: reading any MRC
- * voxel mode as float (borders clamped), the separable Gaussian, and the
- * local-peak threshold. Pure; any thread; the caller owns every buffer.
- * Each pass runs along whole rows so the compiler can vectorise it. */
+ * voxel mode as float (borders clamped), the separable Gaussian, the
+ * local-peak threshold and the curvature (Hessian) test. Pure; any thread;
+ * the caller owns every buffer. The passes run along whole rows so the
+ * compiler can vectorise them. */
 #include "core/seg_internal.h"
 
 #include <assert.h>
@@ -212,8 +213,8 @@ void core_seg_smooth_box(const core_seg_input_t* in,
 }
 
 
-/* dst[i] = max of src[i + j * stride], |j| <= r, clipped to 0..len-1, for
- * `rows` interleaved rows (i over the `stride` fastest values). */
+/* Running max along a slow axis: dst row i = the element-wise max of src
+ * rows i - r..i + r (clipped to 0..len-1), each row `stride` floats. */
 static void max_pass(const float* src,
                      float* dst,
                      size_t len,

@@ -1,8 +1,9 @@
 /* seg_internal.h: what the files of the classic segmenter share
- * (seg_classic.c: parameters, plan, windows; seg_filter.c: input, Gaussian
- * and local-peak filters; seg_morph.c: distance transforms and growth;
- * seg_stats.c: robust statistics; seg_label.c: the final pass). Boxes are
- * dense float or byte arrays of n[0] x n[1] x n[2] voxels, X fastest. */
+ * (seg_classic.c: parameters, plan, windows; seg_filter.c: input, Gaussian,
+ * local-peak and curvature tests; seg_morph.c: distance transforms and
+ * growth; seg_stats.c: robust statistics; seg_cc.c: components of the
+ * whole mask; seg_label.c: the final pass). Boxes are dense float or byte
+ * arrays of n[0] x n[1] x n[2] voxels, X fastest. */
 #ifndef CORE_SEG_INTERNAL_H
 #define CORE_SEG_INTERNAL_H
 

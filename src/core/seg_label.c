@@ -1,12 +1,10 @@
 /* seg_label.c: the classic segmenter's final pass over the whole mask, once
- * every window is done: 26-connected components of the non-zero voxels,
- * found on runs (a row's maximal non-zero x-intervals) with union-find, so
- * memory grows with the structures' surface, not the volume. Then per
- * component: drop it (fewer than min_voxels), make it a particle (thin and
- * no wider than blob_extent: re-read the input around it and grow it as
- * the windows grow blobs; or mostly blob already), or keep its voxels'
- * labels. Serial and deterministic: components are visited in raster
- * order of their first run. Pure. */
+ * every window is done. Per 26-connected component (seg_cc.c): drop it
+ * (fewer than min_voxels), make it a particle (mostly blob already; or thin
+ * and no wider than blob_extent, then re-read the input around it and grow
+ * it as the windows grow blobs), or keep its voxels' labels (a membrane
+ * and the particles on it). Serial and deterministic: components are
+ * visited in raster order of their first run. Pure. */
 #include "core/seg_classic.h"
 
 #include <assert.h>
