@@ -213,9 +213,10 @@ static const srv_engine_t* resolve_engine(srv_request_t* rq,
                                           core_job_request_t* req) {
   const char* code = "invalid_field";
   char why[512];
-  const srv_engine_t* e = srv_engines_resolve(
-      rq->conn->ctx->engines, &req->params,
-      req->has_volume_path || req->has_volume_id, &code, why, sizeof(why));
+  const srv_engine_t* e =
+      srv_engines_resolve(rq->conn->ctx->engines, &req->params,
+                          req->has_volume_path || req->has_volume_id,
+                          req->engine_params, &code, why, sizeof(why));
   if (e == NULL) {
     srv_http_reply_error(rq->conn, &rq->mode, 400, code, why,
                          "GET /v1/server/info lists this server's engines "

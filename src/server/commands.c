@@ -68,6 +68,8 @@ static void handle_info(srv_request_t* rq) {
                       json_integer(e->max_lines_per_s));
   json_object_set_new(limits, "engine_log_bytes",
                       json_integer((json_int_t) e->log_bytes));
+  json_object_set_new(limits, "classic_workers",
+                      json_integer(e->classic_workers));
   srv_http_reply_json(
       rq->conn, &rq->mode, 200,
       json_pack("{s:s, s:s, s:i, s:[s,s,s,s,s,s,s,s], s:b, s:o, s:o}", "name",

@@ -52,6 +52,7 @@ typedef enum {
   OPT_ENGINE_MAX_LINES,
   OPT_ENGINE_LOG_BYTES,
   OPT_ENGINE_SHIM,
+  OPT_CLASSIC_WORKERS,
   OPT_HELP,
   OPT_VERSION
 } opt_id_t;
@@ -144,7 +145,7 @@ static const opt_doc_t opt_docs[] = {
      "TOKEN  print the auth-file line for TOKEN and exit"},
     {"builtin-engines", "CRYOMAMBA_BUILTIN_ENGINES", OPT_BUILTIN_ENGINES,
      "LIST   built-in engines jobs may use, comma-separated, or 'all'\n"
-     "             (default all: sim)"},
+     "             (default all: sim, classic)"},
     {"engine", "CRYOMAMBA_ENGINE", OPT_ENGINE,
      "NAME=COMMAND  declare an exec engine (repeatable): each job of it\n"
      "             runs /bin/sh -c COMMAND (docs/engines.md)"},
@@ -170,6 +171,10 @@ static const opt_doc_t opt_docs[] = {
     {"engine-shim", "CRYOMAMBA_ENGINE_SHIM", OPT_ENGINE_SHIM,
      "PATH   the exec shim (default: cryomamba-engine-shim beside\n"
      "             cryomambad)"},
+    {"classic-workers", "CRYOMAMBA_CLASSIC_WORKERS", OPT_CLASSIC_WORKERS,
+     "N      windows the classic engine runs at once, server-wide, on the\n"
+     "             worker pool; each holds ~85 MiB of scratch at the default\n"
+     "             window (default: one per CPU, at most 16; 1..256)"},
 };
 
 
@@ -439,6 +444,12 @@ static int apply(srv_config_t* cfg, opt_id_t id, const char* v) {
     return 0;
   case OPT_ENGINE_SHIM:
     return copy_str(cfg->engines.shim, sizeof(cfg->engines.shim), v);
+  case OPT_CLASSIC_WORKERS:
+    if (parse_uint(v, 256, &u) != 0 || u == 0) {
+      return -1;
+    }
+    cfg->engines.classic_workers = (unsigned) u;
+    return 0;
   case OPT_HELP:
   case OPT_VERSION:
     return 0;

@@ -35,6 +35,8 @@ typedef struct {
   unsigned max_lines_per_s; /* stdout lines per second (burst: as many) */
   uint64_t log_bytes;       /* an engine's stderr kept in the job's log */
   char shim[1024];          /* the exec shim; "": beside the server binary */
+  unsigned classic_workers; /* classic windows in flight server-wide; 0:
+                               one per CPU (main resolves it) */
 } srv_engine_cfg_t;
 
 /* The defaults: every built-in, no exec engine, no devices, grace 10 s, no

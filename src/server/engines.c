@@ -9,6 +9,7 @@
 
 #include "core/fail.h"
 #include "server/engine.h"
+#include "server/engine_classic.h"
 #include "server/engine_exec.h"
 #include "server/mask_run.h"
 
@@ -36,14 +37,20 @@ typedef struct {
   const char* description;
   bool needs_volume;
   bool supports_max;
-  const char* params;
+  const char* params;           /* JSON text, or NULL: params_info() */
+  json_t* (*params_info)(void); /* a new object */
+  int (*check_params)(const char* engine_params, char* why, size_t why_len);
 } builtin_t;
 
 static const builtin_t builtins[] = {
     {"sim", &srv_sim_engine,
      "simulated inference: seeded masks at a steady rate, no volume read "
      "(tests, demos)",
-     false, false, sim_params},
+     false, false, sim_params, NULL, NULL},
+    {"classic", &srv_classic_engine,
+     "CPU segmentation of the volume, window by window: membranes (label 1) "
+     "and dense particles (label 2); the default for jobs with a volume",
+     true, true, NULL, srv_classic_params_info, srv_classic_check_params},
 };
 
 /* The ops of reg->gone: a queued job fails, a completed one's preview is
@@ -95,25 +102,31 @@ static bool listed(const char* list, const char* name) {
 }
 
 
+/* Adds engine `name` with its params description: `params` (JSON text)
+ * or, when NULL, `params_obj` (stolen). */
 static int add(srv_engines_t* reg,
                const char* name,
                const char* params,
+               json_t* params_obj,
                char* err,
                size_t err_len,
                srv_engine_t** out) {
   if (srv_engines_find(reg, name) != NULL) {
+    json_decref(params_obj);
     return core_fail(err, err_len,
                      "engine name '%s' is taken (by a built-in or twice)",
                      name);
   }
   if (reg->count == SRV_ENGINES_MAX) {
+    json_decref(params_obj);
     return core_fail(err, err_len, "at most %d engines", SRV_ENGINES_MAX);
   }
   srv_engine_t* e = &reg->list[reg->count];
   memset(e, 0, sizeof(*e));
   snprintf(e->name, sizeof(e->name), "%s", name);
   json_error_t jerr;
-  e->params = json_loads(params, 0, &jerr);
+  snprintf(jerr.text, sizeof(jerr.text), "out of memory");
+  e->params = params != NULL ? json_loads(params, 0, &jerr) : params_obj;
   if (e->params == NULL) {
     return core_fail(err, err_len, "engine %s: params: %s", name, jerr.text);
   }
@@ -132,7 +145,9 @@ int srv_engines_init(srv_engines_t* reg,
   for (size_t i = 0; i < sizeof(builtins) / sizeof(builtins[0]); i++) {
     const builtin_t* b = &builtins[i];
     srv_engine_t* e = NULL;
-    if (add(reg, b->name, b->params, err, err_len, &e) != 0) {
+    if (add(reg, b->name, b->params,
+            b->params != NULL ? NULL : b->params_info(), err, err_len,
+            &e) != 0) {
       return -1;
     }
     e->kind = "builtin";
@@ -141,11 +156,12 @@ int srv_engines_init(srv_engines_t* reg,
     e->is_enabled = listed(c->builtin, b->name);
     e->needs_volume = b->needs_volume;
     e->supports_max = b->supports_max;
+    e->check_params = b->check_params;
   }
   for (unsigned i = 0; i < c->exec_count; i++) {
     const srv_exec_engine_cfg_t* x = &c->exec[i];
     srv_engine_t* e = NULL;
-    if (add(reg, x->name, mask_params, err, err_len, &e) != 0) {
+    if (add(reg, x->name, mask_params, NULL, err, err_len, &e) != 0) {
       return -1;
     }
     if (x->params_json != NULL) {
@@ -198,11 +214,17 @@ const srv_engine_t* srv_engines_for_record(const srv_engines_t* reg,
 const srv_engine_t* srv_engines_resolve(const srv_engines_t* reg,
                                         core_job_params_t* params,
                                         bool has_volume,
+                                        const char* engine_params,
                                         const char** code,
                                         char* why,
                                         size_t why_len) {
   if (params->engine[0] == '\0') {
-    snprintf(params->engine, sizeof(params->engine), "sim");
+    /* A volume is segmented for real when the operator left classic on;
+     * shape-only jobs (and the reference's clients) keep the simulator. */
+    const srv_engine_t* classic = srv_engines_find(reg, "classic");
+    bool real = has_volume && classic != NULL && classic->is_enabled;
+    snprintf(params->engine, sizeof(params->engine), "%s",
+             real ? "classic" : "sim");
   }
   const srv_engine_t* e = srv_engines_find(reg, params->engine);
   if (e == NULL) {
@@ -241,6 +263,12 @@ const srv_engine_t* srv_engines_resolve(const srv_engines_t* reg,
              "params.preview_downsample \"max\" is not offered by engine '%s' "
              "(its previews are nearest-origin)",
              e->name);
+    return NULL;
+  }
+  if (e->check_params != NULL &&
+      e->check_params(engine_params != NULL ? engine_params : "", why,
+                      why_len) != 0) {
+    *code = "invalid_field";
     return NULL;
   }
   return e;

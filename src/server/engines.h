@@ -1,5 +1,5 @@
 /* engines.h: the engine registry. Names the engines a job may ask for
- * (params.engine): the built-ins (sim; classic once it lands) and the exec
+ * (params.engine): the built-ins (sim, classic) and the exec
  * engines the operator declared (--engine NAME=COMMAND, --engines-file),
  * with what GET /v1/server/info says about them. Built at start-up, read
  * only afterwards. Loop thread only. */
@@ -45,12 +45,15 @@ const srv_engine_t* srv_engines_for_record(const srv_engines_t* reg,
                                            const char* name);
 
 /* Picks and checks the engine of a new job: params->engine, or when empty
- * the default (sim), written back into params->engine. Returns NULL with
- * an error code (unknown_engine, engine_not_enabled, engine_needs_volume,
- * invalid_field) and a sentence in `why`. */
+ * the default (classic for a job with a volume when it is enabled, else
+ * sim), written back into params->engine; the engine checks
+ * `engine_params` (compact JSON or ""). Returns NULL with an error code
+ * (unknown_engine, engine_not_enabled, engine_needs_volume, invalid_field)
+ * and a sentence in `why`. */
 const srv_engine_t* srv_engines_resolve(const srv_engines_t* reg,
                                         core_job_params_t* params,
                                         bool has_volume,
+                                        const char* engine_params,
                                         const char** code,
                                         char* why,
                                         size_t why_len);

@@ -80,7 +80,10 @@ struct srv_engine_s {
   bool supports_max; /* preview_downsample "max" */
   bool uses_devices; /* each running job takes a device slot */
   json_t* params;    /* GET /v1/server/info: name -> description, owned */
-  const void* data;  /* the engine's own configuration (exec: its cfg) */
+  /* Optional: checks a new job's params.engine_params (compact JSON, or
+   * "" when none): 0, or -EINVAL with a sentence in `why` (400). */
+  int (*check_params)(const char* engine_params, char* why, size_t why_len);
+  const void* data; /* the engine's own configuration (exec: its cfg) */
 };
 
 #endif

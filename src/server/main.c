@@ -16,6 +16,7 @@
 
 #include "server/conn.h"
 #include "server/ctx.h"
+#include "server/engine_classic.h"
 #include "server/engine_exec.h"
 #include "server/engines.h"
 #include "server/http_conn.h"
@@ -211,10 +212,43 @@ static int start_listening(srv_ctx_t* ctx) {
 }
 
 
+/* Before anything is queued (libuv sizes its pool at the first work): the
+ * worker pool gets --classic-workers threads for classic's windows plus 4
+ * for everything else (previews, uploads, probes, artifacts), so a busy
+ * segmenter never holds up a preview by more than the queue it is in. An
+ * operator's UV_THREADPOOL_SIZE wins, and then classic keeps at least one
+ * thread free for the rest. */
+static void size_pool(srv_ctx_t* ctx) {
+  unsigned* workers = &ctx->cfg.engines.classic_workers;
+  if (*workers == 0) {
+    *workers = srv_classic_default_workers();
+  }
+  const char* env = getenv("UV_THREADPOOL_SIZE");
+  long pool = env != NULL ? strtol(env, NULL, 10) : 0;
+  if (pool <= 0) {
+    char size[16];
+    snprintf(size, sizeof(size), "%u", *workers + 4);
+    setenv("UV_THREADPOOL_SIZE", size, 1);
+    return;
+  }
+  if (pool > 1024) {
+    pool = 1024; /* libuv's own bound */
+  }
+  if ((long) *workers >= pool) {
+    unsigned capped = pool > 1 ? (unsigned) pool - 1 : 1;
+    srv_log(&ctx->log, SRV_LOG_WARN, "server.classic_workers_capped", "i:asked",
+            (int64_t) *workers, "i:threadpool", (int64_t) pool, "i:workers",
+            (int64_t) capped, NULL);
+    *workers = capped;
+  }
+}
+
+
 int main(int argc, char** argv) {
   static srv_ctx_t ctx_storage; /* large (read buffer): not on the stack */
   static srv_engines_t engines; /* read-only once the loop runs */
   static srv_devices_t devices; /* exec jobs' device slots */
+  static srv_classic_budget_t classic; /* classic's workers */
   srv_ctx_t* ctx = &ctx_storage;
   srv_config_default(&ctx->cfg);
   int rc = srv_config_parse(&ctx->cfg, argc, argv);
@@ -248,6 +282,7 @@ int main(int argc, char** argv) {
   }
   signal(SIGPIPE, SIG_IGN);
   ctx->log.min_level = ctx->cfg.log_level;
+  size_pool(ctx);
   ctx->loop = uv_default_loop();
   core_list_init(&ctx->conns);
   core_list_init(&ctx->jobs);
@@ -265,6 +300,8 @@ int main(int argc, char** argv) {
   ctx->engines = &engines;
   srv_devices_init(&devices, &ctx->cfg.engines);
   ctx->devices = &devices;
+  srv_classic_budget_init(&classic, ctx->cfg.engines.classic_workers);
+  ctx->classic = &classic;
   ctx->on_accept = srv_http_conn_accept;
   ctx->data_root_fd = -1;
   if (resolve_dirs(&ctx->cfg) != 0) {

@@ -21,8 +21,7 @@ int srv_volume_open_root(const char* path) {
 }
 
 
-/* Opens rel beneath root, never leaving it, never blocking on the open. */
-static int open_beneath(int root_fd, const char* rel) {
+int srv_volume_open_beneath(int root_fd, const char* rel) {
   struct open_how how;
   memset(&how, 0, sizeof(how));
   how.flags = O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY;
@@ -39,7 +38,7 @@ static void probe_work(uv_work_t* req) {
     return; /* no data root: why is set */
   }
   p->rc = -1;
-  int fd = open_beneath(p->root_fd, rel);
+  int fd = srv_volume_open_beneath(p->root_fd, rel);
   if (fd == -EXDEV) {
     snprintf(p->why, sizeof(p->why),
              "volume_path '%s' leads outside the data root", rel);

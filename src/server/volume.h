@@ -43,6 +43,11 @@ int srv_volume_probe(uv_loop_t* loop,
                      srv_volume_cb cb,
                      void* data);
 
+/* Worker: opens `rel` read-only beneath `root_fd`, never leaving it (-EXDEV
+ * when it would), never blocking on the open (O_NONBLOCK). Returns the fd
+ * or -errno. */
+int srv_volume_open_beneath(int root_fd, const char* rel);
+
 /* Opens the data root for probes (O_PATH | O_DIRECTORY). Returns the fd or
  * -errno. */
 int srv_volume_open_root(const char* path);
