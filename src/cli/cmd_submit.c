@@ -34,9 +34,11 @@ static const char submit_help[] =
     "  --duration S        simulated inference time in seconds\n"
     "  --seed N            seed of the simulated masks\n"
     "  --pattern P         random or blobs\n"
+    "                      (these three imply --engine sim)\n"
     "  --engine NAME       the engine that runs the job (GET "
     "/v1/server/info\n"
-    "                      lists them; default sim)\n"
+    "                      lists them; default: the server's, classic for\n"
+    "                      a volume, sim for --shape)\n"
     "  --watch             then follow the job like `cryomamba watch`\n"
     "  --max-retries N     upload retries and watch reconnects in a row "
     "(10)\n"
@@ -78,6 +80,7 @@ typedef struct {
   cli_watch_opts_t wopts;
   cli_upload_opts_t uopts;
   bool watch, has_shape, has_voxel, no_upload;
+  bool has_sim_opts; /* --duration, --seed or --pattern: sim's own */
   double voxel[3];
 } submit_t;
 
@@ -148,6 +151,7 @@ static int submit_opt(cli_ctx_t* ctx, char** argv, int c, submit_t* s) {
     spec->preview_scale = (uint32_t) d;
     return -1;
   case OPT_DURATION:
+    s->has_sim_opts = true;
     if (!parse_double(optarg, &spec->duration_s) || spec->duration_s < 0 ||
         spec->duration_s > 86400) {
       return cli_usage_error(
@@ -155,6 +159,7 @@ static int submit_opt(cli_ctx_t* ctx, char** argv, int c, submit_t* s) {
     }
     return -1;
   case OPT_SEED:
+    s->has_sim_opts = true;
     if (!parse_double(optarg, &d) || d < 0 || d != (double) (int64_t) d) {
       return cli_usage_error(
           ctx, cmd, "--seed wants an integer >= 0, not \"%s\"", optarg);
@@ -162,6 +167,7 @@ static int submit_opt(cli_ctx_t* ctx, char** argv, int c, submit_t* s) {
     spec->seed = (int64_t) d;
     return -1;
   case OPT_PATTERN:
+    s->has_sim_opts = true;
     if (strcmp(optarg, "random") != 0 && strcmp(optarg, "blobs") != 0) {
       return cli_usage_error(
           ctx, cmd, "--pattern wants random or blobs, not \"%s\"", optarg);
@@ -310,6 +316,11 @@ int cli_cmd_submit(cli_ctx_t* ctx, int argc, char** argv) {
     if (rc >= 0) {
       return rc;
     }
+  }
+  if (s.spec.engine == NULL && s.has_sim_opts) {
+    /* Those options mean something to the simulator only: without them a
+     * volume would go to the server's default for volumes (classic). */
+    s.spec.engine = "sim";
   }
   char volume_id[40];
   int rc = submit_volume(ctx, argc, argv, &s, volume_id);

@@ -127,14 +127,25 @@ static void final_work(uv_work_t* req) {
 }
 
 
-void srv_classic_run_windows_done(srv_classic_run_t* run) {
-  run->windows_s = (double) (uv_hrtime() - run->windows_start_ns) / 1e9;
-  srv_mask_run_progress(run->mask, 0.95, "final pass: joining components");
+/* No preview render is in flight (mask_run.c): the final pass may rewrite
+ * the mask. Never called once the run is stopped (the mask run is released
+ * first), so `run` is alive. */
+static void on_previews_paused(void* arg) {
+  srv_classic_run_t* run = arg;
   run->works++;
   int err =
       uv_queue_work(run->job->ctx->loop, &run->io_req, final_work, after_final);
   assert(err == 0);
   (void) err;
+}
+
+
+void srv_classic_run_windows_done(srv_classic_run_t* run) {
+  run->windows_s = (double) (uv_hrtime() - run->windows_start_ns) / 1e9;
+  srv_mask_run_progress(run->mask, 0.95, "final pass: joining components");
+  /* The final pass relabels in place: a preview read meanwhile would show
+   * a half-relabelled mask. */
+  srv_mask_run_pause(run->mask, on_previews_paused, run);
 }
 
 

@@ -32,6 +32,10 @@ struct srv_mask_run_s {
   bool is_final_started;
   bool is_completed; /* the final pass succeeded: keep the artifact */
   bool render_busy;  /* a render owns `preview` */
+  bool is_paused;    /* no preview render starts (srv_mask_run_pause) */
+  srv_mask_ready_cb pause_cb; /* due once no render is in flight */
+  void* pause_arg;
+  uv_work_t pause_req; /* a pool round trip when none was in flight */
   unsigned works_in_flight;
   core_box_t dirty; /* reported since the last preview render */
   double progress;
@@ -146,6 +150,16 @@ static void publish_progress(srv_mask_run_t* mr) {
 static void after_render(uv_work_t* req, int status);
 
 
+/* The engine asked to pause and no render is in flight any more. */
+static void fire_pause(srv_mask_run_t* mr) {
+  srv_mask_ready_cb cb = mr->pause_cb;
+  mr->pause_cb = NULL;
+  if (cb != NULL && is_live(mr)) {
+    cb(mr->pause_arg);
+  }
+}
+
+
 static int submit(srv_mask_run_t* mr, srv_mask_render_kind_t kind) {
   srv_mask_render_t* r = srv_mask_render_new(mr->job, kind);
   if (r == NULL) {
@@ -230,6 +244,9 @@ static void after_render(uv_work_t* req, int status) {
     } else if (mr->is_finishing) {
       start_final(mr);
     }
+    if (r->kind == SRV_MASK_PREVIEW && mr->is_paused) {
+      fire_pause(mr);
+    }
   } else if (r->kind == SRV_MASK_FINAL && r->err == 0) {
     unlink_async(ctx->loop, r->artifact_path); /* not the job's after all */
   }
@@ -246,7 +263,7 @@ static void on_tick(uv_timer_t* t) {
   }
   publish_progress(mr);
   if (!core_box_is_empty(&mr->dirty) && !mr->render_busy &&
-      !mr->is_final_started) {
+      !mr->is_final_started && !mr->is_paused) {
     submit(mr, SRV_MASK_PREVIEW); /* on failure: tried again next tick */
   }
 }
@@ -348,6 +365,38 @@ void srv_mask_run_progress(srv_mask_run_t* mr, double p, const char* message) {
 void srv_mask_run_set_stats(srv_mask_run_t* mr, json_t* stats) {
   json_decref(mr->job->engine_stats);
   mr->job->engine_stats = stats;
+}
+
+
+static void pause_work(uv_work_t* req) {
+  (void) req; /* only the round trip: the callback must not run inside
+                 srv_mask_run_pause() */
+}
+
+
+static void after_pause_work(uv_work_t* req, int status) {
+  (void) status;
+  srv_mask_run_t* mr = req->data;
+  mr->works_in_flight--;
+  fire_pause(mr);
+  maybe_free(mr);
+}
+
+
+void srv_mask_run_pause(srv_mask_run_t* mr, srv_mask_ready_cb cb, void* arg) {
+  assert(!mr->is_released && !mr->is_paused);
+  mr->is_paused = true;
+  mr->pause_cb = cb;
+  mr->pause_arg = arg;
+  if (mr->render_busy) {
+    return; /* after_render fires it */
+  }
+  mr->pause_req.data = mr;
+  int err = uv_queue_work(mr->job->ctx->loop, &mr->pause_req, pause_work,
+                          after_pause_work);
+  assert(err == 0); /* fails only for a NULL work callback */
+  (void) err;
+  mr->works_in_flight++;
 }
 
 

@@ -56,6 +56,14 @@ void srv_mask_run_progress(srv_mask_run_t* mr, double p, const char* message);
  * as "engine". */
 void srv_mask_run_set_stats(srv_mask_run_t* mr, json_t* stats);
 
+/* The engine is about to change labels it already reported (a final pass
+ * of its own over the mask, in place): no preview render starts from now
+ * on, so none shows a half-rewritten mask, and cb(arg) runs on the loop
+ * once none is in flight (never inside this call, never after
+ * srv_mask_run_release()). Progress is still published. Call once, then
+ * srv_mask_run_finish() when the mask is final. */
+void srv_mask_run_pause(srv_mask_run_t* mr, srv_mask_ready_cb cb, void* arg);
+
 /* The engine is done writing: waits for a preview in flight, then the
  * final pass; the job then completes (srv_job_finish), or fails when the
  * mask file is not the volume's size. */

@@ -115,16 +115,33 @@ class RegistryTest(unittest.TestCase):
         self.addCleanup(s.cleanup)
         return s
 
-    def test_info_lists_sim_with_params(self):
+    def test_info_lists_the_builtins_with_params(self):
         s = self.run_server()
         info = s.get("/v1/server/info").json
         self.assertIn("engines", info["capabilities"])
         names = [e["name"] for e in info["engines"]]
-        self.assertEqual(names, ["sim"])
+        self.assertEqual(names, ["sim", "classic"])
         sim = info["engines"][0]
         self.assertEqual(sim["kind"], "builtin")
         self.assertFalse(sim["needs_volume"])
         self.assertEqual(sim["params"]["pattern"]["enum"], ["random", "blobs"])
+        classic = info["engines"][1]
+        self.assertEqual(classic["kind"], "builtin")
+        self.assertTrue(classic["needs_volume"])
+        self.assertEqual(classic["params"]["preview_downsample"]["enum"], ["nearest", "max"])
+        seg = classic["params"]["engine_params"]["properties"]
+        self.assertEqual(seg["sigma"]["default"], 1.25)
+        self.assertEqual(seg["window"], {"type": "integer", "default": 128, "minimum": 4,
+                                         "maximum": 512,
+                                         "description": seg["window"]["description"]})
+        self.assertGreaterEqual(info["limits"]["classic_workers"], 1)
+
+    def test_builtin_engines_picks_which_are_listed(self):
+        s = self.run_server(("--builtin-engines", "sim"))
+        self.assertEqual([e["name"] for e in s.get("/v1/server/info").json["engines"]],
+                         ["sim"])
+        r = s.request("POST", "/v1/jobs", body={"params": {"engine": "classic"}})
+        assert_error(self, r, 400, "engine_not_enabled")
 
     def test_sim_is_the_default_and_unchanged_on_the_wire(self):
         s = self.run_server()
@@ -508,7 +525,7 @@ class ConfigTest(ExecTestBase):
         self.addCleanup(s.cleanup)
         info = s.get("/v1/server/info").json
         byname = {e["name"]: e for e in info["engines"]}
-        self.assertEqual(sorted(byname), ["seg", "sim", "t"])
+        self.assertEqual(sorted(byname), ["classic", "seg", "sim", "t"])
         self.assertEqual(byname["seg"]["kind"], "exec")
         self.assertTrue(byname["seg"]["needs_volume"])
         self.assertEqual(byname["seg"]["description"], "threshold by windows")
