@@ -207,6 +207,9 @@ typedef struct {
   int64_t seed;            /* < 0: default (0) */
   const char* pattern;     /* "random", "blobs" or NULL */
   const char* engine;      /* params.engine, or NULL: the server's default */
+  const char* preview_downsample; /* "nearest", "max" or NULL: default */
+  const char* engine_params;      /* a JSON object's text (params.engine_params)
+                                     or NULL; not an object: -EINVAL */
 } cm_job_spec_t;
 
 /* Fills `spec` with "server default" everywhere. */

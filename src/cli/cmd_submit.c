@@ -4,6 +4,7 @@
  * follows it like `watch`. */
 #include <errno.h>
 #include <getopt.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +40,10 @@ static const char submit_help[] =
     "/v1/server/info\n"
     "                      lists them; default: the server's, classic for\n"
     "                      a volume, sim for --shape)\n"
+    "  --engine-params JSON  the engine's own params, a JSON object (e.g.\n"
+    "                      '{\"window\":64}' for classic)\n"
+    "  --downsample M      previews by nearest (default) or max (thin\n"
+    "                      membranes survive a --scale)\n"
     "  --watch             then follow the job like `cryomamba watch`\n"
     "  --max-retries N     upload retries and watch reconnects in a row "
     "(10)\n"
@@ -94,6 +99,8 @@ enum {
   OPT_SEED,
   OPT_PATTERN,
   OPT_ENGINE,
+  OPT_ENGINE_PARAMS,
+  OPT_DOWNSAMPLE,
   OPT_WATCH,
   OPT_SAVE,
   OPT_RETRIES,
@@ -176,6 +183,26 @@ static int submit_opt(cli_ctx_t* ctx, char** argv, int c, submit_t* s) {
     return -1;
   case OPT_ENGINE:
     spec->engine = optarg; /* the server checks the name */
+    return -1;
+  case OPT_ENGINE_PARAMS: {
+    json_t* v = json_loads(optarg, 0, NULL);
+    bool ok = json_is_object(v);
+    json_decref(v);
+    if (!ok) {
+      return cli_usage_error(ctx, cmd,
+                             "--engine-params wants a JSON object, e.g. "
+                             "'{\"window\":64}', not \"%s\"",
+                             optarg);
+    }
+    spec->engine_params = optarg; /* the engine checks what is in it */
+    return -1;
+  }
+  case OPT_DOWNSAMPLE:
+    if (strcmp(optarg, "nearest") != 0 && strcmp(optarg, "max") != 0) {
+      return cli_usage_error(
+          ctx, cmd, "--downsample wants nearest or max, not \"%s\"", optarg);
+    }
+    spec->preview_downsample = optarg;
     return -1;
   case OPT_WATCH:
     s->watch = true;
@@ -294,6 +321,8 @@ int cli_cmd_submit(cli_ctx_t* ctx, int argc, char** argv) {
       {"seed", required_argument, NULL, OPT_SEED},
       {"pattern", required_argument, NULL, OPT_PATTERN},
       {"engine", required_argument, NULL, OPT_ENGINE},
+      {"engine-params", required_argument, NULL, OPT_ENGINE_PARAMS},
+      {"downsample", required_argument, NULL, OPT_DOWNSAMPLE},
       {"watch", no_argument, NULL, OPT_WATCH},
       {"save-previews", required_argument, NULL, OPT_SAVE},
       {"max-retries", required_argument, NULL, OPT_RETRIES},

@@ -284,6 +284,14 @@ static char* spec_json(const cm_job_spec_t* s) {
   if (s->engine != NULL) {
     json_object_set_new(params, "engine", json_string(s->engine));
   }
+  if (s->preview_downsample != NULL) {
+    json_object_set_new(params, "preview_downsample",
+                        json_string(s->preview_downsample));
+  }
+  if (s->engine_params != NULL) {
+    json_object_set_new(params, "engine_params",
+                        json_loads(s->engine_params, 0, NULL));
+  }
   json_object_set_new(root, "params", params);
   char* text = json_dumps(root, JSON_COMPACT);
   json_decref(root);
@@ -341,6 +349,15 @@ static rest_req_t* rest_req_new(cm_client_t* client,
   case REST_CREATE:
     req->method = "POST";
     snprintf(req->target, sizeof(req->target), "%s/v1/jobs", p);
+    if (a->spec != NULL && a->spec->engine_params != NULL) {
+      json_t* ep = json_loads(a->spec->engine_params, 0, NULL);
+      bool ok = json_is_object(ep);
+      json_decref(ep);
+      if (!ok) {
+        *err = -EINVAL;
+        break;
+      }
+    }
     req->body = a->spec != NULL ? spec_json(a->spec) : strdup("{}");
     if (req->body == NULL) {
       *err = -ENOMEM;

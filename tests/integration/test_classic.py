@@ -10,6 +10,7 @@ bad engine_params, the default engine rule and the server-wide worker
 budget. Run it through meson (CRYOMAMBA_CLI_BIN names the CLI)."""
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -229,6 +230,7 @@ class PreviewTest(ClassicCase):
         self.assertGreater(int((previews[0] > 0).sum()), 0)
         self.assertEqual(progress, sorted(progress))
         self.assertEqual(progress[-1], 1)
+        self.assertEqual(s.stop(), 0, s.stderr_tail())
 
 
 class CancelTest(ClassicCase):
@@ -291,6 +293,9 @@ class CancelTest(ClassicCase):
         self.completed(s, nxt["job_id"])
         self.assertEqual(s.job(job_id)["previews_sent"], sent)
         s.assert_healthy()
+        # A clean exit (a sanitizer build checks for leaks there; cleanup
+        # fails on any report).
+        self.assertEqual(s.stop(), 0, s.stderr_tail())
 
     def test_server_stop_mid_run_exits_cleanly(self):
         s = self.server()
@@ -343,6 +348,30 @@ class RulesTest(ClassicCase):
         off = self.server("--builtin-engines", "sim")
         vid2, _ = self.volume(off, (16, 24, 24), 1)
         self.assertNotIn("engine", off.create_job({"volume_id": vid2}, duration_s=0)["params"])
+
+    def test_cli_submit_uploads_and_passes_engine_params(self):
+        s = self.server()
+        path = os.path.join(self.tmp, "cli.mrc")
+        phantom(path, (24, 32, 32), 8)
+
+        def submit(*args):
+            return subprocess.run([CLI, "--server", s.base, "--json", "submit", path] + list(args),
+                                  capture_output=True, text=True, timeout=EV * 4)
+        r = submit("--engine-params", '{"window":16,"sigma":1.5}', "--downsample", "max")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        job = json.loads(r.stdout)
+        self.assertEqual(job["params"]["engine"], "classic")  # the server's default
+        self.assertEqual(job["params"]["engine_params"], {"window": 16, "sigma": 1.5})
+        self.assertEqual(job["params"]["preview_downsample"], "max")
+        self.assertEqual(self.completed(s, job["job_id"])["stats"]["engine"]["windows"], 8)
+        r = submit("--engine-params", "[1]")
+        self.assertEqual(r.returncode, 64, r.stderr)  # a usage error, nothing sent
+        r = submit("--engine-params", '{"sigma":99}')
+        self.assertEqual(r.returncode, 4, r.stderr)  # the server's 400
+        self.assertIn("sigma", r.stderr)
+        r = submit("--pattern", "blobs", "--duration", "0")  # sim's options: sim
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertNotIn("engine", json.loads(r.stdout)["params"])
 
     def test_one_worker_shared_by_two_jobs(self):
         s = self.server("--classic-workers", "1", "--max-running", "2")

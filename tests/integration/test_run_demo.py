@@ -1,8 +1,12 @@
-"""test_run_demo.py: `make run`'s script (scripts/run-demo) streams a job in
-a terminal and stops its server when that terminal closes. Closing a
-terminal hangs up only the session leader (make, which then waits for its
-children), so before the fix the server stayed on its port."""
+"""test_run_demo.py: `make run`'s script (scripts/run-demo) writes a
+phantom, uploads it, segments it with the classic engine while the
+previews stream in a terminal, and stops its server when that terminal
+closes. Closing a terminal hangs up only the session leader (make, which
+then waits for its children), so before the fix the server stayed on its
+port."""
 
+import http.client
+import json
 import os
 import pty
 import shutil
@@ -46,8 +50,24 @@ class RunDemo(unittest.TestCase):
             except OSError:
                 break
         self.assertIn(b"completed", out)
-        with socket.create_connection(("127.0.0.1", port), timeout=5):
-            pass  # the server is still up, as promised
+        # The server is still up, as promised: the job it ran was classic on
+        # the uploaded phantom, and it found membranes and particles.
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn.request("GET", "/v1/jobs?limit=10")
+        jobs = json.loads(conn.getresponse().read())["jobs"]
+        conn.close()
+        self.assertEqual(len(jobs), 1, jobs)
+        job = jobs[0]
+        self.assertEqual(job["state"], "completed", job)
+        self.assertEqual(job["params"]["engine"], "classic")
+        self.assertIsNotNone(job["volume"]["volume_id"])
+        self.assertEqual(job["volume"]["shape"], [128, 256, 256])
+        self.assertGreater(job["previews_sent"], 1)
+        counts = job["stats"]["label_counts"]
+        voxels = 128 * 256 * 256
+        for label in ("1", "2"):  # a few % each, as in the phantom
+            self.assertGreater(counts.get(label, 0), voxels // 200, counts)
+            self.assertLess(counts.get(label, 0), voxels // 5, counts)
         os.close(fd)  # the terminal closes
         deadline = time.monotonic() + 15
         while True:
