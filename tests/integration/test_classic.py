@@ -373,6 +373,35 @@ class RulesTest(ClassicCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertNotIn("engine", json.loads(r.stdout)["params"])
 
+    def test_no_memory_for_a_scratch_fails_retryable_and_the_server_goes_on(self):
+        import resource
+        s = self.server()
+        vid, _ = self.volume(s, (160, 160, 160), 9)
+
+        def vm_bytes():
+            with open("/proc/%d/status" % s.proc.pid) as f:
+                for line in f:
+                    if line.startswith("VmSize:"):
+                        return int(line.split()[1]) * 1024
+        if vm_bytes() > 1 << 40:
+            self.skipTest("a sanitizer build reserves terabytes of address space")
+        # Room for the volume's and the mask's mappings (20 MB) and the
+        # statistics, not for one worker's scratch (a 160^3 box: ~70 MB).
+        resource.prlimit(s.proc.pid, resource.RLIMIT_AS, (vm_bytes() + (48 << 20),
+                                                          resource.RLIM_INFINITY))
+        job = s.create_job({"volume_id": vid}, engine_params={"window": 256})
+        done = s.wait_state(job["job_id"], ("completed", "failed"), timeout=RUN_TIMEOUT)
+        self.assertEqual(done["state"], "failed")
+        err = done["errors"][0]
+        self.assertEqual(err["code"], "insufficient_memory", err)
+        self.assertTrue(err["retryable"])
+        self.assertIn("MiB of scratch", err["message"])
+        resource.prlimit(s.proc.pid, resource.RLIMIT_AS,
+                         (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+        again = s.create_job({"volume_id": vid}, engine_params={"window": 256})
+        self.assertEqual(self.completed(s, again["job_id"])["stats"]["engine"]["windows"], 1)
+        s.assert_healthy()
+
     def test_one_worker_shared_by_two_jobs(self):
         s = self.server("--classic-workers", "1", "--max-running", "2")
         self.assertEqual(s.get("/v1/server/info").json["limits"]["classic_workers"], 1)
