@@ -47,18 +47,23 @@ static int fail(srv_classic_io_t* io, int err, const char* what) {
 /* The volume: opened, its header checked against the job, mapped. */
 static int open_volume(srv_classic_io_t* io) {
   char what[sizeof(io->why)];
-  io->vol_fd = io->is_beneath ? srv_volume_open_beneath(io->root_fd, io->path)
-                              : open(io->path, O_RDONLY | O_CLOEXEC);
+  int fd = io->is_beneath ? srv_volume_open_beneath(io->root_fd, io->path)
+                          : open(io->path, O_RDONLY | O_CLOEXEC);
+  if (fd == -1 && !io->is_beneath) {
+    fd = -errno;
+  }
+  io->vol_fd = fd;
   if (io->vol_fd < 0) {
     int err = io->vol_fd;
     io->vol_fd = -1;
-    snprintf(what, sizeof(what), "cannot open the volume %.200s: %s", io->path,
-             strerror(-err));
+    snprintf(what, sizeof(what), "cannot open %.300s: %s%s", io->name,
+             strerror(-err),
+             err == -ENOENT && !io->is_beneath ? " (was it deleted?)" : "");
     return fail(io, err, what);
   }
   struct stat st;
   if (fstat(io->vol_fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    return fail(io, -EINVAL, "the volume is not a regular file any more");
+    return fail(io, -EINVAL, "the volume is not a regular file");
   }
   uint8_t header[CORE_MRC_HEADER_LEN];
   core_mrc_header_t h;

@@ -29,6 +29,7 @@ typedef struct {
   int root_fd;          /* borrowed: the data root, when is_beneath */
   bool is_beneath;      /* path is relative to root_fd (volume_path) */
   char path[2200];      /* the volume: absolute, or relative to root_fd */
+  char name[1100];      /* the volume as clients know it, for messages */
   char mask_path[1200]; /* the job's mask file, z*y*x bytes */
   core_shape_t shape;   /* the job's: the volume must have it */
   core_seg_params_t params;

@@ -233,10 +233,13 @@ static void on_mask_ready(void* arg) {
   if (job->volume_id[0] != '\0') { /* as volumes.c names the file */
     snprintf(io->path, sizeof(io->path), "%s/volumes/%s.mrc",
              ctx->cfg.state_dir, job->volume_id);
+    snprintf(io->name, sizeof(io->name), "volume %s", job->volume_id);
   } else {
     io->is_beneath = true;
     io->root_fd = ctx->data_root_fd;
     snprintf(io->path, sizeof(io->path), "%s", job->volume_path);
+    snprintf(io->name, sizeof(io->name), "volume_path '%.1000s'",
+             job->volume_path);
   }
   snprintf(io->mask_path, sizeof(io->mask_path), "%s",
            srv_mask_run_path(run->mask));

@@ -402,6 +402,24 @@ class RulesTest(ClassicCase):
         self.assertEqual(self.completed(s, again["job_id"])["stats"]["engine"]["windows"], 1)
         s.assert_healthy()
 
+    def test_a_volume_deleted_before_its_job_starts_fails_it(self):
+        s = self.server()  # --max-running 1: the second job waits
+        big, _ = self.volume(s, (128, 256, 256), 3)
+        first = s.create_job({"volume_id": big}, engine_params={"window": 32})["job_id"]
+        vid, _ = self.volume(s, (16, 24, 24), 1)
+        second = s.create_job({"volume_id": vid})["job_id"]
+        self.assertEqual(s.job(second)["state"], "queued")
+        self.assertEqual(s.request("DELETE", "/v1/volumes/%s" % vid).status, 200)
+        self.assertEqual(s.request("DELETE", "/v1/jobs/%s" % first).status, 200)
+        done = s.wait_state(second, ("completed", "failed"), timeout=RUN_TIMEOUT)
+        self.assertEqual(done["state"], "failed")
+        err = done["errors"][0]
+        self.assertEqual(err["code"], "engine_failed", err)
+        self.assertIn("volume %s" % vid, err["message"])
+        self.assertIn("deleted", err["message"])
+        self.assertNotIn(s.state_dir, err["message"])  # no server paths
+        s.assert_healthy()
+
     def test_one_worker_shared_by_two_jobs(self):
         s = self.server("--classic-workers", "1", "--max-running", "2")
         self.assertEqual(s.get("/v1/server/info").json["limits"]["classic_workers"], 1)
