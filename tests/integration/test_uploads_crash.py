@@ -1,0 +1,238 @@
+#!/usr/bin/python3
+"""Uploads across crashes (docs/protocol.md, "Uploads", durability):
+kill -9 in the middle of a PATCH, of a validation and of a join,
+SIGTERM during a join, records and files edited to stand for every
+crash window of a completion, and the start-up's removal of orphans."""
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import socket
+import sqlite3
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from harness import Server, main  # noqa: E402
+from tus_util import TusCase, make_mrc, meta  # noqa: E402
+
+
+class UploadCrashTest(TusCase):
+    """Plain uploads: a PATCH or a validation cut short, restored records."""
+
+    def test_kill9_mid_upload_then_resume(self):
+        data = make_mrc(shape=(16, 64, 64), seed=7)
+        url = self.create(len(data)).header("Location")
+        half = len(data) // 2
+        self.assertEqual(self.patch(url, 0, data[:half]).status, 204)
+        # A PATCH cut short by the crash: headers and part of the body.
+        sock = socket.create_connection(("127.0.0.1", self.srv.port))
+        sock.sendall(("PATCH %s HTTP/1.1\r\nHost: x\r\nTus-Resumable: 1.0.0\r\n"
+                      "Content-Type: application/offset+octet-stream\r\n"
+                      "Upload-Offset: %d\r\nContent-Length: %d\r\n\r\n"
+                      % (url, half, len(data) - half)).encode() + data[half:half + 1000])
+        self.srv.proc.send_signal(signal.SIGKILL)
+        self.srv.proc.wait(10)
+        sock.close()
+        old = self.srv
+        self.srv = Server(state_dir=old.state_dir).start()
+        self.addCleanup(old.cleanup)
+        off = int(self.head(url).header("Upload-Offset"))
+        self.assertGreaterEqual(off, half)
+        self.assertLessEqual(off, half + 1000)
+        r = self.patch(url, off, data[off:])
+        self.assertEqual(r.status, 204, r)
+        v = self.srv.get("/v1/volumes/%s" % r.header("CryoMamba-Volume-Id")).json
+        self.assertEqual(v["sha256"], hashlib.sha256(data).hexdigest())
+
+    def _all_but_last_byte_then_stop(self, data):
+        url = self.create(len(data), meta(filename="r.mrc")).header("Location")
+        self.assertEqual(self.patch(url, 0, data[:-1]).status, 204)
+        self.assertEqual(self.srv.stop(), 0)
+        uid = url.rsplit("/", 1)[1]
+        with open(os.path.join(self.srv.state_dir, "uploads", uid + ".part"), "ab") as f:
+            f.write(data[-1:])
+        return url, uid
+
+    def test_restored_upload_at_its_length_completes_by_itself(self):
+        # The record of the last PATCH committed; the crash came before the
+        # completion stored anything.
+        data = make_mrc(shape=(4, 8, 8), seed=4)
+        url, uid = self._all_but_last_byte_then_stop(data)
+        self.edit_record(uid, offset=len(data))
+        self.srv = Server(self.args, state_dir=self.srv.state_dir).start()
+        vid = self.finish_after_restart(url, data)
+        self.assertEqual(self.head(url).header("CryoMamba-Volume-Id"), vid)
+        self.assertEqual(os.listdir(os.path.join(self.srv.state_dir, "uploads")), [])
+
+    def test_restored_completing_upload_completes(self):
+        data = make_mrc(shape=(4, 8, 8), seed=5)
+        url, uid = self._all_but_last_byte_then_stop(data)
+        self.edit_record(uid, offset=len(data), state="completing")
+        self.srv = Server(self.args, state_dir=self.srv.state_dir).start()
+        self.finish_after_restart(url, data)
+
+    def test_restored_invalid_upload_is_removed(self):
+        data = b"x" * 3000
+        url, uid = self._all_but_last_byte_then_stop(data)
+        self.edit_record(uid, offset=len(data), state="completing")
+        self.srv = Server(self.args, state_dir=self.srv.state_dir).start()
+        r = self.patch(url, len(data), b"")
+        self.assertIn(r.status, (404, 422), r)
+        self.assertEqual(self.head(url).status, 404)
+
+    def test_kill9_during_validation_then_complete(self):
+        # 48 MiB: hashing takes long enough that the kill often lands in the
+        # validation; wherever it lands, the client's recovery must work.
+        data = make_mrc(shape=(48, 512, 512), seed=6)
+        url = self.create(len(data)).header("Location")
+        sock = socket.create_connection(("127.0.0.1", self.srv.port))
+        sock.sendall(("PATCH %s HTTP/1.1\r\nHost: x\r\nTus-Resumable: 1.0.0\r\n"
+                      "Content-Type: application/offset+octet-stream\r\n"
+                      "Upload-Offset: 0\r\nContent-Length: %d\r\n\r\n"
+                      % (url, len(data))).encode() + data)
+        self.restart()
+        sock.close()
+        self.finish_after_restart(url, data)
+
+    def test_orphans_are_removed_at_start_up(self):
+        import uuid
+        data = make_mrc(shape=(2, 3, 4), seed=8)
+        _, last = self.upload(data)
+        vid = last.header("CryoMamba-Volume-Id")
+        keep = self.create(100).header("Location").rsplit("/", 1)[1]
+        self.assertEqual(self.patch("/v1/uploads/" + keep, 0, b"y" * 10).status, 204)
+        self.assertEqual(self.srv.stop(), 0)
+        state = self.srv.state_dir
+        # A .part whose record never committed, a volume file renamed before
+        # its record committed: both are crash leftovers.
+        stray_part = str(uuid.uuid4()) + ".part"
+        stray_mrc = str(uuid.uuid4()) + ".mrc"
+        with open(os.path.join(state, "uploads", stray_part), "wb") as f:
+            f.write(b"z" * 10)
+        with open(os.path.join(state, "volumes", stray_mrc), "wb") as f:
+            f.write(data)
+        self.srv = Server(self.args, state_dir=state).start()
+        self.assertEqual(os.listdir(os.path.join(state, "uploads")), [keep + ".part"])
+        self.assertEqual(os.listdir(os.path.join(state, "volumes")), [vid + ".mrc"])
+        self.assertEqual(self.head("/v1/uploads/" + keep).header("Upload-Offset"), "10")
+        self.assertEqual(self.srv.get("/v1/volumes").json["count"], 1)
+        self.assertIn("orphan_removed", self.srv.stderr_tail(20000))
+
+
+class ConcatCrashTest(TusCase):
+    """Finals: a join cut short, a completion cut after one of its records."""
+
+    def test_complete_parts_survive_a_restart(self):
+        data = make_mrc(shape=(4, 8, 8), seed=45)
+        urls = self.parts(data, [700])
+        self.restart()  # kill -9
+        for u in urls:
+            h = self.head(u)
+            self.assertEqual(h.status, 200, h)
+            self.assertEqual(h.header("Upload-Offset"), h.header("Upload-Length"))
+        self.restart(signal.SIGTERM)
+        r = self.final(urls)
+        self.assertEqual(r.status, 201, r)
+        self.volume_of(r.header("Location"), data)
+
+    def test_kill9_during_the_join_then_restart(self):
+        # The kill lands in the join or the validation of 64 MiB; after the
+        # restart the final completes once and its parts go.
+        data = make_mrc(shape=(64, 512, 512), seed=46)
+        q = len(data) // 4
+        urls = self.parts(data, [q, 2 * q, 3 * q])
+        r = self.final(urls, meta(filename="big.mrc"))
+        self.assertEqual(r.status, 201, r)
+        url = r.header("Location")
+        self.restart()
+        v = self.volume_of(url, data)
+        self.assertEqual(v["filename"], "big.mrc")
+        self.assertEqual(self.srv.get("/v1/volumes").json["count"], 1)
+        for u in urls:
+            self.assertEqual(self.head(u).status, 404)
+        self.poll(lambda: self.uploads_dir() == [], "the files to go")
+        self.assertEqual(os.listdir(os.path.join(self.srv.state_dir, "volumes")),
+                         [v["volume_id"] + ".mrc"])
+        # Once more after completion: nothing changes.
+        self.restart()
+        h = self.head(url)
+        self.assertEqual(h.header("CryoMamba-Volume-Id"), v["volume_id"])
+        self.assertEqual(self.srv.get("/v1/volumes").json["count"], 1)
+        self.assertEqual(self.uploads_dir(), [])
+
+    def test_sigterm_during_the_join_then_restart(self):
+        # A clean stop while a final is assembled (or validated) exits 0
+        # (restart() checks it); the next server completes the final.
+        data = make_mrc(shape=(64, 512, 512), seed=51)
+        q = len(data) // 4
+        urls = self.parts(data, [q, 2 * q, 3 * q])
+        r = self.final(urls)
+        self.assertEqual(r.status, 201, r)
+        self.restart(signal.SIGTERM)
+        self.volume_of(r.header("Location"), data)
+        self.assertEqual(self.srv.get("/v1/volumes").json["count"], 1)
+        self.poll(lambda: self.uploads_dir() == [], "the files to go")
+
+    def test_parts_of_a_completed_final_go_after_a_restart(self):
+        # The final's completed record committed; the crash came before its
+        # parts' removals did.
+        data = make_mrc(shape=(4, 8, 8), seed=47)
+        urls = self.parts(data, [900])
+        f = self.final(urls).header("Location")
+        vid = self.volume_of(f, data)["volume_id"]
+        self.assertEqual(self.srv.stop(), 0)
+        db = sqlite3.connect(os.path.join(self.srv.state_dir, "jobs.db"))
+        with db:
+            for i, u in enumerate(urls):
+                uid = u.rsplit("/", 1)[1]
+                db.execute("INSERT INTO uploads (id, record) VALUES (?, ?)", (uid, json.dumps({
+                    "id": uid, "state": "completed", "concat": "partial",
+                    "length": 10, "offset": 10, "created_us": 0,
+                    "expires_us": 2 ** 62, "owner_ip": "", "owner_token": "",
+                    "filename": "", "sha256": "", "metadata": "", "volume_id": "",
+                    "parts": []})))
+                with open(os.path.join(self.srv.state_dir, "uploads", uid + ".part"), "wb") as fh:
+                    fh.write(b"p" * 10)
+        db.close()
+        self.srv = Server(self.args, state_dir=self.srv.state_dir).start()
+        for u in urls:
+            self.assertEqual(self.head(u).status, 404)
+        self.poll(lambda: self.uploads_dir() == [], "the parts' files to go")
+        self.assertEqual(self.head(f).header("CryoMamba-Volume-Id"), vid)
+
+    def test_completion_cut_after_the_volume_record(self):
+        # The volume's record committed, the upload's completed record did
+        # not: the upload completes again from its file and finds the volume.
+        data = make_mrc(shape=(4, 8, 8), seed=48)
+        url, last = self.upload(data)
+        vid = last.header("CryoMamba-Volume-Id")
+        self.assertEqual(self.srv.stop(), 0)
+        uid = url.rsplit("/", 1)[1]
+        state = self.srv.state_dir
+        shutil.copy(os.path.join(state, "volumes", vid + ".mrc"),
+                    os.path.join(state, "uploads", uid + ".part"))
+        self.edit_record(uid, state="completing", volume_id="")
+        self.srv = Server(self.args, state_dir=state).start()
+        self.assertEqual(self.finish_after_restart(url, data), vid)
+        self.assertEqual(self.srv.get("/v1/volumes").json["count"], 1)
+        self.poll(lambda: self.uploads_dir() == [], "the upload's file to go")
+
+    def test_volume_record_without_its_file_is_removed(self):
+        data = make_mrc(shape=(4, 8, 8), seed=49)
+        _, last = self.upload(data)
+        vid = last.header("CryoMamba-Volume-Id")
+        self.assertEqual(self.srv.stop(), 0)
+        os.unlink(os.path.join(self.srv.state_dir, "volumes", vid + ".mrc"))
+        self.srv = Server(self.args, state_dir=self.srv.state_dir).start()
+        self.assertEqual(self.srv.get("/v1/volumes/%s" % vid).status, 404)
+        self.assertIn("volumes.file_missing", self.srv.stderr_tail(20000))
+        # The same bytes make a volume again (the stale sha256 is gone).
+        _, again = self.upload(data)
+        self.assertNotEqual(again.header("CryoMamba-Volume-Id"), vid)
+
+
+if __name__ == "__main__":
+    main()
