@@ -47,7 +47,7 @@ void srv_cmd_upload_head(srv_request_t* rq, const char* id, size_t id_len) {
     return;
   }
   char headers[SRV_TUS_HEADERS_MAX + 256];
-  if (u->state == SRV_UPLOAD_FAILED) {
+  if (u->durable_state == SRV_UPLOAD_FAILED) {
     /* A final that did not become a volume: the answer its PATCH would have
      * had, the reason in a header (a HEAD answer has no body). */
     char concat[SRV_TUS_CONCAT_MAX];

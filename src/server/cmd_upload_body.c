@@ -83,12 +83,15 @@ void srv_tus_upload_headers(const srv_upload_t* u,
   size_t n = 0;
   out[0] = '\0';
   append(out, cap, &n, SRV_TUS_HEADERS);
+  /* Only what is committed: a state or an offset whose record is still
+   * being written is not told (clients see durable state only). */
+  srv_upload_state_t state = u->durable_state;
   /* A final has no offset until it is assembled (tus: "SHOULD NOT contain
    * the Upload-Offset header unless the concatenation has been successfully
    * finished"). */
-  if (u->concat != SRV_CONCAT_FINAL || u->state == SRV_UPLOAD_COMPLETED) {
+  if (u->concat != SRV_CONCAT_FINAL || state == SRV_UPLOAD_COMPLETED) {
     append(out, cap, &n, "Upload-Offset: %llu\r\n",
-           (unsigned long long) u->offset);
+           (unsigned long long) u->durable_offset);
   }
   if (full) {
     append(out, cap, &n, "Upload-Length: %llu\r\n",
@@ -103,13 +106,13 @@ void srv_tus_upload_headers(const srv_upload_t* u,
     append(out, cap, &n, "Upload-Concat: %s\r\n", concat);
   }
   /* Partial uploads expire complete or not; others only while open. */
-  if (u->concat == SRV_CONCAT_PARTIAL || u->state == SRV_UPLOAD_RECEIVING ||
-      u->state == SRV_UPLOAD_COMPLETING) {
+  if (u->concat == SRV_CONCAT_PARTIAL || state == SRV_UPLOAD_RECEIVING ||
+      state == SRV_UPLOAD_COMPLETING) {
     char date[40];
     srv_http_date(u->expires_us, date);
     append(out, cap, &n, "Upload-Expires: %s\r\n", date);
   }
-  if (u->state == SRV_UPLOAD_COMPLETED && u->volume_id[0] != '\0') {
+  if (state == SRV_UPLOAD_COMPLETED && u->volume_id[0] != '\0') {
     append(out, cap, &n, "CryoMamba-Volume-Id: %s\r\n", u->volume_id);
   }
   assert(n < cap); /* SRV_TUS_HEADERS_MAX holds the longest */
@@ -133,8 +136,7 @@ void srv_tus_reply_error(srv_conn_t* conn,
 
 /* The answer once everything is done (or failed); frees p. */
 void srv_upload_req_answer(srv_upload_req_t* p) {
-  if (p->is_waiting && p->err_status == 0 &&
-      p->u->state == SRV_UPLOAD_COMPLETING) {
+  if (p->is_waiting && p->err_status == 0 && srv_upload_is_completing(p->u)) {
     p->is_waiting = false;
     srv_upload_complete_wait(p->u, &p->waiter);
     return;
@@ -167,8 +169,13 @@ static void on_completed(srv_upload_waiter_t* w, int status, const char* why) {
                         "the upload was terminated");
   } else if (status != 0) {
     srv_upload_req_fail(
-        p, status == -EINVAL ? 422 : 500,
-        status == -EINVAL ? "invalid_volume" : "internal",
+        p,
+        status == -EINVAL   ? 422
+        : status == -ENOSPC ? 507
+                            : 500,
+        status == -EINVAL   ? "invalid_volume"
+        : status == -ENOSPC ? "insufficient_storage"
+                            : "internal",
         why != NULL ? why : "the upload could not be completed");
   }
   srv_upload_req_answer(p);
@@ -220,6 +227,8 @@ void srv_upload_req_on_saved(void* arg, int status) {
                         "recorded; HEAD tells what is durable");
     if (p->is_create && !p->u->is_committed) {
       srv_upload_drop_new(p->ctx, p->u); /* the client got no Location */
+    } else if (!p->is_create) {
+      p->u->offset = p->start; /* where HEAD says, and a resume starts */
     }
     srv_upload_req_answer(p);
     return;

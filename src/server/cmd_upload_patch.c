@@ -79,7 +79,7 @@ static void patch_check(srv_upload_req_t* p,
   if (v == NULL || strcmp(v, "1.0.0") != 0) {
     srv_upload_req_fail(p, 412, "unsupported_tus_version",
                         "send Tus-Resumable: 1.0.0");
-  } else if (u == NULL) {
+  } else if (u == NULL || !u->is_committed) {
     srv_upload_req_fail(p, 404, "upload_not_found",
                         "no upload has this id (it may have "
                         "expired or been terminated)");
@@ -99,7 +99,7 @@ static void patch_check(srv_upload_req_t* p,
   } else if (!srv_tus_parse_u64(net_http_header(r, "Upload-Offset"), &offset)) {
     srv_upload_req_fail(p, 400, "invalid_offset",
                         "Upload-Offset must be an integer");
-  } else if (u->state == SRV_UPLOAD_COMPLETING && offset == u->length) {
+  } else if (srv_upload_is_completing(u) && offset == u->length) {
     p->u = u; /* an empty PATCH at the end: answers after the completion */
     srv_upload_ref(u);
     p->is_discarding = true;

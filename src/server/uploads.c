@@ -94,6 +94,37 @@ static json_t* to_record(const srv_upload_t* u) {
 }
 
 
+/* One save in flight: what it recorded, for durable_*, and the caller's
+ * callback. Owned by the store's callback. */
+typedef struct {
+  srv_upload_t* u; /* a reference */
+  uint64_t seq;
+  srv_upload_state_t state;
+  uint64_t offset;
+  srv_store_done_cb cb;
+  void* arg;
+} save_t;
+
+
+static void on_saved(void* arg, int status) {
+  save_t* s = arg;
+  srv_upload_t* u = s->u;
+  u->saves_in_flight--;
+  /* A newer save may have replaced this one before it was written (both
+   * then commit together): the newest values win whatever the order. */
+  if (status == 0 && s->seq > u->saves_durable) {
+    u->saves_durable = s->seq;
+    u->durable_state = s->state;
+    u->durable_offset = s->offset;
+  }
+  if (s->cb != NULL) {
+    s->cb(s->arg, status);
+  }
+  srv_upload_unref(u);
+  free(s);
+}
+
+
 int srv_upload_save(srv_ctx_t* ctx,
                     srv_upload_t* u,
                     srv_store_done_cb cb,
@@ -101,13 +132,30 @@ int srv_upload_save(srv_ctx_t* ctx,
   if (!srv_store_is_open(ctx->store)) {
     return -ESHUTDOWN; /* a completion that outlived the store: redone */
   }
-  json_t* rec = to_record(u);
+  save_t* s = malloc(sizeof(*s));
+  json_t* rec = s != NULL ? to_record(u) : NULL;
   if (rec == NULL) {
+    free(s);
     return -ENOMEM;
   }
-  int rc = srv_store_put(ctx->store, SRV_STORE_UPLOADS, u->id, rec, cb, arg);
+  *s = (save_t){u, ++u->saves_queued, u->state, u->offset, cb, arg};
+  int rc =
+      srv_store_put(ctx->store, SRV_STORE_UPLOADS, u->id, rec, on_saved, s);
   json_decref(rec);
-  return rc;
+  if (rc != 0) {
+    free(s);
+    return rc;
+  }
+  srv_upload_ref(u);
+  u->saves_in_flight++;
+  return 0;
+}
+
+
+void srv_upload_show_as_durable(srv_upload_t* u) {
+  u->durable_state = u->state;
+  u->durable_offset = u->offset;
+  u->saves_durable = u->saves_queued;
 }
 
 
@@ -220,6 +268,7 @@ static int restore_one(void* arg, const json_t* rec) {
                                                : SRV_UPLOAD_COMPLETING;
   }
   u->is_committed = true;
+  srv_upload_show_as_durable(u); /* as stored, or what it implies */
   if (srv_upload_register(ctx, u) != 0) {
     free(u);
     return -1;
@@ -362,9 +411,10 @@ void srv_uploads_housekeeping(srv_ctx_t* ctx) {
   core_list_t* tmp;
   CORE_LIST_FOREACH_SAFE(it, tmp, &ctx->uploads) {
     srv_upload_t* u = CORE_CONTAINER_OF(it, srv_upload_t, link);
-    /* A part a final is being assembled from stays until it is done. */
+    /* A part a final is being assembled from stays until it is done, and
+     * a record being committed is not removed under its save. */
     if (u->is_busy || u->state == SRV_UPLOAD_COMPLETING || u->final_refs > 0 ||
-        now < u->expires_us) {
+        u->saves_in_flight > 0 || now < u->expires_us) {
       continue;
     }
     srv_log(&ctx->log, SRV_LOG_INFO, "upload.expired", "s:upload_id", u->id,

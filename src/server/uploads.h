@@ -45,7 +45,15 @@ typedef struct srv_upload_s {
   srv_upload_state_t state;
   srv_concat_t concat;
   uint64_t length; /* Upload-Length */
-  uint64_t offset; /* durable bytes: fdatasync'ed and committed */
+  uint64_t offset; /* bytes fdatasync'ed (committed: durable_offset) */
+  /* What the last committed record says, the only state an answer shows
+   * (clients see durable state only): set when a save commits and at
+   * start-up. state and offset run ahead while a record is committed. */
+  srv_upload_state_t durable_state;
+  uint64_t durable_offset;
+  uint64_t saves_queued;  /* orders the commits of the upload's saves */
+  uint64_t saves_durable; /* the save durable_* come from */
+  unsigned saves_in_flight;
   int64_t created_us;
   int64_t expires_us;   /* incomplete uploads are removed after this */
   char owner_ip[48];    /* counted against the per-address limit */
@@ -89,12 +97,19 @@ srv_upload_t* srv_upload_find(srv_ctx_t* ctx, const char* id, size_t len);
 void srv_upload_ref(srv_upload_t* u);
 void srv_upload_unref(srv_upload_t* u);
 
-/* Queues the upload's record; cb as for srv_store_put. -ESHUTDOWN once the
- * store is closed (shutdown), and then cb does not run. */
+/* Queues the upload's record (serialised now); cb as for srv_store_put,
+ * run after u->durable_state and u->durable_offset took the saved values
+ * (on status 0). -ESHUTDOWN once the store is closed (shutdown), and then
+ * cb does not run. */
 int srv_upload_save(srv_ctx_t* ctx,
                     srv_upload_t* u,
                     srv_store_done_cb cb,
                     void* arg);
+
+/* A save of `u` did not commit, but what it says is what a restart
+ * reaches anyway (a completion's outcome, redone from the file): shown as
+ * if it were durable. */
+void srv_upload_show_as_durable(srv_upload_t* u);
 
 /* Unregisters `u`, queues the removal of its record (cb, may be NULL, runs
  * after the commit) and of its file (unless `keep_file`: it became a

@@ -2,7 +2,8 @@
 """Uploads across crashes (docs/protocol.md, "Uploads", durability):
 kill -9 in the middle of a PATCH, of a validation and of a join,
 SIGTERM during a join, records and files edited to stand for every
-crash window of a completion, and the start-up's removal of orphans."""
+crash window of a completion, the start-up's removal of orphans, and
+answers that tell only what is committed (the store's lock held)."""
 
 import hashlib
 import json
@@ -15,7 +16,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import Server, main  # noqa: E402
+from harness import RawHTTP, Server, assert_error, main  # noqa: E402
 from tus_util import TusCase, make_mrc, meta  # noqa: E402
 
 
@@ -232,6 +233,56 @@ class ConcatCrashTest(TusCase):
         # The same bytes make a volume again (the stale sha256 is gone).
         _, again = self.upload(data)
         self.assertNotEqual(again.header("CryoMamba-Volume-Id"), vid)
+
+
+class DurableStateTest(TusCase):
+    """Answers tell only what is committed. The test holds the store's write
+    lock (SQLite, from this process), so the server's commits wait."""
+
+    def test_offset_is_not_told_before_its_record_commits(self):
+        url = self.create(100).header("Location")
+        part = os.path.join(self.srv.state_dir, "uploads",
+                            url.rsplit("/", 1)[1] + ".part")
+        with self.store_locked():
+            raw = RawHTTP(self.srv.port)
+            self.addCleanup(raw.close)
+            raw.send(("PATCH %s HTTP/1.1\r\nHost: x\r\nTus-Resumable: 1.0.0\r\n"
+                          "Content-Type: application/offset+octet-stream\r\n"
+                          "Upload-Offset: 0\r\nContent-Length: 10\r\n\r\n"
+                          % url).encode() + b"a" * 10)
+            self.poll(lambda: os.path.exists(part) and os.path.getsize(part) == 10,
+                      "the bytes to land")
+            self.assertEqual(self.head(url).header("Upload-Offset"), "0")
+            # The commit gives up (busy timeout): 503, and the offset stays.
+            assert_error(self, raw.read_response(), 503, "store_unavailable")
+            self.assertEqual(self.head(url).header("Upload-Offset"), "0")
+        # HEAD told where to resume, and the resume works.
+        r = self.patch(url, 0, b"b" * 10)
+        self.assertEqual(r.status, 204, r)
+        self.assertEqual(r.header("Upload-Offset"), "10")
+        self.restart()
+        self.assertEqual(self.head(url).header("Upload-Offset"), "10")
+
+    def test_failed_final_is_not_told_before_its_record_commits(self):
+        data = make_mrc(shape=(2, 3, 4), seed=53)
+        urls = self.parts(data, [300])
+        fifo = self.fifo_part(urls[1])
+        f = self.final(urls)
+        self.assertEqual(f.status, 201, f)
+        f = f.header("Location")
+        with self.store_locked():
+            self.release_fifo(fifo)  # the join finds the part short
+            self.wait_log("upload.final_failed")
+            h = self.head(f)
+            self.assertEqual(h.status, 200, h)
+            self.assertIsNone(h.header("CryoMamba-Upload-Error"), h)
+            self.assertIsNone(h.header("Upload-Offset"), h)
+            self.assertEqual(self.record(f.rsplit("/", 1)[1])["state"], "completing")
+        h = self.poll(lambda: (lambda r: r if r.status != 200 else None)(
+            self.head(f)), "the failure to be told")
+        self.assertEqual(h.status, 500, h)
+        self.assertIn("shorter than its length", h.header("CryoMamba-Upload-Error"))
+        self.assertEqual(self.record(f.rsplit("/", 1)[1])["state"], "failed")
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ and TusCase, a server per test with the requests and checks the tests use
 holds a reader). Next to harness.py, which starts the server."""
 
 import base64
+import contextlib
 import hashlib
 import http.client
 import io
@@ -133,6 +134,25 @@ class TusCase(unittest.TestCase):
             db.close()
         return json.loads(row[0]) if row else None
 
+    @contextlib.contextmanager
+    def store_locked(self):
+        """Holds the store's write lock from this process: the server's
+        commits wait (its busy timeout is 5 s, then they fail) until the
+        block ends."""
+        db = sqlite3.connect(os.path.join(self.srv.state_dir, "jobs.db"),
+                             isolation_level=None, timeout=10)
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            yield
+            db.execute("ROLLBACK")
+        finally:
+            db.close()
+
+    def wait_log(self, event):
+        """Polls the server's log for a line with `event`."""
+        self.poll(lambda: '"%s"' % event in self.srv.stderr_tail(1 << 20),
+                  "the log line " + event)
+
     def finish_after_restart(self, url, data):
         """What a client does after a crash: HEAD, then the rest of the bytes
         or an empty PATCH at the end (answered once the completion is done)."""
@@ -202,6 +222,10 @@ class TusCase(unittest.TestCase):
     def volume_of(self, url, data):
         h = self.wait_final(url)
         self.assertEqual(h.status, 200, h)
+        # HEAD tells only what is committed: the record names the volume.
+        rec = self.record(url.rsplit("/", 1)[1])
+        self.assertEqual((rec["state"], rec["volume_id"]),
+                         ("completed", h.header("CryoMamba-Volume-Id")))
         self.assertEqual(h.header("Upload-Offset"), str(len(data)))
         self.assertEqual(h.header("Upload-Length"), str(len(data)))
         v = self.srv.get("/v1/volumes/%s" % h.header("CryoMamba-Volume-Id")).json
