@@ -7,14 +7,19 @@ kill -9, restarts and crash windows: test_uploads_crash.py."""
 
 import base64
 import hashlib
+import json
 import os
+import shutil
+import signal
 import socket
 import sys
+import tempfile
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import Server, assert_error, main  # noqa: E402
+from harness import RawHTTP, Server, assert_error, main  # noqa: E402
 from tus_util import TusCase, make_mrc, meta  # noqa: E402
 
 
@@ -276,6 +281,85 @@ class UploadsTest(TusCase):
             self.assertIn(b" 204 ", resp.split(b"\r\n")[0])
             s.close()
         self.assertEqual(self.srv.get("/v1/volumes").json["count"], 4)
+
+
+class ValidationStepsTest(TusCase):
+    """The validation hashes 32 MiB a step; step k here first waits for a
+    byte on the named pipe <dir>/k (the test-only CRYOMAMBA_TEST_CHECK_FIFOS),
+    so the test knows a step is in flight and decides when it goes on."""
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="cryomamba-steps-")
+        self.addCleanup(shutil.rmtree, self.tmp, True)
+        self.fifos = [os.path.join(self.tmp, str(k)) for k in range(2)]
+        for f in self.fifos:
+            os.mkfifo(f)
+        self.srv = Server(env={"CRYOMAMBA_TEST_CHECK_FIFOS": self.tmp}).start()
+
+    def start_completion(self, data):
+        """An upload of `data`, its bytes sent in one PATCH whose answer
+        waits for the validation; the upload's path and the connection."""
+        url = self.create(len(data)).header("Location")
+        raw = RawHTTP(self.srv.port)
+        self.addCleanup(raw.close)
+        raw.send(("PATCH %s HTTP/1.1\r\nHost: x\r\nTus-Resumable: 1.0.0\r\n"
+                  "Content-Type: application/offset+octet-stream\r\n"
+                  "Upload-Offset: 0\r\nContent-Length: %d\r\n\r\n"
+                  % (url, len(data))).encode() + data)
+        return url, raw
+
+    def stopped_after(self):
+        """The bytes hashed when the validation stopped (its log line)."""
+        lines = [json.loads(l) for l in self.srv.stderr_tail(1 << 20).splitlines()
+                 if "upload.validation_stopped" in l]
+        self.assertEqual(len(lines), 1, lines)
+        return lines[0]["hashed"]
+
+    def test_delete_during_validation_is_prompt_and_leaves_nothing(self):
+        data = make_mrc(shape=(40, 512, 512), seed=60)  # two steps
+        url, raw = self.start_completion(data)
+        step = self.step_waiting(self.fifos[0])
+        # The first step is in flight (held): the termination does not wait.
+        t0 = time.monotonic()
+        r = self.req("DELETE", url)
+        self.assertEqual(r.status, 204, r)
+        self.assertLess(time.monotonic() - t0, 5.0)
+        self.assertEqual(self.head(url).status, 404)
+        self.step_go(step)
+        # The check stops after that step: no second step, no volume.
+        self.wait_log("upload.validation_stopped")
+        self.assertEqual(self.stopped_after(), 32 << 20)
+        self.assertTrue(self.no_step_waiting(self.fifos[1]))
+        assert_error(self, raw.read_response(), 404, "upload_not_found")
+        self.assertEqual(self.srv.get("/v1/volumes").json["count"], 0)
+        self.poll(lambda: self.uploads_dir() == [], "the upload's file to go")
+        self.assertEqual(os.listdir(os.path.join(self.srv.state_dir, "volumes")), [])
+
+    def test_sigterm_during_validation_stops_it_and_a_restart_completes(self):
+        data = make_mrc(shape=(40, 512, 512), seed=61)
+        url, raw = self.start_completion(data)
+        step = self.step_waiting(self.fifos[0])
+        self.srv.proc.send_signal(signal.SIGTERM)
+        self.step_go(step)
+        self.assertEqual(self.srv.proc.wait(10), 0)
+        self.assertEqual(self.stopped_after(), 32 << 20)
+        old = self.srv
+        self.addCleanup(old.cleanup)
+        self.srv = Server(state_dir=old.state_dir).start()  # steps run freely
+        self.finish_after_restart(url, data)
+        self.assertEqual(self.srv.get("/v1/volumes").json["count"], 1)
+
+    def test_steps_make_the_same_volume(self):
+        data = make_mrc(shape=(40, 512, 512), seed=62)
+        url, raw = self.start_completion(data)
+        for f in self.fifos:
+            self.step_go(self.step_waiting(f))
+        r = raw.read_response()
+        self.assertEqual(r.status, 204, r)
+        v = self.srv.get("/v1/volumes/%s" % r.header("CryoMamba-Volume-Id")).json
+        self.assertEqual(v["sha256"], hashlib.sha256(data).hexdigest())
+        self.assertEqual(v["shape"], [40, 512, 512])
+        self.assertTrue(self.no_step_waiting(self.fifos[1]))
 
 
 class UploadLimitsTest(unittest.TestCase):

@@ -181,6 +181,29 @@ class TusCase(unittest.TestCase):
                 self.fail("timed out waiting for " + what)
             select.select([], [], [], 0.01)
 
+    def step_waiting(self, fifo):
+        """Waits until a validation step holds on named pipe `fifo` (in the
+        server's CRYOMAMBA_TEST_CHECK_FIFOS directory) and returns the
+        pipe's write end: the step stays blocked until step_go()."""
+        def opened():
+            try:
+                return os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError:  # ENXIO: no step waits on it yet
+                return None
+        return self.poll(opened, "a validation step to wait on the pipe")
+
+    def step_go(self, fd):
+        """Lets the step holding on step_waiting()'s pipe run."""
+        os.write(fd, b"x")
+        os.close(fd)
+
+    def no_step_waiting(self, fifo):
+        try:
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        except OSError:
+            return True
+        return False
+
     # -- concatenation --------------------------------------------------
     def partial(self, data, chunk=None, headers=None):
         """A complete partial upload of `data`; its path."""
