@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "core/timefmt.h"
+#include "server/file_sync.h"
 #include "server/jobs.h"
 #include "server/volume_check.h"
 
@@ -94,25 +95,22 @@ static void on_volume_saved(void* arg, int status) {
 static void link_work(uv_work_t* req) {
   complete_t* c = req->data;
   c->status = link(c->path, c->to) == 0 ? 0 : -errno;
+  bool moved = false;
   if (c->status == -EPERM || c->status == -EOPNOTSUPP || c->status == -EMLINK) {
     /* A file system without hard links: moved instead, and a crash before
      * the volume's record commits then loses the upload's bytes. */
     c->status = rename(c->path, c->to) == 0 ? 0 : -errno;
+    moved = c->status == 0;
   }
-  char dir[1200];
-  snprintf(dir, sizeof(dir), "%s", c->to);
-  char* slash = strrchr(dir, '/');
-  if (c->status != 0 || slash == NULL) {
+  if (c->status != 0) {
     return;
   }
-  *slash = '\0';
-  int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0 || fsync(fd) != 0) {
-    c->status = -errno;
-    unlink(c->to);
+  c->status = srv_fsync_parent(c->to);
+  if (c->status == 0 && moved) {
+    srv_fsync_parent(c->path); /* the old name is gone for good too */
   }
-  if (fd >= 0) {
-    close(fd);
+  if (c->status != 0 && !moved) {
+    unlink(c->to);
   }
 }
 

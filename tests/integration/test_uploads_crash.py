@@ -11,11 +11,16 @@ import os
 import shutil
 import signal
 import socket
+import re
 import sqlite3
+import subprocess
 import sys
+import tempfile
+from unittest import mock
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import harness  # noqa: E402
 from harness import RawHTTP, Server, assert_error, main  # noqa: E402
 from tus_util import TusCase, make_mrc, meta  # noqa: E402
 
@@ -283,6 +288,88 @@ class DurableStateTest(TusCase):
         self.assertEqual(h.status, 500, h)
         self.assertIn("shorter than its length", h.header("CryoMamba-Upload-Error"))
         self.assertEqual(self.record(f.rsplit("/", 1)[1])["state"], "failed")
+
+
+class DirectorySyncTest(TusCase):
+    """A new name in the state directory (an upload's file, a volume, an
+    artifact, the directories themselves) is durable only once its
+    directory is synced, which must happen before any record names it. A
+    power cut cannot be staged here, so the server runs under strace and
+    the test checks each thread's system calls, in order, before the answer
+    that depends on them."""
+
+    def setUp(self):
+        if shutil.which("strace") is None or subprocess.run(
+                ["strace", "-qq", "-o", "/dev/null", "true"]).returncode != 0:
+            self.skipTest("strace is missing or cannot trace here")
+        self.tmp = tempfile.mkdtemp(prefix="cryomamba-strace-")
+        self.addCleanup(shutil.rmtree, self.tmp, True)
+        wrapper = os.path.join(self.tmp, "traced")
+        with open(wrapper, "w") as f:
+            f.write("#!/bin/sh\nexec strace -ff -qq -s 4096 -e trace=openat,fsync,"
+                    "link,linkat,rename,renameat,renameat2,mkdir,mkdirat "
+                    "-o %s/t %s \"$@\"\n" % (self.tmp, harness.SERVER_BIN))
+        os.chmod(wrapper, 0o755)
+        with mock.patch.object(harness, "SERVER_BIN", wrapper):
+            self.srv = Server().start()
+
+    def threads(self):
+        """Each traced thread's calls: (call, paths, result) tuples."""
+        out = []
+        for name in os.listdir(self.tmp):
+            if not name.startswith("t."):
+                continue
+            calls = []
+            with open(os.path.join(self.tmp, name), errors="replace") as f:
+                for line in f:
+                    m = re.match(r"(\w+)\((.*)\)\s+= (-?\d+)", line)
+                    if m:
+                        calls.append((m.group(1), re.findall(r'"([^"]*)"', m.group(2)),
+                                      m.group(2), int(m.group(3))))
+            out.append(calls)
+        return out
+
+    def synced_after(self, made, directory):
+        """Whether some thread made a name (`made`: a predicate on a call)
+        and then fsync'ed `directory`, opened after it."""
+        for calls in self.threads():
+            fds = {}
+            seen = False
+            for call, paths, args, rc in calls:
+                if not seen:
+                    seen = made(call, paths, args, rc)
+                elif call == "openat" and paths == [directory] and rc >= 0:
+                    fds[rc] = True
+                elif call == "fsync" and rc == 0 and fds.get(int(args)):
+                    return True
+        return False
+
+    def test_new_names_are_synced_before_their_records(self):
+        state = self.srv.state_dir
+        # Start-up made the directories and synced the one holding them.
+        for d in ("artifacts", "uploads", "volumes"):
+            self.assertTrue(self.synced_after(
+                lambda c, p, a, rc: c in ("mkdir", "mkdirat") and p == [state + "/" + d]
+                and rc == 0, state), d)
+        data = make_mrc(shape=(4, 8, 8), seed=54)
+        url = self.create(len(data)).header("Location")
+        part = "%s/uploads/%s.part" % (state, url.rsplit("/", 1)[1])
+        self.assertEqual(self.patch(url, 0, data[:100]).status, 204)
+        self.assertTrue(self.synced_after(
+            lambda c, p, a, rc: c == "openat" and p == [part] and "O_CREAT" in a
+            and rc >= 0, state + "/uploads"))
+        r = self.patch(url, 100, data[100:])
+        self.assertEqual(r.status, 204, r)
+        vol = "%s/volumes/%s.mrc" % (state, r.header("CryoMamba-Volume-Id"))
+        self.assertTrue(self.synced_after(
+            lambda c, p, a, rc: c in ("link", "linkat") and p == [part, vol]
+            and rc == 0, state + "/volumes"))
+        job = self.srv.create_job({"volume": {"shape": [4, 4, 4]}}, duration_s=0.2)
+        self.srv.wait_state(job["job_id"], ["completed"])
+        mask = "%s/artifacts/%s-mask.mrc" % (state, job["job_id"])
+        self.assertTrue(self.synced_after(
+            lambda c, p, a, rc: c.startswith("rename") and p == [mask + ".tmp", mask]
+            and rc == 0, state + "/artifacts"))
 
 
 if __name__ == "__main__":
