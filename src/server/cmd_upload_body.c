@@ -389,20 +389,6 @@ void srv_upload_drop_new(srv_ctx_t* ctx, srv_upload_t* u) {
 }
 
 
-bool srv_tus_parse_u64(const char* s, uint64_t* out) {
-  if (s == NULL || *s < '0' || *s > '9' || strlen(s) > 19) {
-    return false;
-  }
-  char* end = NULL;
-  unsigned long long v = strtoull(s, &end, 10);
-  if (*end != '\0') {
-    return false;
-  }
-  *out = v;
-  return true;
-}
-
-
 srv_upload_req_t* srv_upload_req_new(srv_request_t* rq) {
   srv_upload_req_t* p = calloc(1, sizeof(*p));
   if (p == NULL) {

@@ -101,9 +101,6 @@ void srv_tus_upload_headers(const srv_upload_t* u,
  * parts and removes it. */
 void srv_upload_drop_new(srv_ctx_t* ctx, srv_upload_t* u);
 
-/* A decimal header value: false if not 1 to 19 digits. */
-bool srv_tus_parse_u64(const char* s, uint64_t* out);
-
 /* cmd_uploads.c: checks a POST's headers and builds its upload
  * (registered, not yet committed; one reference for the caller). NULL
  * after srv_upload_req_fail(). */

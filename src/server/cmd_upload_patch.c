@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/base64.h"
+#include "core/tus_header.h"
 #include "server/cmd_upload_body.h"
 #include "server/cmd_uploads.h"
 
@@ -31,39 +31,25 @@ static bool is_octet_stream(const net_http_reader_t* r) {
 }
 
 
-/* Upload-Checksum: "<algorithm> <base64>". */
+/* Upload-Checksum: "<algorithm> <base64>" (core_tus_parse_checksum); the
+ * digest of the body is computed as it is written. */
 static int parse_checksum(srv_upload_req_t* p, const char* v) {
-  const EVP_MD* type = NULL;
-  size_t want = 0;
-  if (strncmp(v, "sha1 ", 5) == 0) {
-    type = EVP_sha1();
-    want = 20;
-    v += 5;
-  } else if (strncmp(v, "sha256 ", 7) == 0) {
-    type = EVP_sha256();
-    want = 32;
-    v += 7;
-  } else {
-    srv_upload_req_fail(p, 400, "unsupported_checksum",
-                        "Upload-Checksum algorithm must be sha1 or sha256");
-    return -1;
-  }
-  uint8_t d[64];
-  size_t n = strlen(v);
-  size_t got = 0;
-  if (core_base64_decoded_max(n) > sizeof(d) ||
-      core_base64_decode(v, n, d, &got) != 0 || got != want) {
+  core_tus_checksum_t sum;
+  char err[160];
+  int rc = core_tus_parse_checksum(v, &sum, err, sizeof(err));
+  if (rc != 0) {
     srv_upload_req_fail(
-        p, 400, "invalid_checksum",
-        "Upload-Checksum must be the algorithm, a space and the base64 digest");
+        p, 400, rc == -ENOTSUP ? "unsupported_checksum" : "invalid_checksum",
+        err);
     return -1;
   }
   p->md = EVP_MD_CTX_new();
+  const EVP_MD* type = sum.algo == CORE_TUS_SHA1 ? EVP_sha1() : EVP_sha256();
   if (p->md == NULL || EVP_DigestInit_ex(p->md, type, NULL) != 1) {
     return -ENOMEM;
   }
-  memcpy(p->want, d, got);
-  p->want_len = got;
+  memcpy(p->want, sum.digest, sum.len);
+  p->want_len = sum.len;
   return 0;
 }
 
@@ -96,7 +82,8 @@ static void patch_check(srv_upload_req_t* p,
     srv_upload_req_fail(
         p, 415, "unsupported_media_type",
         "PATCH needs Content-Type: application/offset+octet-stream");
-  } else if (!srv_tus_parse_u64(net_http_header(r, "Upload-Offset"), &offset)) {
+  } else if (!core_tus_parse_u64(net_http_header(r, "Upload-Offset"),
+                                 &offset)) {
     srv_upload_req_fail(p, 400, "invalid_offset",
                         "Upload-Offset must be an integer");
   } else if (srv_upload_is_completing(u) && offset == u->length) {
@@ -113,8 +100,8 @@ static void patch_check(srv_upload_req_t* p,
              (unsigned long long) offset, (unsigned long long) u->offset);
     srv_upload_req_fail(p, 409, "offset_mismatch", msg);
   } else if (net_http_header(r, "Upload-Length") != NULL &&
-             (!srv_tus_parse_u64(net_http_header(r, "Upload-Length"),
-                                 &length) ||
+             (!core_tus_parse_u64(net_http_header(r, "Upload-Length"),
+                                  &length) ||
               length != u->length)) {
     srv_upload_req_fail(p, 400, "length_changed",
                         "Upload-Length cannot change");

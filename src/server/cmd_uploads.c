@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/tus_header.h"
 #include "server/cmd_upload_body.h"
 #include "server/upload_concat.h"
 #include "server/volumes.h"
@@ -139,7 +140,7 @@ srv_upload_t* srv_upload_create_checked(srv_upload_req_t* p,
   if (concat != NULL) {
     kind = SRV_CONCAT_PARTIAL;
   }
-  if (!srv_tus_parse_u64(net_http_header(r, "Upload-Length"), &length)) {
+  if (!core_tus_parse_u64(net_http_header(r, "Upload-Length"), &length)) {
     srv_upload_req_fail(
         p, 400, "invalid_length",
         net_http_header(r, "Upload-Defer-Length") != NULL
@@ -224,7 +225,7 @@ bool srv_upload_patch_over_quota(srv_ctx_t* ctx,
    * reservation promised. */
   uint64_t more = u->length - u->offset;
   uint64_t declared = 0;
-  if (srv_tus_parse_u64(net_http_header(r, "Content-Length"), &declared) &&
+  if (core_tus_parse_u64(net_http_header(r, "Content-Length"), &declared) &&
       declared < more) {
     more = declared;
   }

@@ -12,7 +12,6 @@
 #include <dirent.h>
 #include <unistd.h>
 
-#include "core/base64.h"
 #include "core/timefmt.h"
 
 
@@ -424,74 +423,17 @@ void srv_uploads_housekeeping(srv_ctx_t* ctx) {
 }
 
 
-/* One "key base64" pair of Upload-Metadata. */
-static int metadata_pair(srv_upload_t* u,
-                         const char* p,
-                         size_t n,
-                         char* err,
-                         size_t err_len) {
-  size_t klen = strcspn(p, " ,");
-  if (klen == 0 || klen > n) {
-    snprintf(err, err_len, "Upload-Metadata has an empty key");
-    return -1;
-  }
-  const char* v = p + klen;
-  size_t vlen = n - klen;
-  while (vlen > 0 && *v == ' ') {
-    v++;
-    vlen--;
-  }
-  uint8_t decoded[SRV_UPLOAD_FILENAME_MAX * 2];
-  size_t dlen = 0;
-  if (vlen > 0 && (core_base64_decoded_max(vlen) > sizeof(decoded) ||
-                   core_base64_decode(v, vlen, decoded, &dlen) != 0)) {
-    snprintf(err, err_len, "Upload-Metadata value of '%.*s' is not base64",
-             (int) klen, p);
-    return -1;
-  }
-  if (klen == 8 && memcmp(p, "filename", 8) == 0) {
-    if (dlen >= SRV_UPLOAD_FILENAME_MAX || memchr(decoded, '\0', dlen)) {
-      snprintf(err, err_len, "Upload-Metadata filename is not acceptable");
-      return -1;
-    }
-    memcpy(u->filename, decoded, dlen);
-    u->filename[dlen] = '\0';
-  } else if (klen == 6 && memcmp(p, "sha256", 6) == 0) {
-    if (dlen != 64 || strspn((const char*) decoded, "0123456789abcdef") < 64) {
-      snprintf(err, err_len,
-               "Upload-Metadata sha256 must be 64 lowercase hex digits");
-      return -1;
-    }
-    memcpy(u->sha256, decoded, 64);
-    u->sha256[64] = '\0';
-  }
-  return 0;
-}
-
-
 int srv_upload_parse_metadata(srv_upload_t* u,
                               const char* value,
                               char* err,
                               size_t err_len) {
-  if (strlen(value) >= sizeof(u->metadata)) {
-    snprintf(err, err_len, "Upload-Metadata is too long");
+  core_tus_metadata_t m;
+  if (core_tus_parse_metadata(value, &m, err, err_len) != 0) {
     return -1;
   }
-  snprintf(u->metadata, sizeof(u->metadata), "%s", value);
-  const char* p = value;
-  while (*p != '\0') {
-    while (*p == ' ' || *p == ',') {
-      p++;
-    }
-    size_t n = strcspn(p, ",");
-    while (n > 0 && p[n - 1] == ' ') {
-      n--;
-    }
-    if (n > 0 && metadata_pair(u, p, n, err, err_len) != 0) {
-      return -1;
-    }
-    p += strcspn(p, ",");
-  }
+  memcpy(u->filename, m.filename, sizeof(u->filename));
+  memcpy(u->sha256, m.sha256, sizeof(u->sha256));
+  snprintf(u->metadata, sizeof(u->metadata), "%s", value); /* it fits */
   return 0;
 }
 

@@ -11,14 +11,15 @@
 #include <stdint.h>
 
 #include "core/list.h"
+#include "core/tus_header.h"
 #include "core/uuid.h"
 #include "server/ctx.h"
 #include "server/store.h"
 
-#define SRV_UPLOAD_FILENAME_MAX 256
-#define SRV_UPLOAD_METADATA_MAX 2048
+#define SRV_UPLOAD_FILENAME_MAX CORE_TUS_FILENAME_MAX
+#define SRV_UPLOAD_METADATA_MAX CORE_TUS_METADATA_MAX
 /* Parts one final upload may name (tus concatenation; protocol.md §2.6). */
-#define SRV_UPLOAD_PARTS_MAX 64
+#define SRV_UPLOAD_PARTS_MAX CORE_TUS_PARTS_MAX
 
 typedef enum {
   SRV_UPLOAD_RECEIVING,  /* bytes are expected */
@@ -149,9 +150,9 @@ uint64_t srv_uploads_stored_bytes(srv_ctx_t* ctx);
 /* Housekeeping: removes expired uploads nobody is writing. */
 void srv_uploads_housekeeping(srv_ctx_t* ctx);
 
-/* Parses Upload-Metadata ("key base64,key base64"): filename and sha256
- * (64 hex digits) into `u`, the whole value kept. Returns 0 or -1 with a
- * sentence in `err`. */
+/* Parses Upload-Metadata (core_tus_parse_metadata): filename and sha256
+ * into `u`, the whole value kept. Returns 0 or -1 with a sentence in
+ * `err`. */
 int srv_upload_parse_metadata(srv_upload_t* u,
                               const char* value,
                               char* err,
