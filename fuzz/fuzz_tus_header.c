@@ -3,8 +3,9 @@
  * to all four; what each accepts is checked against an independent reading
  * of the same text: the integer against strtoull, the checksum's digest
  * re-encoded, the metadata's limits and alphabet, and the concatenation's
- * ids (valid, distinct, each found in the text). */
+ * ids (valid, lower case, distinct, each found in the text). */
 #include <assert.h>
+#include <ctype.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -75,14 +76,21 @@ static void check_concat(const char* s) {
   }
   assert(strncmp(s, "final;", 6) == 0);
   assert(n >= 1 && n <= CORE_TUS_PARTS_MAX);
+  char* lower = strdup(s);
+  assert(lower != NULL);
+  for (char* c = lower; *c != '\0'; c++) {
+    *c = (char) tolower((unsigned char) *c);
+  }
   for (unsigned i = 0; i < n; i++) {
     assert(strlen(ids[i]) == CORE_UUID_STR_LEN);
     assert(core_uuid_is_valid(ids[i], CORE_UUID_STR_LEN));
-    assert(strstr(s, ids[i]) != NULL);
+    assert(strspn(ids[i], "0123456789abcdef-") == CORE_UUID_STR_LEN);
+    assert(strstr(lower, ids[i]) != NULL);
     for (unsigned k = 0; k < i; k++) {
       assert(strcmp(ids[i], ids[k]) != 0);
     }
   }
+  free(lower);
 }
 
 

@@ -1,6 +1,7 @@
 /* tus_header.c: tus request headers. See tus_header.h. */
 #include "core/tus_header.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -304,14 +305,20 @@ int core_tus_parse_concat_final(const char* v,
                     "(limits.max_upload_parts)",
                     CORE_TUS_PARTS_MAX);
     }
+    /* Lower case, as the server writes ids (and finds them in any case):
+     * one part named twice in two cases is one part named twice. */
+    char lower[CORE_UUID_STR_LEN + 1];
+    for (size_t i = 0; i < CORE_UUID_STR_LEN; i++) {
+      lower[i] = (char) tolower((unsigned char) id[i]);
+    }
+    lower[CORE_UUID_STR_LEN] = '\0';
     for (unsigned i = 0; i < *count; i++) {
-      if (memcmp(ids[i], id, CORE_UUID_STR_LEN) == 0) {
+      if (memcmp(ids[i], lower, CORE_UUID_STR_LEN) == 0) {
         return refuse(-EEXIST, err, err_len,
-                      "Upload-Concat names upload %.36s twice", id);
+                      "Upload-Concat names upload %s twice", lower);
       }
     }
-    memcpy(ids[*count], id, CORE_UUID_STR_LEN);
-    ids[*count][CORE_UUID_STR_LEN] = '\0';
+    memcpy(ids[*count], lower, CORE_UUID_STR_LEN + 1);
     (*count)++;
     p += n;
   }

@@ -14,10 +14,11 @@
 
 #include "core/uuid.h"
 
-#define CORE_TUS_FILENAME_MAX 256  /* bytes, with the NUL */
-#define CORE_TUS_METADATA_MAX 2048 /* bytes of Upload-Metadata, with the NUL   \
-                                    */
-#define CORE_TUS_PARTS_MAX 64      /* parts a final upload may name */
+#define CORE_TUS_FILENAME_MAX 256 /* bytes, with the NUL */
+#define CORE_TUS_METADATA_MAX                                                  \
+  2048                        /* bytes of Upload-Metadata, with the NUL        \
+                               */
+#define CORE_TUS_PARTS_MAX 64 /* parts a final upload may name */
 
 /* A decimal integer: 1 to 19 digits (leading zeros allowed), at most
  * INT64_MAX (records store signed 64-bit integers), optionally between
@@ -64,9 +65,11 @@ int core_tus_parse_metadata(const char* v,
 /* `Upload-Concat: final;<url> <url> ...` (spaces or tabs between URLs):
  * each URL a path or an absolute URL whose path, without query or
  * fragment, ends in "/v1/uploads/<id>" (one trailing '/' allowed; any
- * prefix before, as behind a proxy). The ids go to `ids`, in order.
+ * prefix before, as behind a proxy). The ids go to `ids`, in order, in
+ * lower case.
  * Returns 0, -EINVAL (not "final;" and at least one such URL), -E2BIG
- * (more than CORE_TUS_PARTS_MAX) or -EEXIST (an id named twice). */
+ * (more than CORE_TUS_PARTS_MAX) or -EEXIST (an id named twice, in any
+ * case). */
 int core_tus_parse_concat_final(const char* v,
                                 char ids[][CORE_UUID_STR_LEN + 1],
                                 unsigned* count,

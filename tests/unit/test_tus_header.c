@@ -282,6 +282,14 @@ Test(tus_header, concat_final_refusals, .timeout = 10) {
   }
   cr_assert_eq(concat("final;/v1/uploads/" ID1 " /v1/uploads/" ID1, &n, ids),
                -EEXIST);
+  cr_assert_eq(concat("final;/v1/uploads/" ID1
+                      " /v1/uploads/3F1C2A9E-5B7D-4E8F-9A0B-1C2D3E4F5A6B",
+                      &n, ids),
+               -EEXIST, "the same id in upper case");
+  cr_assert_eq(
+      concat("final;/v1/uploads/3F1C2A9E-5B7D-4E8F-9A0B-1C2D3E4F5A6B", &n, ids),
+      0);
+  cr_assert_str_eq(ids[0], ID1, "kept in lower case");
   char* v = malloc(8 + (CORE_TUS_PARTS_MAX + 1) * 64);
   cr_assert_not_null(v);
   size_t len = (size_t) sprintf(v, "final;");
