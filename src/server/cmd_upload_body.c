@@ -19,14 +19,24 @@
 
 #define BUF_CAP (1u << 20)
 
+/* The PATCH lets go of the upload's file: others may write it, and the
+ * requests waiting for a settling PATCH go on. */
+static void release_busy(srv_upload_req_t* p) {
+  if (p->owns_busy) {
+    p->owns_busy = false;
+    srv_upload_release(p->u);
+  }
+}
+
+
 void srv_upload_req_free(srv_upload_req_t* p) {
+  srv_upload_settle_cancel(&p->settle);
   free(p->buf);
   free(p->spill);
+  free(p->held);
   EVP_MD_CTX_free(p->md);
   if (p->u != NULL) {
-    if (p->owns_busy) {
-      p->u->is_busy = false;
-    }
+    release_busy(p);
     srv_upload_unref(p->u);
   }
   if (p->ticket != NULL) {
@@ -208,6 +218,7 @@ static void maybe_complete(srv_upload_req_t* p) {
   } else if (u->concat == SRV_CONCAT_NONE) {
     if (srv_upload_complete_start(p->ctx, u) == 0) {
       srv_upload_complete_wait(u, &p->waiter);
+      release_busy(p); /* it only waits now: HEAD need not */
       return;
     }
     srv_upload_req_fail(
@@ -292,6 +303,12 @@ static int submit(srv_upload_req_t* p, bool last) {
 
 /* The body is over (complete, or the connection closed): flush and sync. */
 void srv_upload_req_finish(srv_upload_req_t* p) {
+  if (p->owns_busy) {
+    /* What it keeps is known now, and durable within a write and a commit:
+     * a HEAD or a resume waits for that rather than tell an older offset
+     * or find the upload busy (srv_upload_settle_wait). */
+    p->u->is_settling = true;
+  }
   bool keep = p->err_status == 0 && !p->is_discarding &&
               !(p->is_aborted && p->md != NULL); /* no partial checksums */
   if (!keep || (p->received == 0 && p->io.fd < 0)) {
@@ -342,6 +359,21 @@ static void on_written(srv_upload_io_t* io) {
 
 static int sink_chunk(srv_body_sink_t* sink, const uint8_t* bytes, size_t len) {
   srv_upload_req_t* p = CORE_CONTAINER_OF(sink, srv_upload_req_t, sink);
+  if (p->is_answered) {
+    return -1; /* refused and told: the connection ends */
+  }
+  if (p->is_parked) {
+    /* Kept until the state checks can be made; reading waits. */
+    uint8_t* grown = realloc(p->held, p->held_len + len);
+    if (grown == NULL) {
+      return -1;
+    }
+    memcpy(grown + p->held_len, bytes, len);
+    p->held = grown;
+    p->held_len += len;
+    p->is_holding = true;
+    return 1;
+  }
   if (p->err_status != 0 || p->is_discarding) {
     return 0;
   }
@@ -375,6 +407,10 @@ static int sink_chunk(srv_body_sink_t* sink, const uint8_t* bytes, size_t len) {
 
 static void sink_abort(srv_body_sink_t* sink) {
   srv_upload_req_t* p = CORE_CONTAINER_OF(sink, srv_upload_req_t, sink);
+  if (p->is_parked) {
+    srv_upload_req_free(p); /* it wrote nothing, and no one waits */
+    return;
+  }
   p->conn = NULL;
   p->is_aborted = true;
   if (!p->io.is_busy) {
@@ -389,11 +425,48 @@ void srv_upload_drop_new(srv_ctx_t* ctx, srv_upload_t* u) {
 }
 
 
+void srv_upload_req_refuse_now(srv_upload_req_t* p, srv_conn_t* conn) {
+  p->mode.keep_alive = false;
+  srv_tus_reply_error(conn, &p->mode, p->err_status, p->err_code, p->err_msg);
+  p->is_answered = true;
+  if (p->is_create && p->u != NULL && !p->u->is_committed) {
+    srv_upload_drop_new(p->ctx, p->u);
+  }
+  srv_conn_end(conn); /* then sink_abort frees p */
+}
+
+
+void srv_upload_req_unpark(srv_upload_req_t* p) {
+  uint8_t* held = p->held;
+  size_t held_len = p->held_len;
+  bool was_holding = p->is_holding;
+  p->held = NULL;
+  p->held_len = 0;
+  p->is_holding = false;
+  int rc = held != NULL ? sink_chunk(&p->sink, held, held_len) : 0;
+  free(held);
+  if (rc < 0) {
+    srv_upload_req_fail(p, 503, "overloaded", "the server is out of memory");
+  }
+  if (rc == 1) {
+    return; /* a write is in flight: on_written reads on, or finishes */
+  }
+  if (p->is_ended) {
+    srv_upload_req_finish(p);
+  } else if (rc < 0 && p->conn != NULL) {
+    srv_upload_req_refuse_now(p, p->conn);
+  } else if (was_holding && p->conn != NULL) {
+    srv_conn_resume(p->conn);
+  }
+}
+
+
 srv_upload_req_t* srv_upload_req_new(srv_request_t* rq) {
   srv_upload_req_t* p = calloc(1, sizeof(*p));
   if (p == NULL) {
     return NULL;
   }
+  core_list_init(&p->settle.link);
   p->sink.on_chunk = sink_chunk;
   p->sink.on_abort = sink_abort;
   p->waiter.cb = on_completed;

@@ -2,6 +2,7 @@
  * only; files are removed through uv_fs_unlink (libuv's pool). */
 #include "server/uploads.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <openssl/rand.h>
 #include <stdio.h>
@@ -35,6 +36,7 @@ srv_upload_t* srv_upload_new(srv_ctx_t* ctx) {
   core_uuid4_format(random16, u->id);
   core_list_init(&u->link);
   core_list_init(&u->waiters);
+  core_list_init(&u->settle_waiters);
   u->ctx = ctx;
   u->refs = 1;
   u->created_us = srv_now_us();
@@ -90,6 +92,35 @@ static json_t* to_record(const srv_upload_t* u) {
       u->owner_token, "filename", u->filename, "sha256", u->sha256, "metadata",
       u->metadata, "volume_id", u->volume_id, "parts", parts, "error_code",
       u->error_code, "error", u->error_msg);
+}
+
+
+void srv_upload_settle_wait(srv_upload_t* u, srv_upload_settle_t* s) {
+  assert(u->is_settling);
+  core_list_push_back(&u->settle_waiters, &s->link);
+}
+
+
+void srv_upload_settle_cancel(srv_upload_settle_t* s) {
+  if (core_list_is_linked(&s->link)) {
+    core_list_remove(&s->link);
+  }
+}
+
+
+void srv_upload_release(srv_upload_t* u) {
+  u->is_busy = false;
+  u->is_settling = false;
+  /* Taken off one at a time: a waiter's callback may make the upload busy
+   * again (a PATCH that waited), and the others then see that. */
+  srv_upload_ref(u);
+  while (!core_list_is_empty(&u->settle_waiters)) {
+    core_list_t* node = core_list_front(&u->settle_waiters);
+    core_list_remove(node);
+    srv_upload_settle_t* s = CORE_CONTAINER_OF(node, srv_upload_settle_t, link);
+    s->cb(s);
+  }
+  srv_upload_unref(u);
 }
 
 
@@ -218,6 +249,7 @@ static int restore_one(void* arg, const json_t* rec) {
   }
   core_list_init(&u->link);
   core_list_init(&u->waiters);
+  core_list_init(&u->settle_waiters);
   u->ctx = ctx;
   u->refs = 1;
   memcpy(u->id, id, CORE_UUID_STR_LEN + 1);

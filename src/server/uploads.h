@@ -39,6 +39,16 @@ typedef enum {
                          then the validation) */
 } srv_concat_t;
 
+typedef struct srv_upload_settle_s srv_upload_settle_t;
+
+/* A request waiting until a PATCH whose client left has finished with the
+ * upload (what it kept is committed), so that its answer tells the offset
+ * a resume needs. Runs once, on the loop, `s` unlinked before. */
+struct srv_upload_settle_s {
+  core_list_t link; /* the upload's settle_waiters */
+  void (*cb)(srv_upload_settle_t* s);
+};
+
 typedef struct srv_upload_s {
   core_list_t link; /* ctx->uploads, oldest first */
   srv_ctx_t* ctx;
@@ -72,11 +82,15 @@ typedef struct srv_upload_s {
   bool holds_parts;    /* final: counted in its parts' final_refs */
   char error_code[32]; /* failed final: why (the 4xx/5xx code) */
   char error_msg[200];
-  core_list_t waiters; /* srv_upload_waiter_t, while completing */
-  bool is_busy;        /* a PATCH owns the file now */
-  bool is_deleted;     /* unregistered; freed when the last ref goes */
-  bool is_committed;   /* its first record is durable: it exists */
-  unsigned refs;       /* the registry + each request working on it */
+  core_list_t waiters;        /* srv_upload_waiter_t, while completing */
+  bool is_busy;               /* a PATCH owns the file now */
+  bool is_settling;           /* ... and its client is gone: it finishes (write,
+                                 fdatasync, commit) for no one */
+  core_list_t settle_waiters; /* srv_upload_settle_t: HEAD and PATCH
+                                 requests waiting for that */
+  bool is_deleted;            /* unregistered; freed when the last ref goes */
+  bool is_committed;          /* its first record is durable: it exists */
+  unsigned refs;              /* the registry + each request working on it */
 } srv_upload_t;
 
 /* The file of upload `id`: state_dir/uploads/<id>.part (into out). */
@@ -97,6 +111,18 @@ srv_upload_t* srv_upload_find(srv_ctx_t* ctx, const char* id, size_t len);
 
 void srv_upload_ref(srv_upload_t* u);
 void srv_upload_unref(srv_upload_t* u);
+
+/* Calls `s` (borrowed until it runs, or until srv_upload_settle_cancel)
+ * once u->is_settling ends. */
+void srv_upload_settle_wait(srv_upload_t* u, srv_upload_settle_t* s);
+
+/* `s` no longer waits (its request went away). NULL-safe for a waiter not
+ * waiting. */
+void srv_upload_settle_cancel(srv_upload_settle_t* s);
+
+/* The PATCH that owned `u` let go of it: is_busy and is_settling end, and
+ * the requests waiting for that run. */
+void srv_upload_release(srv_upload_t* u);
 
 /* Queues the upload's record (serialised now); cb as for srv_store_put,
  * run after u->durable_state and u->durable_offset took the saved values
