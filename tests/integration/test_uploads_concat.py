@@ -126,10 +126,12 @@ class ConcatTest(TusCase):
         data = make_mrc(shape=(2, 3, 4), seed=42)
         urls = self.parts(data, [300])
         fifo = self.fifo_part(urls[1])
+        finals = []
         try:
             f1 = self.final(urls)
             self.assertEqual(f1.status, 201, f1)
             f1 = f1.header("Location")
+            finals.append(f1)
             h = self.head(f1)
             self.assertEqual(h.status, 200)
             self.assertIsNone(h.header("Upload-Offset"))
@@ -143,8 +145,11 @@ class ConcatTest(TusCase):
             f2 = self.final(urls)
             self.assertEqual(f2.status, 201, f2)
             f2 = f2.header("Location")
+            finals.append(f2)
         finally:
-            self.release_fifo(fifo)
+            # Each final's join opens the pipe on its own: let every one go.
+            self.release_fifo(fifo, until=lambda: all(
+                self.head(f).status != 200 for f in finals))
         # The part proved short: both finals fail, kept with the reason.
         for f in (f1, f2):
             h = self.poll(lambda: (lambda r: r if r.status != 200 else None)(

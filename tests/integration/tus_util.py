@@ -266,10 +266,22 @@ class TusCase(unittest.TestCase):
         os.mkfifo(path)
         return path
 
-    def release_fifo(self, path):
+    def release_fifo(self, path, until=None):
+        """Lets the joins reading the pipe go (they see it end early). With
+        `until`, keeps letting joins go until until() is true: a join that
+        opens the pipe after a release would otherwise wait forever."""
         def opened():
             try:
                 return os.open(path, os.O_WRONLY | os.O_NONBLOCK)
             except OSError:  # ENXIO: no join is waiting on it yet
                 return None
-        os.close(self.poll(opened, "the join to open the part"))
+        if until is None:
+            os.close(self.poll(opened, "the join to open the part"))
+            return
+
+        def released():
+            fd = opened()
+            if fd is not None:
+                os.close(fd)
+            return until()
+        self.poll(released, "the joins waiting on the pipe to end")
