@@ -29,13 +29,16 @@ server's MRC check and whole-file sha256). Medians of the repetitions.
 import argparse
 import base64
 import datetime
+import functools
 import hashlib
 import json
 import os
 import platform
 import re
 import resource
+import shlex
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -145,24 +148,32 @@ def finish_concat(port, locs):
     return h["cryomamba-volume-id"], t
 
 
-def start_server(a, state):
-    cmd = [a.server, "--port", "0", "--state-dir", state, "--log-level", "warn",
+def start_server(a, state, server):
+    cmd = [server, "--port", "0", "--state-dir", state, "--log-level", "warn",
            "--max-connections-per-ip", "0"] + a.extra.split()
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     port = int(re.search(r":(\d+)\s*$", p.stdout.readline().decode()).group(1))
     return p, port, cmd
 
 
-def run_upload(a, jobs, concat, checksum):
+def run_upload(a, server, jobs, concat, checksum):
     """jobs: [(path, start, length, sha256 of that range as a file or None)]."""
     state = tempfile.mkdtemp(prefix="state-", dir=a.work)
-    p, port, cmd = start_server(a, state)
+    p, port, cmd = start_server(a, state, server)
+    prof = None
     try:
+        if a.attach:
+            a.attach_n += 1
+            out = "%s.%d" % (a.attach_out, a.attach_n)
+            prof = subprocess.Popen(shlex.split(a.attach.format(pid=p.pid, out=out)),
+                                    stderr=subprocess.DEVNULL)
+            time.sleep(1.0)  # let perf/strace attach before the first byte
         if concat and "concatenation" not in tus_extensions(port):
             return None
         digests = [chunk_digests(j[0], j[1], j[2], a.chunk) if checksum else None
                    for j in jobs]
-        rss0, cpu0, ccpu0 = proc_status_kib(p.pid, "VmRSS"), proc_cpu_s(p.pid), client_cpu_s()
+        rss0, ccpu0 = proc_status_kib(p.pid, "VmRSS"), client_cpu_s()
+        cpu0, loop0 = proc_cpu_s(p.pid), proc_cpu_s(p.pid, p.pid)
         sampler = Sampler(p.pid)
         sampler.start()
         t0 = time.monotonic()
@@ -184,17 +195,23 @@ def run_upload(a, jobs, concat, checksum):
             vols = [(o["volume_id"], j[2], j[3]) for o, j in zip(outs, jobs)]
         ccpu1 = client_cpu_s()
         sampler.stop()
-        cpu1, hwm = proc_cpu_s(p.pid), proc_status_kib(p.pid, "VmHWM")
+        cpu1, loop1 = proc_cpu_s(p.pid), proc_cpu_s(p.pid, p.pid)
+        hwm = proc_status_kib(p.pid, "VmHWM")
+        cpu_d, loop_d = sampler.cpu_at(t_durable)
         for vid, size, sha in vols:
             status, _, body = TusConn(port, 30).request("GET", "/v1/volumes/%s" % vid)
             v = json.loads(body)
             assert status == 200 and v["size_bytes"] == size and v["sha256"] == sha, v
         nbytes = sum(j[2] for j in jobs)
         return dict(bytes=nbytes, durable_s=t_durable - t0, done_s=t_end - t0,
-                    cpu_transfer=sampler.cpu_at(t_durable) - cpu0, cpu_total=cpu1 - cpu0,
+                    cpu_transfer=cpu_d - cpu0, cpu_total=cpu1 - cpu0,
+                    loop_transfer=loop_d - loop0, loop_total=loop1 - loop0,
                     rss0_kib=rss0, rss_max_kib=sampler.max_rss_kib(), hwm_kib=hwm,
                     client_cpu=ccpu1 - ccpu0, server_cmd=cmd)
     finally:
+        if prof is not None:
+            prof.send_signal(signal.SIGINT)
+            prof.wait(60)
         p.terminate()
         p.wait(30)
         shutil.rmtree(state, ignore_errors=True)
@@ -251,13 +268,13 @@ def fs_of(path):
     return "%s %s on %s" % (best[2], best[1], best[0])
 
 
-def print_table(a, results):
-    print("%-6s %-12s %8s %8s %6s %8s %8s %10s %10s %18s %9s" % (
-        "size", "case", "durable", "MB/s", "x copy", "complete", "volume", "srv s/GB",
-        "srv s/GB", "srv RSS MiB", "cli s/GB"))
-    print("%-6s %-12s %8s %8s %6s %8s %8s %10s %10s %18s %9s" % (
-        "", "", "s", "durable", "/chunk", "s", "s", "transfer", "total",
-        "before>max (HWM)", ""))
+def print_table(results):
+    """Medians over the repetitions; MB/s also as min..max."""
+    fmt = "%-6s %-15s %7s %15s %6s %7s %7s %6s %6s %6s %17s %6s"
+    print(fmt % ("size", "case", "durable", "MB/s durable", "x copy", "complete", "volume",
+                 "loop", "pool", "total", "server RSS MiB", "client"))
+    print(fmt % ("", "", "s", "median (range)", "/chunk", "s", "s", "-- server", "CPU s/GB",
+                 "--", "before>max (HWM)", "s/GB"))
     for size, cases in results:
         copy = cases.get("copy/chunk")
         base = copy and med(copy, "bytes") / med(copy, "durable_s")
@@ -265,26 +282,35 @@ def print_table(a, results):
             if not runs:
                 continue
             gb = med(runs, "bytes") / 1e9
-            rate = med(runs, "bytes") / med(runs, "durable_s")
-            lo = min(r["bytes"] / r["durable_s"] for r in runs) / 1e6
-            hi = max(r["bytes"] / r["durable_s"] for r in runs) / 1e6
-            srv = ("%10.3f %10.3f %18s" % (
-                med(runs, "cpu_transfer") / gb, med(runs, "cpu_total") / gb,
-                "%.1f>%.1f (%.1f)" % (med(runs, "rss0_kib") / 1024,
-                                      med(runs, "rss_max_kib") / 1024,
-                                      med(runs, "hwm_kib") / 1024))
-                   if "cpu_total" in runs[0] else "%10s %10s %18s" % ("-", "-", "-"))
-            print("%-6s %-12s %8.2f %8.0f %6.2f %8.2f %8.2f %s %9.3f   (MB/s %.0f..%.0f, n=%d)" % (
-                "%dM" % (size >> 20), name, med(runs, "durable_s"), rate / 1e6,
-                rate / base if base else float("nan"),
-                med(runs, "done_s") - med(runs, "durable_s"), med(runs, "done_s"),
-                srv, med(runs, "client_cpu") / gb, lo, hi, len(runs)))
+            rates = [r["bytes"] / r["durable_s"] / 1e6 for r in runs]
+            rate = med(runs, "bytes") / med(runs, "durable_s") / 1e6
+            srv = ("-", "-", "-", "-")
+            if "cpu_total" in runs[0]:
+                loop = med(runs, "loop_transfer") / gb
+                srv = ("%.2f" % loop, "%.2f" % (med(runs, "cpu_transfer") / gb - loop),
+                       "%.2f" % (med(runs, "cpu_total") / gb),
+                       "%.1f>%.1f (%.1f)" % (med(runs, "rss0_kib") / 1024,
+                                             med(runs, "rss_max_kib") / 1024,
+                                             med(runs, "hwm_kib") / 1024))
+            print(fmt % ((
+                "%dM" % (size >> 20), name, "%.2f" % med(runs, "durable_s"),
+                "%.0f (%.0f..%.0f)" % (rate, min(rates), max(rates)),
+                "%.2f" % (rate * 1e6 / base) if base else "-",
+                "%.2f" % (med(runs, "done_s") - med(runs, "durable_s")),
+                "%.2f" % med(runs, "done_s")) + srv + ("%.2f" % (med(runs, "client_cpu") / gb),)))
+    print("# loop = the server's event-loop thread (socket reads, parsing, copies into the "
+          "write buffer) and pool = every other thread (pwrite, fdatasync, SQLite, hashing), "
+          "up to 'durable'; total includes the completion. copy rows: 'complete' is a sha256 "
+          "pass over the copy (Python hashlib, OpenSSL, 1 MiB reads), the work of the "
+          "server's completion; client CPU is the copier's.")
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("server", nargs="?",
-                    default=os.path.join(ROOT, "build", "src", "server", "cryomambad"))
+    ap.add_argument("servers", nargs="*", metavar="server",
+                    default=[os.path.join(ROOT, "build", "src", "server", "cryomambad")],
+                    help="one or more binaries; with several, every upload case runs on "
+                    "each in turn (labelled #1, #2...) within each repetition")
     ap.add_argument("--sizes", default="256M,1G", help="MRC data sizes, multiples of 4 MiB")
     ap.add_argument("--chunk", type=parse_size, default=64 * MIB, help="PATCH size")
     ap.add_argument("--repeat", type=int, default=3)
@@ -293,19 +319,27 @@ def main():
                     help="where input files and state dirs go (the disk measured)")
     ap.add_argument("--extra", default="", help="extra server flags")
     ap.add_argument("--json", help="write the runs here")
+    ap.add_argument("--cases", help="only these cases (comma-separated names as printed)")
+    ap.add_argument("--attach", help="profile each upload case's server, e.g. "
+                    "'strace -c -f -o {out} -p {pid}' or 'perf record -e cpu-clock -g "
+                    "-o {out} -p {pid}' (stopped with SIGINT at the end of the case)")
+    ap.add_argument("--attach-out", default="/tmp/bench-uploads-prof",
+                    help="{out} for --attach: this path plus a number per case")
     a = ap.parse_args()
-    a.server = os.path.abspath(a.server)
+    a.servers = [os.path.abspath(x) for x in a.servers]
     sizes = [parse_size(s) for s in a.sizes.split(",")]
     assert all(s % (4 * MIB) == 0 for s in sizes), "sizes must be multiples of 4 MiB"
     assert a.chunk % MIB == 0, "--chunk must be a multiple of 1 MiB"
     a.work = tempfile.mkdtemp(prefix="bench-uploads-", dir=a.dir)
-    a.sha = {}
+    a.sha, a.attach_n = {}, 0
     print("# %s" % " ".join([sys.executable] + sys.argv))
     print("# %s, %s, %d cores, load %s; files and state dirs on %s" % (
         datetime.datetime.now().strftime("%Y-%m-%d %H:%M"), platform.release(),
         os.cpu_count(), " ".join("%.2f" % x for x in os.getloadavg()), fs_of(a.work)))
-    print("# server: %s --port 0 --state-dir <fresh> --log-level warn "
-          "--max-connections-per-ip 0 %s" % (a.server, a.extra))
+    for i, server in enumerate(a.servers):
+        print("# server%s: %s --port 0 --state-dir <fresh> --log-level warn "
+              "--max-connections-per-ip 0 %s" % (
+                  " #%d" % (i + 1) if len(a.servers) > 1 else "", server, a.extra))
     print("# PATCH %d MiB via sendfile(2); input files fsynced and in the page cache "
           "(reads hit RAM); writes reach the disk through fdatasync; the completion's "
           "re-read hits the page cache" % (a.chunk >> 20))
@@ -324,13 +358,21 @@ def main():
             part = -(-total // 4 // MIB) * MIB
             parts = [(big, s, min(part, total - s), None) for s in range(0, total, part)]
             cases = {"copy/chunk": lambda: run_copy(a, big, a.chunk),
-                     "copy/end": lambda: run_copy(a, big, 0),
-                     "up/1": lambda: run_upload(a, [(big, 0, total, a.sha[big])], False, False)}
-            if a.checksum:
-                cases["up/1+sum"] = lambda: run_upload(
-                    a, [(big, 0, total, a.sha[big])], False, True)
-            cases["up/4 files"] = lambda: run_upload(a, quarters, False, False)
-            cases["up/4 concat"] = lambda: run_upload(a, parts, True, False)
+                     "copy/end": lambda: run_copy(a, big, 0)}
+            one = [(big, 0, total, a.sha[big])]
+            for i, srv in enumerate(a.servers):
+                tag = " #%d" % (i + 1) if len(a.servers) > 1 else ""
+                cases["up/1" + tag] = functools.partial(run_upload, a, srv, one, False, False)
+                if a.checksum:
+                    cases["up/1+sum" + tag] = functools.partial(run_upload, a, srv, one,
+                                                                False, True)
+                cases["up/4 files" + tag] = functools.partial(run_upload, a, srv, quarters,
+                                                              False, False)
+                cases["up/4 concat" + tag] = functools.partial(run_upload, a, srv, parts,
+                                                               True, False)
+            if a.cases:
+                want = a.cases.split(",")
+                cases = {k: v for k, v in cases.items() if k.split(" #")[0] in want}
             runs = {name: [] for name in cases}
             for rep in range(a.repeat):
                 for name, fn in cases.items():
@@ -338,16 +380,17 @@ def main():
                     if r is None:
                         continue
                     runs[name].append(r)
-                    print("  %dM %-12s run %d: durable %.2f s (%.0f MB/s), volume at %.2f s"
+                    print("  %dM %-15s run %d: durable %.2f s (%.0f MB/s), volume at %.2f s"
                           % (size >> 20, name, rep + 1, r["durable_s"],
                              r["bytes"] / r["durable_s"] / 1e6, r["done_s"]),
                           file=sys.stderr)
-            if not runs["up/4 concat"]:
-                print("# up/4 concat: skipped, the server does not advertise concatenation")
+            for name in runs:
+                if name.startswith("up/4 concat") and not runs[name]:
+                    print("# %s: skipped, the server does not advertise concatenation" % name)
             results.append((size, runs))
             for path in [big] + [q[0] for q in quarters]:
                 os.unlink(path)
-        print_table(a, results)
+        print_table(results)
         if a.json:
             with open(a.json, "w") as f:
                 json.dump({"argv": sys.argv, "results": [[s, r] for s, r in results]}, f,

@@ -123,9 +123,11 @@ def tus_extensions(port):
     return [e.strip() for e in h.get("tus-extension", "").split(",")]
 
 
-def proc_cpu_s(pid):
-    """utime + stime of `pid` in seconds (/proc/PID/stat fields 14, 15)."""
-    with open("/proc/%d/stat" % pid) as f:
+def proc_cpu_s(pid, tid=None):
+    """utime + stime in seconds (/proc/PID/stat fields 14, 15) of the process
+    `pid`, or of its thread `tid` (the main thread, the event loop: tid = pid)."""
+    path = "/proc/%d/stat" % pid if tid is None else "/proc/%d/task/%d/stat" % (pid, tid)
+    with open(path) as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
@@ -140,8 +142,9 @@ def proc_status_kib(pid, key):
 
 
 class Sampler(threading.Thread):
-    """Samples a process's VmRSS and CPU time every `period` s until stop():
-    self.samples is [(monotonic time, rss KiB, cpu s)]."""
+    """Samples a process's VmRSS, CPU time and its main thread's CPU time
+    every `period` s until stop(): self.samples is [(monotonic time, rss KiB,
+    cpu s, main thread cpu s)]."""
 
     def __init__(self, pid, period=0.01):
         super().__init__(daemon=True)
@@ -154,7 +157,7 @@ class Sampler(threading.Thread):
         while True:
             try:
                 self.samples.append((time.monotonic(), proc_status_kib(self.pid, "VmRSS"),
-                                     proc_cpu_s(self.pid)))
+                                     proc_cpu_s(self.pid), proc_cpu_s(self.pid, self.pid)))
             except OSError:
                 return
             if self._stop_ev.wait(self.period):
@@ -169,6 +172,7 @@ class Sampler(threading.Thread):
         return max(s[1] for s in self.samples)
 
     def cpu_at(self, t):
-        """CPU seconds at the last sample taken at or before t."""
-        before = [s[2] for s in self.samples if s[0] <= t]
-        return before[-1] if before else self.samples[0][2]
+        """(process, main thread) CPU seconds at the last sample taken at or
+        before t."""
+        before = [s for s in self.samples if s[0] <= t] or self.samples[:1]
+        return before[-1][2], before[-1][3]
