@@ -2,8 +2,9 @@
 """bench_uploads.py: tus upload throughput against a fresh cryomambad on
 loopback, next to the disk's own limit measured in the same run.
 
-    /usr/bin/python3 bench/bench_uploads.py [build/src/server/cryomambad] \
-        [--sizes 256M,1G] [--chunk 64M] [--repeat 3] [--checksum] [--dir DIR]
+    /usr/bin/python3 bench/bench_uploads.py [build/src/server/cryomambad [OTHER ...]] \
+        [--sizes 256M,1G] [--chunk 64M] [--repeat 3] [--checksum] [--dir DIR] \
+        [--cases up/1,copy/chunk] [--attach 'strace -c -f -o {out} -p {pid}']
 
 For each size S (the MRC's data bytes; a random float32 MRC2014 file, fsynced
 before any measurement) and each repetition, in this order:
@@ -23,7 +24,10 @@ peak RSS (VmHWM) is that case's. "durable" is the time from the POST to the
 moment every byte is fdatasync'ed (the last PATCH's answer waits for the
 completion, so a second connection polls HEAD every 2 ms for Upload-Offset =
 Upload-Length); "to volume" ends at the answer naming the volume (after the
-server's MRC check and whole-file sha256). Medians of the repetitions.
+server's MRC check and whole-file sha256). Medians of the repetitions,
+which run the cases in turn (after one warm-up copy per size, not counted);
+with several server binaries every upload case runs on each, so two builds
+compare within one run.
 """
 
 import argparse
@@ -374,6 +378,12 @@ def main():
                 want = a.cases.split(",")
                 cases = {k: v for k, v in cases.items() if k.split(" #")[0] in want}
             runs = {name: [] for name in cases}
+            # The first writes after the input files went to fresh page-cache
+            # pages; in a VM whose freed memory goes back to the host those cost
+            # a host fault each, slowing whichever case runs first.
+            w = run_copy(a, big, a.chunk)
+            print("# %dM: warm-up copy (not counted): %.0f MB/s"
+                  % (size >> 20, w["bytes"] / w["durable_s"] / 1e6))
             for rep in range(a.repeat):
                 for name, fn in cases.items():
                     r = fn()
