@@ -201,7 +201,8 @@ def run_upload(a, server, jobs, concat, checksum):
         sampler.stop()
         cpu1, loop1 = proc_cpu_s(p.pid), proc_cpu_s(p.pid, p.pid)
         hwm = proc_status_kib(p.pid, "VmHWM")
-        cpu_d, loop_d = sampler.cpu_at(t_durable)
+        _, _, cpu_d, loop_d, runq_d, _ = sampler.at(t_durable)
+        runq0 = sampler.samples[0][4]
         for vid, size, sha in vols:
             status, _, body = TusConn(port, 30).request("GET", "/v1/volumes/%s" % vid)
             v = json.loads(body)
@@ -210,6 +211,7 @@ def run_upload(a, server, jobs, concat, checksum):
         return dict(bytes=nbytes, durable_s=t_durable - t0, done_s=t_end - t0,
                     cpu_transfer=cpu_d - cpu0, cpu_total=cpu1 - cpu0,
                     loop_transfer=loop_d - loop0, loop_total=loop1 - loop0,
+                    runq_transfer=runq_d - runq0,
                     rss0_kib=rss0, rss_max_kib=sampler.max_rss_kib(), hwm_kib=hwm,
                     client_cpu=ccpu1 - ccpu0, server_cmd=cmd)
     finally:
@@ -274,11 +276,11 @@ def fs_of(path):
 
 def print_table(results):
     """Medians over the repetitions; MB/s also as min..max."""
-    fmt = "%-6s %-15s %7s %15s %6s %7s %7s %6s %6s %6s %17s %6s"
+    fmt = "%-6s %-15s %7s %15s %6s %7s %7s %6s %6s %6s %6s %17s %6s"
     print(fmt % ("size", "case", "durable", "MB/s durable", "x copy", "complete", "volume",
-                 "loop", "pool", "total", "server RSS MiB", "client"))
+                 "loop", "pool", "total", "runq", "server RSS MiB", "client"))
     print(fmt % ("", "", "s", "median (range)", "/chunk", "s", "s", "-- server", "CPU s/GB",
-                 "--", "before>max (HWM)", "s/GB"))
+                 "--", "s/GB", "before>max (HWM)", "s/GB"))
     for size, cases in results:
         copy = cases.get("copy/chunk")
         base = copy and med(copy, "bytes") / med(copy, "durable_s")
@@ -288,11 +290,12 @@ def print_table(results):
             gb = med(runs, "bytes") / 1e9
             rates = [r["bytes"] / r["durable_s"] / 1e6 for r in runs]
             rate = med(runs, "bytes") / med(runs, "durable_s") / 1e6
-            srv = ("-", "-", "-", "-")
+            srv = ("-", "-", "-", "-", "-")
             if "cpu_total" in runs[0]:
                 loop = med(runs, "loop_transfer") / gb
                 srv = ("%.2f" % loop, "%.2f" % (med(runs, "cpu_transfer") / gb - loop),
                        "%.2f" % (med(runs, "cpu_total") / gb),
+                       "%.2f" % (med(runs, "runq_transfer") / gb),
                        "%.1f>%.1f (%.1f)" % (med(runs, "rss0_kib") / 1024,
                                              med(runs, "rss_max_kib") / 1024,
                                              med(runs, "hwm_kib") / 1024))
@@ -304,7 +307,8 @@ def print_table(results):
                 "%.2f" % med(runs, "done_s")) + srv + ("%.2f" % (med(runs, "client_cpu") / gb),)))
     print("# loop = the server's event-loop thread (socket reads, parsing, copies into the "
           "write buffer) and pool = every other thread (pwrite, fdatasync, SQLite, hashing), "
-          "up to 'durable'; total includes the completion. copy rows: 'complete' is a sha256 "
+          "up to 'durable'; total includes the completion; runq = the server's threads' "
+          "time runnable but waiting for a CPU up to 'durable' (other load). copy rows: 'complete' is a sha256 "
           "pass over the copy (Python hashlib, OpenSSL, 1 MiB reads), the work of the "
           "server's completion; client CPU is the copier's.")
 

@@ -132,6 +132,22 @@ def proc_cpu_s(pid, tid=None):
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def proc_runq_s(pid):
+    """(every thread, the main thread) seconds spent runnable but waiting for
+    a CPU (/proc/PID/task/TID/schedstat, second field): the cost of other
+    load on the machine."""
+    total = main = 0.0
+    for tid in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/schedstat" % (pid, tid)) as f:
+                wait = int(f.read().split()[1]) / 1e9
+        except (OSError, IndexError):
+            continue  # a thread that just ended
+        total += wait
+        main += wait if int(tid) == pid else 0.0
+    return total, main
+
+
 def proc_status_kib(pid, key):
     """A /proc/PID/status field in KiB (VmRSS, VmHWM)."""
     with open("/proc/%d/status" % pid) as f:
@@ -142,9 +158,9 @@ def proc_status_kib(pid, key):
 
 
 class Sampler(threading.Thread):
-    """Samples a process's VmRSS, CPU time and its main thread's CPU time
-    every `period` s until stop(): self.samples is [(monotonic time, rss KiB,
-    cpu s, main thread cpu s)]."""
+    """Samples a process's VmRSS, CPU time, its main thread's CPU time and
+    their run-queue waits every `period` s until stop(): self.samples is
+    [(monotonic time, rss KiB, cpu s, main thread cpu s, runq s, main runq s)]."""
 
     def __init__(self, pid, period=0.01):
         super().__init__(daemon=True)
@@ -157,7 +173,8 @@ class Sampler(threading.Thread):
         while True:
             try:
                 self.samples.append((time.monotonic(), proc_status_kib(self.pid, "VmRSS"),
-                                     proc_cpu_s(self.pid), proc_cpu_s(self.pid, self.pid)))
+                                     proc_cpu_s(self.pid), proc_cpu_s(self.pid, self.pid))
+                                    + proc_runq_s(self.pid))
             except OSError:
                 return
             if self._stop_ev.wait(self.period):
@@ -171,8 +188,7 @@ class Sampler(threading.Thread):
     def max_rss_kib(self):
         return max(s[1] for s in self.samples)
 
-    def cpu_at(self, t):
-        """(process, main thread) CPU seconds at the last sample taken at or
-        before t."""
+    def at(self, t):
+        """The last sample taken at or before t."""
         before = [s for s in self.samples if s[0] <= t] or self.samples[:1]
-        return before[-1][2], before[-1][3]
+        return before[-1]
