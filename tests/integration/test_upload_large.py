@@ -32,9 +32,10 @@ MIB = 1 << 20
 DATA_MIB = int(os.environ.get("CRYOMAMBA_TEST_LARGE_UPLOAD_MIB", "2048"))
 CHUNK = 64 * MIB
 # What the server may grow by during the upload, whatever the file's size:
-# measured 4.5 MiB for 2 GiB (a 1 MiB write buffer, a 1 MiB read buffer for
-# the completion's hash, pool thread stacks). Buffering the file would grow
-# it by the file's size.
+# measured +2.3 MiB for 2 GiB (a 1 MiB write buffer, a 1 MiB read buffer for
+# the completion's hash, pool threads), +31.5 MiB under ASan (its 16 MiB
+# quarantine keeps freed PATCH buffers). Buffering the file would grow it by
+# the file's size (one built to hold whole 64 MiB PATCHes grew by 64.1 MiB).
 RSS_BOUND_MIB = 64 * RSS_SCALE
 SAMPLE_S = 0.005
 
