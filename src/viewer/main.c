@@ -210,6 +210,7 @@ int main(int argc, char** argv) {
   g_free(app.labels);
   g_free(app.spare);
   g_free(app.path);
+  g_free(app.engine_choice);
   viewer_prefs_clear(&app.prefs);
   return status != 0 ? status : exit_status;
 }
