@@ -643,6 +643,14 @@ class ViewerUploadTest(ViewerCase):
         self.assertEqual(srv.job(job2)["volume"]["volume_id"], volume_id)
         listing = self.volumes(srv)
         self.assertEqual(listing["total"], 1)
+        # Another engine: the simulator's params stay home.
+        _, job3 = self.submit(p.url, ph, "--engine", "noop")
+        bodies = [h for h in p.heads if h.startswith(b"POST /v1/jobs ")]
+        self.assertEqual(len(bodies), 2, p.heads)
+        self.assertRegex(bodies[1], rb'"engine":\s*"noop"')
+        for param in (b"pattern", b"seed", b"duration_s"):
+            self.assertNotIn(param, bodies[1])
+        self.assertEqual(srv.job(job3)["params"]["engine"], "noop")
         # An engine the server does not have: the server's refusal, named.
         bad = self.viewer("--server", srv.base, "--open", ph, "--submit",
                           "--engine", "nonesuch", "--screenshot", self.path("x.png"))
