@@ -155,6 +155,12 @@ static void on_progress(cm_upload_t* up,
   if (u->is_abandoned || u->is_cancelled) {
     return;
   }
+  if (u->has_phase && u->phase == CM_UPLOAD_COMPLETING &&
+      p->phase == CM_UPLOAD_UPLOADING && p->bytes_sent == p->bytes_total) {
+    /* The library says "uploading" again while the last PATCH, all of it
+     * written, waits for the server's check: still completing. */
+    return;
+  }
   cm_upload_info_t info;
   cm_upload_get_info(up, &info);
   if (!u->has_phase || u->phase != p->phase) {
