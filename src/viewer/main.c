@@ -71,7 +71,7 @@ static int parse_args(viewer_app_t* app, int* argc, char*** argv) {
       {"open", 'o', 0, G_OPTION_ARG_FILENAME, &o->open_path,
        "Open this .mrc tomogram", "FILE"},
       {"submit", 0, 0, G_OPTION_ARG_NONE, &submit,
-       "Submit a job for the open volume", NULL},
+       "Upload the open volume and submit a job on it", NULL},
       {"attach", 0, 0, G_OPTION_ARG_STRING, &o->attach_id,
        "Attach to an existing job", "JOB_ID"},
       {"engine", 0, 0, G_OPTION_ARG_STRING, &o->engine,
