@@ -109,7 +109,7 @@ static int parse_args(viewer_app_t* app, int* argc, char*** argv) {
        "Reconnect attempts in a row before giving up (0: never)", "N"},
       {"cancel-upload-after-bytes", 0, G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_INT64,
        &o->cancel_upload_after,
-       "Tests: cancel the upload once N bytes are sent", "N"},
+       "Tests: cancel the upload once N bytes are on the server", "N"},
       {"quit-after-upload-bytes", 0, G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_INT64,
        &o->quit_upload_after,
        "Tests: quit (as closing the window) once N bytes are on the server",

@@ -49,9 +49,8 @@ typedef struct {
   int max_retries;    /* reconnect attempts; 0: never give up */
   char* engine;       /* NULL: the preferences', else classic or sim */
   bool no_upload;     /* submit the shape only */
-  /* Test automation: cancel the upload (as the Cancel button) once this
-   * many bytes were sent / quit (as closing the window) once this many are
-   * on the server; 0: off. */
+  /* Test automation: cancel the upload (as the Cancel button) / quit (as
+   * closing the window) once this many bytes are on the server; 0: off. */
   int64_t cancel_upload_after;
   int64_t quit_upload_after;
 } viewer_opts_t;

@@ -129,10 +129,11 @@ static void automation(viewer_upload_t* u,
     return;
   }
   if (o->cancel_upload_after > 0 &&
-      p->bytes_sent >= (uint64_t) o->cancel_upload_after) {
+      p->bytes_done >= (uint64_t) o->cancel_upload_after) {
     u->is_trigger_done = true;
-    viewer_say("cancelling the upload %s at %llu bytes sent", info->upload_url,
-               (unsigned long long) p->bytes_sent);
+    viewer_say("cancelling the upload %s: %llu of %llu bytes on the server",
+               info->upload_url, (unsigned long long) p->bytes_done,
+               (unsigned long long) p->bytes_total);
     viewer_upload_cancel(app);
   } else if (o->quit_upload_after > 0 &&
              p->bytes_done >= (uint64_t) o->quit_upload_after) {
@@ -283,7 +284,7 @@ int viewer_upload_start(viewer_app_t* app) {
   cm_upload_options_init(&o);
   o.path = app->path;
   if (app->opts.cancel_upload_after > 0 || app->opts.quit_upload_after > 0) {
-    o.progress_interval_ms = 0; /* the trigger sees every byte count */
+    o.progress_interval_ms = 0; /* the trigger sees every step */
   }
   static const cm_upload_cbs_t cbs = {.on_progress = on_progress,
                                       .on_done = on_done};

@@ -191,16 +191,18 @@ class Viewer:
 
 class Proxy:
     """Forwards TCP connections to 127.0.0.1:upstream. What the viewer sends
-    on one connection passes until `conn_cap` bytes, and over all
-    connections until `total_cap` bytes; past a cap the connection is held
-    (not read any more) until release(). Answers come back unhindered.
-    `refuse`: a request whose target starts with it is answered 404
-    route_not_found here (a server without uploads). The first bytes of each
-    connection are kept in `heads`."""
+    passes until `total_cap` bytes over all connections; from the
+    `hold_patch`-th PATCH on (1 = the first), a PATCH's headers pass but not
+    its body. Past a cap the connection is held (not read any more) until
+    release(). Answers come back unhindered. `refuse`: a request whose
+    target starts with it is answered 404 route_not_found here (a server
+    without uploads). The first bytes of each connection are kept in
+    `heads`."""
 
-    def __init__(self, upstream, conn_cap=None, total_cap=None, refuse=None):
+    def __init__(self, upstream, total_cap=None, hold_patch=None, refuse=None):
         self.upstream = upstream
-        self.conn_cap = conn_cap
+        self.hold_patch = hold_patch
+        self.patches = 0
         self.total_cap = total_cap
         self.refuse = refuse
         self.forwarded = 0
@@ -219,7 +221,7 @@ class Proxy:
 
     def release(self):
         with self.cond:
-            self.conn_cap = self.total_cap = None
+            self.hold_patch = self.total_cap = None
             self.cond.notify_all()
 
     def close(self):
@@ -238,13 +240,18 @@ class Proxy:
 
     def _serve(self, c):
         head = b""
-        while b"\r\n" not in head and len(head) < 65536:
+        while b"\r\n\r\n" not in head and len(head) < 65536:
             data = c.recv(65536)
             if not data:
                 break
             head += data
+        cap = None  # this connection's: its headers only
         with self.cond:
             self.heads.append(head)
+            if head.startswith(b"PATCH "):
+                self.patches += 1
+                if self.hold_patch is not None and self.patches >= self.hold_patch:
+                    cap = head.index(b"\r\n\r\n") + 4
         target = head.split(b" ", 2)[1].decode("latin-1") if head.count(b" ") >= 2 else ""
         if self.refuse is not None and target.startswith(self.refuse):
             body = json.dumps({"error": {"code": "route_not_found", "message": "no such route",
@@ -265,7 +272,7 @@ class Proxy:
             data = head
             while data:
                 while data:
-                    n = self._allowance(sent, len(data))
+                    n = self._allowance(sent, len(data), cap)
                     if n == 0:
                         raise OSError("the proxy closes")
                     u.sendall(data[:n])
@@ -280,13 +287,13 @@ class Proxy:
                 except OSError:
                     pass
 
-    def _allowance(self, sent, want):
+    def _allowance(self, sent, want, cap):
         """Bytes that may go now (waits while held); 0 once stopping."""
         with self.cond:
             while not self.stopping:
                 n = want
-                if self.conn_cap is not None:
-                    n = min(n, self.conn_cap - sent)
+                if cap is not None and self.hold_patch is not None:
+                    n = min(n, cap - sent)
                 if self.total_cap is not None:
                     n = min(n, self.total_cap - self.forwarded)
                 if n > 0:
@@ -660,17 +667,18 @@ class ViewerUploadTest(ViewerCase):
 
     def test_cancel_during_the_upload_leaves_nothing(self):
         ph = self.path("big.mrc")
-        make_phantom(ph, (64, 256, 256))  # 16 MiB: one PATCH of 16 MiB
+        make_phantom(ph, (64, 256, 640))  # 40 MiB: PATCHes of 16, 16, 8 MiB
         srv = self.start_server()
-        # The PATCH connection is held after 4 MiB: the upload cannot end
-        # before the cancel; the DELETE comes on a new connection.
-        p = self.proxy(srv, conn_cap=4 << 20)
+        # The second PATCH gets no byte of its body through: the viewer
+        # cancels with 16 MiB on the server and the upload cannot end first.
+        p = self.proxy(srv, hold_patch=2)
         v = self.viewer("--server", p.url, "--open", ph, "--submit", "--engine", "sim",
-                        "--cancel-upload-after-bytes", str(1 << 20),
+                        "--cancel-upload-after-bytes", str(16 << 20),
                         "--screenshot", self.path("shot.png"))
-        m = v.wait_line(r"^viewer: cancelling the upload (/v1/uploads/[0-9a-f-]+) at (\d+) "
-                        r"bytes sent$")
-        self.assertGreaterEqual(int(m.group(2)), 1 << 20)
+        m = v.wait_line(r"^viewer: cancelling the upload (/v1/uploads/[0-9a-f-]+): (\d+) of "
+                        r"(\d+) bytes on the server$")
+        self.assertEqual(int(m.group(2)), 16 << 20)
+        self.assertEqual(int(m.group(3)), os.path.getsize(ph))
         v.wait_line(r"^viewer: upload cancelled$")
         shot = v.wait_line(SHOT_RE)
         self.assertEqual(v.wait(), 0, v.stderr())
@@ -681,7 +689,13 @@ class ViewerUploadTest(ViewerCase):
         self.assertEqual(srv.get("/v1/jobs").json["total"], 0)
         r = srv.request("HEAD", m.group(1), headers={"Tus-Resumable": "1.0.0"})
         self.assertEqual(r.status, 404, "the upload was terminated")
-        self.assertEqual(os.listdir(os.path.join(srv.state_dir, "uploads")), [])
+        # The server answers the DELETE once the removal is committed and
+        # unlinks the file on its pool: poll for it, with a deadline.
+        uploads = os.path.join(srv.state_dir, "uploads")
+        deadline = time.monotonic() + 20
+        while os.listdir(uploads) and time.monotonic() < deadline:
+            time.sleep(0.05)  # polling a condition, not synchronising
+        self.assertEqual(os.listdir(uploads), [], "the upload's file is removed")
         self.assertEqual(self.records(), [], "a cancel removes the resume record")
         srv.assert_healthy()
 
