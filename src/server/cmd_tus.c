@@ -3,6 +3,7 @@
  * (termination, answered after the removal commits). See cmd_uploads.h.
  * Loop thread only. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "server/cmd_upload_body.h"
@@ -37,17 +38,12 @@ static void reply_not_found(srv_request_t* rq) {
 }
 
 
-void srv_cmd_upload_head(srv_request_t* rq, const char* id, size_t id_len) {
-  if (!srv_cmd_tus_version_ok(rq)) {
-    return;
-  }
-  srv_upload_t* u = srv_upload_find(rq->conn->ctx, id, id_len);
-  if (u == NULL || !u->is_committed) {
-    reply_not_found(rq);
-    return;
-  }
+/* HEAD's answer for `u`, as it is committed. */
+static void reply_head(srv_conn_t* conn,
+                       const srv_http_mode_t* mode,
+                       const srv_upload_t* u) {
   char headers[SRV_TUS_HEADERS_MAX + 256];
-  if (u->state == SRV_UPLOAD_FAILED) {
+  if (u->durable_state == SRV_UPLOAD_FAILED) {
     /* A final that did not become a volume: the answer its PATCH would have
      * had, the reason in a header (a HEAD answer has no body). */
     char concat[SRV_TUS_CONCAT_MAX];
@@ -66,8 +62,7 @@ void srv_cmd_upload_head(srv_request_t* rq, const char* id, size_t id_len) {
              "Upload-Length: %llu\r\nUpload-Concat: %s\r\n"
              "CryoMamba-Upload-Error: %s %s\r\n",
              (unsigned long long) u->length, concat, u->error_code, why);
-    srv_http_reply_error(rq->conn, &rq->mode, status, u->error_code,
-                         u->error_msg,
+    srv_http_reply_error(conn, mode, status, u->error_code, u->error_msg,
                          "the parts are kept: create another final upload, "
                          "or send the file again",
                          false, headers);
@@ -75,8 +70,64 @@ void srv_cmd_upload_head(srv_request_t* rq, const char* id, size_t id_len) {
   }
   srv_tus_upload_headers(u, true, headers, sizeof(headers));
   /* A HEAD answer with the headers a GET would have, and no body. */
-  srv_http_reply(rq->conn, &rq->mode, 200, "application/json", NULL, 0,
-                 headers);
+  srv_http_reply(conn, mode, 200, "application/json", NULL, 0, headers);
+}
+
+
+/* A HEAD waiting for a PATCH whose bytes are on their way to the disk. */
+typedef struct {
+  pending_t* pending;
+  srv_upload_t* u; /* a reference */
+  srv_upload_settle_t settle;
+} head_wait_t;
+
+
+static void on_head_settled(srv_upload_settle_t* s) {
+  head_wait_t* w = CORE_CONTAINER_OF(s, head_wait_t, settle);
+  srv_conn_t* conn = srv_cmd_pending_conn(w->pending);
+  if (conn != NULL && w->u->is_deleted) {
+    srv_http_reply_error(conn, &w->pending->mode, 404, "upload_not_found",
+                         "the upload was terminated", NULL, false, TUS_HEADERS);
+  } else if (conn != NULL) {
+    reply_head(conn, &w->pending->mode, w->u);
+  }
+  srv_cmd_pending_done(w->pending);
+  srv_upload_unref(w->u);
+  free(w);
+}
+
+
+srv_cmd_result_t srv_cmd_upload_head(srv_request_t* rq,
+                                     const char* id,
+                                     size_t id_len) {
+  if (!srv_cmd_tus_version_ok(rq)) {
+    return SRV_CMD_DONE;
+  }
+  srv_upload_t* u = srv_upload_find(rq->conn->ctx, id, id_len);
+  if (u == NULL || !u->is_committed) {
+    reply_not_found(rq);
+    return SRV_CMD_DONE;
+  }
+  if (!u->is_settling) {
+    reply_head(rq->conn, &rq->mode, u);
+    return SRV_CMD_DONE;
+  }
+  /* A PATCH has all the bytes it will get (its client may be gone) and
+   * commits them within a write and a commit: the offset a resume needs
+   * is the one after that. */
+  head_wait_t* w = malloc(sizeof(*w));
+  pending_t* pending = w != NULL ? srv_cmd_pending_new(rq) : NULL;
+  if (pending == NULL) {
+    free(w);
+    return srv_cmd_reply_oom(rq);
+  }
+  w->pending = pending;
+  w->u = u;
+  srv_upload_ref(u);
+  core_list_init(&w->settle.link);
+  w->settle.cb = on_head_settled;
+  srv_upload_settle_wait(u, &w->settle);
+  return SRV_CMD_PENDING;
 }
 
 

@@ -19,14 +19,24 @@
 
 #define BUF_CAP (1u << 20)
 
+/* The PATCH lets go of the upload's file: others may write it, and the
+ * requests waiting for a settling PATCH go on. */
+static void release_busy(srv_upload_req_t* p) {
+  if (p->owns_busy) {
+    p->owns_busy = false;
+    srv_upload_release(p->u);
+  }
+}
+
+
 void srv_upload_req_free(srv_upload_req_t* p) {
+  srv_upload_settle_cancel(&p->settle);
   free(p->buf);
   free(p->spill);
+  free(p->held);
   EVP_MD_CTX_free(p->md);
   if (p->u != NULL) {
-    if (p->owns_busy) {
-      p->u->is_busy = false;
-    }
+    release_busy(p);
     srv_upload_unref(p->u);
   }
   if (p->ticket != NULL) {
@@ -83,12 +93,15 @@ void srv_tus_upload_headers(const srv_upload_t* u,
   size_t n = 0;
   out[0] = '\0';
   append(out, cap, &n, SRV_TUS_HEADERS);
+  /* Only what is committed: a state or an offset whose record is still
+   * being written is not told (clients see durable state only). */
+  srv_upload_state_t state = u->durable_state;
   /* A final has no offset until it is assembled (tus: "SHOULD NOT contain
    * the Upload-Offset header unless the concatenation has been successfully
    * finished"). */
-  if (u->concat != SRV_CONCAT_FINAL || u->state == SRV_UPLOAD_COMPLETED) {
+  if (u->concat != SRV_CONCAT_FINAL || state == SRV_UPLOAD_COMPLETED) {
     append(out, cap, &n, "Upload-Offset: %llu\r\n",
-           (unsigned long long) u->offset);
+           (unsigned long long) u->durable_offset);
   }
   if (full) {
     append(out, cap, &n, "Upload-Length: %llu\r\n",
@@ -103,13 +116,13 @@ void srv_tus_upload_headers(const srv_upload_t* u,
     append(out, cap, &n, "Upload-Concat: %s\r\n", concat);
   }
   /* Partial uploads expire complete or not; others only while open. */
-  if (u->concat == SRV_CONCAT_PARTIAL || u->state == SRV_UPLOAD_RECEIVING ||
-      u->state == SRV_UPLOAD_COMPLETING) {
+  if (u->concat == SRV_CONCAT_PARTIAL || state == SRV_UPLOAD_RECEIVING ||
+      state == SRV_UPLOAD_COMPLETING) {
     char date[40];
     srv_http_date(u->expires_us, date);
     append(out, cap, &n, "Upload-Expires: %s\r\n", date);
   }
-  if (u->state == SRV_UPLOAD_COMPLETED && u->volume_id[0] != '\0') {
+  if (state == SRV_UPLOAD_COMPLETED && u->volume_id[0] != '\0') {
     append(out, cap, &n, "CryoMamba-Volume-Id: %s\r\n", u->volume_id);
   }
   assert(n < cap); /* SRV_TUS_HEADERS_MAX holds the longest */
@@ -133,8 +146,7 @@ void srv_tus_reply_error(srv_conn_t* conn,
 
 /* The answer once everything is done (or failed); frees p. */
 void srv_upload_req_answer(srv_upload_req_t* p) {
-  if (p->is_waiting && p->err_status == 0 &&
-      p->u->state == SRV_UPLOAD_COMPLETING) {
+  if (p->is_waiting && p->err_status == 0 && srv_upload_is_completing(p->u)) {
     p->is_waiting = false;
     srv_upload_complete_wait(p->u, &p->waiter);
     return;
@@ -167,8 +179,13 @@ static void on_completed(srv_upload_waiter_t* w, int status, const char* why) {
                         "the upload was terminated");
   } else if (status != 0) {
     srv_upload_req_fail(
-        p, status == -EINVAL ? 422 : 500,
-        status == -EINVAL ? "invalid_volume" : "internal",
+        p,
+        status == -EINVAL   ? 422
+        : status == -ENOSPC ? 507
+                            : 500,
+        status == -EINVAL   ? "invalid_volume"
+        : status == -ENOSPC ? "insufficient_storage"
+                            : "internal",
         why != NULL ? why : "the upload could not be completed");
   }
   srv_upload_req_answer(p);
@@ -201,6 +218,7 @@ static void maybe_complete(srv_upload_req_t* p) {
   } else if (u->concat == SRV_CONCAT_NONE) {
     if (srv_upload_complete_start(p->ctx, u) == 0) {
       srv_upload_complete_wait(u, &p->waiter);
+      release_busy(p); /* it only waits now: HEAD need not */
       return;
     }
     srv_upload_req_fail(
@@ -220,6 +238,8 @@ void srv_upload_req_on_saved(void* arg, int status) {
                         "recorded; HEAD tells what is durable");
     if (p->is_create && !p->u->is_committed) {
       srv_upload_drop_new(p->ctx, p->u); /* the client got no Location */
+    } else if (!p->is_create) {
+      p->u->offset = p->start; /* where HEAD says, and a resume starts */
     }
     srv_upload_req_answer(p);
     return;
@@ -283,6 +303,12 @@ static int submit(srv_upload_req_t* p, bool last) {
 
 /* The body is over (complete, or the connection closed): flush and sync. */
 void srv_upload_req_finish(srv_upload_req_t* p) {
+  if (p->owns_busy) {
+    /* What it keeps is known now, and durable within a write and a commit:
+     * a HEAD or a resume waits for that rather than tell an older offset
+     * or find the upload busy (srv_upload_settle_wait). */
+    p->u->is_settling = true;
+  }
   bool keep = p->err_status == 0 && !p->is_discarding &&
               !(p->is_aborted && p->md != NULL); /* no partial checksums */
   if (!keep || (p->received == 0 && p->io.fd < 0)) {
@@ -333,6 +359,21 @@ static void on_written(srv_upload_io_t* io) {
 
 static int sink_chunk(srv_body_sink_t* sink, const uint8_t* bytes, size_t len) {
   srv_upload_req_t* p = CORE_CONTAINER_OF(sink, srv_upload_req_t, sink);
+  if (p->is_answered) {
+    return -1; /* refused and told: the connection ends */
+  }
+  if (p->is_parked) {
+    /* Kept until the state checks can be made; reading waits. */
+    uint8_t* grown = realloc(p->held, p->held_len + len);
+    if (grown == NULL) {
+      return -1;
+    }
+    memcpy(grown + p->held_len, bytes, len);
+    p->held = grown;
+    p->held_len += len;
+    p->is_holding = true;
+    return 1;
+  }
   if (p->err_status != 0 || p->is_discarding) {
     return 0;
   }
@@ -366,6 +407,10 @@ static int sink_chunk(srv_body_sink_t* sink, const uint8_t* bytes, size_t len) {
 
 static void sink_abort(srv_body_sink_t* sink) {
   srv_upload_req_t* p = CORE_CONTAINER_OF(sink, srv_upload_req_t, sink);
+  if (p->is_parked) {
+    srv_upload_req_free(p); /* it wrote nothing, and no one waits */
+    return;
+  }
   p->conn = NULL;
   p->is_aborted = true;
   if (!p->io.is_busy) {
@@ -380,17 +425,39 @@ void srv_upload_drop_new(srv_ctx_t* ctx, srv_upload_t* u) {
 }
 
 
-bool srv_tus_parse_u64(const char* s, uint64_t* out) {
-  if (s == NULL || *s < '0' || *s > '9' || strlen(s) > 19) {
-    return false;
+void srv_upload_req_refuse_now(srv_upload_req_t* p, srv_conn_t* conn) {
+  p->mode.keep_alive = false;
+  srv_tus_reply_error(conn, &p->mode, p->err_status, p->err_code, p->err_msg);
+  p->is_answered = true;
+  if (p->is_create && p->u != NULL && !p->u->is_committed) {
+    srv_upload_drop_new(p->ctx, p->u);
   }
-  char* end = NULL;
-  unsigned long long v = strtoull(s, &end, 10);
-  if (*end != '\0') {
-    return false;
+  srv_conn_end(conn); /* then sink_abort frees p */
+}
+
+
+void srv_upload_req_unpark(srv_upload_req_t* p) {
+  uint8_t* held = p->held;
+  size_t held_len = p->held_len;
+  bool was_holding = p->is_holding;
+  p->held = NULL;
+  p->held_len = 0;
+  p->is_holding = false;
+  int rc = held != NULL ? sink_chunk(&p->sink, held, held_len) : 0;
+  free(held);
+  if (rc < 0) {
+    srv_upload_req_fail(p, 503, "overloaded", "the server is out of memory");
   }
-  *out = v;
-  return true;
+  if (rc == 1) {
+    return; /* a write is in flight: on_written reads on, or finishes */
+  }
+  if (p->is_ended) {
+    srv_upload_req_finish(p);
+  } else if (rc < 0 && p->conn != NULL) {
+    srv_upload_req_refuse_now(p, p->conn);
+  } else if (was_holding && p->conn != NULL) {
+    srv_conn_resume(p->conn);
+  }
 }
 
 
@@ -399,6 +466,7 @@ srv_upload_req_t* srv_upload_req_new(srv_request_t* rq) {
   if (p == NULL) {
     return NULL;
   }
+  core_list_init(&p->settle.link);
   p->sink.on_chunk = sink_chunk;
   p->sink.on_abort = sink_abort;
   p->waiter.cb = on_completed;

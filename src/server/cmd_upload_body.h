@@ -28,9 +28,23 @@ typedef struct srv_upload_req_s {
   srv_conn_t* conn;     /* while the body streams; NULL once it closed */
   srv_ticket_t* ticket; /* for the answer, from the end of the body */
   srv_http_mode_t mode;
-  srv_upload_t* u; /* a reference */
-  bool owns_busy;  /* set u->is_busy: clears it when done */
-  bool is_waiting; /* answers once u's completion has its outcome */
+  srv_upload_t* u;            /* a reference */
+  bool owns_busy;             /* set u->is_busy: releases it when done */
+  srv_upload_settle_t settle; /* while parked */
+  bool is_parked;  /* waits for a settling PATCH before its state checks */
+  bool was_parked; /* parks once at most */
+  bool is_holding; /* parked with the body paused: `held` waits */
+  uint8_t* held;   /* the piece that came while parked (malloc'd) */
+  size_t held_len;
+  bool is_answered; /* refused at the headers and told: the body is not
+                       read, the connection ends */
+  bool is_chunked;  /* Transfer-Encoding: chunked, no Content-Length */
+  bool has_declared;
+  uint64_t declared;    /* Content-Length */
+  uint64_t want_offset; /* Upload-Offset */
+  bool has_length;
+  uint64_t want_length; /* Upload-Length, if sent */
+  bool is_waiting;      /* answers once u's completion has its outcome */
   srv_upload_waiter_t waiter;
   bool is_create;     /* POST with a body: answer 201 */
   bool is_ended;      /* the request is complete */
@@ -101,19 +115,28 @@ void srv_tus_upload_headers(const srv_upload_t* u,
  * parts and removes it. */
 void srv_upload_drop_new(srv_ctx_t* ctx, srv_upload_t* u);
 
-/* A decimal header value: false if not 1 to 19 digits. */
-bool srv_tus_parse_u64(const char* s, uint64_t* out);
+/* The refusal in p->err_* is answered now, the connection ended after it
+ * (lingering, so the client reads it) and the body left unread. */
+void srv_upload_req_refuse_now(srv_upload_req_t* p, srv_conn_t* conn);
+
+/* A parked request passed (or failed) its state checks: takes the piece
+ * it held, then reads on or finishes. */
+void srv_upload_req_unpark(srv_upload_req_t* p);
+
+/* cmd_upload_patch.c: whether a tus header appears twice (then p has
+ * failed with 400). */
+bool srv_tus_headers_repeated(srv_upload_req_t* p, const net_http_reader_t* r);
 
 /* cmd_uploads.c: checks a POST's headers and builds its upload
  * (registered, not yet committed; one reference for the caller). NULL
  * after srv_upload_req_fail(). */
 srv_upload_t* srv_upload_create_checked(srv_upload_req_t* p, srv_request_t* rq);
 
-/* cmd_uploads.c: whether a PATCH of `u` with these headers would take
- * volumes + job artifacts + the bytes of incomplete uploads past the
- * storage quota (its bytes: Content-Length, else what `u` still lacks). */
+/* cmd_uploads.c: whether a PATCH of `u` of `declared` bytes (UINT64_MAX:
+ * unknown) would take volumes + job artifacts + the bytes of incomplete
+ * uploads past the storage quota (its bytes: at most what `u` lacks). */
 bool srv_upload_patch_over_quota(srv_ctx_t* ctx,
                                  const srv_upload_t* u,
-                                 const net_http_reader_t* r);
+                                 uint64_t declared);
 
 #endif

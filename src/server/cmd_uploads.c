@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/tus_header.h"
 #include "server/cmd_upload_body.h"
 #include "server/upload_concat.h"
 #include "server/volumes.h"
@@ -125,6 +126,9 @@ srv_upload_t* srv_upload_create_checked(srv_upload_req_t* p,
                         "send Tus-Resumable: 1.0.0");
     return NULL;
   }
+  if (srv_tus_headers_repeated(p, r)) {
+    return NULL;
+  }
   const char* concat = net_http_header(r, "Upload-Concat");
   srv_concat_t kind = SRV_CONCAT_NONE;
   if (concat != NULL && strncmp(concat, "final;", 6) == 0) {
@@ -139,7 +143,7 @@ srv_upload_t* srv_upload_create_checked(srv_upload_req_t* p,
   if (concat != NULL) {
     kind = SRV_CONCAT_PARTIAL;
   }
-  if (!srv_tus_parse_u64(net_http_header(r, "Upload-Length"), &length)) {
+  if (!core_tus_parse_u64(net_http_header(r, "Upload-Length"), &length)) {
     srv_upload_req_fail(
         p, 400, "invalid_length",
         net_http_header(r, "Upload-Defer-Length") != NULL
@@ -214,7 +218,7 @@ srv_upload_t* srv_upload_create_checked(srv_upload_req_t* p,
 
 bool srv_upload_patch_over_quota(srv_ctx_t* ctx,
                                  const srv_upload_t* u,
-                                 const net_http_reader_t* r) {
+                                 uint64_t declared) {
   uint64_t quota = ctx->cfg.storage_quota_bytes;
   if (quota == 0) {
     return false;
@@ -223,9 +227,7 @@ bool srv_upload_patch_over_quota(srv_ctx_t* ctx,
    * restart, or artifacts written since, may leave less room than the
    * reservation promised. */
   uint64_t more = u->length - u->offset;
-  uint64_t declared = 0;
-  if (srv_tus_parse_u64(net_http_header(r, "Content-Length"), &declared) &&
-      declared < more) {
+  if (declared < more) {
     more = declared;
   }
   uint64_t used = srv_storage_used_bytes(ctx) + srv_uploads_stored_bytes(ctx);

@@ -28,7 +28,9 @@ bool srv_cmd_tus_version_ok(srv_request_t* rq);
 
 /* cmd_tus.c: OPTIONS, HEAD and DELETE of /v1/uploads[/{id}]. */
 void srv_cmd_upload_options(srv_request_t* rq);
-void srv_cmd_upload_head(srv_request_t* rq, const char* id, size_t id_len);
+srv_cmd_result_t srv_cmd_upload_head(srv_request_t* rq,
+                                     const char* id,
+                                     size_t id_len);
 srv_cmd_result_t srv_cmd_upload_delete(srv_request_t* rq,
                                        const char* id,
                                        size_t id_len);

@@ -295,8 +295,7 @@ static srv_cmd_result_t route_uploads(srv_request_t* rq,
     return SRV_CMD_DONE;
   }
   if (n == 3 && method == HTTP_HEAD) {
-    srv_cmd_upload_head(rq, seg[2].p, seg[2].len);
-    return SRV_CMD_DONE;
+    return srv_cmd_upload_head(rq, seg[2].p, seg[2].len);
   }
   if (n == 3 && method == HTTP_DELETE) {
     return srv_cmd_upload_delete(rq, seg[2].p, seg[2].len);

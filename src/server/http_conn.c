@@ -57,6 +57,9 @@ static bool want_stream(net_http_reader_t* r) {
 static int on_chunk(net_http_reader_t* r, const uint8_t* bytes, size_t len) {
   srv_conn_t* conn = r->data;
   http_state_t* st = state_of(conn);
+  if (st->sink == NULL) {
+    return -1; /* its sink let go (a timed-out body): nothing more is read */
+  }
   int rc = st->sink->on_chunk(st->sink, bytes, len);
   if (rc > 0) {
     /* Back-pressure: nothing more is read until the sink's write lands. */
@@ -270,6 +273,13 @@ static void on_sweep(srv_conn_t* conn, uint64_t now) {
     const srv_http_mode_t mode = {.keep_alive = false};
     srv_log(&conn->ctx->log, SRV_LOG_INFO, "http.request_timeout", "s:peer",
             conn->peer, "s:why", what, NULL);
+    if (st->sink != NULL) {
+      /* The body is over for its sink now (an upload keeps what came);
+       * bytes read while the connection lingers are not its. */
+      srv_body_sink_t* sink = st->sink;
+      st->sink = NULL;
+      sink->on_abort(sink);
+    }
     srv_http_reply_error(conn, &mode, 408, "request_timeout", what,
                          "send the whole request promptly", true, NULL);
     srv_conn_end(conn);

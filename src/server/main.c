@@ -16,9 +16,11 @@
 
 #include "server/conn.h"
 #include "server/ctx.h"
+#include "server/engine.h"
 #include "server/engine_classic.h"
 #include "server/engine_exec.h"
 #include "server/engines.h"
+#include "server/file_sync.h"
 #include "server/http_conn.h"
 #include "server/jobs.h"
 #include "server/store.h"
@@ -36,10 +38,10 @@ int64_t srv_now_us(void) {
 
 
 static int make_dir(const char* path) {
-  if (mkdir(path, 0755) != 0 && errno != EEXIST) {
-    return -errno;
+  if (mkdir(path, 0755) != 0) {
+    return errno == EEXIST ? 0 : -errno;
   }
-  return 0;
+  return srv_fsync_parent(path); /* a new directory's name is durable */
 }
 
 

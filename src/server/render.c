@@ -13,6 +13,7 @@
 
 #include "core/base64.h"
 #include "core/mrc.h"
+#include "server/file_sync.h"
 
 static int write_all(int fd, const uint8_t* p, size_t len) {
   while (len > 0) {
@@ -63,6 +64,9 @@ static int write_artifact(srv_render_t* r, const uint8_t* mask) {
   close(fd);
   if (err == 0 && rename(tmp, r->artifact_path) != 0) {
     err = -errno;
+  }
+  if (err == 0) {
+    err = srv_fsync_parent(r->artifact_path); /* the name, before the record */
   }
   if (err != 0) {
     unlink(tmp);

@@ -17,6 +17,8 @@
 
 #include "core/list.h"
 
+#define SRV_STORE_BUSY_TIMEOUT_MS 5000
+
 typedef struct waiter_s {
   struct waiter_s* next;
   srv_store_done_cb cb;
@@ -192,6 +194,9 @@ static int open_db(srv_store_t* st, const char* path, char* err, size_t len) {
              st->db != NULL ? sqlite3_errmsg(st->db) : "out of memory");
     return -1;
   }
+  /* A lock held by another process (the sqlite3 shell, a backup, a test)
+   * delays a commit by up to this long instead of failing it at once. */
+  sqlite3_busy_timeout(st->db, SRV_STORE_BUSY_TIMEOUT_MS);
   /* FULL: a commit is on disk (WAL fsynced) before we acknowledge it; group
    * commit keeps that affordable. */
   /* No column computed from the JSON: one unreadable record must not make

@@ -52,7 +52,7 @@ static void remove_file(srv_ctx_t* ctx, const srv_upload_t* u) {
 
 static void on_completed_saved(void* arg, int status) {
   srv_upload_t* u = arg;
-  if (status == 0) {
+  if (status == 0 || u->is_deleted) {
     /* The record names the volume: the upload's copy of the bytes (a second
      * link to the volume's file, or a duplicate) can go, and so can the
      * parts of a final. Not when it was terminated: then the parts were
@@ -61,14 +61,35 @@ static void on_completed_saved(void* arg, int status) {
     if (u->concat == SRV_CONCAT_FINAL && !u->is_deleted) {
       srv_concat_consume(u->ctx, u);
     }
+  } else {
+    /* Not recorded, but the volume is: a restart completes the upload
+     * again from its file (kept) and finds that volume by its sha256, so
+     * that is what HEAD tells from now on (as jobs.c does). */
+    srv_log(&u->ctx->log, SRV_LOG_ERROR, "upload.completion_not_durable",
+            "s:upload_id", u->id, NULL);
+    srv_upload_show_as_durable(u);
   }
-  wake(u, status, status == 0 ? NULL : "the upload could not be recorded");
+  wake(u, u->is_deleted ? -ECANCELED : status,
+       u->is_deleted ? "the upload was terminated"
+                     : "the upload could not be recorded");
   srv_upload_unref(u);
 }
 
 
+static void on_failed_saved(void* arg, int status) {
+  srv_upload_t* u = arg;
+  if (status != 0 && !u->is_deleted) {
+    /* A restart joins and validates the final again, and fails alike. */
+    srv_log(&u->ctx->log, SRV_LOG_ERROR, "upload.failure_not_durable",
+            "s:upload_id", u->id, NULL);
+    srv_upload_show_as_durable(u);
+  }
+}
+
+
 /* A final that cannot become a volume stays, failed, until it expires, so
- * HEAD can say why; its file goes and its parts are free again. */
+ * HEAD can say why (once that is recorded); its file goes and its parts
+ * are free again. */
 static void final_failed(srv_ctx_t* ctx,
                          srv_upload_t* u,
                          int status,
@@ -86,7 +107,22 @@ static void final_failed(srv_ctx_t* ctx,
            : status == -ENOSPC ? "insufficient_storage"
                                : "internal");
   snprintf(u->error_msg, sizeof(u->error_msg), "%s", why);
-  srv_upload_save(ctx, u, NULL, NULL); /* lost: a restart fails it again */
+  int rc = srv_upload_save(ctx, u, on_failed_saved, u);
+  if (rc != 0 && rc != -ESHUTDOWN) {
+    on_failed_saved(u, rc);
+  }
+}
+
+
+static void on_invalid_removed(void* arg, int status) {
+  srv_upload_t* u = arg;
+  /* Answered once the removal is durable: a restart before would complete
+   * the upload again (and fail alike), so a 422 then would be news from
+   * the future. */
+  wake(u, status == 0 ? -EINVAL : status,
+       status == 0 ? u->error_msg
+                   : "the upload's removal could not be recorded");
+  srv_upload_unref(u);
 }
 
 
@@ -108,14 +144,28 @@ static void on_volume(void* arg,
     srv_upload_unref(u);
     return;
   }
-  if (status != 0) {
+  if (status == -EINVAL && !u->is_deleted) {
     srv_log(&ctx->log, SRV_LOG_INFO, "upload.invalid", "s:upload_id", u->id,
             "s:why", why, NULL);
-    /* Woken now: the removal's commit is no news to a waiter, whose answer
-     * says the upload is gone either way. */
     u->state = SRV_UPLOAD_RECEIVING;
-    srv_upload_remove(ctx, u, false, NULL, NULL);
-    wake(u, status, why);
+    snprintf(u->error_msg, sizeof(u->error_msg), "%s", why);
+    int rc = srv_upload_remove(ctx, u, false, on_invalid_removed, u);
+    if (rc == 0) {
+      return; /* on_invalid_removed has the completion's reference */
+    }
+    status = rc;
+    why = "the upload's removal could not be recorded";
+  }
+  if (status != 0) {
+    /* Terminated meanwhile, or a failure that says nothing of the bytes
+     * (I/O, memory, the store): the upload stays, all bytes in, and an
+     * empty PATCH at its end (or a restart) completes it again. */
+    if (!u->is_deleted) {
+      srv_log(&ctx->log, SRV_LOG_WARN, "upload.completion_failed",
+              "s:upload_id", u->id, "s:why", why, NULL);
+      u->state = SRV_UPLOAD_RECEIVING;
+    }
+    wake(u, u->is_deleted ? -ECANCELED : status, why);
     srv_upload_unref(u);
     return;
   }
@@ -217,8 +267,16 @@ void srv_upload_final_start(srv_ctx_t* ctx, srv_upload_t* u) {
 }
 
 
+bool srv_upload_is_completing(const srv_upload_t* u) {
+  return u->concat == SRV_CONCAT_NONE && !u->is_deleted &&
+         (u->state == SRV_UPLOAD_COMPLETING ||
+          (u->state == SRV_UPLOAD_COMPLETED &&
+           u->durable_state != SRV_UPLOAD_COMPLETED));
+}
+
+
 void srv_upload_complete_wait(srv_upload_t* u, srv_upload_waiter_t* w) {
-  assert(u->state == SRV_UPLOAD_COMPLETING);
+  assert(srv_upload_is_completing(u));
   core_list_push_back(&u->waiters, &w->link);
 }
 

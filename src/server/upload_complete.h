@@ -40,8 +40,12 @@ int srv_upload_complete_start(srv_ctx_t* ctx, srv_upload_t* u);
  * failed (u->error_code, u->error_msg), stored, parts let go of. */
 void srv_upload_final_start(srv_ctx_t* ctx, srv_upload_t* u);
 
+/* Whether the completion of plain upload `u` has no durable outcome yet:
+ * it runs, or its completed record is being committed. */
+bool srv_upload_is_completing(const srv_upload_t* u);
+
 /* Calls `w` (borrowed until its callback) once the completion of `u`
- * (state completing) has its outcome. */
+ * (srv_upload_is_completing) has its durable outcome. */
 void srv_upload_complete_wait(srv_upload_t* u, srv_upload_waiter_t* w);
 
 /* Start-up, after srv_uploads_restore and the orphans' removal: finals

@@ -4,12 +4,10 @@
 #include "server/upload_concat.h"
 
 #include <assert.h>
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
-
-#define ROUTE "v1/uploads"
-#define ROUTE_LEN (sizeof(ROUTE) - 1)
 
 
 static int fail(srv_concat_err_t* err,
@@ -27,86 +25,19 @@ static int fail(srv_concat_err_t* err,
 }
 
 
-/* The upload id at the end of URL `url` (`len` bytes): the path of an
- * absolute URL or the URL itself, without query or fragment, must end in
- * "v1/uploads/<id>" (a trailing '/' allowed). NULL when it does not. */
-static const char* url_id(const char* url, size_t len) {
-  const char* scheme = NULL;
-  for (size_t i = 0; i + 3 <= len; i++) {
-    if (memcmp(url + i, "://", 3) == 0) {
-      scheme = url + i + 3;
-      break;
-    }
-  }
-  const char* path = url;
-  if (scheme != NULL) {
-    path = memchr(scheme, '/', len - (size_t) (scheme - url));
-    if (path == NULL) {
-      return NULL;
-    }
-  }
-  size_t n = len - (size_t) (path - url);
-  n = strcspn(path, "?#") < n ? strcspn(path, "?#") : n;
-  if (n > 0 && path[n - 1] == '/') {
-    n--;
-  }
-  /* ".../v1/uploads/<id>": the id, the '/' before it, the route before. */
-  if (n < ROUTE_LEN + 1 + CORE_UUID_STR_LEN) {
-    return NULL;
-  }
-  const char* id = path + n - CORE_UUID_STR_LEN;
-  size_t route_at = n - CORE_UUID_STR_LEN - 1 - ROUTE_LEN;
-  if (!core_uuid_is_valid(id, CORE_UUID_STR_LEN) || id[-1] != '/' ||
-      memcmp(path + route_at, ROUTE, ROUTE_LEN) != 0 ||
-      (route_at > 0 && path[route_at - 1] != '/')) {
-    return NULL;
-  }
-  return id;
-}
-
-
 int srv_concat_parse_final(srv_upload_t* u,
                            const char* value,
                            srv_concat_err_t* err) {
-  assert(strncmp(value, "final;", 6) == 0);
-  u->part_count = 0;
-  const char* p = value + 6;
-  while (*p != '\0') {
-    p += strspn(p, " \t");
-    size_t n = strcspn(p, " \t");
-    if (n == 0) {
-      break;
-    }
-    const char* id = url_id(p, n);
-    if (id == NULL) {
-      return fail(err, 400, "invalid_concat",
-                  "Upload-Concat names '%.*s', which is not an upload URL "
-                  "(/v1/uploads/<id>)",
-                  (int) (n < 80 ? n : 80), p);
-    }
-    if (u->part_count == SRV_UPLOAD_PARTS_MAX) {
-      return fail(err, 400, "too_many_parts",
-                  "a final upload has at most %d parts "
-                  "(limits.max_upload_parts)",
-                  SRV_UPLOAD_PARTS_MAX);
-    }
-    for (unsigned i = 0; i < u->part_count; i++) {
-      if (memcmp(u->parts[i], id, CORE_UUID_STR_LEN) == 0) {
-        return fail(err, 400, "part_duplicate",
-                    "Upload-Concat names upload %.36s twice", id);
-      }
-    }
-    memcpy(u->parts[u->part_count], id, CORE_UUID_STR_LEN);
-    u->parts[u->part_count][CORE_UUID_STR_LEN] = '\0';
-    u->part_count++;
-    p += n;
+  int rc = core_tus_parse_concat_final(value, u->parts, &u->part_count,
+                                       err->msg, sizeof(err->msg));
+  if (rc == 0) {
+    return 0;
   }
-  if (u->part_count == 0) {
-    return fail(err, 400, "invalid_concat",
-                "Upload-Concat must be 'partial' or 'final;' and the URLs of "
-                "the partial uploads, separated by spaces");
-  }
-  return 0;
+  err->status = 400;
+  err->code = rc == -E2BIG    ? "too_many_parts"
+              : rc == -EEXIST ? "part_duplicate"
+                              : "invalid_concat";
+  return -1;
 }
 
 

@@ -21,10 +21,9 @@ typedef struct {
   char msg[200];
 } srv_concat_err_t;
 
-/* Parses the value of `Upload-Concat: final;<url> <url> ...` into the part
- * ids of `u` (u->parts, u->part_count). A URL is a path or an absolute URL
- * whose path ends in /v1/uploads/<id> (any prefix before, as behind a
- * proxy). Returns 0, or -1 with `err` filled (400 invalid_concat,
+/* Parses the value of `Upload-Concat: final;<url> <url> ...`
+ * (core_tus_parse_concat_final) into the part ids of `u` (u->parts,
+ * u->part_count). Returns 0, or -1 with `err` filled (400 invalid_concat,
  * too_many_parts, part_duplicate). */
 int srv_concat_parse_final(srv_upload_t* u,
                            const char* value,

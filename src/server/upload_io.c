@@ -4,10 +4,11 @@
 #include "server/upload_io.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
+
+#include "server/file_sync.h"
 
 
 void srv_upload_io_init(srv_upload_io_t* io, const char* path, void* data) {
@@ -40,9 +41,12 @@ static void io_work(uv_work_t* req) {
   srv_upload_io_t* io = req->data;
   io->status = 0;
   if (io->fd < 0) {
-    io->fd = open(io->path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    /* A new file's name is synced now, before any record counts its bytes
+     * (the offset commits after this PATCH's fdatasync). */
+    io->fd = srv_open_or_create(io->path);
     if (io->fd < 0) {
-      io->status = -errno;
+      io->status = io->fd;
+      io->fd = -1;
       return;
     }
   }

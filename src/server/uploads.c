@@ -2,6 +2,7 @@
  * only; files are removed through uv_fs_unlink (libuv's pool). */
 #include "server/uploads.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <openssl/rand.h>
 #include <stdio.h>
@@ -12,7 +13,6 @@
 #include <dirent.h>
 #include <unistd.h>
 
-#include "core/base64.h"
 #include "core/timefmt.h"
 
 
@@ -36,6 +36,7 @@ srv_upload_t* srv_upload_new(srv_ctx_t* ctx) {
   core_uuid4_format(random16, u->id);
   core_list_init(&u->link);
   core_list_init(&u->waiters);
+  core_list_init(&u->settle_waiters);
   u->ctx = ctx;
   u->refs = 1;
   u->created_us = srv_now_us();
@@ -94,6 +95,66 @@ static json_t* to_record(const srv_upload_t* u) {
 }
 
 
+void srv_upload_settle_wait(srv_upload_t* u, srv_upload_settle_t* s) {
+  assert(u->is_settling);
+  core_list_push_back(&u->settle_waiters, &s->link);
+}
+
+
+void srv_upload_settle_cancel(srv_upload_settle_t* s) {
+  if (core_list_is_linked(&s->link)) {
+    core_list_remove(&s->link);
+  }
+}
+
+
+void srv_upload_release(srv_upload_t* u) {
+  u->is_busy = false;
+  u->is_settling = false;
+  /* Taken off one at a time: a waiter's callback may make the upload busy
+   * again (a PATCH that waited), and the others then see that. */
+  srv_upload_ref(u);
+  while (!core_list_is_empty(&u->settle_waiters)) {
+    core_list_t* node = core_list_front(&u->settle_waiters);
+    core_list_remove(node);
+    srv_upload_settle_t* s = CORE_CONTAINER_OF(node, srv_upload_settle_t, link);
+    s->cb(s);
+  }
+  srv_upload_unref(u);
+}
+
+
+/* One save in flight: what it recorded, for durable_*, and the caller's
+ * callback. Owned by the store's callback. */
+typedef struct {
+  srv_upload_t* u; /* a reference */
+  uint64_t seq;
+  srv_upload_state_t state;
+  uint64_t offset;
+  srv_store_done_cb cb;
+  void* arg;
+} save_t;
+
+
+static void on_saved(void* arg, int status) {
+  save_t* s = arg;
+  srv_upload_t* u = s->u;
+  u->saves_in_flight--;
+  /* A newer save may have replaced this one before it was written (both
+   * then commit together): the newest values win whatever the order. */
+  if (status == 0 && s->seq > u->saves_durable) {
+    u->saves_durable = s->seq;
+    u->durable_state = s->state;
+    u->durable_offset = s->offset;
+  }
+  if (s->cb != NULL) {
+    s->cb(s->arg, status);
+  }
+  srv_upload_unref(u);
+  free(s);
+}
+
+
 int srv_upload_save(srv_ctx_t* ctx,
                     srv_upload_t* u,
                     srv_store_done_cb cb,
@@ -101,13 +162,30 @@ int srv_upload_save(srv_ctx_t* ctx,
   if (!srv_store_is_open(ctx->store)) {
     return -ESHUTDOWN; /* a completion that outlived the store: redone */
   }
-  json_t* rec = to_record(u);
+  save_t* s = malloc(sizeof(*s));
+  json_t* rec = s != NULL ? to_record(u) : NULL;
   if (rec == NULL) {
+    free(s);
     return -ENOMEM;
   }
-  int rc = srv_store_put(ctx->store, SRV_STORE_UPLOADS, u->id, rec, cb, arg);
+  *s = (save_t){u, ++u->saves_queued, u->state, u->offset, cb, arg};
+  int rc =
+      srv_store_put(ctx->store, SRV_STORE_UPLOADS, u->id, rec, on_saved, s);
   json_decref(rec);
-  return rc;
+  if (rc != 0) {
+    free(s);
+    return rc;
+  }
+  srv_upload_ref(u);
+  u->saves_in_flight++;
+  return 0;
+}
+
+
+void srv_upload_show_as_durable(srv_upload_t* u) {
+  u->durable_state = u->state;
+  u->durable_offset = u->offset;
+  u->saves_durable = u->saves_queued;
 }
 
 
@@ -171,6 +249,7 @@ static int restore_one(void* arg, const json_t* rec) {
   }
   core_list_init(&u->link);
   core_list_init(&u->waiters);
+  core_list_init(&u->settle_waiters);
   u->ctx = ctx;
   u->refs = 1;
   memcpy(u->id, id, CORE_UUID_STR_LEN + 1);
@@ -220,6 +299,7 @@ static int restore_one(void* arg, const json_t* rec) {
                                                : SRV_UPLOAD_COMPLETING;
   }
   u->is_committed = true;
+  srv_upload_show_as_durable(u); /* as stored, or what it implies */
   if (srv_upload_register(ctx, u) != 0) {
     free(u);
     return -1;
@@ -362,9 +442,10 @@ void srv_uploads_housekeeping(srv_ctx_t* ctx) {
   core_list_t* tmp;
   CORE_LIST_FOREACH_SAFE(it, tmp, &ctx->uploads) {
     srv_upload_t* u = CORE_CONTAINER_OF(it, srv_upload_t, link);
-    /* A part a final is being assembled from stays until it is done. */
+    /* A part a final is being assembled from stays until it is done, and
+     * a record being committed is not removed under its save. */
     if (u->is_busy || u->state == SRV_UPLOAD_COMPLETING || u->final_refs > 0 ||
-        now < u->expires_us) {
+        u->saves_in_flight > 0 || now < u->expires_us) {
       continue;
     }
     srv_log(&ctx->log, SRV_LOG_INFO, "upload.expired", "s:upload_id", u->id,
@@ -374,74 +455,17 @@ void srv_uploads_housekeeping(srv_ctx_t* ctx) {
 }
 
 
-/* One "key base64" pair of Upload-Metadata. */
-static int metadata_pair(srv_upload_t* u,
-                         const char* p,
-                         size_t n,
-                         char* err,
-                         size_t err_len) {
-  size_t klen = strcspn(p, " ,");
-  if (klen == 0 || klen > n) {
-    snprintf(err, err_len, "Upload-Metadata has an empty key");
-    return -1;
-  }
-  const char* v = p + klen;
-  size_t vlen = n - klen;
-  while (vlen > 0 && *v == ' ') {
-    v++;
-    vlen--;
-  }
-  uint8_t decoded[SRV_UPLOAD_FILENAME_MAX * 2];
-  size_t dlen = 0;
-  if (vlen > 0 && (core_base64_decoded_max(vlen) > sizeof(decoded) ||
-                   core_base64_decode(v, vlen, decoded, &dlen) != 0)) {
-    snprintf(err, err_len, "Upload-Metadata value of '%.*s' is not base64",
-             (int) klen, p);
-    return -1;
-  }
-  if (klen == 8 && memcmp(p, "filename", 8) == 0) {
-    if (dlen >= SRV_UPLOAD_FILENAME_MAX || memchr(decoded, '\0', dlen)) {
-      snprintf(err, err_len, "Upload-Metadata filename is not acceptable");
-      return -1;
-    }
-    memcpy(u->filename, decoded, dlen);
-    u->filename[dlen] = '\0';
-  } else if (klen == 6 && memcmp(p, "sha256", 6) == 0) {
-    if (dlen != 64 || strspn((const char*) decoded, "0123456789abcdef") < 64) {
-      snprintf(err, err_len,
-               "Upload-Metadata sha256 must be 64 lowercase hex digits");
-      return -1;
-    }
-    memcpy(u->sha256, decoded, 64);
-    u->sha256[64] = '\0';
-  }
-  return 0;
-}
-
-
 int srv_upload_parse_metadata(srv_upload_t* u,
                               const char* value,
                               char* err,
                               size_t err_len) {
-  if (strlen(value) >= sizeof(u->metadata)) {
-    snprintf(err, err_len, "Upload-Metadata is too long");
+  core_tus_metadata_t m;
+  if (core_tus_parse_metadata(value, &m, err, err_len) != 0) {
     return -1;
   }
-  snprintf(u->metadata, sizeof(u->metadata), "%s", value);
-  const char* p = value;
-  while (*p != '\0') {
-    while (*p == ' ' || *p == ',') {
-      p++;
-    }
-    size_t n = strcspn(p, ",");
-    while (n > 0 && p[n - 1] == ' ') {
-      n--;
-    }
-    if (n > 0 && metadata_pair(u, p, n, err, err_len) != 0) {
-      return -1;
-    }
-    p += strcspn(p, ",");
-  }
+  memcpy(u->filename, m.filename, sizeof(u->filename));
+  memcpy(u->sha256, m.sha256, sizeof(u->sha256));
+  snprintf(u->metadata, sizeof(u->metadata), "%s", value); /* it fits */
   return 0;
 }
 

@@ -11,14 +11,15 @@
 #include <stdint.h>
 
 #include "core/list.h"
+#include "core/tus_header.h"
 #include "core/uuid.h"
 #include "server/ctx.h"
 #include "server/store.h"
 
-#define SRV_UPLOAD_FILENAME_MAX 256
-#define SRV_UPLOAD_METADATA_MAX 2048
+#define SRV_UPLOAD_FILENAME_MAX CORE_TUS_FILENAME_MAX
+#define SRV_UPLOAD_METADATA_MAX CORE_TUS_METADATA_MAX
 /* Parts one final upload may name (tus concatenation; protocol.md §2.6). */
-#define SRV_UPLOAD_PARTS_MAX 64
+#define SRV_UPLOAD_PARTS_MAX CORE_TUS_PARTS_MAX
 
 typedef enum {
   SRV_UPLOAD_RECEIVING,  /* bytes are expected */
@@ -38,6 +39,16 @@ typedef enum {
                          then the validation) */
 } srv_concat_t;
 
+typedef struct srv_upload_settle_s srv_upload_settle_t;
+
+/* A request waiting until a PATCH whose client left has finished with the
+ * upload (what it kept is committed), so that its answer tells the offset
+ * a resume needs. Runs once, on the loop, `s` unlinked before. */
+struct srv_upload_settle_s {
+  core_list_t link; /* the upload's settle_waiters */
+  void (*cb)(srv_upload_settle_t* s);
+};
+
 typedef struct srv_upload_s {
   core_list_t link; /* ctx->uploads, oldest first */
   srv_ctx_t* ctx;
@@ -45,7 +56,15 @@ typedef struct srv_upload_s {
   srv_upload_state_t state;
   srv_concat_t concat;
   uint64_t length; /* Upload-Length */
-  uint64_t offset; /* durable bytes: fdatasync'ed and committed */
+  uint64_t offset; /* bytes fdatasync'ed (committed: durable_offset) */
+  /* What the last committed record says, the only state an answer shows
+   * (clients see durable state only): set when a save commits and at
+   * start-up. state and offset run ahead while a record is committed. */
+  srv_upload_state_t durable_state;
+  uint64_t durable_offset;
+  uint64_t saves_queued;  /* orders the commits of the upload's saves */
+  uint64_t saves_durable; /* the save durable_* come from */
+  unsigned saves_in_flight;
   int64_t created_us;
   int64_t expires_us;   /* incomplete uploads are removed after this */
   char owner_ip[48];    /* counted against the per-address limit */
@@ -63,11 +82,15 @@ typedef struct srv_upload_s {
   bool holds_parts;    /* final: counted in its parts' final_refs */
   char error_code[32]; /* failed final: why (the 4xx/5xx code) */
   char error_msg[200];
-  core_list_t waiters; /* srv_upload_waiter_t, while completing */
-  bool is_busy;        /* a PATCH owns the file now */
-  bool is_deleted;     /* unregistered; freed when the last ref goes */
-  bool is_committed;   /* its first record is durable: it exists */
-  unsigned refs;       /* the registry + each request working on it */
+  core_list_t waiters;        /* srv_upload_waiter_t, while completing */
+  bool is_busy;               /* a PATCH owns the file now */
+  bool is_settling;           /* ... and its client is gone: it finishes (write,
+                                 fdatasync, commit) for no one */
+  core_list_t settle_waiters; /* srv_upload_settle_t: HEAD and PATCH
+                                 requests waiting for that */
+  bool is_deleted;            /* unregistered; freed when the last ref goes */
+  bool is_committed;          /* its first record is durable: it exists */
+  unsigned refs;              /* the registry + each request working on it */
 } srv_upload_t;
 
 /* The file of upload `id`: state_dir/uploads/<id>.part (into out). */
@@ -89,12 +112,31 @@ srv_upload_t* srv_upload_find(srv_ctx_t* ctx, const char* id, size_t len);
 void srv_upload_ref(srv_upload_t* u);
 void srv_upload_unref(srv_upload_t* u);
 
-/* Queues the upload's record; cb as for srv_store_put. -ESHUTDOWN once the
- * store is closed (shutdown), and then cb does not run. */
+/* Calls `s` (borrowed until it runs, or until srv_upload_settle_cancel)
+ * once u->is_settling ends. */
+void srv_upload_settle_wait(srv_upload_t* u, srv_upload_settle_t* s);
+
+/* `s` no longer waits (its request went away). NULL-safe for a waiter not
+ * waiting. */
+void srv_upload_settle_cancel(srv_upload_settle_t* s);
+
+/* The PATCH that owned `u` let go of it: is_busy and is_settling end, and
+ * the requests waiting for that run. */
+void srv_upload_release(srv_upload_t* u);
+
+/* Queues the upload's record (serialised now); cb as for srv_store_put,
+ * run after u->durable_state and u->durable_offset took the saved values
+ * (on status 0). -ESHUTDOWN once the store is closed (shutdown), and then
+ * cb does not run. */
 int srv_upload_save(srv_ctx_t* ctx,
                     srv_upload_t* u,
                     srv_store_done_cb cb,
                     void* arg);
+
+/* A save of `u` did not commit, but what it says is what a restart
+ * reaches anyway (a completion's outcome, redone from the file): shown as
+ * if it were durable. */
+void srv_upload_show_as_durable(srv_upload_t* u);
 
 /* Unregisters `u`, queues the removal of its record (cb, may be NULL, runs
  * after the commit) and of its file (unless `keep_file`: it became a
@@ -134,9 +176,9 @@ uint64_t srv_uploads_stored_bytes(srv_ctx_t* ctx);
 /* Housekeeping: removes expired uploads nobody is writing. */
 void srv_uploads_housekeeping(srv_ctx_t* ctx);
 
-/* Parses Upload-Metadata ("key base64,key base64"): filename and sha256
- * (64 hex digits) into `u`, the whole value kept. Returns 0 or -1 with a
- * sentence in `err`. */
+/* Parses Upload-Metadata (core_tus_parse_metadata): filename and sha256
+ * into `u`, the whole value kept. Returns 0 or -1 with a sentence in
+ * `err`. */
 int srv_upload_parse_metadata(srv_upload_t* u,
                               const char* value,
                               char* err,

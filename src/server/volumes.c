@@ -1,7 +1,8 @@
 /* volumes.c: the volume registry and the completion of uploads. See
- * volumes.h. The completion's work function reads only the file named in
- * its own struct; the loop then decides between a new volume and a stored
- * one, links the upload's file into volumes/ on the pool and commits.
+ * volumes.h. The validation runs in steps (volume_check.c), stopped
+ * between steps by a termination or a shutdown; the loop then decides
+ * between a new volume and a stored one, links the upload's file into
+ * volumes/ on the pool and commits.
  * Linked, not renamed: until the upload's own record is durable its file
  * stays where a restart's completion looks for it, and a volume record
  * never names a file that is not there (the link and the directory are
@@ -10,7 +11,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,27 +20,22 @@
 #include <dirent.h>
 #include <unistd.h>
 
-#include "core/mrc.h"
 #include "core/timefmt.h"
+#include "server/file_sync.h"
 #include "server/jobs.h"
-
-#define READ_CHUNK (1u << 20)
+#include "server/volume_check.h"
 
 typedef struct {
-  uv_work_t work; /* the validation, then the link */
+  uv_work_t work; /* the link */
   srv_ctx_t* ctx;
   srv_upload_t* u; /* a reference */
   srv_volume_t* vol;
   srv_volume_done_cb cb;
   void* arg;
+  srv_volume_check_t* check; /* owned; the validation, in steps */
   char path[1200];
   char to[1200]; /* the volume's file */
   int status;
-  char why[256];
-  char sha256[65];
-  core_mrc_header_t h;
-  double origin[3];
-  uint64_t size;
 } complete_t;
 
 
@@ -52,81 +47,10 @@ static void volume_path(const srv_ctx_t* ctx,
 }
 
 
-static float le_float(const uint8_t* p) {
-  uint32_t v = (uint32_t) p[0] | (uint32_t) p[1] << 8 | (uint32_t) p[2] << 16 |
-               (uint32_t) p[3] << 24;
-  float f;
-  memcpy(&f, &v, sizeof(f));
-  return f;
-}
-
-
-/* Worker: header, size, then the sha256 of every byte. */
-static void complete_work(uv_work_t* req) {
-  complete_t* c = req->data;
-  c->status = -EINVAL;
-  int fd = open(c->path, O_RDONLY | O_CLOEXEC);
-  struct stat st;
-  if (fd < 0 || fstat(fd, &st) != 0) {
-    c->status = fd < 0 ? -errno : -EIO;
-    snprintf(c->why, sizeof(c->why), "the uploaded file cannot be read");
-    if (fd >= 0) {
-      close(fd);
-    }
-    return;
-  }
-  c->size = (uint64_t) st.st_size;
-  uint8_t* buf = malloc(READ_CHUNK);
-  EVP_MD_CTX* md = EVP_MD_CTX_new();
-  if (buf == NULL || md == NULL ||
-      EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1) {
-    c->status = -ENOMEM;
-    snprintf(c->why, sizeof(c->why), "out of memory");
-    goto out;
-  }
-  ssize_t n = pread(fd, buf, CORE_MRC_HEADER_LEN, 0);
-  char err[200];
-  if (n != CORE_MRC_HEADER_LEN) {
-    snprintf(c->why, sizeof(c->why),
-             "not an MRC file: shorter than the 1024-byte header");
-    goto out;
-  }
-  if (core_mrc_header_parse(buf, CORE_MRC_HEADER_LEN, c->size, &c->h, err,
-                            sizeof(err)) != 0) {
-    snprintf(c->why, sizeof(c->why), "not a valid MRC2014 file: %s", err);
-    goto out;
-  }
-  /* MRC2014 origin: x, y, z floats at byte 196; we report Z, Y, X. */
-  c->origin[0] = le_float(buf + 204);
-  c->origin[1] = le_float(buf + 200);
-  c->origin[2] = le_float(buf + 196);
-  uint64_t off = 0;
-  while (off < c->size) {
-    n = pread(fd, buf, READ_CHUNK, (off_t) off);
-    if (n <= 0) {
-      c->status = n < 0 ? -errno : -EIO;
-      snprintf(c->why, sizeof(c->why), "the uploaded file cannot be read");
-      goto out;
-    }
-    EVP_DigestUpdate(md, buf, (size_t) n);
-    off += (uint64_t) n;
-  }
-  unsigned char d[32];
-  EVP_DigestFinal_ex(md, d, NULL);
-  for (int i = 0; i < 32; i++) {
-    snprintf(c->sha256 + 2 * i, 3, "%02x", d[i]);
-  }
-  c->status = 0;
-out:
-  EVP_MD_CTX_free(md);
-  free(buf);
-  close(fd);
-}
-
-
 static void complete_finish(complete_t* c, int status, const char* why) {
   c->cb(c->arg, status, status == 0 ? c->vol : NULL, why);
   srv_upload_unref(c->u);
+  srv_volume_check_free(c->check);
   free(c);
 }
 
@@ -171,25 +95,22 @@ static void on_volume_saved(void* arg, int status) {
 static void link_work(uv_work_t* req) {
   complete_t* c = req->data;
   c->status = link(c->path, c->to) == 0 ? 0 : -errno;
+  bool moved = false;
   if (c->status == -EPERM || c->status == -EOPNOTSUPP || c->status == -EMLINK) {
     /* A file system without hard links: moved instead, and a crash before
      * the volume's record commits then loses the upload's bytes. */
     c->status = rename(c->path, c->to) == 0 ? 0 : -errno;
+    moved = c->status == 0;
   }
-  char dir[1200];
-  snprintf(dir, sizeof(dir), "%s", c->to);
-  char* slash = strrchr(dir, '/');
-  if (c->status != 0 || slash == NULL) {
+  if (c->status != 0) {
     return;
   }
-  *slash = '\0';
-  int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0 || fsync(fd) != 0) {
-    c->status = -errno;
-    unlink(c->to);
+  c->status = srv_fsync_parent(c->to);
+  if (c->status == 0 && moved) {
+    srv_fsync_parent(c->path); /* the old name is gone for good too */
   }
-  if (fd >= 0) {
-    close(fd);
+  if (c->status != 0 && !moved) {
+    unlink(c->to);
   }
 }
 
@@ -223,25 +144,44 @@ static void on_unlinked(uv_fs_t* req) {
 }
 
 
-static void complete_done(uv_work_t* req, int status) {
-  complete_t* c = req->data;
+/* A step of the validation landed: the next one, unless the upload was
+ * terminated or the server is stopping (then the record still says
+ * completing, and the restart validates again); once done, a new volume
+ * or the stored one with the same sha256. */
+static void on_check_step(srv_volume_check_t* check) {
+  complete_t* c = check->data;
   srv_ctx_t* ctx = c->ctx;
-  if (status != 0 || c->status != 0) {
-    complete_finish(c, status != 0 ? status : c->status, c->why);
+  if (c->u->is_deleted ||
+      (check->status == 0 && !check->is_done && ctx->is_stopping)) {
+    srv_log(&ctx->log, SRV_LOG_INFO, "upload.validation_stopped", "s:upload_id",
+            c->u->id, "i:hashed", (int64_t) check->off, "i:size",
+            (int64_t) check->size, NULL);
+    if (c->u->is_deleted) {
+      /* Terminated while it was validated: it makes no volume. */
+      complete_finish(c, -ECANCELED, "the upload was terminated");
+    } else {
+      complete_finish(c, -ESHUTDOWN, "the server is stopping");
+    }
     return;
   }
-  if (c->u->is_deleted) {
-    /* Terminated while it was validated: it makes no volume. */
-    complete_finish(c, -ECANCELED, "the upload was terminated");
+  if (check->status != 0) {
+    complete_finish(c, check->status, check->why);
     return;
   }
-  if (c->u->sha256[0] != '\0' && strcmp(c->u->sha256, c->sha256) != 0) {
+  if (!check->is_done) {
+    int rc = srv_volume_check_step(ctx->loop, check, on_check_step);
+    if (rc != 0) {
+      complete_finish(c, rc, "the validation could not go on");
+    }
+    return;
+  }
+  if (c->u->sha256[0] != '\0' && strcmp(c->u->sha256, check->sha256) != 0) {
     complete_finish(c, -EINVAL,
                     "the file's sha256 is not the one given in "
                     "Upload-Metadata");
     return;
   }
-  srv_volume_t* same = srv_volume_find_sha(ctx, c->sha256);
+  srv_volume_t* same = srv_volume_find_sha(ctx, check->sha256);
   if (same != NULL) {
     /* Dedup: the caller removes the upload's copy of the bytes once its
      * record names the volume (not before: a crash in between would leave
@@ -259,12 +199,12 @@ static void complete_done(uv_work_t* req, int status) {
   }
   core_uuid4_format(random16, v->id);
   core_list_init(&v->link);
-  memcpy(v->sha256, c->sha256, sizeof(v->sha256));
-  v->shape = c->h.shape;
-  memcpy(v->voxel_size, c->h.voxel_size, sizeof(v->voxel_size));
-  memcpy(v->origin, c->origin, sizeof(v->origin));
-  v->mode = c->h.mode;
-  v->size_bytes = c->size;
+  memcpy(v->sha256, check->sha256, sizeof(v->sha256));
+  v->shape = check->h.shape;
+  memcpy(v->voxel_size, check->h.voxel_size, sizeof(v->voxel_size));
+  memcpy(v->origin, check->origin, sizeof(v->origin));
+  v->mode = check->h.mode;
+  v->size_bytes = check->size;
   snprintf(v->filename, sizeof(v->filename), "%s", c->u->filename);
   v->created_us = srv_now_us();
   c->vol = v;
@@ -291,8 +231,12 @@ int srv_volume_complete(srv_ctx_t* ctx,
   c->arg = arg;
   c->work.data = c;
   srv_upload_path(ctx, u->id, c->path, sizeof(c->path));
-  int rc = uv_queue_work(ctx->loop, &c->work, complete_work, complete_done);
+  c->check = srv_volume_check_new(c->path, c);
+  int rc = c->check != NULL
+               ? srv_volume_check_step(ctx->loop, c->check, on_check_step)
+               : -ENOMEM;
   if (rc != 0) {
+    srv_volume_check_free(c->check);
     free(c);
     return rc;
   }

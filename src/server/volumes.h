@@ -42,8 +42,9 @@ typedef void (*srv_volume_done_cb)(void* arg,
  * volume (its file hard-linked into volumes/, the volume record committed)
  * or finds the stored one with the same sha256, and calls cb. The upload's
  * file stays: the caller removes it once the upload's record names the
- * volume. -ECANCELED when `u` was terminated meanwhile, -ESHUTDOWN when
- * the store closed first. */
+ * volume. The validation goes in steps (volume_check.c): -ECANCELED when
+ * `u` was terminated meanwhile (it stops after the step in flight),
+ * -ESHUTDOWN when the server began stopping or the store closed first. */
 int srv_volume_complete(srv_ctx_t* ctx,
                         srv_upload_t* u,
                         srv_volume_done_cb cb,

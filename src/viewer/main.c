@@ -37,7 +37,7 @@ static void on_activate(GtkApplication* gtk, gpointer user) {
     }
   }
   if (app->opts.submit) {
-    viewer_job_submit(app);
+    viewer_job_submit_when_ready(app); /* the engines are known then */
   } else if (app->opts.attach_id != NULL) {
     viewer_job_attach(app, app->opts.attach_id);
   } else if (app->is_automated && app->has_volume) {
@@ -55,7 +55,7 @@ static void on_shutdown(GApplication* gapp, gpointer user) {
 
 static int parse_args(viewer_app_t* app, int* argc, char*** argv) {
   viewer_opts_t* o = &app->opts;
-  gboolean submit = FALSE, stay = FALSE, version = FALSE;
+  gboolean submit = FALSE, stay = FALSE, version = FALSE, no_upload = FALSE;
   char* seed_text = NULL;
   o->hz = 0;
   o->scale = 0;
@@ -71,9 +71,15 @@ static int parse_args(viewer_app_t* app, int* argc, char*** argv) {
       {"open", 'o', 0, G_OPTION_ARG_FILENAME, &o->open_path,
        "Open this .mrc tomogram", "FILE"},
       {"submit", 0, 0, G_OPTION_ARG_NONE, &submit,
-       "Submit a job for the open volume", NULL},
+       "Upload the open volume and submit a job on it", NULL},
       {"attach", 0, 0, G_OPTION_ARG_STRING, &o->attach_id,
        "Attach to an existing job", "JOB_ID"},
+      {"engine", 0, 0, G_OPTION_ARG_STRING, &o->engine,
+       "The engine that runs the job (default: classic if the server has it, "
+       "else sim)",
+       "NAME"},
+      {"no-upload", 0, 0, G_OPTION_ARG_NONE, &no_upload,
+       "Submit the volume's shape only, without uploading the file", NULL},
       {"hz", 0, 0, G_OPTION_ARG_DOUBLE, &o->hz, "Previews per second", "HZ"},
       {"scale", 0, 0, G_OPTION_ARG_INT, &o->scale,
        "Preview downsampling factor", "S"},
@@ -101,6 +107,13 @@ static int parse_args(viewer_app_t* app, int* argc, char*** argv) {
        "Keep running after the screenshot", NULL},
       {"max-retries", 0, 0, G_OPTION_ARG_INT, &o->max_retries,
        "Reconnect attempts in a row before giving up (0: never)", "N"},
+      {"cancel-upload-after-bytes", 0, G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_INT64,
+       &o->cancel_upload_after,
+       "Tests: cancel the upload once N bytes are on the server", "N"},
+      {"quit-after-upload-bytes", 0, G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_INT64,
+       &o->quit_upload_after,
+       "Tests: quit (as closing the window) once N bytes are on the server",
+       "N"},
       {"version", 0, 0, G_OPTION_ARG_NONE, &version, "Print the version", NULL},
       {NULL, 0, 0, 0, NULL, NULL, NULL},
   };
@@ -148,6 +161,11 @@ static int parse_args(viewer_app_t* app, int* argc, char*** argv) {
   }
   o->submit = submit;
   o->stay = stay;
+  o->no_upload = no_upload;
+  if (o->engine != NULL && o->engine[0] == '\0') {
+    fprintf(stderr, "cryomamba-viewer: --engine wants a name\n");
+    return 64;
+  }
   if (o->submit && o->attach_id != NULL) {
     fprintf(stderr, "cryomamba-viewer: --submit or --attach, not both\n");
     return 64;
@@ -192,6 +210,7 @@ int main(int argc, char** argv) {
   g_free(app.labels);
   g_free(app.spare);
   g_free(app.path);
+  g_free(app.engine_choice);
   viewer_prefs_clear(&app.prefs);
   return status != 0 ? status : exit_status;
 }

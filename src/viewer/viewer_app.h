@@ -3,8 +3,9 @@
  * get copies or owned buffers and hand results back with idle callbacks.
  * Modules: main.c (command line), viewer_window.c (window, actions,
  * opening, metadata, window/level), viewer_view.c (one slice view),
- * viewer_panel.c (sidebar), viewer_job.c (server, job), viewer_preview.c
- * (previews, final mask), viewer_prefs.c (preferences),
+ * viewer_panel.c (sidebar), viewer_server.c (server checks, engines),
+ * viewer_upload.c (the volume's upload), viewer_job.c (job, watch),
+ * viewer_preview.c (previews, final mask), viewer_prefs.c (preferences),
  * viewer_shot.c (screenshots). */
 #ifndef VIEWER_APP_H
 #define VIEWER_APP_H
@@ -46,6 +47,12 @@ typedef struct {
   bool stay;          /* do not quit after the automated screenshot */
   double opacity;     /* < 0: the preferences' value */
   int max_retries;    /* reconnect attempts; 0: never give up */
+  char* engine;       /* NULL: the preferences', else classic or sim */
+  bool no_upload;     /* submit the shape only */
+  /* Test automation: cancel the upload (as the Cancel button) / quit (as
+   * closing the window) once this many bytes are on the server; 0: off. */
+  int64_t cancel_upload_after;
+  int64_t quit_upload_after;
 } viewer_opts_t;
 
 /* Preferences (viewer_prefs.c), kept in
@@ -59,6 +66,8 @@ typedef struct {
   char* pattern;
   int64_t seed;
   double opacity;
+  char* engine; /* "" or NULL: automatic (classic if listed, else sim) */
+  bool upload;  /* upload the volume before submitting (else shape only) */
 } viewer_prefs_t;
 
 typedef struct viewer_app_s {
@@ -102,6 +111,9 @@ typedef struct viewer_app_s {
   GtkWidget* job_box;
   GtkWidget *hz_spin, *scale_spin, *duration_spin, *seed_spin;
   GtkWidget* pattern_drop;
+  GtkWidget* engine_drop;
+  GtkWidget* upload_check;
+  char* engine_choice; /* the engine the user picked in the panel, or NULL */
   GtkWidget* attach_entry;
   GtkWidget *submit_button, *attach_button, *cancel_button;
   GtkWidget* progress_bar;
@@ -152,9 +164,18 @@ void viewer_view_free(viewer_view_t* view);
 /* viewer_job.c */
 void viewer_job_init(viewer_app_t* app);
 void viewer_job_reset_client(viewer_app_t* app); /* after prefs change */
+/* Submit: uploads the open volume (unless shape-only), then creates the
+ * job. */
 void viewer_job_submit(viewer_app_t* app);
+/* --submit: submits once the first server check (engines) is done. */
+void viewer_job_submit_when_ready(viewer_app_t* app);
 void viewer_job_attach(viewer_app_t* app, const char* job_id);
+/* The Cancel button: the running upload, else the job. */
 void viewer_job_cancel(viewer_app_t* app);
+void viewer_job_volume_changed(viewer_app_t* app);
+void viewer_job_shutdown(viewer_app_t* app);
+
+/* viewer_server.c */
 /* Health check of url/token; `done(ok, sentence, user)` on the main
  * thread. */
 void viewer_job_test_connection(viewer_app_t* app,
@@ -164,8 +185,13 @@ void viewer_job_test_connection(viewer_app_t* app,
                                              const char* msg,
                                              void* user),
                                 void* user);
-void viewer_job_volume_changed(viewer_app_t* app);
-void viewer_job_shutdown(viewer_app_t* app);
+/* Refills the Engine drop-down from the server's list (or the fallback
+ * list when unknown) and selects the wanted engine. */
+void viewer_server_fill_engines(viewer_app_t* app);
+/* The Engine drop-down changed: sim-only fields follow, tooltip. */
+void viewer_server_engine_changed(viewer_app_t* app);
+/* The selected engine's name (borrowed until the drop-down changes). */
+const char* viewer_server_engine(viewer_app_t* app);
 
 /* viewer_prefs.c */
 void viewer_prefs_load(viewer_prefs_t* prefs);

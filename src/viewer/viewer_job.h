@@ -1,10 +1,20 @@
-/* viewer_job.h: what viewer_job.c (server, job, subscription) and
- * viewer_preview.c (previews and the final mask onto the overlay) share.
- * Main thread only. */
+/* viewer_job.h: what viewer_job.c (client, job), viewer_watch.c (its
+ * subscription), viewer_server.c (server checks, engines),
+ * viewer_upload.c (the volume's upload) and viewer_preview.c (previews and
+ * the final mask onto the overlay) share. Main thread only. */
 #ifndef VIEWER_JOB_H
 #define VIEWER_JOB_H
 
 #include "viewer/viewer_app.h"
+
+typedef struct viewer_upload_s viewer_upload_t; /* viewer_upload.c */
+
+/* An engine of GET /v1/server/info. Strings owned. */
+typedef struct {
+  char* name;
+  char* description;
+  bool needs_volume;
+} viewer_engine_t;
 
 struct viewer_job_s {
   viewer_app_t* app;
@@ -24,7 +34,56 @@ struct viewer_job_s {
   bool wants_final; /* the final mask is on its way: previews are moot */
   char* tmp_dir;
   char* final_path;
+
+  viewer_upload_t* upload;    /* the submission's running upload, or NULL */
+  GPtrArray* uploads;         /* every viewer_upload_t not yet freed */
+  bool is_upload_unsupported; /* the server answered 404/405: shape only */
+  bool is_submit_pending;     /* --submit waits for the server check */
+  bool is_server_checked;     /* the first check (or the last) is done */
+  uint64_t check_generation;  /* bumped per check: older answers dropped */
+  GPtrArray* engines; /* viewer_engine_t*, from the server; NULL: unknown */
 };
+
+/* viewer_job.c */
+/* The client (own thread, callbacks dispatched to the main thread),
+ * created on first use. Returns 0 or an error (already shown). */
+int viewer_job_ensure_client(viewer_app_t* app);
+
+/* Creates the job with the panel's parameters, on uploaded volume
+ * `volume_id`, or (NULL) on the open volume's shape and voxel size. */
+void viewer_job_create(viewer_app_t* app, const char* volume_id);
+
+/* The connection indicator in the header bar. */
+void viewer_job_set_conn(viewer_app_t* app,
+                         const char* colour,
+                         const char* text);
+
+/* viewer_watch.c */
+/* Subscribes to job `job_id` and shows its events. */
+void viewer_watch_start(viewer_app_t* app, const char* job_id);
+/* Frees every subscription still held; only after cm_client_free(). */
+void viewer_watch_free_subs(viewer_job_t* job);
+
+/* viewer_server.c */
+const char* viewer_server_url(const viewer_app_t* app);
+const char* viewer_server_token(const viewer_app_t* app); /* NULL: none */
+/* Checks the server (health, token, engines) on a worker; then updates the
+ * indicator and the engines, and runs a pending --submit. */
+void viewer_server_check(viewer_app_t* app);
+
+/* viewer_upload.c */
+/* Uploads the open volume's file; on success creates the job on it
+ * (viewer_job_create), on 404/405 falls back to the shape. Returns 0 or
+ * an error (shown). */
+int viewer_upload_start(viewer_app_t* app);
+/* The Cancel button while uploading: true if an upload was running. */
+bool viewer_upload_cancel(viewer_app_t* app);
+/* The submission is dropped (another volume, another server): no job
+ * follows; `cancel` also ends it on the server, else the client's stop
+ * keeps its resume record. */
+void viewer_upload_abandon(viewer_app_t* app, bool cancel);
+/* Frees every upload; only after cm_client_free() returned. */
+void viewer_upload_free_all(viewer_job_t* job);
 
 /* Progress bar, job label and Cancel button from the job's state. */
 void viewer_job_show_progress(viewer_app_t* app);

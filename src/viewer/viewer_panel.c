@@ -1,6 +1,7 @@
 /* viewer_panel.c: the sidebar of the main window: display controls
  * (level, window, automatic window, mask visibility and opacity) and the
- * job controls (parameters, Submit, Attach, progress, Cancel), with the
+ * job controls (engine, parameters, upload or shape only, Submit, Attach,
+ * progress of the upload and of the job, Cancel), with the
  * small layout helpers the metadata panel shares. Main thread. */
 #include <string.h>
 
@@ -96,6 +97,20 @@ static void on_cancel(GtkButton* b, gpointer user) {
 }
 
 
+static void on_engine(GObject* drop, GParamSpec* pspec, gpointer user) {
+  viewer_app_t* app = user;
+  (void) drop;
+  (void) pspec;
+  if (app->is_updating_controls) {
+    return;
+  }
+  const char* name = viewer_server_engine(app);
+  g_free(app->engine_choice);
+  app->engine_choice = g_strdup(name);
+  viewer_server_engine_changed(app);
+}
+
+
 GtkWidget* viewer_panel_sidebar(viewer_app_t* app) {
   GtkWidget* box = gtk_box_new(GTK_ORIENTATION_VERTICAL, 4);
   gtk_widget_set_margin_start(box, 10);
@@ -128,43 +143,51 @@ GtkWidget* viewer_panel_sidebar(viewer_app_t* app) {
   viewer_panel_row(g, 4, "Opacity", app->opacity_scale);
 
   g = viewer_panel_section(box, "Segmentation job");
+  app->engine_drop = gtk_drop_down_new(NULL, NULL);
+  g_signal_connect(app->engine_drop, "notify::selected", G_CALLBACK(on_engine),
+                   app);
   app->hz_spin = spin(0.1, 30, 0.5, 1);
   app->scale_spin = spin(1, 16, 1, 0);
   app->duration_spin = spin(1, 86400, 5, 0);
   app->seed_spin = spin(0, 1e9, 1, 0);
   app->pattern_drop = gtk_drop_down_new_from_strings(
       (const char* const[]){"random", "blobs", NULL});
-  viewer_panel_row(g, 0, "Previews / s", app->hz_spin);
-  viewer_panel_row(g, 1, "Preview scale", app->scale_spin);
-  viewer_panel_row(g, 2, "Duration (s)", app->duration_spin);
-  viewer_panel_row(g, 3, "Pattern", app->pattern_drop);
-  viewer_panel_row(g, 4, "Seed", app->seed_spin);
+  int row = 0;
+  viewer_panel_row(g, row++, "Engine", app->engine_drop);
+  viewer_panel_row(g, row++, "Previews / s", app->hz_spin);
+  viewer_panel_row(g, row++, "Preview scale", app->scale_spin);
+  viewer_panel_row(g, row++, "Duration (s)", app->duration_spin);
+  viewer_panel_row(g, row++, "Pattern", app->pattern_drop);
+  viewer_panel_row(g, row++, "Seed", app->seed_spin);
+  app->upload_check = gtk_check_button_new_with_label(
+      "Upload the volume (else its shape only)");
+  gtk_grid_attach(GTK_GRID(g), app->upload_check, 0, row++, 2, 1);
   app->submit_button = gtk_button_new_with_label("Submit job");
   gtk_widget_add_css_class(app->submit_button, "suggested-action");
   gtk_widget_set_sensitive(app->submit_button, FALSE);
   g_signal_connect(app->submit_button, "clicked", G_CALLBACK(on_submit), app);
-  gtk_grid_attach(GTK_GRID(g), app->submit_button, 0, 5, 2, 1);
+  gtk_grid_attach(GTK_GRID(g), app->submit_button, 0, row++, 2, 1);
   app->attach_entry = gtk_entry_new();
   gtk_entry_set_placeholder_text(GTK_ENTRY(app->attach_entry), "job id");
   app->attach_button = gtk_button_new_with_label("Attach");
   g_signal_connect(app->attach_button, "clicked", G_CALLBACK(on_attach), app);
-  gtk_grid_attach(GTK_GRID(g), app->attach_entry, 0, 6, 1, 1);
-  gtk_grid_attach(GTK_GRID(g), app->attach_button, 1, 6, 1, 1);
+  gtk_grid_attach(GTK_GRID(g), app->attach_entry, 0, row, 1, 1);
+  gtk_grid_attach(GTK_GRID(g), app->attach_button, 1, row++, 1, 1);
   app->progress_bar = gtk_progress_bar_new();
   gtk_progress_bar_set_show_text(GTK_PROGRESS_BAR(app->progress_bar), TRUE);
   gtk_progress_bar_set_text(GTK_PROGRESS_BAR(app->progress_bar), "no job");
-  gtk_grid_attach(GTK_GRID(g), app->progress_bar, 0, 7, 2, 1);
+  gtk_grid_attach(GTK_GRID(g), app->progress_bar, 0, row++, 2, 1);
   app->job_label = gtk_label_new("");
   gtk_label_set_wrap(GTK_LABEL(app->job_label), TRUE);
   gtk_label_set_xalign(GTK_LABEL(app->job_label), 0);
   gtk_label_set_selectable(GTK_LABEL(app->job_label), TRUE);
   gtk_label_set_max_width_chars(GTK_LABEL(app->job_label), 34);
-  gtk_grid_attach(GTK_GRID(g), app->job_label, 0, 8, 2, 1);
+  gtk_grid_attach(GTK_GRID(g), app->job_label, 0, row++, 2, 1);
   app->cancel_button = gtk_button_new_with_label("Cancel job");
   gtk_widget_add_css_class(app->cancel_button, "destructive-action");
   gtk_widget_set_sensitive(app->cancel_button, FALSE);
   g_signal_connect(app->cancel_button, "clicked", G_CALLBACK(on_cancel), app);
-  gtk_grid_attach(GTK_GRID(g), app->cancel_button, 0, 9, 2, 1);
+  gtk_grid_attach(GTK_GRID(g), app->cancel_button, 0, row++, 2, 1);
 
   /* Job parameters start from the preferences; the command line wins. */
   const viewer_opts_t* o = &app->opts;
@@ -180,5 +203,8 @@ GtkWidget* viewer_panel_sidebar(viewer_app_t* app) {
   const char* pat = o->pattern != NULL ? o->pattern : p->pattern;
   gtk_drop_down_set_selected(GTK_DROP_DOWN(app->pattern_drop),
                              pat != NULL && strcmp(pat, "blobs") == 0 ? 1 : 0);
+  gtk_check_button_set_active(GTK_CHECK_BUTTON(app->upload_check),
+                              p->upload && !o->no_upload);
+  viewer_server_fill_engines(app); /* sim until the server lists its own */
   return box;
 }

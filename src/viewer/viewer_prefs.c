@@ -1,8 +1,8 @@
 /* viewer_prefs.c: the viewer's preferences (server URL and token, default
- * job parameters, overlay opacity) in a GKeyFile at
- * $XDG_CONFIG_HOME/cryomamba/viewer.ini (g_get_user_config_dir()), and the
- * preferences dialog with its "Test connection" button. The token file is
- * written with mode 0600. Main thread. */
+ * job parameters with the engine and whether to upload, overlay opacity) in a
+ * GKeyFile at $XDG_CONFIG_HOME/cryomamba/viewer.ini (g_get_user_config_dir()),
+ * and the preferences dialog with its "Test connection" button. The token file
+ * is written with mode 0600. Main thread. */
 #include <errno.h>
 #include <glib/gstdio.h>
 #include <string.h>
@@ -24,6 +24,7 @@ void viewer_prefs_clear(viewer_prefs_t* p) {
   g_free(p->server_url);
   g_free(p->token);
   g_free(p->pattern);
+  g_free(p->engine);
   memset(p, 0, sizeof(*p));
 }
 
@@ -75,6 +76,13 @@ void viewer_prefs_load(viewer_prefs_t* p) {
     g_free(p->pattern);
     p->pattern = g_strdup("blobs");
   }
+  p->engine = g_key_file_get_string(kf, GROUP_JOB, "engine", NULL);
+  GError* ue = NULL;
+  p->upload = g_key_file_get_boolean(kf, GROUP_JOB, "upload", &ue);
+  if (ue != NULL) {
+    p->upload = true; /* absent or not a boolean */
+    g_error_free(ue);
+  }
   p->opacity = get_double(kf, GROUP_VIEW, "opacity", 0.5, 0, 1);
   g_free(path);
   g_key_file_free(kf);
@@ -91,6 +99,9 @@ int viewer_prefs_save(const viewer_prefs_t* p, char** err) {
   g_key_file_set_double(kf, GROUP_JOB, "duration_s", p->duration);
   g_key_file_set_int64(kf, GROUP_JOB, "seed", p->seed);
   g_key_file_set_string(kf, GROUP_JOB, "pattern", p->pattern);
+  g_key_file_set_string(kf, GROUP_JOB, "engine",
+                        p->engine != NULL ? p->engine : "");
+  g_key_file_set_boolean(kf, GROUP_JOB, "upload", p->upload);
   g_key_file_set_double(kf, GROUP_VIEW, "opacity", p->opacity);
   char* path = prefs_path();
   char* dir = g_path_get_dirname(path);
@@ -180,6 +191,12 @@ static void on_save(GtkButton* b, gpointer user) {
       g_strdup(gtk_drop_down_get_selected(GTK_DROP_DOWN(app->pattern_drop)) == 1
                    ? "blobs"
                    : "random");
+  if (app->engine_choice != NULL) { /* else the automatic choice stays */
+    g_free(app->prefs.engine);
+    app->prefs.engine = g_strdup(app->engine_choice);
+  }
+  app->prefs.upload =
+      gtk_check_button_get_active(GTK_CHECK_BUTTON(app->upload_check));
   app->prefs.opacity = app->opacity;
   char* err = NULL;
   if (viewer_prefs_save(&app->prefs, &err) != 0) {

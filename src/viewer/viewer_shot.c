@@ -150,12 +150,34 @@ typedef struct {
 } pending_shot_t;
 
 
-/* Waits for a few frames so the window shows the latest state. */
+/* True once the window has content to snapshot: right after it is mapped
+ * (a job that ends at once) it may not have been drawn yet. */
+static bool window_is_drawn(viewer_app_t* app) {
+  GtkWidget* win = GTK_WIDGET(app->window);
+  int w = gtk_widget_get_width(win), h = gtk_widget_get_height(win);
+  if (gtk_native_get_renderer(GTK_NATIVE(win)) == NULL || w <= 0 || h <= 0) {
+    return false;
+  }
+  GdkPaintable* p = gtk_widget_paintable_new(win);
+  GtkSnapshot* snap = gtk_snapshot_new();
+  gdk_paintable_snapshot(p, GDK_SNAPSHOT(snap), w, h);
+  GskRenderNode* node = gtk_snapshot_free_to_node(snap);
+  g_object_unref(p);
+  if (node == NULL) {
+    return false;
+  }
+  gsk_render_node_unref(node);
+  return true;
+}
+
+
+/* Waits for a few frames so the window shows the latest state (and, for
+ * its screenshot, until it has been drawn: at most ~5 s of frames). */
 static gboolean on_tick(GtkWidget* w, GdkFrameClock* clock, gpointer user) {
   pending_shot_t* ps = user;
   (void) w;
   (void) clock;
-  if (++ps->frames < 3) {
+  if (++ps->frames < 3 || (ps->frames < 300 && !window_is_drawn(ps->app))) {
     gtk_widget_queue_draw(GTK_WIDGET(ps->app->window));
     return G_SOURCE_CONTINUE;
   }

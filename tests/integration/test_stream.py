@@ -16,7 +16,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import numpy as np  # noqa: E402
 
-from harness import (EV, ServerTestCase, check_envelope, decode_preview,  # noqa: E402
+from harness import (EV, SPEED_SCALE, ServerTestCase, check_envelope,  # noqa: E402
+                     decode_preview,
                      label_set, main, recv_msg, recv_type, recv_until, ws_connect)
 
 TERMINAL = ("completed", "cancelled", "error")
@@ -89,12 +90,14 @@ class StreamTest(ServerTestCase):
         previews = [(m, t) for m, _, t in msgs if m["type"] == "preview"]
         progress = [m for m, _, _ in msgs if m["type"] == "progress"]
         n = len(previews)
-        # 3 s at 5 Hz = 15 previews; generous bounds
-        self.assertTrue(11 <= n <= 19, "%d previews in 3 s at 5 Hz" % n)
+        # 3 s at 5 Hz = 15 previews; generous bounds (what this reader sees
+        # also depends on how fast it is scheduled: wider on a slow build)
+        self.assertTrue(11 / SPEED_SCALE <= n <= 19, "%d previews in 3 s at 5 Hz" % n)
         gaps = [b[1] - a[1] for a, b in zip(previews, previews[1:])]
         med = statistics.median(gaps)
-        self.assertTrue(0.15 <= med <= 0.25, "median preview interval %.3f s" % med)
-        self.assertLess(max(gaps), 0.6, "a preview interval of %.3f s" % max(gaps))
+        self.assertTrue(0.15 / SPEED_SCALE <= med <= 0.25 * SPEED_SCALE,
+                        "median preview interval %.3f s" % med)
+        self.assertLess(max(gaps), 0.6 * SPEED_SCALE, "a preview interval of %.3f s" % max(gaps))
         # server timestamps follow absolute deadlines: mean interval ~ 0.2 s
         ts = [parse_ts(m["timestamp"]) for m, _ in previews]
         mean = (ts[-1] - ts[0]) / (len(ts) - 1)
@@ -144,8 +147,13 @@ class StreamTest(ServerTestCase):
         times = [t0] + [t for m, _, t in msgs if m["type"] == "preview"]
         n = len(times) - 1
         self.assertTrue(3 <= n <= 6, "%d previews in 4.5 s at the default 1 Hz" % n)
+        lo, hi = 0.6 / SPEED_SCALE, 1.5 * SPEED_SCALE
         for a, b in zip(times, times[1:]):
-            self.assertTrue(0.6 <= b - a <= 1.5, "preview interval %.3f s at 1 Hz" % (b - a))
+            self.assertTrue(lo <= b - a <= hi, "preview interval %.3f s at 1 Hz" % (b - a))
+        # The server's own clock keeps the rate whatever the reader's lag.
+        ts = [parse_ts(m["timestamp"]) for m, _, _ in msgs if m["type"] == "preview"]
+        for a, b in zip(ts, ts[1:]):
+            self.assertAlmostEqual(b - a, 1.0, delta=0.1)
 
     async def test_scale2_shape(self):
         job = self.make_job({"volume": {"shape": [33, 64, 65]},

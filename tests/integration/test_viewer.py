@@ -1,17 +1,25 @@
 #!/usr/bin/python3
 """cryomamba-viewer (docs/viewer.md) end to end, under a private Xvfb,
-against the real cryomambad: the viewer opens a phantom tomogram, submits a
-job, shows the streamed previews and writes a screenshot of its three views
-(one pixel per voxel) plus the shown mask as .mrc; the test checks, pixel by
-pixel, that the volume is there in grey and the overlay is in the label
-colour exactly where the mask says, that the mask is the preview upsampled
-with the server's alignment, that the final mask replaces the previews, and
-that the viewer rides out a server killed and restarted under it.
+against the real cryomambad: the viewer opens a phantom tomogram, uploads it
+and submits a job on the volume, shows the streamed previews and writes a
+screenshot of its three views (one pixel per voxel) plus the shown mask as
+.mrc; the test checks, pixel by pixel, that the volume is there in grey and
+the overlay is in the label colour exactly where the mask says, that the
+mask is the preview upsampled with the server's alignment, that the final
+mask replaces the previews, and that the viewer rides out a server killed
+and restarted under it. Uploads: the job names the volume whose sha256 is
+the file's, a second submit reuses it, a cancel leaves nothing on the
+server, a quit mid-upload resumes at the next submit, shape-only submission
+(--no-upload, or a server answering 404 to uploads), and the engine sent.
+Uploads that must stop half-way go through a TCP proxy (Proxy) that holds
+the viewer's bytes past a byte count: deterministic, no sleeps.
 
 Binaries: $CRYOMAMBA_VIEWER_BIN, $CRYOMAMBA_CLI_BIN, $CRYOMAMBA_SERVER_BIN
 (harness.py). Skips when the viewer was not built (no GTK 4), Xvfb is
 missing, or PIL is not installed."""
 
+import hashlib
+import json
 import os
 import queue
 import re
@@ -117,6 +125,7 @@ class Viewer:
             "GSK_RENDERER": "cairo",  # no GL on Xvfb
             "XDG_CONFIG_HOME": os.path.join(tmp, "config"),
             "XDG_CACHE_HOME": os.path.join(tmp, "cache"),
+            "XDG_STATE_HOME": os.path.join(tmp, "state"),  # resume records
             "TMPDIR": tmp,
             "NO_AT_BRIDGE": "1",
             "GTK_A11Y": "none",
@@ -178,6 +187,143 @@ class Viewer:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
+
+
+class Proxy:
+    """Forwards TCP connections to 127.0.0.1:upstream. What the viewer sends
+    passes until `total_cap` bytes over all connections; from the
+    `hold_patch`-th PATCH on (1 = the first), a PATCH's headers pass but not
+    its body. Past a cap the connection is held (not read any more) until
+    release(). Answers come back unhindered. `refuse`: a request whose
+    target starts with it is answered 404 route_not_found here (a server
+    without uploads). The first bytes of each connection are kept in
+    `heads`."""
+
+    def __init__(self, upstream, total_cap=None, hold_patch=None, refuse=None):
+        self.upstream = upstream
+        self.hold_patch = hold_patch
+        self.patches = 0
+        self.total_cap = total_cap
+        self.refuse = refuse
+        self.forwarded = 0
+        self.heads = []
+        self.stopping = False
+        self.cond = threading.Condition()
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self):
+        return "http://127.0.0.1:%d" % self.port
+
+    def release(self):
+        with self.cond:
+            self.hold_patch = self.total_cap = None
+            self.cond.notify_all()
+
+    def close(self):
+        with self.cond:
+            self.stopping = True
+            self.cond.notify_all()
+        self.sock.close()
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+
+    def _serve(self, c):
+        head = b""
+        while b"\r\n\r\n" not in head and len(head) < 65536:
+            data = c.recv(65536)
+            if not data:
+                break
+            head += data
+        cap = None  # this connection's: its headers only
+        with self.cond:
+            self.heads.append(head)
+            if head.startswith(b"PATCH "):
+                self.patches += 1
+                if self.hold_patch is not None and self.patches >= self.hold_patch:
+                    cap = head.index(b"\r\n\r\n") + 4
+        target = head.split(b" ", 2)[1].decode("latin-1") if head.count(b" ") >= 2 else ""
+        if self.refuse is not None and target.startswith(self.refuse):
+            body = json.dumps({"error": {"code": "route_not_found", "message": "no such route",
+                                         "hint": None, "retryable": False}}).encode()
+            c.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\n"
+                      b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body))
+            c.close()
+            return
+        try:
+            u = socket.create_connection(("127.0.0.1", self.upstream), timeout=10)
+        except OSError:
+            c.close()
+            return
+        u.settimeout(None)
+        threading.Thread(target=self._back, args=(u, c), daemon=True).start()
+        sent = 0
+        try:
+            data = head
+            while data:
+                while data:
+                    n = self._allowance(sent, len(data), cap)
+                    if n == 0:
+                        raise OSError("the proxy closes")
+                    u.sendall(data[:n])
+                    sent += n
+                    data = data[n:]
+                data = c.recv(65536)
+            u.shutdown(socket.SHUT_WR)  # _back closes both once answered
+        except OSError:
+            for s in (c, u):
+                try:
+                    s.close()
+                except OSError:
+                    pass
+
+    def _allowance(self, sent, want, cap):
+        """Bytes that may go now (waits while held); 0 once stopping."""
+        with self.cond:
+            while not self.stopping:
+                n = want
+                if cap is not None and self.hold_patch is not None:
+                    n = min(n, cap - sent)
+                if self.total_cap is not None:
+                    n = min(n, self.total_cap - self.forwarded)
+                if n > 0:
+                    self.forwarded += n
+                    return n
+                self.cond.wait(1.0)
+            return 0
+
+    def _back(self, u, c):
+        try:
+            while True:
+                data = u.recv(65536)
+                if not data:
+                    break
+                c.sendall(data)
+        except OSError:
+            pass
+        for s in (c, u):
+            try:
+                s.close()
+            except OSError:
+                pass
+
+
+def sha256_of(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def make_phantom(path, shape):
@@ -290,7 +436,7 @@ class ViewerPreviewTest(ViewerCase):
         srv = Server().start()
         self.addCleanup(srv.cleanup)
         png, exported = self.path("shot.png"), self.path("shown.mrc")
-        v = self.viewer("--server", srv.base, "--open", ph, "--submit",
+        v = self.viewer("--server", srv.base, "--open", ph, "--submit", "--engine", "sim",
                         "--pattern", "blobs", "--hz", "4", "--duration", "3",
                         "--scale", str(scale), "--opacity", "0.6",
                         "--screenshot", png, "--export-mask", exported,
@@ -325,7 +471,7 @@ class ViewerPreviewTest(ViewerCase):
         os.makedirs(self.path("config/cryomamba"))
         with open(self.path("config/cryomamba/viewer.ini"), "w") as f:
             f.write("[server]\nurl=%s\ntoken=\n\n[job]\npattern=blobs\n" % srv.base)
-        v = self.viewer("--open", ph, "--submit", "--hz", "5", "--duration", "2",
+        v = self.viewer("--open", ph, "--submit", "--engine", "sim", "--hz", "5", "--duration", "2",
                         "--scale", "2", "--screenshot", png, "--export-mask", exported)
         v.wait_line(r"^viewer: server %s \(preferences\)$" % re.escape(srv.base))
         job_id = v.wait_line(r"^viewer: submitted job ([0-9a-f-]{36})$").group(1)
@@ -347,7 +493,7 @@ class ViewerPreviewTest(ViewerCase):
         srv = Server().start()
         self.addCleanup(srv.cleanup)
         png, exported = self.path("shot.png"), self.path("shown.mrc")
-        v = self.viewer("--server", srv.base, "--open", ph, "--submit",
+        v = self.viewer("--server", srv.base, "--open", ph, "--submit", "--engine", "sim",
                         "--pattern", "blobs", "--hz", "5", "--duration", "60",
                         "--scale", "2", "--cancel-after-previews", "2",
                         "--screenshot", png, "--export-mask", exported)
@@ -406,7 +552,7 @@ class ViewerRestartTest(ViewerCase):
         self.addCleanup(s1.cleanup)
         self.assertEqual(s1.port, port)
         png, exported = self.path("shot.png"), self.path("shown.mrc")
-        v = self.viewer("--server", s1.base, "--open", ph, "--submit",
+        v = self.viewer("--server", s1.base, "--open", ph, "--submit", "--engine", "sim",
                         "--pattern", "blobs", "--hz", "5", "--duration", "40",
                         "--scale", "2", "--max-retries", "0",
                         "--screenshot", png, "--export-mask", exported)
@@ -429,6 +575,205 @@ class ViewerRestartTest(ViewerCase):
         cursor = tuple(int(m.group(i)) for i in (3, 4, 5))
         self.check_screenshot(png, read_mrc(ph), mask, cursor, float(m.group(7)))
         self.assertEqual(s2.job(job_id)["state"], "failed")
+
+
+class ViewerUploadTest(ViewerCase):
+    def start_server(self, *args):
+        srv = Server(args).start()
+        self.addCleanup(srv.cleanup)
+        return srv
+
+    def proxy(self, srv, **kw):
+        p = Proxy(srv.port, **kw)
+        self.addCleanup(p.close)
+        return p
+
+    def records(self):
+        d = self.path("state/cryomamba/uploads")
+        return sorted(os.listdir(d)) if os.path.isdir(d) else []
+
+    def volumes(self, srv):
+        r = srv.get("/v1/volumes")
+        self.assertEqual(r.status, 200)
+        return r.json
+
+    def submit(self, url, ph, *extra):
+        """--submit of `ph`, a short sim job, its end screenshot; returns
+        (viewer, job id) once the viewer exited 0."""
+        v = self.viewer("--server", url, "--open", ph, "--submit", "--hz", "4",
+                        "--duration", "0.5", "--scale", "2",
+                        "--screenshot", self.path("shot.png"), *extra)
+        job_id = v.wait_line(r"^viewer: submitted job ([0-9a-f-]{36})$").group(1)
+        v.wait_line(SHOT_RE)
+        self.assertEqual(v.wait(), 0, v.stderr())
+        return v, job_id
+
+    def test_submit_uploads_the_file_then_reuses_its_volume(self):
+        ph = self.path("phantom.mrc")
+        make_phantom(ph, (24, 40, 36))
+        srv = self.start_server("--engine", "noop=exec true")
+        p = self.proxy(srv)  # records what the viewer sends
+        v, job_id = self.submit(p.url, ph, "--engine", "sim")
+        up = [re.match(r"^viewer: uploaded (\S+): volume ([0-9a-f-]{36}) \(sha256 ([0-9a-f]{64}), "
+                       r"(\d+) bytes sent\)$", l) for l in v.lines]
+        up = [u for u in up if u]
+        self.assertEqual(len(up), 1, v.lines)
+        volume_id = up[0].group(2)
+        self.assertEqual(int(up[0].group(4)), os.path.getsize(ph))
+        self.assertIn("viewer: upload phase hashing", v.lines)
+        self.assertIn("viewer: upload phase uploading", v.lines)
+        self.assertIn("viewer: creating the job (engine sim, volume %s)" % volume_id, v.lines)
+        job = srv.job(job_id)
+        self.assertEqual(job["volume"]["volume_id"], volume_id)
+        self.assertEqual(job["volume"]["shape"], [24, 40, 36])
+        vol = srv.get("/v1/volumes/%s" % volume_id).json
+        self.assertEqual(vol["sha256"], sha256_of(ph))
+        self.assertEqual(vol["filename"], "phantom.mrc")
+        # The engine went out with the job; the list came from the server.
+        bodies = [h for h in p.heads if h.startswith(b"POST /v1/jobs ")]
+        self.assertEqual(len(bodies), 1, p.heads)
+        self.assertRegex(bodies[0], rb'"engine":\s*"sim"')
+        names = [e["name"] for e in srv.get("/v1/server/info").json["engines"]]
+        self.assertIn("noop", names)
+        default = "classic" if "classic" in names else "sim"
+        self.assertEqual(self.records(), [], "the resume record goes with success")
+        # Again, without --engine: the same volume, nothing sent; the
+        # default engine.
+        v2, job2 = self.submit(srv.base, ph)
+        self.assertIn("viewer: engines: %s (selected %s)" % (", ".join(names), default),
+                      v2.lines)
+        v2_dedup = [l for l in v2.lines if l.startswith("viewer: the server already has this "
+                                                       "volume (sha256 %s)" % sha256_of(ph))]
+        self.assertEqual(len(v2_dedup), 1, v2.lines)
+        self.assertIn("viewer: uploaded %s: volume %s (sha256 %s, 0 bytes sent)"
+                      % (ph, volume_id, sha256_of(ph)), v2.lines)
+        self.assertEqual(srv.job(job2)["volume"]["volume_id"], volume_id)
+        listing = self.volumes(srv)
+        self.assertEqual(listing["total"], 1)
+        # Another engine: the simulator's params stay home.
+        _, job3 = self.submit(p.url, ph, "--engine", "noop")
+        bodies = [h for h in p.heads if h.startswith(b"POST /v1/jobs ")]
+        self.assertEqual(len(bodies), 2, p.heads)
+        self.assertRegex(bodies[1], rb'"engine":\s*"noop"')
+        for param in (b"pattern", b"seed", b"duration_s"):
+            self.assertNotIn(param, bodies[1])
+        self.assertEqual(srv.job(job3)["params"]["engine"], "noop")
+        # An engine the server does not have: the server's refusal, named.
+        bad = self.viewer("--server", srv.base, "--open", ph, "--submit",
+                          "--engine", "nonesuch", "--screenshot", self.path("x.png"))
+        self.assertEqual(bad.wait(), 1)
+        self.assertIn("unknown_engine", bad.stderr())
+        srv.assert_healthy()
+
+    def test_cancel_during_the_upload_leaves_nothing(self):
+        ph = self.path("big.mrc")
+        make_phantom(ph, (64, 256, 640))  # 40 MiB: PATCHes of 16, 16, 8 MiB
+        srv = self.start_server()
+        # The second PATCH gets no byte of its body through: the viewer
+        # cancels with 16 MiB on the server and the upload cannot end first.
+        p = self.proxy(srv, hold_patch=2)
+        v = self.viewer("--server", p.url, "--open", ph, "--submit", "--engine", "sim",
+                        "--cancel-upload-after-bytes", str(16 << 20),
+                        "--screenshot", self.path("shot.png"))
+        m = v.wait_line(r"^viewer: cancelling the upload (/v1/uploads/[0-9a-f-]+): (\d+) of "
+                        r"(\d+) bytes on the server$")
+        self.assertEqual(int(m.group(2)), 16 << 20)
+        self.assertEqual(int(m.group(3)), os.path.getsize(ph))
+        v.wait_line(r"^viewer: upload cancelled$")
+        shot = v.wait_line(SHOT_RE)
+        self.assertEqual(v.wait(), 0, v.stderr())
+        self.assertEqual(shot.group(2), "upload cancelled")
+        self.assertFalse(any("submitted job" in l or "creating the job" in l for l in v.lines),
+                         v.lines)
+        self.assertEqual(self.volumes(srv)["total"], 0)
+        self.assertEqual(srv.get("/v1/jobs").json["total"], 0)
+        r = srv.request("HEAD", m.group(1), headers={"Tus-Resumable": "1.0.0"})
+        self.assertEqual(r.status, 404, "the upload was terminated")
+        # The server answers the DELETE once the removal is committed and
+        # unlinks the file on its pool: poll for it, with a deadline.
+        uploads = os.path.join(srv.state_dir, "uploads")
+        deadline = time.monotonic() + 20
+        while os.listdir(uploads) and time.monotonic() < deadline:
+            time.sleep(0.05)  # polling a condition, not synchronising
+        self.assertEqual(os.listdir(uploads), [], "the upload's file is removed")
+        self.assertEqual(self.records(), [], "a cancel removes the resume record")
+        srv.assert_healthy()
+
+    def test_quit_mid_upload_then_the_next_submit_resumes(self):
+        ph = self.path("big.mrc")
+        make_phantom(ph, (64, 256, 640))  # 40 MiB: PATCHes of 16, 16, 8 MiB
+        size = os.path.getsize(ph)
+        srv = self.start_server()
+        # Everything after the first PATCH and 512 KiB of the second waits:
+        # 16 MiB are durable when the viewer quits, the rest cannot be.
+        p = self.proxy(srv, total_cap=(16 << 20) + (512 << 10))
+        v = self.viewer("--server", p.url, "--open", ph, "--submit", "--engine", "sim",
+                        "--quit-after-upload-bytes", str(16 << 20),
+                        "--screenshot", self.path("never.png"))
+        m = v.wait_line(r"^viewer: quitting during the upload (/v1/uploads/[0-9a-f-]+): (\d+) "
+                        r"of (\d+) bytes on the server$")
+        self.assertEqual(int(m.group(2)), 16 << 20)
+        self.assertEqual(int(m.group(3)), size)
+        self.assertEqual(v.wait(), 0, v.stderr())
+        self.assertFalse(os.path.exists(self.path("never.png")))
+        self.assertEqual(len(self.records()), 1, "quitting keeps the resume record")
+        self.assertEqual(self.volumes(srv)["total"], 0)
+        p.release()
+        # The same file to the same server (the record names the proxy).
+        v2, job_id = self.submit(p.url, ph, "--engine", "sim")
+        r = [re.match(r"^viewer: resuming the upload at (\d+) of (\d+) bytes$", l)
+             for l in v2.lines]
+        r = [x for x in r if x]
+        self.assertEqual(len(r), 1, v2.lines)
+        self.assertEqual(int(r[0].group(1)), 16 << 20)
+        self.assertEqual(int(r[0].group(2)), size)
+        self.assertNotIn("viewer: upload phase hashing", v2.lines, "the record has the sha256")
+        up = [re.match(r"^viewer: uploaded .*: volume ([0-9a-f-]{36}) \(sha256 ([0-9a-f]{64}), "
+                       r"(\d+) bytes sent\)$", l) for l in v2.lines]
+        up = [u for u in up if u]
+        self.assertEqual(len(up), 1, v2.lines)
+        self.assertEqual(up[0].group(2), sha256_of(ph))
+        self.assertEqual(int(up[0].group(3)), size - (16 << 20), "the rest only")
+        self.assertEqual(srv.job(job_id)["volume"]["volume_id"], up[0].group(1))
+        self.assertEqual(self.records(), [])
+        self.assertEqual(self.volumes(srv)["total"], 1)
+
+    def test_shape_only_by_option_and_when_the_server_takes_no_uploads(self):
+        ph = self.path("phantom.mrc")
+        make_phantom(ph, (20, 30, 40))
+        srv = self.start_server()
+        v, job_id = self.submit(srv.base, ph, "--no-upload", "--engine", "sim")
+        self.assertIn("viewer: creating the job (engine sim, shape only)", v.lines)
+        self.assertFalse(any(l.startswith("viewer: uploading") for l in v.lines), v.lines)
+        job = srv.job(job_id)
+        self.assertIsNone(job["volume"]["volume_id"])
+        self.assertEqual(job["volume"]["shape"], [20, 30, 40])
+        self.assertEqual(job["volume"]["voxel_size"], [10.0, 10.0, 10.0])
+        # A server whose /v1/uploads answers 404: the viewer falls back.
+        p = self.proxy(srv, refuse="/v1/uploads")
+        v, job_id = self.submit(p.url, ph, "--engine", "sim")
+        self.assertIn("viewer: the server takes no uploads (HTTP 404): submitting the shape only",
+                      v.lines)
+        self.assertIn("viewer: creating the job (engine sim, shape only)", v.lines)
+        job = srv.job(job_id)
+        self.assertIsNone(job["volume"]["volume_id"])
+        self.assertEqual(job["volume"]["shape"], [20, 30, 40])
+        self.assertEqual(self.volumes(srv)["total"], 0)
+        self.assertTrue(any(h.startswith(b"POST /v1/uploads ") for h in p.heads), p.heads)
+
+    def test_a_refused_upload_shows_the_servers_envelope(self):
+        ph = self.path("phantom.mrc")
+        make_phantom(ph, (8, 16, 16))
+        srv = Server(env={"CRYOMAMBA_TOKEN": "s3cret"}).start()
+        self.addCleanup(srv.cleanup)
+        v = self.viewer("--server", srv.base, "--open", ph, "--submit", "--engine", "sim",
+                        "--screenshot", self.path("x.png"))
+        m = v.wait_line(r"^viewer: upload failed: (.*)$")
+        self.assertEqual(v.wait(), 1, "an error with automation exits 1")
+        self.assertIn("HTTP 401 unauthorized", m.group(1))
+        self.assertIn("Cannot upload the volume", v.stderr())
+        self.assertFalse(os.path.exists(self.path("x.png")))
+        self.assertEqual(len(self.records()), 1, "kept: a token would let it go on")
 
 
 if __name__ == "__main__":
