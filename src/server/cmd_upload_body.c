@@ -299,10 +299,28 @@ static void fail_write(srv_upload_req_t* p, int status) {
 }
 
 
+static void on_unlinked(uv_fs_t* req) {
+  uv_fs_req_cleanup(req);
+  free(req);
+}
+
+
 /* The writer's end landed: every byte taken is on disk (when kept) and the
  * file is closed. */
 static void on_writer_done(srv_upload_writer_t* w) {
   srv_upload_req_t* p = w->data;
+  if (p->u->is_deleted && w->has_written) {
+    /* Terminated while a write was queued: the DELETE's unlink may have
+     * run before that write created the file again. No write follows
+     * (none is queued once is_deleted is seen, and no PATCH starts on a
+     * terminated upload), so this removal is the last word (without
+     * memory, the start-up's orphan removal is). */
+    uv_fs_t* req = malloc(sizeof(*req));
+    if (req != NULL &&
+        uv_fs_unlink(p->ctx->loop, req, w->io.path, on_unlinked) != 0) {
+      free(req);
+    }
+  }
   if (!p->is_keeping) {
     srv_upload_req_answer(p);
     return;
