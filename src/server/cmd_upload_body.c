@@ -1,9 +1,10 @@
 /* cmd_upload_body.c: the body of a PATCH (or of a POST with one), from the
- * socket to the disk: it streams through a srv_body_sink_t into a 1 MiB
- * buffer written by upload_io.c on the pool, and reading pauses while a
- * write is in flight. At the end the rest is fdatasync'ed, the checksum
- * compared, the offset committed, the completion waited for when every
- * byte is in, and only then the answer goes out (204, or 201 for a
+ * socket to the disk: it streams through a srv_body_sink_t into the PATCH's
+ * two buffers (upload_writer.c), written and hashed on the pool while the
+ * socket is read into the other one; reading pauses (the sink answers 1)
+ * only while both are in use. At the end the rest is fdatasync'ed, the
+ * checksum compared, the offset committed, the completion waited for when
+ * every byte is in, and only then the answer goes out (204, or 201 for a
  * creation). Header checks: cmd_upload_patch.c; creation: cmd_uploads.c.
  * Loop thread only. */
 #include "server/cmd_upload_body.h"
@@ -17,8 +18,6 @@
 
 #include "server/upload_concat.h"
 
-#define BUF_CAP (1u << 20)
-
 /* The PATCH lets go of the upload's file: others may write it, and the
  * requests waiting for a settling PATCH go on. */
 static void release_busy(srv_upload_req_t* p) {
@@ -31,8 +30,9 @@ static void release_busy(srv_upload_req_t* p) {
 
 void srv_upload_req_free(srv_upload_req_t* p) {
   srv_upload_settle_cancel(&p->settle);
-  free(p->buf);
-  free(p->spill);
+  if (p->has_writer) {
+    srv_upload_writer_free(&p->w); /* ended: nothing in flight */
+  }
   free(p->held);
   EVP_MD_CTX_free(p->md);
   if (p->u != NULL) {
@@ -287,17 +287,60 @@ static void after_flush(srv_upload_req_t* p) {
 }
 
 
-static void on_written(srv_upload_io_t* io);
+static void fail_write(srv_upload_req_t* p, int status) {
+  srv_upload_req_fail(p,
+                      status == -ENOSPC   ? 507
+                      : status == -ENOMEM ? 503
+                                          : 500,
+                      status == -ENOSPC   ? "insufficient_storage"
+                      : status == -ENOMEM ? "overloaded"
+                                          : "internal",
+                      "the upload could not be written to disk");
+}
 
 
-static int submit(srv_upload_req_t* p, bool last) {
-  p->io.buf = p->buf;
-  p->io.len = p->buf_len;
-  p->io.off = p->start + p->written;
-  p->io.md = p->md;
-  p->io.sync = last;
-  p->io.close_after = last;
-  return srv_upload_io_submit(p->ctx->loop, &p->io, on_written);
+static void on_unlinked(uv_fs_t* req) {
+  uv_fs_req_cleanup(req);
+  free(req);
+}
+
+
+/* The writer's end landed: every byte taken is on disk (when kept) and the
+ * file is closed. */
+static void on_writer_done(srv_upload_writer_t* w) {
+  srv_upload_req_t* p = w->data;
+  if (p->u->is_deleted && w->has_written) {
+    /* Terminated while a write was queued: the DELETE's unlink may have
+     * run before that write created the file again. No write follows
+     * (none is queued once is_deleted is seen, and no PATCH starts on a
+     * terminated upload), so this removal is the last word (without
+     * memory, the start-up's orphan removal is). */
+    uv_fs_t* req = malloc(sizeof(*req));
+    if (req != NULL &&
+        uv_fs_unlink(p->ctx->loop, req, w->io.path, on_unlinked) != 0) {
+      free(req);
+    }
+  }
+  if (!p->is_keeping) {
+    srv_upload_req_answer(p);
+    return;
+  }
+  if (w->status != 0) {
+    fail_write(p, w->status);
+    srv_upload_req_answer(p);
+    return;
+  }
+  assert(w->written == p->received); /* all of it, in order */
+  after_flush(p);
+}
+
+
+/* Both buffers were in use and one is free again: read on. */
+static void on_writer_room(srv_upload_writer_t* w) {
+  srv_upload_req_t* p = w->data;
+  if (p->conn != NULL && !p->is_ended) {
+    srv_conn_resume(p->conn);
+  }
 }
 
 
@@ -309,50 +352,23 @@ void srv_upload_req_finish(srv_upload_req_t* p) {
      * or find the upload busy (srv_upload_settle_wait). */
     p->u->is_settling = true;
   }
-  bool keep = p->err_status == 0 && !p->is_discarding &&
-              !(p->is_aborted && p->md != NULL); /* no partial checksums */
-  if (!keep || (p->received == 0 && p->io.fd < 0)) {
-    if (keep) {
+  if (p->has_writer && p->err_status == 0 && p->u->is_deleted) {
+    srv_upload_req_fail(p, 404, "upload_not_found",
+                        "the upload was terminated");
+  }
+  p->is_keeping = p->err_status == 0 && !p->is_discarding &&
+                  !(p->is_aborted && p->md != NULL); /* no partial sums */
+  if (!p->has_writer) {
+    if (p->is_keeping) {
       after_flush(p);
     } else {
       srv_upload_req_answer(p);
     }
     return;
   }
-  if (submit(p, true) != 0) {
-    srv_upload_req_fail(p, 503, "overloaded", "could not write the upload");
-    srv_upload_req_answer(p);
-  }
-}
-
-
-static void on_written(srv_upload_io_t* io) {
-  srv_upload_req_t* p = io->data;
-  if (io->status != 0) {
-    srv_upload_req_fail(
-        p, io->status == -ENOSPC ? 507 : 500,
-        io->status == -ENOSPC ? "insufficient_storage" : "internal",
-        "the upload could not be written to disk");
-    if (io->close_after || io->fd < 0) {
-      srv_upload_req_answer(p);
-      return;
-    }
-  }
-  p->written += io->len;
-  p->buf_len = 0;
-  if (p->spill != NULL) {
-    memcpy(p->buf, p->spill, p->spill_len);
-    p->buf_len = p->spill_len;
-    free(p->spill);
-    p->spill = NULL;
-    p->spill_len = 0;
-  }
-  if (io->close_after) {
-    after_flush(p);
-  } else if (p->is_aborted || p->is_ended) {
-    srv_upload_req_finish(p);
-  } else if (p->conn != NULL) {
-    srv_conn_resume(p->conn);
+  int rc = srv_upload_writer_end(&p->w, p->is_keeping);
+  if (rc != SRV_UPLOAD_WRITER_PENDING) {
+    on_writer_done(&p->w); /* nothing was in flight or left to write */
   }
 }
 
@@ -377,6 +393,17 @@ static int sink_chunk(srv_body_sink_t* sink, const uint8_t* bytes, size_t len) {
   if (p->err_status != 0 || p->is_discarding) {
     return 0;
   }
+  assert(p->has_writer);
+  if (p->u->is_deleted) {
+    /* Terminated meanwhile: nothing more goes to its file. */
+    srv_upload_req_fail(p, 404, "upload_not_found",
+                        "the upload was terminated");
+    return 0;
+  }
+  if (p->w.status != 0) {
+    fail_write(p, p->w.status); /* a write failed: the rest is dropped */
+    return 0;
+  }
   if (len > p->room - p->received) {
     srv_upload_req_fail(
         p, 413, "payload_too_large",
@@ -384,24 +411,8 @@ static int sink_chunk(srv_body_sink_t* sink, const uint8_t* bytes, size_t len) {
     return 0;
   }
   p->received += len;
-  size_t fit = BUF_CAP - p->buf_len < len ? BUF_CAP - p->buf_len : len;
-  memcpy(p->buf + p->buf_len, bytes, fit);
-  p->buf_len += fit;
-  if (fit < len) {
-    p->spill = malloc(len - fit);
-    if (p->spill == NULL) {
-      return -1;
-    }
-    memcpy(p->spill, bytes + fit, len - fit);
-    p->spill_len = len - fit;
-  }
-  if (p->buf_len < BUF_CAP) {
-    return 0;
-  }
-  if (submit(p, false) != 0) {
-    return -1;
-  }
-  return 1; /* reading waits for the write */
+  int rc = srv_upload_writer_put(&p->w, bytes, len);
+  return rc < 0 ? -1 : rc; /* 1: both buffers in use, on_writer_room */
 }
 
 
@@ -413,9 +424,7 @@ static void sink_abort(srv_body_sink_t* sink) {
   }
   p->conn = NULL;
   p->is_aborted = true;
-  if (!p->io.is_busy) {
-    srv_upload_req_finish(p);
-  }
+  srv_upload_req_finish(p); /* the writer lets what is in flight land */
 }
 
 
@@ -448,13 +457,12 @@ void srv_upload_req_unpark(srv_upload_req_t* p) {
   if (rc < 0) {
     srv_upload_req_fail(p, 503, "overloaded", "the server is out of memory");
   }
-  if (rc == 1) {
-    return; /* a write is in flight: on_written reads on, or finishes */
-  }
   if (p->is_ended) {
     srv_upload_req_finish(p);
   } else if (rc < 0 && p->conn != NULL) {
     srv_upload_req_refuse_now(p, p->conn);
+  } else if (rc == 1) {
+    /* Both buffers in use: on_writer_room reads on. */
   } else if (was_holding && p->conn != NULL) {
     srv_conn_resume(p->conn);
   }
@@ -487,12 +495,14 @@ int srv_upload_req_start(srv_upload_req_t* p, srv_upload_t* u) {
   uint64_t max = p->ctx->cfg.max_upload_bytes;
   uint64_t end = u->length < max ? u->length : max;
   p->room = end > u->offset ? end - u->offset : 0;
-  p->buf = malloc(BUF_CAP);
-  if (p->buf == NULL) {
-    return -ENOMEM;
-  }
   char path[1200];
   srv_upload_path(p->ctx, u->id, path, sizeof(path));
-  srv_upload_io_init(&p->io, path, p);
+  p->has_writer = true; /* freed with p, even if half made */
+  if (srv_upload_writer_init(&p->w, p->ctx->loop, path, u->offset, p) != 0) {
+    return -ENOMEM;
+  }
+  p->w.hash.sum = p->md;
+  p->w.on_room = on_writer_room;
+  p->w.on_done = on_writer_done;
   return 0;
 }

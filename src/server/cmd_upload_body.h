@@ -13,7 +13,7 @@
 
 #include "server/cmd_util.h"
 #include "server/upload_complete.h"
-#include "server/upload_io.h"
+#include "server/upload_writer.h"
 #include "server/uploads.h"
 
 #define SRV_TUS_HEADERS "Tus-Resumable: 1.0.0\r\n"
@@ -53,16 +53,15 @@ typedef struct srv_upload_req_s {
   int err_status;     /* an error to answer once the body is read */
   char err_code[32];
   char err_msg[200];
-  uint64_t start;    /* the upload's offset when this PATCH began */
-  uint64_t room;     /* bytes the upload may still take */
-  uint64_t received; /* accepted body bytes */
-  uint64_t written;  /* bytes handed to the disk */
-  uint8_t* buf;      /* BUF_CAP bytes, malloc'd, owned here */
-  size_t buf_len;
-  uint8_t* spill; /* a chunk's tail that did not fit (malloc'd) */
-  size_t spill_len;
-  srv_upload_io_t io;
-  EVP_MD_CTX* md; /* the Upload-Checksum digest, or NULL */
+  uint64_t start;        /* the upload's offset when this PATCH began */
+  uint64_t room;         /* bytes the upload may still take */
+  uint64_t received;     /* accepted body bytes */
+  bool has_writer;       /* w is initialised (srv_upload_req_start) */
+  bool is_keeping;       /* the end keeps what came: synced, offset advanced */
+  srv_upload_writer_t w; /* the body's way to the file (two 1 MiB buffers,
+                            owned here; the pool borrows them) */
+  EVP_MD_CTX* md;        /* the Upload-Checksum digest, or NULL; owned here, fed
+                            by w's hashes in the body's order */
   uint8_t want[64];
   size_t want_len;
 } srv_upload_req_t;

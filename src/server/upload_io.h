@@ -1,7 +1,9 @@
-/* upload_io.h: the disk side of an upload, on libuv's worker pool: open (or
- * create) its file, write a buffer at an offset while feeding the PATCH's
- * checksum, fdatasync, close. One operation at a time per srv_upload_io_t;
- * the loop touches neither the buffer nor the digest until the callback. */
+/* upload_io.h: the pool side of a PATCH, driven by upload_writer.c: a write
+ * (open or create the upload's file, pwrite a buffer at an offset and start
+ * its writeback, fdatasync, close) and a hash (feed a buffer to the PATCH's
+ * Upload-Checksum digest and to the upload's whole-file sha256). One
+ * operation of each kind at a time per PATCH; the loop touches neither the
+ * buffer, the fd nor the digests until the operation's callback. */
 #ifndef SRV_UPLOAD_IO_H
 #define SRV_UPLOAD_IO_H
 
@@ -9,6 +11,14 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <uv.h>
+
+/* The sha256 of the first `len` bytes of an upload's file, fed in offset
+ * order by the PATCHes that write them (owned by the upload, uploads.h).
+ * Lent to one hash at a time; the loop reads it only when none runs. */
+typedef struct {
+  EVP_MD_CTX* md; /* NULL: not kept (restart, bytes out of order) */
+  uint64_t len;
+} srv_upload_digest_t;
 
 typedef struct srv_upload_io_s srv_upload_io_t;
 
@@ -22,7 +32,6 @@ struct srv_upload_io_s {
   const uint8_t* buf; /* borrowed until the callback; len may be 0 */
   size_t len;
   uint64_t off;     /* where buf goes in the file */
-  EVP_MD_CTX* md;   /* updated with buf when not NULL (borrowed) */
   bool sync;        /* fdatasync after the write */
   bool close_after; /* close the fd after the rest */
   bool is_busy;     /* an operation is in flight */
@@ -31,14 +40,37 @@ struct srv_upload_io_s {
   void* data; /* the caller's */
 };
 
+typedef struct srv_upload_hash_s srv_upload_hash_t;
+
+/* A hash's outcome, on the loop thread: h->status is 0 or -ENOMEM. */
+typedef void (*srv_upload_hash_cb)(srv_upload_hash_t* h);
+
+struct srv_upload_hash_s {
+  uv_work_t req;
+  const uint8_t* buf; /* borrowed until the callback */
+  size_t len;
+  EVP_MD_CTX* sum;            /* Upload-Checksum's digest, or NULL (borrowed) */
+  srv_upload_digest_t* whole; /* the upload's, or NULL (borrowed) */
+  bool is_busy;
+  int status;
+  srv_upload_hash_cb cb;
+  void* data; /* the caller's */
+};
+
 /* Prepares `io` for the file at `path` (not opened yet). */
 void srv_upload_io_init(srv_upload_io_t* io, const char* path, void* data);
 
-/* Runs the operation described by buf/len/off/md/sync/close_after on the
- * pool; cb runs on the loop. Returns 0 or a libuv error (cb then does not
- * run). */
+/* Runs the write described by buf/len/off/sync/close_after on the pool; cb
+ * runs on the loop. Returns 0 or a libuv error (cb then does not run). */
 int srv_upload_io_submit(uv_loop_t* loop,
                          srv_upload_io_t* io,
                          srv_upload_io_cb cb);
+
+/* Feeds buf/len to h->sum and h->whole (whole->len grows by len) on the
+ * pool; cb runs on the loop. Returns 0 or a libuv error (cb then does not
+ * run). */
+int srv_upload_hash_submit(uv_loop_t* loop,
+                           srv_upload_hash_t* h,
+                           srv_upload_hash_cb cb);
 
 #endif

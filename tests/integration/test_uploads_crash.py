@@ -71,7 +71,8 @@ class UploadCrashTest(TusCase):
         self.srv = Server(self.args, state_dir=self.srv.state_dir).start()
         vid = self.finish_after_restart(url, data)
         self.assertEqual(self.head(url).header("CryoMamba-Volume-Id"), vid)
-        self.assertEqual(os.listdir(os.path.join(self.srv.state_dir, "uploads")), [])
+        # The file goes after the answer (its unlink is queued with it).
+        self.poll(lambda: self.uploads_dir() == [], "the upload's file to go")
 
     def test_restored_completing_upload_completes(self):
         data = make_mrc(shape=(4, 8, 8), seed=5)

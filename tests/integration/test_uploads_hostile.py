@@ -226,6 +226,67 @@ class HostileTest(TusCase):
             self.assertEqual(r.status, 204, r)
             self.assertEqual(self.on_disk(url), data)
 
+    def part_fds(self):
+        """How many descriptors the server holds on upload files."""
+        d = "/proc/%d/fd" % self.srv.proc.pid
+        n = 0
+        for f in os.listdir(d):
+            try:
+                n += os.readlink(os.path.join(d, f)).endswith(".part")
+            except OSError:  # closed meanwhile
+                pass
+        return n
+
+    def test_patches_that_keep_nothing_close_their_file(self):
+        # Refused mid-body after a buffer was written (413, chunked), or cut
+        # short with a checksum (a partial body cannot be checked): nothing
+        # is kept and the file is closed, not left open for good.
+        data = os.urandom(3 * BUF)
+        url = self.create(len(data) + 1).header("Location")  # incomplete
+        for _ in range(3):
+            c = self.raw()
+            body = data + b"+-"  # one byte past Upload-Length
+            c.send(patch_head(url, 0, extra="Transfer-Encoding: chunked\r\n")
+                   + b"%x\r\n" % len(body) + body + b"\r\n0\r\n\r\n")
+            assert_error(self, c.read_response(), 413, "payload_too_large")
+            self.assertEqual(self.part_fds(), 0)
+            c.close()
+        digest = base64.b64encode(hashlib.sha256(data).digest()).decode()
+        for _ in range(3):
+            s = socket.create_connection(("127.0.0.1", self.srv.port))
+            s.sendall(patch_head(url, 0, len(data),
+                                 "Upload-Checksum: sha256 %s\r\n" % digest)
+                      + data[:2 * BUF + 5])
+            s.close()
+            self.connections_gone()
+            self.assertEqual(self.head(url).header("Upload-Offset"), "0")
+            self.assertEqual(self.part_fds(), 0)
+        r = self.patch(url, 0, data, {"Upload-Checksum": "sha256 " + digest})
+        self.assertEqual((r.status, r.header("Upload-Offset")), (204, str(len(data))))
+        self.assertEqual(self.on_disk(url), data)
+
+    def test_a_patch_of_a_terminated_upload_makes_no_file(self):
+        # A PATCH still running when its upload is deleted: its bytes never
+        # reach a file, before or after its client goes, whether it had
+        # written a buffer already (k > BUF) or not.
+        urls = []
+        for k in (100, BUF + 100):
+            url = self.create(4 * BUF).header("Location")
+            urls.append(url)
+            c = self.raw()
+            c.send(patch_head(url, 0, 4 * BUF) + os.urandom(k))
+            self.poll(lambda: self.patch(url, 0, b"").status == 409,
+                      "the PATCH to own the upload")
+            self.assertEqual(self.req("DELETE", url).status, 204)
+            self.assertEqual(self.uploads_dir(), [])
+            c.close()
+            self.connections_gone()
+            self.assertEqual(self.head(url).status, 404)
+        # A graceful stop lets every queued write run to its end: whatever
+        # those PATCHes queued has landed when the directory is read.
+        self.assertEqual(self.srv.stop(), 0)
+        self.assertEqual(self.uploads_dir(), [])
+
     # -- volume of requests ------------------------------------------------
     def test_head_flood_while_a_patch_runs(self):
         data = os.urandom(32 * BUF)
