@@ -411,6 +411,16 @@ typedef enum {
   CM_UPLOAD_DONE        /* the volume exists; on_done follows */
 } cm_upload_phase_t;
 
+/* The order of on_progress phases. The main phases only move forward:
+ * STARTING -> HASHING -> UPLOADING -> COMPLETING -> DONE (any may be
+ * skipped: a resume does not hash, a deduplicated upload sends nothing).
+ * PAUSED and RETRYING interrupt them, never after DONE. After an
+ * interruption the upload goes on in the main phase it left or a later
+ * one, with one exception: from COMPLETING back to UPLOADING when bytes
+ * must be sent again (the server lost or refused what the last request
+ * carried). That is the only step back, and it only ever follows PAUSED
+ * or RETRYING. The library asserts this rule on every event it emits. */
+
 /* "starting", "hashing", "uploading", "completing", "paused", "retrying",
  * "done". */
 CM_EXPORT const char* cm_upload_phase_name(cm_upload_phase_t phase);

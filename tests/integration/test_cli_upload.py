@@ -40,6 +40,39 @@ RUN_TIMEOUT = 180
 LINE_RE = re.compile(r"^upload ([0-9.]+)% phase=(\w+) durable=(\d+) total=(\d+)")
 
 
+MAIN_PHASES = ["starting", "hashing", "uploading", "completing", "done"]
+
+
+def phase_changes(lines):
+    """The phases of the plain progress lines (and "retrying" notes), one
+    entry per change."""
+    out = []
+    for line in lines:
+        m = LINE_RE.match(line)
+        p = m.group(2) if m else ("retrying" if "retrying in" in line else None)
+        if p is not None and (not out or out[-1] != p):
+            out.append(p)
+    return out
+
+
+def phase_order_error(phases):
+    """None when `phases` keep client.h's order: the main phases only move
+    forward; paused/retrying in between; completing -> uploading only right
+    after one of those. Else what went wrong."""
+    at, interrupted = 0, False
+    for p in phases:
+        if at == len(MAIN_PHASES) - 1:
+            return "%s after done in %r" % (p, phases)
+        if p in ("paused", "retrying"):
+            interrupted = True
+            continue
+        r = MAIN_PHASES.index(p)
+        if r < at and not (interrupted and at == 3 and r == 2):
+            return "%s after %s in %r" % (p, MAIN_PHASES[at], phases)
+        at, interrupted = r, False
+    return None
+
+
 def free_port():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
@@ -267,6 +300,10 @@ class UploadTestBase(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         return path
 
+    def assert_phases_forward(self, lines):
+        err = phase_order_error(phase_changes(lines))
+        self.assertIsNone(err, "the progress lines went back: %s" % err)
+
     def records(self):
         d = os.path.join(self.state_home, "cryomamba", "uploads")
         return sorted(os.listdir(d)) if os.path.isdir(d) else []
@@ -317,6 +354,20 @@ class UploadTest(UploadTestBase):
         self.assertIn("8 x 8 x 8", r.stdout)
         self.assertIn("phase=done", r.stderr)
         self.assertNotIn("\r", r.stderr, "no bar when stderr is not a terminal")
+
+    def test_progress_phases_only_move_forward(self):
+        # One chunk each: the last PATCH, all of it written, waits for the
+        # server's check while the record's save lands; the lines said
+        # "completing", then "uploading" again.
+        s = self.start_server()
+        for i in range(3):
+            path = self.phantom("small%d.mrc" % i, "%d,16,16" % (6 + i), seed=50 + i)
+            r = self.cli(s.base, "upload", path)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            phases = phase_changes(r.stderr.splitlines())
+            self.assertIn("completing", phases)
+            self.assertEqual(phases[-1], "done")
+            self.assert_phases_forward(r.stderr.splitlines())
 
     def test_same_file_again_sends_nothing(self):
         s = self.start_server()
@@ -408,6 +459,8 @@ class UploadTest(UploadTestBase):
         self.assertEqual(vol["upload"]["resumed_at"], at)
         self.assertEqual(vol["upload"]["bytes_sent"], size - at)
         self.assertNotIn("phase=hashing", r.stderr, "the sha256 came from the record")
+        self.assert_phases_forward(u.lines)
+        self.assert_phases_forward(r.stderr.splitlines())
         self.assertEqual(self.records(), [])
 
     def test_no_resume_starts_afresh(self):
@@ -467,6 +520,7 @@ class UploadTest(UploadTestBase):
         # again: one chunk in flight (1 MiB) at most is sent twice.
         self.assertGreaterEqual(durable, 4 << 20)
         self.assertLessEqual(vol["upload"]["bytes_sent"], os.path.getsize(path) + (1 << 20))
+        self.assert_phases_forward(u.lines)
         self.assertEqual(self.records(), [])
 
     def test_submit_uploads_and_makes_a_job_of_the_volume(self):
