@@ -56,7 +56,8 @@ struct cm_upload_s {
   char path[4096];          /* as given */
   char filename[256];
   char resume_dir[4096]; /* "" when records are off */
-  char server[600];      /* http://host:port[/prefix]: the record's key */
+  char server[600];      /* http://host:port[/prefix], host in lower case:
+                            the record's key (upload_api.c, server_key) */
   cm_upload_cbs_t cbs;
   void* user_data;
   /* References: the application's (until cm_upload_free), the loop

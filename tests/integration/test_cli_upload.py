@@ -433,7 +433,7 @@ class UploadTest(UploadTestBase):
         path = self.phantom("big.mrc", "64,256,256", seed=6)  # 16 MiB
         size = os.path.getsize(path)
         p = self.proxy(s.port, rate=4 << 20)
-        u = self.upload_bg(p.url, path, "--chunk-mib", "1")
+        u = self.upload_bg("http://localhost:%d" % p.port, path, "--chunk-mib", "1")
         durable, total = u.wait_durable()
         self.assertEqual(total, size)
         p.hold()  # nothing more gets through until the CLI has stopped
@@ -442,9 +442,10 @@ class UploadTest(UploadTestBase):
         self.assertTrue(any("run the same command again" in line for line in u.lines), u.lines)
         self.assertEqual(len(self.records()), 1, "the record stays")
         p.release()
-        # The same command again, straight to the server this time: the
-        # record names the server by its own URL, so go through the proxy.
-        r = self.cli(p.url, "--json", "upload", path, "--chunk-mib", "1")
+        # The same command again, through the proxy: the record names the
+        # server by its address (the proxy's), however the URL is spelled.
+        r = self.cli("HTTP://LocalHost:%d/" % p.port, "--json", "upload", path,
+                     "--chunk-mib", "1")
         self.assertEqual(r.returncode, 0, r.stderr)
         m = re.search(r"resuming at .* \((\d+) of (\d+) bytes are on the server\)", r.stderr)
         self.assertIsNotNone(m, r.stderr)

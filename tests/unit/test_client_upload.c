@@ -681,6 +681,58 @@ Test(client_upload, client_free_keeps_the_record_for_a_resume, .timeout = 120) {
 }
 
 
+static cm_client_t* url_client(const char* url) {
+  cm_client_options_t o;
+  cm_client_options_init(&o);
+  o.server_url = url;
+  cm_client_t* c = NULL;
+  cr_assert_eq(cm_client_new(&o, &c), 0, "%s", url);
+  cr_assert_eq(cm_client_start_thread(c), 0);
+  return c;
+}
+
+
+Test(client_upload,
+     resume_record_is_the_servers_not_the_urls_spelling,
+     .timeout = 120) {
+  server_t srv;
+  server_start(&srv);
+  char path[128], sha[65], url[96];
+  snprintf(path, sizeof(path), "%s/data/big.mrc", srv.dir);
+  write_mrc(path, 32, 256, 256, 9, sha);
+  /* Paused through one spelling of the server's URL ... */
+  snprintf(url, sizeof(url), "http://LocalHost:%u/", srv.port);
+  cm_client_t* c = url_client(url);
+  seen_t s;
+  seen_init(&s);
+  s.pause_when_durable = true;
+  cm_upload_options_t o = upload_opts(&srv, path);
+  cm_upload_t* up = start(c, &o, &s);
+  WAIT_FOR(&s, paused);
+  cm_client_free(c);
+  cm_upload_free(up);
+  cr_assert_eq(count_records(srv.resume_dir), 1);
+  /* ... resumed through another: the scheme's and host's case and the
+   * trailing slash make no other server. */
+  snprintf(url, sizeof(url), "HTTP://localhost:%u", srv.port);
+  c = url_client(url);
+  seen_t s2;
+  seen_init(&s2);
+  up = start(c, &o, &s2);
+  WAIT_FOR(&s2, done);
+  cm_upload_info_t info;
+  cm_upload_get_info(up, &info);
+  cm_client_free(c);
+  cm_upload_free(up);
+  cr_assert_eq(s2.status, 0, "%s", cm_strerror(s2.status));
+  cr_assert_str_eq(s2.volume.sha256, sha);
+  cr_assert(info.is_resumed, "a new upload: the record was not found");
+  cr_assert_gt(info.resumed_at, 0);
+  cr_assert_eq(count_records(srv.resume_dir), 0);
+  server_stop(&srv);
+}
+
+
 Test(client_upload, file_changed_mid_upload_fails_cleanly, .timeout = 120) {
   server_t srv;
   server_start(&srv);
