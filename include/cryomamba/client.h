@@ -229,7 +229,12 @@ typedef struct {
   uint64_t artifact_bytes; /* mask.mrc size once completed, else 0 */
   char created_at[32], updated_at[32];
   char error_code[32]; /* errors[0] when failed, else "" */
-  char error_message[256];
+  /* errors[0]'s message, whole: the server's are up to 1023 bytes (an
+   * exec engine's ends with its stderr's last ~600 bytes, newlines
+   * kept). ABI: grown from 256 bytes in 0.1.x, so sizeof(cm_job_t) and
+   * the layout of cm_reply_t changed; the library is 0.x (soname 0) and
+   * keeps no binary compatibility yet: rebuild against this header. */
+  char error_message[1024];
   char volume_id[40]; /* the uploaded volume, when the job object names
                          one, else "" */
 } cm_job_t;

@@ -57,8 +57,8 @@ typedef struct {
   int closed_status;
   unsigned reconnects;
   char error_code[64];
-  char error_message[256];
-  unsigned slice_lines; /* lines of the slice drawn above the bar */
+  char error_message[1024]; /* the server's are up to 1023 bytes */
+  unsigned slice_lines;     /* lines of the slice drawn above the bar */
 } watch_t;
 
 

@@ -268,7 +268,17 @@ void cli_print_job(const cm_job_t* j) {
            cli_human_bytes(j->artifact_bytes, b, sizeof(b)));
   }
   if (j->error_code[0] != '\0') {
-    printf("error      %s: %s\n", j->error_code, j->error_message);
+    /* The whole message; an engine's stderr brings newlines: its lines
+     * go on under the value column. */
+    printf("error      %s: ", j->error_code);
+    for (const char* p = j->error_message; *p != '\0'; p++) {
+      if (*p == '\n') {
+        fputs("\n           ", stdout);
+      } else {
+        putchar(*p);
+      }
+    }
+    putchar('\n');
   }
 }
 

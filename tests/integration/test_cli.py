@@ -386,6 +386,45 @@ class CliTest(unittest.TestCase):
             w.kill()
 
 
+# An exec engine that complains at length on stderr, then fails: the job's
+# error message ends with the last ~600 bytes of it (docs/engines.md).
+LOUD_ENGINE = ("loud=i=0; while [ $i -lt 40 ]; do echo \"complaint $i: the weights "
+               "under /opt/models are missing\" >&2; i=$((i+1)); done; exit 3")
+
+
+class CliEngineErrorTest(unittest.TestCase):
+    def test_status_and_watch_print_a_long_job_error_whole(self):
+        s = Server(("--engine", LOUD_ENGINE)).start()
+        self.addCleanup(s.cleanup)
+        r = cli(s, "--json", "submit", "--shape", "4,8,8", "--engine", "loud")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        job_id = json.loads(r.stdout)["job_id"]
+        s.wait_state(job_id, "failed")
+        err = s.job(job_id)["errors"][0]
+        self.assertEqual(err["code"], "engine_failed")
+        message = err["message"]
+        self.assertGreater(len(message), 256, "the engine's stderr makes it long")
+        self.assertIn("complaint 39: the weights", message)
+        # status: every byte of it, continuation lines under the value column.
+        r = cli(s, "status", job_id)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        lines = r.stdout.splitlines()
+        first = [i for i, l in enumerate(lines) if l.startswith("error      ")]
+        self.assertEqual(len(first), 1, r.stdout)
+        shown = [lines[first[0]][len("error      "):]]
+        for l in lines[first[0] + 1:]:
+            self.assertTrue(l.startswith("           "), r.stdout)
+            shown.append(l[len("           "):])
+        self.assertEqual("\n".join(shown), "engine_failed: " + message)
+        # --json: the server's JSON, untouched.
+        r = cli(s, "--json", "status", job_id)
+        self.assertEqual(json.loads(r.stdout)["errors"][0]["message"], message)
+        # watch of the failed job: exit 1, the whole message on its last line(s).
+        r = cli(s, "watch", job_id)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn("job %s failed: %s engine_failed" % (job_id, message), r.stdout)
+
+
 class CliAuthTest(unittest.TestCase):
     def test_401_is_reported_clearly(self):
         s = Server(env={"CRYOMAMBA_TOKEN": "s3cret"}).start()
