@@ -423,10 +423,18 @@ class UploadTest(UploadTestBase):
 
     def test_unreachable_server(self):
         path = self.phantom("t.mrc", "8,8,8")
-        r = self.cli("http://127.0.0.1:%d" % free_port(), "upload", path, "--max-retries", "1")
+        url = "http://127.0.0.1:%d" % free_port()
+        r = self.cli(url, "upload", path, "--max-retries", "1")
         self.assertEqual(r.returncode, 7, r.stderr)
         self.assertIn("cannot reach the server", r.stderr)
         self.assertEqual(len(self.records()), 1, "kept: the upload may go on later")
+        # --max-retries reaches the library: N retries, then the end (the
+        # library's default would be 10); submit FILE's too.
+        for cmd, n in (("upload", 1), ("upload", 3), ("submit", 2)):
+            r = self.cli(url, cmd, path, "--max-retries", str(n))
+            self.assertEqual(r.returncode, 7, r.stderr)
+            retries = re.findall(r"retrying in [0-9.]+ s \(retry (\d+)\)", r.stderr)
+            self.assertEqual(retries, [str(i) for i in range(1, n + 1)], r.stderr)
 
     def test_ctrl_c_then_the_same_command_resumes(self):
         s = self.start_server()
