@@ -74,7 +74,10 @@ enum {
   CM_ECLOSED = -9209,       /* the server ended the subscription for good */
   CM_EGAVEUP = -9210,       /* reconnect attempts exhausted */
   CM_EBADARG = -9211,       /* an argument out of range */
-  CM_ECHANGED = -9212       /* the file changed while it was uploaded */
+  CM_ECHANGED = -9212,      /* the file changed while it was uploaded */
+  CM_ENOTREG = -9213        /* not a regular file (a pipe, a device, a
+                               socket): an upload reads its file more than
+                               once; a directory is -EISDIR */
 };
 
 /* A sentence naming `err` (any code returned by this library). */

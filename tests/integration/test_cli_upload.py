@@ -421,6 +421,43 @@ class UploadTest(UploadTestBase):
             self.assertEqual(r.returncode, 0)
             self.assertIn("Usage: cryomamba " + cmd, r.stdout)
 
+    def test_files_that_are_no_files_fail_at_once(self):
+        """A careless user's "files": each gets one clear line and exit 9,
+        at once (a FIFO must not hang), and nothing reaches the server."""
+        s = self.start_server()
+        d = os.path.join(self.tmp, "adir.mrc")
+        os.mkdir(d)
+        fifo = os.path.join(self.tmp, "pipe.mrc")
+        os.mkfifo(fifo)
+        empty = os.path.join(self.tmp, "empty.mrc")
+        open(empty, "wb").close()
+        missing = os.path.join(self.tmp, "missing.mrc")
+        cases = [(d, "%s is a directory, not an MRC file"),
+                 (fifo, "%s is a named pipe (FIFO), not a regular file: an upload reads "
+                        "its file twice (hash, then chunks), so write it to a file first"),
+                 (empty, "%s is empty (0 bytes), not an MRC file"),
+                 (missing, "cannot open %s: No such file or directory")]
+        for path, want in cases:
+            for cmd in ("upload", "submit"):
+                r = self.cli(s.base, cmd, path)
+                self.assertEqual(r.returncode, 9, (path, r.stderr))
+                self.assertEqual(r.stderr.strip(), "cryomamba upload: " + want % path)
+        # A file this user may not read (root reads anything: the CLI then
+        # runs as nobody, the directory open to it).
+        secret = self.phantom("secret.mrc", "8,8,8")
+        os.chmod(secret, 0)
+        os.chmod(self.tmp, 0o755)
+        as_nobody = (lambda: (os.setgid(65534), os.setuid(65534))) \
+            if os.geteuid() == 0 else None
+        r = subprocess.run([CLI_BIN, "--server", s.base, "upload", secret], capture_output=True,
+                           text=True, timeout=RUN_TIMEOUT, env=self.env,
+                           stdin=subprocess.DEVNULL, preexec_fn=as_nobody)
+        self.assertEqual(r.returncode, 9, r.stderr)
+        self.assertEqual(r.stderr.strip(),
+                         "cryomamba upload: cannot open %s: Permission denied" % secret)
+        self.assertEqual(s.get("/v1/volumes").json["total"], 0)
+        self.assertEqual(self.records(), [])
+
     def test_unreachable_server(self):
         path = self.phantom("t.mrc", "8,8,8")
         url = "http://127.0.0.1:%d" % free_port()

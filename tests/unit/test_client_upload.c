@@ -789,6 +789,36 @@ Test(client_upload, phases_only_move_forward, .timeout = 120) {
 }
 
 
+Test(client_upload, not_a_regular_file_ends_at_once, .timeout = 60) {
+  /* A FIFO without a writer: opening it plainly would hang a pool thread
+   * for ever (and cm_client_free with it). */
+  server_t srv;
+  server_start(&srv);
+  char fifo[128], dir[128];
+  snprintf(fifo, sizeof(fifo), "%s/data/pipe.mrc", srv.dir);
+  snprintf(dir, sizeof(dir), "%s/data/dir.mrc", srv.dir);
+  cr_assert_eq(mkfifo(fifo, 0600), 0);
+  cr_assert_eq(mkdir(dir, 0700), 0);
+  cm_client_t* c = thread_client(&srv, NULL);
+  const char* paths[] = {fifo, dir};
+  const int want[] = {CM_ENOTREG, UV_EISDIR};
+  for (int i = 0; i < 2; i++) {
+    seen_t s;
+    seen_init(&s);
+    cm_upload_options_t o = upload_opts(&srv, paths[i]);
+    cm_upload_t* up = start(c, &o, &s);
+    WAIT_FOR(&s, done);
+    cm_upload_free(up);
+    cr_assert_eq(s.status, want[i], "%s: %s", paths[i], cm_strerror(s.status));
+    cr_assert_eq(s.http_status, 0, "nothing was asked of the server");
+  }
+  cm_client_free(c);
+  cr_assert_eq(count_records(srv.resume_dir), 0);
+  cr_assert_str_neq(cm_strerror(CM_ENOTREG), "unknown error");
+  server_stop(&srv);
+}
+
+
 /* ---- a server that refuses a PATCH's body at once ---- */
 
 typedef struct {
