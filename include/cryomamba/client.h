@@ -74,7 +74,10 @@ enum {
   CM_ECLOSED = -9209,       /* the server ended the subscription for good */
   CM_EGAVEUP = -9210,       /* reconnect attempts exhausted */
   CM_EBADARG = -9211,       /* an argument out of range */
-  CM_ECHANGED = -9212       /* the file changed while it was uploaded */
+  CM_ECHANGED = -9212,      /* the file changed while it was uploaded */
+  CM_ENOTREG = -9213        /* not a regular file (a pipe, a device, a
+                               socket): an upload reads its file more than
+                               once; a directory is -EISDIR */
 };
 
 /* A sentence naming `err` (any code returned by this library). */
@@ -232,7 +235,12 @@ typedef struct {
   uint64_t artifact_bytes; /* mask.mrc size once completed, else 0 */
   char created_at[32], updated_at[32];
   char error_code[32]; /* errors[0] when failed, else "" */
-  char error_message[256];
+  /* errors[0]'s message, whole: the server's are up to 1023 bytes (an
+   * exec engine's ends with its stderr's last ~600 bytes, newlines
+   * kept). ABI: grown from 256 bytes in 0.1.x, so sizeof(cm_job_t) and
+   * the layout of cm_reply_t changed; the library is 0.x (soname 0) and
+   * keeps no binary compatibility yet: rebuild against this header. */
+  char error_message[1024];
   char volume_id[40]; /* the uploaded volume, when the job object names
                          one, else "" */
 } cm_job_t;
@@ -386,7 +394,11 @@ CM_EXPORT int cm_volume_delete_sync(cm_client_t* client,
  * any other refusal ends the upload with the server's error envelope.
  *
  * Resume: a small JSON record per (absolute path, size, mtime, server)
- * under resume_dir keeps the upload's URLs and the file's sha256. Starting
+ * under resume_dir keeps the upload's URLs and the file's sha256. The
+ * server is its normalised address, not server_url as typed: scheme and
+ * host case, an explicit default port (80) and trailing slashes do not
+ * matter (http://LocalHost:8000/ and http://localhost:8000 are one
+ * server); hosts are not resolved (localhost and 127.0.0.1 are two). Starting
  * the same file again (after a crash, a Ctrl-C, cm_client_stop) finds it,
  * asks the server what is durable and goes on; a record whose file
  * changed, or whose upload the server no longer knows, starts over. The
@@ -413,6 +425,16 @@ typedef enum {
   CM_UPLOAD_RETRYING,   /* a failure; the next attempt in delay_ms */
   CM_UPLOAD_DONE        /* the volume exists; on_done follows */
 } cm_upload_phase_t;
+
+/* The order of on_progress phases. The main phases only move forward:
+ * STARTING -> HASHING -> UPLOADING -> COMPLETING -> DONE (any may be
+ * skipped: a resume does not hash, a deduplicated upload sends nothing).
+ * PAUSED and RETRYING interrupt them, never after DONE. After an
+ * interruption the upload goes on in the main phase it left or a later
+ * one, with one exception: from COMPLETING back to UPLOADING when bytes
+ * must be sent again (the server lost or refused what the last request
+ * carried). That is the only step back, and it only ever follows PAUSED
+ * or RETRYING. The library asserts this rule on every event it emits. */
 
 /* "starting", "hashing", "uploading", "completing", "paused", "retrying",
  * "done". */

@@ -4,6 +4,9 @@
 #ifndef CLI_CLI_H
 #define CLI_CLI_H
 
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -24,7 +27,8 @@ enum {
   CLI_EXIT_PROTOCOL = 8,     /* the server's answer made no sense */
   CLI_EXIT_IO = 9,           /* a local file could not be read or written */
   CLI_EXIT_USAGE = 64,       /* bad command line */
-  CLI_EXIT_INTERRUPTED = 130 /* upload: Ctrl-C; the same command resumes */
+  CLI_EXIT_INTERRUPTED = 130 /* Ctrl-C: upload (the same command resumes),
+                                watch (the job goes on) */
 };
 
 typedef struct {
@@ -171,6 +175,25 @@ int cli_parse_max_message(cli_ctx_t* ctx,
 int cli_watch_job(cli_ctx_t* ctx,
                   const char* job_id,
                   const cli_watch_opts_t* opts);
+
+/* signals.c: the main thread waits while a client thread works. */
+
+/* CLOCK_MONOTONIC in milliseconds. */
+uint64_t cli_now_ms(void);
+
+/* Blocks SIGINT, SIGTERM and SIGUSR1 on this thread (before the client
+ * thread starts: it inherits the mask); *old gets the mask to restore. */
+void cli_signals_block(sigset_t* old);
+
+/* Takes any wake-up still pending, then restores `old`. */
+void cli_signals_restore(const sigset_t* old);
+
+/* Wakes the main thread from a callback (set the flag first). */
+void cli_wake(pthread_t main_thread);
+
+/* Waits until *flag is set (0), SIGINT or SIGTERM arrives (the signal),
+ * or until_ms passes (-1; 0: no deadline). Signals must be blocked. */
+int cli_wait_signal(atomic_bool* flag, uint64_t until_ms);
 
 /* Writes all `len` bytes to `fd`, retrying short writes and EINTR.
  * Returns 0 or -errno. */

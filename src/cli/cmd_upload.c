@@ -62,15 +62,8 @@ typedef struct {
 } up_view_t;
 
 
-static uint64_t now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t) ts.tv_sec * 1000 + (uint64_t) ts.tv_nsec / 1000000;
-}
-
-
 static void wake_main(up_view_t* v) {
-  pthread_kill(v->main_thread, SIGUSR1);
+  cli_wake(v->main_thread);
 }
 
 
@@ -129,7 +122,7 @@ static void show(up_view_t* v, const cm_upload_progress_t* p) {
     return;
   }
   /* Plain lines: at most one a second, and each change of phase. */
-  uint64_t now = now_ms();
+  uint64_t now = cli_now_ms();
   if (p->phase == v->last_phase && now - v->last_line_ms < 1000) {
     return;
   }
@@ -199,23 +192,6 @@ static void on_done(cm_upload_t* up,
 }
 
 
-/* Waits for `flag` or a signal in `set`; returns the signal (0: flag). A
- * deadline of 0 waits for ever. */
-static int wait_for(const sigset_t* set, atomic_bool* flag, uint64_t until) {
-  while (!atomic_load(flag)) {
-    struct timespec ts = {.tv_sec = 0, .tv_nsec = 200 * 1000000};
-    int sig = sigtimedwait(set, NULL, &ts);
-    if (sig == SIGINT || sig == SIGTERM) {
-      return sig;
-    }
-    if (until != 0 && now_ms() >= until) {
-      return -1;
-    }
-  }
-  return 0;
-}
-
-
 int cli_upload_file(const cli_ctx_t* ctx,
                     const char* path,
                     const cli_upload_opts_t* o,
@@ -227,23 +203,19 @@ int cli_upload_file(const cli_ctx_t* ctx,
   if (rc != 0) {
     return rc;
   }
-  /* Signals: SIGINT/SIGTERM and the wake-up go to sigwait on this thread
-   * only; the client thread inherits the mask. */
-  sigset_t set, old;
-  sigemptyset(&set);
-  sigaddset(&set, SIGINT);
-  sigaddset(&set, SIGTERM);
-  sigaddset(&set, SIGUSR1);
-  pthread_sigmask(SIG_BLOCK, &set, &old);
+  /* Signals: SIGINT/SIGTERM and the wake-up go to sigtimedwait on this
+   * thread only; the client thread inherits the mask. */
+  sigset_t old;
+  cli_signals_block(&old);
   cm_client_t* client;
   if ((rc = cli_client_new(ctx, NULL, &client)) != 0) {
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    cli_signals_restore(&old);
     return rc;
   }
   up_view_t* v = calloc(1, sizeof(*v));
   if (v == NULL) {
     cm_client_free(client);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    cli_signals_restore(&old);
     return CLI_EXIT_IO;
   }
   v->ctx = ctx;
@@ -266,28 +238,22 @@ int cli_upload_file(const cli_ctx_t* ctx,
   }
   if (err != 0) {
     cm_client_free(client);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    cli_signals_restore(&old);
     free(v);
     return cli_fail(ctx, err, NULL, "starting the upload");
   }
-  int sig = wait_for(&set, &v->is_done, 0);
+  int sig = cli_wait_signal(&v->is_done, 0);
   bool interrupted = sig != 0;
   if (interrupted) {
     /* Pause: the request in flight is aborted, what is durable stays on
      * the server and the record stays here. A second Ctrl-C, or 10 s,
      * ends the wait. */
     cm_upload_pause(up);
-    wait_for(&set, atomic_load(&v->is_done) ? &v->is_done : &v->is_paused,
-             now_ms() + 10000);
+    cli_wait_signal(atomic_load(&v->is_done) ? &v->is_done : &v->is_paused,
+                    cli_now_ms() + 10000);
   }
   cm_client_free(client); /* joins the client thread: no callback after */
-  /* Wake-ups still pending would kill the process once unblocked. */
-  sigset_t usr1;
-  sigemptyset(&usr1);
-  sigaddset(&usr1, SIGUSR1);
-  struct timespec zero = {0, 0};
-  while (sigtimedwait(&usr1, NULL, &zero) > 0) {
-  }
+  cli_signals_restore(&old);
   cm_upload_info_t got;
   cm_upload_get_info(up, &got);
   if (info != NULL) {
@@ -295,7 +261,6 @@ int cli_upload_file(const cli_ctx_t* ctx,
   }
   bool done = atomic_load(&v->is_done);
   cm_upload_free(up);
-  pthread_sigmask(SIG_SETMASK, &old, NULL);
   if (interrupted && !(done && v->status == 0)) {
     char at[32], all[32];
     clear_bar(v);

@@ -1,11 +1,16 @@
 /* cmd_watch.c: `cryomamba watch JOB`: follows a job over a libcryomamba
- * subscription on this thread's loop and shows it: a one-line progress bar
- * on a terminal, plain lines otherwise, NDJSON events with --json. Exit
- * status from how the job ended (cli.h). */
+ * subscription and shows it: a one-line progress bar on a terminal, plain
+ * lines otherwise, NDJSON events with --json. The client runs on its own
+ * thread (every callback, so every line, comes from there) while this
+ * thread waits for the end or a Ctrl-C (signals.c): SIGINT/SIGTERM close
+ * the subscription (close 1000), print a summary and exit 130; the job goes
+ * on. Exit status from how the job ended (cli.h). */
 #include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,8 +40,9 @@ static const char watch_help[] =
     "suffixes;\n"
     "                       default 1G); larger previews are skipped with a\n"
     "                       warning and the job is still followed to its end\n"
+    "Ctrl-C stops watching (the job goes on on the server) with exit 130.\n"
     "Exit: 0 completed, 1 failed, 2 cancelled, 3 connection lost for good,\n"
-    "5 no such job, 6 unauthorized, 7 server unreachable.\n";
+    "5 no such job, 6 unauthorized, 7 server unreachable, 130 interrupted.\n";
 
 typedef struct {
   cli_ctx_t* ctx;
@@ -57,8 +63,12 @@ typedef struct {
   int closed_status;
   unsigned reconnects;
   char error_code[64];
-  char error_message[256];
-  unsigned slice_lines; /* lines of the slice drawn above the bar */
+  char error_message[1024]; /* the server's are up to 1023 bytes */
+  unsigned slice_lines;     /* lines of the slice drawn above the bar */
+  /* The fields above are the client thread's until cm_client_free joined
+   * it; these two are how it tells the main thread it is over. */
+  pthread_t main_thread;
+  atomic_bool is_closed; /* on_closed ran */
 } watch_t;
 
 
@@ -406,8 +416,10 @@ static void on_error(cm_sub_t* sub, const cm_sub_error_t* ev, void* user) {
 
 static void on_closed(cm_sub_t* sub, int status, void* user) {
   watch_t* w = user;
+  (void) sub; /* freed by the main thread, which may still close it */
   w->closed_status = status;
-  cm_sub_free(sub); /* its last callback: the sub is ours to free */
+  atomic_store(&w->is_closed, true);
+  cli_wake(w->main_thread);
 }
 
 
@@ -505,9 +517,12 @@ int cli_watch_job(cli_ctx_t* ctx,
     copts.max_message_bytes = opts->max_message_bytes;
   }
   copts.log = on_log;
+  sigset_t old_mask;
+  cli_signals_block(&old_mask); /* before the client thread starts */
   cm_client_t* client;
   int rc = cli_client_new(ctx, &copts, &client);
   if (rc != 0) {
+    cli_signals_restore(&old_mask);
     return rc;
   }
   watch_t w = {
@@ -515,7 +530,9 @@ int cli_watch_job(cli_ctx_t* ctx,
       .opts = opts,
       .is_tty = isatty(STDOUT_FILENO) && !opts->no_progress && !ctx->json,
       .eta_s = -1,
+      .main_thread = pthread_self(),
   };
+  atomic_init(&w.is_closed, false);
   static const cm_sub_cbs_t cbs = {
       .on_state = on_state,
       .on_connected = on_connected,
@@ -526,26 +543,50 @@ int cli_watch_job(cli_ctx_t* ctx,
       .on_error = on_error,
       .on_closed = on_closed,
   };
-  cm_sub_t* sub;
-  int err = cm_sub_start(client, job_id, &cbs, &w, &sub);
+  cm_sub_t* sub = NULL;
+  int err = cm_client_start_thread(client);
+  if (err == 0) {
+    err = cm_sub_start(client, job_id, &cbs, &w, &sub);
+  }
   if (err != 0) {
     cm_client_free(client);
+    cli_signals_restore(&old_mask);
     return cli_fail(ctx, err, NULL, "watching the job");
   }
-  cm_client_run(client);
-  cm_client_free(client);
+  bool is_interrupted = cli_wait_signal(&w.is_closed, 0) != 0;
+  if (is_interrupted) {
+    /* Ctrl-C: a clean close (1000, the server answers it); a second
+     * Ctrl-C, or 5 s, stops waiting for it. */
+    cm_sub_close(sub);
+    cli_wait_signal(&w.is_closed, cli_now_ms() + 5000);
+  }
+  cm_client_free(client); /* joins the client thread: w is ours now */
+  cm_sub_free(sub);
+  cli_signals_restore(&old_mask);
   clear_bar(&w);
-  rc = exit_code(&w);
+  /* A job that ended while Ctrl-C was handled is reported as it ended. */
+  is_interrupted = is_interrupted && !w.has_final;
+  rc = is_interrupted ? CLI_EXIT_INTERRUPTED : exit_code(&w);
   if (ctx->json) {
+    const char* state = w.has_final      ? cm_job_state_name(w.final_state)
+                        : is_interrupted ? cm_job_state_name(w.state)
+                                         : "unknown";
     emit_json(json_pack(
-        "{s:s,s:s,s:s,s:I,s:I,s:I,s:i,s:i}", "event", "end", "job_id", job_id,
-        "state", w.has_final ? cm_job_state_name(w.final_state) : "unknown",
-        "previews", (json_int_t) w.previews, "skipped", (json_int_t) w.skipped,
-        "saved", (json_int_t) w.saved, "reconnects", (int) w.reconnects,
-        "exit_code", rc));
+        "{s:s,s:s,s:s,s:I,s:I,s:I,s:i,s:b,s:i}", "event", "end", "job_id",
+        job_id, "state", state, "previews", (json_int_t) w.previews, "skipped",
+        (json_int_t) w.skipped, "saved", (json_int_t) w.saved, "reconnects",
+        (int) w.reconnects, "interrupted", is_interrupted, "exit_code", rc));
     return rc;
   }
   switch (rc) {
+  case CLI_EXIT_INTERRUPTED:
+    printf(
+        "stopped watching job %s at %.1f%% (%s; %llu previews received, %u "
+        "reconnects): it goes on on the server; `%s watch %s` follows it "
+        "again\n",
+        job_id, w.progress * 100, cm_job_state_name(w.state),
+        (unsigned long long) w.previews, w.reconnects, ctx->prog, job_id);
+    break;
   case CLI_EXIT_OK:
     if (w.skipped > 0) {
       printf(

@@ -268,7 +268,17 @@ void cli_print_job(const cm_job_t* j) {
            cli_human_bytes(j->artifact_bytes, b, sizeof(b)));
   }
   if (j->error_code[0] != '\0') {
-    printf("error      %s: %s\n", j->error_code, j->error_message);
+    /* The whole message; an engine's stderr brings newlines: its lines
+     * go on under the value column. */
+    printf("error      %s: ", j->error_code);
+    for (const char* p = j->error_message; *p != '\0'; p++) {
+      if (*p == '\n') {
+        fputs("\n           ", stdout);
+      } else {
+        putchar(*p);
+      }
+    }
+    putchar('\n');
   }
 }
 
@@ -278,20 +288,36 @@ int cli_read_mrc_header(const cli_ctx_t* ctx,
                         const char* path,
                         uint32_t shape[3],
                         double voxel_size[3]) {
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  /* What it is first: opening a FIFO would wait for a writer. */
   struct stat st;
-  uint8_t buf[CORE_MRC_HEADER_LEN];
-  if (fd < 0 || fstat(fd, &st) != 0) {
+  if (stat(path, &st) != 0) {
     fprintf(stderr, "%s %s: cannot open %s: %s\n", ctx->prog, cmd, path,
             strerror(errno));
-    if (fd >= 0) {
-      close(fd);
-    }
     return CLI_EXIT_IO;
   }
   if (!S_ISREG(st.st_mode)) {
-    fprintf(stderr, "%s %s: %s is not a regular file\n", ctx->prog, cmd, path);
-    close(fd);
+    const char* what =
+        S_ISDIR(st.st_mode) ? "a directory, not an MRC file"
+        : S_ISFIFO(st.st_mode)
+            ? "a named pipe (FIFO), not a regular file: an upload reads its "
+              "file twice (hash, then chunks), so write it to a file first"
+            : "a device or a socket, not a regular file";
+    fprintf(stderr, "%s %s: %s is %s\n", ctx->prog, cmd, path, what);
+    return CLI_EXIT_IO;
+  }
+  if (st.st_size == 0) {
+    fprintf(stderr, "%s %s: %s is empty (0 bytes), not an MRC file\n",
+            ctx->prog, cmd, path);
+    return CLI_EXIT_IO;
+  }
+  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  uint8_t buf[CORE_MRC_HEADER_LEN];
+  if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    fprintf(stderr, "%s %s: cannot open %s: %s\n", ctx->prog, cmd, path,
+            fd < 0 ? strerror(errno) : "it changed under us");
+    if (fd >= 0) {
+      close(fd);
+    }
     return CLI_EXIT_IO;
   }
   ssize_t n = read(fd, buf, sizeof(buf));

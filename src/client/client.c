@@ -61,6 +61,8 @@ const char* cm_strerror(int err) {
     return "invalid argument";
   case CM_ECHANGED:
     return "the file changed while it was being uploaded";
+  case CM_ENOTREG:
+    return "not a regular file (a pipe, a device or a socket)";
   case NET_WSC_E_HTTP:
     return "the WebSocket handshake was refused";
   case -ENOMEM:

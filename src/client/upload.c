@@ -29,6 +29,42 @@ uint64_t up_durable(const cm_upload_t* up) {
 }
 
 
+cm_upload_phase_t up_streams_phase(const cm_upload_t* up) {
+  bool has_unknown = false;
+  uint64_t durable = 0;
+  for (unsigned i = 0; i < up->stream_count; i++) {
+    const up_stream_t* s = &up->streams[i];
+    if (!s->is_known) {
+      has_unknown = true;
+      continue;
+    }
+    assert(s->offset + s->in_flight <= s->length);
+    if (s->offset + s->in_flight < s->length) {
+      return CM_UPLOAD_UPLOADING; /* bytes left to write */
+    }
+    durable += s->offset;
+  }
+  if (has_unknown || up->stream_count == 0) {
+    return CM_UPLOAD_STARTING;
+  }
+  /* Every byte is written. One upload: its last PATCH waits for the
+   * server's validation. A concatenation's parts are done once durable;
+   * then its final is the completion. */
+  return !up->is_concat || durable == up->size ? CM_UPLOAD_COMPLETING
+                                               : CM_UPLOAD_UPLOADING;
+}
+
+
+/* Progress in the phase the streams are in, unless a HEAD must first say
+ * which (the phase shown, e.g. RETRYING, stays until then). */
+static void emit_streams_phase(cm_upload_t* up, bool force) {
+  cm_upload_phase_t p = up_streams_phase(up);
+  if (p != CM_UPLOAD_STARTING) {
+    up_emit_progress(up, p, force);
+  }
+}
+
+
 bool up_all_sent(const cm_upload_t* up) {
   for (unsigned i = 0; i < up->stream_count; i++) {
     const up_stream_t* s = &up->streams[i];
@@ -168,6 +204,13 @@ void up_start_over(cm_upload_t* up, int status, const cm_reply_t* reply) {
              up->path);
   up->is_restarting = true;
   up_http_abort_all(up);
+  /* An attempt that failed: the bytes go again, so the phase may go back
+   * to UPLOADING, through RETRYING (client.h). */
+  up->retries++;
+  up->last_error = status;
+  up->delay_ms = 0;
+  up_info_sync(up);
+  up_emit_progress(up, CM_UPLOAD_RETRYING, true);
 }
 
 
@@ -311,7 +354,7 @@ static int drive_streams(cm_upload_t* up) {
     up->is_resume_told = true;
     up->resumed_at = up_durable(up);
     up_info_sync(up);
-    up_emit_progress(up, CM_UPLOAD_UPLOADING, true); /* "resuming at" */
+    emit_streams_phase(up, true); /* "resuming at" */
   }
   return err;
 }
@@ -408,7 +451,9 @@ void up_advance(cm_upload_t* up) {
     err = up_http_head(up, -1); /* assembling, or done */
     up_emit_progress(up, CM_UPLOAD_COMPLETING, false);
   } else if (!up_all_sent(up)) {
-    up_emit_progress(up, CM_UPLOAD_UPLOADING, false);
+    /* Not "uploading" blindly: the last PATCH, all of it written, may be
+     * waiting for the server's validation (COMPLETING). */
+    emit_streams_phase(up, false);
     err = drive_streams(up);
   } else if (up->is_concat) {
     up_emit_progress(up, CM_UPLOAD_COMPLETING, false);

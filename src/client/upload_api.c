@@ -6,6 +6,7 @@
  * keeping its record. The driver: upload.c. Any thread, except what runs
  * on the loop (do_start, run_cmd, client_uploads_stop_all). */
 #include <assert.h>
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -71,10 +72,21 @@ static void do_start(void* arg) {
 }
 
 
-static void client_server(const cm_client_t* c, char* out, size_t cap) {
-  bool v6 = strchr(c->host, ':') != NULL;
-  snprintf(out, cap, "http://%s%s%s:%u%s", v6 ? "[" : "", c->host,
-           v6 ? "]" : "", c->port, c->prefix);
+/* The server as a resume record's key: the address client_parse_url()
+ * made of the URL (scheme dropped, port explicit, no trailing slash) with
+ * the host in lower case, so that http://LocalHost:8000/ and
+ * http://localhost:8000 are one server; hosts are not resolved
+ * (localhost and 127.0.0.1 stay two). */
+static void server_key(const cm_client_t* c, char* out, size_t cap) {
+  char host[sizeof(c->host)];
+  size_t n = strlen(c->host);
+  assert(n < sizeof(host));
+  for (size_t i = 0; i <= n; i++) {
+    host[i] = (char) tolower((unsigned char) c->host[i]);
+  }
+  bool v6 = strchr(host, ':') != NULL;
+  snprintf(out, cap, "http://%s%s%s:%u%s", v6 ? "[" : "", host, v6 ? "]" : "",
+           c->port, c->prefix);
 }
 
 
@@ -134,7 +146,7 @@ int cm_upload_start(cm_client_t* client,
   up->opts.path = up->path;
   up->opts.filename = up->filename;
   up->opts.resume_dir = up->resume_dir;
-  client_server(client, up->server, sizeof(up->server));
+  server_key(client, up->server, sizeof(up->server));
   if (cbs != NULL) {
     up->cbs = *cbs;
   }

@@ -4,6 +4,7 @@
  * client_deliver() and run by run_ev() on the dispatch thread (the client
  * thread without one). run_ev() reads only the upload's immutable fields
  * and atomics. Also the info snapshot and the last reference. */
+#include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -102,8 +103,53 @@ static double rate_of(cm_upload_t* up, uint64_t now, uint64_t bytes) {
 }
 
 
+/* Where a main phase stands in client.h's order; -1 for the
+ * interruptions (PAUSED, RETRYING). */
+static int rank_of(cm_upload_phase_t phase) {
+  switch (phase) {
+  case CM_UPLOAD_STARTING:
+    return 0;
+  case CM_UPLOAD_HASHING:
+    return 1;
+  case CM_UPLOAD_UPLOADING:
+    return 2;
+  case CM_UPLOAD_COMPLETING:
+    return 3;
+  case CM_UPLOAD_DONE:
+    return 4;
+  case CM_UPLOAD_PAUSED:
+  case CM_UPLOAD_RETRYING:
+    return -1;
+  }
+  assert(!"not a phase");
+  return -1;
+}
+
+
+/* The one transition check of the phases (client.h): main phases move
+ * forward; the only step back, COMPLETING to UPLOADING, comes right after
+ * an interruption. A break is the driver's bug, never the server's. */
+static void check_phase(cm_upload_t* up, cm_upload_phase_t next) {
+  int from = rank_of(up->main_phase);
+  int to = rank_of(next);
+  assert(from < rank_of(CM_UPLOAD_DONE) && "a phase after done");
+  if (to < 0) {
+    up->is_interrupted = true;
+    return;
+  }
+  bool is_resend = up->is_interrupted &&
+                   up->main_phase == CM_UPLOAD_COMPLETING &&
+                   next == CM_UPLOAD_UPLOADING;
+  assert((to >= from || is_resend) && "an upload phase went back");
+  (void) is_resend;
+  up->main_phase = next;
+  up->is_interrupted = false;
+}
+
+
 void up_emit_progress(cm_upload_t* up, cm_upload_phase_t phase, bool force) {
   uint64_t now = uv_now(&up->client->loop);
+  check_phase(up, phase);
   if (phase != up->phase) {
     force = true;
     up->sample_count = 0;

@@ -184,14 +184,12 @@ static void on_sent(net_hreq_t* h, uint64_t sent) {
   up_stream_t* s = &up->streams[r->stream];
   up->bytes_sent += sent - s->in_flight;
   s->in_flight = sent;
-  /* The last bytes are out: the server now writes, syncs and validates. */
-  uint64_t all = up_durable(up);
-  for (unsigned i = 0; i < up->stream_count; i++) {
-    all += up->streams[i].in_flight;
+  /* Once the last bytes are out the server writes, syncs and validates:
+   * COMPLETING. */
+  cm_upload_phase_t phase = up_streams_phase(up);
+  if (phase != CM_UPLOAD_STARTING) {
+    up_emit_progress(up, phase, false);
   }
-  bool is_last = all == up->size && !up->is_concat;
-  up_emit_progress(up, is_last ? CM_UPLOAD_COMPLETING : CM_UPLOAD_UPLOADING,
-                   false);
 }
 
 
@@ -271,6 +269,15 @@ static void handle_ok(cm_upload_t* up, up_req_t* r) {
     }
     if (off > s->offset) {
       up->attempts_in_row = 0;
+    }
+    if (off < s->chunk_off + s->chunk_len) {
+      /* A 204 that kept less than the chunk (a checksummed PATCH is all
+       * or nothing here): a failed attempt, retried from what HEAD says;
+       * RETRYING also lets the phase go back from COMPLETING. */
+      s->is_known = false;
+      s->has_chunk = false;
+      up_retry_later(up, CM_EPROTO, NULL);
+      break;
     }
     s->offset = off < s->length ? off : s->length;
     s->is_known = true;
@@ -376,13 +383,15 @@ static void on_done(net_hreq_t* h, int status) {
     break;
   case V_GONE:
     if (r->kind == RQ_HEAD && s == NULL) {
-      /* The final upload of a concatenation is gone: see what of the
-       * parts is left. */
+      /* The final upload of a concatenation is gone: a failed attempt;
+       * then see what of the parts is left (what is missing goes again:
+       * RETRYING lets the phase go back from COMPLETING). */
       up->final_url[0] = '\0';
       for (unsigned i = 0; i < up->stream_count; i++) {
         up->streams[i].is_known = false;
       }
       up->is_record_dirty = true;
+      up_retry_later(up, code, &reply);
       break;
     }
     /* Expired, terminated, or (an empty PATCH) dropped after a failed

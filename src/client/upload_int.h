@@ -56,7 +56,8 @@ struct cm_upload_s {
   char path[4096];          /* as given */
   char filename[256];
   char resume_dir[4096]; /* "" when records are off */
-  char server[600];      /* http://host:port[/prefix]: the record's key */
+  char server[600];      /* http://host:port[/prefix], host in lower case:
+                            the record's key (upload_api.c, server_key) */
   cm_upload_cbs_t cbs;
   void* user_data;
   /* References: the application's (until cm_upload_free), the loop
@@ -129,6 +130,9 @@ struct cm_upload_s {
   uint32_t delay_ms;
   /* Progress (upload_deliver.c). */
   cm_upload_phase_t phase;
+  cm_upload_phase_t main_phase; /* the last main phase emitted (client.h's
+                                   rule: it only moves forward) */
+  bool is_interrupted; /* the last phase emitted was PAUSED or RETRYING */
   uint64_t last_emit_ms;
   uint64_t sample_ms[16];
   uint64_t sample_bytes[16];
@@ -214,8 +218,16 @@ int up_work_close(cm_upload_t* up, void (*cb)(cm_upload_t* up));
 /* ---- upload_deliver.c ---- */
 
 /* Reports progress in `phase`: at once when the phase changed or `force`,
- * else at most once per progress_interval_ms. */
+ * else at most once per progress_interval_ms. Asserts the order of phases
+ * (client.h): a step back is the driver's bug. */
 void up_emit_progress(cm_upload_t* up, cm_upload_phase_t phase, bool force);
+
+/* The phase the streams' bytes put the upload in: UPLOADING while bytes
+ * are left to write, COMPLETING once every byte is written (one stream:
+ * the server validates as the last PATCH ends) or durable (a
+ * concatenation: its final follows); STARTING (no claim) while a HEAD has
+ * to tell first. */
+cm_upload_phase_t up_streams_phase(const cm_upload_t* up);
 
 /* Makes up->done_ev. Returns 0 or -ENOMEM. */
 int up_done_ev_alloc(cm_upload_t* up);

@@ -66,8 +66,19 @@ static void do_prepare(up_work_t* w) {
     w->status = -errno;
     return;
   }
-  int fd = open(w->abs_path, O_RDONLY | O_CLOEXEC);
+  /* Only a regular file is opened: opening a FIFO would wait for a
+   * writer (this pool thread for ever), a device may act on its open. */
   struct stat st;
+  if (stat(w->abs_path, &st) != 0) {
+    w->status = -errno;
+    return;
+  }
+  if (!S_ISREG(st.st_mode)) {
+    w->status = S_ISDIR(st.st_mode) ? -EISDIR : CM_ENOTREG;
+    return;
+  }
+  /* O_NONBLOCK too: it may have been replaced since the stat. */
+  int fd = open(w->abs_path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0 || fstat(fd, &st) != 0) {
     w->status = -errno;
     if (fd >= 0) {
@@ -77,7 +88,7 @@ static void do_prepare(up_work_t* w) {
   }
   if (!S_ISREG(st.st_mode)) {
     close(fd);
-    w->status = S_ISDIR(st.st_mode) ? -EISDIR : -EINVAL;
+    w->status = S_ISDIR(st.st_mode) ? -EISDIR : CM_ENOTREG;
     return;
   }
   w->fd = fd;

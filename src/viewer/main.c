@@ -62,7 +62,7 @@ static int parse_args(viewer_app_t* app, int* argc, char*** argv) {
   o->duration = -1;
   o->seed = -1;
   o->opacity = -1;
-  o->max_retries = 0;
+  o->max_retries = -1; /* the preferences' */
   GOptionEntry entries[] = {
       {"server", 0, 0, G_OPTION_ARG_STRING, &o->server_url,
        "Server URL for this run (default: the preferences)", "URL"},
@@ -106,7 +106,9 @@ static int parse_args(viewer_app_t* app, int* argc, char*** argv) {
       {"stay", 0, 0, G_OPTION_ARG_NONE, &stay,
        "Keep running after the screenshot", NULL},
       {"max-retries", 0, 0, G_OPTION_ARG_INT, &o->max_retries,
-       "Reconnect attempts in a row before giving up (0: never)", "N"},
+       "Failed attempts in a row before giving up, reconnects and upload "
+       "retries alike (0: never; default: the preferences', 0)",
+       "N"},
       {"cancel-upload-after-bytes", 0, G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_INT64,
        &o->cancel_upload_after,
        "Tests: cancel the upload once N bytes are on the server", "N"},
@@ -164,6 +166,10 @@ static int parse_args(viewer_app_t* app, int* argc, char*** argv) {
   o->no_upload = no_upload;
   if (o->engine != NULL && o->engine[0] == '\0') {
     fprintf(stderr, "cryomamba-viewer: --engine wants a name\n");
+    return 64;
+  }
+  if (o->max_retries < -1 || o->max_retries > 1000000) {
+    fprintf(stderr, "cryomamba-viewer: --max-retries wants 0..1000000\n");
     return 64;
   }
   if (o->submit && o->attach_id != NULL) {

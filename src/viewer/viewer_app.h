@@ -46,7 +46,9 @@ typedef struct {
   int cancel_after;   /* cancel the job after this many previews shown */
   bool stay;          /* do not quit after the automated screenshot */
   double opacity;     /* < 0: the preferences' value */
-  int max_retries;    /* reconnect attempts; 0: never give up */
+  int max_retries;    /* --max-retries: failed attempts in a row of the
+                         subscription and of the upload; 0: never give
+                         up; < 0: the preferences' */
   char* engine;       /* NULL: the preferences', else classic or sim */
   bool no_upload;     /* submit the shape only */
   /* Test automation: cancel the upload (as the Cancel button) / quit (as
@@ -66,8 +68,11 @@ typedef struct {
   char* pattern;
   int64_t seed;
   double opacity;
-  char* engine; /* "" or NULL: automatic (classic if listed, else sim) */
-  bool upload;  /* upload the volume before submitting (else shape only) */
+  char* engine;    /* "" or NULL: automatic (classic if listed, else sim) */
+  bool upload;     /* upload the volume before submitting (else shape only) */
+  int max_retries; /* [server] max_retries: failed attempts in a row before
+                      giving up, reconnects and upload retries alike; 0:
+                      never give up (the default) */
 } viewer_prefs_t;
 
 typedef struct viewer_app_s {
@@ -197,6 +202,9 @@ const char* viewer_server_engine(viewer_app_t* app);
 void viewer_prefs_load(viewer_prefs_t* prefs);
 int viewer_prefs_save(const viewer_prefs_t* prefs, char** err);
 void viewer_prefs_clear(viewer_prefs_t* prefs);
+/* Failed attempts in a row before giving up (--max-retries, else the
+ * preferences'), for reconnects and upload retries alike; 0: never. */
+unsigned viewer_max_retries(const viewer_app_t* app);
 void viewer_prefs_dialog(viewer_app_t* app);
 
 /* viewer_shot.c: PNG of the three views at one pixel per voxel in the

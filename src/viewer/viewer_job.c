@@ -83,7 +83,7 @@ int viewer_job_ensure_client(viewer_app_t* app) {
   o.token = viewer_server_token(app);
   o.reconnect_initial_ms = 300;
   o.reconnect_max_ms = 3000;
-  o.max_reconnect_attempts = (uint32_t) app->opts.max_retries;
+  o.max_reconnect_attempts = viewer_max_retries(app);
   o.dispatch = dispatch_to_main;
   o.log = on_log;
   int rc = cm_client_new(&o, &job->client);

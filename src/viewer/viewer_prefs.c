@@ -1,8 +1,8 @@
-/* viewer_prefs.c: the viewer's preferences (server URL and token, default
- * job parameters with the engine and whether to upload, overlay opacity) in a
- * GKeyFile at $XDG_CONFIG_HOME/cryomamba/viewer.ini (g_get_user_config_dir()),
- * and the preferences dialog with its "Test connection" button. The token file
- * is written with mode 0600. Main thread. */
+/* viewer_prefs.c: the viewer's preferences (server URL, token and retries,
+ * default job parameters with the engine and whether to upload, overlay
+ * opacity) in a GKeyFile at $XDG_CONFIG_HOME/cryomamba/viewer.ini
+ * (g_get_user_config_dir()), and the preferences dialog with its "Test
+ * connection" button. The token file is written with mode 0600. Main thread. */
 #include <errno.h>
 #include <glib/gstdio.h>
 #include <string.h>
@@ -84,8 +84,17 @@ void viewer_prefs_load(viewer_prefs_t* p) {
     g_error_free(ue);
   }
   p->opacity = get_double(kf, GROUP_VIEW, "opacity", 0.5, 0, 1);
+  p->max_retries =
+      (int) get_double(kf, GROUP_SERVER, "max_retries", 0, 0, 1000000);
   g_free(path);
   g_key_file_free(kf);
+}
+
+
+unsigned viewer_max_retries(const viewer_app_t* app) {
+  int n = app->opts.max_retries >= 0 ? app->opts.max_retries
+                                     : app->prefs.max_retries;
+  return n > 0 ? (unsigned) n : 0;
 }
 
 
@@ -94,6 +103,7 @@ int viewer_prefs_save(const viewer_prefs_t* p, char** err) {
   g_key_file_set_string(kf, GROUP_SERVER, "url", p->server_url);
   g_key_file_set_string(kf, GROUP_SERVER, "token",
                         p->token != NULL ? p->token : "");
+  g_key_file_set_integer(kf, GROUP_SERVER, "max_retries", p->max_retries);
   g_key_file_set_double(kf, GROUP_JOB, "preview_hz", p->hz);
   g_key_file_set_integer(kf, GROUP_JOB, "preview_scale", p->scale);
   g_key_file_set_double(kf, GROUP_JOB, "duration_s", p->duration);
@@ -131,6 +141,7 @@ typedef struct {
   GtkWidget* dialog;
   GtkWidget* url;
   GtkWidget* token;
+  GtkWidget* retries;
   GtkWidget* result;
   bool is_alive;
   int tests_running;
@@ -179,6 +190,8 @@ static void on_save(GtkButton* b, gpointer user) {
       g_strstrip(g_strdup(gtk_editable_get_text(GTK_EDITABLE(d->url))));
   app->prefs.token =
       g_strstrip(g_strdup(gtk_editable_get_text(GTK_EDITABLE(d->token))));
+  app->prefs.max_retries =
+      gtk_spin_button_get_value_as_int(GTK_SPIN_BUTTON(d->retries));
   app->prefs.hz = gtk_spin_button_get_value(GTK_SPIN_BUTTON(app->hz_spin));
   app->prefs.scale =
       gtk_spin_button_get_value_as_int(GTK_SPIN_BUTTON(app->scale_spin));
@@ -204,11 +217,12 @@ static void on_save(GtkButton* b, gpointer user) {
     g_free(err);
     return;
   }
-  /* The dialog's server replaces a --server of the command line. */
+  /* The dialog's server (and retries) replace the command line's. */
   g_free(app->opts.server_url);
   g_free(app->opts.token);
   app->opts.server_url = NULL;
   app->opts.token = NULL;
+  app->opts.max_retries = -1;
   viewer_job_reset_client(app);
   gtk_window_destroy(GTK_WINDOW(d->dialog));
 }
@@ -261,13 +275,28 @@ void viewer_prefs_dialog(viewer_app_t* app) {
   gtk_editable_set_text(GTK_EDITABLE(d->token), tok != NULL ? tok : "");
   gtk_grid_attach(GTK_GRID(grid), d->token, 1, 1, 2, 1);
 
+  l = gtk_label_new("Retries");
+  gtk_label_set_xalign(GTK_LABEL(l), 0);
+  gtk_grid_attach(GTK_GRID(grid), l, 0, 2, 1, 1);
+  d->retries = gtk_spin_button_new_with_range(0, 1000, 1);
+  gtk_spin_button_set_value(GTK_SPIN_BUTTON(d->retries),
+                            viewer_max_retries(app));
+  gtk_grid_attach(GTK_GRID(grid), d->retries, 1, 2, 1, 1);
+  l = gtk_label_new(
+      "failed attempts in a row (reconnects, upload); 0: never "
+      "give up");
+  gtk_label_set_xalign(GTK_LABEL(l), 0);
+  gtk_label_set_wrap(GTK_LABEL(l), TRUE);
+  gtk_widget_add_css_class(l, "dim-label");
+  gtk_grid_attach(GTK_GRID(grid), l, 2, 2, 1, 1);
+
   GtkWidget* test = gtk_button_new_with_label("Test connection");
   g_signal_connect(test, "clicked", G_CALLBACK(on_test), d);
-  gtk_grid_attach(GTK_GRID(grid), test, 0, 2, 1, 1);
+  gtk_grid_attach(GTK_GRID(grid), test, 0, 3, 1, 1);
   d->result = gtk_label_new("");
   gtk_label_set_xalign(GTK_LABEL(d->result), 0);
   gtk_label_set_wrap(GTK_LABEL(d->result), TRUE);
-  gtk_grid_attach(GTK_GRID(grid), d->result, 1, 2, 2, 1);
+  gtk_grid_attach(GTK_GRID(grid), d->result, 1, 3, 2, 1);
 
   GtkWidget* note = gtk_label_new(
       "Saving also keeps the job parameters and the overlay opacity of the "
@@ -275,7 +304,7 @@ void viewer_prefs_dialog(viewer_app_t* app) {
   gtk_label_set_wrap(GTK_LABEL(note), TRUE);
   gtk_label_set_xalign(GTK_LABEL(note), 0);
   gtk_widget_add_css_class(note, "dim-label");
-  gtk_grid_attach(GTK_GRID(grid), note, 0, 3, 3, 1);
+  gtk_grid_attach(GTK_GRID(grid), note, 0, 4, 3, 1);
 
   GtkWidget* cancel = gtk_button_new_with_label("Cancel");
   g_signal_connect_swapped(cancel, "clicked", G_CALLBACK(gtk_window_destroy),
@@ -287,7 +316,7 @@ void viewer_prefs_dialog(viewer_app_t* app) {
   gtk_widget_set_halign(buttons, GTK_ALIGN_END);
   gtk_box_append(GTK_BOX(buttons), cancel);
   gtk_box_append(GTK_BOX(buttons), save);
-  gtk_grid_attach(GTK_GRID(grid), buttons, 0, 4, 3, 1);
+  gtk_grid_attach(GTK_GRID(grid), buttons, 0, 5, 3, 1);
 
   gtk_window_set_child(GTK_WINDOW(d->dialog), grid);
   gtk_window_present(GTK_WINDOW(d->dialog));

@@ -169,6 +169,10 @@ static void on_progress(cm_upload_t* up,
     u->has_phase = true;
     u->phase = p->phase;
   }
+  if (p->phase == CM_UPLOAD_RETRYING) {
+    viewer_say("upload: %s; retrying in %.1f s (retry %u)",
+               cm_strerror(p->last_error), p->delay_ms / 1000.0, p->retries);
+  }
   if (info.is_resumed && !u->is_resume_told) {
     u->is_resume_told = true;
     char* at = g_format_size(info.resumed_at);
@@ -283,6 +287,8 @@ int viewer_upload_start(viewer_app_t* app) {
   cm_upload_options_t o;
   cm_upload_options_init(&o);
   o.path = app->path;
+  /* The same bound as the reconnects (not the library's default 10). */
+  o.max_retries = viewer_max_retries(app);
   if (app->opts.cancel_upload_after > 0 || app->opts.quit_upload_after > 0) {
     o.progress_interval_ms = 0; /* the trigger sees every step */
   }

@@ -13,6 +13,7 @@ import os
 import queue
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -62,6 +63,95 @@ def cli(server, *args, timeout=RUN_TIMEOUT, env=None):
         e.update(env)
     return subprocess.run([CLI_BIN] + list(args), capture_output=True, text=True,
                           timeout=timeout, env=e, stdin=subprocess.DEVNULL)
+
+
+class WsSniffer:
+    """A TCP proxy to 127.0.0.1:upstream that reads the WebSocket frames
+    going each way after the handshake and keeps every close frame it sees
+    as (who, code): who is "client" or "server", code None when the frame
+    has no payload."""
+
+    def __init__(self, upstream):
+        self.upstream = upstream
+        self.closes = []
+        self.cond = threading.Condition()
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def close(self):
+        self.sock.close()
+
+    def wait_closes(self, n, timeout=30):
+        with self.cond:
+            if not self.cond.wait_for(lambda: len(self.closes) >= n, timeout):
+                raise AssertionError("%d close frames seen, not %d: %r"
+                                     % (len(self.closes), n, self.closes))
+            return list(self.closes)
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            try:
+                u = socket.create_connection(("127.0.0.1", self.upstream), timeout=10)
+            except OSError:
+                c.close()
+                continue
+            u.settimeout(None)
+            threading.Thread(target=self._pump, args=(c, u, "client"), daemon=True).start()
+            threading.Thread(target=self._pump, args=(u, c, "server"), daemon=True).start()
+
+    def _pump(self, src, dst, who):
+        buf, upgraded = b"", False
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                # Frames are read before they are passed on: a close is
+                # recorded before the peer can answer it.
+                buf += data
+                if not upgraded and b"\r\n\r\n" in buf:
+                    buf, upgraded = buf[buf.index(b"\r\n\r\n") + 4:], True
+                if upgraded:
+                    buf = self._frames(buf, who)
+                dst.sendall(data)
+            dst.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+    def _frames(self, buf, who):
+        """Consumes whole frames from buf; returns the rest."""
+        while len(buf) >= 2:
+            op, masked, n = buf[0] & 0x0F, buf[1] & 0x80, buf[1] & 0x7F
+            at = 2
+            if n == 126:
+                if len(buf) < 4:
+                    break
+                n, at = struct.unpack("!H", buf[2:4])[0], 4
+            elif n == 127:
+                if len(buf) < 10:
+                    break
+                n, at = struct.unpack("!Q", buf[2:10])[0], 10
+            key = buf[at:at + 4] if masked else None
+            at += 4 if masked else 0
+            if len(buf) < at + n:
+                break
+            payload = buf[at:at + n]
+            if op == 8:
+                if key is not None:
+                    payload = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+                code = struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else None
+                with self.cond:
+                    self.closes.append((who, code))
+                    self.cond.notify_all()
+            buf = buf[at + n:]
+        return buf
 
 
 class Watcher:
@@ -367,6 +457,50 @@ class CliTest(unittest.TestCase):
         self.assertEqual(r.returncode, 0)
         self.assertIn("Exit status", r.stdout)
 
+    def test_ctrl_c_closes_the_watch_cleanly(self):
+        job_id = self.submit("--shape", "8,16,16", "--duration", "120", "--hz", "4")
+        self.addCleanup(cli, self.server, "cancel", job_id)
+        for mode in ("json", "plain"):
+            sniff = WsSniffer(self.server.port)
+            self.addCleanup(sniff.close)
+            env = dict(os.environ)
+            env["CRYOMAMBA_SERVER"] = "http://127.0.0.1:%d" % sniff.port
+            args = [CLI_BIN] + (["--json"] if mode == "json" else []) + ["watch", job_id]
+            proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    stdin=subprocess.DEVNULL, text=True, env=env)
+            self.addCleanup(proc.kill)
+            # SIGINT once the first progress line is out.
+            lines = []
+            for line in proc.stdout:
+                lines.append(line.rstrip("\n"))
+                is_progress = (json.loads(line).get("event") == "progress" if mode == "json"
+                               else line.startswith("progress "))
+                if is_progress:
+                    break
+            if not lines:
+                self.fail("watch printed nothing: %r" % proc.stderr.read())
+            proc.send_signal(signal.SIGINT)
+            rest, err = proc.communicate(timeout=30)
+            self.assertEqual(proc.returncode, 130, err)
+            lines += rest.splitlines()
+            # The close handshake: the CLI's 1000 first, the server's answer.
+            closes = sniff.wait_closes(2)
+            self.assertEqual(closes[0], ("client", 1000), closes)
+            self.assertEqual(closes[1][0], "server", closes)
+            if mode == "json":
+                end = json.loads(lines[-1])
+                self.assertEqual(end["event"], "end")
+                self.assertTrue(end["interrupted"])
+                self.assertEqual(end["exit_code"], 130)
+                self.assertEqual(end["state"], "running")
+            else:
+                self.assertRegex(lines[-1], r"^stopped watching job %s at [0-9.]+%% \(running; "
+                                 r"\d+ previews received, 0 reconnects\): it goes on on the "
+                                 r"server" % job_id)
+                self.assertEqual(sum(1 for l in lines if l.startswith("stopped watching")), 1)
+            # The job goes on.
+            self.assertEqual(self.server.job(job_id)["state"], "running")
+
     def test_token_is_sent(self):
         # The server has no tokens yet: a token must not break anything.
         r = cli(self.server, "--token", "secret-token", "jobs")
@@ -384,6 +518,45 @@ class CliTest(unittest.TestCase):
             self.assertEqual(w.events[-1]["state"], "cancelled")
         finally:
             w.kill()
+
+
+# An exec engine that complains at length on stderr, then fails: the job's
+# error message ends with the last ~600 bytes of it (docs/engines.md).
+LOUD_ENGINE = ("loud=i=0; while [ $i -lt 40 ]; do echo \"complaint $i: the weights "
+               "under /opt/models are missing\" >&2; i=$((i+1)); done; exit 3")
+
+
+class CliEngineErrorTest(unittest.TestCase):
+    def test_status_and_watch_print_a_long_job_error_whole(self):
+        s = Server(("--engine", LOUD_ENGINE)).start()
+        self.addCleanup(s.cleanup)
+        r = cli(s, "--json", "submit", "--shape", "4,8,8", "--engine", "loud")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        job_id = json.loads(r.stdout)["job_id"]
+        s.wait_state(job_id, "failed")
+        err = s.job(job_id)["errors"][0]
+        self.assertEqual(err["code"], "engine_failed")
+        message = err["message"]
+        self.assertGreater(len(message), 256, "the engine's stderr makes it long")
+        self.assertIn("complaint 39: the weights", message)
+        # status: every byte of it, continuation lines under the value column.
+        r = cli(s, "status", job_id)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        lines = r.stdout.splitlines()
+        first = [i for i, l in enumerate(lines) if l.startswith("error      ")]
+        self.assertEqual(len(first), 1, r.stdout)
+        shown = [lines[first[0]][len("error      "):]]
+        for l in lines[first[0] + 1:]:
+            self.assertTrue(l.startswith("           "), r.stdout)
+            shown.append(l[len("           "):])
+        self.assertEqual("\n".join(shown), "engine_failed: " + message)
+        # --json: the server's JSON, untouched.
+        r = cli(s, "--json", "status", job_id)
+        self.assertEqual(json.loads(r.stdout)["errors"][0]["message"], message)
+        # watch of the failed job: exit 1, the whole message on its last line(s).
+        r = cli(s, "watch", job_id)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn("job %s failed: %s engine_failed" % (job_id, message), r.stdout)
 
 
 class CliAuthTest(unittest.TestCase):

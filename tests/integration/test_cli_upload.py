@@ -40,6 +40,39 @@ RUN_TIMEOUT = 180
 LINE_RE = re.compile(r"^upload ([0-9.]+)% phase=(\w+) durable=(\d+) total=(\d+)")
 
 
+MAIN_PHASES = ["starting", "hashing", "uploading", "completing", "done"]
+
+
+def phase_changes(lines):
+    """The phases of the plain progress lines (and "retrying" notes), one
+    entry per change."""
+    out = []
+    for line in lines:
+        m = LINE_RE.match(line)
+        p = m.group(2) if m else ("retrying" if "retrying in" in line else None)
+        if p is not None and (not out or out[-1] != p):
+            out.append(p)
+    return out
+
+
+def phase_order_error(phases):
+    """None when `phases` keep client.h's order: the main phases only move
+    forward; paused/retrying in between; completing -> uploading only right
+    after one of those. Else what went wrong."""
+    at, interrupted = 0, False
+    for p in phases:
+        if at == len(MAIN_PHASES) - 1:
+            return "%s after done in %r" % (p, phases)
+        if p in ("paused", "retrying"):
+            interrupted = True
+            continue
+        r = MAIN_PHASES.index(p)
+        if r < at and not (interrupted and at == 3 and r == 2):
+            return "%s after %s in %r" % (p, MAIN_PHASES[at], phases)
+        at, interrupted = r, False
+    return None
+
+
 def free_port():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
@@ -267,6 +300,10 @@ class UploadTestBase(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         return path
 
+    def assert_phases_forward(self, lines):
+        err = phase_order_error(phase_changes(lines))
+        self.assertIsNone(err, "the progress lines went back: %s" % err)
+
     def records(self):
         d = os.path.join(self.state_home, "cryomamba", "uploads")
         return sorted(os.listdir(d)) if os.path.isdir(d) else []
@@ -317,6 +354,20 @@ class UploadTest(UploadTestBase):
         self.assertIn("8 x 8 x 8", r.stdout)
         self.assertIn("phase=done", r.stderr)
         self.assertNotIn("\r", r.stderr, "no bar when stderr is not a terminal")
+
+    def test_progress_phases_only_move_forward(self):
+        # One chunk each: the last PATCH, all of it written, waits for the
+        # server's check while the record's save lands; the lines said
+        # "completing", then "uploading" again.
+        s = self.start_server()
+        for i in range(3):
+            path = self.phantom("small%d.mrc" % i, "%d,16,16" % (6 + i), seed=50 + i)
+            r = self.cli(s.base, "upload", path)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            phases = phase_changes(r.stderr.splitlines())
+            self.assertIn("completing", phases)
+            self.assertEqual(phases[-1], "done")
+            self.assert_phases_forward(r.stderr.splitlines())
 
     def test_same_file_again_sends_nothing(self):
         s = self.start_server()
@@ -370,19 +421,64 @@ class UploadTest(UploadTestBase):
             self.assertEqual(r.returncode, 0)
             self.assertIn("Usage: cryomamba " + cmd, r.stdout)
 
+    def test_files_that_are_no_files_fail_at_once(self):
+        """A careless user's "files": each gets one clear line and exit 9,
+        at once (a FIFO must not hang), and nothing reaches the server."""
+        s = self.start_server()
+        d = os.path.join(self.tmp, "adir.mrc")
+        os.mkdir(d)
+        fifo = os.path.join(self.tmp, "pipe.mrc")
+        os.mkfifo(fifo)
+        empty = os.path.join(self.tmp, "empty.mrc")
+        open(empty, "wb").close()
+        missing = os.path.join(self.tmp, "missing.mrc")
+        cases = [(d, "%s is a directory, not an MRC file"),
+                 (fifo, "%s is a named pipe (FIFO), not a regular file: an upload reads "
+                        "its file twice (hash, then chunks), so write it to a file first"),
+                 (empty, "%s is empty (0 bytes), not an MRC file"),
+                 (missing, "cannot open %s: No such file or directory")]
+        for path, want in cases:
+            for cmd in ("upload", "submit"):
+                r = self.cli(s.base, cmd, path)
+                self.assertEqual(r.returncode, 9, (path, r.stderr))
+                self.assertEqual(r.stderr.strip(), "cryomamba upload: " + want % path)
+        # A file this user may not read (root reads anything: the CLI then
+        # runs as nobody, the directory open to it).
+        secret = self.phantom("secret.mrc", "8,8,8")
+        os.chmod(secret, 0)
+        os.chmod(self.tmp, 0o755)
+        as_nobody = (lambda: (os.setgid(65534), os.setuid(65534))) \
+            if os.geteuid() == 0 else None
+        r = subprocess.run([CLI_BIN, "--server", s.base, "upload", secret], capture_output=True,
+                           text=True, timeout=RUN_TIMEOUT, env=self.env,
+                           stdin=subprocess.DEVNULL, preexec_fn=as_nobody)
+        self.assertEqual(r.returncode, 9, r.stderr)
+        self.assertEqual(r.stderr.strip(),
+                         "cryomamba upload: cannot open %s: Permission denied" % secret)
+        self.assertEqual(s.get("/v1/volumes").json["total"], 0)
+        self.assertEqual(self.records(), [])
+
     def test_unreachable_server(self):
         path = self.phantom("t.mrc", "8,8,8")
-        r = self.cli("http://127.0.0.1:%d" % free_port(), "upload", path, "--max-retries", "1")
+        url = "http://127.0.0.1:%d" % free_port()
+        r = self.cli(url, "upload", path, "--max-retries", "1")
         self.assertEqual(r.returncode, 7, r.stderr)
         self.assertIn("cannot reach the server", r.stderr)
         self.assertEqual(len(self.records()), 1, "kept: the upload may go on later")
+        # --max-retries reaches the library: N retries, then the end (the
+        # library's default would be 10); submit FILE's too.
+        for cmd, n in (("upload", 1), ("upload", 3), ("submit", 2)):
+            r = self.cli(url, cmd, path, "--max-retries", str(n))
+            self.assertEqual(r.returncode, 7, r.stderr)
+            retries = re.findall(r"retrying in [0-9.]+ s \(retry (\d+)\)", r.stderr)
+            self.assertEqual(retries, [str(i) for i in range(1, n + 1)], r.stderr)
 
     def test_ctrl_c_then_the_same_command_resumes(self):
         s = self.start_server()
         path = self.phantom("big.mrc", "64,256,256", seed=6)  # 16 MiB
         size = os.path.getsize(path)
         p = self.proxy(s.port, rate=4 << 20)
-        u = self.upload_bg(p.url, path, "--chunk-mib", "1")
+        u = self.upload_bg("http://localhost:%d" % p.port, path, "--chunk-mib", "1")
         durable, total = u.wait_durable()
         self.assertEqual(total, size)
         p.hold()  # nothing more gets through until the CLI has stopped
@@ -391,9 +487,10 @@ class UploadTest(UploadTestBase):
         self.assertTrue(any("run the same command again" in line for line in u.lines), u.lines)
         self.assertEqual(len(self.records()), 1, "the record stays")
         p.release()
-        # The same command again, straight to the server this time: the
-        # record names the server by its own URL, so go through the proxy.
-        r = self.cli(p.url, "--json", "upload", path, "--chunk-mib", "1")
+        # The same command again, through the proxy: the record names the
+        # server by its address (the proxy's), however the URL is spelled.
+        r = self.cli("HTTP://LocalHost:%d/" % p.port, "--json", "upload", path,
+                     "--chunk-mib", "1")
         self.assertEqual(r.returncode, 0, r.stderr)
         m = re.search(r"resuming at .* \((\d+) of (\d+) bytes are on the server\)", r.stderr)
         self.assertIsNotNone(m, r.stderr)
@@ -408,6 +505,8 @@ class UploadTest(UploadTestBase):
         self.assertEqual(vol["upload"]["resumed_at"], at)
         self.assertEqual(vol["upload"]["bytes_sent"], size - at)
         self.assertNotIn("phase=hashing", r.stderr, "the sha256 came from the record")
+        self.assert_phases_forward(u.lines)
+        self.assert_phases_forward(r.stderr.splitlines())
         self.assertEqual(self.records(), [])
 
     def test_no_resume_starts_afresh(self):
@@ -467,6 +566,7 @@ class UploadTest(UploadTestBase):
         # again: one chunk in flight (1 MiB) at most is sent twice.
         self.assertGreaterEqual(durable, 4 << 20)
         self.assertLessEqual(vol["upload"]["bytes_sent"], os.path.getsize(path) + (1 << 20))
+        self.assert_phases_forward(u.lines)
         self.assertEqual(self.records(), [])
 
     def test_submit_uploads_and_makes_a_job_of_the_volume(self):

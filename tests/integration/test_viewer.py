@@ -196,11 +196,13 @@ class Proxy:
     its body. Past a cap the connection is held (not read any more) until
     release(). Answers come back unhindered. `refuse`: a request whose
     target starts with it is answered 404 route_not_found here (a server
-    without uploads). The first bytes of each connection are kept in
-    `heads`."""
+    without uploads); `drop`: one whose target starts with it is closed
+    unanswered (a network failure, retried). The first bytes of each
+    connection are kept in `heads`."""
 
-    def __init__(self, upstream, total_cap=None, hold_patch=None, refuse=None):
+    def __init__(self, upstream, total_cap=None, hold_patch=None, refuse=None, drop=None):
         self.upstream = upstream
+        self.drop = drop
         self.hold_patch = hold_patch
         self.patches = 0
         self.total_cap = total_cap
@@ -253,6 +255,9 @@ class Proxy:
                 if self.hold_patch is not None and self.patches >= self.hold_patch:
                     cap = head.index(b"\r\n\r\n") + 4
         target = head.split(b" ", 2)[1].decode("latin-1") if head.count(b" ") >= 2 else ""
+        if self.drop is not None and target.startswith(self.drop):
+            c.close()
+            return
         if self.refuse is not None and target.startswith(self.refuse):
             body = json.dumps({"error": {"code": "route_not_found", "message": "no such route",
                                          "hint": None, "retryable": False}}).encode()
@@ -760,6 +765,35 @@ class ViewerUploadTest(ViewerCase):
         self.assertEqual(job["volume"]["shape"], [20, 30, 40])
         self.assertEqual(self.volumes(srv)["total"], 0)
         self.assertTrue(any(h.startswith(b"POST /v1/uploads ") for h in p.heads), p.heads)
+
+    def test_max_retries_bounds_the_upload_retries_too(self):
+        ph = self.path("phantom.mrc")
+        make_phantom(ph, (8, 16, 16))
+        srv = self.start_server()
+        # Every upload request fails on the network (retryable); the server
+        # info and the rest go through.
+        p = self.proxy(srv, drop="/v1/uploads")
+
+        def run(*extra):
+            before = sum(1 for h in p.heads if b" /v1/uploads" in h.split(b"\r\n", 1)[0])
+            v = self.viewer("--server", p.url, "--open", ph, "--submit", "--engine", "sim",
+                            "--screenshot", self.path("x.png"), *extra)
+            v.wait_line(r"^viewer: upload failed: ")
+            self.assertEqual(v.wait(), 1, "an error with automation exits 1")
+            retries = [l for l in v.lines if re.match(r"^viewer: upload: .*; retrying in "
+                                                      r"[0-9.]+ s \(retry \d+\)$", l)]
+            sent = sum(1 for h in p.heads if b" /v1/uploads" in h.split(b"\r\n", 1)[0])
+            return len(retries), sent - before
+
+        self.assertEqual(run("--max-retries", "2"), (2, 3), "2 retries: 3 attempts")
+        # The preference bounds both as well; --max-retries overrides it.
+        os.makedirs(self.path("config/cryomamba"), exist_ok=True)
+        with open(self.path("config/cryomamba/viewer.ini"), "w") as f:
+            f.write("[server]\nmax_retries=1\n")
+        self.assertEqual(run(), (1, 2))
+        self.assertEqual(run("--max-retries", "3"), (3, 4))
+        self.assertEqual(self.volumes(srv)["total"], 0)
+        self.assertFalse(os.path.exists(self.path("x.png")))
 
     def test_a_refused_upload_shows_the_servers_envelope(self):
         ph = self.path("phantom.mrc")

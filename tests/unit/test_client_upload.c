@@ -261,7 +261,9 @@ typedef struct {
   int paused;
   int after_cancel; /* progress after cm_upload_cancel */
   bool is_cancelled;
-  unsigned phases; /* bit per phase seen */
+  unsigned phases;              /* bit per phase seen */
+  cm_upload_phase_t order[512]; /* each change of phase, in order */
+  int order_len;
   uint64_t durable_at_pause;
   uint64_t max_durable;
   uint64_t durable_after_pause; /* most seen while paused */
@@ -306,6 +308,10 @@ static void on_progress(cm_upload_t* up,
     s->sigpipe_unblocked = true;
   }
   s->phases |= 1u << p->phase;
+  if ((s->order_len == 0 || s->order[s->order_len - 1] != p->phase) &&
+      s->order_len < 512) {
+    s->order[s->order_len++] = p->phase;
+  }
   if (s->is_cancelled) {
     s->after_cancel++;
   }
@@ -358,6 +364,54 @@ static void on_done(cm_upload_t* up,
 
 static const cm_upload_cbs_t cbs = {.on_progress = on_progress,
                                     .on_done = on_done};
+
+
+/* client.h's order of phases: STARTING, HASHING, UPLOADING, COMPLETING,
+ * DONE only forward; PAUSED and RETRYING between them; the one step back,
+ * COMPLETING to UPLOADING, only right after one of those two. */
+static int phase_rank(cm_upload_phase_t p) {
+  switch (p) {
+  case CM_UPLOAD_STARTING:
+    return 0;
+  case CM_UPLOAD_HASHING:
+    return 1;
+  case CM_UPLOAD_UPLOADING:
+    return 2;
+  case CM_UPLOAD_COMPLETING:
+    return 3;
+  case CM_UPLOAD_DONE:
+    return 4;
+  case CM_UPLOAD_PAUSED:
+  case CM_UPLOAD_RETRYING:
+    return -1;
+  }
+  return -2;
+}
+
+
+static void assert_phase_order(const seen_t* s) {
+  char seq[4096] = "";
+  size_t at = 0;
+  for (int i = 0; i < s->order_len && at < sizeof(seq) - 16; i++) {
+    at += (size_t) snprintf(seq + at, sizeof(seq) - at, "%s ",
+                            cm_upload_phase_name(s->order[i]));
+  }
+  int main_rank = 0;
+  bool interrupted = false;
+  for (int i = 0; i < s->order_len; i++) {
+    int r = phase_rank(s->order[i]);
+    cr_assert_neq(r, -2, "not a phase: %d", (int) s->order[i]);
+    cr_assert_lt(main_rank, 4, "a phase after done: %s", seq);
+    if (r < 0) {
+      interrupted = true;
+      continue;
+    }
+    bool resend = interrupted && main_rank == 3 && r == 2;
+    cr_assert(r >= main_rank || resend, "the phase went back: %s", seq);
+    main_rank = r;
+    interrupted = false;
+  }
+}
 
 
 /* Waits until `field` (read under the lock) is non-zero, 60 s at most. */
@@ -455,6 +509,7 @@ Test(client_upload, uploads_once_on_the_dispatch_thread, .timeout = 120) {
   cr_assert(s.phases & (1u << CM_UPLOAD_UPLOADING));
   cr_assert(s.phases & (1u << CM_UPLOAD_DONE));
   cr_assert_not(s.phases & (1u << CM_UPLOAD_RETRYING));
+  assert_phase_order(&s);
   cr_assert_str_eq(info.sha256, sha);
   cr_assert_eq(info.bytes_sent, s.volume.size_bytes);
   cr_assert_not(info.is_deduplicated);
@@ -524,6 +579,7 @@ Test(client_upload, pause_stops_sending_until_resume, .timeout = 120) {
   cm_client_free(c);
   cm_upload_free(up);
   cr_assert_eq(s.paused, 1, "one PAUSED");
+  assert_phase_order(&s);
   cr_assert_eq(s.done, 1);
   cr_assert_eq(s.status, 0, "%s", cm_strerror(s.status));
   cr_assert_str_eq(s.volume.sha256, sha);
@@ -619,6 +675,59 @@ Test(client_upload, client_free_keeps_the_record_for_a_resume, .timeout = 120) {
   cr_assert_eq(info.bytes_sent,
                (uint64_t) (1024 + (8u << 20)) - info.resumed_at);
   cr_assert_not(s2.phases & (1u << CM_UPLOAD_HASHING), "sha256 from record");
+  assert_phase_order(&s2);
+  cr_assert_eq(count_records(srv.resume_dir), 0);
+  server_stop(&srv);
+}
+
+
+static cm_client_t* url_client(const char* url) {
+  cm_client_options_t o;
+  cm_client_options_init(&o);
+  o.server_url = url;
+  cm_client_t* c = NULL;
+  cr_assert_eq(cm_client_new(&o, &c), 0, "%s", url);
+  cr_assert_eq(cm_client_start_thread(c), 0);
+  return c;
+}
+
+
+Test(client_upload,
+     resume_record_is_the_servers_not_the_urls_spelling,
+     .timeout = 120) {
+  server_t srv;
+  server_start(&srv);
+  char path[128], sha[65], url[96];
+  snprintf(path, sizeof(path), "%s/data/big.mrc", srv.dir);
+  write_mrc(path, 32, 256, 256, 9, sha);
+  /* Paused through one spelling of the server's URL ... */
+  snprintf(url, sizeof(url), "http://LocalHost:%u/", srv.port);
+  cm_client_t* c = url_client(url);
+  seen_t s;
+  seen_init(&s);
+  s.pause_when_durable = true;
+  cm_upload_options_t o = upload_opts(&srv, path);
+  cm_upload_t* up = start(c, &o, &s);
+  WAIT_FOR(&s, paused);
+  cm_client_free(c);
+  cm_upload_free(up);
+  cr_assert_eq(count_records(srv.resume_dir), 1);
+  /* ... resumed through another: the scheme's and host's case and the
+   * trailing slash make no other server. */
+  snprintf(url, sizeof(url), "HTTP://localhost:%u", srv.port);
+  c = url_client(url);
+  seen_t s2;
+  seen_init(&s2);
+  up = start(c, &o, &s2);
+  WAIT_FOR(&s2, done);
+  cm_upload_info_t info;
+  cm_upload_get_info(up, &info);
+  cm_client_free(c);
+  cm_upload_free(up);
+  cr_assert_eq(s2.status, 0, "%s", cm_strerror(s2.status));
+  cr_assert_str_eq(s2.volume.sha256, sha);
+  cr_assert(info.is_resumed, "a new upload: the record was not found");
+  cr_assert_gt(info.resumed_at, 0);
   cr_assert_eq(count_records(srv.resume_dir), 0);
   server_stop(&srv);
 }
@@ -649,6 +758,63 @@ Test(client_upload, file_changed_mid_upload_fails_cleanly, .timeout = 120) {
   cr_assert_eq(s.done, 1);
   cr_assert_eq(s.status, CM_ECHANGED, "%s", cm_strerror(s.status));
   cr_assert_eq(count_records(srv.resume_dir), 0, "a changed file: no record");
+  server_stop(&srv);
+}
+
+
+Test(client_upload, phases_only_move_forward, .timeout = 120) {
+  /* Files of one chunk: the record's save lands while the one PATCH,
+   * all of it written, waits for the server's validation. The library
+   * said "uploading" again then (after "completing"). */
+  server_t srv;
+  server_start(&srv);
+  cm_client_t* c = thread_client(&srv, NULL);
+  for (unsigned i = 0; i < 4; i++) {
+    char path[128], sha[65];
+    snprintf(path, sizeof(path), "%s/data/small%u.mrc", srv.dir, i);
+    write_mrc(path, 4 + i, 16, 16, 10 + i, sha);
+    seen_t s;
+    seen_init(&s);
+    cm_upload_options_t o = upload_opts(&srv, path);
+    cm_upload_t* up = start(c, &o, &s);
+    WAIT_FOR(&s, done);
+    cm_upload_free(up);
+    cr_assert_eq(s.status, 0, "%s", cm_strerror(s.status));
+    cr_assert_str_eq(s.volume.sha256, sha);
+    cr_assert(s.phases & (1u << CM_UPLOAD_COMPLETING));
+    assert_phase_order(&s);
+  }
+  cm_client_free(c);
+  server_stop(&srv);
+}
+
+
+Test(client_upload, not_a_regular_file_ends_at_once, .timeout = 60) {
+  /* A FIFO without a writer: opening it plainly would hang a pool thread
+   * for ever (and cm_client_free with it). */
+  server_t srv;
+  server_start(&srv);
+  char fifo[128], dir[128];
+  snprintf(fifo, sizeof(fifo), "%s/data/pipe.mrc", srv.dir);
+  snprintf(dir, sizeof(dir), "%s/data/dir.mrc", srv.dir);
+  cr_assert_eq(mkfifo(fifo, 0600), 0);
+  cr_assert_eq(mkdir(dir, 0700), 0);
+  cm_client_t* c = thread_client(&srv, NULL);
+  const char* paths[] = {fifo, dir};
+  const int want[] = {CM_ENOTREG, UV_EISDIR};
+  for (int i = 0; i < 2; i++) {
+    seen_t s;
+    seen_init(&s);
+    cm_upload_options_t o = upload_opts(&srv, paths[i]);
+    cm_upload_t* up = start(c, &o, &s);
+    WAIT_FOR(&s, done);
+    cm_upload_free(up);
+    cr_assert_eq(s.status, want[i], "%s: %s", paths[i], cm_strerror(s.status));
+    cr_assert_eq(s.http_status, 0, "nothing was asked of the server");
+  }
+  cm_client_free(c);
+  cr_assert_eq(count_records(srv.resume_dir), 0);
+  cr_assert_str_neq(cm_strerror(CM_ENOTREG), "unknown error");
   server_stop(&srv);
 }
 
