@@ -78,6 +78,8 @@ _Noreturn void crtsan_skip(const char* fmt, ...)
   CRTSAN_CHECK((p) != NULL, #p " != NULL", __VA_ARGS__)
 #define cr_assert_str_eq(a, b, ...)                                            \
   CRTSAN_CHECK(strcmp((a), (b)) == 0, #a " == " #b " (strings)", __VA_ARGS__)
+#define cr_assert_str_neq(a, b, ...)                                           \
+  CRTSAN_CHECK(strcmp((a), (b)) != 0, #a " != " #b " (strings)", __VA_ARGS__)
 #define cr_assert_arr_eq(a, b, size, ...)                                      \
   CRTSAN_CHECK(memcmp((a), (b), (size)) == 0, #a " == " #b " (arrays)",        \
                __VA_ARGS__)
