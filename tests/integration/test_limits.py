@@ -13,7 +13,7 @@ import sqlite3
 import time
 import unittest
 
-from harness import EV, RawHTTP, RawWS, Server, assert_error, main
+from harness import EV, SPEED_SCALE, RawHTTP, RawWS, Server, assert_error, main
 
 
 def metric(srv, name):
@@ -146,7 +146,10 @@ class Budgets(unittest.TestCase):
             self.assertLess(time.monotonic(), deadline, "stalled readers never dropped")
             time.sleep(0.2)
         held = metric(srv, "cryomamba_held_bytes")
-        self.assertLessEqual(held, 3 * (8 << 20), "held bytes far past the budget")
+        # The budget plus the few frames published before the shedding ran
+        # (a ThreadSanitizer server sheds later: one more frame's worth).
+        slack = 3 if SPEED_SCALE == 1 else 4
+        self.assertLessEqual(held, slack * (8 << 20), "held bytes far past the budget")
         # A healthy reader is unaffected.
         ws = RawWS(srv.port)
         self.addCleanup(ws.close)
