@@ -384,8 +384,11 @@ CM_EXPORT int cm_volume_delete_sync(cm_client_t* client,
  * One cm_upload_t per file, run on the client's loop like a subscription
  * (same threads, dispatch and lifetime rules; see the top of this file).
  * The steps: hash the whole file (sha256, on the libuv thread pool; the
- * server then deduplicates: a file it has already needs no bytes at all),
- * create the upload, send it in chunks of chunk_bytes (each read and
+ * server then deduplicates: a file it has already needs no bytes at all)
+ * after asking what the server takes (OPTIONS: a file over its
+ * Tus-Max-Size ends at once, unhashed, with a 413 payload_too_large
+ * envelope; a failed OPTIONS is no error), create the upload, send it in
+ * chunks of chunk_bytes (each read and
  * checksummed on the pool, at most `parallel` chunks in memory, each
  * PATCH carrying Upload-Checksum), let the server validate it, and fetch
  * the volume. Failures of the network, 5xx answers, 408, 409 upload_busy,
@@ -403,8 +406,9 @@ CM_EXPORT int cm_volume_delete_sync(cm_client_t* client,
  * asks the server what is durable and goes on; a record whose file
  * changed, or whose upload the server no longer knows, starts over. The
  * record is removed when the upload succeeds, is cancelled, or the server
- * refuses the file (422); it is kept for everything that a later attempt
- * may get past (the network, a token, the quota). */
+ * refuses the file (422) or its size (413); it is kept for everything that
+ * a later attempt may get past (the network, a token, the quota or a full
+ * disk: 507). */
 
 typedef struct cm_upload_s cm_upload_t;
 

@@ -26,6 +26,8 @@ enum {
   CLI_EXIT_UNREACHABLE = 7,  /* server down, wrong address, timeout */
   CLI_EXIT_PROTOCOL = 8,     /* the server's answer made no sense */
   CLI_EXIT_IO = 9,           /* a local file could not be read or written */
+  CLI_EXIT_NO_ROOM = 10,     /* 507: the server is out of storage; an
+                                upload resumes once it has room */
   CLI_EXIT_USAGE = 64,       /* bad command line */
   CLI_EXIT_INTERRUPTED = 130 /* Ctrl-C: upload (the same command resumes),
                                 watch (the job goes on) */
@@ -52,6 +54,18 @@ int cli_fail(const cli_ctx_t* ctx,
              int err,
              const cm_reply_t* reply,
              const char* what);
+
+/* cli_fail, the sentence followed by "; " and `then` (what to do next;
+ * NULL: nothing), still one line. */
+int cli_fail_then(const cli_ctx_t* ctx,
+                  int err,
+                  const cm_reply_t* reply,
+                  const char* what,
+                  const char* then);
+
+/* Whether `err` says the server could not be reached or was lost
+ * (refused, reset, timed out, name unknown...). */
+bool cli_is_network_error(int err);
 
 /* Prints a usage error and returns CLI_EXIT_USAGE. */
 int cli_usage_error(const cli_ctx_t* ctx, const char* cmd, const char* fmt, ...)

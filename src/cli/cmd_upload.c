@@ -37,8 +37,10 @@ static const char upload_help[] =
     "                   0: never)\n"
     "  --no-resume      start afresh: neither use nor keep a resume record\n"
     "  --no-progress    plain progress lines even on a terminal\n"
-    "Exit: 0 done, 4 refused (e.g. not a valid MRC file), 7 unreachable,\n"
-    "9 local file error, 130 interrupted (resumable).\n";
+    "Exit: 0 done, 4 refused (e.g. not a valid MRC file, too large), 6 token\n"
+    "missing or wrong, 7 unreachable (resumable), 9 local file error (or no\n"
+    "file: a directory, a FIFO, empty), 10 the server is out of storage\n"
+    "(resumable), 130 interrupted (resumable).\n";
 
 typedef struct {
   const cli_ctx_t* ctx;
@@ -140,7 +142,9 @@ static void on_progress(cm_upload_t* up,
                         const cm_upload_progress_t* p,
                         void* user) {
   up_view_t* v = user;
-  v->durable = p->bytes_done;
+  if (p->phase != CM_UPLOAD_HASHING) {
+    v->durable = p->bytes_done; /* hashing counts bytes hashed */
+  }
   v->total = p->bytes_total;
   cm_upload_info_t info;
   cm_upload_get_info(up, &info);
@@ -189,6 +193,44 @@ static void on_done(cm_upload_t* up,
   }
   atomic_store(&v->is_done, true);
   wake_main(v);
+}
+
+
+/* The one line of a failed upload. What a later run may get past (the
+ * server gone, out of room, a token) keeps the resume record: it says so
+ * and what to do; the exit code says which (docs/cli.md). */
+static int report_failure(up_view_t* v,
+                          const char* path,
+                          const cm_upload_info_t* info) {
+  const cli_ctx_t* ctx = v->ctx;
+  const cm_reply_t* reply = v->reply.http_status > 0 ? &v->reply : NULL;
+  int h = reply != NULL ? reply->http_status : 0;
+  char what[4200], then[512] = "", at[32], all[32];
+  snprintf(what, sizeof(what), "uploading %s", path);
+  if (v->status == UV_ECANCELED) {
+    cli_fail(ctx, v->status, reply, what);
+    return CLI_EXIT_INTERRUPTED;
+  }
+  cli_human_bytes(v->durable, at, sizeof(at));
+  cli_human_bytes(v->total, all, sizeof(all));
+  const char* again = v->opts->no_resume
+                          ? "run the same command again to upload it afresh"
+                          : "run the same command again to resume";
+  if (h == 507) {
+    snprintf(then, sizeof(then),
+             "%s of %s are on the server and the resume record is kept: once "
+             "the server has room, %s",
+             at, all, again);
+  } else if (h == 0 && cli_is_network_error(v->status)) {
+    /* The network, after --max-retries failed attempts in a row. */
+    snprintf(then, sizeof(then),
+             "gave up after %u %s with %s of %s on the "
+             "server; %s",
+             info->retries, info->retries == 1 ? "retry" : "retries", at, all,
+             again);
+  }
+  return cli_fail_then(ctx, v->status, reply, what,
+                       then[0] != '\0' ? then : NULL);
 }
 
 
@@ -272,14 +314,8 @@ int cli_upload_file(const cli_ctx_t* ctx,
     free(v);
     return CLI_EXIT_INTERRUPTED;
   }
-  char what[4200];
-  snprintf(what, sizeof(what), "uploading %s", path);
   if (v->status != 0) {
-    rc = cli_fail(ctx, v->status, v->reply.http_status > 0 ? &v->reply : NULL,
-                  what);
-    if (v->status == UV_ECANCELED) {
-      rc = CLI_EXIT_INTERRUPTED;
-    }
+    rc = report_failure(v, path, &got);
   } else {
     *out = v->volume;
     rc = CLI_EXIT_OK;

@@ -53,9 +53,8 @@ static const char usage[] =
     "  4 the server refused the request       5 no such job (404)\n"
     "  6 unauthorized (401)                   7 server unreachable\n"
     "  8 protocol error                       9 local file error\n"
-    "  64 bad command line                    130 interrupted (Ctrl-C: an "
-    "upload\n"
-    "                                         resumes with the same command)\n"
+    "  10 the server is out of storage        64 bad command line\n"
+    "  130 interrupted (Ctrl-C: an upload resumes with the same command)\n"
     "\n"
     "https:// and wss:// go through a TLS-terminating proxy; see "
     "docs/cli.md.\n";

@@ -40,7 +40,27 @@ int cli_client_new(const cli_ctx_t* ctx,
 }
 
 
+bool cli_is_network_error(int err) {
+  switch (err) {
+  case UV_ECONNREFUSED:
+  case UV_ETIMEDOUT:
+  case UV_EHOSTUNREACH:
+  case UV_ENETUNREACH:
+  case UV_EAI_NONAME:
+  case UV_EAI_AGAIN:
+  case UV_ECONNRESET:
+  case UV_EOF:
+  case UV_EPIPE:
+    return true;
+  }
+  return false;
+}
+
+
 static int exit_code_for(int err) {
+  if (cli_is_network_error(err)) {
+    return CLI_EXIT_UNREACHABLE;
+  }
   switch (err) {
   case 0:
     return CLI_EXIT_OK;
@@ -61,16 +81,8 @@ static int exit_code_for(int err) {
   case CM_EGAVEUP:
   case CM_ECLOSED:
     return CLI_EXIT_LOST;
-  case UV_ECONNREFUSED:
-  case UV_ETIMEDOUT:
-  case UV_EHOSTUNREACH:
-  case UV_ENETUNREACH:
-  case UV_EAI_NONAME:
-  case UV_EAI_AGAIN:
-  case UV_ECONNRESET:
-  case UV_EOF:
-  case UV_EPIPE:
-    return CLI_EXIT_UNREACHABLE;
+  case CM_ENOTREG:
+    return CLI_EXIT_IO;
   }
   if (err == UV_EACCES || err == UV_ENOENT || err == UV_ENOSPC ||
       err == UV_EROFS || err == UV_EISDIR || err == UV_ENOTDIR ||
@@ -85,9 +97,21 @@ int cli_fail(const cli_ctx_t* ctx,
              int err,
              const cm_reply_t* reply,
              const char* what) {
+  return cli_fail_then(ctx, err, reply, what, NULL);
+}
+
+
+int cli_fail_then(const cli_ctx_t* ctx,
+                  int err,
+                  const cm_reply_t* reply,
+                  const char* what,
+                  const char* then) {
   int code = exit_code_for(err);
-  char sentence[1024];
+  char sentence[2048];
   bool has_env = reply != NULL && reply->http_status >= 400;
+  if (has_env && reply->http_status == 507) {
+    code = CLI_EXIT_NO_ROOM; /* may pass once the server has room */
+  }
   if (has_env && err == CM_EUNAUTHORIZED) {
     snprintf(sentence, sizeof(sentence),
              "%s: the server refused the request (401 %s: %s); give a valid "
@@ -104,6 +128,10 @@ int cli_fail(const cli_ctx_t* ctx,
              what, ctx->server, cm_strerror(err));
   } else {
     snprintf(sentence, sizeof(sentence), "%s: %s", what, cm_strerror(err));
+  }
+  if (then != NULL) {
+    size_t n = strlen(sentence);
+    snprintf(sentence + n, sizeof(sentence) - n, "; %s", then);
   }
   fprintf(stderr, "%s: %s\n", ctx->prog, sentence);
   if (ctx->json) {

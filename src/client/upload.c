@@ -414,7 +414,10 @@ void up_advance(cm_upload_t* up) {
     }
     return;
   }
-  if (up->opts.hash_first && up->sha256[0] == '\0') {
+  if (up->opts.hash_first && up->sha256[0] == '\0' && !up->is_caps_known &&
+      !up->is_caps_probed && up->stream_count == 0) {
+    err = up_http_options(up, true); /* too large? then no hashing */
+  } else if (up->opts.hash_first && up->sha256[0] == '\0') {
     up_emit_progress(up, CM_UPLOAD_HASHING, false);
     err = up_work_hash(up);
   } else if (up->volume_id[0] != '\0') {
@@ -428,7 +431,7 @@ void up_advance(cm_upload_t* up) {
     err = up_http_get_volume(up);
   } else if (up->opts.parallel > 1 && !up->is_caps_known &&
              up->stream_count == 0) {
-    err = up_http_options(up);
+    err = up_http_options(up, false);
   } else if (up->stream_count == 0) {
     if (wants_concat(up) && up->sha256[0] != '\0' && !up->is_dedup_probe_done) {
       err = up_http_create(up, -1, true); /* does the server have it? */

@@ -34,7 +34,8 @@ struct up_req_s {
   rq_kind_t kind;
   int stream; /* -1: not a stream's */
   bool is_empty;
-  bool is_step; /* a DELETE the next step waits for */
+  bool is_step;  /* a DELETE the next step waits for */
+  bool is_probe; /* OPTIONS before hashing: a failure only means unknown */
   char target[600];
   char* headers; /* owned */
 };
@@ -203,6 +204,26 @@ static void handle_ok(cm_upload_t* up, up_req_t* r) {
     net_hreq_header(h, "Tus-Extension", ext, sizeof(ext));
     up->has_concat = strstr(ext, "concatenation") != NULL;
     up->is_caps_known = true;
+    if (header_u64(h, "Tus-Max-Size", &off)) {
+      up->max_size = off;
+    }
+    if (up->max_size > 0 && up->size > up->max_size) {
+      /* The server's own creation would say 413: say it before hashing
+       * or sending a byte. */
+      cm_reply_t rp;
+      memset(&rp, 0, sizeof(rp));
+      rp.http_status = 413;
+      snprintf(rp.error_code, sizeof(rp.error_code), "payload_too_large");
+      snprintf(rp.error_message, sizeof(rp.error_message),
+               "the file is %llu bytes; this server takes uploads of up to "
+               "%llu bytes (Tus-Max-Size)",
+               (unsigned long long) up->size,
+               (unsigned long long) up->max_size);
+      snprintf(rp.error_hint, sizeof(rp.error_hint),
+               "its operator sets that limit (cryomambad --max-upload-bytes)");
+      up_fail(up, CM_EHTTP, &rp, false);
+      return;
+    }
     break;
   }
   case RQ_PROBE:
@@ -343,6 +364,16 @@ static void on_done(net_hreq_t* h, int status) {
     upload_error(h, &reply);
   }
   verdict_t v = classify(r, status, &reply);
+  if (r->kind == RQ_OPTIONS && r->is_probe) {
+    up->is_caps_probed = true;
+    if (v != V_OK) {
+      /* No answer, or a server without OPTIONS: what it takes is
+       * unknown, its creation will tell. */
+      client_log(up->client, CM_LOG_DEBUG, "upload %s: OPTIONS: %s", up->path,
+                 status != 0 ? cm_strerror(status) : reply.error_message);
+      v = V_ABORTED;
+    }
+  }
   if (r->kind == RQ_DELETE) {
     v = V_ABORTED; /* best effort: nothing depends on it */
   } else if (r->kind == RQ_HEAD && s == NULL && status == 0 &&
@@ -400,9 +431,11 @@ static void on_done(net_hreq_t* h, int status) {
     break;
   case V_FATAL:
     /* 422: the server refused the file and removed the upload, so the
-     * record names nothing; any other refusal (a token, the quota) may be
-     * fixed and the upload resumed. */
-    up_fail(up, code, &reply, reply.http_status != 422);
+     * record names nothing; 413: the file is over what the server takes;
+     * any other refusal (a token, the quota, a full disk) may be fixed and
+     * the upload resumed. */
+    up_fail(up, code, &reply,
+            reply.http_status != 422 && reply.http_status != 413);
     break;
   }
   net_hreq_free_body(h);
@@ -437,6 +470,8 @@ static int start(cm_upload_t* up,
   r->is_empty = is_empty;
   r->is_step = kind == RQ_DELETE && up->is_next_delete_step;
   up->is_next_delete_step = false;
+  r->is_probe = kind == RQ_OPTIONS && up->is_next_probe;
+  up->is_next_probe = false;
   url_target(up, url, r->target, sizeof(r->target));
   net_hreq_opts_t o = {
       .host = c->host,
@@ -480,7 +515,8 @@ static uint32_t completion_ms(const cm_upload_t* up) {
 }
 
 
-int up_http_options(cm_upload_t* up) {
+int up_http_options(cm_upload_t* up, bool is_probe) {
+  up->is_next_probe = is_probe; /* for start(), like the DELETE's flag */
   return start(up, RQ_OPTIONS, -1, false, "OPTIONS", "/v1/uploads", NULL, NULL,
                0, up->client->opts.request_timeout_ms);
 }

@@ -104,6 +104,9 @@ struct cm_upload_s {
   /* The server. */
   bool has_concat;      /* Tus-Extension names concatenation */
   bool is_caps_known;   /* OPTIONS answered (asked only if parallel > 1) */
+  bool is_caps_probed;  /* the OPTIONS before hashing ran (its failure is
+                           no error: asked again if parallel > 1) */
+  uint64_t max_size;    /* Tus-Max-Size; 0: not known */
   bool is_resumed;      /* the layout came from a record */
   uint64_t resumed_at;  /* durable bytes the HEADs of a resume found */
   bool is_resume_told;  /* resumed_at is set */
@@ -120,6 +123,7 @@ struct cm_upload_s {
   unsigned polls;                 /* HEADs of an assembling final */
   bool is_final_retried;          /* a failed final was posted again */
   bool is_next_delete_step;       /* up_http_delete's flag for start() */
+  bool is_next_probe;             /* up_http_options's flag for start() */
   unsigned cancel_stage;          /* 0, 1: the final's DELETE, 2: parts' */
   cm_volume_t volume;
   bool has_volume;
@@ -190,8 +194,10 @@ void up_record_layout(cm_upload_t* up);
 
 /* ---- upload_http.c ---- */
 
-/* Requests; each counts in up->ops and ends in up_advance(). */
-int up_http_options(cm_upload_t* up);
+/* Requests; each counts in up->ops and ends in up_advance(). A probe's
+ * OPTIONS may fail without harm: it only tells early what the server
+ * takes (Tus-Max-Size: a file over it ends at once, unhashed). */
+int up_http_options(cm_upload_t* up, bool is_probe);
 int up_http_create(cm_upload_t* up, int stream, bool is_probe);
 int up_http_head(cm_upload_t* up, int stream); /* -1: the final upload */
 int up_http_patch(cm_upload_t* up, int stream, bool is_empty);

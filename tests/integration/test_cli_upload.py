@@ -458,6 +458,116 @@ class UploadTest(UploadTestBase):
         self.assertEqual(s.get("/v1/volumes").json["total"], 0)
         self.assertEqual(self.records(), [])
 
+    def last_line(self, r_or_lines):
+        lines = r_or_lines if isinstance(r_or_lines, list) else r_or_lines.stderr.splitlines()
+        return [l for l in lines if not LINE_RE.match(l)][-1]
+
+    def test_file_over_the_servers_limit_is_refused_before_hashing(self):
+        path = self.phantom("big.mrc", "32,64,64", seed=60)  # 512 KiB
+        size = os.path.getsize(path)
+        s = self.start_server(("--max-upload-bytes", str(size - 1)))
+        r = self.cli(s.base, "upload", path)
+        self.assertEqual(r.returncode, 4, r.stderr)
+        self.assertEqual(self.last_line(r),
+                         "cryomamba: uploading %s: the file is %d bytes; this server takes "
+                         "uploads of up to %d bytes (Tus-Max-Size) (HTTP 413 payload_too_large); "
+                         "hint: its operator sets that limit (cryomambad --max-upload-bytes)"
+                         % (path, size, size - 1))
+        self.assertNotIn("phase=hashing", r.stderr, "refused before hashing")
+        self.assertNotIn("retrying", r.stderr)
+        self.assertEqual(self.records(), [])
+        self.assertEqual(s.get("/v1/volumes").json["total"], 0)
+
+    def test_out_of_room_keeps_the_record_then_too_large_removes_it(self):
+        port = free_port()
+        path = self.phantom("big.mrc", "32,64,64", seed=61)
+        size = os.path.getsize(path)
+        # A server without room for it (its storage quota): 507, not
+        # retried, the record (with the file's sha256) kept.
+        s1 = self.start_server(("--port", str(port), "--storage-quota-bytes", str(size // 2)))
+        r = self.cli(s1.base, "upload", path)
+        self.assertEqual(r.returncode, 10, r.stderr)
+        line = self.last_line(r)
+        self.assertRegex(line, r"^cryomamba: uploading %s: .*\(HTTP 507 insufficient_storage\)"
+                         % re.escape(path))
+        self.assertTrue(line.endswith("; 0 B of %.1f kB are on the server and the resume record "
+                                      "is kept: once the server has room, run the same command "
+                                      "again to resume" % (size / 1000)), line)
+        self.assertNotIn("retrying", r.stderr)
+        self.assertEqual(len(self.records()), 1, "kept: room may come")
+        s1.stop()
+        # The same address, now with a limit under the file's size: the
+        # record has the sha256 (no hashing, no early OPTIONS), the
+        # creation is refused (413) and the record goes: it cannot be of use.
+        s2 = self.start_server(("--port", str(port), "--max-upload-bytes", str(size - 1)),
+                               state_dir=s1.state_dir)
+        r = self.cli(s2.base, "upload", path)
+        self.assertEqual(r.returncode, 4, r.stderr)
+        self.assertIn("(HTTP 413 payload_too_large)", self.last_line(r))
+        self.assertNotIn("phase=hashing", r.stderr)
+        self.assertEqual(self.records(), [])
+
+    def test_disk_full_mid_upload_then_room_again(self):
+        port = free_port()
+        s1 = self.start_server(("--port", str(port)))
+        path = self.phantom("big.mrc", "64,256,256", seed=62)  # 16 MiB
+        size = os.path.getsize(path)
+        p = self.proxy(port, rate=4 << 20)
+        u = self.upload_bg(p.url, path, "--chunk-mib", "1")
+        durable, _ = u.wait_durable(2 << 20)
+        p.hold()
+        u.proc.send_signal(signal.SIGINT)
+        self.assertEqual(u.wait(), 130, u.lines[-10:])
+        s1.stop()
+        p.release()
+        # Restarted with a quota the bytes already there fill: the next
+        # PATCH is 507. Not retried; the record stays.
+        s2 = self.start_server(("--port", str(port), "--storage-quota-bytes", str(durable)),
+                               state_dir=s1.state_dir)
+        r = self.cli(p.url, "upload", path, "--chunk-mib", "1")
+        self.assertEqual(r.returncode, 10, r.stderr)
+        self.assertIn("resuming at", r.stderr)
+        self.assertIn("(HTTP 507 insufficient_storage)", self.last_line(r))
+        self.assertIn("run the same command again to resume", self.last_line(r))
+        self.assertNotIn("retrying", r.stderr)
+        self.assertEqual(len(self.records()), 1)
+        s2.stop()
+        # Room again: the same command finishes from where it was.
+        self.start_server(("--port", str(port)), state_dir=s1.state_dir)
+        r = self.cli(p.url, "--json", "upload", path, "--chunk-mib", "1")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        vol = json.loads(r.stdout)
+        self.assertEqual(vol["sha256"], sha256_of(path))
+        self.assertTrue(vol["upload"]["resumed"])
+        self.assertLess(vol["upload"]["bytes_sent"], size)
+        self.assertEqual(self.records(), [])
+
+    def test_server_gone_for_good_mid_upload(self):
+        port = free_port()
+        s1 = self.start_server(("--port", str(port)))
+        path = self.phantom("big.mrc", "64,256,256", seed=63)
+        p = self.proxy(port, rate=4 << 20)
+        u = self.upload_bg(p.url, path, "--chunk-mib", "1", "--max-retries", "2")
+        u.wait_durable(2 << 20)
+        p.hold()
+        s1.proc.send_signal(signal.SIGKILL)
+        s1.proc.wait(10)
+        p.release()
+        self.assertEqual(u.wait(), 7, u.lines[-10:])
+        retries = [l for l in u.lines if "retrying in" in l]
+        self.assertEqual(len(retries), 2, u.lines)
+        line = self.last_line(u.lines)
+        self.assertRegex(line, r"^cryomamba: uploading %s: cannot reach the server at .*; gave up "
+                         r"after 2 retries with [0-9.]+ MB of [0-9.]+ MB on the server; run the "
+                         r"same command again to resume$" % re.escape(path))
+        self.assertEqual(len(self.records()), 1, "kept for the resume")
+        # And it does resume, once the server is back.
+        self.start_server(("--port", str(port)), state_dir=s1.state_dir)
+        r = self.cli(p.url, "--json", "upload", path, "--chunk-mib", "1")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertTrue(json.loads(r.stdout)["upload"]["resumed"])
+        self.assertEqual(json.loads(r.stdout)["sha256"], sha256_of(path))
+
     def test_unreachable_server(self):
         path = self.phantom("t.mrc", "8,8,8")
         url = "http://127.0.0.1:%d" % free_port()
