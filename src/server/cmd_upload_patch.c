@@ -200,10 +200,16 @@ static void patch_state(srv_upload_req_t* p, srv_upload_t* u) {
 }
 
 
-/* A refusal known before the body: told now if the body is large. */
-static void maybe_refuse_now(srv_upload_req_t* p, srv_conn_t* conn) {
+/* A refusal known before the body: told now if the body is large, or if
+ * the client waits for "100 Continue" before sending it (it gets the
+ * refusal instead, and sends nothing: commands.c sends no 100 on a
+ * connection that is ending). */
+static void maybe_refuse_now(srv_upload_req_t* p,
+                             srv_conn_t* conn,
+                             bool expects_continue) {
   if (p->err_status != 0 && conn != NULL && !p->is_ended &&
-      (p->is_chunked || (p->has_declared && p->declared > DISCARD_MAX))) {
+      (expects_continue || p->is_chunked ||
+       (p->has_declared && p->declared > DISCARD_MAX))) {
     srv_upload_req_refuse_now(p, conn);
   }
 }
@@ -221,7 +227,7 @@ static void on_settled(srv_upload_settle_t* s) {
   if (p->is_parked) {
     return; /* cannot happen: a request parks once */
   }
-  maybe_refuse_now(p, p->conn);
+  maybe_refuse_now(p, p->conn, false); /* a 100 went out, if asked for */
   if (p->is_answered) {
     return; /* the connection ends; sink_abort frees p */
   }
@@ -275,7 +281,9 @@ srv_body_sink_t* srv_cmd_upload_stream(srv_request_t* rq,
       patch_state(p, u);
     }
   }
-  maybe_refuse_now(p, rq->conn);
+  maybe_refuse_now(
+      p, rq->conn,
+      net_http_value_is(net_http_header(r, "Expect"), "100-continue"));
   return &p->sink;
 }
 
