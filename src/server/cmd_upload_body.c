@@ -232,6 +232,13 @@ static void maybe_complete(srv_upload_req_t* p) {
 
 void srv_upload_req_on_saved(void* arg, int status) {
   srv_upload_req_t* p = arg;
+  if (status != 0 && p->u->is_deleted) {
+    /* It waited for a termination that committed (srv_upload_save). */
+    srv_upload_req_fail(p, 404, "upload_not_found",
+                        "the upload was terminated");
+    srv_upload_req_answer(p);
+    return;
+  }
   if (status != 0) {
     srv_upload_req_fail(p, 503, "store_unavailable",
                         "the upload's offset could not be "

@@ -148,6 +148,17 @@ static void patch_state(srv_upload_req_t* p, srv_upload_t* u) {
   if (u->is_deleted) {
     srv_upload_req_fail(p, 404, "upload_not_found",
                         "the upload was terminated");
+  } else if (u->is_terminating && !p->was_parked) {
+    /* Its removal is being committed: answered by the outcome (404, or
+     * on as if nothing happened), as a client sees durable state only. */
+    p->u = u;
+    srv_upload_ref(u);
+    p->is_parked = p->was_parked = true;
+    srv_upload_termination_wait(u, &p->settle);
+  } else if (u->is_terminating) {
+    srv_upload_req_fail(p, 409, "upload_terminating",
+                        "the upload's termination is being recorded; HEAD "
+                        "tells when it is gone (404)");
   } else if (u->final_refs > 0) {
     srv_upload_req_fail(p, 409, "part_in_use",
                         "a final upload is being assembled from this partial "

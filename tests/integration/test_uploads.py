@@ -613,7 +613,9 @@ class UploadLimitsTest(unittest.TestCase):
             import select
             select.select([], [], [], 0.025)
         self.assertEqual(r.status, 404)
-        self.assertEqual(os.listdir(os.path.join(self.srv.state_dir, "uploads")), [])
+        # Unregistered when its removal commits, then its file goes.
+        self.poll(lambda: os.listdir(os.path.join(self.srv.state_dir, "uploads")) == [],
+                  "the expired upload's file to go")
 
 
 if __name__ == "__main__":
