@@ -4,7 +4,8 @@ loopback, next to the disk's own limit measured in the same run.
 
     /usr/bin/python3 bench/bench_uploads.py [build/src/server/cryomambad [OTHER ...]] \
         [--sizes 256M,1G] [--chunk 64M] [--repeat 3] [--checksum] [--dir DIR] \
-        [--cases up/1,copy/chunk] [--attach 'strace -c -f -o {out} -p {pid}']
+        [--cases up/1,copy/chunk] [--attach 'strace -c -f -o {out} -p {pid}'] \
+        [--rate 500]
 
 For each size S (the MRC's data bytes; a random float32 MRC2014 file, fsynced
 before any measurement) and each repetition, in this order:
@@ -100,9 +101,10 @@ def chunk_digests(path, start, length, chunk):
     return out
 
 
-def upload_range(port, path, start, length, chunk, partial, digests, out):
-    """Uploads bytes [start, start+length) of `path`; fills `out`."""
-    conn = TusConn(port)
+def upload_range(port, path, start, length, chunk, partial, digests, out, rate=None):
+    """Uploads bytes [start, start+length) of `path` (bodies paced at `rate`
+    bytes/s when given); fills `out`."""
+    conn = TusConn(port, rate=rate)
     hdr = [("Upload-Length", str(length)),
            ("Upload-Metadata", "filename " + base64.b64encode(
                os.path.basename(path).encode()).decode())]
@@ -183,7 +185,8 @@ def run_upload(a, server, jobs, concat, checksum):
         t0 = time.monotonic()
         outs = [{} for _ in jobs]
         threads = [threading.Thread(target=upload_range, args=(
-            port, j[0], j[1], j[2], a.chunk, concat, digests[i], outs[i]))
+            port, j[0], j[1], j[2], a.chunk, concat, digests[i], outs[i],
+            a.rate * 1e6 if a.rate else None))
             for i, j in enumerate(jobs)]
         for t in threads:
             t.start()
@@ -321,6 +324,9 @@ def main():
                     "each in turn (labelled #1, #2...) within each repetition")
     ap.add_argument("--sizes", default="256M,1G", help="MRC data sizes, multiples of 4 MiB")
     ap.add_argument("--chunk", type=parse_size, default=64 * MIB, help="PATCH size")
+    ap.add_argument("--rate", type=float, default=0,
+                    help="pace each upload stream's bodies at this many MB/s (10^6 "
+                         "bytes), as a slower link would; 0: as fast as loopback goes")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--checksum", action="store_true", help="also run up/1 with Upload-Checksum")
     ap.add_argument("--dir", default=tempfile.gettempdir(),
@@ -348,6 +354,8 @@ def main():
         print("# server%s: %s --port 0 --state-dir <fresh> --log-level warn "
               "--max-connections-per-ip 0 %s" % (
                   " #%d" % (i + 1) if len(a.servers) > 1 else "", server, a.extra))
+    if a.rate:
+        print("# upload bodies paced at %g MB/s per stream" % a.rate)
     print("# PATCH %d MiB via sendfile(2); input files fsynced and in the page cache "
           "(reads hit RAM); writes reach the disk through fdatasync; the completion's "
           "re-read hits the page cache" % (a.chunk >> 20))

@@ -70,11 +70,13 @@ def make_random_mrc(path, data_bytes):
 class TusConn:
     """One keep-alive HTTP/1.1 connection to the server (not thread-safe:
     one per thread). Bodies are bytes or a (file, offset, count) range sent
-    with socket.sendfile."""
+    with socket.sendfile, at `rate` bytes/s at most when given (1 MiB
+    slices on absolute deadlines, as a slower link would deliver them)."""
 
-    def __init__(self, port, timeout=600.0):
+    def __init__(self, port, timeout=600.0, rate=None):
         self.port = port
         self.timeout = timeout
+        self.rate = rate
         self.sock = None
 
     def _connect(self):
@@ -92,9 +94,18 @@ class TusConn:
             lines.append("Content-Length: %d" % length)
         lines += ["%s: %s" % kv for kv in headers]
         self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
-        if file is not None and count > 0:
+        if file is not None and count > 0 and not self.rate:
             sent = self.sock.sendfile(file, offset, count)
             assert sent == count, (sent, count)
+        elif file is not None and count > 0:
+            t0, sent = time.monotonic(), 0
+            while sent < count:
+                n = min(MIB, count - sent)
+                assert self.sock.sendfile(file, offset + sent, n) == n
+                sent += n
+                delay = t0 + sent / self.rate - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
         self._method = method
 
     def recv(self):

@@ -131,18 +131,48 @@ srv_cmd_result_t srv_cmd_upload_head(srv_request_t* rq,
 }
 
 
-static void on_removed(void* arg, int status) {
-  pending_t* p = arg;
-  srv_conn_t* conn = srv_cmd_pending_conn(p);
-  if (conn != NULL && status != 0) {
-    srv_http_reply_error(conn, &p->mode, 503, "store_unavailable",
-                         "the termination could not be recorded", "retry later",
-                         true, TUS_HEADERS);
+/* A DELETE waiting for its upload's removal to commit (its own, or one
+ * already under way). */
+typedef struct {
+  pending_t* pending;
+  srv_upload_t* u; /* a reference */
+  srv_upload_settle_t settle;
+} delete_t;
+
+
+/* Answers by the removal's outcome: 204 once it is durable (the upload is
+ * gone for everyone only then), 503 when it failed (the upload stays as it
+ * was, a restart too finds it). */
+static void delete_answer(delete_t* d, bool is_removed) {
+  srv_conn_t* conn = srv_cmd_pending_conn(d->pending);
+  if (conn != NULL && !is_removed) {
+    srv_http_reply_error(conn, &d->pending->mode, 503, "store_unavailable",
+                         "the termination could not be recorded; the upload "
+                         "is as it was",
+                         "retry later", true, TUS_HEADERS);
   } else if (conn != NULL) {
-    srv_http_reply(conn, &p->mode, 204, "application/json", NULL, 0,
+    srv_http_reply(conn, &d->pending->mode, 204, "application/json", NULL, 0,
                    TUS_HEADERS);
   }
-  srv_cmd_pending_done(p);
+  srv_cmd_pending_done(d->pending);
+  srv_upload_unref(d->u);
+  free(d);
+}
+
+
+static void on_removed(void* arg, int status) {
+  delete_t* d = arg;
+  if (status == 0) {
+    /* A final lets go of its parts now: they are the client's again. */
+    srv_concat_release(d->u->ctx, d->u);
+  }
+  delete_answer(d, status == 0);
+}
+
+
+static void on_other_removal(srv_upload_settle_t* s) {
+  delete_t* d = CORE_CONTAINER_OF(s, delete_t, settle);
+  delete_answer(d, d->u->is_deleted);
 }
 
 
@@ -166,19 +196,33 @@ srv_cmd_result_t srv_cmd_upload_delete(srv_request_t* rq,
                          false, TUS_HEADERS);
     return SRV_CMD_DONE;
   }
-  pending_t* p = srv_cmd_pending_new(rq);
-  if (p == NULL) {
+  delete_t* d = malloc(sizeof(*d));
+  pending_t* pending = d != NULL ? srv_cmd_pending_new(rq) : NULL;
+  if (pending == NULL) {
+    free(d);
     return srv_cmd_reply_oom(rq);
   }
-  /* A PATCH still writing sees is_deleted and keeps nothing. A final being
-   * assembled lets go of its parts now, and its join (which may make its
-   * file again) removes the file when it sees is_deleted. */
+  d->pending = pending;
+  d->u = u;
+  srv_upload_ref(u);
+  core_list_init(&d->settle.link);
+  d->settle.cb = on_other_removal;
+  if (u->is_terminating) {
+    srv_upload_termination_wait(u, &d->settle); /* answered alike */
+    return SRV_CMD_PENDING;
+  }
+  /* Until the removal commits the upload is found and HEAD answers as
+   * before; a PATCH still writing goes on, and its commit waits for the
+   * outcome (srv_upload_save); once removed it keeps nothing. A final
+   * being assembled: its join (which may make its file again) removes the
+   * file when it sees is_deleted. */
   bool is_joining =
       u->concat == SRV_CONCAT_FINAL && u->state == SRV_UPLOAD_COMPLETING;
-  srv_concat_release(rq->conn->ctx, u);
-  if (srv_upload_remove(rq->conn->ctx, u, is_joining, on_removed, p) != 0) {
-    srv_ticket_release(p->ticket);
-    free(p);
+  if (srv_upload_remove(rq->conn->ctx, u, is_joining, on_removed, d) != 0) {
+    srv_ticket_release(pending->ticket);
+    free(pending);
+    srv_upload_unref(u);
+    free(d);
     return srv_cmd_reply_oom(rq);
   }
   return SRV_CMD_PENDING;

@@ -232,6 +232,13 @@ static void maybe_complete(srv_upload_req_t* p) {
 
 void srv_upload_req_on_saved(void* arg, int status) {
   srv_upload_req_t* p = arg;
+  if (status != 0 && p->u->is_deleted) {
+    /* It waited for a termination that committed (srv_upload_save). */
+    srv_upload_req_fail(p, 404, "upload_not_found",
+                        "the upload was terminated");
+    srv_upload_req_answer(p);
+    return;
+  }
   if (status != 0) {
     srv_upload_req_fail(p, 503, "store_unavailable",
                         "the upload's offset could not be "
@@ -501,7 +508,8 @@ int srv_upload_req_start(srv_upload_req_t* p, srv_upload_t* u) {
   if (srv_upload_writer_init(&p->w, p->ctx->loop, path, u->offset, p) != 0) {
     return -ENOMEM;
   }
-  p->w.hash.sum = p->md;
+  p->w.sum = p->md;
+  p->w.whole = srv_upload_running_digest(u);
   p->w.on_room = on_writer_room;
   p->w.on_done = on_writer_done;
   return 0;

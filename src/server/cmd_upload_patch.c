@@ -148,6 +148,17 @@ static void patch_state(srv_upload_req_t* p, srv_upload_t* u) {
   if (u->is_deleted) {
     srv_upload_req_fail(p, 404, "upload_not_found",
                         "the upload was terminated");
+  } else if (u->is_terminating && !p->was_parked) {
+    /* Its removal is being committed: answered by the outcome (404, or
+     * on as if nothing happened), as a client sees durable state only. */
+    p->u = u;
+    srv_upload_ref(u);
+    p->is_parked = p->was_parked = true;
+    srv_upload_termination_wait(u, &p->settle);
+  } else if (u->is_terminating) {
+    srv_upload_req_fail(p, 409, "upload_terminating",
+                        "the upload's termination is being recorded; HEAD "
+                        "tells when it is gone (404)");
   } else if (u->final_refs > 0) {
     srv_upload_req_fail(p, 409, "part_in_use",
                         "a final upload is being assembled from this partial "
@@ -200,10 +211,16 @@ static void patch_state(srv_upload_req_t* p, srv_upload_t* u) {
 }
 
 
-/* A refusal known before the body: told now if the body is large. */
-static void maybe_refuse_now(srv_upload_req_t* p, srv_conn_t* conn) {
+/* A refusal known before the body: told now if the body is large, or if
+ * the client waits for "100 Continue" before sending it (it gets the
+ * refusal instead, and sends nothing: commands.c sends no 100 on a
+ * connection that is ending). */
+static void maybe_refuse_now(srv_upload_req_t* p,
+                             srv_conn_t* conn,
+                             bool expects_continue) {
   if (p->err_status != 0 && conn != NULL && !p->is_ended &&
-      (p->is_chunked || (p->has_declared && p->declared > DISCARD_MAX))) {
+      (expects_continue || p->is_chunked ||
+       (p->has_declared && p->declared > DISCARD_MAX))) {
     srv_upload_req_refuse_now(p, conn);
   }
 }
@@ -221,7 +238,7 @@ static void on_settled(srv_upload_settle_t* s) {
   if (p->is_parked) {
     return; /* cannot happen: a request parks once */
   }
-  maybe_refuse_now(p, p->conn);
+  maybe_refuse_now(p, p->conn, false); /* a 100 went out, if asked for */
   if (p->is_answered) {
     return; /* the connection ends; sink_abort frees p */
   }
@@ -275,7 +292,9 @@ srv_body_sink_t* srv_cmd_upload_stream(srv_request_t* rq,
       patch_state(p, u);
     }
   }
-  maybe_refuse_now(p, rq->conn);
+  maybe_refuse_now(
+      p, rq->conn,
+      net_http_value_is(net_http_header(r, "Expect"), "100-continue"));
   return &p->sink;
 }
 

@@ -470,5 +470,11 @@ srv_cmd_result_t srv_commands_on_headers(srv_request_t* rq) {
       !authorized(rq, rt.is_read, rt.is_ws)) {
     return SRV_CMD_CLOSE;
   }
+  if (rq->conn->is_shutting_down || rq->conn->is_closing) {
+    /* A streamed body's own checks (srv_commands_stream, which runs first:
+     * an upload's tus headers and state) refused it and ended the
+     * connection: the refusal is the answer, no 100 goes out. */
+    return SRV_CMD_CLOSE;
+  }
   return srv_http_reply_continue(rq->conn) == 0 ? SRV_CMD_DONE : SRV_CMD_CLOSE;
 }

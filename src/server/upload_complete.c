@@ -153,8 +153,10 @@ static void on_volume(void* arg,
     if (rc == 0) {
       return; /* on_invalid_removed has the completion's reference */
     }
-    status = rc;
-    why = "the upload's removal could not be recorded";
+    /* -EALREADY: a DELETE's removal is being committed meanwhile. */
+    status = rc == -EALREADY ? -ECANCELED : rc;
+    why = rc == -EALREADY ? "the upload was terminated"
+                          : "the upload's removal could not be recorded";
   }
   if (status != 0) {
     /* Terminated meanwhile, or a failure that says nothing of the bytes

@@ -49,7 +49,7 @@ int srv_concat_check_parts(srv_ctx_t* ctx,
   for (unsigned i = 0; i < u->part_count; i++) {
     const char* id = u->parts[i];
     srv_upload_t* part = srv_upload_find(ctx, id, CORE_UUID_STR_LEN);
-    if (part == NULL || !part->is_committed) {
+    if (part == NULL || !part->is_committed || part->is_terminating) {
       return fail(err, 404, "part_not_found",
                   "no upload %s (it may have expired, been terminated, or "
                   "been consumed by a completed final upload)",

@@ -37,6 +37,8 @@ srv_upload_t* srv_upload_new(srv_ctx_t* ctx) {
   core_list_init(&u->link);
   core_list_init(&u->waiters);
   core_list_init(&u->settle_waiters);
+  core_list_init(&u->terminate_waiters);
+  core_list_init(&u->deferred_saves);
   u->ctx = ctx;
   u->refs = 1;
   u->created_us = srv_now_us();
@@ -69,8 +71,52 @@ void srv_upload_ref(srv_upload_t* u) {
 
 void srv_upload_unref(srv_upload_t* u) {
   if (u != NULL && --u->refs == 0) {
+    EVP_MD_CTX_free(u->digest.md);
     free(u);
   }
+}
+
+
+srv_upload_digest_t* srv_upload_running_digest(srv_upload_t* u) {
+  srv_upload_digest_t* d = &u->digest;
+  if (u->concat != SRV_CONCAT_NONE) {
+    return NULL; /* a part's bytes are hashed as the final's, joined */
+  }
+  if (u->offset == 0) {
+    /* The first bytes: any earlier digest is of bytes not kept. */
+    if (d->md == NULL) {
+      d->md = EVP_MD_CTX_new();
+    }
+    if (d->md != NULL && EVP_DigestInit_ex(d->md, EVP_sha256(), NULL) != 1) {
+      EVP_MD_CTX_free(d->md);
+      d->md = NULL;
+    }
+    d->len = 0;
+  }
+  if (d->md != NULL && d->len > u->offset) {
+    /* It went past the offset (a PATCH hashed bytes it did not keep): no
+     * way back, so the completion will hash the whole file. */
+    EVP_MD_CTX_free(d->md);
+    d->md = NULL;
+  }
+  /* Shorter (it stopped, behind a fast body): a prefix the completion
+   * goes on from, fed no more, since the bytes in between are gone. */
+  if (d->md == NULL || d->len != u->offset) {
+    return NULL;
+  }
+  /* One upload at a time is hashed as it is written: with several at once
+   * the cores are the limit, and their hashes would slow every body (the
+   * others' completions hash their files, as before). */
+  core_list_t* it;
+  core_list_t* tmp;
+  CORE_LIST_FOREACH_SAFE(it, tmp, &u->ctx->uploads) {
+    srv_upload_t* other = CORE_CONTAINER_OF(it, srv_upload_t, link);
+    if (other != u && other->is_hashing) {
+      return NULL;
+    }
+  }
+  u->is_hashing = true; /* until srv_upload_release */
+  return d;
 }
 
 
@@ -111,6 +157,7 @@ void srv_upload_settle_cancel(srv_upload_settle_t* s) {
 void srv_upload_release(srv_upload_t* u) {
   u->is_busy = false;
   u->is_settling = false;
+  u->is_hashing = false;
   /* Taken off one at a time: a waiter's callback may make the upload busy
    * again (a PATCH that waited), and the others then see that. */
   srv_upload_ref(u);
@@ -133,6 +180,8 @@ typedef struct {
   uint64_t offset;
   srv_store_done_cb cb;
   void* arg;
+  core_list_t link; /* u->deferred_saves while its removal commits */
+  json_t* rec;      /* the record, owned while deferred */
 } save_t;
 
 
@@ -168,7 +217,22 @@ int srv_upload_save(srv_ctx_t* ctx,
     free(s);
     return -ENOMEM;
   }
-  *s = (save_t){u, ++u->saves_queued, u->state, u->offset, cb, arg};
+  *s = (save_t){.u = u,
+                .seq = ++u->saves_queued,
+                .state = u->state,
+                .offset = u->offset,
+                .cb = cb,
+                .arg = arg};
+  if (u->is_terminating) {
+    /* Queued now it would come back after the removal: it waits for the
+     * removal's outcome (queued after a failed one, dropped after a
+     * removal, with -ECANCELED). */
+    s->rec = rec;
+    core_list_push_back(&u->deferred_saves, &s->link);
+    srv_upload_ref(u);
+    u->saves_in_flight++;
+    return 0;
+  }
   int rc =
       srv_store_put(ctx->store, SRV_STORE_UPLOADS, u->id, rec, on_saved, s);
   json_decref(rec);
@@ -189,9 +253,93 @@ void srv_upload_show_as_durable(srv_upload_t* u) {
 }
 
 
-static void on_unlinked(uv_fs_t* req) {
+/* A removal being committed; owned by the store's callback. */
+typedef struct {
+  srv_upload_t* u; /* a reference */
+  bool keep_file;
+  srv_store_done_cb cb;
+  void* arg;
+  uv_fs_t unlink; /* the file's, once the record's removal committed */
+} removal_t;
+
+
+/* The saves made while the removal committed, now that it has its
+ * outcome: dropped after a removal, queued after a failure. */
+static void flush_deferred(srv_ctx_t* ctx, srv_upload_t* u) {
+  while (!core_list_is_empty(&u->deferred_saves)) {
+    core_list_t* node = core_list_front(&u->deferred_saves);
+    core_list_remove(node);
+    save_t* s = CORE_CONTAINER_OF(node, save_t, link);
+    json_t* rec = s->rec;
+    s->rec = NULL;
+    int rc = u->is_deleted ? -ECANCELED
+             : !srv_store_is_open(ctx->store)
+                 ? -ESHUTDOWN
+                 : srv_store_put(ctx->store, SRV_STORE_UPLOADS, u->id, rec,
+                                 on_saved, s);
+    json_decref(rec);
+    if (rc != 0) {
+      on_saved(s, rc);
+    }
+  }
+}
+
+
+/* The removal has its outcome (and a removed upload's file is gone): the
+ * deferred saves, the caller, the waiters. */
+static void removal_finish(removal_t* r, int status) {
+  srv_upload_t* u = r->u;
+  flush_deferred(u->ctx, u);
+  if (r->cb != NULL) {
+    r->cb(r->arg, status);
+  }
+  /* Taken off one at a time, as in srv_upload_release. */
+  while (!core_list_is_empty(&u->terminate_waiters)) {
+    core_list_t* node = core_list_front(&u->terminate_waiters);
+    core_list_remove(node);
+    srv_upload_settle_t* s = CORE_CONTAINER_OF(node, srv_upload_settle_t, link);
+    s->cb(s);
+  }
+  if (status == 0) {
+    assert(u->refs > 1); /* the registry's goes; this removal's remains */
+    u->refs--;
+  }
+  srv_upload_unref(u);
+  free(r);
+}
+
+
+static void on_file_removed(uv_fs_t* req) {
+  removal_t* r = req->data;
   uv_fs_req_cleanup(req);
-  free(req);
+  removal_finish(r, 0);
+}
+
+
+static void on_removed(void* arg, int status) {
+  removal_t* r = arg;
+  srv_upload_t* u = r->u;
+  srv_ctx_t* ctx = u->ctx;
+  assert(u->is_terminating && !u->is_deleted);
+  u->is_terminating = false;
+  if (status != 0) {
+    removal_finish(r, status); /* as it was */
+    return;
+  }
+  /* Durable: now it is gone for everyone, its file before anyone is told
+   * (a DELETE's 204 means the file is gone too). */
+  u->is_deleted = true;
+  core_idmap_remove(&ctx->upload_index, u->id);
+  core_list_remove(&u->link);
+  if (!r->keep_file) {
+    char path[1200];
+    srv_upload_path(ctx, u->id, path, sizeof(path));
+    r->unlink.data = r;
+    if (uv_fs_unlink(ctx->loop, &r->unlink, path, on_file_removed) == 0) {
+      return;
+    }
+  }
+  removal_finish(r, 0);
 }
 
 
@@ -203,25 +351,36 @@ int srv_upload_remove(srv_ctx_t* ctx,
   if (u->is_deleted) {
     return -ENOENT;
   }
+  if (u->is_terminating) {
+    return -EALREADY;
+  }
   if (!srv_store_is_open(ctx->store)) {
     /* Shutdown: the store's last callbacks must not queue; the record and
      * the file stay, and the next start-up sees them as they are. */
     return -ESHUTDOWN;
   }
-  u->is_deleted = true;
-  core_idmap_remove(&ctx->upload_index, u->id);
-  core_list_remove(&u->link);
-  int rc = srv_store_remove(ctx->store, SRV_STORE_UPLOADS, u->id, cb, arg);
-  uv_fs_t* req = keep_file ? NULL : malloc(sizeof(*req));
-  if (req != NULL) {
-    char path[1200];
-    srv_upload_path(ctx, u->id, path, sizeof(path));
-    if (uv_fs_unlink(ctx->loop, req, path, on_unlinked) != 0) {
-      free(req);
-    }
+  removal_t* r = malloc(sizeof(*r));
+  if (r == NULL) {
+    return -ENOMEM;
   }
-  srv_upload_unref(u); /* the registry's */
-  return rc;
+  *r = (removal_t){.u = u, .keep_file = keep_file, .cb = cb, .arg = arg};
+  int rc =
+      srv_store_remove(ctx->store, SRV_STORE_UPLOADS, u->id, on_removed, r);
+  if (rc != 0) {
+    free(r);
+    return rc;
+  }
+  srv_upload_ref(u);
+  u->is_terminating = true;
+  srv_log(&ctx->log, SRV_LOG_INFO, "upload.terminating", "s:upload_id", u->id,
+          NULL);
+  return 0;
+}
+
+
+void srv_upload_termination_wait(srv_upload_t* u, srv_upload_settle_t* s) {
+  assert(u->is_terminating);
+  core_list_push_back(&u->terminate_waiters, &s->link);
 }
 
 
@@ -250,6 +409,8 @@ static int restore_one(void* arg, const json_t* rec) {
   core_list_init(&u->link);
   core_list_init(&u->waiters);
   core_list_init(&u->settle_waiters);
+  core_list_init(&u->terminate_waiters);
+  core_list_init(&u->deferred_saves);
   u->ctx = ctx;
   u->refs = 1;
   memcpy(u->id, id, CORE_UUID_STR_LEN + 1);
@@ -363,95 +524,6 @@ int srv_uploads_remove_orphans(srv_ctx_t* ctx) {
   }
   closedir(dir);
   return removed;
-}
-
-
-/* Counted against the per-token and per-address limits: what a client
- * is still sending, and the partial uploads it has sent (they hold disk
- * until a final consumes them or they expire). A final holds no slot: its
- * parts do. */
-static bool is_open(const srv_upload_t* u) {
-  return u->concat == SRV_CONCAT_PARTIAL ||
-         (u->concat == SRV_CONCAT_NONE && u->state != SRV_UPLOAD_COMPLETED);
-}
-
-
-/* Bytes `u` holds or will hold on disk beside volumes and artifacts (its
- * length when `reserved`, else its durable offset); a final being
- * assembled holds a copy of its parts. */
-static uint64_t upload_bytes(const srv_upload_t* u, bool reserved) {
-  if (u->concat == SRV_CONCAT_FINAL) {
-    return u->state == SRV_UPLOAD_COMPLETING ? u->length : 0;
-  }
-  if (!is_open(u)) {
-    return 0;
-  }
-  return reserved ? u->length : u->offset;
-}
-
-
-unsigned srv_uploads_count_token(srv_ctx_t* ctx, const char* token) {
-  unsigned n = 0;
-  core_list_t* it;
-  core_list_t* tmp;
-  CORE_LIST_FOREACH_SAFE(it, tmp, &ctx->uploads) {
-    srv_upload_t* u = CORE_CONTAINER_OF(it, srv_upload_t, link);
-    n += is_open(u) && strcmp(u->owner_token, token) == 0;
-  }
-  return n;
-}
-
-
-unsigned srv_uploads_count_ip(srv_ctx_t* ctx, const char* ip) {
-  unsigned n = 0;
-  core_list_t* it;
-  core_list_t* tmp;
-  CORE_LIST_FOREACH_SAFE(it, tmp, &ctx->uploads) {
-    srv_upload_t* u = CORE_CONTAINER_OF(it, srv_upload_t, link);
-    n += is_open(u) && strcmp(u->owner_ip, ip) == 0;
-  }
-  return n;
-}
-
-
-uint64_t srv_uploads_reserved_bytes(srv_ctx_t* ctx) {
-  uint64_t n = 0;
-  core_list_t* it;
-  core_list_t* tmp;
-  CORE_LIST_FOREACH_SAFE(it, tmp, &ctx->uploads) {
-    n += upload_bytes(CORE_CONTAINER_OF(it, srv_upload_t, link), true);
-  }
-  return n;
-}
-
-
-uint64_t srv_uploads_stored_bytes(srv_ctx_t* ctx) {
-  uint64_t n = 0;
-  core_list_t* it;
-  core_list_t* tmp;
-  CORE_LIST_FOREACH_SAFE(it, tmp, &ctx->uploads) {
-    n += upload_bytes(CORE_CONTAINER_OF(it, srv_upload_t, link), false);
-  }
-  return n;
-}
-
-
-void srv_uploads_housekeeping(srv_ctx_t* ctx) {
-  int64_t now = srv_now_us();
-  core_list_t* it;
-  core_list_t* tmp;
-  CORE_LIST_FOREACH_SAFE(it, tmp, &ctx->uploads) {
-    srv_upload_t* u = CORE_CONTAINER_OF(it, srv_upload_t, link);
-    /* A part a final is being assembled from stays until it is done, and
-     * a record being committed is not removed under its save. */
-    if (u->is_busy || u->state == SRV_UPLOAD_COMPLETING || u->final_refs > 0 ||
-        u->saves_in_flight > 0 || now < u->expires_us) {
-      continue;
-    }
-    srv_log(&ctx->log, SRV_LOG_INFO, "upload.expired", "s:upload_id", u->id,
-            "i:offset", (int64_t) u->offset, NULL);
-    srv_upload_remove(ctx, u, false, NULL, NULL);
-  }
 }
 
 

@@ -1,7 +1,8 @@
 /* uploads.h: tus 1.0.0 uploads (docs/protocol.md, "Uploads"): the registry
  * of uploads, their records in the store (table uploads) and the rules of
  * the protocol that do not depend on a request: which transitions are
- * allowed, when an upload expires, what counts against the limits. The
+ * allowed, when an upload expires, what counts against the limits (those
+ * two: upload_limits.c), two-phase removals (is_terminating). The
  * bytes are written by upload_io.c, the routes are cmd_upload*.c and cmd_tus.c,
  * a completed upload becomes a volume in volumes.c. Loop thread only. */
 #ifndef SRV_UPLOADS_H
@@ -15,6 +16,7 @@
 #include "core/uuid.h"
 #include "server/ctx.h"
 #include "server/store.h"
+#include "server/upload_io.h"
 
 #define SRV_UPLOAD_FILENAME_MAX CORE_TUS_FILENAME_MAX
 #define SRV_UPLOAD_METADATA_MAX CORE_TUS_METADATA_MAX
@@ -88,9 +90,24 @@ typedef struct srv_upload_s {
                                  fdatasync, commit) for no one */
   core_list_t settle_waiters; /* srv_upload_settle_t: HEAD and PATCH
                                  requests waiting for that */
-  bool is_deleted;            /* unregistered; freed when the last ref goes */
-  bool is_committed;          /* its first record is durable: it exists */
-  unsigned refs;              /* the registry + each request working on it */
+  /* The sha256 of the file's first digest.len bytes, fed by the PATCHes
+   * that write them while the hashing keeps up (plain uploads only); the
+   * completion hashes only the rest of the file. In memory only: a restart
+   * loses it, and so does a PATCH that hashed bytes it did not keep. Owned
+   * here; lent to the busy PATCH's hashes. */
+  srv_upload_digest_t digest;
+  bool is_hashing; /* the busy PATCH feeds digest (one upload at a time) */
+  /* Its removal (DELETE, expiry, ...) is being committed: it is still
+   * found and HEAD answers as before (clients see durable state only), a
+   * new PATCH gets 409 upload_terminating, a save waits for the outcome
+   * (deferred_saves), and so do terminate_waiters (srv_upload_settle_t).
+   * Then is_deleted, or (the commit failed) as it was. */
+  bool is_terminating;
+  core_list_t terminate_waiters;
+  core_list_t deferred_saves;
+  bool is_deleted;   /* unregistered; freed when the last ref goes */
+  bool is_committed; /* its first record is durable: it exists */
+  unsigned refs;     /* the registry + each request working on it */
 } srv_upload_t;
 
 /* The file of upload `id`: state_dir/uploads/<id>.part (into out). */
@@ -111,6 +128,13 @@ srv_upload_t* srv_upload_find(srv_ctx_t* ctx, const char* id, size_t len);
 
 void srv_upload_ref(srv_upload_t* u);
 void srv_upload_unref(srv_upload_t* u);
+
+/* For a PATCH about to write `u` (busy, no write in flight) at its offset:
+ * u's running digest if it covers exactly the bytes before that offset
+ * (begun afresh at offset 0) and no other upload's PATCH feeds its own,
+ * else NULL: dropped if it covers more (bytes not kept), kept as a prefix
+ * for the completion if it covers less. Sets u->is_hashing. */
+srv_upload_digest_t* srv_upload_running_digest(srv_upload_t* u);
 
 /* Calls `s` (borrowed until it runs, or until srv_upload_settle_cancel)
  * once u->is_settling ends. */
@@ -138,16 +162,24 @@ int srv_upload_save(srv_ctx_t* ctx,
  * if it were durable. */
 void srv_upload_show_as_durable(srv_upload_t* u);
 
-/* Unregisters `u`, queues the removal of its record (cb, may be NULL, runs
- * after the commit) and of its file (unless `keep_file`: it became a
- * volume). Returns 0, -ENOENT (removed already), -ESHUTDOWN (the store is
- * closing: nothing is done, a restart finds `u` as it was) or another
- * negative errno; cb runs only on 0. */
+/* Queues the removal of `u`'s record; `u` is_terminating until it commits,
+ * then unregistered (is_deleted) and its file removed (unless `keep_file`:
+ * it became a volume, or a join removes it), then cb (may be NULL) runs.
+ * If the commit fails, `u` stays as it was and cb gets the error. Returns
+ * 0, -ENOENT (removed already), -EALREADY (its removal is being committed:
+ * see srv_upload_termination_wait), -ESHUTDOWN (the store is closing:
+ * nothing is done, a restart finds `u` as it was) or another negative
+ * errno; cb runs only on 0. */
 int srv_upload_remove(srv_ctx_t* ctx,
                       srv_upload_t* u,
                       bool keep_file,
                       srv_store_done_cb cb,
                       void* arg);
+
+/* Calls `s` (borrowed until it runs, or until srv_upload_settle_cancel)
+ * once the removal being committed (u->is_terminating) has its outcome:
+ * u->is_deleted, or not (it failed). */
+void srv_upload_termination_wait(srv_upload_t* u, srv_upload_settle_t* s);
 
 /* Start-up: restores every stored upload. Returns the count or -1. */
 int srv_uploads_restore(srv_ctx_t* ctx);

@@ -55,7 +55,7 @@ class ConcatTest(TusCase):
         self.assertEqual(rec["parts"], [u.rsplit("/", 1)[1] for u in urls])
         # The parts are gone, records and files; only the volume's file stays.
         for u in urls:
-            self.assertEqual(self.head(u).status, 404)
+            self.wait_gone(u)
         self.poll(lambda: self.uploads_dir() == [], "the upload files to go")
         self.assertEqual(os.listdir(os.path.join(self.srv.state_dir, "volumes")),
                          [v["volume_id"] + ".mrc"])
@@ -199,7 +199,7 @@ class ConcatTest(TusCase):
         self.assertEqual(r.header("Upload-Offset"), str(len(data)))
         self.assertEqual(r.header("CryoMamba-Volume-Id"), vid)
         for u in urls:
-            self.assertEqual(self.head(u).status, 404)
+            self.wait_gone(u)
         # Not announced: joined, then found by its sha256.
         urls = self.parts(data, [100, 2000])
         r = self.final(urls)

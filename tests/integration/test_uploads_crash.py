@@ -81,6 +81,58 @@ class UploadCrashTest(TusCase):
         self.srv = Server(self.args, state_dir=self.srv.state_dir).start()
         self.finish_after_restart(url, data)
 
+    def terminating(self, url):
+        """Polls the log until the removal of `url` is being committed."""
+        uid = url.rsplit("/", 1)[1]
+        self.poll(lambda: any('"upload.terminating"' in l and uid in l
+                              for l in self.srv.stderr_tail(1 << 20).splitlines()),
+                  "the termination to be queued")
+
+    def test_termination_is_told_once_durable_and_a_failed_one_changes_nothing(self):
+        url = self.create(100).header("Location")
+        self.assertEqual(self.patch(url, 0, b"a" * 10).status, 204)
+        with self.store_locked():
+            d = RawHTTP(self.srv.port)
+            self.addCleanup(d.close)
+            d.send(("DELETE %s HTTP/1.1\r\nHost: x\r\nTus-Resumable: 1.0.0\r\n\r\n"
+                    % url).encode())
+            self.terminating(url)
+            # Not committed: the upload is as it was for everyone.
+            h = self.head(url)
+            self.assertEqual((h.status, h.header("Upload-Offset")), (200, "10"))
+            # The commit gives up (busy timeout): 503, and nothing changed.
+            assert_error(self, d.read_response(), 503, "store_unavailable")
+            self.assertEqual(self.head(url).header("Upload-Offset"), "10")
+        r = self.patch(url, 10, b"b" * 5)
+        self.assertEqual((r.status, r.header("Upload-Offset")), (204, "15"))
+        self.restart()
+        self.assertEqual(self.head(url).header("Upload-Offset"), "15")
+        # A PATCH and a second DELETE sent while a removal commits are
+        # answered by its outcome.
+        with self.store_locked():
+            d = RawHTTP(self.srv.port)
+            self.addCleanup(d.close)
+            d.send(("DELETE %s HTTP/1.1\r\nHost: x\r\nTus-Resumable: 1.0.0\r\n\r\n"
+                    % url).encode())
+            self.terminating(url)
+            d2 = RawHTTP(self.srv.port)
+            self.addCleanup(d2.close)
+            d2.send(("DELETE %s HTTP/1.1\r\nHost: x\r\nTus-Resumable: 1.0.0\r\n\r\n"
+                     % url).encode())
+            p = RawHTTP(self.srv.port)
+            self.addCleanup(p.close)
+            p.send(("PATCH %s HTTP/1.1\r\nHost: x\r\nTus-Resumable: 1.0.0\r\n"
+                    "Content-Type: application/offset+octet-stream\r\n"
+                    "Upload-Offset: 15\r\nContent-Length: 3\r\n\r\nccc" % url).encode())
+            self.assertEqual(self.head(url).status, 200)
+        self.assertEqual(d.read_response().status, 204)
+        self.assertEqual(d2.read_response().status, 204)
+        assert_error(self, p.read_response(), 404, "upload_not_found")
+        self.assertEqual(self.head(url).status, 404)
+        self.poll(lambda: self.uploads_dir() == [], "the file to go")
+        self.restart()
+        self.assertEqual(self.head(url).status, 404)
+
     def test_restored_invalid_upload_is_removed(self):
         data = b"x" * 3000
         url, uid = self._all_but_last_byte_then_stop(data)
@@ -159,7 +211,7 @@ class ConcatCrashTest(TusCase):
         self.assertEqual(v["filename"], "big.mrc")
         self.assertEqual(self.srv.get("/v1/volumes").json["count"], 1)
         for u in urls:
-            self.assertEqual(self.head(u).status, 404)
+            self.wait_gone(u)
         self.poll(lambda: self.uploads_dir() == [], "the files to go")
         self.assertEqual(os.listdir(os.path.join(self.srv.state_dir, "volumes")),
                          [v["volume_id"] + ".mrc"])
@@ -206,7 +258,7 @@ class ConcatCrashTest(TusCase):
         db.close()
         self.srv = Server(self.args, state_dir=self.srv.state_dir).start()
         for u in urls:
-            self.assertEqual(self.head(u).status, 404)
+            self.wait_gone(u)
         self.poll(lambda: self.uploads_dir() == [], "the parts' files to go")
         self.assertEqual(self.head(f).header("CryoMamba-Volume-Id"), vid)
 

@@ -287,6 +287,36 @@ class HostileTest(TusCase):
         self.assertEqual(self.srv.stop(), 0)
         self.assertEqual(self.uploads_dir(), [])
 
+    def test_refused_patch_with_expect_gets_no_100(self):
+        # A client that waits for "100 Continue" gets the refusal instead,
+        # without sending its body, small or large; an accepted PATCH gets
+        # the 100, then its answer.
+        url = self.create(10 ** 7).header("Location")
+        expect = "Expect: 100-continue\r\n"
+        for head, status, code in (
+                (patch_head(url, 5, 10, expect), 409, "offset_mismatch"),
+                (patch_head(url, 5, 10 ** 7, expect), 409, "offset_mismatch"),
+                (patch_head(url, 0, 10, expect + "Upload-Checksum: md5 AAAA\r\n"),
+                 400, "unsupported_checksum"),
+                (patch_head(url, 0, 11 ** 7, expect), 413, "payload_too_large"),
+                (patch_head("/v1/uploads/3f1c2a9e-5b7d-4e8f-9a0b-1c2d3e4f5a6b",
+                            0, 10, expect), 404, "upload_not_found")):
+            c = self.raw()
+            c.send(head)
+            r = c.read_response(no_body=True)
+            self.assertEqual(r.status, status, (head, r.status))
+            self.assertEqual(r.header("Connection"), "close")
+            body = c.read_exact(int(r.header("Content-Length")))
+            self.assertIn(code.encode(), body)
+            self.assertTrue(c.at_eof(10))
+        c = self.raw()
+        c.send(patch_head(url, 0, 10, expect))
+        self.assertEqual(c.read_response(no_body=True).status, 100)
+        c.send(b"0123456789")
+        r = c.read_response()
+        self.assertEqual((r.status, r.header("Upload-Offset")), (204, "10"))
+        self.assertEqual(self.on_disk(url), b"0123456789")
+
     # -- volume of requests ------------------------------------------------
     def test_head_flood_while_a_patch_runs(self):
         data = os.urandom(32 * BUF)

@@ -166,6 +166,12 @@ class TusCase(unittest.TestCase):
         self.assertEqual(v["sha256"], hashlib.sha256(data).hexdigest())
         return vid
 
+    def wait_gone(self, url):
+        """Polls HEAD until `url` is 404: a removal the server makes by
+        itself (a final's parts, once it completes) is told once it
+        commits, not when it is decided."""
+        self.poll(lambda: self.head(url).status == 404, "%s to be removed" % url)
+
     def uploads_dir(self):
         return sorted(os.listdir(os.path.join(self.srv.state_dir, "uploads")))
 
