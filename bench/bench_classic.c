@@ -124,7 +124,8 @@ static int run(uint32_t n,
   core_mask_render(&spec, 1.0, 1, 0, truth);
   core_seg_params_t p;
   core_seg_params_default(&p);
-  core_seg_input_t in = {vol, CORE_MRC_MODE_FLOAT32, {{n, n, n}}};
+  core_seg_input_t in = {
+      .data = vol, .mode = CORE_MRC_MODE_FLOAT32, .shape = {{n, n, n}}};
   int err = seg_driver_run(&in, &p, threads, 0, mask, &r->sum, &r->t);
   if (err == 0) {
     dice(mask, truth, vox, r->dice);

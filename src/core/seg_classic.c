@@ -305,7 +305,10 @@ int core_seg_window(const core_seg_input_t* in,
   }
   core_seg_kernel_t k;
   core_seg_kernel_init(&k, p->sigma);
-  core_seg_smooth_box(in, &k, lo, n, scratch->d, scratch->tmp);
+  int err = core_seg_smooth_box(in, &k, lo, n, scratch->d, scratch->tmp);
+  if (err != 0) {
+    return err; /* nothing written: the core is written last */
+  }
   const size_t vox = (size_t) n[0] * n[1] * n[2];
   const float bg = st->background;
   for (size_t i = 0; i < vox; i++) {
@@ -352,9 +355,9 @@ int core_seg_smooth(const core_seg_input_t* in,
   if (tmp == NULL) {
     return -ENOMEM;
   }
-  core_seg_smooth_box(in, &k, lo, n, out, tmp);
+  int err = core_seg_smooth_box(in, &k, lo, n, out, tmp);
   free(tmp);
-  return 0;
+  return err;
 }
 
 

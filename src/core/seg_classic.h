@@ -45,12 +45,27 @@
 #define CORE_SEG_LABEL_MEMBRANE 1
 #define CORE_SEG_LABEL_PARTICLE 2
 
-/* The volume, borrowed (e.g. the caller's mmap of an MRC file's data):
- * voxels in C order ZYX (X fastest), little-endian as MRC stores them. */
+/* Fills `out` with the raw voxels of the box [lo, lo + n) of the volume
+ * (inside it; n[0]*n[1]*n[2] voxels of the input's mode, X fastest, no
+ * padding): what core_seg_input_t.read does. Returns 0, or a negative errno
+ * that the core call which asked returns unchanged. Called on the thread of
+ * that call, concurrently from concurrent calls. */
+typedef int (*core_seg_read_cb)(void* user,
+                                const uint32_t lo[3],
+                                const uint32_t n[3],
+                                void* out);
+
+/* The volume: voxels in C order ZYX (X fastest), little-endian as MRC
+ * stores them. Either all of it in memory (`data`, borrowed), or read box
+ * by box through `read` (data NULL), one Z plane of a box at a time, so the
+ * caller can read it from a file with pread and a file that changes under
+ * it is an error, never a fault. Exactly one of the two is set. */
 typedef struct {
   const void* data;
   int32_t mode; /* CORE_MRC_MODE_INT8, _INT16, _FLOAT32, _UINT16, _FLOAT16 */
   core_shape_t shape;
+  core_seg_read_cb read; /* when data is NULL */
+  void* user;            /* read's first argument */
 } core_seg_input_t;
 
 /* Parameters; lengths in voxels, thresholds in units of the smoothed
@@ -134,8 +149,8 @@ void core_seg_plan_window(const core_seg_plan_t* plan,
                           core_seg_window_t* out);
 
 /* Samples up to ~2M voxels (64 cubes of 32^3 spread over the volume), so it
- * costs a few tens of ms whatever the size. 0, -EINVAL (input or params) or
- * -ENOMEM. */
+ * costs a few tens of ms whatever the size. 0, -EINVAL (input or params),
+ * -ENOMEM or the input's read error. */
 int core_seg_stats(const core_seg_input_t* in,
                    const core_seg_params_t* p,
                    core_seg_stats_t* out);
@@ -152,8 +167,8 @@ void core_seg_scratch_free(core_seg_scratch_t* s);
 /* Segments window `w` of `plan`, writing labels 0-2 into the core of `w` in
  * `mask` (the full-resolution ZYX mask, shape plan->shape) and nothing
  * else. Concurrent calls on distinct windows with distinct scratches are
- * safe. 0 or -EINVAL (the input's shape is not the plan's, or `w` is not a
- * window of it). */
+ * safe. 0, -EINVAL (the input's shape is not the plan's, or `w` is not a
+ * window of it) or the input's read error (the core is then unwritten). */
 int core_seg_window(const core_seg_input_t* in,
                     const core_seg_params_t* p,
                     const core_seg_stats_t* st,
@@ -164,8 +179,9 @@ int core_seg_window(const core_seg_input_t* in,
 
 /* The final pass, after every window: connected components over the whole
  * mask, in place (see the top of this file); reads the input again only
- * around compact components. `sum` may be NULL. 0, -EINVAL or -ENOMEM (the
- * mask is then the windows' output, untouched or partly relabelled). */
+ * around compact components. `sum` may be NULL. 0, -EINVAL, -ENOMEM or the
+ * input's read error (the mask is then the windows' output, untouched or
+ * partly relabelled). */
 int core_seg_finish(const core_seg_input_t* in,
                     const core_seg_params_t* p,
                     const core_seg_stats_t* st,
@@ -181,7 +197,7 @@ int core_seg_run(const core_seg_input_t* in,
 /* The smoothed volume (Gaussian of sd p->sigma, input clamped at the
  * borders) over the box [lo, lo + n) into `out` (n[0]*n[1]*n[2] floats, X
  * fastest): what the windows threshold, exposed for tests and tools. 0,
- * -EINVAL or -ENOMEM. */
+ * -EINVAL, -ENOMEM or the input's read error. */
 int core_seg_smooth(const core_seg_input_t* in,
                     const core_seg_params_t* p,
                     const uint32_t lo[3],

@@ -34,7 +34,8 @@ void core_seg_kernel_init(core_seg_kernel_t* k, float sigma) {
 
 
 bool core_seg_input_ok(const core_seg_input_t* in) {
-  if (in == NULL || in->data == NULL || !core_shape_is_valid(&in->shape)) {
+  if (in == NULL || (in->data == NULL) == (in->read == NULL) ||
+      !core_shape_is_valid(&in->shape)) {
     return false;
   }
   switch (in->mode) {
@@ -69,15 +70,13 @@ static float half_to_float(uint16_t h) {
 }
 
 
-/* Converts voxels [i, i + len) of the volume (one row) to float. */
-static void convert(const core_seg_input_t* in,
-                    uint64_t i,
+/* Converts `len` voxels of `mode` from `src` (one row) to float. */
+static void convert(int32_t mode,
+                    const uint8_t* src,
                     uint32_t len,
                     float* out) {
-  const uint8_t* base = in->data;
-  switch (in->mode) {
+  switch (mode) {
   case CORE_MRC_MODE_FLOAT32: {
-    const uint8_t* src = base + i * 4;
     memcpy(out, src, (size_t) len * 4);
     for (uint32_t x = 0; x < len; x++) {
       /* x - x is 0 only for finite x: NaN and inf read as 0. */
@@ -86,22 +85,21 @@ static void convert(const core_seg_input_t* in,
     return;
   }
   case CORE_MRC_MODE_INT8: {
-    const int8_t* src = (const int8_t*) (base + i);
+    const int8_t* s8 = (const int8_t*) src;
     for (uint32_t x = 0; x < len; x++) {
-      out[x] = (float) src[x];
+      out[x] = (float) s8[x];
     }
     return;
   }
   case CORE_MRC_MODE_INT16:
   case CORE_MRC_MODE_UINT16:
   case CORE_MRC_MODE_FLOAT16: {
-    const uint8_t* src = base + i * 2;
     for (uint32_t x = 0; x < len; x++) {
       uint16_t u;
       memcpy(&u, src + 2 * (size_t) x, 2);
-      out[x] = in->mode == CORE_MRC_MODE_UINT16  ? (float) u
-               : in->mode == CORE_MRC_MODE_INT16 ? (float) (int16_t) u
-                                                 : half_to_float(u);
+      out[x] = mode == CORE_MRC_MODE_UINT16  ? (float) u
+               : mode == CORE_MRC_MODE_INT16 ? (float) (int16_t) u
+                                             : half_to_float(u);
     }
     return;
   }
@@ -116,55 +114,98 @@ static uint32_t clamp_coord(int64_t c, uint32_t n) {
 }
 
 
-/* Row (z, y) of the volume, x from x0 (may be < 0) for len voxels, the
- * coordinates clamped into the volume. */
+/* The rows of one Z plane that are at hand: all of the volume's (its data)
+ * or the box of them the input's read put into a buffer. */
+typedef struct {
+  const uint8_t* base; /* voxel (y0, x0) of the plane */
+  uint32_t y0, x0;     /* the first row and column held */
+  size_t row;          /* voxels from one row to the next */
+  size_t itemsize;     /* bytes per voxel */
+} plane_t;
+
+
+/* Row y of the plane, x from x0 (may be < 0) for len voxels, the
+ * coordinates clamped into the volume (the plane holds those). */
 static void read_row(const core_seg_input_t* in,
-                     int64_t z,
+                     const plane_t* pl,
                      int64_t y,
                      int64_t x0,
                      uint32_t len,
                      float* out) {
   const core_shape_t* s = &in->shape;
-  uint64_t row =
-      ((uint64_t) clamp_coord(z, s->d[0]) * s->d[1] + clamp_coord(y, s->d[1])) *
-      s->d[2];
+  uint32_t yc = clamp_coord(y, s->d[1]);
+  assert(yc >= pl->y0);
+  const uint8_t* row =
+      pl->base + (size_t) (yc - pl->y0) * pl->row * pl->itemsize;
   int64_t nx = s->d[2];
   int64_t a = x0 < 0 ? 0 : x0;
   int64_t b = x0 + len < nx ? x0 + len : nx;
+  assert(a >= pl->x0 || a >= b);
   if (a < b) {
-    convert(in, row + (uint64_t) a, (uint32_t) (b - a), out + (a - x0));
+    convert(in->mode, row + (size_t) (a - pl->x0) * pl->itemsize,
+            (uint32_t) (b - a), out + (a - x0));
   }
   for (int64_t x = x0; x < a && x < x0 + len; x++) {
-    convert(in, row, 1, out + (x - x0));
+    assert(pl->x0 == 0); /* the plane holds the border column */
+    convert(in->mode, row, 1, out + (x - x0));
   }
   for (int64_t x = b > x0 ? b : x0; x < x0 + len; x++) {
-    convert(in, row + (uint64_t) nx - 1, 1, out + (x - x0));
+    convert(in->mode, row + (size_t) (nx - 1 - (int64_t) pl->x0) * pl->itemsize,
+            1, out + (x - x0));
   }
 }
 
 
 size_t core_seg_smooth_tmp_floats(const uint32_t n[3], uint32_t r) {
   size_t pz = n[0] + 2 * (size_t) r, py = n[1] + 2 * (size_t) r;
-  return pz * py * n[2] + pz * n[1] * n[2] + n[2] + 2 * (size_t) r;
+  size_t px = n[2] + 2 * (size_t) r;
+  /* bx, by, a padded row, and one Z plane of the padded box read raw (at
+   * most 4 bytes a voxel: a float each). */
+  return pz * py * n[2] + pz * n[1] * n[2] + px + py * px;
 }
 
 
-void core_seg_smooth_box(const core_seg_input_t* in,
-                         const core_seg_kernel_t* k,
-                         const uint32_t lo[3],
-                         const uint32_t n[3],
-                         float* out,
-                         float* tmp) {
+int core_seg_smooth_box(const core_seg_input_t* in,
+                        const core_seg_kernel_t* k,
+                        const uint32_t lo[3],
+                        const uint32_t n[3],
+                        float* out,
+                        float* tmp) {
   const uint32_t r = k->r, taps = 2 * k->r + 1;
   const size_t nx = n[2], py = n[1] + 2 * (size_t) r;
   const size_t pz = n[0] + 2 * (size_t) r;
   float* bx = tmp;               /* pz x py x nx: filtered along X */
   float* by = bx + pz * py * nx; /* pz x n[1] x nx: then along Y */
   float* line = by + pz * n[1] * nx;
+  uint8_t* raw = (uint8_t*) (line + nx + 2 * r); /* a plane read */
+  const core_shape_t* sh = &in->shape;
+  plane_t pl = {in->data, 0, 0, sh->d[2], core_mrc_mode_itemsize(in->mode)};
+  /* The rows and columns of the volume the padded box clamps to: what a
+   * plane read brings. */
+  uint32_t blo[3] = {0, 0, 0}, bn[3] = {1, 0, 0};
+  for (int a = 1; a < 3; a++) {
+    int64_t a0 = (int64_t) lo[a] - r, a1 = (int64_t) lo[a] + n[a] + r;
+    blo[a] = a0 < 0 ? 0 : (uint32_t) a0;
+    bn[a] = (a1 > sh->d[a] ? sh->d[a] : (uint32_t) a1) - blo[a];
+  }
+  int64_t loaded = -1; /* the plane in `raw` */
   for (size_t z = 0; z < pz; z++) {
+    uint32_t zc = clamp_coord((int64_t) lo[0] + (int64_t) z - r, sh->d[0]);
+    if (in->data != NULL) {
+      pl.base = (const uint8_t*) in->data +
+                (size_t) zc * sh->d[1] * sh->d[2] * pl.itemsize;
+    } else if (zc != loaded) {
+      blo[0] = zc;
+      int err = in->read(in->user, blo, bn, raw);
+      assert(err <= 0);
+      if (err != 0) {
+        return err;
+      }
+      loaded = zc;
+      pl = (plane_t){raw, blo[1], blo[2], bn[2], pl.itemsize};
+    }
     for (size_t y = 0; y < py; y++) {
-      read_row(in, (int64_t) lo[0] + (int64_t) z - r,
-               (int64_t) lo[1] + (int64_t) y - r, (int64_t) lo[2] - r,
+      read_row(in, &pl, (int64_t) lo[1] + (int64_t) y - r, (int64_t) lo[2] - r,
                (uint32_t) (nx + 2 * r), line);
       float* dst = bx + (z * py + y) * nx;
       for (size_t x = 0; x < nx; x++) {
@@ -210,6 +251,7 @@ void core_seg_smooth_box(const core_seg_input_t* in,
       }
     }
   }
+  return 0;
 }
 
 

@@ -25,7 +25,8 @@ typedef struct {
  * ceil(3 sigma). */
 void core_seg_kernel_init(core_seg_kernel_t* k, float sigma);
 
-/* True when the input names a supported mode, has data and a valid shape. */
+/* True when the input names a supported mode, has exactly one of data and
+ * read, and a valid shape. */
 bool core_seg_input_ok(const core_seg_input_t* in);
 
 /* Floats of `tmp` that core_seg_smooth_box() needs for a box of `n`. */
@@ -34,13 +35,15 @@ size_t core_seg_smooth_tmp_floats(const uint32_t n[3], uint32_t r);
 /* Smooths the input over the box [lo, lo + n) (inside the volume) into
  * `out`; voxels beyond the volume read as the nearest border voxel, and
  * non-finite values as 0. Each output voxel is a fixed sum over its own
- * neighbourhood, so any box gives the same value bit for bit. */
-void core_seg_smooth_box(const core_seg_input_t* in,
-                         const core_seg_kernel_t* k,
-                         const uint32_t lo[3],
-                         const uint32_t n[3],
-                         float* out,
-                         float* tmp);
+ * neighbourhood, so any box gives the same value bit for bit. An input
+ * without data is read plane by plane into `tmp`. 0, or the input's read
+ * error (`out` is then partly written). */
+int core_seg_smooth_box(const core_seg_input_t* in,
+                        const core_seg_kernel_t* k,
+                        const uint32_t lo[3],
+                        const uint32_t n[3],
+                        float* out,
+                        float* tmp);
 
 /* s[v] = 1 where d[v] > 0, d[v] >= floor and d[v] >= fraction * (the
  * largest d in the cube of half edge r around v, clipped to the box), else

@@ -47,17 +47,18 @@ typedef struct {
 
 
 /* Grows thin particle `c`, whose runs are runs[first..last) of `order`,
- * into the faint voxels around it (as the windows grow blobs). */
-static void grow_particle(const core_seg_input_t* in,
-                          const core_seg_params_t* p,
-                          const core_seg_stats_t* st,
-                          const core_seg_cc_t* r,
-                          const size_t* order,
-                          size_t first,
-                          size_t last,
-                          const core_seg_comp_t* c,
-                          grow_scratch_t* g,
-                          uint8_t* mask) {
+ * into the faint voxels around it (as the windows grow blobs). 0, or the
+ * input's read error (the mask is then untouched). */
+static int grow_particle(const core_seg_input_t* in,
+                         const core_seg_params_t* p,
+                         const core_seg_stats_t* st,
+                         const core_seg_cc_t* r,
+                         const size_t* order,
+                         size_t first,
+                         size_t last,
+                         const core_seg_comp_t* c,
+                         grow_scratch_t* g,
+                         uint8_t* mask) {
   const core_shape_t* s = &in->shape;
   uint32_t lo[3], n[3];
   for (int a = 0; a < 3; a++) {
@@ -68,7 +69,10 @@ static void grow_particle(const core_seg_input_t* in,
   }
   core_seg_kernel_t k;
   core_seg_kernel_init(&k, p->sigma);
-  core_seg_smooth_box(in, &k, lo, n, g->d, g->tmp);
+  int err = core_seg_smooth_box(in, &k, lo, n, g->d, g->tmp);
+  if (err != 0) {
+    return err;
+  }
   const float support = p->k_support * st->noise_sd;
   for (uint32_t z = 0; z < n[0]; z++) {
     for (uint32_t y = 0; y < n[1]; y++) {
@@ -107,6 +111,7 @@ static void grow_particle(const core_seg_input_t* in,
       }
     }
   }
+  return 0;
 }
 
 
@@ -146,7 +151,8 @@ static int grow_scratch_init(grow_scratch_t* g,
 }
 
 
-/* Grows every PARTICLE_GROW component, in component order. */
+/* Grows every PARTICLE_GROW component, in component order. 0, -ENOMEM or
+ * the input's read error. */
 static int grow_all(const core_seg_input_t* in,
                     const core_seg_params_t* p,
                     const core_seg_stats_t* st,
@@ -159,14 +165,14 @@ static int grow_all(const core_seg_input_t* in,
   if (err != 0) {
     return err;
   }
-  for (size_t c = 0; c < r->comps; c++) {
+  for (size_t c = 0; err == 0 && c < r->comps; c++) {
     if (action[c] == PARTICLE_GROW) {
-      grow_particle(in, p, st, r, r->order, r->first[c], r->first[c + 1],
-                    &comps[c], &g, mask);
+      err = grow_particle(in, p, st, r, r->order, r->first[c], r->first[c + 1],
+                          &comps[c], &g, mask);
     }
   }
   grow_scratch_free(&g);
-  return 0;
+  return err;
 }
 
 

@@ -65,14 +65,15 @@ static uint32_t sample_start(uint32_t len,
 }
 
 
-/* Mean and sd of the raw values of the sampled cubes. */
-static void raw_moments(const core_seg_input_t* in,
-                        const core_seg_kernel_t* identity,
-                        const uint32_t edge[3],
-                        const uint32_t count[3],
-                        float* buf,
-                        float* tmp,
-                        core_seg_stats_t* out) {
+/* Mean and sd of the raw values of the sampled cubes. 0 or the input's read
+ * error. */
+static int raw_moments(const core_seg_input_t* in,
+                       const core_seg_kernel_t* identity,
+                       const uint32_t edge[3],
+                       const uint32_t count[3],
+                       float* buf,
+                       float* tmp,
+                       core_seg_stats_t* out) {
   double sum = 0, sum2 = 0;
   uint64_t n = 0;
   size_t cube = (size_t) edge[0] * edge[1] * edge[2];
@@ -83,7 +84,10 @@ static void raw_moments(const core_seg_input_t* in,
     for (int a = 0; a < 3; a++) {
       lo[a] = sample_start(in->shape.d[a], edge[a], c[a], count[a]);
     }
-    core_seg_smooth_box(in, identity, lo, edge, buf, tmp);
+    int err = core_seg_smooth_box(in, identity, lo, edge, buf, tmp);
+    if (err != 0) {
+      return err;
+    }
     for (size_t j = 0; j < cube; j++) {
       sum += buf[j];
       sum2 += (double) buf[j] * buf[j];
@@ -93,6 +97,7 @@ static void raw_moments(const core_seg_input_t* in,
   out->mean = sum / (double) n;
   double var = sum2 / (double) n - out->mean * out->mean;
   out->sd = var > 0 ? sqrt(var) : 0;
+  return 0;
 }
 
 
@@ -148,8 +153,8 @@ int core_seg_stats(const core_seg_input_t* in,
     free(tmp);
     return -ENOMEM;
   }
-  raw_moments(in, &identity, edge, count, all, tmp, out);
-  for (size_t i = 0; i < cubes; i++) {
+  int err = raw_moments(in, &identity, edge, count, all, tmp, out);
+  for (size_t i = 0; err == 0 && i < cubes; i++) {
     uint32_t c[3] = {(uint32_t) (i / (count[1] * count[2])),
                      (uint32_t) (i / count[2] % count[1]),
                      (uint32_t) (i % count[2])};
@@ -157,9 +162,13 @@ int core_seg_stats(const core_seg_input_t* in,
     for (int a = 0; a < 3; a++) {
       lo[a] = sample_start(in->shape.d[a], edge[a], c[a], count[a]);
     }
-    core_seg_smooth_box(in, &k, lo, edge, all + i * cube, tmp);
+    err = core_seg_smooth_box(in, &k, lo, edge, all + i * cube, tmp);
   }
   free(tmp);
+  if (err != 0) {
+    free(all);
+    return err;
+  }
   size_t n = cube * cubes;
   out->sampled = n;
   out->curvature_sd = curvature_sd(all, n, edge[2], 1);

@@ -2,6 +2,7 @@
  * classic_io.h. Touches only its srv_classic_io_t. */
 #include "server/classic_io.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -18,16 +19,13 @@
 void srv_classic_io_init(srv_classic_io_t* io) {
   io->vol_fd = -1;
   io->mask_fd = -1;
-  io->vol_map = NULL;
   io->mask = NULL;
-  io->vol_len = 0;
   io->mask_len = 0;
 }
 
 
 bool srv_classic_io_is_open(const srv_classic_io_t* io) {
-  return io->vol_fd >= 0 || io->mask_fd >= 0 || io->vol_map != NULL ||
-         io->mask != NULL;
+  return io->vol_fd >= 0 || io->mask_fd >= 0 || io->mask != NULL;
 }
 
 
@@ -44,7 +42,124 @@ static int fail(srv_classic_io_t* io, int err, const char* what) {
 }
 
 
-/* The volume: opened, its header checked against the job, mapped. */
+/* len bytes at `off` of fd into buf: 0, SRV_CLASSIC_ESHORT when the file
+ * ends first, or -errno. */
+static int pread_full(int fd, uint8_t* buf, size_t len, uint64_t off) {
+  while (len > 0) {
+    ssize_t got = pread(fd, buf, len, (off_t) off);
+    if (got < 0 && errno == EINTR) {
+      continue;
+    }
+    if (got < 0) {
+      return -errno;
+    }
+    if (got == 0) {
+      return SRV_CLASSIC_ESHORT;
+    }
+    buf += got;
+    len -= (size_t) got;
+    off += (uint64_t) got;
+  }
+  return 0;
+}
+
+
+/* core_seg_read_cb over the volume's descriptor: the box [lo, lo + n), a
+ * pread per row, or per plane when the rows are whole. On the pool, from
+ * several windows at once (pread shares no file offset; io is read only). */
+static int read_volume(void* user,
+                       const uint32_t lo[3],
+                       const uint32_t n[3],
+                       void* out) {
+  const srv_classic_io_t* io = user;
+  const core_shape_t* s = &io->shape;
+  uint8_t* dst = out;
+  uint32_t rows = n[2] == s->d[2] ? n[1] : 1; /* per pread */
+  size_t len = (size_t) rows * n[2] * io->itemsize;
+  for (uint32_t z = 0; z < n[0]; z++) {
+    for (uint32_t y = 0; y < n[1]; y += rows) {
+      uint64_t voxel =
+          ((uint64_t) (lo[0] + z) * s->d[1] + lo[1] + y) * s->d[2] + lo[2];
+      int err = pread_full(io->vol_fd, dst, len,
+                           io->data_offset + voxel * io->itemsize);
+      if (err != 0) {
+        return err;
+      }
+      dst += len;
+    }
+  }
+  return 0;
+}
+
+
+static srv_classic_stamp_t stamp_of(const struct stat* st) {
+  return (srv_classic_stamp_t){(int64_t) st->st_size, st->st_mtim};
+}
+
+
+int srv_classic_io_check_unchanged(const srv_classic_io_t* io) {
+  struct stat st;
+  if (fstat(io->vol_fd, &st) != 0) {
+    return -errno;
+  }
+  srv_classic_stamp_t now = stamp_of(&st);
+  const srv_classic_stamp_t* was = &io->stamp;
+  bool same = now.size == was->size && now.mtime.tv_sec == was->mtime.tv_sec &&
+              now.mtime.tv_nsec == was->mtime.tv_nsec;
+  return same ? 0 : SRV_CLASSIC_ECHANGED;
+}
+
+
+srv_classic_failure_t srv_classic_io_failure(int err) {
+  switch (err) {
+  case SRV_CLASSIC_ESHORT:
+  case SRV_CLASSIC_ECHANGED:
+    return (srv_classic_failure_t){
+        "volume_changed", false,
+        "the file was changed while the job read it; submit the job again "
+        "once it is complete"};
+  case -ENOMEM:
+    return (srv_classic_failure_t){"insufficient_memory", true, "retry later"};
+  case -ENOSPC:
+  case -EDQUOT:
+    return (srv_classic_failure_t){
+        "insufficient_storage", false,
+        "the server's disk is full: delete volumes or jobs, then submit the "
+        "job again"};
+  case -EINVAL:
+    return (srv_classic_failure_t){"internal", false, "see the server log"};
+  default:
+    return (srv_classic_failure_t){"engine_failed", false,
+                                   "check the volume; submit the job again"};
+  }
+}
+
+
+void srv_classic_io_describe(const srv_classic_io_t* io,
+                             int err,
+                             char* msg,
+                             size_t msg_len) {
+  if (err == SRV_CLASSIC_ESHORT) {
+    snprintf(msg, msg_len,
+             "%.300s changed while the job read it: it is shorter than its "
+             "header says (truncated?)",
+             io->name);
+  } else if (err == SRV_CLASSIC_ECHANGED) {
+    snprintf(msg, msg_len,
+             "%.300s changed while the job read it: its size or modification "
+             "time is not what it was when the job started",
+             io->name);
+  } else if (err == -ENOMEM) {
+    snprintf(msg, msg_len, "out of memory in the classic segmenter");
+  } else if (err == -EINVAL) {
+    snprintf(msg, msg_len, "the segmenter refused its input (a bug)");
+  } else {
+    snprintf(msg, msg_len, "cannot read %.300s: %s", io->name, strerror(-err));
+  }
+}
+
+
+/* The volume: opened, its header checked against the job, its stat kept. */
 static int open_volume(srv_classic_io_t* io) {
   char what[sizeof(io->why)];
   int fd = io->is_beneath ? srv_volume_open_beneath(io->root_fd, io->path)
@@ -63,38 +178,41 @@ static int open_volume(srv_classic_io_t* io) {
   }
   struct stat st;
   if (fstat(io->vol_fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    return fail(io, -EINVAL, "the volume is not a regular file");
+    snprintf(what, sizeof(what), "%.300s is not a regular file any more",
+             io->name);
+    return fail(io, SRV_CLASSIC_ECHANGED, what);
   }
   uint8_t header[CORE_MRC_HEADER_LEN];
   core_mrc_header_t h;
   char err[200];
-  if (pread(io->vol_fd, header, sizeof(header), 0) !=
-      (ssize_t) sizeof(header)) {
-    return fail(io, -EINVAL, "the volume is shorter than an MRC header");
+  int rc = pread_full(io->vol_fd, header, sizeof(header), 0);
+  if (rc != 0) {
+    snprintf(what, sizeof(what), "cannot read the header of %.300s: %s",
+             io->name,
+             rc == SRV_CLASSIC_ESHORT ? "it is shorter than an MRC header"
+                                      : strerror(-rc));
+    return fail(io, rc == SRV_CLASSIC_ESHORT ? SRV_CLASSIC_ECHANGED : rc, what);
   }
   if (core_mrc_header_parse(header, sizeof(header), (uint64_t) st.st_size, &h,
                             err, sizeof(err)) != 0) {
-    snprintf(what, sizeof(what), "the volume is not a valid MRC file: %s", err);
-    return fail(io, -EINVAL, what);
+    snprintf(what, sizeof(what),
+             "%.200s is not a valid MRC file any more: %.150s", io->name, err);
+    return fail(io, SRV_CLASSIC_ECHANGED, what);
   }
   if (h.shape.d[0] != io->shape.d[0] || h.shape.d[1] != io->shape.d[1] ||
       h.shape.d[2] != io->shape.d[2]) {
-    return fail(io, -EINVAL,
-                "the volume's shape is not the job's any more (the file "
-                "changed since the job was created)");
+    snprintf(what, sizeof(what),
+             "the shape of %.300s is not the job's any more (the file "
+             "changed since the job was created)",
+             io->name);
+    return fail(io, SRV_CLASSIC_ECHANGED, what);
   }
-  io->vol_len = (size_t) st.st_size;
-  void* map = mmap(NULL, io->vol_len, PROT_READ, MAP_PRIVATE, io->vol_fd, 0);
-  if (map == MAP_FAILED) {
-    int e = -errno;
-    snprintf(what, sizeof(what), "cannot map the volume (%zu bytes): %s",
-             io->vol_len, strerror(errno));
-    return fail(io, e, what);
-  }
-  io->vol_map = map;
-  io->in.data = (const uint8_t*) map + core_mrc_data_offset(&h);
-  io->in.mode = h.mode;
-  io->in.shape = h.shape;
+  io->stamp = stamp_of(&st);
+  io->data_offset = core_mrc_data_offset(&h);
+  io->itemsize = core_mrc_mode_itemsize(h.mode);
+  assert(io->itemsize > 0); /* the header parser takes supported modes only */
+  io->in = (core_seg_input_t){
+      .mode = h.mode, .shape = h.shape, .read = read_volume, .user = io};
   return 0;
 }
 
@@ -115,6 +233,16 @@ static int open_mask(srv_classic_io_t* io) {
     return fail(io, -EIO, "the mask file is not the volume's size");
   }
   io->mask_len = (size_t) voxels;
+  /* Blocks for every page first: a write into a hole of a full disk would
+   * SIGBUS through the mapping (glibc emulates this where the filesystem
+   * cannot, writing only where the file is zero, as it all is). */
+  int rc = posix_fallocate(io->mask_fd, 0, (off_t) io->mask_len);
+  if (rc != 0) {
+    snprintf(what, sizeof(what),
+             "cannot allocate the mask file (%zu bytes): %s", io->mask_len,
+             strerror(rc));
+    return fail(io, -rc, what);
+  }
   void* map = mmap(NULL, io->mask_len, PROT_READ | PROT_WRITE, MAP_SHARED,
                    io->mask_fd, 0);
   if (map == MAP_FAILED) {
@@ -140,12 +268,16 @@ int srv_classic_io_open(srv_classic_io_t* io) {
   if (err == 0) {
     err = core_seg_stats(&io->in, &io->params, &io->stats);
   }
-  if (err != 0) {
+  if (err == -ENOMEM || err == -EINVAL) {
     return fail(io, err,
                 err == -ENOMEM ? "out of memory computing the volume's "
                                  "statistics"
                                : "the segmenter refused the volume or its "
                                  "parameters");
+  }
+  if (err != 0) {
+    srv_classic_io_describe(io, err, io->why, sizeof(io->why));
+    return err;
   }
   io->scratch_bytes = core_seg_scratch_bytes(&io->plan);
   io->open_s = now_s() - t0;
@@ -157,10 +289,6 @@ void srv_classic_io_close(srv_classic_io_t* io) {
   if (io->mask != NULL) {
     munmap(io->mask, io->mask_len);
     io->mask = NULL;
-  }
-  if (io->vol_map != NULL) {
-    munmap(io->vol_map, io->vol_len);
-    io->vol_map = NULL;
   }
   if (io->mask_fd >= 0) {
     close(io->mask_fd);

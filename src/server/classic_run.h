@@ -77,6 +77,12 @@ void srv_classic_run_fail(srv_classic_run_t* run,
                           const char* message,
                           const char* hint);
 
+/* engine_classic.c. Fails the job for `err` (srv_classic_io_failure), with
+ * the sentence `why`, or srv_classic_io_describe()'s when NULL. */
+void srv_classic_run_fail_with(srv_classic_run_t* run,
+                               int err,
+                               const char* why);
+
 /* engine_classic.c. Every window landed: the final pass. */
 void srv_classic_run_windows_done(srv_classic_run_t* run);
 

@@ -207,9 +207,7 @@ static void after_slot(uv_work_t* req, int status) {
     release_slot(slot);
   } else {
     if (slot->kind == SRV_CLASSIC_WINDOW && slot->err != 0) {
-      srv_classic_run_fail(run, "internal", false,
-                           "the segmenter refused a window",
-                           "see the server log");
+      srv_classic_run_fail_with(run, slot->err, NULL); /* e.g. truncated */
     } else if (slot->has_run && srv_classic_run_is_live(run)) {
       window_landed(run, slot);
     }

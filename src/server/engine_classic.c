@@ -1,6 +1,6 @@
 /* engine_classic.c: a classic run's life. See engine_classic.h. Running ->
- * the mask file (mask_run.c) -> open (pool: the volume and the mask mapped,
- * statistics, plan) -> the windows on the budget's workers
+ * the mask file (mask_run.c) -> open (pool: the volume opened, the mask
+ * mapped, statistics, plan) -> the windows on the budget's workers
  * (classic_windows.c) -> once every window landed, the final pass and the
  * close (pool) -> the job's final pass (mask_run.c) -> completed. Stopping
  * (cancel, failure, shutdown) hands out no more windows; those in flight
@@ -111,6 +111,19 @@ void srv_classic_run_fail(srv_classic_run_t* run,
 }
 
 
+void srv_classic_run_fail_with(srv_classic_run_t* run,
+                               int err,
+                               const char* why) {
+  char msg[sizeof(run->io.why)];
+  if (why == NULL) {
+    srv_classic_io_describe(&run->io, err, msg, sizeof(msg));
+    why = msg;
+  }
+  srv_classic_failure_t f = srv_classic_io_failure(err);
+  srv_classic_run_fail(run, f.code, f.retryable, why, f.hint);
+}
+
+
 /* ---- open, final pass ---- */
 
 static void after_final(uv_work_t* req, int status);
@@ -122,6 +135,11 @@ static void final_work(uv_work_t* req) {
   uint64_t t0 = uv_hrtime();
   run->io_err =
       core_seg_finish(&io->in, &io->params, &io->stats, io->mask, &run->sum);
+  if (run->io_err == 0) {
+    /* The windows read a volume_path file that someone may have rewritten
+     * in place meanwhile: its mask would mix two files. */
+    run->io_err = srv_classic_io_check_unchanged(io);
+  }
   srv_classic_io_close(io); /* the mask's pages stay in the page cache */
   run->finish_s = (double) (uv_hrtime() - t0) / 1e9;
 }
@@ -172,10 +190,7 @@ static void after_final(uv_work_t* req, int status) {
   srv_classic_run_t* run = req->data;
   run->is_open = false;
   if (run->io_err != 0) {
-    srv_classic_run_fail(
-        run, run->io_err == -ENOMEM ? "insufficient_memory" : "internal", true,
-        "the classic segmenter's final pass failed (out of memory?)",
-        "retry later");
+    srv_classic_run_fail_with(run, run->io_err, NULL);
   } else if (srv_classic_run_is_live(run)) {
     srv_job_t* job = run->job;
     srv_log(&job->ctx->log, SRV_LOG_INFO, "job.classic_done", "s:job_id",
@@ -201,10 +216,7 @@ static void after_open(uv_work_t* req, int status) {
   srv_classic_run_t* run = req->data;
   srv_job_t* job = run->job;
   if (run->io_err != 0) {
-    srv_classic_run_fail(
-        run, run->io_err == -ENOMEM ? "insufficient_memory" : "engine_failed",
-        run->io_err == -ENOMEM, run->io.why,
-        "check the volume; submit the job again");
+    srv_classic_run_fail_with(run, run->io_err, run->io.why);
   } else if (srv_classic_run_is_live(run)) {
     run->is_open = true;
     uint64_t windows = run->io.plan.windows;

@@ -6,8 +6,10 @@ same shape and seed (the phantom's exact structures, src/core/mask.c).
 Dice per label with a generous bar, the same mask for the same input,
 previews that grow and end as the artifact, cancel mid-run (nothing
 published after, every file released), a server stop mid-run, int16 input,
-bad engine_params, the default engine rule and the server-wide worker
-budget. Run it through meson (CRYOMAMBA_CLI_BIN names the CLI)."""
+bad engine_params, the default engine rule, the server-wide worker budget,
+and volumes that change under a run (a volume_path file truncated or
+rewritten: the job fails volume_changed, the server goes on; an uploaded
+volume deleted: the run completes). Run it through meson (CRYOMAMBA_CLI_BIN names the CLI)."""
 
 import asyncio
 import json
@@ -385,8 +387,9 @@ class RulesTest(ClassicCase):
                         return int(line.split()[1]) * 1024
         if vm_bytes() > 1 << 40:
             self.skipTest("a sanitizer build reserves terabytes of address space")
-        # Room for the volume's and the mask's mappings (20 MB) and the
-        # statistics, not for one worker's scratch (a 160^3 box: ~70 MB).
+        # Room for the mask's mapping (4 MB; the volume is read, not
+        # mapped) and the statistics, not for one worker's scratch (a 160^3
+        # box: ~70 MB).
         resource.prlimit(s.proc.pid, resource.RLIMIT_AS, (vm_bytes() + (48 << 20),
                                                           resource.RLIM_INFINITY))
         job = s.create_job({"volume_id": vid}, engine_params={"window": 256})
@@ -430,6 +433,100 @@ class RulesTest(ClassicCase):
         self.assertEqual(da["stats"]["engine"]["workers"], 1)
         self.assertEqual(db["stats"]["engine"]["workers"], 1)
         self.assertEqual(self.artifact(s, a["job_id"]), self.artifact(s, b["job_id"]))
+
+
+class ChangedVolumeTest(ClassicCase):
+    """A volume_path file is the operator's: truncated or rewritten while a
+    job reads it, the job fails volume_changed and the server goes on (the
+    volume is read with pread, never mapped: no SIGBUS). An uploaded
+    volume deleted mid-run is the server's own file: the run keeps its
+    descriptor and completes as if nothing happened."""
+
+    BIG = (128, 256, 256)  # 256 windows of 32: seconds, on every worker
+
+    def big_path_job(self, s, name):
+        """The big phantom copied to the data root as `name`, and a job on it
+        that has started segmenting (a window landed): (its path, job id)."""
+        src = os.path.join(self.tmp, "big.mrc")
+        if not os.path.exists(src):
+            phantom(src, self.BIG, 3)
+        path = os.path.join(s.data_root, name)
+        with open(src, "rb") as f, open(path, "wb") as g:
+            g.write(f.read())
+        job_id = s.create_job({"volume_path": name}, preview_hz=10,
+                              engine_params={"window": 32})["job_id"]
+        poll(lambda: s.job(job_id)["progress"] > 0, RUN_TIMEOUT, "a window to land")
+        return path, job_id
+
+    def failed_changed(self, s, job_id, name, words):
+        done = s.wait_state(job_id, ("completed", "failed", "cancelled"), timeout=RUN_TIMEOUT)
+        self.assertEqual(done["state"], "failed", done)
+        err = done["errors"][0]
+        self.assertEqual(err["code"], "volume_changed", err)
+        self.assertFalse(err["retryable"])
+        self.assertIn("volume_path '%s' changed while the job read it" % name, err["message"])
+        self.assertIn(words, err["message"])
+        self.assertNotIn(s.data_root, err["message"])  # no server paths
+        self.assertLess(done["progress"], 1)
+        self.assertEqual(done["artifacts"], [])
+        return err
+
+    def goes_on(self, s, needles):
+        """The server is alive and answers, holds nothing of `needles` open
+        or mapped, and runs the next job."""
+        self.assertIsNone(s.proc.poll(), "the server died")
+        s.assert_healthy()
+        poll(lambda: not references(s.proc.pid, needles), EV * SPEED_SCALE,
+             "the run to release the volume and the mask")
+        phantom(os.path.join(s.data_root, "next.mrc"), (32, 48, 48), 5)
+        nxt = s.create_job({"volume_path": "next.mrc"})
+        self.completed(s, nxt["job_id"])
+        s.assert_healthy()
+
+    def test_a_volume_path_truncated_mid_run_fails_the_job_not_the_server(self):
+        s = self.server()
+        path, job_id = self.big_path_job(s, "cut.mrc")
+        # Half of it is gone: the windows still to come read past the end.
+        os.truncate(path, os.path.getsize(path) // 2)
+        self.failed_changed(s, job_id, "cut.mrc", "shorter than its header says")
+        self.goes_on(s, ["cut.mrc", job_id])
+        self.assertEqual(s.stop(), 0, s.stderr_tail())
+
+    def test_a_volume_path_rewritten_in_place_mid_run_fails_the_job(self):
+        s = self.server()
+        path, job_id = self.big_path_job(s, "rewritten.mrc")
+        # Same size, other voxels (a write in place, as a careless copy
+        # over the file would make): a mask of two files is no result.
+        with open(path, "r+b") as f:
+            f.seek(os.path.getsize(path) // 2)
+            f.write(b"\x7f" * 4096)
+        self.failed_changed(s, job_id, "rewritten.mrc", "modification time")
+        self.goes_on(s, ["rewritten.mrc", job_id])
+
+    def test_an_uploaded_volume_deleted_mid_run_completes_as_untouched(self):
+        s = self.server()
+        vid, src = self.volume(s, self.BIG, 3)
+        job_id = s.create_job({"volume_id": vid}, preview_hz=10,
+                              engine_params={"window": 32})["job_id"]
+        poll(lambda: s.job(job_id)["progress"] > 0, RUN_TIMEOUT, "a window to land")
+        self.assertEqual(s.request("DELETE", "/v1/volumes/%s" % vid).status, 200)
+        self.assertEqual(s.request("GET", "/v1/volumes/%s" % vid).status, 404)
+        # The run holds the file's descriptor: the unlinked inode stays.
+        held = references(s.proc.pid, [vid + ".mrc"])
+        self.assertTrue(held and all("(deleted)" in r for r in held), held)
+        done = self.completed(s, job_id)
+        mask = self.artifact(s, job_id)
+        poll(lambda: not references(s.proc.pid, [vid + ".mrc"]), EV * SPEED_SCALE,
+             "the run to close the deleted volume")
+        # The same bytes uploaded again and segmented untouched give the
+        # same mask.
+        with open(src, "rb") as f:
+            again = upload(s, f.read())
+        ref = s.create_job({"volume_id": again}, engine_params={"window": 32})
+        self.completed(s, ref["job_id"])
+        self.assertEqual(self.artifact(s, ref["job_id"]), mask)
+        self.assertEqual(done["stats"]["engine"]["windows"], 256)
+        s.assert_healthy()
 
 
 if __name__ == "__main__":

@@ -38,7 +38,8 @@ static uint8_t* segment(const float* vol,
                         uint64_t shuffle) {
   uint8_t* mask = malloc(core_shape_voxels(s));
   cr_assert_not_null(mask);
-  core_seg_input_t in = {vol, CORE_MRC_MODE_FLOAT32, *s};
+  core_seg_input_t in = {
+      .data = vol, .mode = CORE_MRC_MODE_FLOAT32, .shape = *s};
   int err = seg_driver_run(&in, p, threads, shuffle, mask, NULL, NULL);
   cr_assert_eq(err, 0, "seg_driver_run: %d", err);
   return mask;
@@ -75,7 +76,7 @@ Test(seg_classic, smoothing_a_box_equals_smoothing_the_whole, .timeout = 30) {
   float* v = phantom(&s, 5, 0.5f);
   core_seg_params_t p;
   core_seg_params_default(&p);
-  core_seg_input_t in = {v, CORE_MRC_MODE_FLOAT32, s};
+  core_seg_input_t in = {.data = v, .mode = CORE_MRC_MODE_FLOAT32, .shape = s};
   size_t n = core_shape_voxels(&s);
   float* whole = malloc(n * sizeof(float));
   float* part = malloc(n * sizeof(float));
@@ -133,7 +134,7 @@ Test(seg_classic, window_pass_alone_matches_across_windows, .timeout = 60) {
    * a window's box covers a fraction of the volume). */
   core_shape_t s = {{96, 40, 44}};
   float* v = phantom(&s, 9, 0.5f);
-  core_seg_input_t in = {v, CORE_MRC_MODE_FLOAT32, s};
+  core_seg_input_t in = {.data = v, .mode = CORE_MRC_MODE_FLOAT32, .shape = s};
   size_t n = core_shape_voxels(&s);
   uint8_t* masks[2];
   const uint32_t windows[2] = {128, 12};
@@ -168,7 +169,7 @@ Test(seg_classic, window_pass_alone_matches_across_windows, .timeout = 60) {
 Test(seg_classic, a_window_writes_only_its_core, .timeout = 30) {
   core_shape_t s = {{30, 30, 30}};
   float* v = phantom(&s, 2, 0.5f);
-  core_seg_input_t in = {v, CORE_MRC_MODE_FLOAT32, s};
+  core_seg_input_t in = {.data = v, .mode = CORE_MRC_MODE_FLOAT32, .shape = s};
   core_seg_params_t p;
   core_seg_params_default(&p);
   p.window = 16;
@@ -358,7 +359,7 @@ Test(seg_classic, integer_modes_segment_like_float, .timeout = 60) {
     void* q = convert(v, n, modes[k].mode, modes[k].scale, modes[k].offset);
     uint8_t* a = segment(ref, &s, &p, 1, 0);
     uint8_t* b = malloc(n);
-    core_seg_input_t in = {q, modes[k].mode, s};
+    core_seg_input_t in = {.data = q, .mode = modes[k].mode, .shape = s};
     cr_assert_eq(seg_driver_run(&in, &p, 1, 0, b, NULL, NULL), 0);
     cr_assert_arr_eq(a, b, n, "mode %d", modes[k].mode);
     cr_assert_gt(labelled(a, n), 0);
@@ -375,7 +376,8 @@ Test(seg_classic, float16_reads_its_values, .timeout = 30) {
   /* 1.5, -2, 0, a subnormal, inf (read as 0): smoothing with sigma 0
    * returns the values themselves. */
   const uint16_t h[5] = {0x3e00, 0xc000, 0x0000, 0x0001, 0x7c00};
-  core_seg_input_t in = {h, CORE_MRC_MODE_FLOAT16, {{1, 1, 5}}};
+  core_seg_input_t in = {
+      .data = h, .mode = CORE_MRC_MODE_FLOAT16, .shape = {{1, 1, 5}}};
   core_seg_params_t p;
   core_seg_params_default(&p);
   p.sigma = 0;
@@ -503,7 +505,7 @@ Test(seg_classic, drops_components_below_min_voxels, .timeout = 30) {
   core_seg_params_default(&p);
   p.min_voxels = 5000; /* the ball goes, the sheet stays */
   uint8_t* got = malloc(n);
-  core_seg_input_t in = {v, CORE_MRC_MODE_FLOAT32, s};
+  core_seg_input_t in = {.data = v, .mode = CORE_MRC_MODE_FLOAT32, .shape = s};
   core_seg_summary_t sum;
   cr_assert_eq(seg_driver_run(&in, &p, 1, 0, got, &sum, NULL), 0);
   cr_assert_eq(sum.components, 1);
@@ -538,7 +540,7 @@ Test(seg_classic, rejects_bad_parameters_and_windows, .timeout = 10) {
   p.window = 8;
   core_shape_t s = {{20, 20, 20}};
   float* v = phantom(&s, 1, 0.5f);
-  core_seg_input_t in = {v, CORE_MRC_MODE_FLOAT32, s};
+  core_seg_input_t in = {.data = v, .mode = CORE_MRC_MODE_FLOAT32, .shape = s};
   core_seg_stats_t st;
   core_seg_plan_t plan;
   core_seg_scratch_t* scratch;
@@ -553,11 +555,12 @@ Test(seg_classic, rejects_bad_parameters_and_windows, .timeout = 10) {
   core_seg_window_t last = {{16, 16, 16}, {20, 20, 24}}; /* past the end */
   cr_assert_eq(core_seg_window(&in, &p, &st, &plan, &last, scratch, mask),
                -EINVAL);
-  core_seg_input_t other = {v, CORE_MRC_MODE_FLOAT32, {{20, 20, 19}}};
+  core_seg_input_t other = {
+      .data = v, .mode = CORE_MRC_MODE_FLOAT32, .shape = {{20, 20, 19}}};
   core_seg_plan_window(&plan, 0, &w);
   cr_assert_eq(core_seg_window(&other, &p, &st, &plan, &w, scratch, mask),
                -EINVAL);
-  core_seg_input_t bad_mode = {v, 3, s};
+  core_seg_input_t bad_mode = {.data = v, .mode = 3, .shape = s};
   cr_assert_eq(core_seg_stats(&bad_mode, &p, &st), -EINVAL);
   core_shape_t zero = {{0, 4, 4}};
   cr_assert_eq(core_seg_plan_init(&plan, &zero, &p), -EINVAL);
