@@ -120,6 +120,9 @@ Test(seg_reader, read_input_gives_the_in_memory_mask, .timeout = 60) {
     reader_t r;
     core_seg_input_t rd = read_input(&r, inputs[k].vol, inputs[k].mode, &s);
     core_seg_stats_t st_mem, st_rd;
+    /* Compared bytewise below: the padding after the floats must match. */
+    memset(&st_mem, 0, sizeof(st_mem));
+    memset(&st_rd, 0, sizeof(st_rd));
     cr_assert_eq(core_seg_stats(&mem, &p, &st_mem), 0);
     cr_assert_eq(core_seg_stats(&rd, &p, &st_rd), 0);
     cr_assert_arr_eq(&st_mem, &st_rd, sizeof(st_mem), "mode %d stats",
