@@ -503,6 +503,23 @@ class ChangedVolumeTest(ClassicCase):
         self.failed_changed(s, job_id, "rewritten.mrc", "modification time")
         self.goes_on(s, ["rewritten.mrc", job_id])
 
+    def test_a_volume_path_cut_before_its_job_starts_fails_it(self):
+        s = self.server()  # --max-running 1: the second job waits
+        big, _ = self.volume(s, (128, 256, 256), 3)
+        first = s.create_job({"volume_id": big}, engine_params={"window": 32})["job_id"]
+        phantom(os.path.join(s.data_root, "small.mrc"), (16, 24, 24), 1)
+        second = s.create_job({"volume_path": "small.mrc"})["job_id"]
+        self.assertEqual(s.job(second)["state"], "queued")
+        os.truncate(os.path.join(s.data_root, "small.mrc"), 100)
+        self.assertEqual(s.request("DELETE", "/v1/jobs/%s" % first).status, 200)
+        done = s.wait_state(second, ("completed", "failed"), timeout=RUN_TIMEOUT)
+        self.assertEqual(done["state"], "failed")
+        err = done["errors"][0]
+        self.assertEqual(err["code"], "volume_changed", err)
+        self.assertIn("volume_path 'small.mrc'", err["message"])
+        self.assertIn("shorter than an MRC header", err["message"])
+        self.goes_on(s, ["small.mrc", second])
+
     def test_an_uploaded_volume_deleted_mid_run_completes_as_untouched(self):
         s = self.server()
         vid, src = self.volume(s, self.BIG, 3)
