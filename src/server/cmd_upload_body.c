@@ -508,8 +508,7 @@ int srv_upload_req_start(srv_upload_req_t* p, srv_upload_t* u) {
   if (srv_upload_writer_init(&p->w, p->ctx->loop, path, u->offset, p) != 0) {
     return -ENOMEM;
   }
-  p->w.sum = p->md;
-  p->w.whole = srv_upload_running_digest(u);
+  p->w.hash.sum = p->md;
   p->w.on_room = on_writer_room;
   p->w.on_done = on_writer_done;
   return 0;

@@ -11,13 +11,6 @@
 
 #define BUF SRV_UPLOAD_WRITER_BUF
 
-/* What the whole-file digest may cost a PATCH in reading held up for it
- * (see wait_or_stop_whole): a hash landing late once (a cold start, a
- * burst) is waited for; one slower than the body, in the long run, is not
- * (at most about 1/8 of the time on a fast link, then it stops). */
-#define WHOLE_WAIT_MIN_NS (4u * 1000 * 1000)
-#define WHOLE_WAIT_SHARE 8u
-
 
 int srv_upload_writer_init(srv_upload_writer_t* w,
                            uv_loop_t* loop,
@@ -30,7 +23,6 @@ int srv_upload_writer_init(srv_upload_writer_t* w,
   w->loop = loop;
   w->start = start;
   w->data = data;
-  w->started_ns = uv_hrtime();
   w->bufs[0] = malloc(BUF);
   w->bufs[1] = malloc(BUF);
   return w->bufs[0] != NULL && w->bufs[1] != NULL ? 0 : -ENOMEM;
@@ -53,7 +45,7 @@ bool srv_upload_writer_is_busy(const srv_upload_writer_t* w) {
 
 
 static bool needs_hash(const srv_upload_writer_t* w) {
-  return w->sum != NULL || w->whole != NULL;
+  return w->hash.sum != NULL || w->hash.whole != NULL;
 }
 
 
@@ -117,15 +109,11 @@ static void submit_ready(srv_upload_writer_t* w) {
       }
     }
   }
-  if (w->hash.is_busy) {
-    /* The one in flight lands first. */
-  } else if (!needs_hash(w)) {
+  if (!needs_hash(w)) {
     w->hash_seq = w->fill_seq; /* nothing to feed: hashed as sealed */
-  } else if (w->status == 0 && w->hash_seq < w->fill_seq) {
+  } else if (!w->hash.is_busy && w->status == 0 && w->hash_seq < w->fill_seq) {
     w->hash.buf = w->bufs[w->hash_seq & 1];
     w->hash.len = w->lens[w->hash_seq & 1];
-    w->hash.sum = w->sum;
-    w->hash.whole = w->whole;
     int rc = srv_upload_hash_submit(w->loop, &w->hash, on_hashed);
     if (rc != 0) {
       fail(w, rc);
@@ -145,44 +133,11 @@ static void seal(srv_upload_writer_t* w) {
 }
 
 
-/* Buffer fill_seq is wanted and not free. If only its previous contents'
- * hash holds it (their write has landed), reading waits for the
- * whole-file digest -- within its budget: WHOLE_WAIT_MIN_NS plus
- * 1/WHOLE_WAIT_SHARE of the PATCH's time so far. Past that the digest
- * stops here, covering the buffers hashed so far (or in flight), and the
- * buffers not yet hashed need only Upload-Checksum's digest, if any. */
-static void wait_or_stop_whole(srv_upload_writer_t* w) {
-  if (w->whole == NULL || w->fill_seq < 2) {
-    return;
-  }
-  uint64_t prev = w->fill_seq - 2; /* the same memory's previous buffer */
-  if (w->write_seq <= prev || w->hash_seq > prev) {
-    return; /* the write holds it: the disk, not the digest */
-  }
-  uint64_t now = uv_hrtime();
-  if (w->whole_wait_since_ns == 0) {
-    w->whole_wait_since_ns = now;
-  }
-  uint64_t waited = w->whole_waited_ns + (now - w->whole_wait_since_ns);
-  if (waited > WHOLE_WAIT_MIN_NS + (now - w->started_ns) / WHOLE_WAIT_SHARE) {
-    w->whole = NULL;
-    w->is_whole_stopped = true;
-    submit_ready(w); /* without a sum, the queued buffers need no hash */
-  }
-}
-
-
 /* Copies from `bytes` into the buffers while one is free; returns how many
  * it took. */
 static size_t take(srv_upload_writer_t* w, const uint8_t* bytes, size_t len) {
   size_t taken = 0;
-  while (taken < len) {
-    if (!is_free(w, w->fill_seq)) {
-      wait_or_stop_whole(w);
-      if (!is_free(w, w->fill_seq)) {
-        break;
-      }
-    }
+  while (taken < len && is_free(w, w->fill_seq)) {
     size_t room = BUF - w->fill_len;
     size_t fit = len - taken < room ? len - taken : room;
     memcpy(w->bufs[w->fill_seq & 1] + w->fill_len, bytes + taken, fit);
@@ -300,10 +255,6 @@ static void on_hashed(srv_upload_hash_t* h) {
   srv_upload_writer_t* w = h->data;
   if (h->status != 0) {
     fail(w, h->status);
-  }
-  if (w->whole_wait_since_ns != 0) {
-    w->whole_waited_ns += uv_hrtime() - w->whole_wait_since_ns;
-    w->whole_wait_since_ns = 0;
   }
   w->hash_seq++;
   after_landing(w);

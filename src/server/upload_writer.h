@@ -6,10 +6,7 @@
  * hash at a time (a write and a hash of the same buffer may run at once:
  * both only read it); the end fdatasyncs and closes. The caller
  * (cmd_upload_body.c) decides what to keep; this file only moves bytes.
- * The whole-file digest is a best effort: reading waits for its hashes only
- * within a small budget (a fraction of the PATCH's time). Past it the
- * digest stops (what it covers stays a valid prefix of the file, and the
- * completion hashes the rest from the file). Loop thread only. */
+ * Loop thread only. */
 #ifndef SRV_UPLOAD_WRITER_H
 #define SRV_UPLOAD_WRITER_H
 
@@ -56,18 +53,8 @@ struct srv_upload_writer_s {
   int status;       /* the first failure (-errno), -ECANCELED once dropped */
   uint64_t start;   /* the file offset of the body's first byte */
   uint64_t written; /* bytes whose write landed */
-  EVP_MD_CTX* sum;  /* Upload-Checksum's digest, or NULL: fed every
-                      byte (borrowed; set before put()) */
-  srv_upload_digest_t* whole;   /* the upload's whole-file digest, or NULL:
-                                   fed while it keeps up (borrowed; set before
-                                   put(); NULL once it stopped) */
-  bool is_whole_stopped;        /* it fell behind and was stopped */
-  uint64_t started_ns;          /* uv_hrtime() at init */
-  uint64_t whole_waited_ns;     /* reading held up for whole's hashes */
-  uint64_t whole_wait_since_ns; /* a wait for one began then, or 0 */
   srv_upload_io_t io;
-  srv_upload_hash_t hash; /* its sum/whole: copied from the above when
-                             queued, untouched while in flight */
+  srv_upload_hash_t hash; /* hash.sum and hash.whole: set before put() */
   srv_upload_writer_cb on_room;
   srv_upload_writer_cb on_done;
   void* data; /* the caller's */

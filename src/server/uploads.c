@@ -71,52 +71,8 @@ void srv_upload_ref(srv_upload_t* u) {
 
 void srv_upload_unref(srv_upload_t* u) {
   if (u != NULL && --u->refs == 0) {
-    EVP_MD_CTX_free(u->digest.md);
     free(u);
   }
-}
-
-
-srv_upload_digest_t* srv_upload_running_digest(srv_upload_t* u) {
-  srv_upload_digest_t* d = &u->digest;
-  if (u->concat != SRV_CONCAT_NONE) {
-    return NULL; /* a part's bytes are hashed as the final's, joined */
-  }
-  if (u->offset == 0) {
-    /* The first bytes: any earlier digest is of bytes not kept. */
-    if (d->md == NULL) {
-      d->md = EVP_MD_CTX_new();
-    }
-    if (d->md != NULL && EVP_DigestInit_ex(d->md, EVP_sha256(), NULL) != 1) {
-      EVP_MD_CTX_free(d->md);
-      d->md = NULL;
-    }
-    d->len = 0;
-  }
-  if (d->md != NULL && d->len > u->offset) {
-    /* It went past the offset (a PATCH hashed bytes it did not keep): no
-     * way back, so the completion will hash the whole file. */
-    EVP_MD_CTX_free(d->md);
-    d->md = NULL;
-  }
-  /* Shorter (it stopped, behind a fast body): a prefix the completion
-   * goes on from, fed no more, since the bytes in between are gone. */
-  if (d->md == NULL || d->len != u->offset) {
-    return NULL;
-  }
-  /* One upload at a time is hashed as it is written: with several at once
-   * the cores are the limit, and their hashes would slow every body (the
-   * others' completions hash their files, as before). */
-  core_list_t* it;
-  core_list_t* tmp;
-  CORE_LIST_FOREACH_SAFE(it, tmp, &u->ctx->uploads) {
-    srv_upload_t* other = CORE_CONTAINER_OF(it, srv_upload_t, link);
-    if (other != u && other->is_hashing) {
-      return NULL;
-    }
-  }
-  u->is_hashing = true; /* until srv_upload_release */
-  return d;
 }
 
 
@@ -157,7 +113,6 @@ void srv_upload_settle_cancel(srv_upload_settle_t* s) {
 void srv_upload_release(srv_upload_t* u) {
   u->is_busy = false;
   u->is_settling = false;
-  u->is_hashing = false;
   /* Taken off one at a time: a waiter's callback may make the upload busy
    * again (a PATCH that waited), and the others then see that. */
   srv_upload_ref(u);

@@ -16,7 +16,6 @@
 #include "core/uuid.h"
 #include "server/ctx.h"
 #include "server/store.h"
-#include "server/upload_io.h"
 
 #define SRV_UPLOAD_FILENAME_MAX CORE_TUS_FILENAME_MAX
 #define SRV_UPLOAD_METADATA_MAX CORE_TUS_METADATA_MAX
@@ -90,17 +89,10 @@ typedef struct srv_upload_s {
                                  fdatasync, commit) for no one */
   core_list_t settle_waiters; /* srv_upload_settle_t: HEAD and PATCH
                                  requests waiting for that */
-  /* The sha256 of the file's first digest.len bytes, fed by the PATCHes
-   * that write them while the hashing keeps up (plain uploads only); the
-   * completion hashes only the rest of the file. In memory only: a restart
-   * loses it, and so does a PATCH that hashed bytes it did not keep. Owned
-   * here; lent to the busy PATCH's hashes. */
-  srv_upload_digest_t digest;
-  bool is_hashing; /* the busy PATCH feeds digest (one upload at a time) */
   /* Its removal (DELETE, expiry, ...) is being committed: it is still
    * found and HEAD answers as before (clients see durable state only), a
-   * new PATCH gets 409 upload_terminating, a save waits for the outcome
-   * (deferred_saves), and so do terminate_waiters (srv_upload_settle_t).
+   * new PATCH or DELETE and any save wait for the outcome (on
+   * terminate_waiters, deferred_saves).
    * Then is_deleted, or (the commit failed) as it was. */
   bool is_terminating;
   core_list_t terminate_waiters;
@@ -128,13 +120,6 @@ srv_upload_t* srv_upload_find(srv_ctx_t* ctx, const char* id, size_t len);
 
 void srv_upload_ref(srv_upload_t* u);
 void srv_upload_unref(srv_upload_t* u);
-
-/* For a PATCH about to write `u` (busy, no write in flight) at its offset:
- * u's running digest if it covers exactly the bytes before that offset
- * (begun afresh at offset 0) and no other upload's PATCH feeds its own,
- * else NULL: dropped if it covers more (bytes not kept), kept as a prefix
- * for the completion if it covers less. Sets u->is_hashing. */
-srv_upload_digest_t* srv_upload_running_digest(srv_upload_t* u);
 
 /* Calls `s` (borrowed until it runs, or until srv_upload_settle_cancel)
  * once u->is_settling ends. */

@@ -39,29 +39,8 @@ void srv_volume_check_free(srv_volume_check_t* c) {
   if (c != NULL) {
     assert(!c->is_busy);
     EVP_MD_CTX_free(c->md);
-    EVP_MD_CTX_free(c->written_md);
     free(c);
   }
-}
-
-
-void srv_volume_check_take_digest(srv_volume_check_t* c,
-                                  EVP_MD_CTX* md,
-                                  uint64_t len) {
-  assert(!c->is_busy && c->steps == 0 && c->written_md == NULL);
-  c->written_md = md;
-  c->written_len = len;
-}
-
-
-/* Lowercase hex of `md` (finished here) into c->sha256: the check is done. */
-static void finish_digest(srv_volume_check_t* c, EVP_MD_CTX* md) {
-  unsigned char d[32];
-  EVP_DigestFinal_ex(md, d, NULL);
-  for (int i = 0; i < 32; i++) {
-    snprintf(c->sha256 + 2 * i, 3, "%02x", d[i]);
-  }
-  c->is_done = true;
 }
 
 
@@ -142,7 +121,12 @@ static int hash_step(srv_volume_check_t* c, int fd, uint8_t* buf) {
     c->off += (uint64_t) n;
   }
   if (c->off == c->size) {
-    finish_digest(c, c->md);
+    unsigned char d[32];
+    EVP_DigestFinal_ex(c->md, d, NULL);
+    for (int i = 0; i < 32; i++) {
+      snprintf(c->sha256 + 2 * i, 3, "%02x", d[i]);
+    }
+    c->is_done = true;
   }
   return 0;
 }
@@ -162,17 +146,6 @@ static void check_work(uv_work_t* req) {
              fd < 0 ? "the uploaded file cannot be read" : "out of memory");
   } else {
     c->status = c->is_started ? 0 : check_header(c, fd, buf);
-    if (c->status == 0 && c->written_md != NULL && c->written_len <= c->size) {
-      /* Its first bytes were hashed on their way in, in order: not re-read
-       * (all of them, usually: then hash_step only finishes the digest). */
-      EVP_MD_CTX_free(c->md);
-      c->md = c->written_md;
-      c->written_md = NULL;
-      c->off = c->written_len;
-      c->hashed_as_written = c->written_len;
-    }
-    EVP_MD_CTX_free(c->written_md); /* of no use past the first step */
-    c->written_md = NULL;
     if (c->status == 0) {
       c->status = hash_step(c, fd, buf);
     }

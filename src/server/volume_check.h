@@ -3,9 +3,6 @@
  * the file's size, then each step hashes the next SRV_CHECK_STEP_BYTES into
  * the whole file's sha256, the digest context carried from step to step
  * (the one step in flight owns it; the loop touches it only between steps).
- * When (a prefix of) the upload's bytes were hashed as they were written
- * (srv_volume_check_take_digest), hashing goes on from there: a digest of
- * the whole file is finished by the first step, nothing re-read.
  * Each step opens and closes the file, so the loop may stop a check between
  * steps (termination, shutdown) without file work of its own. What the
  * outcome becomes (a volume, dedup, 422): volumes.c. */
@@ -39,15 +36,10 @@ typedef void (*srv_volume_check_cb)(srv_volume_check_t* c);
 struct srv_volume_check_s {
   uv_work_t req;
   char path[1200];
-  char test_fifos[256];   /* SRV_CHECK_TEST_FIFOS_ENV, or "" */
-  unsigned steps;         /* steps run so far */
-  EVP_MD_CTX* md;         /* owned; the step in flight uses it */
-  EVP_MD_CTX* written_md; /* owned: the digest of the file's first
-                             written_len bytes as they were written, or
-                             NULL; the first step goes on from it */
-  uint64_t written_len;
-  uint64_t hashed_as_written; /* bytes not re-read (written_len, or 0) */
-  bool is_started;            /* the header is checked, the size known */
+  char test_fifos[256]; /* SRV_CHECK_TEST_FIFOS_ENV, or "" */
+  unsigned steps;       /* steps run so far */
+  EVP_MD_CTX* md;       /* owned; the step in flight uses it */
+  bool is_started;      /* the header is checked, the size known */
   bool is_done;
   bool is_busy; /* a step is in flight */
   uint64_t size;
@@ -69,13 +61,6 @@ srv_volume_check_t* srv_volume_check_new(const char* path, void* data);
 int srv_volume_check_step(uv_loop_t* loop,
                           srv_volume_check_t* c,
                           srv_volume_check_cb cb);
-
-/* Takes `md` (a sha256 context fed with the first `len` bytes of the file,
- * in order): the first step hashes on from byte `len`, or from 0 (freeing
- * `md`) if the file is shorter. Before the first step only. */
-void srv_volume_check_take_digest(srv_volume_check_t* c,
-                                  EVP_MD_CTX* md,
-                                  uint64_t len);
 
 /* Frees `c` (NULL-safe); never while a step is in flight. */
 void srv_volume_check_free(srv_volume_check_t* c);

@@ -175,9 +175,6 @@ static void on_check_step(srv_volume_check_t* check) {
     }
     return;
   }
-  srv_log(&ctx->log, SRV_LOG_INFO, "upload.validated", "s:upload_id", c->u->id,
-          "i:size", (int64_t) check->size, "i:hashed_as_written",
-          (int64_t) check->hashed_as_written, NULL);
   if (c->u->sha256[0] != '\0' && strcmp(c->u->sha256, check->sha256) != 0) {
     complete_finish(c, -EINVAL,
                     "the file's sha256 is not the one given in "
@@ -235,12 +232,6 @@ int srv_volume_complete(srv_ctx_t* ctx,
   c->work.data = c;
   srv_upload_path(ctx, u->id, c->path, sizeof(c->path));
   c->check = srv_volume_check_new(c->path, c);
-  if (c->check != NULL && u->digest.md != NULL) {
-    /* Handed over whatever it covers (the check tells); a retry after a
-     * failed completion hashes the file. */
-    srv_volume_check_take_digest(c->check, u->digest.md, u->digest.len);
-    u->digest.md = NULL;
-  }
   int rc = c->check != NULL
                ? srv_volume_check_step(ctx->loop, c->check, on_check_step)
                : -ENOMEM;

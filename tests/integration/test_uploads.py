@@ -9,6 +9,7 @@ import base64
 import hashlib
 import json
 import os
+import select
 import shutil
 import signal
 import socket
@@ -298,34 +299,16 @@ class ValidationStepsTest(TusCase):
             os.mkfifo(f)
         self.srv = Server(env={"CRYOMAMBA_TEST_CHECK_FIFOS": self.tmp}).start()
 
-    def start_completion(self, data, rehash=True):
-        """An upload of `data`, its last bytes sent in one PATCH whose answer
-        waits for the validation; the upload's path and the connection.
-        With `rehash` a PATCH first hashes bytes it does not keep (460), so
-        the digest of the bytes as written is lost and the validation reads
-        the file in steps; without, all but the last 1 MiB go in PATCHes of
-        2 MiB (two buffers: the hashing cannot fall behind), and the
-        validation only checks the header."""
+    def start_completion(self, data):
+        """An upload of `data`, its bytes sent in one PATCH whose answer
+        waits for the validation; the upload's path and the connection."""
         url = self.create(len(data)).header("Location")
-        start = 0
-        if rehash:
-            start = 1000
-            self.assertEqual(self.patch(url, 0, data[:start]).status, 204)
-            bad = base64.b64encode(b"\0" * 32).decode()
-            r = self.patch(url, start, data[start:2 * start],
-                           {"Upload-Checksum": "sha256 " + bad})
-            assert_error(self, r, 460, "checksum_mismatch")
-        else:
-            while len(data) - start > 1 << 20:
-                n = min(2 << 20, len(data) - start - (1 << 20))
-                self.assertEqual(self.patch(url, start, data[start:start + n]).status, 204)
-                start += n
         raw = RawHTTP(self.srv.port)
         self.addCleanup(raw.close)
         raw.send(("PATCH %s HTTP/1.1\r\nHost: x\r\nTus-Resumable: 1.0.0\r\n"
                   "Content-Type: application/offset+octet-stream\r\n"
-                  "Upload-Offset: %d\r\nContent-Length: %d\r\n\r\n"
-                  % (url, start, len(data) - start)).encode() + data[start:])
+                  "Upload-Offset: 0\r\nContent-Length: %d\r\n\r\n"
+                  % (url, len(data))).encode() + data)
         return url, raw
 
     def stopped_after(self):
@@ -380,135 +363,6 @@ class ValidationStepsTest(TusCase):
         self.assertEqual(v["sha256"], hashlib.sha256(data).hexdigest())
         self.assertEqual(v["shape"], [40, 512, 512])
         self.assertTrue(self.no_step_waiting(self.fifos[1]))
-        self.assertEqual(hashed_as_written(self, url), 0)
-
-    def test_bytes_hashed_as_written_need_one_step(self):
-        data = make_mrc(shape=(40, 512, 512), seed=63)
-        url, raw = self.start_completion(data, rehash=False)
-        self.step_go(self.step_waiting(self.fifos[0]))  # the header
-        r = raw.read_response()
-        self.assertEqual(r.status, 204, r)
-        v = self.srv.get("/v1/volumes/%s" % r.header("CryoMamba-Volume-Id")).json
-        self.assertEqual(v["sha256"], hashlib.sha256(data).hexdigest())
-        self.assertEqual(v["shape"], [40, 512, 512])
-        self.assertTrue(self.no_step_waiting(self.fifos[1]))
-        self.assertEqual(hashed_as_written(self, url), len(data))
-
-
-def hashed_as_written(case, url):
-    """How many of upload `url`'s bytes its validation did not read back,
-    having hashed them as they were written: its log line."""
-    uid = url.rsplit("/", 1)[1]
-
-    def line():
-        for l in case.srv.stderr_tail(1 << 22).splitlines():
-            if '"upload.validated"' in l and uid in l:
-                return json.loads(l)
-        return None
-    return case.poll(line, "the validation's log line")["hashed_as_written"]
-
-
-class HashedAsWrittenTest(TusCase):
-    """The sha256 of a volume comes from the bytes as PATCHes write them,
-    in order, as far as that hashing kept up (here always: bodies of at
-    most two buffers); the validation reads the rest of the file, all of it
-    once bytes were hashed that were not kept, or after a restart. Either
-    way it is the file's."""
-
-    def volume(self, r, data):
-        self.assertEqual(r.status, 204, r)
-        v = self.srv.get("/v1/volumes/%s" % r.header("CryoMamba-Volume-Id")).json
-        self.assertEqual(v["sha256"], hashlib.sha256(data).hexdigest())
-        return v
-
-    def test_in_order_bytes_need_no_reread(self):
-        data = make_mrc(shape=(8, 64, 64), seed=90)
-        # PATCHes of 1000 bytes, each on its own connection.
-        url, last = self.upload(data, chunk=1000)
-        self.volume(last, data)
-        self.assertEqual(hashed_as_written(self, url), len(data))
-        # The first bytes with the creation, the rest with Upload-Checksum.
-        data = make_mrc(shape=(8, 64, 64), seed=91)
-        r = self.req("POST", "/v1/uploads", body=data[:5000], headers={
-            "Upload-Length": str(len(data)),
-            "Content-Type": "application/offset+octet-stream"})
-        url = r.header("Location")
-        digest = base64.b64encode(hashlib.sha256(data[5000:]).digest()).decode()
-        self.volume(self.patch(url, 5000, data[5000:],
-                               {"Upload-Checksum": "sha256 " + digest}), data)
-        self.assertEqual(hashed_as_written(self, url), len(data))
-        # A client that vanished mid-PATCH: what it kept was hashed, in order.
-        data = make_mrc(shape=(8, 64, 64), seed=92)
-        url = self.create(len(data)).header("Location")
-        s = socket.create_connection(("127.0.0.1", self.srv.port))
-        s.sendall(("PATCH %s HTTP/1.1\r\nHost: x\r\nTus-Resumable: 1.0.0\r\n"
-                   "Content-Type: application/offset+octet-stream\r\n"
-                   "Upload-Offset: 0\r\nContent-Length: %d\r\n\r\n"
-                   % (url, len(data))).encode() + data[:70000])
-        s.close()
-        off = self.poll(lambda: int(self.head(url).header("Upload-Offset")) or None,
-                        "the vanished PATCH's bytes to be committed")
-        self.volume(self.patch(url, off, data[off:]), data)
-        self.assertEqual(hashed_as_written(self, url), len(data))
-
-    def test_one_upload_at_a_time_and_a_prefix_goes_on_from_the_file(self):
-        a = make_mrc(shape=(8, 64, 64), seed=96)
-        b = make_mrc(shape=(8, 64, 64), seed=97)
-        url_a = self.create(len(a)).header("Location")
-        self.assertEqual(self.patch(url_a, 0, a[:1000]).status, 204)  # hashed
-        # B's PATCH owns B and feeds B's digest while its body comes ...
-        url_b = self.create(len(b)).header("Location")
-        raw = RawHTTP(self.srv.port)
-        self.addCleanup(raw.close)
-        raw.send(("PATCH %s HTTP/1.1\r\nHost: x\r\nTus-Resumable: 1.0.0\r\n"
-                  "Content-Type: application/offset+octet-stream\r\n"
-                  "Upload-Offset: 0\r\nContent-Length: %d\r\n\r\n"
-                  % (url_b, len(b))).encode() + b[:100])
-        self.poll(lambda: self.patch(url_b, 0, b"").status == 409,
-                  "B's PATCH to own B")
-        # ... so A's rest is not hashed as written: A's first 1000 bytes
-        # were, and its validation hashes on from there, reading the rest.
-        self.volume(self.patch(url_a, 1000, a[1000:]), a)
-        self.assertEqual(hashed_as_written(self, url_a), 1000)
-        raw.send(b[100:])
-        self.volume(raw.read_response(), b)
-        self.assertEqual(hashed_as_written(self, url_b), len(b))
-
-    def test_bytes_not_kept_make_the_validation_read_the_file(self):
-        data = make_mrc(shape=(8, 64, 64), seed=93)
-        bad = base64.b64encode(b"\0" * 32).decode()
-        # 460: the PATCH's bytes were hashed, then dropped.
-        url = self.create(len(data)).header("Location")
-        self.assertEqual(self.patch(url, 0, data[:1000]).status, 204)
-        r = self.patch(url, 1000, data[1000:], {"Upload-Checksum": "sha256 " + bad})
-        assert_error(self, r, 460, "checksum_mismatch")
-        self.volume(self.patch(url, 1000, data[1000:]), data)
-        self.assertEqual(hashed_as_written(self, url), 0)
-        # A PATCH with a checksum cut short keeps nothing of what it hashed
-        # (more than a buffer: some was written and hashed).
-        data = make_mrc(shape=(12, 256, 256), seed=94)
-        url = self.create(len(data)).header("Location")
-        self.assertEqual(self.patch(url, 0, data[:1000]).status, 204)
-        s = socket.create_connection(("127.0.0.1", self.srv.port))
-        s.sendall(("PATCH %s HTTP/1.1\r\nHost: x\r\nTus-Resumable: 1.0.0\r\n"
-                   "Content-Type: application/offset+octet-stream\r\n"
-                   "Upload-Offset: 1000\r\nUpload-Checksum: sha256 %s\r\n"
-                   "Content-Length: %d\r\n\r\n"
-                   % (url, bad, len(data) - 1000)).encode()
-                  + data[1000:1000 + (3 << 19)])
-        s.close()
-        def settled():
-            r = self.patch(url, 1000, data[1000:])
-            return r if r.status != 409 else None  # 409: still settling
-        self.volume(self.poll(settled, "the cut PATCH to settle"), data)
-        self.assertEqual(hashed_as_written(self, url), 0)
-        # A restart loses the digest; the first bytes again start a new one.
-        data = make_mrc(shape=(8, 64, 64), seed=95)
-        url = self.create(len(data)).header("Location")
-        self.assertEqual(self.patch(url, 0, data[:1000]).status, 204)
-        self.restart()
-        self.volume(self.patch(url, 1000, data[1000:]), data)
-        self.assertEqual(hashed_as_written(self, url), 0)
 
 
 class UploadLimitsTest(unittest.TestCase):

@@ -111,8 +111,8 @@ static void rig_init(rig_t* r, size_t prefix_len) {
   r->whole.md = EVP_MD_CTX_new();
   cr_assert(EVP_DigestInit_ex(r->whole.md, EVP_sha256(), NULL) == 1);
   r->whole.len = (uint64_t) prefix_len; /* as if it covered the prefix */
-  r->w.sum = r->sum;
-  r->w.whole = &r->whole;
+  r->w.hash.sum = r->sum;
+  r->w.hash.whole = &r->whole;
 }
 
 
@@ -164,9 +164,7 @@ static void digest_of(const uint8_t* b, size_t len, uint8_t out[32]) {
 }
 
 
-/* The file is prefix_len 'P's then the body; the checksum digest saw the
- * body; the whole-file digest saw all of it, or (stopped: it fell behind)
- * a prefix of whole buffers. */
+/* The file is prefix_len 'P's then the body; both digests saw the body. */
 static void assert_kept(rig_t* r, size_t prefix_len) {
   cr_assert_eq(r->w.status, 0, "status %d", r->w.status);
   cr_assert_eq(r->w.written, r->len);
@@ -187,17 +185,10 @@ static void assert_kept(rig_t* r, size_t prefix_len) {
   uint8_t whole[32];
   digest_of(r->data, r->len, want);
   EVP_DigestFinal_ex(r->sum, sum, NULL);
-  cr_assert(memcmp(sum, want, 32) == 0, "Upload-Checksum digest differs");
-  size_t covered = (size_t) r->whole.len - prefix_len;
-  if (r->w.is_whole_stopped) {
-    cr_assert_lt(covered, r->len);
-    cr_assert_eq(covered % BUF, 0, "stopped within a buffer: %zu", covered);
-  } else {
-    cr_assert_eq(covered, r->len, "covers %zu of %zu", covered, r->len);
-  }
-  digest_of(r->data, covered, want);
   EVP_DigestFinal_ex(r->whole.md, whole, NULL);
+  cr_assert(memcmp(sum, want, 32) == 0, "Upload-Checksum digest differs");
   cr_assert(memcmp(whole, want, 32) == 0, "whole-file digest differs");
+  cr_assert_eq(r->whole.len, prefix_len + r->len);
 }
 
 
@@ -273,52 +264,6 @@ Test(upload_writer, reads_on_while_one_buffer_is_written, .timeout = 30) {
 }
 
 
-Test(upload_writer,
-     whole_digest_covers_two_buffers_and_never_holds_one,
-     .timeout = 30) {
-  /* Two buffers never wait for a third: the digest covers it all. */
-  size_t len = 2 * BUF;
-  uint8_t* data = random_bytes(len, 13);
-  rig_t r;
-  rig_init(&r, 0);
-  r.w.sum = NULL;
-  r.data = data;
-  r.len = len;
-  r.max_piece = 64 << 10;
-  rig_run(&r);
-  cr_assert(!r.w.is_whole_stopped);
-  EVP_DigestInit_ex(r.sum, EVP_sha256(), NULL);
-  EVP_DigestUpdate(r.sum, data, len); /* what assert_kept expects of it */
-  assert_kept(&r, 0);
-  rig_close(&r);
-  /* Long bodies, fed fast: the hash may fall behind and stop (the pool's
-   * timing decides). Either way what it covers is a prefix of whole
-   * buffers, and nothing else changes. */
-  len = 40 * BUF;
-  data = realloc(data, len);
-  for (size_t i = 0; i < len; i++) {
-    data[i] = (uint8_t) (i * 7);
-  }
-  int stopped = 0;
-  for (int k = 0; k < 20 && stopped == 0; k++) {
-    rig_init(&r, 0);
-    r.w.sum = NULL;
-    r.data = data;
-    r.len = len;
-    r.max_piece = 256 << 10;
-    r.seed = (unsigned) k + 1;
-    rig_run(&r);
-    stopped = r.w.is_whole_stopped;
-    EVP_DigestInit_ex(r.sum, EVP_sha256(), NULL);
-    EVP_DigestUpdate(r.sum, data, len);
-    assert_kept(&r, 0);
-    rig_close(&r);
-  }
-  free(data);
-  cr_log_info("whole-file digest stopped: %d", stopped);
-}
-
-
 Test(upload_writer, end_while_paused_writes_the_spill, .timeout = 30) {
   size_t len = 2 * BUF + 100;
   uint8_t* data = random_bytes(len, 10);
@@ -388,7 +333,7 @@ Test(upload_writer, a_failed_open_drops_the_rest, .timeout = 30) {
   cr_assert_eq(srv_upload_writer_init(&r.w, &r.loop, missing, 0, &r), 0);
   r.w.on_room = on_room;
   r.w.on_done = on_done;
-  r.w.sum = r.sum;
+  r.w.hash.sum = r.sum;
   r.data = data;
   r.len = len;
   r.max_piece = 256 << 10;
