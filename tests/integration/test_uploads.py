@@ -16,7 +16,6 @@ import socket
 import sys
 import tempfile
 import time
-import select
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
