@@ -221,8 +221,10 @@ static int report_failure(up_view_t* v,
              "%s of %s are on the server and the resume record is kept: once "
              "the server has room, %s",
              at, all, again);
-  } else if (h == 0 && cli_is_network_error(v->status)) {
-    /* The network, after --max-retries failed attempts in a row. */
+  } else if (h == 0 &&
+             (cli_is_network_error(v->status) || v->status == UV_EPROTO)) {
+    /* The network, after --max-retries failed attempts in a row (a server
+     * dying mid-answer leaves a broken response: UV_EPROTO). */
     snprintf(then, sizeof(then),
              "gave up after %u %s with %s of %s on the "
              "server; %s",
