@@ -99,19 +99,7 @@ int srv_upload_io_submit(uv_loop_t* loop,
 
 static void hash_work(uv_work_t* req) {
   srv_upload_hash_t* h = req->data;
-  h->status = 0;
-  if (h->sum != NULL && EVP_DigestUpdate(h->sum, h->buf, h->len) != 1) {
-    h->status = -ENOMEM;
-  }
-  if (h->whole != NULL && h->whole->md != NULL) {
-    if (EVP_DigestUpdate(h->whole->md, h->buf, h->len) == 1) {
-      h->whole->len += h->len;
-    } else {
-      /* Not fed: it no longer matches any prefix of the file. */
-      EVP_MD_CTX_free(h->whole->md);
-      h->whole->md = NULL;
-    }
-  }
+  h->status = EVP_DigestUpdate(h->sum, h->buf, h->len) == 1 ? 0 : -ENOMEM;
 }
 
 

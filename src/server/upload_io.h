@@ -1,7 +1,7 @@
 /* upload_io.h: the pool side of a PATCH, driven by upload_writer.c: a write
  * (open or create the upload's file, pwrite a buffer at an offset and start
  * its writeback, fdatasync, close) and a hash (feed a buffer to the PATCH's
- * Upload-Checksum digest and to the upload's whole-file sha256). One
+ * Upload-Checksum digest). One
  * operation of each kind at a time per PATCH; the loop touches neither the
  * buffer, the fd nor the digests until the operation's callback. */
 #ifndef SRV_UPLOAD_IO_H
@@ -11,14 +11,6 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <uv.h>
-
-/* The sha256 of the first `len` bytes of an upload's file, fed in offset
- * order by the PATCHes that write them (owned by the upload, uploads.h).
- * Lent to one hash at a time; the loop reads it only when none runs. */
-typedef struct {
-  EVP_MD_CTX* md; /* NULL: not kept (restart, bytes out of order) */
-  uint64_t len;
-} srv_upload_digest_t;
 
 typedef struct srv_upload_io_s srv_upload_io_t;
 
@@ -49,8 +41,7 @@ struct srv_upload_hash_s {
   uv_work_t req;
   const uint8_t* buf; /* borrowed until the callback */
   size_t len;
-  EVP_MD_CTX* sum;            /* Upload-Checksum's digest, or NULL (borrowed) */
-  srv_upload_digest_t* whole; /* the upload's, or NULL (borrowed) */
+  EVP_MD_CTX* sum; /* Upload-Checksum's digest (borrowed) */
   bool is_busy;
   int status;
   srv_upload_hash_cb cb;
@@ -66,9 +57,8 @@ int srv_upload_io_submit(uv_loop_t* loop,
                          srv_upload_io_t* io,
                          srv_upload_io_cb cb);
 
-/* Feeds buf/len to h->sum and h->whole (whole->len grows by len) on the
- * pool; cb runs on the loop. Returns 0 or a libuv error (cb then does not
- * run). */
+/* Feeds buf/len to h->sum on the pool; cb runs on the loop. Returns 0 or a
+ * libuv error (cb then does not run). */
 int srv_upload_hash_submit(uv_loop_t* loop,
                            srv_upload_hash_t* h,
                            srv_upload_hash_cb cb);

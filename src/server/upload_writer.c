@@ -45,7 +45,7 @@ bool srv_upload_writer_is_busy(const srv_upload_writer_t* w) {
 
 
 static bool needs_hash(const srv_upload_writer_t* w) {
-  return w->hash.sum != NULL || w->hash.whole != NULL;
+  return w->hash.sum != NULL;
 }
 
 

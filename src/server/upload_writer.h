@@ -54,7 +54,7 @@ struct srv_upload_writer_s {
   uint64_t start;   /* the file offset of the body's first byte */
   uint64_t written; /* bytes whose write landed */
   srv_upload_io_t io;
-  srv_upload_hash_t hash; /* hash.sum and hash.whole: set before put() */
+  srv_upload_hash_t hash; /* hash.sum: set before put(), or NULL */
   srv_upload_writer_cb on_room;
   srv_upload_writer_cb on_done;
   void* data; /* the caller's */
