@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "core/msg.h"
+#include "server/chunks.h"
 #include "server/job_json.h"
 #include "server/store.h"
 
@@ -51,6 +52,7 @@ void srv_job_unref(srv_job_t* job) {
   }
   assert(!job->is_registered && job->run == NULL);
   srv_topic_close(&job->topic);
+  srv_chunks_free(job->chunks);
   free(job->volume_path);
   free(job->engine_params);
   json_decref(job->label_counts_json);
