@@ -65,6 +65,15 @@ void srv_chunks_free(srv_chunks_t* t) {
 }
 
 
+uint64_t srv_chunks_bytes(const srv_chunks_t* t) {
+  uint64_t n = t->frame_bytes + sizeof(*t);
+  for (unsigned l = 0; l < CORE_CHUNK_LEVELS; l++) {
+    n += t->grid[l].count * sizeof(srv_chunk_t);
+  }
+  return n;
+}
+
+
 void srv_chunks_mark(srv_chunks_t* t, const core_box_t* b) {
   if (t->all_dirty || core_box_is_empty(b)) {
     return;

@@ -88,6 +88,9 @@ srv_chunks_t* srv_chunks_new(const core_shape_t* vol,
 /* Frees the table (no pass may be in flight); watches are unlinked. */
 void srv_chunks_free(srv_chunks_t* t);
 
+/* Bytes the table holds: its chunk messages and its bookkeeping. */
+uint64_t srv_chunks_bytes(const srv_chunks_t* t);
+
 /* Marks full-resolution box `b` (within the volume) / everything dirty. */
 void srv_chunks_mark(srv_chunks_t* t, const core_box_t* b);
 void srv_chunks_mark_all(srv_chunks_t* t);
