@@ -244,9 +244,9 @@ static void on_raw_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
   if (nread < 0) {
     uv_read_stop(s);
     if (t->is_handshaking) {
-      /* A peer that hangs up mid-handshake is not a TLS server we can
-       * talk to (or refused us). */
-      handshake_over(t, nread == UV_EOF ? NET_TLS_E_HANDSHAKE : (int) nread);
+      /* A peer that hangs up mid-handshake (a proxy restarting, or one
+       * that refused us): worth another attempt, unlike a TLS error. */
+      handshake_over(t, nread == UV_EOF ? NET_TLS_E_CLOSED : (int) nread);
       return;
     }
     t->pending_end = (int) nread;

@@ -21,6 +21,7 @@
 #define NET_TLS_E_HANDSHAKE (-9207) /* handshake failed (not verification) */
 #define NET_TLS_E_TIMEOUT (-9214)   /* the peer stalled mid-handshake */
 #define NET_TLS_E_CAFILE (-9215)    /* the CA file could not be loaded */
+#define NET_TLS_E_CLOSED (-9216)    /* the peer hung up mid-handshake */
 /* The certificate failed verification with X509_V_ERR n (1..399):
  * NET_TLS_E_VERIFY_BASE - n. */
 #define NET_TLS_E_VERIFY_BASE (-9600)
