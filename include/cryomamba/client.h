@@ -426,9 +426,9 @@ CM_EXPORT int cm_volume_delete_sync(cm_client_t* client,
  *
  * Resume: a small JSON record per (absolute path, size, mtime, server)
  * under resume_dir keeps the upload's URLs and the file's sha256. The
- * server is its normalised address, not server_url as typed: scheme and
- * host case, an explicit default port (80) and trailing slashes do not
- * matter (http://LocalHost:8000/ and http://localhost:8000 are one
+ * server is its normalised address, not server_url as typed: host case,
+ * an explicit default port (80, 443) and trailing slashes do not matter,
+ * http and https are two servers (http://LocalHost:8000/ and http://localhost:8000 are one
  * server); hosts are not resolved (localhost and 127.0.0.1 are two). Starting
  * the same file again (after a crash, a Ctrl-C, cm_client_stop) finds it,
  * asks the server what is durable and goes on; a record whose file
