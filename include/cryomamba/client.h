@@ -428,14 +428,14 @@ CM_EXPORT int cm_volume_delete_sync(cm_client_t* client,
  * under resume_dir keeps the upload's URLs and the file's sha256. The
  * server is its normalised address, not server_url as typed: host case,
  * an explicit default port (80, 443) and trailing slashes do not matter,
- * http and https are two servers (http://LocalHost:8000/ and http://localhost:8000 are one
- * server); hosts are not resolved (localhost and 127.0.0.1 are two). Starting
- * the same file again (after a crash, a Ctrl-C, cm_client_stop) finds it,
- * asks the server what is durable and goes on; a record whose file
- * changed, or whose upload the server no longer knows, starts over. The
- * record is removed when the upload succeeds, is cancelled, or the server
- * refuses the file (422) or its size (413); it is kept for everything that
- * a later attempt may get past (the network, a token, the quota or a full
+ * http and https are two servers (http://LocalHost:8000/ and
+ * http://localhost:8000 are one server); hosts are not resolved (localhost and
+ * 127.0.0.1 are two). Starting the same file again (after a crash, a Ctrl-C,
+ * cm_client_stop) finds it, asks the server what is durable and goes on; a
+ * record whose file changed, or whose upload the server no longer knows, starts
+ * over. The record is removed when the upload succeeds, is cancelled, or the
+ * server refuses the file (422) or its size (413); it is kept for everything
+ * that a later attempt may get past (the network, a token, the quota or a full
  * disk: 507). */
 
 typedef struct cm_upload_s cm_upload_t;
