@@ -121,7 +121,7 @@ static int rank_of(cm_upload_phase_t phase) {
   case CM_UPLOAD_RETRYING:
     return -1;
   }
-  assert(!"not a phase");
+  assert(0 && "not a phase");
   return -1;
 }
 

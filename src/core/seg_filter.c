@@ -104,7 +104,7 @@ static void convert(int32_t mode,
     return;
   }
   default:
-    assert(!"mode checked by core_seg_input_ok");
+    assert(0 && "mode checked by core_seg_input_ok");
   }
 }
 

@@ -80,7 +80,13 @@ static int run_one(const crtsan_test_t* t, double scale) {
       /* SIGALRM's default action ends the child; the parent reports it. */
       alarm((unsigned) ceil(t->opts.timeout * scale));
     }
+    if (t->opts.init != NULL) {
+      t->opts.init();
+    }
     t->fn();
+    if (t->opts.fini != NULL) {
+      t->opts.fini();
+    }
     exit(0); /* exit(), so TSan's end-of-process checks run */
   }
   int status = 0;

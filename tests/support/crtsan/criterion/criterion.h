@@ -5,7 +5,8 @@
  * arena", Snaipe/Criterion#274). The test sources stay unchanged; this header
  * comes first on the include path of the TSan build (tests/unit/meson.build)
  * and runner.c runs every Test() in a forked child with its timeout, like
- * Criterion. Supports Test(suite, name[, .timeout = s]), the cr_assert_*
+ * Criterion. Supports Test(suite, name[, .timeout = s, .init = f,
+ * .fini = g]), the cr_assert_*
  * macros below (each takes an optional printf-style message) and
  * cr_skip_test(). */
 #ifndef CRTSAN_CRITERION_H
@@ -20,6 +21,8 @@
 typedef struct {
   int unused_;    /* lets Test() take zero or more designated fields */
   double timeout; /* seconds, 0: none */
+  void (*init)(void); /* before the test, in its child (NULL: none) */
+  void (*fini)(void); /* after a test that returned (NULL: none) */
 } crtsan_opts_t;
 
 typedef struct crtsan_test_s {
