@@ -50,6 +50,10 @@ class ServerCase(unittest.TestCase):
         for s in self.socks:
             s.close()
         try:
+            # The closes above reach the server asynchronously: until then
+            # a held connection may still fill this address's one slot.
+            poll(lambda: self.srv.get("/v1/healthz").status == 200,
+                 "healthz answers once the test's connections are closed")
             self.srv.assert_healthy()
             self.assertEqual(self.srv.stop(), 0)
         finally:
