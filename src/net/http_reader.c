@@ -369,6 +369,21 @@ const char* net_http_header(const net_http_reader_t* r, const char* name) {
 }
 
 
+size_t net_http_header_all(const net_http_reader_t* r,
+                           const char* name,
+                           const char** out,
+                           size_t cap) {
+  size_t n = 0;
+  for (unsigned i = 0; i < r->header_count && n < cap; i++) {
+    if (r->value_off[i] != UINT32_MAX &&
+        strcasecmp(r->text + r->name_off[i], name) == 0) {
+      out[n++] = r->text + r->value_off[i];
+    }
+  }
+  return n;
+}
+
+
 unsigned net_http_method(const net_http_reader_t* r) {
   return r->parser.method;
 }

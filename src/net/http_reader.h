@@ -115,6 +115,12 @@ void net_http_reader_resume(net_http_reader_t* r);
  * NULL when absent. */
 const char* net_http_url(const net_http_reader_t* r);
 const char* net_http_header(const net_http_reader_t* r, const char* name);
+/* Every value of header `name` in the order received, at most `cap` of them
+ * into `out` (borrowed, valid as net_http_header's); returns how many. */
+size_t net_http_header_all(const net_http_reader_t* r,
+                           const char* name,
+                           const char** out,
+                           size_t cap);
 unsigned net_http_method(const net_http_reader_t* r);
 unsigned net_http_status(const net_http_reader_t* r);
 bool net_http_should_keep_alive(const net_http_reader_t* r);

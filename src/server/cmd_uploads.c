@@ -71,7 +71,7 @@ static srv_upload_t* create_final(srv_upload_req_t* p,
   }
   u->concat = SRV_CONCAT_FINAL;
   u->state = SRV_UPLOAD_COMPLETING;
-  snprintf(u->owner_ip, sizeof(u->owner_ip), "%s", rq->conn->peer_ip);
+  snprintf(u->owner_ip, sizeof(u->owner_ip), "%s", rq->conn->client_ip);
   owner_token(ctx, r, u->owner_token);
   srv_concat_err_t err = {0};
   char why[160];
@@ -168,7 +168,7 @@ srv_upload_t* srv_upload_create_checked(srv_upload_req_t* p,
     return NULL;
   }
   if (c->max_uploads_per_ip > 0 &&
-      srv_uploads_count_ip(ctx, rq->conn->peer_ip) >= c->max_uploads_per_ip) {
+      srv_uploads_count_ip(ctx, rq->conn->client_ip) >= c->max_uploads_per_ip) {
     srv_upload_req_fail(
         p, 429, "too_many_uploads",
         "this address has as many incomplete uploads as the server allows "
@@ -182,7 +182,7 @@ srv_upload_t* srv_upload_create_checked(srv_upload_req_t* p,
   }
   u->length = length;
   u->concat = kind;
-  snprintf(u->owner_ip, sizeof(u->owner_ip), "%s", rq->conn->peer_ip);
+  snprintf(u->owner_ip, sizeof(u->owner_ip), "%s", rq->conn->client_ip);
   memcpy(u->owner_token, token, sizeof(token));
   char err[160];
   v = net_http_header(r, "Upload-Metadata");

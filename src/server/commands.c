@@ -70,16 +70,24 @@ static void handle_info(srv_request_t* rq) {
                       json_integer((json_int_t) e->log_bytes));
   json_object_set_new(limits, "classic_workers",
                       json_integer(e->classic_workers));
-  srv_http_reply_json(
-      rq->conn, &rq->mode, 200,
-      json_pack("{s:s, s:s, s:i, s:[s,s,s,s,s,s,s,s], s:b, s:o, s:o}", "name",
-                "cryomambad", "version", CM_VERSION, "protocol_version", 1,
-                "capabilities", "previews", "cancel", "artifacts",
-                "patterns:random,blobs", "volume_path",
-                "encodings:base64,raw,zstd,chunks", "delete", "engines",
-                "auth_required", rq->conn->ctx->auth.count > 0, "limits",
-                limits, "engines", srv_engines_info(rq->conn->ctx->engines)),
-      NULL);
+  json_t* proxies = json_array();
+  for (size_t i = 0; i < c->trusted_proxy_count; i++) {
+    char net[CORE_IPNET_TEXT_MAX];
+    core_ipnet_format(&c->trusted_proxies[i], net, sizeof(net));
+    json_array_append_new(proxies, json_string(net));
+  }
+  json_object_set_new(limits, "trusted_proxies", proxies);
+  json_t* info = json_pack(
+      "{s:s, s:s, s:i, s:[s,s,s,s,s,s,s,s], s:b, s:o, s:o}", "name",
+      "cryomambad", "version", CM_VERSION, "protocol_version", 1,
+      "capabilities", "previews", "cancel", "artifacts",
+      "patterns:random,blobs", "volume_path", "encodings:base64,raw,zstd,chunks",
+      "delete", "engines", "auth_required", rq->conn->ctx->auth.count > 0,
+      "limits", limits, "engines", srv_engines_info(rq->conn->ctx->engines));
+  /* Whom the limits count this request for (behind a trusted proxy, the
+   * client X-Forwarded-For names): lets an operator check a proxy setup. */
+  json_object_set_new(info, "client_address", json_string(rq->conn->client_ip));
+  srv_http_reply_json(rq->conn, &rq->mode, 200, info, NULL);
 }
 
 

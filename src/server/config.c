@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +22,7 @@ typedef enum {
   OPT_MAX_CONNECTIONS,
   OPT_MAX_SUBSCRIBERS,
   OPT_MAX_PER_IP,
+  OPT_TRUSTED_PROXY,
   OPT_MAX_BODY,
   OPT_MAX_VOXELS,
   OPT_PREVIEW_CACHE,
@@ -86,6 +88,10 @@ static const opt_doc_t opt_docs[] = {
      OPT_MAX_PER_IP,
      "N      open connections per client address (default 256; 0: no\n"
      "             limit)"},
+    {"trusted-proxy", "CRYOMAMBA_TRUSTED_PROXY", OPT_TRUSTED_PROXY,
+     "ADDR[/PREFIX]  a reverse proxy whose X-Forwarded-For names the\n"
+     "             client, for per-address limits and logs (repeatable;\n"
+     "             a comma-separated list; default none)"},
     {"max-body-bytes", "CRYOMAMBA_MAX_BODY_BYTES", OPT_MAX_BODY,
      "N      largest request body (default 1048576)"},
     {"max-volume-voxels", "CRYOMAMBA_MAX_VOLUME_VOXELS", OPT_MAX_VOXELS,
@@ -271,6 +277,38 @@ static int copy_str(char* dst, size_t cap, const char* s) {
 }
 
 
+/* Appends the networks of a comma-separated ADDR[/PREFIX] list. */
+static int add_trusted_proxies(srv_config_t* cfg, const char* list) {
+  char item[CORE_IPNET_TEXT_MAX + 1];
+  for (const char* p = list;;) {
+    size_t len = strcspn(p, ",");
+    while (len > 0 && (*p == ' ' || *p == '\t')) {
+      p++;
+      len--;
+    }
+    while (len > 0 && (p[len - 1] == ' ' || p[len - 1] == '\t')) {
+      len--;
+    }
+    if (len == 0 || len >= sizeof(item) ||
+        cfg->trusted_proxy_count >= SRV_TRUSTED_PROXIES_MAX) {
+      return -1;
+    }
+    memcpy(item, p, len);
+    item[len] = '\0';
+    if (core_ipnet_parse(
+            item, &cfg->trusted_proxies[cfg->trusted_proxy_count]) != 0) {
+      return -1;
+    }
+    cfg->trusted_proxy_count++;
+    p = strchr(p, ',');
+    if (p == NULL) {
+      return 0;
+    }
+    p++;
+  }
+}
+
+
 /* Applies one option; returns 0 or -1 (bad value). */
 static int apply(srv_config_t* cfg, opt_id_t id, const char* v) {
   unsigned long long u = 0;
@@ -314,6 +352,8 @@ static int apply(srv_config_t* cfg, opt_id_t id, const char* v) {
     }
     cfg->max_connections_per_ip = (unsigned) u;
     return 0;
+  case OPT_TRUSTED_PROXY:
+    return add_trusted_proxies(cfg, v);
   case OPT_MAX_BODY:
     if (parse_uint(v, 1ull << 30, &u) != 0 || u == 0) {
       return -1;
@@ -494,7 +534,12 @@ int srv_config_parse(srv_config_t* cfg, int argc, char** argv) {
   longopts[N_DOCS + 2] = (struct option){NULL, 0, NULL, 0};
   optind = 1;
   int c;
+  bool has_proxy_flag = false; /* flags replace the environment's list */
   while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+    if (c == OPT_TRUSTED_PROXY && !has_proxy_flag) {
+      cfg->trusted_proxy_count = 0;
+      has_proxy_flag = true;
+    }
     if (c == OPT_HELP || c == 'h') {
       print_help();
       return 1;

@@ -6,7 +6,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/ipnet.h"
 #include "server/engine_cfg.h"
+
+#define SRV_TRUSTED_PROXIES_MAX 64 /* --trusted-proxy networks */
 
 typedef struct {
   char bind[64];
@@ -18,6 +21,9 @@ typedef struct {
   unsigned max_connections;
   unsigned max_subscribers_per_job;
   unsigned max_connections_per_ip; /* 0: no limit */
+  /* Peers whose X-Forwarded-For names the client (--trusted-proxy). */
+  core_ipnet_t trusted_proxies[SRV_TRUSTED_PROXIES_MAX];
+  size_t trusted_proxy_count;
   size_t max_body_bytes;
   size_t max_header_bytes;
   size_t max_ws_message_bytes;

@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/ipnet.h"
+
 #define LINGER_MS 2000 /* wait for the peer's FIN after ours */
 /* A peer that does not read cannot receive our last bytes; give up on it. */
 #define END_TIMEOUT_MS 5000
@@ -90,12 +92,14 @@ void srv_conn_close(srv_conn_t* conn) {
   core_list_remove(&conn->link);
   ctx->conn_count--;
   if (conn->is_addr_counted) {
-    srv_addr_limit_release(&ctx->addr_limit, conn->peer_ip);
+    srv_addr_limit_release(&ctx->addr_limit, conn->client_ip);
+    conn->is_addr_counted = false;
   }
   net_wq_close(&conn->wq);
   /* The protocol's parser may be on the stack (we can be called from its
    * callbacks): its state is freed in the close callback. */
-  srv_log(&ctx->log, SRV_LOG_DEBUG, "conn.close", "s:peer", conn->peer, NULL);
+  srv_log(&ctx->log, SRV_LOG_DEBUG, "conn.close", SRV_CONN_LOG_PEER(conn),
+          NULL);
   uv_close((uv_handle_t*) &conn->linger_timer, on_handle_closed);
   uv_close((uv_handle_t*) &conn->tcp, on_handle_closed);
 }
@@ -268,6 +272,37 @@ static void describe_peer(srv_conn_t* conn) {
     port = ntohs(a->sin6_port);
   }
   snprintf(conn->peer, sizeof(conn->peer), "%s:%d", conn->peer_ip, port);
+  snprintf(conn->client_ip, sizeof(conn->client_ip), "%s", conn->peer_ip);
+  core_ip_t ip;
+  const srv_config_t* c = &conn->ctx->cfg;
+  conn->is_proxy =
+      core_ip_parse(conn->peer_ip, strlen(conn->peer_ip), &ip) == 0 &&
+      core_ipnet_any(c->trusted_proxies, c->trusted_proxy_count, &ip);
+}
+
+
+int srv_conn_set_client(srv_conn_t* conn, const char* ip, bool is_forwarded) {
+  srv_ctx_t* ctx = conn->ctx;
+  conn->is_forwarded = is_forwarded;
+  if (conn->is_addr_counted && strcmp(conn->client_ip, ip) == 0) {
+    return 0; /* the same client's next request */
+  }
+  srv_conn_release_client(conn);
+  snprintf(conn->client_ip, sizeof(conn->client_ip), "%s", ip);
+  if (!srv_addr_limit_acquire(&ctx->addr_limit, conn->client_ip,
+                              ctx->cfg.max_connections_per_ip)) {
+    return -1;
+  }
+  conn->is_addr_counted = ctx->cfg.max_connections_per_ip > 0;
+  return 0;
+}
+
+
+void srv_conn_release_client(srv_conn_t* conn) {
+  if (conn->is_addr_counted) {
+    srv_addr_limit_release(&conn->ctx->addr_limit, conn->client_ip);
+    conn->is_addr_counted = false;
+  }
 }
 
 
@@ -324,7 +359,10 @@ void srv_conn_on_connection(uv_stream_t* listener, int status) {
     refusal = "the server is shutting down";
   } else if (ctx->conn_count > ctx->cfg.max_connections) {
     refusal = "the server has too many open connections";
-  } else if (!srv_addr_limit_acquire(&ctx->addr_limit, conn->peer_ip,
+  } else if (conn->is_proxy) {
+    /* Its clients are known only from each request's headers: each is
+     * counted then (srv_conn_set_client), the proxy's address never. */
+  } else if (!srv_addr_limit_acquire(&ctx->addr_limit, conn->client_ip,
                                      ctx->cfg.max_connections_per_ip)) {
     refusal = "too many open connections from your address";
   } else {
@@ -357,10 +395,9 @@ static void shed_slow_readers(srv_ctx_t* ctx, uint64_t now) {
       return;
     }
     uint64_t frees = net_wq_unique_bytes(&worst->wq);
-    srv_log(&ctx->log, SRV_LOG_WARN, "conn.slow_reader_dropped", "s:peer",
-            worst->peer, "i:stalled_ms",
+    srv_log(&ctx->log, SRV_LOG_WARN, "conn.slow_reader_dropped", "i:stalled_ms",
             (int64_t) (now - worst->wq.progress_ms), "i:held_bytes",
-            (int64_t) held, NULL);
+            (int64_t) held, SRV_CONN_LOG_PEER(worst), NULL);
     ctx->metrics.slow_readers_dropped++;
     srv_conn_close(worst);
     held = frees < held ? held - frees : 0;

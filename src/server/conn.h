@@ -65,12 +65,25 @@ struct srv_conn_s {
   bool is_reading;
   bool is_closing;       /* uv_close called */
   bool is_shutting_down; /* last bytes queued; draining, then FIN */
-  bool is_addr_counted;  /* counted in ctx->addr_limit */
+  bool is_addr_counted;  /* counted in ctx->addr_limit under client_ip */
+  bool is_proxy;         /* the peer is a --trusted-proxy (proxy.c) */
+  bool is_forwarded;     /* client_ip is from X-Forwarded-For */
   bool wants_read;       /* the protocol wants input (may be paused) */
   unsigned open_handles; /* tcp + linger timer; freed when both closed */
-  char peer[64];         /* "ip:port", for logs and per-address limits */
+  char peer[64];         /* "ip:port" of the TCP peer */
   char peer_ip[48];
+  /* The client for per-address limits and logs: peer_ip, or the address a
+   * trusted proxy's current request names (proxy.c). */
+  char client_ip[48];
 };
+
+/* Log fields naming a connection's client: "peer", its address ("ip:port"
+ * when it is the TCP peer), and "via", the proxy's "ip:port", when a
+ * trusted proxy relayed it. Last in srv_log's list: without a proxy the
+ * "via" name is NULL, which ends the list there. */
+#define SRV_CONN_LOG_PEER(c)                                                   \
+  "s:peer", ((c)->is_forwarded ? (c)->client_ip : (c)->peer),                  \
+      ((c)->is_forwarded ? "s:via" : NULL), (c)->peer
 
 /* What the accepting protocol does with a new connection; `refusal` is
  * NULL, or why it must be refused (answer, then end). Installed by main.c
@@ -113,6 +126,17 @@ void srv_conn_end(srv_conn_t* conn);
 
 /* Closes at once (errors, timeouts). Idempotent. */
 void srv_conn_close(srv_conn_t* conn);
+
+/* A trusted proxy's connection carries a request of client `ip` (text;
+ * `is_forwarded`: named by X-Forwarded-For): the connection's per-address
+ * count moves to `ip`. Returns 0, or -1 when `ip` already has
+ * --max-connections-per-ip connections (the connection is then counted
+ * under no address). Only for conn->is_proxy. */
+int srv_conn_set_client(srv_conn_t* conn, const char* ip, bool is_forwarded);
+
+/* Between a trusted proxy's requests: the connection is counted under no
+ * address (an idle pooled connection is no client's). */
+void srv_conn_release_client(srv_conn_t* conn);
 
 /* Periodic housekeeping: protocol deadlines, stalled ends, and the budget
  * of bytes held for slow readers (the longest-stalled go first). */

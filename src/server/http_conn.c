@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "server/commands.h"
+#include "server/proxy.h"
 #include "server/ws_conn.h"
 
 /* Pipelined input held while a request is answered asynchronously; past
@@ -25,6 +26,7 @@ typedef struct {
   bool is_pending;           /* an answer is being prepared elsewhere */
   bool is_body_paused;       /* the sink is writing; input waits for it */
   bool is_upgrade_ready;     /* the request was a WebSocket upgrade */
+  bool is_refused;           /* its client is over its connections (proxy.h) */
 } http_state_t;
 
 static const srv_proto_t http_proto;
@@ -44,10 +46,16 @@ static srv_http_mode_t mode_of(const srv_conn_t* conn,
 }
 
 
-/* Headers complete: does a command want the body as a stream? */
+/* Headers complete: does a command want the body as a stream? The first
+ * callback of every request's headers, so the client behind a trusted
+ * proxy is known here, before any command looks at its address. */
 static bool want_stream(net_http_reader_t* r) {
   srv_conn_t* conn = r->data;
   http_state_t* st = state_of(conn);
+  st->is_refused = srv_proxy_begin_request(conn, r) != 0;
+  if (st->is_refused) {
+    return false; /* answered by on_headers, next */
+  }
   srv_request_t req = {.conn = conn, .http = r, .mode = mode_of(conn, r)};
   st->sink = srv_commands_stream(&req);
   return st->sink != NULL;
@@ -74,6 +82,16 @@ static int on_chunk(net_http_reader_t* r, const uint8_t* bytes, size_t len) {
  * the request refused before its body is sent for nothing). */
 static int on_headers(net_http_reader_t* r) {
   srv_conn_t* conn = r->data;
+  http_state_t* st = state_of(conn);
+  if (st->is_refused) {
+    const srv_http_mode_t mode = {.keep_alive = false};
+    srv_log(&conn->ctx->log, SRV_LOG_INFO, "http.too_many_connections",
+            SRV_CONN_LOG_PEER(conn), NULL);
+    srv_http_reply_error(conn, &mode, 503, "too_many_connections",
+                         "too many open connections from your address",
+                         "retry later", true, "Retry-After: 1\r\n");
+    return -1; /* the connection ends after the answer */
+  }
   srv_request_t req = {
       .conn = conn,
       .http = r,
@@ -139,6 +157,17 @@ static void reply_parse_error(srv_conn_t* conn, int err) {
 }
 
 
+/* Between requests a trusted proxy's connection is no client's (proxy.h):
+ * nothing is being parsed, answered, streamed or upgraded. */
+static void end_request_if_idle(srv_conn_t* conn) {
+  http_state_t* st = state_of(conn);
+  if (!st->reader.in_message && !st->is_pending && !st->is_body_paused &&
+      !st->is_upgrade_ready && conn->stream == NULL && !conn->is_closing) {
+    srv_proxy_end_request(conn);
+  }
+}
+
+
 static void hold(srv_conn_t* conn, const uint8_t* bytes, size_t len) {
   http_state_t* st = state_of(conn);
   if (len == 0) {
@@ -198,6 +227,8 @@ static void process(srv_conn_t* conn, const uint8_t* bytes, size_t len) {
   } else if (st->is_pending) {
     srv_conn_want_read(conn, st->backlog_len < BACKLOG_MAX);
     hold(conn, bytes + used, len - used);
+  } else {
+    end_request_if_idle(conn);
   }
 }
 
@@ -229,6 +260,8 @@ static void on_resume(srv_conn_t* conn) {
   srv_conn_want_read(conn, true);
   if (held_len > 0) {
     process(conn, held, held_len);
+  } else {
+    end_request_if_idle(conn);
   }
   free(held);
 }
@@ -244,8 +277,8 @@ static void on_sweep(srv_conn_t* conn, uint64_t now) {
   if (!srv_conn_is_idle(conn)) {
     if (now - conn->wq.progress_ms >
         (uint64_t) (c->http_write_timeout_s * 1e3)) {
-      srv_log(&conn->ctx->log, SRV_LOG_INFO, "http.write_timeout", "s:peer",
-              conn->peer, NULL);
+      srv_log(&conn->ctx->log, SRV_LOG_INFO, "http.write_timeout",
+              SRV_CONN_LOG_PEER(conn), NULL);
       srv_conn_close(conn); /* it does not read: it cannot hear a 408 */
     }
     return;
@@ -253,6 +286,7 @@ static void on_sweep(srv_conn_t* conn, uint64_t now) {
   if (st->is_pending || st->is_body_paused) {
     return;
   }
+  end_request_if_idle(conn); /* e.g. a download's last bytes went out */
   /* A streamed body (an upload) may take hours: its deadline is a silence
    * of --http-body-timeout, not a total. */
   uint64_t body_since =
@@ -271,8 +305,8 @@ static void on_sweep(srv_conn_t* conn, uint64_t now) {
   }
   if (what != NULL) {
     const srv_http_mode_t mode = {.keep_alive = false};
-    srv_log(&conn->ctx->log, SRV_LOG_INFO, "http.request_timeout", "s:peer",
-            conn->peer, "s:why", what, NULL);
+    srv_log(&conn->ctx->log, SRV_LOG_INFO, "http.request_timeout", "s:why",
+            what, SRV_CONN_LOG_PEER(conn), NULL);
     if (st->sink != NULL) {
       /* The body is over for its sink now (an upload keeps what came);
        * bytes read while the connection lingers are not its. */

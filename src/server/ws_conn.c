@@ -331,8 +331,8 @@ static void on_sweep(srv_conn_t* conn, uint64_t now) {
   }
   if (st->ping_sent_ms != 0) {
     if (now - st->ping_sent_ms > (uint64_t) (c->ws_ping_timeout_s * 1000)) {
-      srv_log(&conn->ctx->log, SRV_LOG_INFO, "ws.ping_timeout", "s:peer",
-              conn->peer, NULL);
+      srv_log(&conn->ctx->log, SRV_LOG_INFO, "ws.ping_timeout",
+              SRV_CONN_LOG_PEER(conn), NULL);
       close_with(st, 1001, "ping timeout");
     }
   } else if (now - conn->last_rx_ms >
@@ -487,13 +487,13 @@ void srv_ws_upgrade(srv_conn_t* conn,
     net_ws_close(&st->ws, 1001, "server shutting down");
   }
   if (st->ws.is_closing) {
-    srv_log(&ctx->log, SRV_LOG_INFO, "ws.rejected", "s:peer", conn->peer,
-            "i:code", (int64_t) st->ws.close_code, NULL);
+    srv_log(&ctx->log, SRV_LOG_INFO, "ws.rejected", "i:code",
+            (int64_t) st->ws.close_code, SRV_CONN_LOG_PEER(conn), NULL);
     update_flow(st);
     return;
   }
-  srv_log(&ctx->log, SRV_LOG_INFO, "ws.open", "s:peer", conn->peer, "s:job_id",
-          job->id, NULL);
+  srv_log(&ctx->log, SRV_LOG_INFO, "ws.open", "s:job_id", job->id,
+          SRV_CONN_LOG_PEER(conn), NULL);
   subscribe(st, job);
   if (conn->is_closing) {
     return;
