@@ -78,7 +78,16 @@ int srv_exec_find_shim(srv_engine_cfg_t* cfg, char* err, size_t err_len) {
       snprintf(err, err_len, "the server's path is too long (--engine-shim)");
       return -1;
     }
-    const char* found = access(beside, X_OK) == 0 ? beside : installed;
+    const char* found = access(beside, X_OK) == 0      ? beside
+                        : access(installed, X_OK) == 0 ? installed
+                                                       : NULL;
+    if (found == NULL) {
+      snprintf(err, err_len,
+               "the exec shim is neither beside the server (%s) nor "
+               "installed (%s): %s (--engine-shim)",
+               beside, installed, strerror(errno));
+      return -1;
+    }
     memcpy(cfg->shim, found, strlen(found) + 1);
   }
   if (access(cfg->shim, X_OK) != 0) {
