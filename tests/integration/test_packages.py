@@ -62,10 +62,11 @@ class Layout:
     """Where things are in the root, from the prefix and the dirs (relative
     to it or absolute)."""
 
-    def __init__(self, root, prefix, dirs):
+    def __init__(self, root, prefix, dirs, cflags=()):
         self.root = root
         self.prefix = prefix
         self.dirs = dirs
+        self.cflags = list(cflags)  # what a program on the library needs
 
     def path(self, key, *rest):
         d = self.dirs[key]
@@ -245,7 +246,8 @@ class InstalledTreeMixin:
                     "  cm_reply_clear(&r);\n  cm_client_free(c);\n"
                     "  return rc == 0 ? 0 : 1;\n}\n")
         exe = os.path.join(self.tmp, "hello")
-        r = run(["cc", "-std=c17", "-Wall", "-Werror", src, "-o", exe] + flags, env=env)
+        r = run(["cc", "-std=c17", "-Wall", "-Werror"] + self.layout.cflags +
+                [src, "-o", exe] + flags, env=env)
         self.assertEqual(r.returncode, 0, r.stderr)
         server = self.start_server()
         r = run([exe, server.base], env=self.lib_env())
@@ -276,7 +278,10 @@ class MesonInstallTest(InstalledTreeMixin, unittest.TestCase):
         dirs = {o["name"]: o["value"] for o in opts
                 if o["name"] in ("prefix", "bindir", "sbindir", "libdir", "libexecdir",
                                  "includedir", "datadir", "mandir")}
-        cls.layout = Layout(root, dirs.pop("prefix"), dirs)
+        # A sanitizer build's library needs its runtime in the program too.
+        sanitize = next(o["value"] for o in opts if o["name"] == "b_sanitize")
+        cflags = [] if sanitize == "none" else ["-fsanitize=" + sanitize]
+        cls.layout = Layout(root, dirs.pop("prefix"), dirs, cflags)
 
     @classmethod
     def tearDownClass(cls):
