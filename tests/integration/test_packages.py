@@ -352,6 +352,25 @@ class DebPackagesTest(InstalledTreeMixin, unittest.TestCase):
             depends = run(["dpkg-deb", "-f", self.debs[name], "Depends"]).stdout
             self.assertIn("libcryomamba0", depends, name)
 
+    def test_build_deb_refuses_a_changelog_that_is_not_the_meson_version(self):
+        tree = os.path.join(self.tmp, "stale")
+        os.makedirs(os.path.join(tree, "scripts"))
+        os.makedirs(os.path.join(tree, "debian"))
+        shutil.copy2(os.path.join(SOURCE_ROOT, "scripts", "build-deb"), tree + "/scripts")
+        shutil.copy2(os.path.join(SOURCE_ROOT, "meson.build"), tree)
+        with open(os.path.join(SOURCE_ROOT, "debian", "changelog"), encoding="utf-8") as f:
+            changelog = f.read()
+        stale = changelog.replace("(%s)" % self.version, "(0.0.1)", 1)
+        self.assertNotEqual(stale, changelog)
+        with open(os.path.join(tree, "debian", "changelog"), "w", encoding="utf-8") as f:
+            f.write(stale)
+        r = run(["bash", os.path.join(tree, "scripts", "build-deb"),
+                 os.path.join(self.tmp, "stale-out")], env=build_env())
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertIn("debian/changelog is at 0.0.1, meson.build at %s" % self.version,
+                      r.stderr)
+        self.assertEqual(glob.glob(os.path.join(self.tmp, "stale-out", "*.deb")), [])
+
     def test_package_build_has_no_compiler_warnings(self):
         with open(os.path.join(self.out, "build.log"), encoding="utf-8",
                   errors="replace") as f:
