@@ -4,7 +4,11 @@ SAN_BUILD ?= build-sanitize
 TSAN_BUILD ?= build-tsan
 PORT ?= 8000
 
-.PHONY: all bootstrap build run test test-unit test-sanitize test-tsan fuzz format clean
+DEB_OUT ?= $(BUILD)/deb
+PREFIX ?= /usr/local
+
+.PHONY: all bootstrap build run test test-unit test-sanitize test-tsan fuzz format clean \
+	deb install
 
 all: build
 
@@ -22,6 +26,21 @@ run: build
 
 test: build
 	meson test -C $(BUILD) --print-errorlogs
+
+# Debian packages (debian/, docs/operations.md) with dpkg-buildpackage from
+# a copy of the tree: the .debs land in $(DEB_OUT), lintian checks them.
+deb: bootstrap
+	bash scripts/build-deb $(DEB_OUT)
+
+# meson install of a build configured for PREFIX (DESTDIR=... for a staged
+# install); run as root for a system prefix.
+$(BUILD)-install/build.ninja:
+	meson setup $(BUILD)-install --prefix $(PREFIX) -Dtests=false
+
+install: bootstrap $(BUILD)-install/build.ninja
+	meson configure $(BUILD)-install --prefix $(PREFIX)
+	ninja -C $(BUILD)-install
+	meson install -C $(BUILD)-install $(if $(DESTDIR),--destdir $(DESTDIR))
 
 # Benchmarks (bench/, docs/performance.md): not part of `make test`.
 bench: build
@@ -85,4 +104,4 @@ format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
 
 clean:
-	rm -rf $(BUILD) $(SAN_BUILD) $(TSAN_BUILD)
+	rm -rf $(BUILD) $(SAN_BUILD) $(TSAN_BUILD) $(BUILD)-install

@@ -55,16 +55,22 @@ static const char usage[] =
     "  --version      print the version\n"
     "\n"
     "Exit status:\n"
-    "  0 success (watch: the job completed)   1 the job failed\n"
-    "  2 the job was cancelled                3 connection lost for good\n"
-    "  4 the server refused the request       5 no such job (404)\n"
-    "  6 unauthorized (401)                   7 server unreachable\n"
-    "  8 protocol error                       9 local file error\n"
-    "  10 the server is out of storage        11 TLS: certificate refused, "
-    "handshake\n"
-    "                                            failed\n"
-    "  64 bad command line\n"
-    "  130 interrupted (Ctrl-C: an upload resumes with the same command)\n";
+    "  0              success (watch: the job completed)\n"
+    "  1              the job failed\n"
+    "  2              the job was cancelled\n"
+    "  3              connection lost for good\n"
+    "  4              the server refused the request\n"
+    "  5              no such job (404)\n"
+    "  6              unauthorized (401)\n"
+    "  7              server unreachable\n"
+    "  8              protocol error\n"
+    "  9              local file error\n"
+    "  10             the server is out of storage\n"
+    "  11             TLS: certificate refused, handshake failed\n"
+    "  64             bad command line\n"
+    "  130            interrupted (Ctrl-C: an upload resumes with the same "
+    "command)\n"
+    ;
 
 typedef struct {
   const char* name;

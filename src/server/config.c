@@ -176,7 +176,7 @@ static const opt_doc_t opt_docs[] = {
      "N      an engine's stderr kept in the job's log (default 1048576)"},
     {"engine-shim", "CRYOMAMBA_ENGINE_SHIM", OPT_ENGINE_SHIM,
      "PATH   the exec shim (default: cryomamba-engine-shim beside\n"
-     "             cryomambad)"},
+     "             cryomambad, else " SRV_SHIM_DIR " from it)"},
     {"classic-workers", "CRYOMAMBA_CLASSIC_WORKERS", OPT_CLASSIC_WORKERS,
      "N      windows the classic engine runs at once, server-wide, on the\n"
      "             worker pool; each holds ~85 MiB of scratch at the default\n"
@@ -218,6 +218,27 @@ void srv_config_default(srv_config_t* cfg) {
 }
 
 
+/* One option: the flag and its argument, then the description (its lines
+ * re-indented alike, which help2man needs for cryomambad(8)) and the
+ * variable. */
+static void print_option(const opt_doc_t* d) {
+  const char* h = d->help;
+  size_t arg_len = strcspn(h, " ");
+  printf("  --%s %.*s\n", d->flag, (int) arg_len, h);
+  h += arg_len;
+  while (*h != '\0') {
+    h += strspn(h, " ");
+    size_t line = strcspn(h, "\n");
+    printf("        %.*s\n", (int) line, h);
+    h += line;
+    h += *h == '\n' ? 1 : 0;
+  }
+  if (d->id != OPT_HASH_TOKEN) {
+    printf("        [%s]\n", d->env);
+  }
+}
+
+
 static void print_help(void) {
   printf(
       "Usage: cryomambad [OPTION]...\n"
@@ -225,14 +246,10 @@ static void print_help(void) {
       "over WebSocket.\n\nOptions (each also read from the environment "
       "variable shown; flags win):\n");
   for (size_t i = 0; i < sizeof(opt_docs) / sizeof(opt_docs[0]); i++) {
-    if (opt_docs[i].id == OPT_HASH_TOKEN) {
-      printf("  --%s %s\n", opt_docs[i].flag, opt_docs[i].help);
-      continue;
-    }
-    printf("  --%s %s\n      [%s]\n", opt_docs[i].flag, opt_docs[i].help,
-           opt_docs[i].env);
+    print_option(&opt_docs[i]);
   }
-  printf("  --help      this text\n  --version   print the version\n");
+  printf(
+      "  --help\n        this text\n  --version\n        print the version\n");
 }
 
 

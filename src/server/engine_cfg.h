@@ -10,6 +10,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Where the installed exec shim is: relative to cryomambad's directory, or
+ * absolute (src/server/meson.build sets it from sbindir and libexecdir). */
+#ifndef SRV_SHIM_DIR
+#define SRV_SHIM_DIR "../libexec/cryomamba"
+#endif
+
 #define SRV_EXEC_ENGINES_MAX 16
 #define SRV_DEVICES_MAX 64
 #define SRV_DEVICE_NAME_MAX 15
@@ -34,7 +40,7 @@ typedef struct {
   size_t max_line_bytes;    /* one stdout line of an engine */
   unsigned max_lines_per_s; /* stdout lines per second (burst: as many) */
   uint64_t log_bytes;       /* an engine's stderr kept in the job's log */
-  char shim[1024];          /* the exec shim; "": beside the server binary */
+  char shim[1024];          /* the exec shim; "": found at start-up */
   unsigned classic_workers; /* classic windows in flight server-wide; 0:
                                one per CPU (main resolves it) */
 } srv_engine_cfg_t;

@@ -42,11 +42,27 @@ static int take_device(srv_devices_t* d) {
 }
 
 
+#define SHIM_NAME "cryomamba-engine-shim"
+
+
+/* `dir`/`rel`/SHIM_NAME into out, `rel` skipped when absolute; false when
+ * it does not fit. */
+static bool shim_path(char* out, size_t cap, const char* dir, const char* rel) {
+  int len = rel[0] == '/' ? snprintf(out, cap, "%s/%s", rel, SHIM_NAME)
+            : rel[0] == '\0'
+                ? snprintf(out, cap, "%s/%s", dir, SHIM_NAME)
+                : snprintf(out, cap, "%s/%s/%s", dir, rel, SHIM_NAME);
+  return len >= 0 && (size_t) len < cap;
+}
+
+
 int srv_exec_find_shim(srv_engine_cfg_t* cfg, char* err, size_t err_len) {
   if (cfg->exec_count == 0) {
     return 0;
   }
   if (cfg->shim[0] == '\0') {
+    /* Beside the server (the build tree), else where meson installs it
+     * (relative to the server's directory, so an unpacked tree works). */
     char self[PATH_MAX];
     ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
     char* slash = n > 0 ? memrchr(self, '/', (size_t) n) : NULL;
@@ -55,13 +71,24 @@ int srv_exec_find_shim(srv_engine_cfg_t* cfg, char* err, size_t err_len) {
       return -1;
     }
     *slash = '\0';
-    int len =
-        snprintf(cfg->shim, sizeof(cfg->shim), "%.*s/%s",
-                 (int) (sizeof(cfg->shim) - 32), self, "cryomamba-engine-shim");
-    if (len < 0 || (size_t) len >= sizeof(cfg->shim)) {
+    char beside[sizeof(cfg->shim)];
+    char installed[sizeof(cfg->shim)];
+    if (!shim_path(beside, sizeof(beside), self, "") ||
+        !shim_path(installed, sizeof(installed), self, SRV_SHIM_DIR)) {
       snprintf(err, err_len, "the server's path is too long (--engine-shim)");
       return -1;
     }
+    const char* found = access(beside, X_OK) == 0      ? beside
+                        : access(installed, X_OK) == 0 ? installed
+                                                       : NULL;
+    if (found == NULL) {
+      snprintf(err, err_len,
+               "the exec shim is neither beside the server (%s) nor "
+               "installed (%s): %s (--engine-shim)",
+               beside, installed, strerror(errno));
+      return -1;
+    }
+    memcpy(cfg->shim, found, strlen(found) + 1);
   }
   if (access(cfg->shim, X_OK) != 0) {
     snprintf(err, err_len, "the exec shim %s cannot be run: %s (--engine-shim)",

@@ -30,8 +30,9 @@ typedef struct srv_devices_s srv_devices_t;
 void srv_devices_init(srv_devices_t* d, const srv_engine_cfg_t* cfg);
 
 /* Start-up: fills cfg->shim when empty (cryomamba-engine-shim beside the
- * running binary) and checks it can be executed, when any exec engine is
- * declared. Returns 0 or -1 with a sentence in `err`. */
+ * running binary, else in the installed layout's SRV_SHIM_DIR, relative to
+ * it) and checks it can be executed, when any exec engine is declared.
+ * Returns 0 or -1 with a sentence in `err`. */
 int srv_exec_find_shim(srv_engine_cfg_t* cfg, char* err, size_t err_len);
 
 #endif
