@@ -54,8 +54,8 @@ static void on_ws_msg(net_wsc_t* wsc,
   sub->stats.bytes += len;
   sub_stats_unlock(sub);
   count_wire(sub, wsc);
-  if (sub->is_closing) {
-    return;
+  if (sub->is_closing || sub->ck.is_broken) {
+    return; /* a broken chunks connection is being dropped */
   }
   if (opcode != WSLAY_TEXT_FRAME) {
     sub_on_binary(sub, data, len);

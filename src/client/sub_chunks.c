@@ -349,8 +349,12 @@ static bool apply_chunk(cm_sub_t* sub,
   sub_chunks_t* k = &sub->ck;
   int l = h->level;
   if (l != k->d_level && l != k->d_plane) {
-    violation(sub, "a chunk of level %d in a delta of levels %d and %d", l,
-              k->d_level, k->d_plane);
+    char plane[32] = "";
+    if (k->d_plane >= 0) {
+      snprintf(plane, sizeof(plane), " and %d (the view's)", k->d_plane);
+    }
+    violation(sub, "a chunk of level %d in a delta of level %d%s", l,
+              k->d_level, plane);
     return false;
   }
   core_chunk_grid_t g = core_chunk_grid(&sub->volume, (unsigned) l);
