@@ -72,7 +72,8 @@ int sub_chunks_on_connected(cm_sub_t* sub, const json_t* data);
 /* Sends the view, if any, on the open connection (after `connected`). */
 void sub_chunks_send_view(cm_sub_t* sub);
 
-/* A `delta` message (seq >= 1) and a binary chunk message of the current
+/* A `delta` message (any seq: an empty keyframe before the job's first
+ * preview may carry 0) and a binary chunk message of the current
  * connection; any violation of the protocol is reported, and the
  * connection is dropped so that the next one starts from a keyframe. */
 void sub_chunks_on_delta(cm_sub_t* sub, const core_server_msg_t* m);

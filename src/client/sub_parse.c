@@ -293,16 +293,17 @@ static void on_decoded(cm_sub_t* sub, core_server_msg_t m) {
     on_connected_msg(sub, &m);
   } else if (!sub->is_ready) {
     sub_reject(sub, "%s message before connected", m.type);
+  } else if (strcmp(m.type, "delta") == 0) {
+    /* Ordered by base and complete, not by seq: a delta's seq is its
+     * preview's, which may be below a progress already delivered, and 0
+     * for the empty keyframe of a job without a preview yet. */
+    sub_chunks_on_delta(sub, &m);
   } else if (m.seq == 0) {
     if (strcmp(m.type, "error") == 0) {
       on_job_error_msg(sub, &m);
     } else {
       sub_reject(sub, "%s message with seq 0", m.type);
     }
-  } else if (strcmp(m.type, "delta") == 0) {
-    /* Ordered by base and complete, not by seq: a delta's seq is its
-     * preview's, which may be below a progress already delivered. */
-    sub_chunks_on_delta(sub, &m);
   } else if (m.seq <= sub->stats.last_seq &&
              !(is_terminal_type(m.type) && !sub->has_terminal)) {
     sub_stats_lock(sub);

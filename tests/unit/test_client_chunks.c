@@ -430,6 +430,34 @@ Test(client_chunks, zero_chunks_clear, .timeout = 60) {
 }
 
 
+Test(client_chunks, empty_keyframe_of_a_job_without_previews, .timeout = 60) {
+  /* Before the job's first preview there is no preview seq: the empty
+   * keyframe may carry 0, and the next delta builds on it. */
+  core_shape_t vol = {{10, 10, 10}};
+  lmask_t m = lmask(&vol, 0);
+  memset(m.v, 1, 1000);
+  fake_t f = {0};
+  fake_add(&f, 0, ACT_TEXT, connected_chunks("[10,10,10]", "e"), 0);
+  fake_add(&f, 0, ACT_TEXT, delta(0, "e", 0, true, true, 0, 1, &m.g.shape, 0),
+           0);
+  fake_add(&f, 0, ACT_TEXT, fake_progress(1, 0.1), 0);
+  fake_add(&f, 0, ACT_TEXT, delta(2, "e", 0, false, true, 1, 1, &m.g.shape, 0),
+           0);
+  add_chunk(&f, 0, &m, 0, 2);
+  fake_add(&f, 0, ACT_TEXT, fake_completed(3), 0);
+  seen_t seen = {0};
+  how_t how = {.scale = 1};
+  run(&f, &seen, &how);
+  cr_assert_eq(seen.errors[CM_SUB_ERR_INVALID], 0);
+  cr_assert_eq(seen.complete, 2);
+  cr_assert_eq(seen.snap_seq[0], 0);
+  cr_assert(core_bytes_all_zero(seen.snap[0][0], 1000));
+  assert_same(seen.snap[1][0], &m, "after the first delta");
+  seen_free(&seen);
+  free(m.v);
+}
+
+
 /* ---- hostile chunks ---- */
 
 typedef enum {
