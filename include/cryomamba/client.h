@@ -37,11 +37,16 @@
  * (UV_ECONNREFUSED, UV_ETIMEDOUT, ...) or CM_E* below. cm_strerror() names
  * them all. The library never prints; give options.log to see its notes.
  *
- * TLS: the library speaks plain HTTP and WebSocket. For https:// and wss://
- * put a TLS-terminating proxy in front of the server (as the reference
- * deployment does) and run a local one for the client side, e.g.
- * `stunnel` or `socat TCP-LISTEN:8443,fork OPENSSL:server:443`, pointing
- * server_url at it; "https://" URLs are refused with CM_ETLS. */
+ * TLS: https:// and wss:// server URLs (default port 443) speak TLS >= 1.2
+ * (OpenSSL). The server's certificate is verified by default against the
+ * system trust store, or only against options.tls_ca_file when given, and
+ * must name the URL's host (subjectAltName DNS, or IP for an address
+ * literal; SNI is sent for names). A refused certificate fails the call
+ * with a CM_ETLS_VERIFY range code (cm_strerror: OpenSSL's reason,
+ * e.g. "self-signed certificate", "hostname mismatch"); subscriptions and
+ * uploads do not retry it. options.tls_insecure_skip_verify turns every
+ * check off (testing only). The server itself speaks plain HTTP behind a
+ * TLS-terminating proxy (docs/cli.md). */
 #ifndef CRYOMAMBA_CLIENT_H
 #define CRYOMAMBA_CLIENT_H
 
@@ -69,16 +74,32 @@ enum {
   CM_ECONFLICT = -9204,     /* 409: job already finished / not completed yet */
   CM_EPROTO = -9205,        /* the server's answer breaks the protocol */
   CM_EBADURL = -9206,       /* server_url is not http://host[:port][/prefix] */
-  CM_ETLS = -9207,          /* https:// or wss://: use a TLS proxy (above) */
+  CM_ETLS = -9207,          /* the TLS handshake failed (not a TLS server,
+                               no common version or cipher, an alert) */
   CM_EBADID = -9208,        /* a job id that is not a UUID */
   CM_ECLOSED = -9209,       /* the server ended the subscription for good */
   CM_EGAVEUP = -9210,       /* reconnect attempts exhausted */
   CM_EBADARG = -9211,       /* an argument out of range */
   CM_ECHANGED = -9212,      /* the file changed while it was uploaded */
-  CM_ENOTREG = -9213        /* not a regular file (a pipe, a device, a
+  CM_ENOTREG = -9213,       /* not a regular file (a pipe, a device, a
                                socket): an upload reads its file more than
                                once; a directory is -EISDIR */
+  CM_ETLS_TIMEOUT = -9214,  /* the peer stalled in the TLS handshake (the
+                               connect timeout covers it) */
+  CM_ECAFILE = -9215,       /* tls_ca_file could not be loaded as PEM */
+  CM_ETLS_CLOSED = -9216,   /* the peer closed during the TLS handshake */
+  /* The server's certificate was refused: CM_ETLS_VERIFY_BASE - n, n being
+   * OpenSSL's X509_V_ERR_* code (1..399), e.g. 18 self-signed, 62 hostname
+   * mismatch, 64 IP address mismatch, 10 expired, 20 unknown issuer. */
+  CM_ETLS_VERIFY_BASE = -9600
 };
+
+/* True for the CM_ETLS_VERIFY range (a certificate refused). */
+CM_EXPORT bool cm_is_tls_verify_error(int err);
+
+/* True for every TLS failure: CM_ETLS, CM_ETLS_TIMEOUT, CM_ETLS_CLOSED,
+ * CM_ECAFILE and the CM_ETLS_VERIFY range. */
+CM_EXPORT bool cm_is_tls_error(int err);
 
 /* A sentence naming `err` (any code returned by this library). */
 CM_EXPORT const char* cm_strerror(int err);
@@ -126,8 +147,9 @@ typedef enum {
 } cm_encoding_t;
 
 typedef struct {
-  const char* server_url;          /* http://host[:port][/prefix]; copied;
-                                      default "http://127.0.0.1:8000" */
+  const char* server_url;          /* http[s]://host[:port][/prefix] (ws://
+                                      and wss:// too); copied; default
+                                      "http://127.0.0.1:8000" */
   const char* token;               /* bearer token or NULL; copied */
   uint32_t connect_timeout_ms;     /* TCP connect + WS handshake; 10000 */
   uint32_t request_timeout_ms;     /* REST: silence before giving up; 30000 */
@@ -151,13 +173,19 @@ typedef struct {
   void* dispatch_data;
   cm_log_cb log;
   void* log_data;
+  const char* tls_ca_file;       /* https: PEM CA certificates to trust
+                                    instead of the system store; NULL:
+                                    the system's; read by cm_client_new */
+  bool tls_insecure_skip_verify; /* https: accept any certificate for any
+                                    name (testing only; warn the user) */
 } cm_client_options_t;
 
 /* Fills `opts` with the defaults above. */
 CM_EXPORT void cm_client_options_init(cm_client_options_t* opts);
 
 /* Creates a client with its own loop. `opts` may be NULL (defaults) and is
- * copied. Returns 0, CM_EBADURL, CM_ETLS or -ENOMEM; *out is set on 0. */
+ * copied. Returns 0, CM_EBADURL, CM_ECAFILE (https: tls_ca_file unreadable)
+ * or -ENOMEM; *out is set on 0. */
 CM_EXPORT int cm_client_new(const cm_client_options_t* opts, cm_client_t** out);
 
 /* Runs the loop on the calling thread until no subscription or request is
@@ -401,16 +429,16 @@ CM_EXPORT int cm_volume_delete_sync(cm_client_t* client,
  *
  * Resume: a small JSON record per (absolute path, size, mtime, server)
  * under resume_dir keeps the upload's URLs and the file's sha256. The
- * server is its normalised address, not server_url as typed: scheme and
- * host case, an explicit default port (80) and trailing slashes do not
- * matter (http://LocalHost:8000/ and http://localhost:8000 are one
- * server); hosts are not resolved (localhost and 127.0.0.1 are two). Starting
- * the same file again (after a crash, a Ctrl-C, cm_client_stop) finds it,
- * asks the server what is durable and goes on; a record whose file
- * changed, or whose upload the server no longer knows, starts over. The
- * record is removed when the upload succeeds, is cancelled, or the server
- * refuses the file (422) or its size (413); it is kept for everything that
- * a later attempt may get past (the network, a token, the quota or a full
+ * server is its normalised address, not server_url as typed: host case,
+ * an explicit default port (80, 443) and trailing slashes do not matter,
+ * http and https are two servers (http://LocalHost:8000/ and
+ * http://localhost:8000 are one server); hosts are not resolved (localhost and
+ * 127.0.0.1 are two). Starting the same file again (after a crash, a Ctrl-C,
+ * cm_client_stop) finds it, asks the server what is durable and goes on; a
+ * record whose file changed, or whose upload the server no longer knows, starts
+ * over. The record is removed when the upload succeeds, is cancelled, or the
+ * server refuses the file (422) or its size (413); it is kept for everything
+ * that a later attempt may get past (the network, a token, the quota or a full
  * disk: 507). */
 
 typedef struct cm_upload_s cm_upload_t;

@@ -28,6 +28,8 @@ enum {
   CLI_EXIT_IO = 9,           /* a local file could not be read or written */
   CLI_EXIT_NO_ROOM = 10,     /* 507: the server is out of storage; an
                                 upload resumes once it has room */
+  CLI_EXIT_TLS = 11,         /* https: the server's certificate was refused
+                                or the TLS handshake failed */
   CLI_EXIT_USAGE = 64,       /* bad command line */
   CLI_EXIT_INTERRUPTED = 130 /* Ctrl-C: upload (the same command resumes),
                                 watch (the job goes on) */
@@ -36,6 +38,8 @@ enum {
 typedef struct {
   const char* server; /* URL */
   const char* token;
+  const char* cacert; /* --cacert / CRYOMAMBA_CACERT; NULL: system store */
+  bool insecure_tls;  /* --insecure-skip-tls-verify */
   bool json;
   bool quiet;
   const char* prog;

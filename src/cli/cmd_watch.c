@@ -449,6 +449,9 @@ static int exit_code(const watch_t* w) {
       return CLI_EXIT_JOB_FAILED;
     }
   }
+  if (w->closed_status == CM_ETLS || cm_is_tls_verify_error(w->closed_status)) {
+    return CLI_EXIT_TLS;
+  }
   switch (w->closed_status) {
   case CM_ENOTFOUND:
     return CLI_EXIT_NOT_FOUND;
@@ -544,6 +547,10 @@ int cli_watch_job(cli_ctx_t* ctx,
   /* A job that ended while Ctrl-C was handled is reported as it ended. */
   is_interrupted = is_interrupted && !w.has_final;
   rc = is_interrupted ? CLI_EXIT_INTERRUPTED : exit_code(&w);
+  if (rc == CLI_EXIT_TLS) {
+    /* The sentence (on stderr, and with --json an error object first). */
+    return cli_fail(ctx, w.closed_status, NULL, "watching the job");
+  }
   if (ctx->json) {
     const char* state = w.has_final      ? cm_job_state_name(w.final_state)
                         : is_interrupted ? cm_job_state_name(w.state)

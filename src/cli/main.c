@@ -36,10 +36,17 @@ static const char usage[] =
     "                     write a synthetic tomogram (no server needed)\n"
     "\n"
     "Global options:\n"
-    "  --server URL   server address, http://host:port[/prefix]\n"
+    "  --server URL   server address, http[s]://host:port[/prefix]\n"
     "                 (default $CRYOMAMBA_SERVER, else "
     "http://127.0.0.1:8000)\n"
     "  --token TOKEN  bearer token (default $CRYOMAMBA_TOKEN)\n"
+    "  --cacert FILE  https: trust the CA certificates in FILE (PEM) instead "
+    "of\n"
+    "                 the system's (default $CRYOMAMBA_CACERT)\n"
+    "  --insecure-skip-tls-verify\n"
+    "                 https: accept any certificate for any name (testing "
+    "only;\n"
+    "                 warns on every run)\n"
     "  --json         machine-readable output on stdout (watch: one JSON "
     "object\n"
     "                 per line)\n"
@@ -53,11 +60,11 @@ static const char usage[] =
     "  4 the server refused the request       5 no such job (404)\n"
     "  6 unauthorized (401)                   7 server unreachable\n"
     "  8 protocol error                       9 local file error\n"
-    "  10 the server is out of storage        64 bad command line\n"
-    "  130 interrupted (Ctrl-C: an upload resumes with the same command)\n"
-    "\n"
-    "https:// and wss:// go through a TLS-terminating proxy; see "
-    "docs/cli.md.\n";
+    "  10 the server is out of storage        11 TLS: certificate refused, "
+    "handshake\n"
+    "                                            failed\n"
+    "  64 bad command line\n"
+    "  130 interrupted (Ctrl-C: an upload resumes with the same command)\n";
 
 typedef struct {
   const char* name;
@@ -97,6 +104,7 @@ int main(int argc, char** argv) {
   cli_ctx_t ctx = {
       .server = getenv("CRYOMAMBA_SERVER"),
       .token = getenv("CRYOMAMBA_TOKEN"),
+      .cacert = getenv("CRYOMAMBA_CACERT"),
       .prog = "cryomamba",
   };
   /* A server that closes while we write must not kill us: the write
@@ -104,6 +112,9 @@ int main(int argc, char** argv) {
   signal(SIGPIPE, SIG_IGN);
   if (ctx.server == NULL || ctx.server[0] == '\0') {
     ctx.server = "http://127.0.0.1:8000";
+  }
+  if (ctx.cacert != NULL && ctx.cacert[0] == '\0') {
+    ctx.cacert = NULL;
   }
   /* Pull the global options out; the rest goes to the command. */
   char** rest = calloc((size_t) argc + 1, sizeof(char*));
@@ -120,6 +131,14 @@ int main(int argc, char** argv) {
     } else if (strcmp(a, "--") == 0) {
       after_dashdash = true;
       rest[n++] = argv[i];
+    } else if (is_opt(a, "--cacert")) {
+      ctx.cacert = take_value(argc, argv, &i, "--cacert");
+      if (ctx.cacert == NULL || ctx.cacert[0] == '\0') {
+        free(rest);
+        return cli_usage_error(&ctx, NULL, "--cacert needs a file");
+      }
+    } else if (strcmp(a, "--insecure-skip-tls-verify") == 0) {
+      ctx.insecure_tls = true;
     } else if (is_opt(a, "--server") || is_opt(a, "--token")) {
       bool is_server = is_opt(a, "--server");
       const char* v =
@@ -148,6 +167,13 @@ int main(int argc, char** argv) {
     } else {
       rest[n++] = argv[i];
     }
+  }
+  if (ctx.insecure_tls) {
+    fprintf(stderr,
+            "%s: WARNING: --insecure-skip-tls-verify: the server's TLS "
+            "certificate and name are NOT checked; anyone on the network "
+            "path can read and change this traffic, the token included\n",
+            ctx.prog);
   }
   if (n == 0) {
     fputs(usage, want_help ? stdout : stderr);

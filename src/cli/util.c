@@ -27,14 +27,18 @@ int cli_client_new(const cli_ctx_t* ctx,
   }
   opts.server_url = ctx->server;
   opts.token = ctx->token;
+  opts.tls_ca_file = ctx->cacert;
+  opts.tls_insecure_skip_verify = ctx->insecure_tls;
   int err = cm_client_new(&opts, out);
   if (err != 0) {
     char what[600];
+    if (err == CM_ECAFILE) {
+      snprintf(what, sizeof(what), "using the CA file \"%s\"", ctx->cacert);
+      return cli_fail(ctx, err, NULL, what);
+    }
     snprintf(what, sizeof(what), "using server URL \"%s\"", ctx->server);
     int code = cli_fail(ctx, err, NULL, what);
-    return err == CM_EBADURL || err == CM_ETLS || err == CM_EBADARG
-               ? CLI_EXIT_USAGE
-               : code;
+    return err == CM_EBADURL || err == CM_EBADARG ? CLI_EXIT_USAGE : code;
   }
   return 0;
 }
@@ -51,6 +55,8 @@ bool cli_is_network_error(int err) {
   case UV_ECONNRESET:
   case UV_EOF:
   case UV_EPIPE:
+  case CM_ETLS_TIMEOUT:
+  case CM_ETLS_CLOSED:
     return true;
   }
   return false;
@@ -60,6 +66,9 @@ bool cli_is_network_error(int err) {
 static int exit_code_for(int err) {
   if (cli_is_network_error(err)) {
     return CLI_EXIT_UNREACHABLE;
+  }
+  if (cm_is_tls_verify_error(err)) {
+    return CLI_EXIT_TLS;
   }
   switch (err) {
   case 0:
@@ -73,8 +82,11 @@ static int exit_code_for(int err) {
     return CLI_EXIT_REFUSED;
   case CM_EPROTO:
     return CLI_EXIT_PROTOCOL;
-  case CM_EBADURL:
   case CM_ETLS:
+    return CLI_EXIT_TLS;
+  case CM_ECAFILE:
+    return CLI_EXIT_IO;
+  case CM_EBADURL:
   case CM_EBADID:
   case CM_EBADARG:
     return CLI_EXIT_USAGE;
@@ -101,6 +113,25 @@ int cli_fail(const cli_ctx_t* ctx,
 }
 
 
+/* What to do about a refused certificate (OpenSSL's X509_V_ERR_* codes:
+ * client.h). */
+static const char* tls_hint(int err) {
+  switch (CM_ETLS_VERIFY_BASE - err) {
+  case 62: /* hostname mismatch */
+  case 64: /* IP address mismatch */
+    return "address the server in --server by a host name or IP address "
+           "its certificate lists (subjectAltName)";
+  case 9:  /* not yet valid */
+  case 10: /* expired */
+    return "the server's certificate must be renewed (or this machine's "
+           "clock is wrong)";
+  default:
+    return "give the CA that signed it with --cacert FILE (or "
+           "CRYOMAMBA_CACERT)";
+  }
+}
+
+
 int cli_fail_then(const cli_ctx_t* ctx,
                   int err,
                   const cm_reply_t* reply,
@@ -121,6 +152,14 @@ int cli_fail_then(const cli_ctx_t* ctx,
     snprintf(sentence, sizeof(sentence), "%s: %s (HTTP %d %s)%s%s", what,
              reply->error_message, reply->http_status, reply->error_code,
              reply->error_hint[0] != '\0' ? "; hint: " : "", reply->error_hint);
+  } else if (cm_is_tls_verify_error(err)) {
+    snprintf(sentence, sizeof(sentence),
+             "%s: the TLS certificate of %s was refused: certificate verify "
+             "failed: %s; %s",
+             what, ctx->server, cm_strerror(err), tls_hint(err));
+  } else if (err == CM_ETLS) {
+    snprintf(sentence, sizeof(sentence), "%s: TLS with %s failed: %s", what,
+             ctx->server, cm_strerror(err));
   } else if (code == CLI_EXIT_UNREACHABLE) {
     snprintf(sentence, sizeof(sentence),
              "%s: cannot reach the server at %s (%s); is cryomambad running? "
@@ -135,9 +174,14 @@ int cli_fail_then(const cli_ctx_t* ctx,
   }
   fprintf(stderr, "%s: %s\n", ctx->prog, sentence);
   if (ctx->json) {
+    const char* ecode = has_env ? reply->error_code : cm_strerror(err);
+    if (!has_env && cm_is_tls_verify_error(err)) {
+      ecode = "tls_verify_failed";
+    } else if (!has_env && err == CM_ETLS) {
+      ecode = "tls_handshake_failed";
+    }
     json_t* e =
-        json_pack("{s:{s:s,s:s,s:i,s:i}}", "error", "code",
-                  has_env ? reply->error_code : cm_strerror(err), "message",
+        json_pack("{s:{s:s,s:s,s:i,s:i}}", "error", "code", ecode, "message",
                   sentence, "http_status",
                   reply != NULL ? reply->http_status : 0, "exit_code", code);
     char* text = e != NULL ? json_dumps(e, JSON_COMPACT) : NULL;

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "net/tls.h"
 #include "net/ws_client.h"
 
 typedef struct {
@@ -47,10 +48,17 @@ const char* cm_strerror(int err) {
   case CM_EPROTO:
     return "the server's answer does not follow the CryoMamba protocol";
   case CM_EBADURL:
-    return "the server URL is not http://host[:port][/prefix]";
+    return "the server URL is not http[s]://host[:port][/prefix]";
   case CM_ETLS:
-    return "https:// and wss:// need a TLS-terminating proxy (see "
-           "cryomamba/client.h)";
+    return "the TLS handshake failed (is it a TLS server? an http:// server "
+           "or no common TLS version >= 1.2)";
+  case CM_ETLS_TIMEOUT:
+    return "the TLS handshake timed out (the peer stalled)";
+  case CM_ETLS_CLOSED:
+    return "the peer closed the connection during the TLS handshake";
+  case CM_ECAFILE:
+    return "the CA file could not be loaded (missing, unreadable or not PEM "
+           "certificates)";
   case CM_EBADID:
     return "the job id is not a UUID";
   case CM_ECLOSED:
@@ -70,10 +78,24 @@ const char* cm_strerror(int err) {
   case -EINVAL:
     return "invalid argument";
   }
+  if (net_tls_is_verify_error(err)) {
+    return net_tls_verify_string(err);
+  }
   if (err < 0 && err > -4096) {
     return uv_strerror(err);
   }
   return "unknown error";
+}
+
+
+bool cm_is_tls_verify_error(int err) {
+  return net_tls_is_verify_error(err);
+}
+
+
+bool cm_is_tls_error(int err) {
+  return err == CM_ETLS || err == CM_ETLS_TIMEOUT || err == CM_ETLS_CLOSED ||
+         err == CM_ECAFILE || net_tls_is_verify_error(err);
 }
 
 
@@ -95,12 +117,17 @@ int client_parse_url(const char* url,
                      size_t host_len,
                      uint16_t* port,
                      char* prefix,
-                     size_t prefix_len) {
+                     size_t prefix_len,
+                     bool* is_tls) {
   const char* p = url;
-  if (strncasecmp(p, "https://", 8) == 0 || strncasecmp(p, "wss://", 6) == 0) {
-    return CM_ETLS;
-  }
-  if (strncasecmp(p, "http://", 7) == 0) {
+  *is_tls = false;
+  if (strncasecmp(p, "https://", 8) == 0) {
+    p += 8;
+    *is_tls = true;
+  } else if (strncasecmp(p, "wss://", 6) == 0) {
+    p += 6;
+    *is_tls = true;
+  } else if (strncasecmp(p, "http://", 7) == 0) {
     p += 7;
   } else if (strncasecmp(p, "ws://", 5) == 0) {
     p += 5;
@@ -132,7 +159,7 @@ int client_parse_url(const char* url,
       return CM_EBADURL;
     }
   }
-  *port = 80;
+  *port = *is_tls ? 443 : 80;
   if (*p == ':') {
     char* end;
     unsigned long v = strtoul(p + 1, &end, 10);
@@ -194,15 +221,29 @@ int cm_client_new(const cm_client_options_t* opts, cm_client_t** out) {
       opts->server_url != NULL ? opts->server_url : "http://127.0.0.1:8000";
   int err =
       client_parse_url(url, client->host, sizeof(client->host), &client->port,
-                       client->prefix, sizeof(client->prefix));
+                       client->prefix, sizeof(client->prefix), &client->is_tls);
   if (err != 0) {
     free(client);
     return err;
   }
   client->opts.server_url = NULL; /* not kept; host/port/prefix are */
+  if (client->is_tls) {
+    /* Made once: the CA file is read here, and a bad one fails now. */
+    net_tls_config_t tc = {
+        .ca_file = opts->tls_ca_file,
+        .insecure_skip_verify = opts->tls_insecure_skip_verify,
+    };
+    err = net_tls_ctx_new(&tc, &client->tls_ctx);
+    if (err != 0) {
+      free(client);
+      return err == UV_ENOMEM ? -ENOMEM : err;
+    }
+  }
+  client->opts.tls_ca_file = NULL; /* read; not kept */
   if (opts->token != NULL && opts->token[0] != '\0') {
     const char* t = opts->token;
     if (strlen(t) > 1024 || strcspn(t, "\r\n") != strlen(t)) {
+      net_tls_ctx_free(client->tls_ctx);
       free(client);
       return CM_EBADARG;
     }
@@ -219,6 +260,7 @@ int cm_client_new(const cm_client_options_t* opts, cm_client_t** out) {
   client->life = calloc(1, sizeof(*client->life));
   if (client->life == NULL || uv_loop_init(&client->loop) != 0) {
     free(client->life);
+    net_tls_ctx_free(client->tls_ctx);
     free(client);
     return -ENOMEM;
   }
@@ -395,6 +437,7 @@ void cm_client_free(cm_client_t* client) {
   uv_loop_close(&client->loop);
   pthread_mutex_destroy(&client->mu);
   client_life_unref(client->life);
+  net_tls_ctx_free(client->tls_ctx);
   free(client);
 }
 

@@ -39,8 +39,11 @@ struct cm_client_s {
   /* Options, copied. */
   char host[256];
   uint16_t port;
-  char prefix[256];       /* "" or "/something", no trailing slash */
-  char auth_header[1100]; /* "Authorization: Bearer ...\r\n" or "" */
+  char prefix[256];           /* "" or "/something", no trailing slash */
+  bool is_tls;                /* https:// or wss:// */
+  struct ssl_ctx_st* tls_ctx; /* with is_tls: shared by every connection
+                                 (immutable, any thread); owned */
+  char auth_header[1100];     /* "Authorization: Bearer ...\r\n" or "" */
   cm_client_options_t opts;
 };
 
@@ -63,14 +66,16 @@ void client_log(const cm_client_t* client,
                 const char* fmt,
                 ...) __attribute__((format(printf, 3, 4)));
 
-/* Parses http://host[:port][/prefix] into host, port, prefix. Returns 0,
- * CM_EBADURL or CM_ETLS. */
+/* Parses http[s]://host[:port][/prefix] (or ws[s]://) into host, port
+ * (80, 443 for https), prefix and whether it is TLS. Returns 0 or
+ * CM_EBADURL. */
 int client_parse_url(const char* url,
                      char* host,
                      size_t host_len,
                      uint16_t* port,
                      char* prefix,
-                     size_t prefix_len);
+                     size_t prefix_len,
+                     bool* is_tls);
 
 /* sub.c, rest.c, upload.c: close everything on the loop (client stop). */
 void client_subs_stop_all(cm_client_t* client);

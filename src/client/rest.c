@@ -212,6 +212,7 @@ static void start_on_loop(void* arg) {
         .idle_timeout_ms = client->opts.request_timeout_ms,
         .max_body_bytes = client->opts.max_body_bytes,
         .sink = req->kind == REST_DOWNLOAD ? on_sink : NULL,
+        .tls_ctx = client->tls_ctx,
     };
     err = net_hreq_start(&req->h, req->loop, &o, on_done, req);
   }

@@ -110,6 +110,11 @@ static void on_retry(uv_timer_t* timer) {
 
 /* Is this end of a connection final? Sets *status when it is. */
 static bool is_fatal(cm_sub_t* sub, net_wsc_t* wsc, int status, int* out) {
+  if (status == CM_ETLS || cm_is_tls_verify_error(status)) {
+    /* A refused certificate or a peer without TLS: no retry changes it. */
+    *out = status;
+    return true;
+  }
   if (status == NET_WSC_E_HTTP) {
     unsigned h = wsc->http_status;
     if (h == 401 || h == 403) {
@@ -228,6 +233,7 @@ static void sub_connect(cm_sub_t* sub) {
       .connect_timeout_ms = client->opts.connect_timeout_ms,
       .keepalive_ms = client->opts.keepalive_ms,
       .max_msg_len = client->opts.max_message_bytes,
+      .tls_ctx = client->tls_ctx,
   };
   int err = wsc != NULL ? net_wsc_start(wsc, &client->loop, &o, on_ws_open,
                                         on_ws_msg, on_ws_skip, on_ws_close, sub)

@@ -73,7 +73,7 @@ static void do_start(void* arg) {
 
 
 /* The server as a resume record's key: the address client_parse_url()
- * made of the URL (scheme dropped, port explicit, no trailing slash) with
+ * made of the URL (http or https, port explicit, no trailing slash) with
  * the host in lower case, so that http://LocalHost:8000/ and
  * http://localhost:8000 are one server; hosts are not resolved
  * (localhost and 127.0.0.1 stay two). */
@@ -85,8 +85,8 @@ static void server_key(const cm_client_t* c, char* out, size_t cap) {
     host[i] = (char) tolower((unsigned char) c->host[i]);
   }
   bool v6 = strchr(host, ':') != NULL;
-  snprintf(out, cap, "http://%s%s%s:%u%s", v6 ? "[" : "", host, v6 ? "]" : "",
-           c->port, c->prefix);
+  snprintf(out, cap, "%s://%s%s%s:%u%s", c->is_tls ? "https" : "http",
+           v6 ? "[" : "", host, v6 ? "]" : "", c->port, c->prefix);
 }
 
 

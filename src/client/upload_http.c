@@ -57,7 +57,9 @@ static verdict_t classify(const up_req_t* r, int status, const cm_reply_t* rp) {
     return V_ABORTED;
   }
   if (status != 0) {
-    return V_RETRY;
+    /* A refused certificate or a peer that speaks no TLS stays so. */
+    return status == CM_ETLS || cm_is_tls_verify_error(status) ? V_FATAL
+                                                               : V_RETRY;
   }
   int h = rp->http_status;
   if (h / 100 == 2) {
@@ -487,6 +489,7 @@ static int start(cm_upload_t* up,
       .idle_timeout_ms = idle_ms,
       .max_body_bytes = 1 << 20,
       .on_sent = body != NULL ? on_sent : NULL,
+      .tls_ctx = c->tls_ctx,
   };
   int err = net_hreq_start(&r->h, &c->loop, &o, on_done, r);
   if (err != 0) {

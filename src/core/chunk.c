@@ -12,8 +12,8 @@ core_chunk_grid_t core_chunk_grid(const core_shape_t* vol, unsigned level) {
   g.shape = core_shape_downsample(vol, 1u << level);
   g.count = 1;
   for (int a = 0; a < 3; a++) {
-    g.n[a] = g.shape.d[a] / CORE_CHUNK_EDGE +
-             (g.shape.d[a] % CORE_CHUNK_EDGE != 0);
+    g.n[a] =
+        g.shape.d[a] / CORE_CHUNK_EDGE + (g.shape.d[a] % CORE_CHUNK_EDGE != 0);
     g.count *= g.n[a];
   }
   return g;
@@ -75,8 +75,8 @@ static void put32(uint8_t* p, uint32_t v) {
 
 
 static uint32_t get32(const uint8_t* p) {
-  return (uint32_t) p[0] << 24 | (uint32_t) p[1] << 16 |
-         (uint32_t) p[2] << 8 | p[3];
+  return (uint32_t) p[0] << 24 | (uint32_t) p[1] << 16 | (uint32_t) p[2] << 8 |
+         p[3];
 }
 
 
@@ -94,7 +94,9 @@ void core_chunk_head_write(const core_chunk_head_t* h, uint8_t* out) {
 }
 
 
-int core_chunk_head_parse(const uint8_t* msg, size_t len, core_chunk_head_t* h) {
+int core_chunk_head_parse(const uint8_t* msg,
+                          size_t len,
+                          core_chunk_head_t* h) {
   if (len < CORE_CHUNK_HEAD_LEN || get32(msg) != CORE_CHUNK_MAGIC) {
     return -1;
   }
@@ -143,9 +145,10 @@ void core_chunk_cut(const uint8_t* src,
   size_t nx = b->hi[2] - b->lo[2];
   for (uint32_t z = b->lo[0]; z < b->hi[0]; z++) {
     for (uint32_t y = b->lo[1]; y < b->hi[1]; y++) {
-      const uint8_t* row = src + ((size_t) (z - src_box->lo[0]) * sy +
-                                  (y - src_box->lo[1])) * sx +
-                           (b->lo[2] - src_box->lo[2]);
+      const uint8_t* row =
+          src +
+          ((size_t) (z - src_box->lo[0]) * sy + (y - src_box->lo[1])) * sx +
+          (b->lo[2] - src_box->lo[2]);
       memcpy(out, row, nx);
       out += nx;
     }
@@ -160,8 +163,7 @@ void core_chunk_place(uint8_t* dst,
   size_t nx = b->hi[2] - b->lo[2];
   for (uint32_t z = b->lo[0]; z < b->hi[0]; z++) {
     for (uint32_t y = b->lo[1]; y < b->hi[1]; y++) {
-      memcpy(dst + ((size_t) z * s->d[1] + y) * s->d[2] + b->lo[2], voxels,
-             nx);
+      memcpy(dst + ((size_t) z * s->d[1] + y) * s->d[2] + b->lo[2], voxels, nx);
       voxels += nx;
     }
   }
@@ -183,9 +185,9 @@ void core_chunk_fold2(const uint8_t* src,
              dz++) {
           for (uint32_t dy = 2 * y; dy < 2 * y + 2 && dy < src_shape->d[1];
                dy++) {
-            const uint8_t* row =
-                src + ((size_t) (dz - src_box->lo[0]) * sy +
-                       (dy - src_box->lo[1])) * sx;
+            const uint8_t* row = src + ((size_t) (dz - src_box->lo[0]) * sy +
+                                        (dy - src_box->lo[1])) *
+                                           sx;
             for (uint32_t dx = 2 * x; dx < 2 * x + 2 && dx < src_shape->d[2];
                  dx++) {
               uint8_t v = row[dx - src_box->lo[2]];

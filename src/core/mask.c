@@ -387,3 +387,56 @@ uint64_t core_mask_count_labels(const uint8_t* mask,
   }
   return other;
 }
+
+
+/* Windows shown at `progress` (as render_blobs counts them). */
+static uint64_t windows_shown(double progress, uint64_t total) {
+  if (!(progress >= 0)) {
+    return 0;
+  }
+  return progress < 1 ? (uint64_t) floor(progress * (double) total) : total;
+}
+
+
+core_box_t core_mask_changed_box(const core_mask_spec_t* spec,
+                                 double pa,
+                                 uint64_t ta,
+                                 double pb,
+                                 uint64_t tb) {
+  const core_shape_t* s = &spec->shape;
+  core_box_t all = {{0, 0, 0}, {s->d[0], s->d[1], s->d[2]}};
+  if (spec->pattern == CORE_PATTERN_RANDOM) {
+    return ta == tb ? core_box_empty() : all;
+  }
+  uint64_t nw[3];
+  for (int a = 0; a < 3; a++) {
+    nw[a] = s->d[a] / CORE_MASK_WINDOW + (s->d[a] % CORE_MASK_WINDOW != 0);
+  }
+  uint64_t total = nw[0] * nw[1] * nw[2];
+  uint64_t wa = windows_shown(pa, total);
+  uint64_t wb = windows_shown(pb, total);
+  if (wa == wb) {
+    return core_box_empty();
+  }
+  uint64_t w0 = wa < wb ? wa : wb;
+  uint64_t w1 = (wa < wb ? wb : wa) - 1; /* the last window that differs */
+  uint64_t z0 = w0 / (nw[1] * nw[2]);
+  uint64_t z1 = w1 / (nw[1] * nw[2]);
+  uint64_t y0 = w0 / nw[2] % nw[1];
+  uint64_t y1 = w1 / nw[2] % nw[1];
+  core_box_t b = all;
+  b.lo[0] = (uint32_t) (z0 * CORE_MASK_WINDOW);
+  b.hi[0] = (uint32_t) ((z1 + 1) * CORE_MASK_WINDOW);
+  if (z0 == z1) { /* one slab: its rows */
+    b.lo[1] = (uint32_t) (y0 * CORE_MASK_WINDOW);
+    b.hi[1] = (uint32_t) ((y1 + 1) * CORE_MASK_WINDOW);
+    if (y0 == y1) { /* one row: its windows */
+      b.lo[2] = (uint32_t) (w0 % nw[2] * CORE_MASK_WINDOW);
+      b.hi[2] = (uint32_t) ((w1 % nw[2] + 1) * CORE_MASK_WINDOW);
+    }
+  }
+  for (int a = 0; a < 3; a++) {
+    b.hi[a] = b.hi[a] < s->d[a] ? b.hi[a] : s->d[a];
+  }
+  return b;
+}

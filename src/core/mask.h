@@ -6,6 +6,7 @@
 
 #include <stdint.h>
 
+#include "core/downsample.h"
 #include "core/job.h"
 #include "core/shape.h"
 
@@ -32,6 +33,15 @@ void core_mask_render(const core_mask_spec_t* spec,
                       uint32_t scale,
                       uint64_t tick,
                       uint8_t* out);
+
+/* The full-resolution box outside which the masks at (pa, ta) and (pb, tb)
+ * are equal (empty when they are): random, everything unless the ticks are
+ * the same; blobs, the windows shown at one progress and not the other. */
+core_box_t core_mask_changed_box(const core_mask_spec_t* spec,
+                                 double pa,
+                                 uint64_t ta,
+                                 double pb,
+                                 uint64_t tb);
 
 /* Tick value used for the final (completed) mask of a random job. */
 #define CORE_MASK_FINAL_TICK UINT64_MAX

@@ -131,9 +131,12 @@ core_client_msg_t core_msg_parse_client(const char* text, size_t len) {
     return CORE_CLIENT_MSG_INVALID;
   }
   const char* type = json_string_value(json_object_get(root, "type"));
-  core_client_msg_t kind = type != NULL && strcmp(type, "ping") == 0
-                               ? CORE_CLIENT_MSG_PING
-                               : CORE_CLIENT_MSG_UNKNOWN;
+  core_client_msg_t kind = CORE_CLIENT_MSG_UNKNOWN;
+  if (type != NULL && strcmp(type, "ping") == 0) {
+    kind = CORE_CLIENT_MSG_PING;
+  } else if (type != NULL && strcmp(type, "view") == 0) {
+    kind = CORE_CLIENT_MSG_VIEW;
+  }
   json_decref(root);
   return kind;
 }

@@ -50,6 +50,7 @@ int core_msg_preview_layout(const char* job_id,
 
 typedef enum {
   CORE_CLIENT_MSG_PING,    /* {"type":"ping"} */
+  CORE_CLIENT_MSG_VIEW,    /* {"type":"view",...}: core_view_parse() */
   CORE_CLIENT_MSG_UNKNOWN, /* valid JSON object with another/no type */
   CORE_CLIENT_MSG_INVALID  /* not a JSON object */
 } core_client_msg_t;

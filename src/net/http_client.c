@@ -146,6 +146,7 @@ static void release_out(net_hreq_t* req) {
 static void maybe_done(net_hreq_t* req) {
   if (req->open_handles == 0 && !req->is_dialing) {
     release_out(req);
+    net_tls_free(&req->tls);
     req->done(req, req->result);
   }
 }
@@ -166,12 +167,14 @@ static void finish(net_hreq_t* req, int status) {
   req->result = status;
   net_dial_cancel(&req->dial);
   uv_close((uv_handle_t*) &req->timer, on_closed);
-  uv_close((uv_handle_t*) &req->tcp, on_closed);
+  uv_close((uv_handle_t*) &req->tls.tcp, on_closed);
 }
 
 
 static void on_timeout(uv_timer_t* timer) {
-  finish(timer->data, UV_ETIMEDOUT);
+  net_hreq_t* req = timer->data;
+  finish(req,
+         net_tls_is_handshaking(&req->tls) ? NET_TLS_E_TIMEOUT : UV_ETIMEDOUT);
 }
 
 
@@ -243,7 +246,7 @@ static int write_next(net_hreq_t* req) {
     return 0;
   }
   req->wreq.data = req;
-  return uv_write(&req->wreq, (uv_stream_t*) &req->tcp, bufs, n, on_written);
+  return net_tls_write(&req->tls, &req->wreq, bufs, n, on_written);
 }
 
 
@@ -283,6 +286,28 @@ static void on_written(uv_write_t* wreq, int status) {
 }
 
 
+/* Connected, and for https the handshake done: the connect timeout
+ * (which covers the handshake) gives way to the idle one. */
+static void on_ready(net_tls_t* t, int status) {
+  net_hreq_t* req = t->tcp.data;
+  if (req->is_closing) {
+    return;
+  }
+  if (status != 0) {
+    finish(req, status);
+    return;
+  }
+  arm_idle(req);
+  int err = write_next(req);
+  if (err == 0) {
+    err = net_tls_read_start(&req->tls, on_alloc, on_read);
+  }
+  if (err != 0) {
+    finish(req, err);
+  }
+}
+
+
 static void on_connected(net_dial_t* d, int status) {
   net_hreq_t* req = d->data;
   req->is_dialing = false;
@@ -294,11 +319,7 @@ static void on_connected(net_dial_t* d, int status) {
     finish(req, status);
     return;
   }
-  arm_idle(req);
-  int err = write_next(req);
-  if (err == 0) {
-    err = uv_read_start((uv_stream_t*) &req->tcp, on_alloc, on_read);
-  }
+  int err = net_tls_handshake(&req->tls, on_ready);
   if (err != 0) {
     finish(req, err);
   }
@@ -374,16 +395,16 @@ int net_hreq_start(net_hreq_t* req,
     }
     req->send_len = opts->body_len;
   }
-  int err = uv_tcp_init(loop, &req->tcp);
+  int err = net_tls_init(&req->tls, loop, opts->tls_ctx, opts->host);
   if (err != 0) {
     release_out(req);
     return err;
   }
   uv_timer_init(loop, &req->timer);
-  req->tcp.data = req;
+  req->tls.tcp.data = req;
   req->timer.data = req;
   req->open_handles = 2;
-  err = net_dial_start(&req->dial, &req->tcp, opts->host, opts->port,
+  err = net_dial_start(&req->dial, &req->tls.tcp, opts->host, opts->port,
                        on_connected, req);
   req->is_dialing = err == 0;
   if (err != 0) {

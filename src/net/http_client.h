@@ -4,9 +4,9 @@
  * to the sink as it arrives (downloads never sit in memory). The response
  * headers are kept (net_hreq_header). A request body is copied, or
  * borrowed (uploads: the caller's chunk buffer is written as it is, in
- * slices, each reported to on_sent). Timeouts: one for connecting, one for
- * inactivity after that (a slice written or bytes read reset it). Loop
- * thread only. */
+ * slices, each reported to on_sent). https: the same over tls.h. Timeouts:
+ * one for connecting (and the TLS handshake), one for inactivity after that (a
+ * slice written or bytes read reset it). Loop thread only. */
 #ifndef NET_HTTP_CLIENT_H
 #define NET_HTTP_CLIENT_H
 
@@ -17,6 +17,7 @@
 #include <uv.h>
 
 #include "net/dial.h"
+#include "net/tls.h"
 
 /* Response headers kept per request; more fail the request (UV_E2BIG). */
 #define NET_HREQ_MAX_HEADER_BYTES 16384
@@ -32,7 +33,9 @@ typedef int (*net_hreq_sink_cb)(net_hreq_t* req,
 /* Called once, after every handle closed (free the request here): status 0
  * when a whole response arrived (see http_status, body), else a libuv error
  * (UV_ECONNREFUSED, UV_ETIMEDOUT, UV_ECANCELED, UV_EPROTO for bad HTTP,
- * UV_E2BIG for a body or headers over the limit) or a sink's error. */
+ * UV_E2BIG for a body or headers over the limit), a NET_TLS_E_* error
+ * (the handshake failed or timed out, the certificate was refused) or a
+ * sink's error. */
 typedef void (*net_hreq_done_cb)(net_hreq_t* req, int status);
 
 /* A slice of the request body was handed to the kernel: `sent` body bytes
@@ -56,10 +59,11 @@ typedef struct {
   size_t max_body_bytes;    /* buffered bodies; larger ones fail with E2BIG */
   net_hreq_sink_cb sink;    /* NULL: buffer 2xx bodies too */
   net_hreq_sent_cb on_sent; /* NULL: not told */
+  SSL_CTX* tls_ctx;         /* https: the context (tls.h); NULL: plain */
 } net_hreq_opts_t;
 
 struct net_hreq_s {
-  uv_tcp_t tcp;
+  net_tls_t tls; /* the connection (tls.tcp), TLS or plain */
   uv_timer_t timer;
   net_dial_t dial;
   uv_write_t wreq;

@@ -28,6 +28,7 @@ static void maybe_done(net_wsc_t* wsc) {
   wsc->handshake = NULL;
   net_http_reader_free(&wsc->http);
   net_ws_rx_reset(&wsc->msg);
+  net_tls_free(&wsc->tls);
   if (wsc->ctx != NULL) {
     wslay_event_context_free(wsc->ctx);
     wsc->ctx = NULL;
@@ -52,7 +53,7 @@ static void fail(net_wsc_t* wsc, int status) {
   wsc->status = status;
   net_dial_cancel(&wsc->dial);
   uv_close((uv_handle_t*) &wsc->timer, on_closed);
-  uv_close((uv_handle_t*) &wsc->tcp, on_closed);
+  uv_close((uv_handle_t*) &wsc->tls.tcp, on_closed);
 }
 
 
@@ -78,8 +79,7 @@ static void finish_close(net_wsc_t* wsc) {
     wsc->close_code = 1005;
   }
   uv_shutdown_t* req = malloc(sizeof(*req));
-  if (req == NULL ||
-      uv_shutdown(req, (uv_stream_t*) &wsc->tcp, on_shutdown) != 0) {
+  if (req == NULL || net_tls_shutdown(&wsc->tls, req, on_shutdown) != 0) {
     free(req);
     fail(wsc, wsc->status);
     return;
@@ -116,7 +116,7 @@ static ssize_t on_wslay_send(wslay_event_context_ptr ctx,
   }
   memcpy(req + 1, data, len);
   uv_buf_t buf = uv_buf_init((char*) (req + 1), (unsigned) len);
-  if (uv_write(req, (uv_stream_t*) &wsc->tcp, &buf, 1, on_write_done) != 0) {
+  if (net_tls_write(&wsc->tls, req, &buf, 1, on_write_done) != 0) {
     free(req);
     wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
     return -1;
@@ -382,11 +382,10 @@ static void on_handshake_written(uv_write_t* req, int status) {
 }
 
 
-static void on_connected(net_dial_t* d, int status) {
-  net_wsc_t* wsc = d->data;
-  wsc->is_dialing = false;
+/* Connected, and for wss the TLS handshake done: the opening handshake. */
+static void on_ready(net_tls_t* t, int status) {
+  net_wsc_t* wsc = t->tcp.data;
   if (wsc->is_closing) {
-    maybe_done(wsc);
     return;
   }
   if (status != 0) {
@@ -398,14 +397,13 @@ static void on_connected(net_dial_t* d, int status) {
   if (req != NULL) {
     req->data = wsc;
     uv_buf_t buf = uv_buf_init(wsc->handshake, (unsigned) wsc->handshake_len);
-    err =
-        uv_write(req, (uv_stream_t*) &wsc->tcp, &buf, 1, on_handshake_written);
+    err = net_tls_write(&wsc->tls, req, &buf, 1, on_handshake_written);
     if (err != 0) {
       free(req);
     }
   }
   if (err == 0) {
-    err = uv_read_start((uv_stream_t*) &wsc->tcp, on_alloc, on_read);
+    err = net_tls_read_start(&wsc->tls, on_alloc, on_read);
   }
   if (err != 0) {
     fail(wsc, err);
@@ -413,8 +411,28 @@ static void on_connected(net_dial_t* d, int status) {
 }
 
 
+static void on_connected(net_dial_t* d, int status) {
+  net_wsc_t* wsc = d->data;
+  wsc->is_dialing = false;
+  if (wsc->is_closing) {
+    maybe_done(wsc);
+    return;
+  }
+  if (status != 0) {
+    fail(wsc, status);
+    return;
+  }
+  int err = net_tls_handshake(&wsc->tls, on_ready);
+  if (err != 0) {
+    fail(wsc, err);
+  }
+}
+
+
 static void on_connect_timeout(uv_timer_t* timer) {
-  fail(timer->data, UV_ETIMEDOUT);
+  net_wsc_t* wsc = timer->data;
+  fail(wsc,
+       net_tls_is_handshaking(&wsc->tls) ? NET_TLS_E_TIMEOUT : UV_ETIMEDOUT);
 }
 
 
@@ -463,7 +481,7 @@ int net_wsc_start(net_wsc_t* wsc,
                        HANDSHAKE_MAX_BODY_BYTES, NULL, wsc);
   int err = build_handshake(wsc, opts);
   if (err == 0) {
-    err = uv_tcp_init(loop, &wsc->tcp);
+    err = net_tls_init(&wsc->tls, loop, opts->tls_ctx, opts->host);
   }
   if (err != 0) {
     free(wsc->handshake);
@@ -471,10 +489,10 @@ int net_wsc_start(net_wsc_t* wsc,
     return err;
   }
   uv_timer_init(loop, &wsc->timer);
-  wsc->tcp.data = wsc;
+  wsc->tls.tcp.data = wsc;
   wsc->timer.data = wsc;
   wsc->open_handles = 2;
-  err = net_dial_start(&wsc->dial, &wsc->tcp, opts->host, opts->port,
+  err = net_dial_start(&wsc->dial, &wsc->tls.tcp, opts->host, opts->port,
                        on_connected, wsc);
   wsc->is_dialing = err == 0;
   if (err != 0) {

@@ -1,12 +1,12 @@
-/* ws_client.h: the client side of one WebSocket connection: TCP connect,
- * the RFC 6455 opening handshake (a random key, the 101 answer and its
- * Sec-WebSocket-Accept checked), then wslay's client context for framing:
- * our frames are masked with keys from OpenSSL's RAND_bytes; wslay checks
- * the server's frames and answers pings and closes; ws_rx.c puts messages
- * together and skips, without holding them, those over the maximum length
- * (the connection goes on). A keepalive pings a silent server and gives up
- * when it stays silent. Not here: what the messages mean (src/client).
- * Loop thread only. */
+/* ws_client.h: the client side of one WebSocket connection: TCP connect
+ * (wss: then TLS, tls.h), the RFC 6455 opening handshake (a random key, the 101
+ * answer and its Sec-WebSocket-Accept checked), then wslay's client context for
+ * framing: our frames are masked with keys from OpenSSL's RAND_bytes; wslay
+ * checks the server's frames and answers pings and closes; ws_rx.c puts
+ * messages together and skips, without holding them, those over the maximum
+ * length (the connection goes on). A keepalive pings a silent server and gives
+ * up when it stays silent. Not here: what the messages mean (src/client). Loop
+ * thread only. */
 #ifndef NET_WS_CLIENT_H
 #define NET_WS_CLIENT_H
 
@@ -18,6 +18,7 @@
 
 #include "net/dial.h"
 #include "net/http_reader.h"
+#include "net/tls.h"
 #include "net/ws_rx.h"
 
 /* The handshake was answered with an HTTP status other than 101. */
@@ -52,8 +53,9 @@ typedef void (*net_wsc_skip_cb)(net_wsc_t* wsc,
  * when it gave none), NET_WSC_E_HTTP (http_status and the response body in
  * wsc->http_body), UV_EOF (dropped without a close frame), UV_ETIMEDOUT
  * (connect, handshake or keepalive), UV_EPROTO (the server broke the
- * protocol), UV_ECANCELED (aborted) or another libuv error from
- * connecting. */
+ * protocol), UV_ECANCELED (aborted), a NET_TLS_E_* error (wss: the TLS
+ * handshake failed or timed out, the certificate was refused) or another
+ * libuv error from connecting. */
 typedef void (*net_wsc_close_cb)(net_wsc_t* wsc, int status);
 
 typedef struct {
@@ -64,10 +66,11 @@ typedef struct {
   uint32_t connect_timeout_ms; /* connect + handshake */
   uint32_t keepalive_ms;       /* ping after this much silence; 0: off */
   uint64_t max_msg_len;        /* larger messages are skipped (on_skip) */
+  SSL_CTX* tls_ctx;            /* wss: the context (tls.h); NULL: plain */
 } net_wsc_opts_t;
 
 struct net_wsc_s {
-  uv_tcp_t tcp;
+  net_tls_t tls;    /* the connection (tls.tcp), TLS or plain */
   uv_timer_t timer; /* handshake timeout, keepalive, close linger */
   net_dial_t dial;
   net_http_reader_t http;

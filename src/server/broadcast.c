@@ -9,6 +9,7 @@ void srv_topic_init(srv_topic_t* t, atomic_uint_least64_t* held) {
   core_list_init(&t->sinks);
   core_list_init(&t->waiters);
   t->sink_count = 0;
+  t->chunk_sinks = 0;
   for (int e = 0; e < CORE_ENC_COUNT; e++) {
     t->sinks_by_enc[e] = 0;
     t->latest[e] = NULL;
@@ -22,7 +23,11 @@ void srv_topic_add(srv_topic_t* t, srv_sink_t* sink) {
   assert(!core_list_is_linked(&sink->link));
   core_list_push_back(&t->sinks, &sink->link);
   t->sink_count++;
-  t->sinks_by_enc[sink->encoding]++;
+  if (sink->wants_chunks) {
+    t->chunk_sinks++;
+  } else {
+    t->sinks_by_enc[sink->encoding]++;
+  }
 }
 
 
@@ -30,10 +35,16 @@ void srv_topic_remove(srv_topic_t* t, srv_sink_t* sink) {
   if (!core_list_is_linked(&sink->link)) {
     return;
   }
-  assert(t->sink_count > 0 && t->sinks_by_enc[sink->encoding] > 0);
+  assert(t->sink_count > 0);
   core_list_remove(&sink->link);
   t->sink_count--;
-  t->sinks_by_enc[sink->encoding]--;
+  if (sink->wants_chunks) {
+    assert(t->chunk_sinks > 0);
+    t->chunk_sinks--;
+  } else {
+    assert(t->sinks_by_enc[sink->encoding] > 0);
+    t->sinks_by_enc[sink->encoding]--;
+  }
 }
 
 
@@ -79,7 +90,8 @@ void srv_topic_set_preview(srv_topic_t* t,
   core_list_t* tmp;
   CORE_LIST_FOREACH_SAFE(it, tmp, &t->sinks) {
     srv_sink_t* sink = CORE_CONTAINER_OF(it, srv_sink_t, link);
-    net_frame_t* f = srv_topic_preview_for(t, sink->encoding);
+    net_frame_t* f =
+        sink->wants_chunks ? NULL : srv_topic_preview_for(t, sink->encoding);
     if (f != NULL) {
       sink->ops->deliver(sink, f, NET_WQ_LATEST_PREVIEW);
     }
@@ -88,9 +100,10 @@ void srv_topic_set_preview(srv_topic_t* t,
 
 
 void srv_topic_set_terminal(srv_topic_t* t, net_frame_t* frame) {
-  srv_topic_publish(t, frame, NET_WQ_ESSENTIAL);
+  /* Kept first, so a sink can tell the terminal message from others. */
   net_frame_unref(t->terminal);
   t->terminal = frame;
+  srv_topic_publish(t, frame, NET_WQ_ESSENTIAL);
 }
 
 

@@ -76,7 +76,7 @@ static void handle_info(srv_request_t* rq) {
                 "cryomambad", "version", CM_VERSION, "protocol_version", 1,
                 "capabilities", "previews", "cancel", "artifacts",
                 "patterns:random,blobs", "volume_path",
-                "encodings:base64,raw,zstd", "delete", "engines",
+                "encodings:base64,raw,zstd,chunks", "delete", "engines",
                 "auth_required", rq->conn->ctx->auth.count > 0, "limits",
                 limits, "engines", srv_engines_info(rq->conn->ctx->engines)),
       NULL);

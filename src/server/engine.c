@@ -21,6 +21,7 @@
 #include "core/preview_bin.h"
 #include "server/jobs.h"
 #include "server/preview_pub.h"
+#include "server/chunks.h"
 #include "server/render.h"
 
 /* One running job's engine state. Owned by the engine: created at start,
@@ -43,6 +44,10 @@ typedef struct srv_engine_run_s {
   uint64_t tick;            /* ticks done */
   srv_render_t* ready;      /* rendered ahead, for tick ready->tick */
   net_frame_pool_t* preview_pool; /* recycled preview frames */
+  /* What the job's chunk table was last brought to (a pass began). */
+  bool chunks_known;
+  double chunk_progress;
+  uint64_t chunk_tick;
 } srv_engine_run_t;
 
 
@@ -76,7 +81,8 @@ static void fail_job(srv_job_t* job, const char* what, int err) {
 /* Stamps seq and timestamp on r's frames and makes them the job's latest
  * preview (handed to every sink). Returns 0, or fails the job. */
 static int publish_frames(srv_job_t* job, srv_render_t* r) {
-  if (srv_preview_publish(job, r->frames, &r->preview_shape, r->scale) != 0) {
+  if (srv_preview_publish(job, r->frames, &r->preview_shape, r->scale,
+                          &r->chunk_pass) != 0) {
     srv_render_release_frames(r);
     fail_job(job, "framing the preview", -EINVAL);
     return -1;
@@ -227,7 +233,33 @@ static srv_render_t* render_new(srv_job_t* job,
 }
 
 
+/* When the job has a chunk table: marks what changed since the last pass
+ * (the windows shown since, or all of a random mask) and lets the render
+ * carry the next pass if none is in flight. */
+static void attach_chunks(srv_engine_run_t* run, srv_render_t* r) {
+  srv_chunks_t* t = r->job->chunks;
+  if (t == NULL) {
+    return;
+  }
+  uint64_t tick = r->kind == SRV_RENDER_FINAL ? CORE_MASK_FINAL_TICK : r->tick;
+  if (!run->chunks_known) {
+    srv_chunks_mark_all(t);
+  } else {
+    core_box_t b = core_mask_changed_box(&r->spec, run->chunk_progress,
+                                         run->chunk_tick, r->progress, tick);
+    srv_chunks_mark(t, &b);
+  }
+  run->chunks_known = true;
+  run->chunk_progress = r->progress;
+  run->chunk_tick = tick;
+  r->chunk_pass = srv_chunks_pass_begin(t); /* NULL: one is in flight */
+}
+
+
 static int submit(srv_engine_run_t* run, srv_render_t* r) {
+  if (run != NULL) {
+    attach_chunks(run, r);
+  }
   int err =
       uv_queue_work(r->job->ctx->loop, &r->req, srv_render_work, after_render);
   if (err != 0) {

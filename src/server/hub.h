@@ -31,6 +31,7 @@ struct srv_sink_s {
   core_list_t link; /* topic->sinks */
   const srv_sink_ops_t* ops;
   core_encoding_t encoding; /* which preview frame this sink wants */
+  bool wants_chunks;        /* no previews: a chunks subscriber (§11) */
 };
 
 /* Someone waiting for the topic's preview to come back (a re-render of an
@@ -45,6 +46,7 @@ typedef struct {
   core_list_t sinks;
   unsigned sink_count;
   unsigned sinks_by_enc[CORE_ENC_COUNT];
+  unsigned chunk_sinks;
   core_list_t waiters;
   net_frame_t* latest[CORE_ENC_COUNT]; /* NULL when none */
   net_frame_t* terminal;               /* NULL until the job ended */

@@ -10,6 +10,7 @@
 #include "server/hub.h"
 
 typedef struct srv_engine_s srv_engine_t;
+struct srv_chunks_s;
 
 typedef struct srv_job_s {
   core_list_t link; /* ctx->jobs, newest first */
@@ -39,7 +40,9 @@ typedef struct srv_job_s {
   uint64_t artifact_bytes;
   uint64_t final_preview_seq; /* kept to rebuild the preview after restart */
   int64_t final_preview_us;
-  srv_topic_t topic;  /* previews, terminal message, sinks */
+  srv_topic_t topic;           /* previews, terminal message, sinks */
+  struct srv_chunks_s* chunks; /* chunk table (chunks.h), made for the first
+                                  chunks subscriber, freed with the job */
   void* run;          /* the engine's per-job state while it runs, else NULL */
   bool is_rebuilding; /* the final preview is being re-rendered */
   bool is_ending;     /* a terminal record is being committed: no more

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "core/msg.h"
+#include "server/chunks.h"
 #include "server/job_json.h"
 #include "server/store.h"
 
@@ -51,6 +52,7 @@ void srv_job_unref(srv_job_t* job) {
   }
   assert(!job->is_registered && job->run == NULL);
   srv_topic_close(&job->topic);
+  srv_chunks_free(job->chunks);
   free(job->volume_path);
   free(job->engine_params);
   json_decref(job->label_counts_json);
@@ -490,8 +492,22 @@ int srv_job_delete(srv_job_t* job, srv_job_ack_cb cb, void* arg) {
 static bool is_evictable(const srv_job_t* job) {
   return core_job_state_is_terminal(job->state) && !job->is_ending &&
          job->topic.sink_count == 0 &&
-         core_list_is_empty(&job->topic.waiters) &&
-         job->topic.latest[CORE_ENC_BASE64] != NULL;
+         core_list_is_empty(&job->topic.waiters);
+}
+
+
+/* What evicting a finished job's previews and chunk table would free. */
+static uint64_t evictable_bytes(const srv_job_t* job) {
+  if (!is_evictable(job)) {
+    return 0;
+  }
+  uint64_t n = job->topic.latest[CORE_ENC_BASE64] != NULL
+                   ? srv_topic_preview_bytes(&job->topic)
+                   : 0;
+  if (job->chunks != NULL && !job->chunks->pass_in_flight) {
+    n += srv_chunks_bytes(job->chunks);
+  }
+  return n;
 }
 
 
@@ -499,18 +515,26 @@ static void trim_previews(srv_ctx_t* ctx) {
   uint64_t held = 0;
   for (srv_job_t* job = srv_jobs_next(ctx, NULL); job != NULL;
        job = srv_jobs_next(ctx, job)) {
-    if (is_evictable(job)) {
-      held += srv_topic_preview_bytes(&job->topic);
-    }
+    held += evictable_bytes(job);
   }
-  /* Oldest first: the list is newest first, so walk it backwards. */
+  /* Oldest first: the list is newest first, so walk it backwards. A chunk
+   * table evicted is built again from the artifact (a new epoch) for the
+   * next chunks subscriber. */
   for (core_list_t* it = ctx->jobs.prev;
        it != &ctx->jobs && held > ctx->cfg.preview_cache_bytes; it = it->prev) {
     srv_job_t* job = CORE_CONTAINER_OF(it, srv_job_t, link);
-    if (is_evictable(job)) {
-      held -= srv_topic_preview_bytes(&job->topic);
+    uint64_t n = evictable_bytes(job);
+    if (n == 0) {
+      continue;
+    }
+    held -= n;
+    if (job->topic.latest[CORE_ENC_BASE64] != NULL) {
       srv_topic_drop_previews(&job->topic);
       ctx->metrics.previews_evicted++;
+    }
+    if (job->chunks != NULL && !job->chunks->pass_in_flight) {
+      srv_chunks_free(job->chunks);
+      job->chunks = NULL;
     }
   }
 }

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "core/mrc.h"
+#include "server/chunk_jobs.h"
 #include "server/jobs.h"
 #include "server/render.h"
 
@@ -49,6 +50,10 @@ srv_mask_render_t* srv_mask_render_new(srv_job_t* job,
 
 
 void srv_mask_render_free(srv_mask_render_t* r) {
+  if (r->chunk_pass != NULL) { /* not published: looked at again later */
+    srv_chunks_pass_end(r->job->chunks, r->chunk_pass, 0);
+    r->chunk_pass = NULL;
+  }
   for (int e = 0; e < CORE_ENC_COUNT; e++) {
     net_frame_unref(r->frames[e]);
   }
@@ -288,8 +293,8 @@ void srv_mask_render_work(uv_work_t* req) {
   }
   int err = 0;
   switch (r->kind) {
-  case SRV_MASK_PREVIEW:
-    err = refresh(r, fd, 0);
+  case SRV_MASK_PREVIEW: /* the box is empty when only chunks are due */
+    err = core_box_is_empty(&r->box) ? 0 : refresh(r, fd, 0);
     break;
   case SRV_MASK_FINAL:
     err = final_pass(r, fd);
@@ -299,6 +304,10 @@ void srv_mask_render_work(uv_work_t* req) {
         (core_box_t){{0, 0, 0}, {r->shape.d[0], r->shape.d[1], r->shape.d[2]}};
     err = refresh(r, fd, CORE_MRC_HEADER_LEN);
     break;
+  }
+  if (err == 0 && r->chunk_pass != NULL) {
+    srv_chunk_file_t f = {.fd = fd, .offset = 0, .vol = r->shape};
+    srv_chunk_pass_run(r->chunk_pass, srv_chunk_read_file, &f);
   }
   close(fd);
   if (err == 0) {

@@ -18,6 +18,7 @@
 #include "core/downsample.h"
 #include "core/preview_bin.h"
 #include "net/frame.h"
+#include "server/chunks.h"
 #include "server/job.h"
 
 typedef enum {
@@ -46,6 +47,9 @@ typedef struct srv_mask_render_s {
   bool owns_preview;
   bool want_zstd;
   net_frame_pool_t* pool; /* a reference, or NULL */
+  /* The job's chunk pass riding on this render (chunks.h), or NULL: run
+   * on the mask file (preview, final). */
+  srv_chunk_pass_t* chunk_pass;
   /* Outputs. */
   net_frame_t* frames[CORE_ENC_COUNT];
   uint64_t counts[256];

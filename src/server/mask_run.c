@@ -12,6 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "server/chunks.h"
 #include "server/jobs.h"
 #include "server/mask_render.h"
 #include "server/preview_pub.h"
@@ -168,6 +169,9 @@ static int submit(srv_mask_run_t* mr, srv_mask_render_kind_t kind) {
   r->run = mr;
   r->preview = mr->preview;
   r->box = mr->dirty;
+  if (mr->job->chunks != NULL) {
+    r->chunk_pass = srv_chunks_pass_begin(mr->job->chunks); /* or NULL */
+  }
   if (mr->pool != NULL) {
     r->pool = net_frame_pool_ref(mr->pool);
   }
@@ -202,7 +206,8 @@ static void after_final(srv_mask_run_t* mr, srv_mask_render_t* r) {
   mr->is_completed = true; /* the artifact is the job's from now on */
   mr->progress = 1.0;
   publish_progress(mr);
-  if (srv_preview_publish(job, r->frames, &r->preview_shape, r->scale) != 0) {
+  if (srv_preview_publish(job, r->frames, &r->preview_shape, r->scale,
+                          &r->chunk_pass) != 0) {
     srv_mask_render_t bad = {.why = "framing the final preview"};
     fail_job(mr, &bad);
     return;
@@ -238,7 +243,7 @@ static void after_render(uv_work_t* req, int status) {
     if (r->kind == SRV_MASK_FINAL) {
       after_final(mr, r);
     } else if (srv_preview_publish(mr->job, r->frames, &r->preview_shape,
-                                   r->scale) != 0) {
+                                   r->scale, &r->chunk_pass) != 0) {
       srv_mask_render_t bad = {.why = "framing the preview"};
       fail_job(mr, &bad);
     } else if (mr->is_finishing) {
@@ -262,7 +267,9 @@ static void on_tick(uv_timer_t* t) {
     return;
   }
   publish_progress(mr);
-  if (!core_box_is_empty(&mr->dirty) && !mr->render_busy &&
+  bool chunks_due =
+      mr->job->chunks != NULL && srv_chunks_wants_pass(mr->job->chunks);
+  if ((!core_box_is_empty(&mr->dirty) || chunks_due) && !mr->render_busy &&
       !mr->is_final_started && !mr->is_paused) {
     submit(mr, SRV_MASK_PREVIEW); /* on failure: tried again next tick */
   }
@@ -349,6 +356,9 @@ int srv_mask_run_region(srv_mask_run_t* mr, const core_box_t* b) {
     return -EINVAL;
   }
   core_box_union(&mr->dirty, b);
+  if (mr->job->chunks != NULL) {
+    srv_chunks_mark(mr->job->chunks, b);
+  }
   return 0;
 }
 

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "core/msg.h"
+#include "server/chunks.h"
 
 
 int srv_preview_seal(const srv_job_t* job,
@@ -48,7 +49,8 @@ int srv_preview_seal(const srv_job_t* job,
 int srv_preview_publish(srv_job_t* job,
                         net_frame_t* frames[CORE_ENC_COUNT],
                         const core_shape_t* preview_shape,
-                        uint32_t scale) {
+                        uint32_t scale,
+                        srv_chunk_pass_t** pass) {
   srv_ctx_t* ctx = job->ctx;
   int64_t now_us = srv_now_us();
   uint64_t seq = ++job->seq;
@@ -60,6 +62,10 @@ int srv_preview_publish(srv_job_t* job,
   job->final_preview_us = now_us;
   ctx->metrics.previews_published++;
   ctx->metrics.preview_bytes_published += frames[CORE_ENC_BASE64]->len;
+  if (pass != NULL && *pass != NULL) {
+    srv_chunks_pass_end(job->chunks, *pass, (uint32_t) seq);
+    *pass = NULL;
+  }
   srv_topic_set_preview(&job->topic, frames, false);
   return 0;
 }

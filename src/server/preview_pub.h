@@ -10,6 +10,7 @@
 
 #include "core/preview_bin.h"
 #include "net/frame.h"
+#include "server/chunks.h"
 #include "server/job.h"
 
 /* Stamps the envelope of preview `seq` at `ts_us` in front of each encoded
@@ -23,11 +24,14 @@ int srv_preview_seal(const srv_job_t* job,
                      int64_t ts_us);
 
 /* Seals `frames` with the job's next seq and now, and makes them the job's
- * latest preview (references stolen; the entries are NULLed). Returns 0,
- * or -EINVAL with the frames left to the caller (to release). */
+ * latest preview (references stolen; the entries are NULLed); the chunk
+ * pass that rode on the render, if *pass is not NULL, is applied with the
+ * same seq (and *pass NULLed). Returns 0, or -EINVAL with the frames left
+ * to the caller (to release). */
 int srv_preview_publish(srv_job_t* job,
                         net_frame_t* frames[CORE_ENC_COUNT],
                         const core_shape_t* preview_shape,
-                        uint32_t scale);
+                        uint32_t scale,
+                        srv_chunk_pass_t** pass);
 
 #endif

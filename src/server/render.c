@@ -13,6 +13,7 @@
 
 #include "core/base64.h"
 #include "core/mrc.h"
+#include "server/chunk_jobs.h"
 #include "server/file_sync.h"
 
 static int write_all(int fd, const uint8_t* p, size_t len) {
@@ -90,6 +91,10 @@ void srv_render_release_frames(srv_render_t* r) {
 
 /* Frees a render (its frames, if still held, and its pool reference). */
 void srv_render_free(srv_render_t* r) {
+  if (r->chunk_pass != NULL) { /* not published: looked at again later */
+    srv_chunks_pass_end(r->job->chunks, r->chunk_pass, 0);
+    r->chunk_pass = NULL;
+  }
   srv_render_release_frames(r);
   net_frame_pool_unref(r->pool);
   free(r);
@@ -190,6 +195,28 @@ static int encode_frames(srv_render_t* r) {
 }
 
 
+/* The chunk pass on the full-resolution mask: `full` when the render has
+ * it, else rendered here for the pass alone. Its failure is the pass's
+ * (the chunks are looked at again later), never the preview's. */
+static void run_chunks(srv_render_t* r,
+                       const uint8_t* full,
+                       double progress,
+                       uint64_t tick) {
+  uint8_t* own = NULL;
+  if (full == NULL) {
+    own = malloc((size_t) core_shape_voxels(&r->spec.shape));
+    if (own == NULL) {
+      return; /* the pass did not run: srv_chunks_pass_end marks it again */
+    }
+    core_mask_render(&r->spec, progress, 1, tick, own);
+    full = own;
+  }
+  srv_chunk_mem_t m = {.mask = full, .vol = r->spec.shape};
+  srv_chunk_pass_run(r->chunk_pass, srv_chunk_read_mem, &m);
+  free(own);
+}
+
+
 void srv_render_work(uv_work_t* req) {
   srv_render_t* r = req->data;
   uint64_t t0 = uv_hrtime();
@@ -202,6 +229,9 @@ void srv_render_work(uv_work_t* req) {
   }
   if (r->kind == SRV_RENDER_PREVIEW) {
     core_mask_render(&r->spec, r->progress, r->scale, r->tick, preview);
+    if (r->chunk_pass != NULL) {
+      run_chunks(r, r->scale == 1 ? preview : NULL, r->progress, r->tick);
+    }
     r->err = encode_frames(r);
     r->err_what = "encoding the preview";
     r->render_ns = uv_hrtime() - t0;
@@ -222,6 +252,9 @@ void srv_render_work(uv_work_t* req) {
   }
   r->err = encode_frames(r);
   r->err_what = "encoding the final preview";
+  if (r->err == 0 && r->chunk_pass != NULL) {
+    run_chunks(r, full, 1.0, CORE_MASK_FINAL_TICK);
+  }
   if (r->err == 0 && r->kind == SRV_RENDER_FINAL) {
     core_mask_count_labels(full, n_full, r->counts, 3);
     r->err = write_artifact(r, full);

@@ -40,6 +40,9 @@ typedef struct srv_render_s {
   char artifact_path[1200];
   bool want_zstd;
   net_frame_pool_t* pool; /* a reference, or NULL: frames come from malloc */
+  /* The job's chunk pass riding on this render (chunks.h), or NULL: run
+   * on the full-resolution mask at the same progress and tick. */
+  struct srv_chunk_pass_s* chunk_pass;
   /* Outputs: per encoding, the payload with headroom for the envelope and
    * the WebSocket header (base64: text body + suffix; raw: the voxels;
    * zstd: one zstd frame). NULL for encodings not produced. */

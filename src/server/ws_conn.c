@@ -14,6 +14,8 @@
 #include "server/http_reply.h"
 #include "server/job_json.h"
 #include "server/jobs.h"
+#include "server/ws_chunks.h"
+#include "server/ws_query.h"
 
 /* Back-pressure, one state per connection:
  *   READING     input is read and fed to wslay;
@@ -30,14 +32,17 @@ typedef enum {
 typedef struct {
   srv_conn_t* conn;
   net_ws_t ws;
-  srv_sink_t sink;     /* on job->topic while subscribed */
-  srv_waiter_t waiter; /* waiting for the job's preview to be rebuilt */
-  srv_job_t* job;      /* a reference while subscribed, else NULL */
+  srv_sink_t sink;        /* on job->topic while subscribed */
+  srv_waiter_t waiter;    /* waiting for the job's preview to be rebuilt */
+  srv_job_t* job;         /* a reference while subscribed, else NULL */
+  srv_ws_query_t query;   /* what the handshake asked for */
+  srv_chunk_sub_t chunks; /* the chunks encoding's subscriber */
   ws_flow_t flow;
   uint64_t ping_sent_ms; /* 0 when no ping is outstanding */
 } ws_state_t;
 
 static const srv_proto_t ws_proto;
+static void close_with(ws_state_t* st, uint16_t code, const char* reason);
 
 
 static ws_state_t* state_of(srv_conn_t* conn) {
@@ -78,6 +83,9 @@ static void update_flow(ws_state_t* st) {
 
 static void on_drain(srv_conn_t* conn) {
   ws_state_t* st = state_of(conn);
+  if (st->query.is_chunks && st->job != NULL) {
+    srv_chunk_sub_pump(&st->chunks);
+  }
   if (st->flow != WS_DRAINING) {
     return;
   }
@@ -126,6 +134,28 @@ static void send_error(ws_state_t* st,
 }
 
 
+/* A chunks subscriber's view (docs/protocol.md §11.2). */
+static void on_view(ws_state_t* st, const uint8_t* data, size_t len) {
+  if (!st->query.is_chunks || st->job == NULL) {
+    send_error(st, "bad_message", "a view needs the chunks encoding",
+               "subscribe with ?encoding=chunks");
+    return;
+  }
+  core_view_t v;
+  char why[160];
+  if (core_view_parse((const char*) data, len, &st->job->shape, &v, why,
+                      sizeof(why)) != 0) {
+    send_error(st, "bad_message", why,
+               "{\"type\":\"view\",\"z\":0,\"y\":null,\"x\":null,"
+               "\"zoom\":1}");
+    return;
+  }
+  if (srv_chunk_sub_view(&st->chunks, &v) != 0) {
+    close_with(st, 1011, "out of memory");
+  }
+}
+
+
 static void on_client_message(net_ws_t* ws,
                               uint8_t opcode,
                               const uint8_t* data,
@@ -139,6 +169,9 @@ static void on_client_message(net_ws_t* ws,
   switch (core_msg_parse_client((const char*) data, len)) {
   case CORE_CLIENT_MSG_PING:
     send_local(st, "pong", json_object());
+    return;
+  case CORE_CLIENT_MSG_VIEW:
+    on_view(st, data, len);
     return;
   case CORE_CLIENT_MSG_UNKNOWN:
     send_error(st, "unknown_message_type",
@@ -162,6 +195,11 @@ static void sink_deliver(srv_sink_t* sink,
   if (st->ws.is_closing) {
     return; /* no data frame after a close frame */
   }
+  if (st->query.is_chunks && st->job != NULL &&
+      frame == st->job->topic.terminal) {
+    srv_chunk_sub_terminal(&st->chunks, frame); /* after the last round */
+    return;
+  }
   srv_conn_send(st->conn, frame, cls);
   if (!st->conn->is_closing && st->flow == WS_READING &&
       net_wq_is_full(&st->conn->wq)) {
@@ -182,6 +220,7 @@ static void unsubscribe(ws_state_t* st) {
   }
   srv_topic_unwait(&st->waiter);
   srv_topic_remove(&st->job->topic, &st->sink);
+  srv_chunk_sub_stop(&st->chunks);
   srv_job_unref(st->job);
   st->job = NULL;
 }
@@ -229,7 +268,39 @@ static void on_preview_ready(srv_waiter_t* w, bool has_preview) {
 }
 
 
+/* A chunks subscriber: connected (with data.chunks), then its rounds; an
+ * ended job's terminal message waits for the round completing its mask. */
+static void subscribe_chunks(ws_state_t* st, srv_job_t* job) {
+  st->job = srv_job_ref(job);
+  st->sink.wants_chunks = true;
+  srv_topic_add(&job->topic, &st->sink);
+  int level = st->query.level >= 0
+                  ? st->query.level
+                  : srv_ws_default_level(job->params.preview_scale);
+  if (srv_chunk_sub_start(&st->chunks, st->conn, job, (unsigned) level,
+                          st->query.has_since ? st->query.epoch : NULL,
+                          st->query.since) != 0) {
+    close_with(st, 1011, "out of memory");
+    return;
+  }
+  json_t* data = srv_job_connected_data(job);
+  json_object_set_new(data, "chunks", srv_chunk_sub_connected(&st->chunks));
+  send_local(st, "connected", data);
+  if (st->job == NULL) {
+    return; /* the send failed and closed the connection */
+  }
+  srv_chunk_sub_pump(&st->chunks);
+  if (st->job != NULL && job->topic.terminal != NULL) {
+    srv_chunk_sub_terminal(&st->chunks, job->topic.terminal);
+  }
+}
+
+
 static void subscribe(ws_state_t* st, srv_job_t* job) {
+  if (st->query.is_chunks) {
+    subscribe_chunks(st, job);
+    return;
+  }
   st->job = srv_job_ref(job);
   srv_topic_add(&job->topic, &st->sink);
   send_local(st, "connected", srv_job_connected_data(job));
@@ -305,61 +376,6 @@ static const srv_proto_t ws_proto = {
 
 /* ---- the upgrade ---- */
 
-/* Subprotocols offering an encoding; a client lists them in
- * Sec-WebSocket-Protocol and the server answers with the one it took. */
-static const struct {
-  const char* name;
-  core_encoding_t enc;
-} subprotocols[] = {
-    {"cryomamba.v1", CORE_ENC_BASE64},
-    {"cryomamba.v1.raw", CORE_ENC_RAW},
-    {"cryomamba.v1.zstd", CORE_ENC_ZSTD},
-};
-
-
-/* The first subprotocol of ours the client offers, or NULL. */
-static const char* pick_subprotocol(const char* offered, core_encoding_t* enc) {
-  if (offered == NULL) {
-    return NULL;
-  }
-  const char* p = offered;
-  while (*p != '\0') {
-    while (*p == ' ' || *p == '\t' || *p == ',') {
-      p++;
-    }
-    size_t n = strcspn(p, ", \t");
-    for (size_t i = 0; i < sizeof(subprotocols) / sizeof(subprotocols[0]);
-         i++) {
-      if (n == strlen(subprotocols[i].name) &&
-          memcmp(p, subprotocols[i].name, n) == 0) {
-        *enc = subprotocols[i].enc;
-        return subprotocols[i].name;
-      }
-    }
-    p += n;
-  }
-  return NULL;
-}
-
-
-/* Reads ?encoding= from the URL. Returns 0 (absent or valid) or -1. */
-static int query_encoding(const char* url, core_encoding_t* enc, bool* given) {
-  *given = false;
-  const char* q = strchr(url, '?');
-  while (q != NULL) {
-    q++;
-    if (strncmp(q, "encoding=", 9) == 0) {
-      const char* v = q + 9;
-      size_t n = strcspn(v, "&#");
-      *given = true;
-      return core_encoding_parse(v, n, enc) == 0 ? 0 : -1;
-    }
-    q = strchr(q, '&');
-  }
-  return 0;
-}
-
-
 static int send_handshake(srv_conn_t* conn,
                           const net_http_reader_t* req,
                           const char* subprotocol) {
@@ -393,8 +409,7 @@ static int send_handshake(srv_conn_t* conn,
 /* Checks the handshake; answers an HTTP error and returns -1 when bad. */
 static int check_handshake(srv_conn_t* conn,
                            const net_http_reader_t* req,
-                           core_encoding_t* enc,
-                           const char** subprotocol) {
+                           srv_ws_query_t* q) {
   const srv_http_mode_t mode = {.keep_alive = false};
   const char* why = NULL;
   switch (net_ws_handshake_check(req, &why)) {
@@ -410,20 +425,13 @@ static int check_handshake(srv_conn_t* conn,
                          "Sec-WebSocket-Version: 13\r\n");
     return -1;
   }
-  bool enc_in_query = false;
-  *enc = CORE_ENC_BASE64;
-  if (query_encoding(net_http_url(req), enc, &enc_in_query) != 0) {
-    srv_http_reply_error(conn, &mode, 400, "invalid_field",
-                         "encoding must be base64, raw or zstd",
-                         "omit it for the reference's JSON + base64", false,
-                         NULL);
+  if (srv_ws_query_parse(net_http_url(req),
+                         net_http_header(req, "Sec-WebSocket-Protocol"), q,
+                         &why) != 0) {
+    srv_http_reply_error(conn, &mode, 400, "invalid_field", why,
+                         "omit encoding for the reference's JSON + base64",
+                         false, NULL);
     return -1;
-  }
-  core_encoding_t proto_enc = CORE_ENC_BASE64;
-  *subprotocol = pick_subprotocol(
-      net_http_header(req, "Sec-WebSocket-Protocol"), &proto_enc);
-  if (!enc_in_query && *subprotocol != NULL) {
-    *enc = proto_enc; /* the query wins when both are given */
   }
   return 0;
 }
@@ -434,9 +442,8 @@ void srv_ws_upgrade(srv_conn_t* conn,
                     const uint8_t* rest,
                     size_t rest_len) {
   srv_ctx_t* ctx = conn->ctx;
-  core_encoding_t enc;
-  const char* subprotocol = NULL;
-  if (check_handshake(conn, req, &enc, &subprotocol) != 0) {
+  srv_ws_query_t query;
+  if (check_handshake(conn, req, &query) != 0) {
     srv_conn_end(conn);
     return;
   }
@@ -453,14 +460,16 @@ void srv_ws_upgrade(srv_conn_t* conn,
     srv_conn_close(conn);
     return;
   }
-  if (send_handshake(conn, req, subprotocol) != 0) {
+  if (send_handshake(conn, req, query.subprotocol) != 0) {
     free(st);
     return;
   }
   /* From here on the connection speaks WebSocket. */
   st->conn = conn;
   st->sink.ops = &sink_ops;
-  st->sink.encoding = enc;
+  st->query = query;
+  st->sink.encoding = query.enc;
+  core_list_init(&st->chunks.watch.link);
   core_list_init(&st->sink.link);
   core_list_init(&st->waiter.link);
   st->waiter.ready = on_preview_ready;

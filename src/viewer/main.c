@@ -56,6 +56,7 @@ static void on_shutdown(GApplication* gapp, gpointer user) {
 static int parse_args(viewer_app_t* app, int* argc, char*** argv) {
   viewer_opts_t* o = &app->opts;
   gboolean submit = FALSE, stay = FALSE, version = FALSE, no_upload = FALSE;
+  gboolean insecure = FALSE;
   char* seed_text = NULL;
   o->hz = 0;
   o->scale = 0;
@@ -68,6 +69,13 @@ static int parse_args(viewer_app_t* app, int* argc, char*** argv) {
        "Server URL for this run (default: the preferences)", "URL"},
       {"token", 0, 0, G_OPTION_ARG_STRING, &o->token,
        "Bearer token for this run", "TOKEN"},
+      {"cacert", 0, 0, G_OPTION_ARG_FILENAME, &o->cacert,
+       "https: trust the CA certificates in FILE (PEM) for this run "
+       "(default: the preferences, $CRYOMAMBA_CACERT, the system's)",
+       "FILE"},
+      {"insecure-skip-tls-verify", 0, 0, G_OPTION_ARG_NONE, &insecure,
+       "https: accept any certificate for any name (testing only; warns)",
+       NULL},
       {"open", 'o', 0, G_OPTION_ARG_FILENAME, &o->open_path,
        "Open this .mrc tomogram", "FILE"},
       {"submit", 0, 0, G_OPTION_ARG_NONE, &submit,
@@ -160,6 +168,14 @@ static int parse_args(viewer_app_t* app, int* argc, char*** argv) {
       strcmp(o->pattern, "blobs") != 0) {
     fprintf(stderr, "cryomamba-viewer: --pattern is random or blobs\n");
     return 64;
+  }
+  o->insecure_tls = insecure;
+  if (insecure) {
+    fprintf(stderr,
+            "cryomamba-viewer: WARNING: --insecure-skip-tls-verify: the "
+            "server's TLS certificate and name are NOT checked; anyone on "
+            "the network path can read and change this traffic, the token "
+            "included\n");
   }
   o->submit = submit;
   o->stay = stay;

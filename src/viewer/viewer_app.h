@@ -31,6 +31,8 @@ typedef struct viewer_job_s viewer_job_t;
 typedef struct {
   char* server_url; /* overrides the preferences for this run */
   char* token;
+  char* cacert;      /* --cacert: https CA file for this run */
+  bool insecure_tls; /* --insecure-skip-tls-verify (this run only) */
   char* open_path;
   bool submit;
   char* attach_id;
@@ -62,6 +64,8 @@ typedef struct {
 typedef struct {
   char* server_url;
   char* token;
+  char* ca_file; /* [server] ca_file, else $CRYOMAMBA_CACERT; "" or NULL:
+                    the system trust store */
   double hz;
   int scale;
   double duration;
@@ -181,11 +185,14 @@ void viewer_job_volume_changed(viewer_app_t* app);
 void viewer_job_shutdown(viewer_app_t* app);
 
 /* viewer_server.c */
-/* Health check of url/token; `done(ok, sentence, user)` on the main
- * thread. */
+/* The https CA file (command line, else preferences); NULL: the system's. */
+const char* viewer_server_cacert(const viewer_app_t* app);
+/* Health check of url/token (https: trusting ca_file, NULL or "": the
+ * system's); `done(ok, sentence, user)` on the main thread. */
 void viewer_job_test_connection(viewer_app_t* app,
                                 const char* url,
                                 const char* token,
+                                const char* ca_file,
                                 void (*done)(bool ok,
                                              const char* msg,
                                              void* user),

@@ -68,6 +68,13 @@ char* viewer_job_describe(int status, const cm_reply_t* reply) {
                            reply->error_hint[0] != '\0' ? "; hint: " : "",
                            reply->error_hint);
   }
+  if (cm_is_tls_verify_error(status)) {
+    return g_strdup_printf(
+        "the server's TLS certificate was refused: certificate verify "
+        "failed: %s (set the CA file in the preferences or --cacert, and "
+        "a host name the certificate lists)",
+        cm_strerror(status));
+  }
   return g_strdup(cm_strerror(status));
 }
 
@@ -81,6 +88,8 @@ int viewer_job_ensure_client(viewer_app_t* app) {
   cm_client_options_init(&o);
   o.server_url = viewer_server_url(app);
   o.token = viewer_server_token(app);
+  o.tls_ca_file = viewer_server_cacert(app);
+  o.tls_insecure_skip_verify = app->opts.insecure_tls;
   o.reconnect_initial_ms = 300;
   o.reconnect_max_ms = 3000;
   o.max_reconnect_attempts = viewer_max_retries(app);
@@ -95,7 +104,9 @@ int viewer_job_ensure_client(viewer_app_t* app) {
     }
   }
   if (rc != 0) {
-    char* msg = g_strdup_printf("%s: %s", o.server_url, cm_strerror(rc));
+    char* why = viewer_job_describe(rc, NULL);
+    char* msg = g_strdup_printf("%s: %s", o.server_url, why);
+    g_free(why);
     viewer_window_error(app, "Cannot use this server", msg);
     g_free(msg);
     viewer_job_set_conn(app, "#d33", "bad server address");

@@ -67,6 +67,7 @@ void viewer_watch_free_subs(viewer_job_t* job);
 /* viewer_server.c */
 const char* viewer_server_url(const viewer_app_t* app);
 const char* viewer_server_token(const viewer_app_t* app); /* NULL: none */
+
 /* Checks the server (health, token, engines) on a worker; then updates the
  * indicator and the engines, and runs a pending --submit. */
 void viewer_server_check(viewer_app_t* app);

@@ -1,4 +1,5 @@
-/* viewer_prefs.c: the viewer's preferences (server URL, token and retries,
+/* viewer_prefs.c: the viewer's preferences (server URL, token, CA file
+ * and retries,
  * default job parameters with the engine and whether to upload, overlay
  * opacity) in a GKeyFile at $XDG_CONFIG_HOME/cryomamba/viewer.ini
  * (g_get_user_config_dir()), and the preferences dialog with its "Test
@@ -23,6 +24,7 @@ static char* prefs_path(void) {
 void viewer_prefs_clear(viewer_prefs_t* p) {
   g_free(p->server_url);
   g_free(p->token);
+  g_free(p->ca_file);
   g_free(p->pattern);
   g_free(p->engine);
   memset(p, 0, sizeof(*p));
@@ -66,6 +68,11 @@ void viewer_prefs_load(viewer_prefs_t* p) {
   if (p->token == NULL) {
     p->token = g_strdup(g_getenv("CRYOMAMBA_TOKEN"));
   }
+  p->ca_file = g_key_file_get_string(kf, GROUP_SERVER, "ca_file", NULL);
+  if (p->ca_file == NULL || p->ca_file[0] == '\0') {
+    g_free(p->ca_file);
+    p->ca_file = g_strdup(g_getenv("CRYOMAMBA_CACERT"));
+  }
   p->hz = get_double(kf, GROUP_JOB, "preview_hz", 1.0, 0.1, 30);
   p->scale = (int) get_double(kf, GROUP_JOB, "preview_scale", 2, 1, 16);
   p->duration = get_double(kf, GROUP_JOB, "duration_s", 30, 1, 86400);
@@ -103,6 +110,8 @@ int viewer_prefs_save(const viewer_prefs_t* p, char** err) {
   g_key_file_set_string(kf, GROUP_SERVER, "url", p->server_url);
   g_key_file_set_string(kf, GROUP_SERVER, "token",
                         p->token != NULL ? p->token : "");
+  g_key_file_set_string(kf, GROUP_SERVER, "ca_file",
+                        p->ca_file != NULL ? p->ca_file : "");
   g_key_file_set_integer(kf, GROUP_SERVER, "max_retries", p->max_retries);
   g_key_file_set_double(kf, GROUP_JOB, "preview_hz", p->hz);
   g_key_file_set_integer(kf, GROUP_JOB, "preview_scale", p->scale);
@@ -141,6 +150,7 @@ typedef struct {
   GtkWidget* dialog;
   GtkWidget* url;
   GtkWidget* token;
+  GtkWidget* ca_file;
   GtkWidget* retries;
   GtkWidget* result;
   bool is_alive;
@@ -176,7 +186,8 @@ static void on_test(GtkButton* b, gpointer user) {
   d->tests_running++;
   viewer_job_test_connection(
       d->app, gtk_editable_get_text(GTK_EDITABLE(d->url)),
-      gtk_editable_get_text(GTK_EDITABLE(d->token)), on_tested, d);
+      gtk_editable_get_text(GTK_EDITABLE(d->token)),
+      gtk_editable_get_text(GTK_EDITABLE(d->ca_file)), on_tested, d);
 }
 
 
@@ -190,6 +201,9 @@ static void on_save(GtkButton* b, gpointer user) {
       g_strstrip(g_strdup(gtk_editable_get_text(GTK_EDITABLE(d->url))));
   app->prefs.token =
       g_strstrip(g_strdup(gtk_editable_get_text(GTK_EDITABLE(d->token))));
+  g_free(app->prefs.ca_file);
+  app->prefs.ca_file =
+      g_strstrip(g_strdup(gtk_editable_get_text(GTK_EDITABLE(d->ca_file))));
   app->prefs.max_retries =
       gtk_spin_button_get_value_as_int(GTK_SPIN_BUTTON(d->retries));
   app->prefs.hz = gtk_spin_button_get_value(GTK_SPIN_BUTTON(app->hz_spin));
@@ -220,8 +234,10 @@ static void on_save(GtkButton* b, gpointer user) {
   /* The dialog's server (and retries) replace the command line's. */
   g_free(app->opts.server_url);
   g_free(app->opts.token);
+  g_free(app->opts.cacert);
   app->opts.server_url = NULL;
   app->opts.token = NULL;
+  app->opts.cacert = NULL;
   app->opts.max_retries = -1;
   viewer_job_reset_client(app);
   gtk_window_destroy(GTK_WINDOW(d->dialog));
@@ -275,28 +291,39 @@ void viewer_prefs_dialog(viewer_app_t* app) {
   gtk_editable_set_text(GTK_EDITABLE(d->token), tok != NULL ? tok : "");
   gtk_grid_attach(GTK_GRID(grid), d->token, 1, 1, 2, 1);
 
-  l = gtk_label_new("Retries");
+  l = gtk_label_new("CA file");
   gtk_label_set_xalign(GTK_LABEL(l), 0);
   gtk_grid_attach(GTK_GRID(grid), l, 0, 2, 1, 1);
+  d->ca_file = gtk_entry_new();
+  gtk_entry_set_placeholder_text(GTK_ENTRY(d->ca_file),
+                                 "https: PEM CA certificates (empty: the "
+                                 "system's)");
+  const char* ca = viewer_server_cacert(app);
+  gtk_editable_set_text(GTK_EDITABLE(d->ca_file), ca != NULL ? ca : "");
+  gtk_grid_attach(GTK_GRID(grid), d->ca_file, 1, 2, 2, 1);
+
+  l = gtk_label_new("Retries");
+  gtk_label_set_xalign(GTK_LABEL(l), 0);
+  gtk_grid_attach(GTK_GRID(grid), l, 0, 3, 1, 1);
   d->retries = gtk_spin_button_new_with_range(0, 1000, 1);
   gtk_spin_button_set_value(GTK_SPIN_BUTTON(d->retries),
                             viewer_max_retries(app));
-  gtk_grid_attach(GTK_GRID(grid), d->retries, 1, 2, 1, 1);
+  gtk_grid_attach(GTK_GRID(grid), d->retries, 1, 3, 1, 1);
   l = gtk_label_new(
       "failed attempts in a row (reconnects, upload); 0: never "
       "give up");
   gtk_label_set_xalign(GTK_LABEL(l), 0);
   gtk_label_set_wrap(GTK_LABEL(l), TRUE);
   gtk_widget_add_css_class(l, "dim-label");
-  gtk_grid_attach(GTK_GRID(grid), l, 2, 2, 1, 1);
+  gtk_grid_attach(GTK_GRID(grid), l, 2, 3, 1, 1);
 
   GtkWidget* test = gtk_button_new_with_label("Test connection");
   g_signal_connect(test, "clicked", G_CALLBACK(on_test), d);
-  gtk_grid_attach(GTK_GRID(grid), test, 0, 3, 1, 1);
+  gtk_grid_attach(GTK_GRID(grid), test, 0, 4, 1, 1);
   d->result = gtk_label_new("");
   gtk_label_set_xalign(GTK_LABEL(d->result), 0);
   gtk_label_set_wrap(GTK_LABEL(d->result), TRUE);
-  gtk_grid_attach(GTK_GRID(grid), d->result, 1, 3, 2, 1);
+  gtk_grid_attach(GTK_GRID(grid), d->result, 1, 4, 2, 1);
 
   GtkWidget* note = gtk_label_new(
       "Saving also keeps the job parameters and the overlay opacity of the "
@@ -304,7 +331,7 @@ void viewer_prefs_dialog(viewer_app_t* app) {
   gtk_label_set_wrap(GTK_LABEL(note), TRUE);
   gtk_label_set_xalign(GTK_LABEL(note), 0);
   gtk_widget_add_css_class(note, "dim-label");
-  gtk_grid_attach(GTK_GRID(grid), note, 0, 4, 3, 1);
+  gtk_grid_attach(GTK_GRID(grid), note, 0, 5, 3, 1);
 
   GtkWidget* cancel = gtk_button_new_with_label("Cancel");
   g_signal_connect_swapped(cancel, "clicked", G_CALLBACK(gtk_window_destroy),
@@ -316,7 +343,7 @@ void viewer_prefs_dialog(viewer_app_t* app) {
   gtk_widget_set_halign(buttons, GTK_ALIGN_END);
   gtk_box_append(GTK_BOX(buttons), cancel);
   gtk_box_append(GTK_BOX(buttons), save);
-  gtk_grid_attach(GTK_GRID(grid), buttons, 0, 5, 3, 1);
+  gtk_grid_attach(GTK_GRID(grid), buttons, 0, 6, 3, 1);
 
   gtk_window_set_child(GTK_WINDOW(d->dialog), grid);
   gtk_window_present(GTK_WINDOW(d->dialog));

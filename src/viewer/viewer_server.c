@@ -14,6 +14,8 @@
 typedef struct {
   char* url;
   char* token;
+  char* ca_file;
+  bool insecure_tls;
   bool want_engines;
   bool ok;
   char* msg;
@@ -37,6 +39,13 @@ const char* viewer_server_url(const viewer_app_t* app) {
 const char* viewer_server_token(const viewer_app_t* app) {
   const char* t = app->opts.token != NULL ? app->opts.token : app->prefs.token;
   return t != NULL && t[0] != '\0' ? t : NULL;
+}
+
+
+const char* viewer_server_cacert(const viewer_app_t* app) {
+  const char* f =
+      app->opts.cacert != NULL ? app->opts.cacert : app->prefs.ca_file;
+  return f != NULL && f[0] != '\0' ? f : NULL;
 }
 
 
@@ -90,10 +99,15 @@ static void check_thread(GTask* task,
   o.token = c->token != NULL && c->token[0] != '\0' ? c->token : NULL;
   o.connect_timeout_ms = 5000;
   o.request_timeout_ms = 5000;
+  o.tls_ca_file =
+      c->ca_file != NULL && c->ca_file[0] != '\0' ? c->ca_file : NULL;
+  o.tls_insecure_skip_verify = c->insecure_tls;
   cm_client_t* client;
   int rc = cm_client_new(&o, &client);
   if (rc != 0) {
-    c->msg = g_strdup_printf("%s: %s", c->url, cm_strerror(rc));
+    char* why = viewer_job_describe(rc, NULL);
+    c->msg = g_strdup_printf("%s: %s", c->url, why);
+    g_free(why);
     g_task_return_boolean(task, TRUE);
     return;
   }
@@ -175,6 +189,7 @@ static void check_done(GObject* source, GAsyncResult* res, gpointer data) {
   }
   g_free(c->url);
   g_free(c->token);
+  g_free(c->ca_file);
   g_free(c->msg);
   g_free(c);
 }
@@ -191,14 +206,16 @@ static void run_check(check_t* c) {
 void viewer_job_test_connection(viewer_app_t* app,
                                 const char* url,
                                 const char* token,
+                                const char* ca_file,
                                 void (*done)(bool ok,
                                              const char* msg,
                                              void* user),
                                 void* user) {
-  (void) app;
   check_t* c = g_new0(check_t, 1);
   c->url = g_strdup(url);
   c->token = g_strdup(token);
+  c->ca_file = g_strdup(ca_file);
+  c->insecure_tls = app->opts.insecure_tls;
   c->done = done;
   c->user = user;
   run_check(c);
@@ -210,6 +227,8 @@ void viewer_server_check(viewer_app_t* app) {
   check_t* c = g_new0(check_t, 1);
   c->url = g_strdup(viewer_server_url(app));
   c->token = g_strdup(viewer_server_token(app));
+  c->ca_file = g_strdup(viewer_server_cacert(app));
+  c->insecure_tls = app->opts.insecure_tls;
   c->want_engines = true;
   c->app = app;
   c->generation = ++job->check_generation;

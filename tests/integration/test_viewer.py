@@ -813,5 +813,48 @@ class ViewerUploadTest(ViewerCase):
         self.assertEqual(len(self.records()), 1, "kept: a token would let it go on")
 
 
+class ViewerTlsTest(ViewerCase):
+    """https:// (src/net/tls.c) behind a TLS-terminating proxy of
+    test_tls.py: --cacert trusts the test CA; a certificate the CA did not
+    sign is refused with OpenSSL's reason."""
+
+    def setUp(self):
+        super().setUp()
+        from test_tls import Proxies, make_certs
+        self.certs = self.path("certs")
+        os.makedirs(self.certs)
+        make_certs(self.certs)
+        self.srv = Server().start()
+        self.addCleanup(self.srv.cleanup)
+        self.proxies = Proxies(self.srv.port)
+        self.addCleanup(self.proxies.close)
+        self.ph = self.path("phantom.mrc")
+        make_phantom(self.ph, (8, 16, 16))
+
+    def https(self, name):
+        c = os.path.join(self.certs, name)
+        return "https://localhost:%d" % self.proxies.add(c + ".pem", c + ".key")
+
+    def test_submit_over_https_with_cacert(self):
+        v = self.viewer("--server", self.https("good"), "--cacert",
+                        os.path.join(self.certs, "ca.pem"), "--open", self.ph, "--submit",
+                        "--engine", "sim", "--hz", "4", "--duration", "0.5",
+                        "--screenshot", self.path("shot.png"))
+        job_id = v.wait_line(r"^viewer: submitted job ([0-9a-f-]{36})$").group(1)
+        m = v.wait_line(SHOT_RE)
+        self.assertEqual(v.wait(), 0, v.stderr())
+        self.assertEqual(m.group(2), "final mask")
+        self.assertEqual(self.srv.job(job_id)["state"], "completed")
+
+    def test_untrusted_certificate_is_refused(self):
+        v = self.viewer("--server", self.https("selfsigned"), "--cacert",
+                        os.path.join(self.certs, "ca.pem"), "--open", self.ph, "--submit",
+                        "--engine", "sim", "--screenshot", self.path("x.png"))
+        m = v.wait_line(r"^viewer: upload failed: (.*)$")
+        self.assertEqual(v.wait(), 1, "an error with automation exits 1")
+        self.assertIn("certificate verify failed: self-signed certificate", m.group(1))
+        self.assertFalse(os.path.exists(self.path("x.png")))
+
+
 if __name__ == "__main__":
     main()

@@ -393,31 +393,43 @@ Test(client_sub, own_thread_delivers_through_dispatch, .timeout = 60) {
 Test(client_url, parses_and_refuses) {
   char host[64], prefix[64];
   uint16_t port;
-  cr_assert_eq(client_parse_url("http://127.0.0.1:8123/api/", host,
-                                sizeof(host), &port, prefix, sizeof(prefix)),
-               0);
+  bool tls = true;
+  cr_assert_eq(
+      client_parse_url("http://127.0.0.1:8123/api/", host, sizeof(host), &port,
+                       prefix, sizeof(prefix), &tls),
+      0);
   cr_assert_str_eq(host, "127.0.0.1");
   cr_assert_eq(port, 8123);
   cr_assert_str_eq(prefix, "/api");
   cr_assert_eq(client_parse_url("localhost", host, sizeof(host), &port, prefix,
-                                sizeof(prefix)),
+                                sizeof(prefix), &tls),
                0);
   cr_assert_eq(port, 80);
   cr_assert_eq(client_parse_url("http://[::1]:9000", host, sizeof(host), &port,
-                                prefix, sizeof(prefix)),
+                                prefix, sizeof(prefix), &tls),
                0);
   cr_assert_str_eq(host, "::1");
+  cr_assert(!tls);
   cr_assert_eq(client_parse_url("https://x", host, sizeof(host), &port, prefix,
-                                sizeof(prefix)),
-               CM_ETLS);
+                                sizeof(prefix), &tls),
+               0);
+  cr_assert(tls);
+  cr_assert_eq(port, 443);
+  cr_assert_eq(client_parse_url("wss://[::1]:8443/p", host, sizeof(host), &port,
+                                prefix, sizeof(prefix), &tls),
+               0);
+  cr_assert(tls);
+  cr_assert_eq(port, 8443);
+  cr_assert_str_eq(host, "::1");
+  cr_assert_str_eq(prefix, "/p");
   cr_assert_eq(client_parse_url("ftp://x", host, sizeof(host), &port, prefix,
-                                sizeof(prefix)),
+                                sizeof(prefix), &tls),
                CM_EBADURL);
   cr_assert_eq(client_parse_url("http://x:99999", host, sizeof(host), &port,
-                                prefix, sizeof(prefix)),
+                                prefix, sizeof(prefix), &tls),
                CM_EBADURL);
   cr_assert_eq(client_parse_url("http://", host, sizeof(host), &port, prefix,
-                                sizeof(prefix)),
+                                sizeof(prefix), &tls),
                CM_EBADURL);
 }
 

@@ -1,0 +1,189 @@
+"""Chunked delta previews (docs/protocol.md §11) against the real server:
+reconstruction equals the artifact at every level, slow readers converge,
+reconnects resume from their last complete seq, views bring full-resolution
+planes, bad input gets clear errors."""
+
+import asyncio
+import json
+
+import websockets
+
+from chunk_client import ChunkClient, follow, level_shape, max_downsample, ProtocolError
+from harness import EV, ServerTestCase, main, read_mrc
+
+
+class ChunksTest(ServerTestCase):
+    SERVER_ARGS = ("--max-running", "4")
+
+    def artifact(self, jid):
+        r = self.server.get("/v1/jobs/%s/artifacts/mask.mrc" % jid)
+        self.assertEqual(r.status, 200)
+        return read_mrc(r.body)[1]
+
+    async def watch(self, jid, query="?encoding=chunks", client=None, **kw):
+        client = client or ChunkClient()
+        async with websockets.connect(self.server.ws_url(jid) + query,
+                                      max_size=None) as ws:
+            await asyncio.wait_for(follow(ws, client, **kw), EV * 4)
+        return client
+
+    def assert_levels(self, client, full, levels):
+        for lv in levels:
+            want = max_downsample(full, lv)
+            got = client.mask(lv)
+            self.assertEqual(got.shape, want.shape)
+            diff = int((got != want).sum())
+            self.assertEqual(diff, 0, "level %d: %d voxels differ" % (lv, diff))
+
+    async def test_blobs_reconstruction_equals_the_artifact_at_each_scale(self):
+        job = self.make_job({"volume": {"shape": [70, 100, 90]}}, pattern="blobs",
+                            preview_hz=8, duration_s=1.5, seed=7)
+        jid = job["job_id"]
+        clients = await asyncio.gather(*[
+            self.watch(jid, "?encoding=chunks&scale=%d" % s) for s in (1, 2, 4, 16)])
+        full = self.artifact(jid)
+        self.assertGreater(int((full > 0).sum()), 0)
+        for lv, c in zip((0, 1, 2, 4), clients):
+            self.assertEqual(c.terminal["type"], "completed")
+            self.assertTrue(c.deltas[0]["keyframe"])
+            self.assertTrue(c.deltas[-1]["complete"])
+            self.assertEqual(c.deltas[-1]["scale"], 1 << lv)
+            self.assertEqual(c.deltas[-1]["shape"], list(level_shape(full.shape, lv)))
+            self.assertEqual(c.connected["chunks"]["edge"], 32)
+            self.assert_levels(c, full, [lv])
+        # Deltas carry only what changed: far fewer chunk bytes than the
+        # previews would have been.
+        self.assertGreater(len(clients[0].deltas), 3)
+
+    async def test_random_every_chunk_changes_and_still_converges(self):
+        job = self.make_job({"volume": {"shape": [40, 64, 66]}}, pattern="random",
+                            preview_hz=10, duration_s=1.0)
+        c = await self.watch(job["job_id"], "?encoding=chunks&scale=1")
+        self.assert_levels(c, self.artifact(job["job_id"]), [0])
+
+    async def test_late_joiner_gets_the_final_mask_then_completed(self):
+        job = self.make_job({"volume": {"shape": [64, 64, 64]}}, pattern="blobs",
+                            preview_hz=10, duration_s=0.5)
+        jid = job["job_id"]
+        await self.watch(jid, "?encoding=zstd" if False else "?encoding=chunks&scale=2")
+        c = await self.watch(jid, "?encoding=chunks&scale=1")
+        self.assertTrue(c.deltas[0]["keyframe"])
+        self.assertEqual(c.terminal["type"], "completed")
+        self.assert_levels(c, self.artifact(jid), [0])
+
+    async def test_a_slow_reader_converges_and_never_goes_back(self):
+        job = self.make_job({"volume": {"shape": [96, 128, 128]}}, pattern="blobs",
+                            preview_hz=20, duration_s=2.0)
+        jid = job["job_id"]
+        c = ChunkClient()
+        async with websockets.connect(self.server.ws_url(jid) + "?encoding=chunks&scale=1",
+                                      max_size=None, max_queue=1) as ws:
+            n = 0
+            async for raw in ws:
+                c.feed(raw)  # raises on a stale chunk or a base mismatch
+                n += 1
+                if n % 8 == 0:
+                    await asyncio.sleep(0.05)  # reads slowly, on purpose
+                if c.terminal is not None:
+                    break
+        self.assertEqual(c.terminal["type"], "completed")
+        self.assert_levels(c, self.artifact(jid), [0])
+
+    async def test_reconnect_with_since_gets_only_what_changed(self):
+        job = self.make_job({"volume": {"shape": [96, 96, 96]}}, pattern="blobs",
+                            preview_hz=10, duration_s=2.5)
+        jid = job["job_id"]
+        c = ChunkClient()
+        # First connection: until two complete deltas have landed.
+        def enough(t, cl):
+            return cl.last_complete is not None and len(cl.deltas) >= 3
+        await self.watch(jid, client=c, until_terminal=False, on_message=enough)
+        seq, epoch = c.last_complete
+        first_chunks = len(c.versions)
+        c2 = await self.watch(jid, "?encoding=chunks&scale=1&since=%d&epoch=%s"
+                              % (seq, epoch), client=c)
+        resumed = [d for d in c2.deltas if d["base"] == seq]
+        self.assertTrue(resumed, "no delta based on the since seq")
+        self.assertFalse(resumed[0]["keyframe"])
+        self.assert_levels(c2, self.artifact(jid), [0])
+        self.assertGreater(first_chunks, 0)
+        # A wrong epoch: a keyframe instead.
+        c3 = ChunkClient()
+        c3.last_complete = (seq, "0000000000000000")
+        c3.vol = c.vol
+        async with websockets.connect(self.server.ws_url(jid) +
+                                      "?encoding=chunks&since=%d&epoch=0000000000000000" % seq,
+                                      max_size=None) as ws:
+            msgs = []
+            async for raw in ws:
+                if isinstance(raw, str):
+                    m = json.loads(raw)
+                    msgs.append(m)
+                    if m["type"] == "delta":
+                        break
+        self.assertTrue(msgs[-1]["data"]["keyframe"])
+        self.assertEqual(msgs[-1]["data"]["base"], 0)
+
+    async def test_a_view_brings_full_resolution_planes_first(self):
+        job = self.make_job({"volume": {"shape": [64, 96, 128]}}, pattern="blobs",
+                            preview_hz=10, duration_s=1.0)
+        jid = job["job_id"]
+        c = ChunkClient()
+        async with websockets.connect(self.server.ws_url(jid) + "?encoding=chunks&scale=16",
+                                      max_size=None) as ws:
+            first = c.feed(await ws.recv())
+            self.assertEqual(first, "connected")
+            await ws.send(json.dumps({"type": "view", "z": 40, "y": 50, "x": None,
+                                      "zoom": 2}))
+            await asyncio.wait_for(follow(ws, c), EV * 4)
+        full = self.artifact(jid)
+        got = c.mask(0)
+        self.assertTrue((got[40] == full[40]).all(), "plane z=40 differs")
+        self.assertTrue((got[:, 50] == full[:, 50]).all(), "plane y=50 differs")
+        self.assert_levels(c, full, [4])
+        self.assertTrue(any(d["plane_scale"] == 1 for d in c.deltas))
+
+    async def test_bad_views_and_queries_get_clear_errors(self):
+        job = self.make_job({"volume": {"shape": [32, 32, 32]}}, pattern="blobs",
+                            preview_hz=2, duration_s=30)
+        jid = job["job_id"]
+        async with websockets.connect(self.server.ws_url(jid) + "?encoding=chunks",
+                                      max_size=None) as ws:
+            for bad in ('{"type":"view","z":32}', '{"type":"view","z":-1}',
+                        '{"type":"view","y":"3"}', '{"type":"view","zoom":0}',
+                        '{"type":"view","zoom":"big"}', '{"type":"view","x":1.5}'):
+                await ws.send(bad)
+                while True:
+                    m = json.loads(await asyncio.wait_for(self._text(ws), EV))
+                    if m["type"] == "error" and m["seq"] == 0:
+                        break
+                self.assertEqual(m["data"]["code"], "bad_message", bad)
+            await ws.send('{"type":"ping"}')
+            while True:
+                m = json.loads(await asyncio.wait_for(self._text(ws), EV))
+                if m["type"] == "pong":
+                    break
+        async with websockets.connect(self.server.ws_url(jid), max_size=None) as ws:
+            await ws.send('{"type":"view","z":1}')
+            while True:
+                m = json.loads(await asyncio.wait_for(self._text(ws), EV))
+                if m["type"] == "error":
+                    break
+            self.assertEqual(m["data"]["code"], "bad_message")
+        for q in ("?encoding=chunks&scale=3", "?encoding=chunks&scale=32",
+                  "?encoding=zstd&scale=2", "?encoding=chunks&since=4",
+                  "?encoding=chunks&since=x&epoch=00", "?encoding=nope"):
+            with self.assertRaises(websockets.exceptions.InvalidStatusCode) as cm:
+                async with websockets.connect(self.server.ws_url(jid) + q):
+                    pass
+            self.assertEqual(cm.exception.status_code, 400, q)
+
+    async def _text(self, ws):
+        while True:
+            raw = await ws.recv()
+            if isinstance(raw, str):
+                return raw
+
+
+if __name__ == "__main__":
+    main()
