@@ -10,9 +10,11 @@ that reason."""
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -40,6 +42,77 @@ def max_downsample(mask, s):
     m = np.pad(mask, pad)
     z, y, x = (n // s for n in m.shape)
     return m.reshape(z, s, y, s, x, s).max(axis=(1, 3, 5))
+
+
+class CuttingProxy:
+    """A TCP proxy to 127.0.0.1:upstream that keeps each connection's request
+    line and cuts the first connection once the server has sent it `cut`
+    bytes (mid-stream: a dropped connection, no close frame)."""
+
+    def __init__(self, upstream, cut):
+        self.upstream = upstream
+        self.cut = cut
+        self.requests = []
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            index = len(self.requests)
+            self.requests.append(None)
+            u = socket.create_connection(("127.0.0.1", self.upstream))
+            threading.Thread(target=self._up, args=(c, u, index), daemon=True).start()
+            threading.Thread(target=self._down, args=(c, u, index), daemon=True).start()
+
+    def _up(self, c, u, index):
+        head = b""
+        try:
+            while True:
+                b = c.recv(65536)
+                if not b:
+                    break
+                if self.requests[index] is None:
+                    head += b
+                    if b"\r\n" in head:
+                        self.requests[index] = head.split(b"\r\n")[0].decode()
+                u.sendall(b)
+        except OSError:
+            pass
+        for s in (u, c):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def _down(self, c, u, index):
+        sent = 0
+        try:
+            while True:
+                b = u.recv(65536)
+                if not b:
+                    break
+                if index == 0 and sent + len(b) >= self.cut:
+                    c.sendall(b[:self.cut - sent])
+                    break
+                c.sendall(b)
+                sent += len(b)
+        except OSError:
+            pass
+        for s in (u, c):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def close(self):
+        self.sock.close()
 
 
 class ChunksCliTest(unittest.TestCase):
@@ -161,6 +234,36 @@ class ChunksCliTest(unittest.TestCase):
         for enc in ("base64", "raw"):
             end = self.watch(job_id, "--encoding", enc)[-1]
             self.assertGreater(end["bytes_received"], end["message_bytes"], enc)
+
+    def test_reconnect_asks_since_and_keeps_the_mask(self):
+        """The first connection is cut mid-stream after the keyframe; the
+        watch reconnects with since=<last complete seq>&epoch=<epoch>, gets
+        only what changed since, and its last saved mask is still exactly
+        the artifact."""
+        shape = (48, 80, 80)
+        job_id = self.submit("--shape", ",".join(map(str, shape)), "--hz", "10",
+                             "--duration", "2.5", "--pattern", "blobs", "--seed", "6")
+        proxy = CuttingProxy(self.server.port, cut=6000)
+        self.addCleanup(proxy.close)
+        pdir = os.path.join(self.tmp, "cut-%s" % job_id)
+        e = dict(os.environ)
+        e.pop("CRYOMAMBA_TOKEN", None)
+        r = subprocess.run([CLI_BIN, "--server", "http://127.0.0.1:%d" % proxy.port, "--json",
+                            "watch", job_id, "--encoding", "chunks", "--scale", "1",
+                            "--save-previews", pdir], capture_output=True, text=True,
+                           timeout=RUN_TIMEOUT, env=e, stdin=subprocess.DEVNULL)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        events = [json.loads(line) for line in r.stdout.splitlines()]
+        self.assertGreaterEqual(events[-1]["reconnects"], 1, r.stdout[-2000:])
+        self.assertGreaterEqual(len(proxy.requests), 2)
+        self.assertNotIn("since=", proxy.requests[0])
+        self.assertRegex(proxy.requests[1], r"since=\d+&epoch=[^ &]+ HTTP/1.1$")
+        previews = [p for p in events if p["event"] == "preview"]
+        self.assertFalse([x for x in events if x["event"] == "error"], "no error")
+        last = read_mrc(previews[-1]["saved"])
+        mask = self.artifact(job_id)
+        self.assertTrue(np.array_equal(last, mask),
+                        "%d voxels differ" % int((last != mask).sum()))
 
     def test_scale_is_checked(self):
         job_id = self.submit("--shape", "8,8,8", "--duration", "0.1")
