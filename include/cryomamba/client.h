@@ -821,8 +821,9 @@ typedef struct {
   uint64_t duplicates;       /* dropped as already seen (seq) */
   uint64_t rejected;         /* failed validation */
   uint64_t bytes;            /* WebSocket message bytes received */
-  uint64_t wire_bytes;       /* bytes read from the sockets: handshakes,
-                                frame headers and messages */
+  uint64_t wire_bytes;       /* bytes read from the connections: handshakes,
+                                frame headers and messages (for wss://, the
+                                bytes inside TLS) */
   unsigned reconnects;       /* successful reconnections */
   uint64_t last_seq;         /* highest job event seq delivered */
   uint64_t previews_skipped; /* messages skipped unread (CM_SUB_ERR_SKIPPED);
