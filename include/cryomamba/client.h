@@ -136,11 +136,14 @@ typedef void (*cm_log_cb)(cm_log_level_t level,
 /* How previews travel (docs/protocol.md, "Binary previews"). BASE64 is the
  * reference's JSON + base64 text; RAW and ZSTD are the opt-in binary
  * messages (no base64; zstd typically 10-100x smaller for masks). The
- * decoded cm_preview_t is the same whichever is chosen. */
+ * decoded cm_preview_t is the same whichever is chosen. CHUNKS is the
+ * chunked delta extension (docs/protocol.md 11): no on_preview at all; the
+ * library keeps the mask itself and reports what changed (on_chunks). */
 typedef enum {
   CM_ENCODING_BASE64 = 0,
   CM_ENCODING_RAW,
-  CM_ENCODING_ZSTD
+  CM_ENCODING_ZSTD,
+  CM_ENCODING_CHUNKS
 } cm_encoding_t;
 
 typedef struct {
@@ -693,6 +696,31 @@ typedef struct {
   bool is_retryable;
 } cm_sub_error_t;
 
+/* One chunk a delta changed: its level, grid coordinates and the box it
+ * covers in that level's voxels (half-open, Z Y X). */
+typedef struct {
+  uint32_t scale; /* the chunk's level: 1, 2, 4, 8 or 16 */
+  uint32_t c[3];  /* cz, cy, cx */
+  uint32_t lo[3], hi[3];
+} cm_chunk_ref_t;
+
+/* CM_ENCODING_CHUNKS: the chunks of one delta message were applied to the
+ * library's masks (docs/protocol.md 11.3). When is_complete, the mask at
+ * `scale` (and, at plane_scale, the chunks the view cuts) is the server's
+ * at `seq`. Read the masks with cm_sub_chunk_mask() inside on_chunks. */
+typedef struct {
+  uint64_t seq;
+  int64_t timestamp_us;
+  const char* epoch; /* the server's chunk table */
+  bool is_keyframe;  /* every mask was zeroed before these chunks */
+  bool is_complete;
+  uint32_t scale;       /* the connection's level */
+  uint32_t shape[3];    /* its shape: ceil(volume / scale) */
+  uint32_t plane_scale; /* the view's level, 0 without a view */
+  size_t chunk_count;
+  const cm_chunk_ref_t* chunks; /* chunk_count changed chunks, in order */
+} cm_chunks_t;
+
 /* Every pointer in an event is borrowed for the call, except that
  * on_preview may take preview->voxels (set it to NULL; cm_free it later). */
 typedef struct {
@@ -704,6 +732,8 @@ typedef struct {
   /* completed and cancelled (state says which) */
   void (*on_finished)(cm_sub_t* sub, const cm_finished_t* ev, void* user);
   void (*on_error)(cm_sub_t* sub, const cm_sub_error_t* ev, void* user);
+  /* CM_ENCODING_CHUNKS only: after each delta's chunks were applied. */
+  void (*on_chunks)(cm_sub_t* sub, const cm_chunks_t* ev, void* user);
   /* Last callback of the subscription, exactly once (unless
    * cm_client_free skips it): status 0 (cm_sub_close or the job ended),
    * CM_EGAVEUP, CM_ECLOSED (4404, 4000, 4401...), CM_ENOTFOUND,
@@ -724,6 +754,51 @@ CM_EXPORT int cm_sub_start(cm_client_t* client,
                            const cm_sub_cbs_t* cbs,
                            void* user_data,
                            cm_sub_t** out);
+
+/* Per subscription choices; cm_sub_options_init() fills the defaults. */
+typedef struct {
+  cm_encoding_t encoding; /* BASE64 (the default of cm_sub_options_init;
+                             cm_sub_start takes options.preview_encoding) */
+  uint32_t scale;         /* CHUNKS: the level to receive, 1, 2, 4, 8 or 16;
+                             0: the server's default (the largest <= the
+                             job's preview_scale) */
+} cm_sub_options_t;
+
+CM_EXPORT void cm_sub_options_init(cm_sub_options_t* opts);
+
+/* cm_sub_start with `opts` (copied; NULL: the client's preview_encoding,
+ * scale 0). Returns what cm_sub_start does, or CM_EBADARG (an encoding or
+ * scale out of range). */
+CM_EXPORT int cm_sub_start_opts(cm_client_t* client,
+                                const char* job_id,
+                                const cm_sub_options_t* opts,
+                                const cm_sub_cbs_t* cbs,
+                                void* user_data,
+                                cm_sub_t** out);
+
+/* CM_ENCODING_CHUNKS: the planes shown, as full-resolution indices (-1: that
+ * plane is not shown; all -1: no view) and the zoom (screen pixels per
+ * voxel, > 0; 0: 1). The server then also sends, at the plane level, every
+ * chunk those planes cut (docs/protocol.md 11.2). Kept and sent again after
+ * each reconnect. Returns 0, CM_EBADARG (not a chunks sub, an index below
+ * -1, a zoom < 0 or not finite) or -ENOMEM. Any thread, like
+ * cm_sub_close(); after the sub ended it does nothing. */
+CM_EXPORT int cm_sub_set_view(cm_sub_t* sub,
+                              int64_t z,
+                              int64_t y,
+                              int64_t x,
+                              double zoom);
+
+/* CM_ENCODING_CHUNKS, only inside on_chunks: the library's dense mask of
+ * level `scale` (C order Z Y X, shape written to shape[3]) or NULL when no
+ * delta brought that level. Borrowed for the callback: the library writes
+ * the mask between callbacks, so copy what you keep. Without a dispatch
+ * hook it is exactly the state after the event's delta; with one, the
+ * client thread may have applied later chunks already (a later on_chunks
+ * names them). */
+CM_EXPORT const uint8_t* cm_sub_chunk_mask(const cm_sub_t* sub,
+                                           uint32_t scale,
+                                           uint32_t shape[3]);
 
 /* Ends the subscription: no callback but on_closed runs after this (on the
  * callback thread), unless on_closed has run already. Idempotent; any time
@@ -746,6 +821,9 @@ typedef struct {
   uint64_t duplicates;       /* dropped as already seen (seq) */
   uint64_t rejected;         /* failed validation */
   uint64_t bytes;            /* WebSocket message bytes received */
+  uint64_t wire_bytes;       /* bytes read from the connections: handshakes,
+                                frame headers and messages (for wss://, the
+                                bytes inside TLS) */
   unsigned reconnects;       /* successful reconnections */
   uint64_t last_seq;         /* highest job event seq delivered */
   uint64_t previews_skipped; /* messages skipped unread (CM_SUB_ERR_SKIPPED);

@@ -172,11 +172,12 @@ typedef struct {
   bool no_progress;       /* plain lines even on a terminal */
   bool show_slice;        /* draw each preview's middle XY slice (terminal) */
   cm_encoding_t encoding; /* how previews travel */
+  uint32_t scale;         /* chunks: the level's scale; 0: the default */
   uint64_t max_message_bytes; /* larger previews are skipped; 0: 1 GiB */
 } cli_watch_opts_t;
 
-/* Parses --encoding's value (base64, raw or zstd). Returns 0, or prints a
- * usage error and returns its exit code. */
+/* Parses --encoding's value (base64, raw, zstd or chunks). Returns 0, or prints
+ * a usage error and returns its exit code. */
 int cli_parse_encoding(cli_ctx_t* ctx,
                        const char* cmd,
                        const char* value,

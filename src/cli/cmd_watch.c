@@ -30,6 +30,7 @@ typedef struct {
   uint64_t previews;
   uint64_t skipped; /* previews too large for this client */
   uint64_t saved;
+  uint64_t delta_chunks; /* chunks of the deltas since the last complete */
   double latency_ms;
   double voxel_size[3];
   uint32_t scale;
@@ -280,8 +281,11 @@ static void draw_slice(watch_t* w, const cm_preview_t* p) {
 }
 
 
-static void on_preview(cm_sub_t* sub, cm_preview_t* ev, void* user) {
-  watch_t* w = user;
+/* A preview, or with chunks the mask of a complete delta: saved, told. */
+static void got_preview(watch_t* w,
+                        cm_sub_t* sub,
+                        const cm_preview_t* ev,
+                        json_int_t chunks) {
   w->previews++;
   note_latency(w, ev->timestamp_us);
   char path[4200] = "";
@@ -301,12 +305,16 @@ static void on_preview(cm_sub_t* sub, cm_preview_t* ev, void* user) {
     }
   }
   if (w->ctx->json) {
-    emit_json(json_pack("{s:s,s:I,s:[i,i,i],s:i,s:I,s:f,s:s?}", "event",
-                        "preview", "seq", (json_int_t) ev->seq, "shape",
-                        (int) ev->shape[0], (int) ev->shape[1],
-                        (int) ev->shape[2], "scale", (int) ev->scale[0],
-                        "bytes", (json_int_t) ev->len, "latency_ms",
-                        w->latency_ms, "saved", path[0] != '\0' ? path : NULL));
+    json_t* o = json_pack(
+        "{s:s,s:I,s:[i,i,i],s:i,s:I,s:f,s:s?}", "event", "preview", "seq",
+        (json_int_t) ev->seq, "shape", (int) ev->shape[0], (int) ev->shape[1],
+        (int) ev->shape[2], "scale", (int) ev->scale[0], "bytes",
+        (json_int_t) ev->len, "latency_ms", w->latency_ms, "saved",
+        path[0] != '\0' ? path : NULL);
+    if (o != NULL && chunks >= 0) {
+      json_object_set_new(o, "chunks", json_integer(chunks));
+    }
+    emit_json(o);
     return;
   }
   if (w->is_tty) {
@@ -315,6 +323,35 @@ static void on_preview(cm_sub_t* sub, cm_preview_t* ev, void* user) {
     }
     show(w, sub); /* plain lines come with progress events only */
   }
+}
+
+
+static void on_preview(cm_sub_t* sub, cm_preview_t* ev, void* user) {
+  got_preview(user, sub, ev, -1);
+}
+
+
+/* Chunks: the library keeps the mask; a complete delta is a preview. */
+static void on_chunks(cm_sub_t* sub, const cm_chunks_t* ev, void* user) {
+  watch_t* w = user;
+  w->delta_chunks += ev->chunk_count;
+  if (!ev->is_complete) {
+    return;
+  }
+  cm_preview_t p = {
+      .seq = ev->seq, .timestamp_us = ev->timestamp_us, .dtype = "uint8"};
+  uint32_t shape[3];
+  p.voxels = (uint8_t*) cm_sub_chunk_mask(sub, ev->scale, shape);
+  if (p.voxels == NULL) {
+    return; /* cannot be: the delta brought its level */
+  }
+  for (int i = 0; i < 3; i++) {
+    p.shape[i] = shape[i];
+    p.scale[i] = ev->scale;
+  }
+  p.len = (size_t) shape[0] * shape[1] * shape[2];
+  got_preview(w, sub, &p, (json_int_t) w->delta_chunks);
+  w->delta_chunks = 0;
 }
 
 
@@ -477,12 +514,17 @@ int cli_watch_job(cli_ctx_t* ctx,
       .on_preview = on_preview,
       .on_finished = on_finished,
       .on_error = on_error,
+      .on_chunks = on_chunks,
       .on_closed = on_closed,
   };
+  cm_sub_options_t sopts;
+  cm_sub_options_init(&sopts);
+  sopts.encoding = opts->encoding;
+  sopts.scale = opts->scale;
   cm_sub_t* sub = NULL;
   int err = cm_client_start_thread(client);
   if (err == 0) {
-    err = cm_sub_start(client, job_id, &cbs, &w, &sub);
+    err = cm_sub_start_opts(client, job_id, &sopts, &cbs, &w, &sub);
   }
   if (err != 0) {
     cm_client_free(client);
@@ -497,6 +539,8 @@ int cli_watch_job(cli_ctx_t* ctx,
     cli_wait_signal(&w.is_closed, cli_now_ms() + 5000);
   }
   cm_client_free(client); /* joins the client thread: w is ours now */
+  cm_sub_stats_t st;
+  cm_sub_get_stats(sub, &st);
   cm_sub_free(sub);
   cli_signals_restore(&old_mask);
   clear_bar(&w);
@@ -512,10 +556,12 @@ int cli_watch_job(cli_ctx_t* ctx,
                         : is_interrupted ? cm_job_state_name(w.state)
                                          : "unknown";
     emit_json(json_pack(
-        "{s:s,s:s,s:s,s:I,s:I,s:I,s:i,s:b,s:i}", "event", "end", "job_id",
-        job_id, "state", state, "previews", (json_int_t) w.previews, "skipped",
-        (json_int_t) w.skipped, "saved", (json_int_t) w.saved, "reconnects",
-        (int) w.reconnects, "interrupted", is_interrupted, "exit_code", rc));
+        "{s:s,s:s,s:s,s:I,s:I,s:I,s:i,s:b,s:i,s:I,s:I}", "event", "end",
+        "job_id", job_id, "state", state, "previews", (json_int_t) w.previews,
+        "skipped", (json_int_t) w.skipped, "saved", (json_int_t) w.saved,
+        "reconnects", (int) w.reconnects, "interrupted", is_interrupted,
+        "exit_code", rc, "bytes_received", (json_int_t) st.wire_bytes,
+        "message_bytes", (json_int_t) st.bytes));
     return rc;
   }
   switch (rc) {

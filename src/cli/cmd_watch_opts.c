@@ -17,7 +17,10 @@ static const char watch_help[] =
     "received,\nbytes and the latency of the last message. Reconnects on its "
     "own when the\nconnection drops (each attempt is reported); a job that "
     "was running when\nthe server restarted ends as failed (\"interrupted\").\n"
-    "  --save-previews DIR  write each preview as DIR/preview-SEQ.mrc\n"
+    "  --save-previews DIR  write each preview as DIR/preview-SEQ.mrc (chunks: "
+    "the\n"
+    "                       whole mask of its level after each complete "
+    "delta)\n"
     "  --max-retries N      reconnect attempts in a row before giving up "
     "(default\n"
     "                       10; 0: never give up)\n"
@@ -26,7 +29,12 @@ static const char watch_help[] =
     "slice\n"
     "  --encoding E         how previews travel: base64 (JSON, default), raw "
     "or\n"
-    "                       zstd (binary; zstd is smallest on the wire)\n"
+    "                       zstd (binary; zstd is smallest on the wire), or "
+    "chunks\n"
+    "                       (only the 32^3 chunks that changed, zstd each)\n"
+    "  --scale S            chunks: the level received, 1, 2, 4, 8 or 16 "
+    "(default:\n"
+    "                       the largest <= the job's preview scale)\n"
     "  --max-message-bytes N  largest preview message taken (K, M, G "
     "suffixes;\n"
     "                       default 1G); larger previews are skipped with a\n"
@@ -40,14 +48,15 @@ int cli_parse_encoding(cli_ctx_t* ctx,
                        const char* cmd,
                        const char* value,
                        cm_encoding_t* out) {
-  static const char* names[] = {"base64", "raw", "zstd"};
-  for (int i = 0; i < 3; i++) {
+  static const char* names[] = {"base64", "raw", "zstd", "chunks"};
+  for (int i = 0; i < 4; i++) {
     if (strcmp(value, names[i]) == 0) {
       *out = (cm_encoding_t) i;
       return 0;
     }
   }
-  return cli_usage_error(ctx, cmd, "--encoding wants base64, raw or zstd");
+  return cli_usage_error(ctx, cmd,
+                         "--encoding wants base64, raw, zstd or chunks");
 }
 
 
@@ -85,7 +94,8 @@ int cli_cmd_watch(cli_ctx_t* ctx, int argc, char** argv) {
     OPT_NOPROG,
     OPT_ENCODING,
     OPT_SLICE,
-    OPT_MAX_MESSAGE
+    OPT_MAX_MESSAGE,
+    OPT_SCALE
   };
   static const struct option longs[] = {
       {"help", no_argument, NULL, 'h'},
@@ -95,6 +105,7 @@ int cli_cmd_watch(cli_ctx_t* ctx, int argc, char** argv) {
       {"no-progress", no_argument, NULL, OPT_NOPROG},
       {"encoding", required_argument, NULL, OPT_ENCODING},
       {"slice", no_argument, NULL, OPT_SLICE},
+      {"scale", required_argument, NULL, OPT_SCALE},
       {NULL, 0, NULL, 0}};
   cli_watch_opts_t opts = {.max_retries = 10};
   int c;
@@ -128,6 +139,15 @@ int cli_cmd_watch(cli_ctx_t* ctx, int argc, char** argv) {
     case OPT_SLICE:
       opts.show_slice = true;
       break;
+    case OPT_SCALE:
+      v = strtoul(optarg, &end, 10);
+      if (end == optarg || *end != '\0' || v == 0 || v > 16 ||
+          (v & (v - 1)) != 0) {
+        return cli_usage_error(
+            ctx, argv[0], "--scale wants 1, 2, 4, 8 or 16, not \"%s\"", optarg);
+      }
+      opts.scale = (uint32_t) v;
+      break;
     case OPT_MAX_MESSAGE: {
       int mrc =
           cli_parse_max_message(ctx, argv[0], optarg, &opts.max_message_bytes);
@@ -145,6 +165,11 @@ int cli_cmd_watch(cli_ctx_t* ctx, int argc, char** argv) {
                              "value: \"%s\"",
                              argv[optind - 1]);
     }
+  }
+  if (opts.scale != 0 && opts.encoding != CM_ENCODING_CHUNKS) {
+    return cli_usage_error(ctx, argv[0],
+                           "--scale is for --encoding chunks (the job's "
+                           "preview scale is set when it is submitted)");
   }
   int rc;
   const char* id = cli_job_arg(ctx, argc, argv, &rc);

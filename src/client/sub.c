@@ -24,6 +24,7 @@ static void sub_connect(cm_sub_t* sub);
 void sub_unref(cm_sub_t* sub) {
   if (atomic_fetch_sub(&sub->refs, 1) == 1) {
     pthread_mutex_destroy(&sub->stats_mu);
+    sub_chunks_free(&sub->ck);
     free(sub->closed_ev); /* NULL unless the sub never reached the loop */
     free(sub);
   }
@@ -35,6 +36,15 @@ static void on_ws_open(net_wsc_t* wsc) {
 }
 
 
+/* Counts what the connection read from its socket since the last call. */
+static void count_wire(cm_sub_t* sub, const net_wsc_t* wsc) {
+  sub_stats_lock(sub);
+  sub->stats.wire_bytes += wsc->rx_bytes - sub->wire_seen;
+  sub_stats_unlock(sub);
+  sub->wire_seen = wsc->rx_bytes;
+}
+
+
 static void on_ws_msg(net_wsc_t* wsc,
                       uint8_t opcode,
                       const uint8_t* data,
@@ -43,8 +53,9 @@ static void on_ws_msg(net_wsc_t* wsc,
   sub_stats_lock(sub);
   sub->stats.bytes += len;
   sub_stats_unlock(sub);
-  if (sub->is_closing) {
-    return;
+  count_wire(sub, wsc);
+  if (sub->is_closing || sub->ck.is_broken) {
+    return; /* a broken chunks connection is being dropped */
   }
   if (opcode != WSLAY_TEXT_FRAME) {
     sub_on_binary(sub, data, len);
@@ -64,6 +75,7 @@ static void on_ws_skip(net_wsc_t* wsc,
   sub_stats_lock(sub);
   sub->stats.bytes += len;
   sub_stats_unlock(sub);
+  count_wire(sub, wsc);
   if (!sub->is_closing) {
     sub_on_skipped(sub, status, opcode, head, head_len, len);
   }
@@ -175,6 +187,7 @@ static void retry_or_give_up(cm_sub_t* sub, int status) {
 
 static void on_ws_close(net_wsc_t* wsc, int status) {
   cm_sub_t* sub = wsc->data;
+  count_wire(sub, wsc);
   sub->wsc = NULL;
   sub->is_ready = false;
   int fatal = 0;
@@ -199,12 +212,19 @@ static void sub_connect(cm_sub_t* sub) {
   cm_client_t* client = sub->client;
   sub_emit_conn(sub, CM_CONN_CONNECTING, 0);
   net_wsc_t* wsc = calloc(1, sizeof(*wsc));
-  char target[512];
+  char target[768];
+  char query[256];
   static const char* encoding_query[] = {"", "?encoding=raw", "?encoding=zstd"};
-  cm_encoding_t enc = client->opts.preview_encoding;
+  cm_encoding_t enc = sub->encoding;
+  if (enc == CM_ENCODING_CHUNKS) {
+    sub_chunks_begin(sub, query, sizeof(query));
+  } else {
+    snprintf(query, sizeof(query), "%s",
+             (unsigned) enc <= CM_ENCODING_ZSTD ? encoding_query[enc] : "");
+  }
   snprintf(target, sizeof(target), "%s/ws/jobs/%s%s", client->prefix,
-           sub->job_id,
-           (unsigned) enc <= CM_ENCODING_ZSTD ? encoding_query[enc] : "");
+           sub->job_id, query);
+  sub->wire_seen = 0;
   net_wsc_opts_t o = {
       .host = client->host,
       .port = client->port,
@@ -271,16 +291,49 @@ static void do_start(void* arg) {
 }
 
 
+void cm_sub_options_init(cm_sub_options_t* opts) {
+  memset(opts, 0, sizeof(*opts));
+  opts->encoding = CM_ENCODING_BASE64;
+}
+
+
 int cm_sub_start(cm_client_t* client,
                  const char* job_id,
                  const cm_sub_cbs_t* cbs,
                  void* user_data,
                  cm_sub_t** out) {
+  return cm_sub_start_opts(client, job_id, NULL, cbs, user_data, out);
+}
+
+
+int cm_sub_start_opts(cm_client_t* client,
+                      const char* job_id,
+                      const cm_sub_options_t* opts,
+                      const cm_sub_cbs_t* cbs,
+                      void* user_data,
+                      cm_sub_t** out) {
   if (job_id == NULL || !core_uuid_is_valid(job_id, strlen(job_id))) {
     return CM_EBADID;
   }
+  cm_sub_options_t so;
+  cm_sub_options_init(&so);
+  so.encoding = client->opts.preview_encoding;
+  if (opts != NULL) {
+    so = *opts;
+  }
+  if ((unsigned) so.encoding > CM_ENCODING_CHUNKS ||
+      (so.scale != 0 && (so.encoding != CM_ENCODING_CHUNKS ||
+                         core_chunk_level_of_scale(so.scale) < 0))) {
+    return CM_EBADARG;
+  }
   cm_sub_t* sub = calloc(1, sizeof(*sub));
   if (sub == NULL) {
+    return -ENOMEM;
+  }
+  sub->encoding = so.encoding;
+  sub->chunk_scale = so.scale;
+  if (so.encoding == CM_ENCODING_CHUNKS && sub_chunks_init(&sub->ck) != 0) {
+    free(sub);
     return -ENOMEM;
   }
   core_list_init(&sub->node);
@@ -291,6 +344,7 @@ int cm_sub_start(cm_client_t* client,
   pthread_mutex_init(&sub->stats_mu, NULL);
   if (sub_closed_ev_alloc(sub) != 0) {
     pthread_mutex_destroy(&sub->stats_mu);
+    sub_chunks_free(&sub->ck);
     free(sub);
     return -ENOMEM;
   }

@@ -21,6 +21,7 @@ typedef enum {
   EV_PREVIEW,
   EV_FINISHED,
   EV_ERROR,
+  EV_CHUNKS,
   EV_CLOSED
 } ev_kind_t;
 
@@ -37,9 +38,11 @@ struct sub_ev_s {
     cm_preview_t preview;
     cm_finished_t finished;
     cm_sub_error_t error;
+    cm_chunks_t chunks;
     int closed_status;
   } u;
   char* strs[3];
+  cm_chunk_ref_t* refs; /* EV_CHUNKS: the event's copy of the list */
 };
 
 
@@ -89,6 +92,14 @@ static void run_ev(void* arg) {
       c->on_error(sub, &ev->u.error, u);
     }
     break;
+  case EV_CHUNKS:
+    if (open && c->on_chunks != NULL) {
+      /* The masks hold still while the application reads them. */
+      pthread_mutex_lock(&sub->ck.mask_mu);
+      c->on_chunks(sub, &ev->u.chunks, u);
+      pthread_mutex_unlock(&sub->ck.mask_mu);
+    }
+    break;
   case EV_CLOSED:
     if (live && c->on_closed != NULL) {
       c->on_closed(sub, ev->u.closed_status, u);
@@ -99,6 +110,7 @@ static void run_ev(void* arg) {
   for (int i = 0; i < 3; i++) {
     free(ev->strs[i]);
   }
+  free(ev->refs);
   client_life_unref(ev->life);
   free(ev);
 }
@@ -208,6 +220,26 @@ void sub_emit_finished(cm_sub_t* sub, const cm_finished_t* f) {
   if (ev != NULL) {
     ev->u.finished = *f;
     ev->u.finished.data_json = ev_str(ev, 0, f->data_json);
+  }
+  emit(sub, ev);
+}
+
+
+void sub_emit_chunks(cm_sub_t* sub, const cm_chunks_t* k) {
+  sub_ev_t* ev = ev_new(sub, EV_CHUNKS);
+  if (ev != NULL && k->chunk_count > 0) {
+    ev->refs = malloc(k->chunk_count * sizeof(*ev->refs));
+    if (ev->refs == NULL) {
+      free(ev);
+      ev = NULL;
+    } else {
+      memcpy(ev->refs, k->chunks, k->chunk_count * sizeof(*ev->refs));
+    }
+  }
+  if (ev != NULL) {
+    ev->u.chunks = *k;
+    ev->u.chunks.chunks = ev->refs;
+    ev->u.chunks.epoch = ev_str(ev, 0, k->epoch);
   }
   emit(sub, ev);
 }

@@ -13,6 +13,7 @@
 #include <uv.h>
 
 #include "client/client_int.h"
+#include "client/sub_chunks.h"
 #include "core/preview_bin.h"
 #include "core/shape.h"
 #include "core/uuid.h"
@@ -27,6 +28,8 @@ struct cm_sub_s {
   char job_id[CORE_UUID_STR_LEN + 1];
   cm_sub_cbs_t cbs;
   void* user_data;
+  cm_encoding_t encoding;
+  uint32_t chunk_scale; /* CHUNKS: the scale asked for, 0: the default */
   /* The memory lives while any of these holds a reference: the
    * application (until cm_sub_free), the loop side (until the closed event
    * has run or been skipped), each posted command (until it ran). */
@@ -44,6 +47,8 @@ struct cm_sub_s {
   core_shape_t volume;
   uint32_t scale;
   core_preview_t* bin_preview; /* set while a binary preview is handled */
+  sub_chunks_t ck;             /* CHUNKS: masks, since, view, the delta */
+  uint64_t wire_seen;          /* wsc->rx_bytes already counted */
   bool has_terminal;           /* a terminal event was delivered */
   bool is_closing;             /* closing, no new connection */
   int close_status;            /* for on_closed */
@@ -101,6 +106,8 @@ void sub_emit_preview(cm_sub_t* sub,
                       int64_t ts_us,
                       core_preview_t* pv);
 void sub_emit_finished(cm_sub_t* sub, const cm_finished_t* ev);
+/* Copies the chunk list and the epoch; on_chunks runs under ck.mask_mu. */
+void sub_emit_chunks(cm_sub_t* sub, const cm_chunks_t* ev);
 void sub_emit_error(cm_sub_t* sub,
                     cm_sub_err_kind_t kind,
                     uint64_t seq,

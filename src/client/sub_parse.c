@@ -74,6 +74,17 @@ static void on_connected_msg(cm_sub_t* sub, const core_server_msg_t* m) {
     sub_reject(sub, "connected: preview_shape does not match volume / scale");
     return;
   }
+  if (sub->encoding == CM_ENCODING_CHUNKS &&
+      sub_chunks_on_connected(sub, d) != 0) {
+    /* A server that does not speak chunks: no connection will do better. */
+    sub_emit_error(sub, CM_SUB_ERR_SERVER, 0, 0, "no_chunks",
+                   "connected: data.chunks is missing or not "
+                   "{\"edge\":32,\"levels\":5,\"epoch\"}: the server "
+                   "does not offer chunked delta previews",
+                   "use another encoding with this server", false);
+    sub_finish(sub, CM_EPROTO);
+    return;
+  }
   c.last_seq = (uint64_t) json_integer_value(last);
   if (c.last_seq < sub->stats.last_seq) {
     /* The server's counter went back (a restart that lost events): take
@@ -113,6 +124,9 @@ static void on_connected_msg(cm_sub_t* sub, const core_server_msg_t* m) {
   sub->last_close_code = 0;
   sub_emit_conn(sub, CM_CONN_OPEN, 0);
   sub_emit_connected(sub, &c);
+  if (sub->encoding == CM_ENCODING_CHUNKS) {
+    sub_chunks_send_view(sub); /* not remembered across connections */
+  }
 }
 
 
@@ -279,6 +293,11 @@ static void on_decoded(cm_sub_t* sub, core_server_msg_t m) {
     on_connected_msg(sub, &m);
   } else if (!sub->is_ready) {
     sub_reject(sub, "%s message before connected", m.type);
+  } else if (strcmp(m.type, "delta") == 0) {
+    /* Ordered by base and complete, not by seq: a delta's seq is its
+     * preview's, which may be below a progress already delivered, and 0
+     * for the empty keyframe of a job without a preview yet. */
+    sub_chunks_on_delta(sub, &m);
   } else if (m.seq == 0) {
     if (strcmp(m.type, "error") == 0) {
       on_job_error_msg(sub, &m);
@@ -321,12 +340,16 @@ void sub_on_text(cm_sub_t* sub, const char* text, size_t len) {
 /* A binary preview (raw or zstd): decoded and validated here, then handled
  * like its text twin, seq checks included. */
 void sub_on_binary(cm_sub_t* sub, const uint8_t* data, size_t len) {
-  if (sub->client->opts.preview_encoding == CM_ENCODING_BASE64) {
+  if (sub->encoding == CM_ENCODING_BASE64) {
     sub_reject(sub, "binary message of %zu bytes that was not asked for", len);
     return;
   }
   if (!sub->is_ready) {
     sub_reject(sub, "binary message before connected");
+    return;
+  }
+  if (sub->encoding == CM_ENCODING_CHUNKS) {
+    sub_chunks_on_binary(sub, data, len);
     return;
   }
   core_server_msg_t m;

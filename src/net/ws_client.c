@@ -361,6 +361,7 @@ static void on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
     return;
   }
   wsc->got_input = true;
+  wsc->rx_bytes += (uint64_t) nread;
   if (wsc->is_open) {
     feed_ws(wsc, (const uint8_t*) buf->base, (size_t) nread);
   } else {

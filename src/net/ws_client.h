@@ -87,6 +87,7 @@ struct net_wsc_s {
   unsigned http_status; /* the handshake answer's status */
   char* http_body;      /* its body when not 101 (NUL-terminated) */
   uint16_t close_code;  /* the peer's close code */
+  uint64_t rx_bytes;    /* read from the socket so far, handshake included */
   bool is_open;         /* handshake done */
   bool is_dialing;
   bool is_closing;       /* handles are closing */

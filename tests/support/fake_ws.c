@@ -19,6 +19,9 @@ typedef struct {
   fake_t* f;
   int fd;
   int index;
+  uint8_t* in; /* client bytes not yet taken as frames */
+  size_t in_len;
+  bool echoed; /* the client's close frame was answered */
 } handler_t;
 
 
@@ -102,7 +105,7 @@ static void send_big(int fd, const act_t* a) {
 }
 
 
-static bool answer_handshake(int fd) {
+static bool answer_handshake(int fd, char target[512]) {
   char req[8192];
   size_t got = 0;
   while (got < sizeof(req) - 1) {
@@ -116,6 +119,7 @@ static bool answer_handshake(int fd) {
       break;
     }
   }
+  sscanf(req, "GET %511s", target);
   char key[64] = "";
   const char* k = strstr(req, "Sec-WebSocket-Key: ");
   if (k != NULL) {
@@ -133,8 +137,90 @@ static bool answer_handshake(int fd) {
 }
 
 
+/* One whole client frame at the start of `in`: a text frame's payload is
+ * unmasked and appended to f->received[index]. Returns its length, 0
+ * while it is incomplete. */
+static size_t take_frame(fake_t* f, int index, uint8_t* in, size_t len) {
+  if (len < 2) {
+    return 0;
+  }
+  uint64_t n = in[1] & 0x7f;
+  size_t h = 2;
+  if (n == 126) {
+    if (len < 4) {
+      return 0;
+    }
+    n = (uint64_t) in[2] << 8 | in[3];
+    h = 4;
+  } else if (n == 127) {
+    if (len < 10) {
+      return 0;
+    }
+    n = 0;
+    for (int i = 0; i < 8; i++) {
+      n = n << 8 | in[2 + i];
+    }
+    h = 10;
+  }
+  bool masked = (in[1] & 0x80) != 0;
+  size_t m = masked ? 4 : 0;
+  if (len < h + m + n) {
+    return 0;
+  }
+  if ((in[0] & 0x0f) == NET_WS_OP_TEXT) {
+    char** out = &f->received[index];
+    size_t old = *out != NULL ? strlen(*out) : 0;
+    *out = realloc(*out, old + (size_t) n + 2);
+    cr_assert_not_null(*out);
+    for (uint64_t i = 0; i < n; i++) {
+      (*out)[old + i] = (char) (in[h + m + i] ^ (masked ? in[h + (i % 4)] : 0));
+    }
+    (*out)[old + n] = '\n';
+    (*out)[old + n + 1] = '\0';
+  }
+  return h + m + (size_t) n;
+}
+
+
+/* Reads client frames; with `want_text`, until one text frame more was
+ * kept, else until the close frame was echoed. False at EOF. */
+static bool read_client(handler_t* h, bool want_text) {
+  char** rec = &h->f->received[h->index];
+  size_t before = *rec != NULL ? strlen(*rec) : 0;
+  for (;;) {
+    size_t used;
+    while (!h->echoed &&
+           (used = take_frame(h->f, h->index, h->in, h->in_len)) > 0) {
+      if ((h->in[0] & 0x0f) == NET_WS_OP_CLOSE) {
+        uint8_t frame[128];
+        send_all(h->fd, frame, net_ws_close_frame(frame, 1000, ""));
+        h->echoed = true;
+      }
+      memmove(h->in, h->in + used, h->in_len - used);
+      h->in_len -= used;
+      if (want_text && *rec != NULL && strlen(*rec) > before) {
+        return true;
+      }
+    }
+    uint8_t buf[4096];
+    ssize_t r = recv(h->fd, buf, sizeof(buf), 0);
+    if (r <= 0) {
+      return false;
+    }
+    if (h->echoed) {
+      continue; /* read until EOF */
+    }
+    h->in = realloc(h->in, h->in_len + (size_t) r);
+    cr_assert_not_null(h->in);
+    memcpy(h->in + h->in_len, buf, (size_t) r);
+    h->in_len += (size_t) r;
+  }
+}
+
+
 /* Plays the script; returns false when it ended the connection itself. */
-static bool play(int fd, const conn_script_t* s) {
+static bool play(handler_t* h, const conn_script_t* s) {
+  int fd = h->fd;
   for (int i = 0; i < s->count; i++) {
     const act_t* a = &s->acts[i];
     switch (a->kind) {
@@ -162,6 +248,11 @@ static bool play(int fd, const conn_script_t* s) {
       send_all(fd, frame, len);
       break;
     }
+    case ACT_AWAIT_TEXT:
+      if (!read_client(h, true)) {
+        return false;
+      }
+      break;
     case ACT_DROP:
     case ACT_HANGUP:
       return false;
@@ -177,19 +268,10 @@ static void* handler_main(void* arg) {
   int last = f->conn_count > 0 ? f->conn_count - 1 : 0;
   const conn_script_t* s = &f->conns[h->index < last ? h->index : last];
   bool hangup = s->count > 0 && s->acts[0].kind == ACT_HANGUP;
-  if (!hangup && answer_handshake(h->fd) && play(h->fd, s)) {
-    /* Wait for the client's close frame, echo it, then read until EOF. */
-    uint8_t buf[4096];
-    bool echoed = false;
-    ssize_t r;
-    while ((r = recv(h->fd, buf, sizeof(buf), 0)) > 0) {
-      if (!echoed && (buf[0] & 0x0f) == NET_WS_OP_CLOSE) {
-        uint8_t frame[128];
-        send_all(h->fd, frame, net_ws_close_frame(frame, 1000, ""));
-        echoed = true;
-      }
-    }
+  if (!hangup && answer_handshake(h->fd, f->targets[h->index]) && play(h, s)) {
+    read_client(h, false); /* until the close, echoed, and EOF */
   }
+  free(h->in);
   close(h->fd);
   free(h);
   return NULL;
@@ -206,7 +288,7 @@ static void* accept_main(void* arg) {
     }
     handler_t* h = malloc(sizeof(*h));
     cr_assert_not_null(h);
-    *h = (handler_t){f, fd, f->accepted};
+    *h = (handler_t){f, fd, f->accepted, NULL, 0, false};
     cr_assert_eq(
         pthread_create(&f->handlers[f->accepted], NULL, handler_main, h), 0);
     f->accepted++;
@@ -389,4 +471,12 @@ uint8_t* fake_binary_preview(unsigned seq,
   memcpy(out + head, payload, n);
   *len = (size_t) head + n;
   return out;
+}
+
+
+void fake_free_received(fake_t* f) {
+  for (int c = 0; c < FAKE_MAX_CONNS; c++) {
+    free(f->received[c]);
+    f->received[c] = NULL;
+  }
 }

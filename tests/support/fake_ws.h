@@ -20,15 +20,16 @@
 #define FAKE_MAX_CONNS 64
 
 typedef enum {
-  ACT_TEXT,      /* one text frame */
-  ACT_FRAGMENTS, /* the text in three fragments */
-  ACT_BINARY,    /* one binary frame */
-  ACT_CLOSE,     /* a close frame with `code` */
-  ACT_DROP,      /* end the TCP connection at once */
-  ACT_HANGUP,    /* first act only: close before answering the handshake */
-  ACT_BIG        /* a text message of `big_len` bytes: `text` as its prefix,
-                    then filler, then `"}}`, streamed from a small buffer in
-                    frames of `frag_len` bytes (0: one frame) */
+  ACT_TEXT,       /* one text frame */
+  ACT_FRAGMENTS,  /* the text in three fragments */
+  ACT_BINARY,     /* one binary frame */
+  ACT_CLOSE,      /* a close frame with `code` */
+  ACT_DROP,       /* end the TCP connection at once */
+  ACT_HANGUP,     /* first act only: close before answering the handshake */
+  ACT_AWAIT_TEXT, /* wait until the client sent one more text message */
+  ACT_BIG         /* a text message of `big_len` bytes: `text` as its prefix,
+                     then filler, then `"}}`, streamed from a small buffer in
+                     frames of `frag_len` bytes (0: one frame) */
 } act_kind_t;
 
 typedef struct {
@@ -55,6 +56,10 @@ typedef struct {
   pthread_t thread;
   pthread_t handlers[FAKE_MAX_CONNS];
   int accepted; /* read after fake_stop() */
+  /* Per accepted connection, read after fake_stop(): the request line's
+   * target, and the client's text messages, each followed by '\n'. */
+  char targets[FAKE_MAX_CONNS][512];
+  char* received[FAKE_MAX_CONNS];
 } fake_t;
 
 /* Listens on a free port and starts accepting. */
@@ -62,6 +67,9 @@ void fake_start(fake_t* f);
 
 /* Stops accepting, waits for every connection to end, frees the script. */
 void fake_stop(fake_t* f);
+
+/* Frees f->received (after fake_stop(), once the test has read it). */
+void fake_free_received(fake_t* f);
 
 /* Appends an act to connection `conn`'s script; takes ownership of text. */
 void fake_add(fake_t* f, int conn, act_kind_t kind, char* text, uint16_t code);
