@@ -571,6 +571,9 @@ Test(client_chunks, reconnect_sends_since_epoch_and_the_view, .timeout = 60) {
   }
   fake_t f = {0};
   fake_add(&f, 0, ACT_TEXT, connected_chunks("[40,40,40]", "e 1/x"), 0);
+  /* The view is read before the drop: a close with unread input is a reset,
+   * which may discard chunks the client has not read yet. */
+  fake_add(&f, 0, ACT_AWAIT_TEXT, NULL, 0);
   fake_add(
       &f, 0, ACT_TEXT,
       delta(4, "e 1/x", 0, true, true, (unsigned) m.g.count, 1, &m.g.shape, 0),
@@ -604,7 +607,8 @@ Test(client_chunks, reconnect_sends_since_epoch_and_the_view, .timeout = 60) {
                    "?encoding=chunks&scale=1&since=4&epoch=e%201%2Fx");
   static const char view[] =
       "{\"type\":\"view\",\"z\":null,\"y\":3,\"x\":null}\n";
-  /* Connection 0 is dropped before the fake reads what the client sent. */
+  cr_assert_not_null(f.received[0]);
+  cr_assert_str_eq(f.received[0], view, "sent after the first connected");
   cr_assert_not_null(f.received[1]);
   cr_assert_str_eq(f.received[1], view, "sent again after the reconnect");
   cr_assert_eq(seen.complete, 2);
