@@ -170,6 +170,13 @@ static int submit(srv_mask_run_t* mr, srv_mask_render_kind_t kind) {
   r->preview = mr->preview;
   r->box = mr->dirty;
   if (mr->job->chunks != NULL) {
+    if (kind == SRV_MASK_FINAL) {
+      /* The final chunks come from the whole mask, as the artifact does: an
+       * engine's own final pass (classic) rewrites labels in place without
+       * reporting regions, and an exec engine may have left a write
+       * unreported. Unchanged chunks cost a compression, no message. */
+      srv_chunks_mark_all(mr->job->chunks);
+    }
     r->chunk_pass = srv_chunks_pass_begin(mr->job->chunks); /* or NULL */
   }
   if (mr->pool != NULL) {

@@ -5,11 +5,17 @@ planes, bad input gets clear errors."""
 
 import asyncio
 import json
+import os
+import subprocess
 
 import websockets
 
 from chunk_client import ChunkClient, follow, level_shape, max_downsample, ProtocolError
-from harness import EV, ServerTestCase, main, read_mrc
+from harness import EV, SPEED_SCALE, ServerTestCase, main, read_mrc
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CLI = os.environ.get("CRYOMAMBA_CLI_BIN") or os.path.join(
+    HERE, "..", "..", "build", "src", "cli", "cryomamba")
 
 
 class ChunksTest(ServerTestCase):
@@ -24,7 +30,7 @@ class ChunksTest(ServerTestCase):
         client = client or ChunkClient()
         async with websockets.connect(self.server.ws_url(jid) + query,
                                       max_size=None) as ws:
-            await asyncio.wait_for(follow(ws, client, **kw), EV * 4)
+            await asyncio.wait_for(follow(ws, client, **kw), EV * 4 * SPEED_SCALE)
         return client
 
     def assert_levels(self, client, full, levels):
@@ -54,6 +60,35 @@ class ChunksTest(ServerTestCase):
         # Deltas carry only what changed: far fewer chunk bytes than the
         # previews would have been.
         self.assertGreater(len(clients[0].deltas), 3)
+
+    async def test_classic_engine_chunks_grow_and_end_as_the_artifact(self):
+        """A mask engine: regions reported window by window, passes read the
+        mask file; a subscriber from the start and one joining mid-run."""
+        path = os.path.join(self.server.data_root, "ph-chunks.mrc")
+        r = subprocess.run([CLI, "phantom", "--shape", "64,96,96", "--seed", "5",
+                            "-o", path], capture_output=True, text=True, timeout=EV * 4)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        job = self.make_job({"volume_path": "ph-chunks.mrc"}, preview_hz=20,
+                            engine_params={"window": 32})
+        jid = job["job_id"]
+        self.assertEqual(job["params"]["engine"], "classic")
+        late = ChunkClient()
+
+        async def join_late():
+            while True:  # joins once the run is under way
+                got = self.server.get("/v1/jobs/%s" % jid).json
+                if got["state"] != "queued":
+                    break
+                await asyncio.sleep(0.02)
+            return await self.watch(jid, "?encoding=chunks&scale=2", client=late)
+        early, _ = await asyncio.wait_for(asyncio.gather(
+            self.watch(jid, "?encoding=chunks&scale=1"), join_late()), EV * 8 * SPEED_SCALE)
+        full = self.artifact(jid)
+        self.assertGreater(int((full > 0).sum()), 0)
+        self.assertEqual(early.terminal["type"], "completed")
+        self.assert_levels(early, full, [0])
+        self.assert_levels(late, full, [1])
+        self.assertGreater(len(early.deltas), 2, "the mask grew in steps")
 
     async def test_random_every_chunk_changes_and_still_converges(self):
         job = self.make_job({"volume": {"shape": [40, 64, 66]}}, pattern="random",
