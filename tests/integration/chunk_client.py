@@ -74,7 +74,9 @@ class ChunkClient:
             d = msg["data"]
             d["seq"] = msg["seq"]
             base = self.last_complete[0] if self.last_complete else 0
-            if d["base"] != base:
+            if d["keyframe"] and d["base"] != 0:
+                raise ProtocolError("a keyframe with base %d" % d["base"])
+            if not d["keyframe"] and d["base"] != base:
                 raise ProtocolError("delta base %d, but the last complete seq is %d"
                                     % (d["base"], base))
             if d["keyframe"]:

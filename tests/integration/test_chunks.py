@@ -11,7 +11,7 @@ import subprocess
 import websockets
 
 from chunk_client import ChunkClient, follow, level_shape, max_downsample, ProtocolError
-from harness import EV, SPEED_SCALE, ServerTestCase, main, read_mrc
+from harness import EV, SPEED_SCALE, Server, ServerTestCase, main, read_mrc
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CLI = os.environ.get("CRYOMAMBA_CLI_BIN") or os.path.join(
@@ -218,6 +218,73 @@ class ChunksTest(ServerTestCase):
             raw = await ws.recv()
             if isinstance(raw, str):
                 return raw
+
+
+class ChunkTableLifeTest(ServerTestCase):
+    """Tables rebuilt from the artifact: after a restart, after eviction."""
+
+    SERVER_ARGS = ("--preview-cache-bytes", "0")
+
+    async def keyframe_of(self, srv, jid, query="", resume=None):
+        c = ChunkClient()
+        c.last_complete = resume
+        async with websockets.connect(srv.ws_url(jid) + "?encoding=chunks&scale=1" + query,
+                                      max_size=None) as ws:
+            await asyncio.wait_for(follow(ws, c), EV * 4 * SPEED_SCALE)
+        return c
+
+    def artifact(self, srv, jid):
+        r = srv.get("/v1/jobs/%s/artifacts/mask.mrc" % jid)
+        self.assertEqual(r.status, 200)
+        return read_mrc(r.body)[1]
+
+    async def test_after_a_restart_the_table_comes_from_the_artifact(self):
+        s1 = Server(()).start()
+        try:
+            job = s1.create_job({"volume": {"shape": [48, 64, 80]}, "params": {
+                "pattern": "blobs", "preview_hz": 10, "duration_s": 0.4, "seed": 9}})
+            jid = job["job_id"]
+            before = await self.keyframe_of(s1, jid)
+            self.assertEqual(s1.stop(), 0)
+            s2 = Server((), state_dir=s1.state_dir, data_root=s1.data_root).start()
+            try:
+                after = await self.keyframe_of(s2, jid)
+                self.assertTrue(after.deltas[0]["keyframe"])
+                self.assertNotEqual(after.deltas[0]["epoch"], before.deltas[0]["epoch"])
+                self.assertEqual(after.terminal["type"], "completed")
+                full = self.artifact(s2, jid)
+                self.assertTrue((after.mask(0) == full).all())
+                self.assertTrue((before.mask(0) == full).all())
+                # An old epoch: a keyframe, not a resume.
+                seq, epoch = before.last_complete
+                again = await self.keyframe_of(s2, jid, "&since=%d&epoch=%s" % (seq, epoch),
+                                               resume=(seq, epoch))
+                self.assertTrue(again.deltas[0]["keyframe"])
+            finally:
+                s2.stop()
+                s2.cleanup()
+        finally:
+            s1.cleanup()
+
+    async def test_an_evicted_table_is_built_again_with_a_new_epoch(self):
+        job = self.make_job({"volume": {"shape": [40, 40, 40]}}, pattern="blobs",
+                            preview_hz=10, duration_s=0.3, seed=4)
+        jid = job["job_id"]
+        first = await self.keyframe_of(self.server, jid)
+        seq, epoch = first.last_complete
+        # With a cache of 0 bytes the table goes at the next housekeeping
+        # (once a second) after its subscriber left: poll for the new epoch.
+        deadline = asyncio.get_running_loop().time() + EV * 2
+        while True:
+            c = await self.keyframe_of(self.server, jid, "&since=%d&epoch=%s" % (seq, epoch),
+                                       resume=(seq, epoch))
+            if c.deltas[0]["epoch"] != epoch:
+                break
+            self.assertFalse(c.deltas[0]["keyframe"], "same epoch: a resume")
+            self.assertLess(asyncio.get_running_loop().time(), deadline, "never evicted")
+            await asyncio.sleep(0.2)
+        self.assertTrue(c.deltas[0]["keyframe"])
+        self.assertTrue((c.mask(0) == self.artifact(self.server, jid)).all())
 
 
 if __name__ == "__main__":
