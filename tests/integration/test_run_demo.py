@@ -50,6 +50,9 @@ class RunDemo(unittest.TestCase):
             except OSError:
                 break
         self.assertIn(b"completed", out)
+        # The mask streamed as chunked deltas, drawn as a slice on the tty.
+        self.assertIn(b"--encoding chunks", out)
+        self.assertIn(b"XY slice z=", out)
         # The server is still up, as promised: the job it ran was classic on
         # the uploaded phantom, and it found membranes and particles.
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
