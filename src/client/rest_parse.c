@@ -1,6 +1,6 @@
 /* rest_parse.c: server answers into the public structs: the job object,
  * the volume object (docs/protocol.md 2.8) and the error envelope. Used by
- * rest.c and the uploads (upload_http.c). Pure: no I/O, any thread. */
+ * rest.c and the uploads (upload_http_reply.c). Pure: no I/O, any thread. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -5,8 +5,9 @@
  * read and send chunks, complete, fetch the volume, end. Also retries
  * (backoff with jitter), starting over, and the end (terminate on cancel,
  * remove the record, close the file, on_done). The public calls:
- * upload_api.c; requests: upload_http.c; file work: upload_work.c;
- * callbacks: upload_deliver.c. Client thread. */
+ * upload_api.c; requests: upload_http.c, their answers:
+ * upload_http_reply.c; file work: upload_work.c; callbacks:
+ * upload_deliver.c. Client thread. */
 #include <assert.h>
 #include <errno.h>
 #include <stdio.h>

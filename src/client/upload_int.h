@@ -1,11 +1,10 @@
 /* upload_int.h: what the parts of an upload share: upload_api.c (the
  * public calls), upload.c (the driver that picks the next step, retries,
- * the end),
- * upload_http.c (the tus requests and what their answers mean),
- * upload_work.c (file work on the libuv thread pool: open, hash, read a
- * chunk, resume records) and upload_deliver.c (progress and the end,
- * handed to the application). Every field is the client thread's unless
- * its comment names another rule. */
+ * the end), upload_http.c (the tus requests) and upload_http_reply.c (what
+ * their answers mean), upload_work.c (file work on the libuv thread pool:
+ * open, hash, read a chunk, resume records) and upload_deliver.c (progress
+ * and the end, handed to the application). Every field is the client
+ * thread's unless its comment names another rule. */
 #ifndef CLIENT_UPLOAD_INT_H
 #define CLIENT_UPLOAD_INT_H
 
@@ -21,7 +20,7 @@
 #include "net/http_client.h"
 
 typedef struct up_ev_s up_ev_t;     /* upload_deliver.c */
-typedef struct up_req_s up_req_t;   /* upload_http.c */
+typedef struct up_req_s up_req_t;   /* upload_http_int.h */
 typedef struct up_work_s up_work_t; /* upload_work.c */
 
 /* One stream of bytes to the server: the whole file, or one part of a
@@ -192,7 +191,7 @@ bool up_all_sent(const cm_upload_t* up);
 /* The layout into the record (marks it dirty). */
 void up_record_layout(cm_upload_t* up);
 
-/* ---- upload_http.c ---- */
+/* ---- upload_http.c (answers: upload_http_reply.c) ---- */
 
 /* Requests; each counts in up->ops and ends in up_advance(). A probe's
  * OPTIONS may fail without harm: it only tells early what the server

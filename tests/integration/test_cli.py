@@ -26,20 +26,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mrcfile  # noqa: E402
 import numpy as np  # noqa: E402
 
+from cli_util import CLI_BIN, TcpProxy, free_port, require_cli, wait_item  # noqa: E402
 from harness import Server, main  # noqa: E402
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-CLI_BIN = os.path.abspath(os.environ.get(
-    "CRYOMAMBA_CLI_BIN", os.path.join(HERE, "..", "..", "build", "src", "cli", "cryomamba")))
 RUN_TIMEOUT = 120
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def read_mask(data):
@@ -65,24 +55,16 @@ def cli(server, *args, timeout=RUN_TIMEOUT, env=None):
                           timeout=timeout, env=e, stdin=subprocess.DEVNULL)
 
 
-class WsSniffer:
+class WsSniffer(TcpProxy):
     """A TCP proxy to 127.0.0.1:upstream that reads the WebSocket frames
     going each way after the handshake and keeps every close frame it sees
     as (who, code): who is "client" or "server", code None when the frame
     has no payload."""
 
     def __init__(self, upstream):
-        self.upstream = upstream
         self.closes = []
         self.cond = threading.Condition()
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def close(self):
-        self.sock.close()
+        super().__init__(upstream, backlog=16)
 
     def wait_closes(self, n, timeout=30):
         with self.cond:
@@ -91,20 +73,13 @@ class WsSniffer:
                                      % (len(self.closes), n, self.closes))
             return list(self.closes)
 
-    def _accept(self):
-        while True:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            try:
-                u = socket.create_connection(("127.0.0.1", self.upstream), timeout=10)
-            except OSError:
-                c.close()
-                continue
-            u.settimeout(None)
-            threading.Thread(target=self._pump, args=(c, u, "client"), daemon=True).start()
-            threading.Thread(target=self._pump, args=(u, c, "server"), daemon=True).start()
+    def _serve(self, c):
+        u = self.connect_upstream()
+        if u is None:
+            c.close()
+            return
+        threading.Thread(target=self._pump, args=(u, c, "server"), daemon=True).start()
+        self._pump(c, u, "client")
 
     def _pump(self, src, dst, who):
         buf, upgraded = b"", False
@@ -181,21 +156,11 @@ class Watcher:
         self.stderr = self.proc.stderr.read()
 
     def wait_event(self, pred, timeout=60):
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise AssertionError("no matching watch event in %.0f s; got %r"
-                                     % (timeout, self.events[-10:]))
-            try:
-                ev = self.q.get(timeout=left)
-            except queue.Empty:
-                continue
-            if ev is None:
-                raise AssertionError("watch ended before the event; events %r stderr %r"
-                                     % (self.events[-10:], self.stderr))
-            if pred(ev):
-                return ev
+        return wait_item(
+            self.q, pred, timeout,
+            lambda: "no matching watch event in %.0f s; got %r" % (timeout, self.events[-10:]),
+            lambda: "watch ended before the event; events %r stderr %r"
+            % (self.events[-10:], self.stderr))
 
     def wait(self, timeout=RUN_TIMEOUT):
         rc = self.proc.wait(timeout)
@@ -216,8 +181,7 @@ class Watcher:
 class CliTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        if not os.path.isfile(CLI_BIN):
-            raise RuntimeError("cli binary not found: %s (set CRYOMAMBA_CLI_BIN)" % CLI_BIN)
+        require_cli()
         cls.server = Server(("--max-running", "4")).start()
         cls.tmp = tempfile.mkdtemp(prefix="cryomamba-cli-")
 

@@ -14,7 +14,6 @@ bytes are provably still in flight, never after a sleep. Resume records go
 to a private XDG_STATE_HOME per test. The CLI binary comes from
 $CRYOMAMBA_CLI_BIN, the server from $CRYOMAMBA_SERVER_BIN (harness.py)."""
 
-import hashlib
 import json
 import os
 import queue
@@ -31,11 +30,9 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from cli_util import CLI_BIN, TcpProxy, free_port, require_cli, sha256_of, wait_item  # noqa: E402
 from harness import Server, main  # noqa: E402
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-CLI_BIN = os.path.abspath(os.environ.get(
-    "CRYOMAMBA_CLI_BIN", os.path.join(HERE, "..", "..", "build", "src", "cli", "cryomamba")))
 RUN_TIMEOUT = 180
 LINE_RE = re.compile(r"^upload ([0-9.]+)% phase=(\w+) durable=(\d+) total=(\d+)")
 
@@ -73,45 +70,19 @@ def phase_order_error(phases):
     return None
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def sha256_of(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-class Proxy:
+class Proxy(TcpProxy):
     """Forwards TCP connections to 127.0.0.1:upstream. What the client sends
     is paced at `rate` bytes/s and waits while `hold()` is in effect; the
     answers go back unpaced. A connection the upstream refuses is closed."""
 
     def __init__(self, upstream, rate=None):
-        self.upstream = upstream
         self.rate = rate
         self.open = threading.Event()
         self.open.set()
         self.stopping = False
         self.forwarded = 0  # client bytes passed on
         self.lock = threading.Lock()
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.port = self.sock.getsockname()[1]
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    @property
-    def url(self):
-        return "http://127.0.0.1:%d" % self.port
+        super().__init__(upstream)
 
     def hold(self):
         self.open.clear()
@@ -122,26 +93,13 @@ class Proxy:
     def close(self):
         self.stopping = True
         self.open.set()
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-
-    def _accept(self):
-        while not self.stopping:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+        super().close()
 
     def _serve(self, c):
-        try:
-            u = socket.create_connection(("127.0.0.1", self.upstream), timeout=10)
-        except OSError:
+        u = self.connect_upstream()
+        if u is None:
             c.close()
             return
-        u.settimeout(None)
         back = threading.Thread(target=self._pump, args=(u, c, False), daemon=True)
         back.start()
         self._pump(c, u, True)
@@ -201,19 +159,10 @@ class Upload:
         self.stdout = self.proc.stdout.read()
 
     def wait_line(self, pred, timeout=60):
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise AssertionError("no matching line in %.0f s; got %r" % (timeout, self.lines[-10:]))
-            try:
-                line = self.q.get(timeout=left)
-            except queue.Empty:
-                continue
-            if line is None:
-                raise AssertionError("upload ended before the line; lines %r" % self.lines[-10:])
-            if pred(line):
-                return line
+        return wait_item(
+            self.q, pred, timeout,
+            lambda: "no matching line in %.0f s; got %r" % (timeout, self.lines[-10:]),
+            lambda: "upload ended before the line; lines %r" % self.lines[-10:])
 
     def wait_durable(self, at_least=1):
         """The first progress line with at least `at_least` durable bytes."""
@@ -252,8 +201,7 @@ class UploadTestBase(unittest.TestCase):
     server_args = ()
 
     def setUp(self):
-        if not os.path.isfile(CLI_BIN):
-            raise RuntimeError("cli binary not found: %s (set CRYOMAMBA_CLI_BIN)" % CLI_BIN)
+        require_cli()
         self.tmp = tempfile.mkdtemp(prefix="cryomamba-upl-cli-")
         self.state_home = os.path.join(self.tmp, "state")
         self.env = dict(os.environ)
@@ -288,6 +236,17 @@ class UploadTestBase(unittest.TestCase):
             e["CRYOMAMBA_SERVER"] = server_url
         return subprocess.run([CLI_BIN] + list(args), capture_output=True, text=True,
                               timeout=RUN_TIMEOUT, env=e, stdin=subprocess.DEVNULL)
+
+    def interrupt(self, u, p, at_least=1):
+        """Ctrl-C to upload `u` once `at_least` bytes are durable, while
+        proxy `p` holds what it still sends: the CLI stops (exit 130) with
+        bytes provably in flight. Returns wait_durable's (durable, total);
+        `p` stays held until p.release()."""
+        got = u.wait_durable(at_least)
+        p.hold()
+        u.proc.send_signal(signal.SIGINT)
+        self.assertEqual(u.wait(), 130, u.lines[-10:])
+        return got
 
     def upload_bg(self, server_url, path, *extra):
         u = Upload(server_url, path, *extra, env=self.env)
@@ -514,10 +473,7 @@ class UploadTest(UploadTestBase):
         size = os.path.getsize(path)
         p = self.proxy(port, rate=4 << 20)
         u = self.upload_bg(p.url, path, "--chunk-mib", "1")
-        durable, _ = u.wait_durable(2 << 20)
-        p.hold()
-        u.proc.send_signal(signal.SIGINT)
-        self.assertEqual(u.wait(), 130, u.lines[-10:])
+        durable, _ = self.interrupt(u, p, 2 << 20)
         s1.stop()
         p.release()
         # Restarted with a quota the bytes already there fill: the next
@@ -589,11 +545,9 @@ class UploadTest(UploadTestBase):
         size = os.path.getsize(path)
         p = self.proxy(s.port, rate=4 << 20)
         u = self.upload_bg("http://localhost:%d" % p.port, path, "--chunk-mib", "1")
-        durable, total = u.wait_durable()
+        # Nothing more gets through until the CLI has stopped.
+        durable, total = self.interrupt(u, p)
         self.assertEqual(total, size)
-        p.hold()  # nothing more gets through until the CLI has stopped
-        u.proc.send_signal(signal.SIGINT)
-        self.assertEqual(u.wait(), 130, u.lines[-10:])
         self.assertTrue(any("run the same command again" in line for line in u.lines), u.lines)
         self.assertEqual(len(self.records()), 1, "the record stays")
         p.release()
@@ -624,10 +578,7 @@ class UploadTest(UploadTestBase):
         path = self.phantom("big.mrc", "64,256,256", seed=7)
         p = self.proxy(s.port, rate=4 << 20)
         u = self.upload_bg(p.url, path, "--chunk-mib", "1")
-        u.wait_durable()
-        p.hold()
-        u.proc.send_signal(signal.SIGINT)
-        self.assertEqual(u.wait(), 130)
+        self.interrupt(u, p)
         p.release()
         r = self.cli(p.url, "--json", "upload", path, "--no-resume")
         self.assertEqual(r.returncode, 0, r.stderr)
@@ -641,10 +592,7 @@ class UploadTest(UploadTestBase):
         path = self.phantom("big.mrc", "64,256,256", seed=8)
         p = self.proxy(s.port, rate=4 << 20)
         u = self.upload_bg(p.url, path, "--chunk-mib", "1")
-        u.wait_durable()
-        p.hold()
-        u.proc.send_signal(signal.SIGINT)
-        self.assertEqual(u.wait(), 130)
+        self.interrupt(u, p)
         p.release()
         # Another tomogram under the same name: size or mtime differ.
         self.phantom("big.mrc", "64,256,255", seed=9)
@@ -781,10 +729,7 @@ class UploadTest(UploadTestBase):
         path2 = self.phantom("big2.mrc", "64,256,256", seed=31)
         p = self.proxy(s.port, rate=4 << 20)
         u = self.upload_bg(p.url, path2, "--parallel", "4", "--chunk-mib", "1")
-        u.wait_durable()
-        p.hold()
-        u.proc.send_signal(signal.SIGINT)
-        self.assertEqual(u.wait(), 130)
+        self.interrupt(u, p)
         p.release()
         r = self.cli(p.url, "--json", "upload", path2, "--parallel", "4", "--chunk-mib", "1")
         self.assertEqual(r.returncode, 0, r.stderr)

@@ -18,7 +18,6 @@ Binaries: $CRYOMAMBA_VIEWER_BIN, $CRYOMAMBA_CLI_BIN, $CRYOMAMBA_SERVER_BIN
 (harness.py). Skips when the viewer was not built (no GTK 4), Xvfb is
 missing, or PIL is not installed."""
 
-import hashlib
 import json
 import os
 import queue
@@ -36,14 +35,11 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from cli_util import BUILD, CLI_BIN, TcpProxy, free_port, sha256_of, wait_item  # noqa: E402
 from harness import Server, main  # noqa: E402
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-BUILD = os.path.join(HERE, "..", "..", "build")
 VIEWER_BIN = os.path.abspath(os.environ.get(
     "CRYOMAMBA_VIEWER_BIN", os.path.join(BUILD, "src", "viewer", "cryomamba-viewer")))
-CLI_BIN = os.path.abspath(os.environ.get(
-    "CRYOMAMBA_CLI_BIN", os.path.join(BUILD, "src", "cli", "cryomamba")))
 XVFB = shutil.which("Xvfb")
 LINE_TIMEOUT = 90.0  # one expected line of the viewer; the machine is shared
 GAP = 4  # pixels between the views in a screenshot (viewer_shot.c)
@@ -66,14 +62,6 @@ def skip_reason():
     if not HAVE_LIBS:
         return "python3-pil / mrcfile / numpy missing"
     return None
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 class Xvfb:
@@ -162,23 +150,13 @@ class Viewer:
     def wait_line(self, pattern, timeout=LINE_TIMEOUT):
         """Returns the match of the first new line matching `pattern`."""
         rx = re.compile(pattern)
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise AssertionError("no line matching %r within %.0f s; lines %r stderr %r"
-                                     % (pattern, timeout, self.lines[-15:], self.stderr()))
-            try:
-                line = self.q.get(timeout=left)
-            except queue.Empty:
-                continue
-            if line is None:
-                raise AssertionError("viewer exited (%r) before a line matching %r; lines %r "
-                                     "stderr %r" % (self.proc.wait(10), pattern,
-                                                    self.lines[-15:], self.stderr()))
-            m = rx.search(line)
-            if m:
-                return m
+        line = wait_item(
+            self.q, rx.search, timeout,
+            lambda: "no line matching %r within %.0f s; lines %r stderr %r"
+            % (pattern, timeout, self.lines[-15:], self.stderr()),
+            lambda: "viewer exited (%r) before a line matching %r; lines %r stderr %r"
+            % (self.proc.wait(10), pattern, self.lines[-15:], self.stderr()))
+        return rx.search(line)
 
     def wait(self, timeout=LINE_TIMEOUT):
         return self.proc.wait(timeout)
@@ -189,7 +167,7 @@ class Viewer:
             self.proc.wait(10)
 
 
-class Proxy:
+class Proxy(TcpProxy):
     """Forwards TCP connections to 127.0.0.1:upstream. What the viewer sends
     passes until `total_cap` bytes over all connections; from the
     `hold_patch`-th PATCH on (1 = the first), a PATCH's headers pass but not
@@ -201,7 +179,6 @@ class Proxy:
     connection are kept in `heads`."""
 
     def __init__(self, upstream, total_cap=None, hold_patch=None, refuse=None, drop=None):
-        self.upstream = upstream
         self.drop = drop
         self.hold_patch = hold_patch
         self.patches = 0
@@ -211,15 +188,7 @@ class Proxy:
         self.heads = []
         self.stopping = False
         self.cond = threading.Condition()
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.port = self.sock.getsockname()[1]
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    @property
-    def url(self):
-        return "http://127.0.0.1:%d" % self.port
+        super().__init__(upstream)
 
     def release(self):
         with self.cond:
@@ -230,15 +199,7 @@ class Proxy:
         with self.cond:
             self.stopping = True
             self.cond.notify_all()
-        self.sock.close()
-
-    def _accept(self):
-        while True:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+        super().close()
 
     def _serve(self, c):
         head = b""
@@ -265,12 +226,10 @@ class Proxy:
                       b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body))
             c.close()
             return
-        try:
-            u = socket.create_connection(("127.0.0.1", self.upstream), timeout=10)
-        except OSError:
+        u = self.connect_upstream()
+        if u is None:
             c.close()
             return
-        u.settimeout(None)
         threading.Thread(target=self._back, args=(u, c), daemon=True).start()
         sent = 0
         try:
@@ -321,14 +280,6 @@ class Proxy:
                 s.close()
             except OSError:
                 pass
-
-
-def sha256_of(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def make_phantom(path, shape):

@@ -432,16 +432,18 @@ static void assert_phase_order(const seen_t* s) {
   } while (0)
 
 
-static cm_client_t* thread_client(const server_t* srv, dq_t* q) {
+/* A client on its own thread for `url`; its callbacks through `q`'s
+ * thread, or (q NULL) on the client's. */
+static cm_client_t* thread_client(const char* url, dq_t* q) {
   cm_client_options_t o;
   cm_client_options_init(&o);
-  o.server_url = srv->url;
+  o.server_url = url;
   if (q != NULL) {
     o.dispatch = dq_dispatch;
     o.dispatch_data = q;
   }
   cm_client_t* c = NULL;
-  cr_assert_eq(cm_client_new(&o, &c), 0);
+  cr_assert_eq(cm_client_new(&o, &c), 0, "%s", url);
   cr_assert_eq(cm_client_start_thread(c), 0);
   return c;
 }
@@ -471,22 +473,81 @@ static cm_upload_t* start(cm_client_t* c,
 }
 
 
-Test(client_upload, uploads_once_on_the_dispatch_thread, .timeout = 120) {
+/* ---- one test's setting: a server, a file of it, an upload's options
+ * and what its callbacks saw ---- */
+
+typedef struct {
   server_t srv;
-  server_start(&srv);
-  char path[128], sha[65];
-  snprintf(path, sizeof(path), "%s/data/a.mrc", srv.dir);
-  write_mrc(path, 16, 64, 64, 1, sha);
+  char path[128]; /* in the server's data dir */
+  char sha[65];   /* the file's sha256, hex */
+  cm_upload_options_t o;
+  seen_t s;
+} fixture_t;
+
+
+/* Starts a server and writes `name` in its data dir: an MRC z,y,x of
+ * `seed` (write_mrc); f->o uploads it. */
+static void fixture_start(fixture_t* f,
+                          const char* name,
+                          unsigned z,
+                          unsigned y,
+                          unsigned x,
+                          unsigned seed) {
+  server_start(&f->srv);
+  snprintf(f->path, sizeof(f->path), "%s/data/%s", f->srv.dir, name);
+  write_mrc(f->path, z, y, x, seed, f->sha);
+  f->o = upload_opts(&f->srv, f->path);
+  seen_init(&f->s);
+}
+
+
+/* The same with "big.mrc", 8 MiB: 8 chunks, so a pause or a cancel lands
+ * mid-file. */
+static void fixture_big(fixture_t* f, unsigned seed) {
+  fixture_start(f, "big.mrc", 32, 256, 256, seed);
+}
+
+
+/* Starts f's upload on `c`, which it pauses once some bytes are durable,
+ * then frees `c` and the upload (on_done is skipped: the client is gone).
+ * Returns the durable bytes at the pause. */
+static uint64_t pause_and_drop(fixture_t* f, cm_client_t* c) {
+  f->s.pause_when_durable = true;
+  cm_upload_t* up = start(c, &f->o, &f->s);
+  WAIT_FOR(&f->s, paused);
+  cm_client_free(c);
+  cm_upload_free(up);
+  return f->s.durable_at_pause;
+}
+
+
+/* Runs f's upload again on a new client of `url` to its end, seen by `s`;
+ * `info` as it ends. */
+static void run_again(fixture_t* f,
+                      const char* url,
+                      seen_t* s,
+                      cm_upload_info_t* info) {
+  cm_client_t* c = thread_client(url, NULL);
+  seen_init(s);
+  cm_upload_t* up = start(c, &f->o, s);
+  WAIT_FOR(s, done);
+  cm_upload_get_info(up, info);
+  cm_client_free(c);
+  cm_upload_free(up);
+}
+
+
+Test(client_upload, uploads_once_on_the_dispatch_thread, .timeout = 120) {
+  fixture_t f;
+  fixture_start(&f, "a.mrc", 16, 64, 64, 1);
+  seen_t* s = &f.s;
   dq_t q;
   dq_start(&q);
-  cm_client_t* c = thread_client(&srv, &q);
-  seen_t s;
-  seen_init(&s);
-  s.check_thread = true;
-  s.want_thread = q.thread;
-  cm_upload_options_t o = upload_opts(&srv, path);
-  cm_upload_t* up = start(c, &o, &s);
-  WAIT_FOR(&s, done);
+  cm_client_t* c = thread_client(f.srv.url, &q);
+  s->check_thread = true;
+  s->want_thread = q.thread;
+  cm_upload_t* up = start(c, &f.o, s);
+  WAIT_FOR(s, done);
   cm_upload_info_t info;
   cm_upload_get_info(up, &info);
   /* Cancel and pause after the end change nothing. */
@@ -495,43 +556,41 @@ Test(client_upload, uploads_once_on_the_dispatch_thread, .timeout = 120) {
   cm_client_free(c);
   dq_stop(&q);
   cm_upload_free(up);
-  cr_assert_eq(s.done, 1);
-  cr_assert_eq(s.status, 0, "%s", cm_strerror(s.status));
-  cr_assert_str_eq(s.volume.sha256, sha);
-  cr_assert_eq(s.volume.shape[0], 16);
-  cr_assert_eq(s.volume.shape[2], 64);
-  cr_assert_eq(s.volume.mode, 2);
-  cr_assert_str_eq(s.volume.filename, "a.mrc");
-  cr_assert_eq(s.volume.size_bytes, 1024 + 16 * 64 * 64 * 4);
-  cr_assert_not(s.early, "a callback ran before cm_upload_start returned");
-  cr_assert_not(s.wrong_thread, "a callback ran off the dispatch thread");
-  cr_assert(s.phases & (1u << CM_UPLOAD_HASHING));
-  cr_assert(s.phases & (1u << CM_UPLOAD_UPLOADING));
-  cr_assert(s.phases & (1u << CM_UPLOAD_DONE));
-  cr_assert_not(s.phases & (1u << CM_UPLOAD_RETRYING));
-  assert_phase_order(&s);
-  cr_assert_str_eq(info.sha256, sha);
-  cr_assert_eq(info.bytes_sent, s.volume.size_bytes);
+  cr_assert_eq(s->done, 1);
+  cr_assert_eq(s->status, 0, "%s", cm_strerror(s->status));
+  cr_assert_str_eq(s->volume.sha256, f.sha);
+  cr_assert_eq(s->volume.shape[0], 16);
+  cr_assert_eq(s->volume.shape[2], 64);
+  cr_assert_eq(s->volume.mode, 2);
+  cr_assert_str_eq(s->volume.filename, "a.mrc");
+  cr_assert_eq(s->volume.size_bytes, 1024 + 16 * 64 * 64 * 4);
+  cr_assert_not(s->early, "a callback ran before cm_upload_start returned");
+  cr_assert_not(s->wrong_thread, "a callback ran off the dispatch thread");
+  cr_assert(s->phases & (1u << CM_UPLOAD_HASHING));
+  cr_assert(s->phases & (1u << CM_UPLOAD_UPLOADING));
+  cr_assert(s->phases & (1u << CM_UPLOAD_DONE));
+  cr_assert_not(s->phases & (1u << CM_UPLOAD_RETRYING));
+  assert_phase_order(s);
+  cr_assert_str_eq(info.sha256, f.sha);
+  cr_assert_eq(info.bytes_sent, s->volume.size_bytes);
   cr_assert_not(info.is_deduplicated);
-  cr_assert_eq(count_records(srv.resume_dir), 0, "removed on success");
-  server_stop(&srv);
+  cr_assert_eq(count_records(f.srv.resume_dir), 0, "removed on success");
+  server_stop(&f.srv);
 }
 
 
 Test(client_upload, same_file_again_sends_nothing, .timeout = 120) {
-  server_t srv;
-  server_start(&srv);
-  char path[128], copy[128], sha[65];
-  snprintf(path, sizeof(path), "%s/data/a.mrc", srv.dir);
-  snprintf(copy, sizeof(copy), "%s/data/copy.mrc", srv.dir);
-  write_mrc(path, 8, 32, 32, 2, sha);
+  fixture_t f;
+  fixture_start(&f, "a.mrc", 8, 32, 32, 2);
+  char copy[128], sha[65];
+  snprintf(copy, sizeof(copy), "%s/data/copy.mrc", f.srv.dir);
   write_mrc(copy, 8, 32, 32, 2, sha); /* other path, same bytes */
-  cm_client_t* c = thread_client(&srv, NULL);
+  cm_client_t* c = thread_client(f.srv.url, NULL);
   char first_id[40] = "";
   for (int round = 0; round < 2; round++) {
     seen_t s;
     seen_init(&s);
-    cm_upload_options_t o = upload_opts(&srv, round == 0 ? path : copy);
+    cm_upload_options_t o = upload_opts(&f.srv, round == 0 ? f.path : copy);
     cm_upload_t* up = start(c, &o, &s);
     WAIT_FOR(&s, done);
     cm_upload_info_t info;
@@ -549,66 +608,56 @@ Test(client_upload, same_file_again_sends_nothing, .timeout = 120) {
     }
   }
   cm_client_free(c);
-  server_stop(&srv);
+  server_stop(&f.srv);
 }
 
 
 Test(client_upload, pause_stops_sending_until_resume, .timeout = 120) {
-  server_t srv;
-  server_start(&srv);
-  char path[128], sha[65];
-  snprintf(path, sizeof(path), "%s/data/big.mrc", srv.dir);
-  write_mrc(path, 32, 256, 256, 3, sha); /* 8 MiB: 8 chunks */
-  cm_client_t* c = thread_client(&srv, NULL);
-  seen_t s;
-  seen_init(&s);
-  s.pause_when_durable = true;
-  cm_upload_options_t o = upload_opts(&srv, path);
-  cm_upload_t* up = start(c, &o, &s);
-  WAIT_FOR(&s, paused);
-  pthread_mutex_lock(&s.mu);
-  uint64_t at = s.durable_at_pause;
-  int done_while_paused = s.done;
-  pthread_mutex_unlock(&s.mu);
+  fixture_t f;
+  fixture_big(&f, 3);
+  seen_t* s = &f.s;
+  cm_client_t* c = thread_client(f.srv.url, NULL);
+  s->pause_when_durable = true;
+  cm_upload_t* up = start(c, &f.o, s);
+  WAIT_FOR(s, paused);
+  pthread_mutex_lock(&s->mu);
+  uint64_t at = s->durable_at_pause;
+  int done_while_paused = s->done;
+  pthread_mutex_unlock(&s->mu);
   cr_assert_eq(done_while_paused, 0);
   cr_assert_gt(at, 0);
   cr_assert_lt(at, 8u << 20);
-  cr_assert_eq(count_records(srv.resume_dir), 1, "paused: the record stays");
+  cr_assert_eq(count_records(f.srv.resume_dir), 1, "paused: the record stays");
   cm_upload_resume(up);
-  WAIT_FOR(&s, done);
+  WAIT_FOR(s, done);
   cm_client_free(c);
   cm_upload_free(up);
-  cr_assert_eq(s.paused, 1, "one PAUSED");
-  assert_phase_order(&s);
-  cr_assert_eq(s.done, 1);
-  cr_assert_eq(s.status, 0, "%s", cm_strerror(s.status));
-  cr_assert_str_eq(s.volume.sha256, sha);
-  cr_assert_geq(s.durable_after_pause, at);
-  server_stop(&srv);
+  cr_assert_eq(s->paused, 1, "one PAUSED");
+  assert_phase_order(s);
+  cr_assert_eq(s->done, 1);
+  cr_assert_eq(s->status, 0, "%s", cm_strerror(s->status));
+  cr_assert_str_eq(s->volume.sha256, f.sha);
+  cr_assert_geq(s->durable_after_pause, at);
+  server_stop(&f.srv);
 }
 
 
 Test(client_upload, cancel_ends_with_ecanceled_and_no_record, .timeout = 120) {
-  server_t srv;
-  server_start(&srv);
-  char path[128], sha[65];
-  snprintf(path, sizeof(path), "%s/data/big.mrc", srv.dir);
-  write_mrc(path, 32, 256, 256, 4, sha);
-  cm_client_t* c = thread_client(&srv, NULL);
-  seen_t s;
-  seen_init(&s);
-  s.cancel_when_durable = true;
-  cm_upload_options_t o = upload_opts(&srv, path);
-  cm_upload_t* up = start(c, &o, &s);
-  WAIT_FOR(&s, done);
+  fixture_t f;
+  fixture_big(&f, 4);
+  seen_t* s = &f.s;
+  cm_client_t* c = thread_client(f.srv.url, NULL);
+  s->cancel_when_durable = true;
+  cm_upload_t* up = start(c, &f.o, s);
+  WAIT_FOR(s, done);
   cm_upload_cancel(up); /* again: a no-op */
   cm_client_free(c);
   cm_upload_free(up);
-  cr_assert_eq(s.done, 1);
-  cr_assert_eq(s.status, UV_ECANCELED, "%s", cm_strerror(s.status));
-  cr_assert_eq(s.after_cancel, 0, "no progress after cancel");
-  cr_assert_eq(count_records(srv.resume_dir), 0, "cancel removes the record");
-  server_stop(&srv);
+  cr_assert_eq(s->done, 1);
+  cr_assert_eq(s->status, UV_ECANCELED, "%s", cm_strerror(s->status));
+  cr_assert_eq(s->after_cancel, 0, "no progress after cancel");
+  cr_assert_eq(count_records(f.srv.resume_dir), 0, "cancel removes the record");
+  server_stop(&f.srv);
 }
 
 
@@ -623,7 +672,7 @@ Test(client_upload, server_refusal_comes_with_its_envelope, .timeout = 120) {
     fprintf(f, "not an MRC file, line %d\n", i);
   }
   fclose(f);
-  cm_client_t* c = thread_client(&srv, NULL);
+  cm_client_t* c = thread_client(srv.url, NULL);
   seen_t s;
   seen_init(&s);
   cm_upload_options_t o = upload_opts(&srv, path);
@@ -641,124 +690,74 @@ Test(client_upload, server_refusal_comes_with_its_envelope, .timeout = 120) {
 
 
 Test(client_upload, client_free_keeps_the_record_for_a_resume, .timeout = 120) {
-  server_t srv;
-  server_start(&srv);
-  char path[128], sha[65];
-  snprintf(path, sizeof(path), "%s/data/big.mrc", srv.dir);
-  write_mrc(path, 32, 256, 256, 5, sha);
-  cm_client_t* c = thread_client(&srv, NULL);
-  seen_t s;
-  seen_init(&s);
-  s.pause_when_durable = true;
-  cm_upload_options_t o = upload_opts(&srv, path);
-  cm_upload_t* up = start(c, &o, &s);
-  WAIT_FOR(&s, paused);
-  cm_client_free(c); /* on_done is skipped: the client is gone */
-  cm_upload_free(up);
-  cr_assert_eq(s.done, 0);
-  cr_assert_eq(count_records(srv.resume_dir), 1);
-  uint64_t at = s.durable_at_pause;
+  fixture_t f;
+  fixture_big(&f, 5);
+  uint64_t at = pause_and_drop(&f, thread_client(f.srv.url, NULL));
+  cr_assert_eq(f.s.done, 0);
+  cr_assert_eq(count_records(f.srv.resume_dir), 1);
   /* A new client, the same file: resumes from the record, no hashing. */
-  c = thread_client(&srv, NULL);
   seen_t s2;
-  seen_init(&s2);
-  up = start(c, &o, &s2);
-  WAIT_FOR(&s2, done);
   cm_upload_info_t info;
-  cm_upload_get_info(up, &info);
-  cm_client_free(c);
-  cm_upload_free(up);
+  run_again(&f, f.srv.url, &s2, &info);
   cr_assert_eq(s2.status, 0, "%s", cm_strerror(s2.status));
-  cr_assert_str_eq(s2.volume.sha256, sha);
+  cr_assert_str_eq(s2.volume.sha256, f.sha);
   cr_assert(info.is_resumed);
   cr_assert_geq(info.resumed_at, at);
   cr_assert_eq(info.bytes_sent,
                (uint64_t) (1024 + (8u << 20)) - info.resumed_at);
   cr_assert_not(s2.phases & (1u << CM_UPLOAD_HASHING), "sha256 from record");
   assert_phase_order(&s2);
-  cr_assert_eq(count_records(srv.resume_dir), 0);
-  server_stop(&srv);
-}
-
-
-static cm_client_t* url_client(const char* url) {
-  cm_client_options_t o;
-  cm_client_options_init(&o);
-  o.server_url = url;
-  cm_client_t* c = NULL;
-  cr_assert_eq(cm_client_new(&o, &c), 0, "%s", url);
-  cr_assert_eq(cm_client_start_thread(c), 0);
-  return c;
+  cr_assert_eq(count_records(f.srv.resume_dir), 0);
+  server_stop(&f.srv);
 }
 
 
 Test(client_upload,
      resume_record_is_the_servers_not_the_urls_spelling,
      .timeout = 120) {
-  server_t srv;
-  server_start(&srv);
-  char path[128], sha[65], url[96];
-  snprintf(path, sizeof(path), "%s/data/big.mrc", srv.dir);
-  write_mrc(path, 32, 256, 256, 9, sha);
+  fixture_t f;
+  fixture_big(&f, 9);
+  char url[96];
   /* Paused through one spelling of the server's URL ... */
-  snprintf(url, sizeof(url), "http://LocalHost:%u/", srv.port);
-  cm_client_t* c = url_client(url);
-  seen_t s;
-  seen_init(&s);
-  s.pause_when_durable = true;
-  cm_upload_options_t o = upload_opts(&srv, path);
-  cm_upload_t* up = start(c, &o, &s);
-  WAIT_FOR(&s, paused);
-  cm_client_free(c);
-  cm_upload_free(up);
-  cr_assert_eq(count_records(srv.resume_dir), 1);
+  snprintf(url, sizeof(url), "http://LocalHost:%u/", f.srv.port);
+  pause_and_drop(&f, thread_client(url, NULL));
+  cr_assert_eq(count_records(f.srv.resume_dir), 1);
   /* ... resumed through another: the scheme's and host's case and the
    * trailing slash make no other server. */
-  snprintf(url, sizeof(url), "HTTP://localhost:%u", srv.port);
-  c = url_client(url);
+  snprintf(url, sizeof(url), "HTTP://localhost:%u", f.srv.port);
   seen_t s2;
-  seen_init(&s2);
-  up = start(c, &o, &s2);
-  WAIT_FOR(&s2, done);
   cm_upload_info_t info;
-  cm_upload_get_info(up, &info);
-  cm_client_free(c);
-  cm_upload_free(up);
+  run_again(&f, url, &s2, &info);
   cr_assert_eq(s2.status, 0, "%s", cm_strerror(s2.status));
-  cr_assert_str_eq(s2.volume.sha256, sha);
+  cr_assert_str_eq(s2.volume.sha256, f.sha);
   cr_assert(info.is_resumed, "a new upload: the record was not found");
   cr_assert_gt(info.resumed_at, 0);
-  cr_assert_eq(count_records(srv.resume_dir), 0);
-  server_stop(&srv);
+  cr_assert_eq(count_records(f.srv.resume_dir), 0);
+  server_stop(&f.srv);
 }
 
 
 Test(client_upload, file_changed_mid_upload_fails_cleanly, .timeout = 120) {
-  server_t srv;
-  server_start(&srv);
-  char path[128], sha[65];
-  snprintf(path, sizeof(path), "%s/data/big.mrc", srv.dir);
-  write_mrc(path, 32, 256, 256, 7, sha);
-  cm_client_t* c = thread_client(&srv, NULL);
-  seen_t s;
-  seen_init(&s);
-  s.pause_when_durable = true;
-  cm_upload_options_t o = upload_opts(&srv, path);
-  cm_upload_t* up = start(c, &o, &s);
-  WAIT_FOR(&s, paused);
+  fixture_t f;
+  fixture_big(&f, 7);
+  seen_t* s = &f.s;
+  cm_client_t* c = thread_client(f.srv.url, NULL);
+  s->pause_when_durable = true;
+  cm_upload_t* up = start(c, &f.o, s);
+  WAIT_FOR(s, paused);
   /* Someone rewrites the file while the upload waits. */
-  FILE* f = fopen(path, "ab");
-  cr_assert_not_null(f);
-  fputs("more", f);
-  fclose(f);
+  FILE* fp = fopen(f.path, "ab");
+  cr_assert_not_null(fp);
+  fputs("more", fp);
+  fclose(fp);
   cm_upload_resume(up);
-  WAIT_FOR(&s, done);
+  WAIT_FOR(s, done);
   cm_client_free(c);
   cm_upload_free(up);
-  cr_assert_eq(s.done, 1);
-  cr_assert_eq(s.status, CM_ECHANGED, "%s", cm_strerror(s.status));
-  cr_assert_eq(count_records(srv.resume_dir), 0, "a changed file: no record");
-  server_stop(&srv);
+  cr_assert_eq(s->done, 1);
+  cr_assert_eq(s->status, CM_ECHANGED, "%s", cm_strerror(s->status));
+  cr_assert_eq(count_records(f.srv.resume_dir), 0, "a changed file: no record");
+  server_stop(&f.srv);
 }
 
 
@@ -768,7 +767,7 @@ Test(client_upload, phases_only_move_forward, .timeout = 120) {
    * said "uploading" again then (after "completing"). */
   server_t srv;
   server_start(&srv);
-  cm_client_t* c = thread_client(&srv, NULL);
+  cm_client_t* c = thread_client(srv.url, NULL);
   for (unsigned i = 0; i < 4; i++) {
     char path[128], sha[65];
     snprintf(path, sizeof(path), "%s/data/small%u.mrc", srv.dir, i);
@@ -799,7 +798,7 @@ Test(client_upload, not_a_regular_file_ends_at_once, .timeout = 60) {
   snprintf(dir, sizeof(dir), "%s/data/dir.mrc", srv.dir);
   cr_assert_eq(mkfifo(fifo, 0600), 0);
   cr_assert_eq(mkdir(dir, 0700), 0);
-  cm_client_t* c = thread_client(&srv, NULL);
+  cm_client_t* c = thread_client(srv.url, NULL);
   const char* paths[] = {fifo, dir};
   const int want[] = {CM_ENOTREG, UV_EISDIR};
   for (int i = 0; i < 2; i++) {
@@ -920,9 +919,9 @@ Test(client_upload, a_body_refused_midway_is_an_error, .timeout = 120) {
   char path[128], sha[65];
   snprintf(path, sizeof(path), "%s/big.mrc", dir);
   write_mrc(path, 64, 256, 256, 8, sha); /* 16 MiB: one big PATCH */
-  server_t fake = {.port = r.port};
-  snprintf(fake.url, sizeof(fake.url), "http://127.0.0.1:%u", r.port);
-  cm_client_t* c = thread_client(&fake, NULL);
+  char url[64];
+  snprintf(url, sizeof(url), "http://127.0.0.1:%u", r.port);
+  cm_client_t* c = thread_client(url, NULL);
   seen_t s;
   seen_init(&s);
   cm_upload_options_t o;
@@ -963,38 +962,33 @@ static void run_done(cm_upload_t* up,
 
 
 Test(client_upload, callers_thread_client_runs_to_the_end, .timeout = 120) {
-  server_t srv;
-  server_start(&srv);
-  char path[128], sha[65];
-  snprintf(path, sizeof(path), "%s/data/a.mrc", srv.dir);
-  write_mrc(path, 8, 16, 16, 6, sha);
+  fixture_t f;
+  fixture_start(&f, "a.mrc", 8, 16, 16, 6);
+  seen_t* s = &f.s;
   cm_client_options_t co;
   cm_client_options_init(&co);
-  co.server_url = srv.url;
+  co.server_url = f.srv.url;
   cm_client_t* c = NULL;
   cr_assert_eq(cm_client_new(&co, &c), 0);
-  seen_t s;
-  seen_init(&s);
-  cm_upload_options_t o = upload_opts(&srv, path);
   cm_upload_cbs_t run_cbs = {.on_progress = on_progress, .on_done = run_done};
   cm_upload_t* up = NULL;
-  cr_assert_eq(cm_upload_start(c, &o, &run_cbs, &s, &up), 0);
-  atomic_store(&s.is_started, true);
+  cr_assert_eq(cm_upload_start(c, &f.o, &run_cbs, s, &up), 0);
+  atomic_store(&s->is_started, true);
   cr_assert_eq(cm_client_run(c), 0);
-  cr_assert_eq(s.done, 1);
-  cr_assert_eq(s.status, 0, "%s", cm_strerror(s.status));
-  cr_assert_str_eq(s.volume.sha256, sha);
-  cr_assert_not(s.early);
+  cr_assert_eq(s->done, 1);
+  cr_assert_eq(s->status, 0, "%s", cm_strerror(s->status));
+  cr_assert_str_eq(s->volume.sha256, f.sha);
+  cr_assert_not(s->early);
   /* Bad arguments never start anything. */
-  cm_upload_options_t bad = o;
+  cm_upload_options_t bad = f.o;
   bad.path = NULL;
-  cr_assert_eq(cm_upload_start(c, &bad, &cbs, &s, &up), CM_EBADARG);
-  bad = o;
+  cr_assert_eq(cm_upload_start(c, &bad, &cbs, s, &up), CM_EBADARG);
+  bad = f.o;
   bad.parallel = 17;
-  cr_assert_eq(cm_upload_start(c, &bad, &cbs, &s, &up), CM_EBADARG);
-  bad = o;
+  cr_assert_eq(cm_upload_start(c, &bad, &cbs, s, &up), CM_EBADARG);
+  bad = f.o;
   bad.chunk_bytes = 1000;
-  cr_assert_eq(cm_upload_start(c, &bad, &cbs, &s, &up), CM_EBADARG);
+  cr_assert_eq(cm_upload_start(c, &bad, &cbs, s, &up), CM_EBADARG);
   cm_client_free(c);
-  server_stop(&srv);
+  server_stop(&f.srv);
 }

@@ -31,6 +31,47 @@ static float* phantom(const core_shape_t* s, uint64_t seed, float noise) {
 }
 
 
+/* A float32 input over `v` of shape `s` (borrowed). */
+static core_seg_input_t float_input(const float* v, const core_shape_t* s) {
+  core_seg_input_t in = {.data = v, .mode = CORE_MRC_MODE_FLOAT32, .shape = *s};
+  return in;
+}
+
+
+/* The default parameters with windows of `window` (0: the default). */
+static core_seg_params_t params(uint32_t window) {
+  core_seg_params_t p;
+  core_seg_params_default(&p);
+  if (window > 0) {
+    p.window = window;
+  }
+  return p;
+}
+
+
+/* What core_seg_window() needs besides the input: the volume's
+ * statistics, the plan of windows and one worker's scratch. */
+typedef struct {
+  core_seg_stats_t st;
+  core_seg_plan_t plan;
+  core_seg_scratch_t* scratch; /* owned: windows_free() */
+} windows_t;
+
+
+static void windows_init(windows_t* w,
+                         const core_seg_input_t* in,
+                         const core_seg_params_t* p) {
+  cr_assert_eq(core_seg_stats(in, p, &w->st), 0);
+  cr_assert_eq(core_seg_plan_init(&w->plan, &in->shape, p), 0);
+  cr_assert_eq(core_seg_scratch_new(&w->plan, &w->scratch), 0);
+}
+
+
+static void windows_free(windows_t* w) {
+  core_seg_scratch_free(w->scratch);
+}
+
+
 static uint8_t* segment(const float* vol,
                         const core_shape_t* s,
                         const core_seg_params_t* p,
@@ -38,8 +79,7 @@ static uint8_t* segment(const float* vol,
                         uint64_t shuffle) {
   uint8_t* mask = malloc(core_shape_voxels(s));
   cr_assert_not_null(mask);
-  core_seg_input_t in = {
-      .data = vol, .mode = CORE_MRC_MODE_FLOAT32, .shape = *s};
+  core_seg_input_t in = float_input(vol, s);
   int err = seg_driver_run(&in, p, threads, shuffle, mask, NULL, NULL);
   cr_assert_eq(err, 0, "seg_driver_run: %d", err);
   return mask;
@@ -74,9 +114,8 @@ static uint64_t labelled(const uint8_t* mask, uint64_t n) {
 Test(seg_classic, smoothing_a_box_equals_smoothing_the_whole, .timeout = 30) {
   core_shape_t s = {{23, 31, 37}};
   float* v = phantom(&s, 5, 0.5f);
-  core_seg_params_t p;
-  core_seg_params_default(&p);
-  core_seg_input_t in = {.data = v, .mode = CORE_MRC_MODE_FLOAT32, .shape = s};
+  core_seg_params_t p = params(0);
+  core_seg_input_t in = float_input(v, &s);
   size_t n = core_shape_voxels(&s);
   float* whole = malloc(n * sizeof(float));
   float* part = malloc(n * sizeof(float));
@@ -113,9 +152,7 @@ Test(seg_classic, small_windows_give_the_one_window_mask, .timeout = 60) {
   /* Not a multiple of the window on any axis, so edge windows are short. */
   core_shape_t s = {{50, 45, 61}};
   float* v = phantom(&s, 3, 0.5f);
-  core_seg_params_t p;
-  core_seg_params_default(&p);
-  p.window = 128; /* one window covers it all */
+  core_seg_params_t p = params(128); /* one window covers it all */
   uint8_t* whole = segment(v, &s, &p, 1, 0);
   for (uint32_t w = 11; w <= 33; w *= 3) {
     p.window = w;
@@ -134,29 +171,24 @@ Test(seg_classic, window_pass_alone_matches_across_windows, .timeout = 60) {
    * a window's box covers a fraction of the volume). */
   core_shape_t s = {{96, 40, 44}};
   float* v = phantom(&s, 9, 0.5f);
-  core_seg_input_t in = {.data = v, .mode = CORE_MRC_MODE_FLOAT32, .shape = s};
+  core_seg_input_t in = float_input(v, &s);
   size_t n = core_shape_voxels(&s);
   uint8_t* masks[2];
   const uint32_t windows[2] = {128, 12};
   for (int k = 0; k < 2; k++) {
-    core_seg_params_t p;
-    core_seg_params_default(&p);
-    p.window = windows[k];
-    core_seg_stats_t st;
-    core_seg_plan_t plan;
-    core_seg_scratch_t* scratch;
-    cr_assert_eq(core_seg_stats(&in, &p, &st), 0);
-    cr_assert_eq(core_seg_plan_init(&plan, &s, &p), 0);
-    cr_assert_eq(core_seg_scratch_new(&plan, &scratch), 0);
+    core_seg_params_t p = params(windows[k]);
+    windows_t ws;
+    windows_init(&ws, &in, &p);
     masks[k] = malloc(n);
     memset(masks[k], 0xee, n);
-    for (uint64_t i = 0; i < plan.windows; i++) {
+    for (uint64_t i = 0; i < ws.plan.windows; i++) {
       core_seg_window_t w;
-      core_seg_plan_window(&plan, i, &w);
-      cr_assert_eq(core_seg_window(&in, &p, &st, &plan, &w, scratch, masks[k]),
-                   0);
+      core_seg_plan_window(&ws.plan, i, &w);
+      cr_assert_eq(
+          core_seg_window(&in, &p, &ws.st, &ws.plan, &w, ws.scratch, masks[k]),
+          0);
     }
-    core_seg_scratch_free(scratch);
+    windows_free(&ws);
   }
   cr_assert_arr_eq(masks[0], masks[1], n);
   cr_assert_gt(labelled(masks[0], n), 0);
@@ -169,24 +201,19 @@ Test(seg_classic, window_pass_alone_matches_across_windows, .timeout = 60) {
 Test(seg_classic, a_window_writes_only_its_core, .timeout = 30) {
   core_shape_t s = {{30, 30, 30}};
   float* v = phantom(&s, 2, 0.5f);
-  core_seg_input_t in = {.data = v, .mode = CORE_MRC_MODE_FLOAT32, .shape = s};
-  core_seg_params_t p;
-  core_seg_params_default(&p);
-  p.window = 16;
-  core_seg_stats_t st;
-  core_seg_plan_t plan;
-  core_seg_scratch_t* scratch;
-  cr_assert_eq(core_seg_stats(&in, &p, &st), 0);
-  cr_assert_eq(core_seg_plan_init(&plan, &s, &p), 0);
-  cr_assert_eq(plan.windows, 8);
-  cr_assert_eq(core_seg_scratch_new(&plan, &scratch), 0);
+  core_seg_input_t in = float_input(v, &s);
+  core_seg_params_t p = params(16);
+  windows_t ws;
+  windows_init(&ws, &in, &p);
+  cr_assert_eq(ws.plan.windows, 8);
   uint8_t* mask = malloc(core_shape_voxels(&s));
   memset(mask, 0xaa, core_shape_voxels(&s));
   core_seg_window_t w;
-  core_seg_plan_window(&plan, 7, &w); /* the far corner: [16,30)^3 */
+  core_seg_plan_window(&ws.plan, 7, &w); /* the far corner: [16,30)^3 */
   cr_assert_eq(w.lo[0], 16);
   cr_assert_eq(w.hi[2], 30);
-  cr_assert_eq(core_seg_window(&in, &p, &st, &plan, &w, scratch, mask), 0);
+  cr_assert_eq(core_seg_window(&in, &p, &ws.st, &ws.plan, &w, ws.scratch, mask),
+               0);
   for (uint32_t z = 0; z < 30; z++) {
     for (uint32_t y = 0; y < 30; y++) {
       for (uint32_t x = 0; x < 30; x++) {
@@ -197,7 +224,7 @@ Test(seg_classic, a_window_writes_only_its_core, .timeout = 30) {
       }
     }
   }
-  core_seg_scratch_free(scratch);
+  windows_free(&ws);
   free(mask);
   free(v);
 }
@@ -206,9 +233,7 @@ Test(seg_classic, a_window_writes_only_its_core, .timeout = 30) {
 Test(seg_classic, same_mask_whatever_threads_and_order, .timeout = 60) {
   core_shape_t s = {{56, 56, 56}};
   float* v = phantom(&s, 4, 0.5f);
-  core_seg_params_t p;
-  core_seg_params_default(&p);
-  p.window = 14; /* 64 windows */
+  core_seg_params_t p = params(14); /* 64 windows */
   uint8_t* ref = segment(v, &s, &p, 1, 0);
   const unsigned threads[] = {1, 2, 4, 4};
   const uint64_t orders[] = {12345, 0, 7, 99};
@@ -229,9 +254,7 @@ Test(seg_classic, same_mask_whatever_threads_and_order, .timeout = 60) {
 static void check_dice(uint32_t edge, uint64_t seed, double bar1, double bar2) {
   core_shape_t s = {{edge, edge, edge}};
   float* v = phantom(&s, seed, 0.5f);
-  core_seg_params_t p;
-  core_seg_params_default(&p);
-  p.window = 48;
+  core_seg_params_t p = params(48);
   uint8_t* got = segment(v, &s, &p, 2, 0);
   uint8_t* want = malloc(core_shape_voxels(&s));
   core_mask_spec_t spec = {s, CORE_PATTERN_BLOBS, seed};
@@ -268,8 +291,7 @@ Test(seg_classic, pure_noise_gives_almost_no_labels, .timeout = 30) {
     }
     v[i] = (float) (g * 0.5 * sqrt(3.0));
   }
-  core_seg_params_t p;
-  core_seg_params_default(&p);
+  core_seg_params_t p = params(0);
   uint8_t* m = segment(v, &s, &p, 2, 0);
   uint64_t c = labelled(m, n);
   cr_assert_leq(c, n / 10000, "%llu of %zu voxels labelled in pure noise",
@@ -286,8 +308,7 @@ Test(seg_classic, constant_volume_gives_no_labels, .timeout = 30) {
   for (size_t i = 0; i < n; i++) {
     v[i] = 3.0f;
   }
-  core_seg_params_t p;
-  core_seg_params_default(&p);
+  core_seg_params_t p = params(0);
   uint8_t* m = segment(v, &s, &p, 1, 0);
   cr_assert_eq(labelled(m, n), 0);
   free(m);
@@ -302,9 +323,7 @@ Test(seg_classic, degenerate_shapes_do_not_crash, .timeout = 60) {
   for (size_t k = 0; k < sizeof(shapes) / sizeof(shapes[0]); k++) {
     const core_shape_t* s = &shapes[k];
     float* v = phantom(s, 11, 0.5f);
-    core_seg_params_t p;
-    core_seg_params_default(&p);
-    p.window = 4;
+    core_seg_params_t p = params(4);
     uint8_t* m = segment(v, s, &p, 2, 3);
     labelled(m, core_shape_voxels(s)); /* every value a label */
     free(m);
@@ -344,8 +363,7 @@ Test(seg_classic, integer_modes_segment_like_float, .timeout = 60) {
   core_shape_t s = {{40, 40, 40}};
   size_t n = core_shape_voxels(&s);
   float* v = phantom(&s, 6, 0.5f);
-  core_seg_params_t p;
-  core_seg_params_default(&p);
+  core_seg_params_t p = params(0);
   const struct {
     int32_t mode;
     float scale, offset;
@@ -378,8 +396,7 @@ Test(seg_classic, float16_reads_its_values, .timeout = 30) {
   const uint16_t h[5] = {0x3e00, 0xc000, 0x0000, 0x0001, 0x7c00};
   core_seg_input_t in = {
       .data = h, .mode = CORE_MRC_MODE_FLOAT16, .shape = {{1, 1, 5}}};
-  core_seg_params_t p;
-  core_seg_params_default(&p);
+  core_seg_params_t p = params(0);
   p.sigma = 0;
   float out[5];
   const uint32_t lo[3] = {0, 0, 0}, n[3] = {1, 1, 5};
@@ -402,8 +419,7 @@ Test(seg_classic, nan_voxels_read_as_zero, .timeout = 30) {
     v[i] = i % 2 ? NAN : INFINITY;
     z[i] = 0;
   }
-  core_seg_params_t p;
-  core_seg_params_default(&p);
+  core_seg_params_t p = params(0);
   uint8_t* a = segment(v, &s, &p, 1, 0);
   uint8_t* b = segment(z, &s, &p, 1, 0);
   cr_assert_arr_eq(a, b, n);
@@ -422,8 +438,7 @@ Test(seg_classic, bright_dense_matter_mirrors_dark, .timeout = 30) {
   for (size_t i = 0; i < n; i++) {
     neg[i] = -v[i];
   }
-  core_seg_params_t p;
-  core_seg_params_default(&p);
+  core_seg_params_t p = params(0);
   uint8_t* a = segment(v, &s, &p, 1, 0);
   p.dense_is_bright = true;
   uint8_t* b = segment(neg, &s, &p, 1, 0);
@@ -465,8 +480,7 @@ Test(seg_classic, tells_sheets_from_blobs, .timeout = 30) {
   core_shape_t s = {{64, 48, 48}};
   size_t n = core_shape_voxels(&s);
   float* v = sheet_and_ball(&s);
-  core_seg_params_t p;
-  core_seg_params_default(&p);
+  core_seg_params_t p = params(0);
   uint8_t* m = segment(v, &s, &p, 2, 0);
   cr_assert_eq(m[((size_t) 16 * 48 + 10) * 48 + 30], CORE_SEG_LABEL_MEMBRANE);
   cr_assert_eq(m[((size_t) 44 * 48 + 24) * 48 + 24], CORE_SEG_LABEL_PARTICLE);
@@ -501,11 +515,10 @@ Test(seg_classic, drops_components_below_min_voxels, .timeout = 30) {
   core_shape_t s = {{64, 48, 48}};
   size_t n = core_shape_voxels(&s);
   float* v = sheet_and_ball(&s);
-  core_seg_params_t p;
-  core_seg_params_default(&p);
+  core_seg_params_t p = params(0);
   p.min_voxels = 5000; /* the ball goes, the sheet stays */
   uint8_t* got = malloc(n);
-  core_seg_input_t in = {.data = v, .mode = CORE_MRC_MODE_FLOAT32, .shape = s};
+  core_seg_input_t in = float_input(v, &s);
   core_seg_summary_t sum;
   cr_assert_eq(seg_driver_run(&in, &p, 1, 0, got, &sum, NULL), 0);
   cr_assert_eq(sum.components, 1);
@@ -536,35 +549,32 @@ Test(seg_classic, rejects_bad_parameters_and_windows, .timeout = 10) {
   p.edge_fraction = 1.5f;
   cr_assert_eq(core_seg_params_check(&p, NULL, 0), -EINVAL);
 
-  core_seg_params_default(&p);
-  p.window = 8;
+  p = params(8);
   core_shape_t s = {{20, 20, 20}};
   float* v = phantom(&s, 1, 0.5f);
-  core_seg_input_t in = {.data = v, .mode = CORE_MRC_MODE_FLOAT32, .shape = s};
-  core_seg_stats_t st;
-  core_seg_plan_t plan;
-  core_seg_scratch_t* scratch;
-  cr_assert_eq(core_seg_stats(&in, &p, &st), 0);
-  cr_assert_eq(core_seg_plan_init(&plan, &s, &p), 0);
-  cr_assert_eq(plan.windows, 27);
-  cr_assert_eq(core_seg_scratch_new(&plan, &scratch), 0);
+  core_seg_input_t in = float_input(v, &s);
+  windows_t ws;
+  windows_init(&ws, &in, &p);
+  cr_assert_eq(ws.plan.windows, 27);
   uint8_t mask[8000];
   core_seg_window_t w = {{1, 0, 0}, {9, 8, 8}}; /* not on the grid */
-  cr_assert_eq(core_seg_window(&in, &p, &st, &plan, &w, scratch, mask),
+  cr_assert_eq(core_seg_window(&in, &p, &ws.st, &ws.plan, &w, ws.scratch, mask),
                -EINVAL);
   core_seg_window_t last = {{16, 16, 16}, {20, 20, 24}}; /* past the end */
-  cr_assert_eq(core_seg_window(&in, &p, &st, &plan, &last, scratch, mask),
-               -EINVAL);
+  cr_assert_eq(
+      core_seg_window(&in, &p, &ws.st, &ws.plan, &last, ws.scratch, mask),
+      -EINVAL);
   core_seg_input_t other = {
       .data = v, .mode = CORE_MRC_MODE_FLOAT32, .shape = {{20, 20, 19}}};
-  core_seg_plan_window(&plan, 0, &w);
-  cr_assert_eq(core_seg_window(&other, &p, &st, &plan, &w, scratch, mask),
-               -EINVAL);
+  core_seg_plan_window(&ws.plan, 0, &w);
+  cr_assert_eq(
+      core_seg_window(&other, &p, &ws.st, &ws.plan, &w, ws.scratch, mask),
+      -EINVAL);
   core_seg_input_t bad_mode = {.data = v, .mode = 3, .shape = s};
-  cr_assert_eq(core_seg_stats(&bad_mode, &p, &st), -EINVAL);
+  cr_assert_eq(core_seg_stats(&bad_mode, &p, &ws.st), -EINVAL);
   core_shape_t zero = {{0, 4, 4}};
-  cr_assert_eq(core_seg_plan_init(&plan, &zero, &p), -EINVAL);
-  core_seg_scratch_free(scratch);
+  cr_assert_eq(core_seg_plan_init(&ws.plan, &zero, &p), -EINVAL);
+  windows_free(&ws);
   core_seg_scratch_free(NULL);
   free(v);
 }
