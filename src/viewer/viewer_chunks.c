@@ -24,6 +24,15 @@ uint32_t viewer_chunks_pick_scale(const core_shape_t* vol,
 }
 
 
+static uint64_t count_nonzero(const uint8_t* p, size_t n) {
+  uint64_t k = 0;
+  for (size_t i = 0; i < n; i++) {
+    k += p[i] != 0;
+  }
+  return k;
+}
+
+
 /* Level l's mask, allocated (zero) the first time. */
 static int ensure_level(viewer_chunks_t* c, unsigned l) {
   if (c->mask[l] == NULL) {
@@ -83,6 +92,7 @@ void viewer_chunks_clear(viewer_chunks_t* c) {
       memset(c->known[l], 0, (size_t) c->grid[l].count);
     }
   }
+  c->labelled = 0;
 }
 
 
@@ -111,6 +121,10 @@ int viewer_chunks_copy(viewer_chunks_t* c,
   for (uint32_t z = lo[0]; z < hi[0]; z++) {
     for (uint32_t y = lo[1]; y < hi[1]; y++) {
       size_t off = ((size_t) z * s->d[1] + y) * s->d[2] + lo[2];
+      if (l == c->level) {
+        c->labelled -= count_nonzero(c->mask[l] + off, run);
+        c->labelled += count_nonzero(src + off, run);
+      }
       memcpy(c->mask[l] + off, src + off, run);
     }
   }

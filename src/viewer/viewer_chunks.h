@@ -32,7 +32,8 @@ typedef struct {
   uint8_t* mask[CORE_CHUNK_LEVELS];
   core_chunk_grid_t grid[CORE_CHUNK_LEVELS];
   uint8_t* known[CORE_CHUNK_LEVELS];
-  int plane_level; /* the level shown where known; -1: coarse only */
+  int plane_level;   /* the level shown where known; -1: coarse only */
+  uint64_t labelled; /* non-zero voxels of the coarse level */
 } viewer_chunks_t;
 
 /* The coarse scale to subscribe at for volume `vol`: the smallest power of

@@ -88,6 +88,13 @@ Test(viewer_chunks, full_resolution_where_received_coarse_elsewhere) {
   viewer_chunks_t c;
   cr_assert_eq(viewer_chunks_init(&c, &v, 4), 0);
   copy_level(&c, 2, coarse, -1);
+  uint64_t labelled = 0;
+  for (size_t i = 0; i < 18 * 15 * 13; i++) {
+    labelled += coarse[i] != 0;
+  }
+  cr_assert_eq(c.labelled, labelled);
+  copy_level(&c, 2, coarse, -1); /* the same again: counted once */
+  cr_assert_eq(c.labelled, labelled);
   c.plane_level = 0;
   copy_level(&c, 0, full, 40); /* level-0 chunks of z in [32, 64) */
   uint32_t w = v.d[2], h = v.d[1];
@@ -134,6 +141,7 @@ Test(viewer_chunks, full_resolution_where_received_coarse_elsewhere) {
     cr_assert_eq(vol[i], 0);
   }
   cr_assert_eq(c.known[0][0], 0);
+  cr_assert_eq(c.labelled, 0);
   viewer_chunks_free(&c);
   free(vol);
   free(yz);
