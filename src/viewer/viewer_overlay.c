@@ -234,7 +234,10 @@ void viewer_overlay_chunks(viewer_app_t* app,
   }
   int pl =
       ev->plane_scale > 0 ? core_chunk_level_of_scale(ev->plane_scale) : -1;
-  if (pl != c->plane_level) {
+  /* A delta without a view (the view not yet there after a reconnect)
+   * keeps the plane level: the chunks received stay shown, and the view's
+   * come again with the next delta that has it. */
+  if (pl >= 0 && pl != c->plane_level) {
     c->plane_level = pl; /* another level shown where received */
     is_full = true;
   }
