@@ -39,7 +39,7 @@ static void on_activate(GtkApplication* gtk, gpointer user) {
   if (app->opts.submit) {
     viewer_job_submit_when_ready(app); /* the engines are known then */
   } else if (app->opts.attach_id != NULL) {
-    viewer_job_attach(app, app->opts.attach_id);
+    viewer_job_attach_when_ready(app);
   } else if (app->is_automated && app->has_volume) {
     viewer_shot_automation(app, "volume open");
   }
@@ -56,8 +56,9 @@ static void on_shutdown(GApplication* gapp, gpointer user) {
 static int parse_args(viewer_app_t* app, int* argc, char*** argv) {
   viewer_opts_t* o = &app->opts;
   gboolean submit = FALSE, stay = FALSE, version = FALSE, no_upload = FALSE;
-  gboolean insecure = FALSE;
+  gboolean insecure = FALSE, no_final = FALSE;
   char* seed_text = NULL;
+  char* encoding = NULL;
   o->hz = 0;
   o->scale = 0;
   o->duration = -1;
@@ -113,6 +114,16 @@ static int parse_args(viewer_app_t* app, int* argc, char*** argv) {
        "Cancel the job once N previews are shown (as the Cancel button)", "N"},
       {"stay", 0, 0, G_OPTION_ARG_NONE, &stay,
        "Keep running after the screenshot", NULL},
+      {"encoding", 0, 0, G_OPTION_ARG_STRING, &encoding,
+       "How the mask streams: chunks, base64, raw or zstd (default: chunks "
+       "when the server has them, else base64)",
+       "ENC"},
+      {"no-final-mask", 0, G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_NONE, &no_final,
+       "Tests: at completion keep the chunk overlay (no mask.mrc download)",
+       NULL},
+      {"drag-slice-after", 0, G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_INT,
+       &o->drag_after,
+       "Tests: once N previews are shown, step the XY slice up 20 times", "N"},
       {"max-retries", 0, 0, G_OPTION_ARG_INT, &o->max_retries,
        "Failed attempts in a row before giving up, reconnects and upload "
        "retries alike (0: never; default: the preferences', 0)",
@@ -169,6 +180,22 @@ static int parse_args(viewer_app_t* app, int* argc, char*** argv) {
     fprintf(stderr, "cryomamba-viewer: --pattern is random or blobs\n");
     return 64;
   }
+  o->encoding = -1;
+  if (encoding != NULL) {
+    static const char* names[] = {"base64", "raw", "zstd", "chunks"};
+    for (int i = 0; i < 4; i++) {
+      if (strcmp(encoding, names[i]) == 0) {
+        o->encoding = i;
+      }
+    }
+    g_free(encoding);
+    if (o->encoding < 0) {
+      fprintf(stderr,
+              "cryomamba-viewer: --encoding is chunks, base64, raw or zstd\n");
+      return 64;
+    }
+  }
+  o->no_final_mask = no_final;
   o->insecure_tls = insecure;
   if (insecure) {
     fprintf(stderr,

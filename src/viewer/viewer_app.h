@@ -5,8 +5,9 @@
  * opening, metadata, window/level), viewer_view.c (one slice view),
  * viewer_panel.c (sidebar), viewer_server.c (server checks, engines),
  * viewer_upload.c (the volume's upload), viewer_job.c (job, watch),
- * viewer_preview.c (previews, final mask), viewer_prefs.c (preferences),
- * viewer_shot.c (screenshots). */
+ * viewer_preview.c (previews, final mask), viewer_overlay.c (chunked
+ * deltas, the view sent to the server, what the views overlay),
+ * viewer_prefs.c (preferences), viewer_shot.c (screenshots). */
 #ifndef VIEWER_APP_H
 #define VIEWER_APP_H
 
@@ -20,6 +21,7 @@
 #include <stdint.h>
 
 #include "cryomamba/client.h"
+#include "viewer/viewer_chunks.h"
 #include "viewer/viewer_labels.h"
 #include "viewer/viewer_render.h"
 #include "viewer/viewer_volume.h"
@@ -57,7 +59,15 @@ typedef struct {
    * closing the window) once this many bytes are on the server; 0: off. */
   int64_t cancel_upload_after;
   int64_t quit_upload_after;
+  int encoding;       /* --encoding: a cm_encoding_t; -1: chunks when the server
+                         lists them, else base64 */
+  bool no_final_mask; /* tests: at completion keep the chunk overlay, do
+                         not download mask.mrc */
+  int drag_after;     /* tests: after N shown, step the XY slice up
+                         VIEWER_DRAG_STEPS times, 2 ms apart (a drag) */
 } viewer_opts_t;
+
+#define VIEWER_DRAG_STEPS 20
 
 /* Preferences (viewer_prefs.c), kept in
  * $XDG_CONFIG_HOME/cryomamba/viewer.ini. Strings owned. */
@@ -97,7 +107,10 @@ typedef struct viewer_app_s {
   uint32_t cursor[3];    /* z, y, x: crosshair and shown slices */
   void* stats_task;      /* the running statistics task (viewer_window.c) */
 
-  /* The overlay: full-resolution labels, or NULL. */
+  /* The overlay: the chunk masks of a chunks subscription (NULL without
+   * one; shown unless the final mask is), else full-resolution labels, or
+   * NULL. */
+  viewer_chunks_t* chunks;
   uint8_t* labels;
   uint8_t* spare; /* a free buffer of the same size for the next preview */
   uint64_t labels_version;
@@ -163,6 +176,11 @@ viewer_view_t* viewer_view_new(viewer_app_t* app, viewer_axis_t axis);
 GtkWidget* viewer_view_widget(viewer_view_t* view);
 void viewer_view_volume_changed(viewer_view_t* view); /* reset zoom, range */
 void viewer_view_redraw(viewer_view_t* view);         /* crosshair moved */
+/* Screen pixels per voxel as drawn now (0 before the first layout). */
+double viewer_view_zoom(viewer_view_t* view);
+/* Labels of rectangle rect = {col, row, width, height} of the view's slice
+ * changed in the chunk overlay: only that part is composed again. */
+void viewer_view_labels_rect(viewer_view_t* view, const uint32_t rect[4]);
 /* The composed slice as displayed (0xAARRGGBB), refreshed if stale;
  * borrowed until the next call. NULL without a volume. */
 const uint32_t* viewer_view_pixels(viewer_view_t* view,
@@ -179,6 +197,8 @@ void viewer_job_submit(viewer_app_t* app);
 /* --submit: submits once the first server check (engines) is done. */
 void viewer_job_submit_when_ready(viewer_app_t* app);
 void viewer_job_attach(viewer_app_t* app, const char* job_id);
+/* --attach: attaches once the first server check (encodings) is done. */
+void viewer_job_attach_when_ready(viewer_app_t* app);
 /* The Cancel button: the running upload, else the job. */
 void viewer_job_cancel(viewer_app_t* app);
 void viewer_job_volume_changed(viewer_app_t* app);
@@ -204,6 +224,27 @@ void viewer_server_fill_engines(viewer_app_t* app);
 void viewer_server_engine_changed(viewer_app_t* app);
 /* The selected engine's name (borrowed until the drop-down changes). */
 const char* viewer_server_engine(viewer_app_t* app);
+
+/* viewer_overlay.c */
+/* The labels of slice `index` along `axis` into `out` (a slice image);
+ * false when no mask is shown. */
+bool viewer_overlay_slice(viewer_app_t* app,
+                          viewer_axis_t axis,
+                          uint32_t index,
+                          uint8_t* out);
+/* Whether a mask is shown, and the label at voxel zyx. */
+bool viewer_overlay_has(const viewer_app_t* app);
+uint8_t viewer_overlay_label(const viewer_app_t* app, const uint32_t zyx[3]);
+/* "none", "preview", "chunks" or "final": what the overlay shows. */
+const char* viewer_overlay_kind(const viewer_app_t* app);
+/* The shown mask at full resolution: app->labels, or the chunk overlay
+ * composed into *owned (g_free it); NULL when none (or out of memory). */
+const uint8_t* viewer_overlay_volume(viewer_app_t* app, uint8_t** owned);
+/* The crosshair or a zoom changed: the view goes to the server
+ * (coalesced). */
+void viewer_overlay_view_changed(viewer_app_t* app);
+/* Drops the chunk overlay (another job or volume). */
+void viewer_overlay_drop(viewer_app_t* app);
 
 /* viewer_prefs.c */
 void viewer_prefs_load(viewer_prefs_t* prefs);

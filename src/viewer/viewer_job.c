@@ -159,6 +159,15 @@ static void detach(viewer_app_t* app) {
   job->generation++;
   viewer_preview_free(job->pending);
   job->pending = NULL;
+  for (guint* t = &job->view_timer; t != NULL;
+       t = t == &job->view_timer ? &job->drag_timer : NULL) {
+    if (*t != 0) {
+      g_source_remove(*t);
+      *t = 0;
+    }
+  }
+  viewer_overlay_drop(app);
+  job->preview_scale = 0;
   job->has_job = false;
   job->is_finished = false;
   job->wants_final = false;
@@ -222,6 +231,7 @@ void viewer_job_create(viewer_app_t* app, const char* volume_id) {
              volume_id != NULL ? "volume " : "shape only",
              volume_id != NULL ? volume_id : "");
   viewer_job_set_conn(app, "#c90", "submitting…");
+  app->job->preview_scale = spec.preview_scale;
   int rc = cm_job_create(app->job->client, &spec, on_created, app);
   if (rc != 0) {
     gtk_widget_set_sensitive(app->submit_button, app->has_volume);
@@ -266,6 +276,15 @@ void viewer_job_submit_when_ready(viewer_app_t* app) {
     viewer_job_submit(app);
   } else {
     app->job->is_submit_pending = true;
+  }
+}
+
+
+void viewer_job_attach_when_ready(viewer_app_t* app) {
+  if (app->job->is_server_checked) {
+    viewer_job_attach(app, app->opts.attach_id);
+  } else {
+    app->job->is_attach_pending = true;
   }
 }
 
@@ -384,6 +403,13 @@ void viewer_job_shutdown(viewer_app_t* app) {
     g_ptr_array_unref(job->engines);
   }
   viewer_preview_free(job->pending);
+  if (job->view_timer != 0) {
+    g_source_remove(job->view_timer);
+  }
+  if (job->drag_timer != 0) {
+    g_source_remove(job->drag_timer);
+  }
+  viewer_overlay_drop(app);
   if (job->tmp_dir != NULL) {
     if (job->final_path != NULL) {
       unlink(job->final_path);

@@ -31,7 +31,14 @@ struct viewer_job_s {
   uint64_t generation; /* bumped per job: late worker results are dropped */
   cm_preview_t* pending;
   bool is_worker_busy;
-  bool wants_final; /* the final mask is on its way: previews are moot */
+  bool wants_final;       /* the final mask is on its way: previews are moot */
+  cm_encoding_t encoding; /* the watched subscription's */
+  uint32_t preview_scale; /* the submitted job's, 0: unknown (attach) */
+  viewer_throttle_t throttle; /* views of the watched sub */
+  guint view_timer;           /* a coalesced view waits, or 0 */
+  uint64_t plane_chunks;      /* plane-level chunks received */
+  guint drag_timer;           /* --drag-slice-after running, or 0 */
+  int drag_steps;
   char* tmp_dir;
   char* final_path;
 
@@ -41,7 +48,9 @@ struct viewer_job_s {
   bool is_submit_pending;     /* --submit waits for the server check */
   bool is_server_checked;     /* the first check (or the last) is done */
   uint64_t check_generation;  /* bumped per check: older answers dropped */
-  GPtrArray* engines; /* viewer_engine_t*, from the server; NULL: unknown */
+  GPtrArray* engines;     /* viewer_engine_t*, from the server; NULL: unknown */
+  bool has_chunks;        /* capabilities list encodings:...,chunks */
+  bool is_attach_pending; /* --attach waits for the server check */
 };
 
 /* viewer_job.c */
@@ -102,6 +111,19 @@ void viewer_preview_take(viewer_app_t* app, cm_preview_t* preview);
 
 /* The job completed: downloads mask.mrc and shows it instead of previews. */
 void viewer_preview_fetch_final(viewer_app_t* app);
+
+/* A preview (or a complete delta) was shown: the automation's counts
+ * (--cancel-after-previews, --after-previews, --drag-slice-after). */
+void viewer_preview_shown(viewer_app_t* app);
+
+/* viewer_overlay.c */
+/* A chunks subscription's delta (on_chunks, the library's masks valid):
+ * copied into app->chunks, the changed parts of the slices redrawn. */
+void viewer_overlay_chunks(viewer_app_t* app,
+                           cm_sub_t* sub,
+                           const cm_chunks_t* ev);
+/* A new watched subscription: its first view goes out at once. */
+void viewer_overlay_sub_started(viewer_app_t* app);
 
 /* Frees a preview taken by viewer_preview_take. NULL-safe. */
 void viewer_preview_free(cm_preview_t* preview);

@@ -96,6 +96,44 @@ static void install_labels(viewer_app_t* app, work_t* w, bool is_final) {
 static void start_upsample(viewer_app_t* app, cm_preview_t* p);
 
 
+/* --drag-slice-after: one step of the XY slice, as a held arrow key. */
+static gboolean drag_step(gpointer user) {
+  viewer_app_t* app = user;
+  viewer_job_t* job = app->job;
+  uint32_t c[3] = {app->cursor[0], app->cursor[1], app->cursor[2]};
+  if (c[0] + 1 < app->vol.shape.d[0]) {
+    c[0]++;
+  }
+  viewer_window_set_cursor(app, c);
+  if (++job->drag_steps < VIEWER_DRAG_STEPS) {
+    return G_SOURCE_CONTINUE;
+  }
+  viewer_say("slice drag done (z=%u)", app->cursor[0]);
+  job->drag_timer = 0;
+  return G_SOURCE_REMOVE;
+}
+
+
+void viewer_preview_shown(viewer_app_t* app) {
+  viewer_job_t* job = app->job;
+  if (app->opts.cancel_after > 0 &&
+      job->shown == (uint64_t) app->opts.cancel_after) {
+    viewer_say("cancelling job %s", job->job_id);
+    viewer_job_cancel(app);
+  }
+  if (app->opts.drag_after > 0 &&
+      job->shown == (uint64_t) app->opts.drag_after && job->drag_timer == 0) {
+    viewer_say("slice drag from z=%u", app->cursor[0]);
+    job->drag_steps = 0;
+    job->drag_timer = g_timeout_add(2, drag_step, app);
+  }
+  if (app->opts.after_previews > 0 &&
+      job->shown >= (uint64_t) app->opts.after_previews) {
+    viewer_shot_automation(app, "previews shown");
+  }
+}
+
+
 static void upsample_done(GObject* source, GAsyncResult* res, gpointer data) {
   work_t* w = data;
   (void) source;
@@ -123,15 +161,7 @@ static void upsample_done(GObject* source, GAsyncResult* res, gpointer data) {
         (unsigned long long) job->received, (unsigned long long) job->shown,
         (unsigned long long) job->dropped, (unsigned long long) labelled);
     viewer_job_show_progress(app);
-    if (app->opts.cancel_after > 0 &&
-        job->shown == (uint64_t) app->opts.cancel_after) {
-      viewer_say("cancelling job %s", job->job_id);
-      viewer_job_cancel(app);
-    }
-    if (app->opts.after_previews > 0 &&
-        job->shown >= (uint64_t) app->opts.after_previews) {
-      viewer_shot_automation(app, "previews shown");
-    }
+    viewer_preview_shown(app);
   }
   g_free(w->buf);
   viewer_preview_free(w->preview);

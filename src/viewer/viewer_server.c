@@ -20,6 +20,7 @@ typedef struct {
   bool ok;
   char* msg;
   GPtrArray* engines; /* viewer_engine_t*; NULL: not asked or unknown */
+  char* encodings;    /* capabilities' encodings:..., or NULL */
   /* Test connection: done(); else the server check of `app`. */
   void (*done)(bool ok, const char* msg, void* user);
   void* user;
@@ -54,6 +55,34 @@ static void engine_free(gpointer p) {
   g_free(e->name);
   g_free(e->description);
   g_free(e);
+}
+
+
+/* The list of the capability "encodings:..." of a server info body (g_free
+ * it), or NULL: an older server. */
+static char* parse_encodings(const char* body, size_t len) {
+  json_error_t jerr;
+  json_t* root = body != NULL ? json_loadb(body, len, 0, &jerr) : NULL;
+  size_t i;
+  json_t* it;
+  char* out = NULL;
+  json_array_foreach(json_object_get(root, "capabilities"), i, it) {
+    const char* c = json_string_value(it);
+    if (c != NULL && out == NULL && strncmp(c, "encodings:", 10) == 0) {
+      out = g_strdup(c + 10);
+    }
+  }
+  json_decref(root);
+  return out;
+}
+
+
+/* True when comma-separated `list` holds `name`. */
+static bool lists(const char* list, const char* name) {
+  char** names = g_strsplit(list != NULL ? list : "", ",", -1);
+  bool found = g_strv_contains((const char* const*) names, name);
+  g_strfreev(names);
+  return found;
 }
 
 
@@ -130,6 +159,7 @@ static void check_thread(GTask* task,
   cm_reply_clear(&r);
   if (c->ok && c->want_engines && cm_server_info_sync(client, &r) == 0) {
     c->engines = parse_engines(r.body, r.body_len);
+    c->encodings = parse_encodings(r.body, r.body_len);
   }
   cm_reply_clear(&r);
   cm_client_free(client);
@@ -157,6 +187,12 @@ static void server_checked(check_t* c) {
     job->engines = c->engines;
     c->engines = NULL;
   }
+  job->has_chunks = c->ok && lists(c->encodings, "chunks");
+  if (c->ok) {
+    viewer_say("encodings: %s (%s)",
+               c->encodings != NULL ? c->encodings : "unknown",
+               job->has_chunks ? "chunks" : "full previews");
+  }
   viewer_server_fill_engines(app);
   GString* names = g_string_new(NULL);
   for (guint i = 0; job->engines != NULL && i < job->engines->len; i++) {
@@ -171,6 +207,10 @@ static void server_checked(check_t* c) {
   if (job->is_submit_pending) {
     job->is_submit_pending = false;
     viewer_job_submit(app);
+  }
+  if (job->is_attach_pending) {
+    job->is_attach_pending = false;
+    viewer_job_attach(app, app->opts.attach_id);
   }
 }
 
@@ -191,6 +231,7 @@ static void check_done(GObject* source, GAsyncResult* res, gpointer data) {
   g_free(c->token);
   g_free(c->ca_file);
   g_free(c->msg);
+  g_free(c->encodings);
   g_free(c);
 }
 

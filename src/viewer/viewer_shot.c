@@ -5,6 +5,7 @@
  * data looks like, and what the end-to-end tests check pixel by pixel. The
  * window's PNG renders the widget tree offscreen with the window's own
  * renderer. Also the --screenshot/--export-mask automation. Main thread. */
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -97,22 +98,26 @@ static void finish_automation(viewer_app_t* app, const char* why) {
   int status = 0;
   char* err = NULL;
   if (o->export_mask != NULL) {
-    if (app->labels == NULL) {
+    uint8_t* owned;
+    const uint8_t* mask = viewer_overlay_volume(app, &owned);
+    if (!viewer_overlay_has(app)) {
       viewer_say("no mask to export (%s)", why);
       status = 1;
     } else {
-      int rc =
-          viewer_labels_write_mrc(o->export_mask, app->labels, &app->vol.shape,
-                                  app->vol.header.voxel_size);
+      int rc = mask != NULL ? viewer_labels_write_mrc(
+                                  o->export_mask, mask, &app->vol.shape,
+                                  app->vol.header.voxel_size)
+                            : -ENOMEM;
       if (rc != 0) {
         viewer_say("cannot export the mask to %s: %s", o->export_mask,
                    g_strerror(-rc));
         status = 1;
       } else {
         viewer_say("mask exported to %s (%s)", o->export_mask,
-                   app->is_final_mask ? "final" : "preview");
+                   viewer_overlay_kind(app));
       }
     }
+    g_free(owned);
   }
   if (o->screenshot != NULL) {
     if (viewer_shot_views_png(app, o->screenshot, &err) != 0) {
@@ -123,9 +128,7 @@ static void finish_automation(viewer_app_t* app, const char* why) {
       viewer_say(
           "screenshot %s (%s; cursor z=%u y=%u x=%u; mask %s; opacity %.3f)",
           o->screenshot, why, app->cursor[0], app->cursor[1], app->cursor[2],
-          app->labels == NULL ? "none"
-                              : (app->is_final_mask ? "final" : "preview"),
-          app->opacity);
+          viewer_overlay_kind(app), app->opacity);
     }
   }
   if (o->window_shot != NULL) {

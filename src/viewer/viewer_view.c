@@ -106,11 +106,11 @@ static void refresh(viewer_view_t* v) {
     v->grey_version = app->grey_version;
     is_changed = true;
   }
-  bool with_labels = app->labels != NULL && app->show_mask && app->opacity > 0;
+  bool with_labels =
+      viewer_overlay_has(app) && app->show_mask && app->opacity > 0;
   if (with_labels && (!v->is_labels_ok || v->labels_index != index ||
                       v->labels_version != app->labels_version)) {
-    viewer_slice_labels(app->labels, &app->vol.shape, v->axis, index,
-                        v->labels);
+    viewer_overlay_slice(app, v->axis, index, v->labels);
     v->is_labels_ok = true;
     v->labels_index = index;
     v->labels_version = app->labels_version;
@@ -126,6 +126,30 @@ static void refresh(viewer_view_t* v) {
     v->argb_with_labels = with_labels;
     v->argb_opacity = app->opacity;
   }
+}
+
+
+void viewer_view_labels_rect(viewer_view_t* v, const uint32_t r[4]) {
+  viewer_app_t* app = v->app;
+  uint32_t index = app->cursor[fixed_dim(v->axis)];
+  if (app->chunks == NULL || v->labels == NULL || !v->is_labels_ok ||
+      v->labels_index != index || v->labels_version != app->labels_version ||
+      r[0] + r[2] > v->width || r[1] + r[3] > v->height) {
+    gtk_widget_queue_draw(v->area); /* refresh() composes it all */
+    return;
+  }
+  viewer_chunks_slice(app->chunks, v->axis, index, r, v->labels, v->width);
+  if (v->is_argb_ok && v->argb_with_labels) {
+    cairo_surface_flush(v->surface);
+    for (uint32_t row = r[1]; row < r[1] + r[3]; row++) {
+      size_t at = (size_t) row * v->width + r[0];
+      viewer_composite(v->grey + at, v->labels + at, r[2], v->argb_opacity,
+                       v->argb + at);
+    }
+    cairo_surface_mark_dirty_rectangle(v->surface, (int) r[0], (int) r[1],
+                                       (int) r[2], (int) r[3]);
+  }
+  gtk_widget_queue_draw(v->area);
 }
 
 
@@ -243,12 +267,9 @@ static void show_readout(viewer_view_t* v) {
   int n = snprintf(text, sizeof(text), "z %u  y %u  x %u   value %.4g", zyx[0],
                    zyx[1], zyx[2],
                    viewer_volume_value(&app->vol, zyx[0], zyx[1], zyx[2]));
-  if (app->labels != NULL && n > 0 && (size_t) n < sizeof(text)) {
-    size_t i =
-        ((size_t) zyx[0] * app->vol.shape.d[1] + zyx[1]) * app->vol.shape.d[2] +
-        zyx[2];
+  if (viewer_overlay_has(app) && n > 0 && (size_t) n < sizeof(text)) {
     snprintf(text + n, sizeof(text) - (size_t) n, "   label %u",
-             app->labels[i]);
+             viewer_overlay_label(app, zyx));
   }
   viewer_window_status(app, text);
 }
@@ -281,6 +302,18 @@ static void zoom_about(viewer_view_t* v, double factor, double px, double py) {
   v->pan_x = px - ix * ns - (aw - v->width * ns) / 2;
   v->pan_y = py - iy * ns - (ah - v->height * ns) / 2;
   gtk_widget_queue_draw(v->area);
+  viewer_overlay_view_changed(v->app);
+}
+
+
+double viewer_view_zoom(viewer_view_t* v) {
+  if (v == NULL || !v->app->has_volume || v->width == 0 ||
+      gtk_widget_get_width(v->area) <= 0) {
+    return 0;
+  }
+  double s, ox, oy;
+  geometry(v, &s, &ox, &oy);
+  return s;
 }
 
 
@@ -460,6 +493,7 @@ static gboolean on_key(GtkEventControllerKey* c,
     v->zoom = 1;
     v->pan_x = v->pan_y = 0;
     gtk_widget_queue_draw(v->area);
+    viewer_overlay_view_changed(v->app);
     return TRUE;
   default:
     return FALSE;

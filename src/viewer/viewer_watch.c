@@ -139,11 +139,24 @@ static void on_finished(cm_sub_t* sub, const cm_finished_t* ev, void* user) {
   job->progress = ev->progress;
   viewer_say("job %s %s", job->job_id, cm_job_state_name(ev->state));
   viewer_job_show_progress(app);
-  if (ev->state == CM_JOB_COMPLETED) {
+  if (ev->state == CM_JOB_COMPLETED && app->opts.no_final_mask &&
+      app->chunks != NULL) {
+    /* Tests: the streamed overlay, complete at the shown slices. */
+    viewer_window_status(app, "Job completed: the streamed mask is shown.");
+    viewer_job_ended(app, "job completed");
+  } else if (ev->state == CM_JOB_COMPLETED) {
     viewer_preview_fetch_final(app);
   } else {
     viewer_window_status(app, "Job cancelled: the last preview stays shown.");
     viewer_job_ended(app, "job cancelled");
+  }
+}
+
+
+static void on_chunks(cm_sub_t* sub, const cm_chunks_t* ev, void* user) {
+  viewer_app_t* app = user;
+  if (is_ours(app, sub)) {
+    viewer_overlay_chunks(app, sub, ev);
   }
 }
 
@@ -239,10 +252,26 @@ void viewer_watch_start(viewer_app_t* app, const char* job_id) {
       .on_preview = on_preview,
       .on_finished = on_finished,
       .on_error = on_error,
+      .on_chunks = on_chunks,
       .on_closed = on_closed,
   };
   snprintf(job->job_id, sizeof(job->job_id), "%s", job_id);
-  int rc = cm_sub_start(job->client, job_id, &cbs, app, &job->sub);
+  cm_sub_options_t so;
+  cm_sub_options_init(&so);
+  so.encoding = app->opts.encoding >= 0 ? (cm_encoding_t) app->opts.encoding
+                : job->has_chunks       ? CM_ENCODING_CHUNKS
+                                        : CM_ENCODING_BASE64;
+  if (so.encoding == CM_ENCODING_CHUNKS) {
+    /* The whole volume at a coarse level (<= 16 MiB, at least the job's
+     * preview scale); 0 lets the server take the job's preview scale. */
+    uint32_t s = viewer_chunks_pick_scale(&app->vol.shape, job->preview_scale);
+    so.scale = s == 1 && job->preview_scale == 0 ? 0 : s;
+  }
+  static const char* names[] = {"base64", "raw", "zstd", "chunks"};
+  viewer_say("subscribing to job %s (encoding %s, scale %u)", job_id,
+             names[so.encoding], so.scale);
+  job->encoding = so.encoding;
+  int rc = cm_sub_start_opts(job->client, job_id, &so, &cbs, app, &job->sub);
   if (rc != 0) {
     job->sub = NULL;
     viewer_window_error(app, "Cannot watch the job", cm_strerror(rc));
@@ -250,6 +279,7 @@ void viewer_watch_start(viewer_app_t* app, const char* job_id) {
   }
   g_ptr_array_add(job->subs, job->sub);
   job->has_job = true;
+  viewer_overlay_sub_started(app);
   gtk_editable_set_text(GTK_EDITABLE(app->attach_entry), job_id);
   viewer_job_show_progress(app);
 }

@@ -5,6 +5,7 @@
  * thread, window/level, the crosshair, and error reporting. Main thread;
  * the statistics task owns a copy of the mapping's description and is the
  * one to unmap it if the volume was replaced meanwhile. */
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -92,6 +93,7 @@ void viewer_window_set_cursor(viewer_app_t* app, const uint32_t zyx[3]) {
         zyx[d] < app->vol.shape.d[d] ? zyx[d] : app->vol.shape.d[d] - 1;
   }
   viewer_window_redraw(app);
+  viewer_overlay_view_changed(app);
 }
 
 
@@ -130,7 +132,11 @@ void viewer_window_labels_changed(viewer_app_t* app,
                                   const uint64_t counts[256]) {
   app->labels_version++;
   if (app->labels == NULL || counts == NULL) {
-    set_meta(app, META_MASK, app->labels == NULL ? "none" : "shown");
+    set_meta(app, META_MASK,
+             !viewer_overlay_has(app)
+                 ? "none"
+                 : (app->chunks != NULL && !app->is_final_mask ? "chunks"
+                                                               : "shown"));
   } else {
     double total = (double) core_shape_voxels(&app->vol.shape);
     char text[160];
@@ -386,18 +392,21 @@ static void act_open(GSimpleAction* a, GVariant* p, gpointer user) {
 typedef int (*save_fn)(viewer_app_t* app, const char* path, char** err);
 
 static int save_mask(viewer_app_t* app, const char* path, char** err) {
-  if (app->labels == NULL) {
+  if (!viewer_overlay_has(app)) {
     *err = g_strdup("there is no mask to export yet");
     return -1;
   }
-  int rc = viewer_labels_write_mrc(path, app->labels, &app->vol.shape,
-                                   app->vol.header.voxel_size);
+  uint8_t* owned;
+  const uint8_t* mask = viewer_overlay_volume(app, &owned);
+  int rc = mask != NULL ? viewer_labels_write_mrc(path, mask, &app->vol.shape,
+                                                  app->vol.header.voxel_size)
+                        : -ENOMEM;
+  g_free(owned);
   if (rc != 0) {
     *err = g_strdup_printf("cannot write %s: %s", path, g_strerror(-rc));
     return rc;
   }
-  viewer_say("mask exported to %s (%s)", path,
-             app->is_final_mask ? "final" : "preview");
+  viewer_say("mask exported to %s (%s)", path, viewer_overlay_kind(app));
   return 0;
 }
 

@@ -392,7 +392,9 @@ class ViewerPreviewTest(ViewerCase):
         srv = Server().start()
         self.addCleanup(srv.cleanup)
         png, exported = self.path("shot.png"), self.path("shown.mrc")
+        # Full previews (base64, as an old server sends): upsampled.
         v = self.viewer("--server", srv.base, "--open", ph, "--submit", "--engine", "sim",
+                        "--encoding", "base64",
                         "--pattern", "blobs", "--hz", "4", "--duration", "3",
                         "--scale", str(scale), "--opacity", "0.6",
                         "--screenshot", png, "--export-mask", exported,
@@ -450,6 +452,7 @@ class ViewerPreviewTest(ViewerCase):
         self.addCleanup(srv.cleanup)
         png, exported = self.path("shot.png"), self.path("shown.mrc")
         v = self.viewer("--server", srv.base, "--open", ph, "--submit", "--engine", "sim",
+                        "--encoding", "raw",
                         "--pattern", "blobs", "--hz", "5", "--duration", "60",
                         "--scale", "2", "--cancel-after-previews", "2",
                         "--screenshot", png, "--export-mask", exported)
@@ -464,6 +467,85 @@ class ViewerPreviewTest(ViewerCase):
         mask = read_mrc(exported)
         cursor = tuple(int(m.group(i)) for i in (3, 4, 5))
         self.check_screenshot(png, read_mrc(ph), mask, cursor, float(m.group(7)))
+
+
+class ViewerChunksTest(ViewerCase):
+    """The default on a server that lists encodings:...,chunks: the coarse
+    level for the whole volume, the full-resolution chunks of the three
+    shown planes (sent as a view, coalesced while the slice is dragged),
+    only those redrawn."""
+
+    VIEW_RE = (r"^viewer: view z=(\d+) y=(\d+) x=(\d+) zoom=(\S+) sent "
+               r"\(t=([0-9.]+) s\)$")
+
+    def test_full_resolution_at_the_shown_slices_and_the_view_follows_them(self):
+        shape, scale = (40, 60, 70), 4
+        ph = self.path("phantom.mrc")
+        make_phantom(ph, shape)
+        srv = Server().start()
+        self.addCleanup(srv.cleanup)
+        png, exported = self.path("shot.png"), self.path("shown.mrc")
+        v = self.viewer("--server", srv.base, "--open", ph, "--submit", "--engine", "sim",
+                        "--pattern", "blobs", "--hz", "4", "--duration", "4",
+                        "--scale", str(scale), "--opacity", "0.6",
+                        "--no-final-mask", "--drag-slice-after", "2",
+                        "--screenshot", png, "--export-mask", exported)
+        v.wait_line(r"^viewer: encodings: \S*chunks\S* \(chunks\)$")
+        job_id = v.wait_line(r"^viewer: submitted job ([0-9a-f-]{36})$").group(1)
+        v.wait_line(r"^viewer: subscribing to job %s \(encoding chunks, scale 4\)$" % job_id)
+        m = v.wait_line(SHOT_RE)
+        self.assertEqual(v.wait(), 0, v.stderr())
+        self.assertEqual(m.group(2), "job completed")
+        self.assertEqual(m.group(6), "chunks")
+        cursor = tuple(int(m.group(i)) for i in (3, 4, 5))
+        self.assertEqual(cursor, (shape[0] - 1, shape[1] // 2, shape[2] // 2),
+                         "the drag moved the XY slice to the last")
+        # Chunks came: a keyframe, coarse ones and full-resolution ones of
+        # the view's planes.
+        deltas = [re.match(r"^viewer: delta seq \d+: (\d+) chunks \((\d+) at scale 4, "
+                           r"(\d+) at plane scale (\d+)\)(, keyframe)?", l) for l in v.lines]
+        deltas = [d for d in deltas if d]
+        self.assertTrue(deltas and deltas[0].group(5), v.lines)
+        self.assertGreater(sum(int(d.group(2)) for d in deltas), 0)
+        self.assertGreater(sum(int(d.group(3)) for d in deltas if d.group(4) == "1"), 0)
+        # Views: the first with the centre, at once; during the drag at most
+        # one per 50 ms, fewer than the 20 steps, the last the final slice.
+        views = [re.match(self.VIEW_RE, l) for l in v.lines]
+        views = [x for x in views if x]
+        self.assertEqual(tuple(int(views[0].group(i)) for i in (1, 2, 3)),
+                         tuple(d // 2 for d in shape))
+        self.assertEqual(views[0].group(4), "1")
+        drag = v.lines.index(next(l for l in v.lines if l.startswith("viewer: slice drag from")))
+        during = [x for x in (re.match(self.VIEW_RE, l) for l in v.lines[drag:]) if x]
+        self.assertGreaterEqual(len(during), 1)
+        self.assertLess(len(during), 20, "views are coalesced")
+        times = [float(x.group(5)) for x in views]
+        gaps = [b - a for a, b in zip(times, times[1:])]
+        self.assertTrue(all(g >= 0.049 for g in gaps), gaps)
+        self.assertEqual(tuple(int(during[-1].group(i)) for i in (1, 2, 3)), cursor)
+        # At completion the overlay at the three shown slices is the
+        # artifact's, which the coarse level upsampled is not.
+        final = self.download_final(srv, job_id)
+        z, y, x = cursor
+        n = self.check_screenshot(png, read_mrc(ph), final, cursor, float(m.group(7)))
+        self.assertGreater(n, 0, "no overlay pixel in the screenshot")
+        s = scale
+        coarse = np.zeros(tuple(-(-d // s) for d in shape), np.uint8)
+        for dz in range(s):
+            for dy in range(s):
+                for dx in range(s):
+                    part = final[dz::s, dy::s, dx::s].astype(np.uint8)
+                    sub = coarse[:part.shape[0], :part.shape[1], :part.shape[2]]
+                    np.maximum(sub, part, out=sub)
+        up = coarse.repeat(s, 0).repeat(s, 1).repeat(s, 2)[:shape[0], :shape[1], :shape[2]]
+        self.assertFalse((up[z] == final[z]).all() and (up[:, y] == final[:, y]).all() and
+                         (up[:, :, x] == final[:, :, x]).all(),
+                         "the coarse level alone would pass: the test proves nothing")
+        shown = read_mrc(exported)
+        self.assertTrue((shown[z] == final[z]).all())
+        self.assertTrue((shown[:, y] == final[:, y]).all())
+        self.assertTrue((shown[:, :, x] == final[:, :, x]).all())
+        srv.assert_healthy()
 
 
 class ViewerOpenTest(ViewerCase):
@@ -509,6 +591,7 @@ class ViewerRestartTest(ViewerCase):
         self.assertEqual(s1.port, port)
         png, exported = self.path("shot.png"), self.path("shown.mrc")
         v = self.viewer("--server", s1.base, "--open", ph, "--submit", "--engine", "sim",
+                        "--encoding", "zstd",
                         "--pattern", "blobs", "--hz", "5", "--duration", "40",
                         "--scale", "2", "--max-retries", "0",
                         "--screenshot", png, "--export-mask", exported)
