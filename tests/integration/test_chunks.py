@@ -178,6 +178,38 @@ class ChunksTest(ServerTestCase):
         self.assert_levels(c, full, [4])
         self.assertTrue(any(d["plane_scale"] == 1 for d in c.deltas))
 
+    async def test_view_changes_mid_stream_bring_the_new_planes(self):
+        job = self.make_job({"volume": {"shape": [96, 96, 96]}}, pattern="blobs",
+                            preview_hz=20, duration_s=1.5, seed=11)
+        jid = job["job_id"]
+        c = ChunkClient()
+        views = [{"z": 10}, {"z": 50, "x": 20, "zoom": 1.5}, {"y": 70, "zoom": 0.5},
+                 {"z": 60, "y": 5, "x": 90}]
+        async with websockets.connect(self.server.ws_url(jid) + "?encoding=chunks&scale=8",
+                                      max_size=None) as ws:
+            sent = 0
+            deltas_at_last_view = 0
+            async for raw in ws:
+                c.feed(raw)
+                # A new view every few complete deltas, while the job runs.
+                if (sent < len(views) and c.pending == 0 and
+                        len(c.deltas) >= 1 + 2 * sent and c.terminal is None):
+                    await ws.send(json.dumps(dict({"type": "view"}, **views[sent])))
+                    sent += 1
+                    deltas_at_last_view = len(c.deltas)
+                if c.terminal is not None:
+                    break
+        self.assertEqual(sent, len(views), "the job ended before every view was sent")
+        self.assertGreater(len(c.deltas), deltas_at_last_view)
+        full = self.artifact(jid)
+        got = c.mask(0)
+        self.assertTrue((got[60] == full[60]).all(), "plane z=60")
+        self.assertTrue((got[:, 5] == full[:, 5]).all(), "plane y=5")
+        self.assertTrue((got[:, :, 90] == full[:, :, 90]).all(), "plane x=90")
+        self.assert_levels(c, full, [3])
+        # zoom 0.5 asked for plane level 1 (scale 2) while it was the view.
+        self.assertIn(2, [d["plane_scale"] for d in c.deltas])
+
     async def test_bad_views_and_queries_get_clear_errors(self):
         job = self.make_job({"volume": {"shape": [32, 32, 32]}}, pattern="blobs",
                             preview_hz=2, duration_s=30)
