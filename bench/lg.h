@@ -122,6 +122,8 @@ typedef struct {
   uint64_t chunk_msgs;      /* chunks: binary chunk messages */
   uint64_t chunk_bytes;     /* their bytes, 28-byte headers included */
   uint64_t bin_previews;    /* zstd/raw: binary previews */
+  uint64_t raw_previews;    /* of which raw */
+  uint64_t raw_bytes;       /* their payload bytes */
   uint32_t ended;           /* connections that got the terminal message */
   uint32_t validated;
   uint32_t invalid;

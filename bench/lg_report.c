@@ -393,18 +393,19 @@ int lg_report(lg_t* g) {
             lg_samples_pct_ms(&g->jitter, 99), lg_samples_max_ms(&g->jitter),
             r.drift_max_ms, r.ts_drift_max_ms, g->self_cpu_s, g->validated,
             g->invalid, (unsigned long long) g->unparsed);
-    fprintf(f,
-            ",\n \"encoding\":\"%s\",\"chunk_scale\":%u,\"until_end\":%s,"
-            "\"ended\":%u,\"bin_previews\":%llu,\"deltas\":%llu,"
-            "\"deltas_complete\":%llu,\"chunk_msgs\":%llu,"
-            "\"chunk_bytes\":%llu",
-            g->opt.encoding != NULL ? g->opt.encoding : "base64",
-            g->opt.chunk_scale, g->opt.until_end ? "true" : "false", g->ended,
-            (unsigned long long) g->bin_previews,
-            (unsigned long long) g->deltas,
-            (unsigned long long) g->deltas_complete,
-            (unsigned long long) g->chunk_msgs,
-            (unsigned long long) g->chunk_bytes);
+    fprintf(
+        f,
+        ",\n \"encoding\":\"%s\",\"chunk_scale\":%u,\"until_end\":%s,"
+        "\"ended\":%u,\"bin_previews\":%llu,\"deltas\":%llu,"
+        "\"deltas_complete\":%llu,\"chunk_msgs\":%llu,"
+        "\"chunk_bytes\":%llu,\"raw_previews\":%llu,\"raw_bytes\":%llu",
+        g->opt.encoding != NULL ? g->opt.encoding : "base64",
+        g->opt.chunk_scale, g->opt.until_end ? "true" : "false", g->ended,
+        (unsigned long long) g->bin_previews, (unsigned long long) g->deltas,
+        (unsigned long long) g->deltas_complete,
+        (unsigned long long) g->chunk_msgs, (unsigned long long) g->chunk_bytes,
+        (unsigned long long) g->raw_previews,
+        (unsigned long long) g->raw_bytes);
     if (g->has_srv) {
       fprintf(f,
               ",\n \"server\":{\"cpu_s\":%.3f,\"cpu_s_per_gb\":%.4f,"

@@ -341,6 +341,13 @@ static void on_message(lg_conn_t* c) {
     } else if (prefix_type_is(c, "preview")) {
       if (g.is_window_open) {
         g.bin_previews++;
+        /* zstd is encoded only for previews rendered while the job had a
+         * zstd subscriber: others come raw (docs/protocol.md §10). */
+        if (memmem(c->prefix, c->prefix_len, "\"encoding\":\"raw\"", 16) !=
+            NULL) {
+          g.raw_previews++;
+          g.raw_bytes += c->msg_len;
+        }
       }
       on_preview(c);
     }
