@@ -12,7 +12,9 @@
 #include "core/shape.h"
 #include "lg_stats.h"
 
-#define LG_PREFIX 256 /* bytes of each message kept: type and timestamp */
+#define LG_PREFIX                                                              \
+  320 /* bytes of each message kept: type and timestamp                        \
+          (after a binary preview's 4-byte length too) */
 
 typedef enum {
   LG_IDLE,
@@ -32,6 +34,7 @@ typedef struct {
   bool is_stalled;
   bool is_closing;
   bool was_open; /* completed the handshake */
+  bool is_ended; /* received the job's terminal message (--until-end) */
   int64_t t_start_us;
   char* hs; /* the handshake answer so far (LG_HS_MAX), NULL once open */
   size_t hs_len;
@@ -51,6 +54,9 @@ typedef struct {
   char prefix[LG_PREFIX];
   uint16_t prefix_len;
   uint64_t msg_len;
+  uint32_t chunks_pending; /* chunk messages of the current delta to come */
+  bool is_delta_complete;
+  int64_t delta_ts_us;
   uint8_t* full; /* the sample connection's whole message, else NULL */
   size_t full_len;
   size_t full_cap;
@@ -80,6 +86,9 @@ typedef struct {
   const char* pattern;
   double job_duration_s;
   int server_pid;
+  const char* encoding; /* base64 | zstd | raw | chunks (NULL: base64) */
+  uint32_t chunk_scale; /* chunks: the scale= query, 0 = the default */
+  bool until_end;       /* window from the first connect to every end */
 } lg_opt_t;
 
 typedef struct {
@@ -108,10 +117,19 @@ typedef struct {
   uint32_t protocol_errors;
   uint64_t messages;
   uint64_t unparsed;
+  uint64_t deltas;          /* chunks: delta messages in the window */
+  uint64_t deltas_complete; /* of which complete: true */
+  uint64_t chunk_msgs;      /* chunks: binary chunk messages */
+  uint64_t chunk_bytes;     /* their bytes, 28-byte headers included */
+  uint64_t bin_previews;    /* zstd/raw: binary previews */
+  uint64_t raw_previews;    /* of which raw */
+  uint64_t raw_bytes;       /* their payload bytes */
+  uint32_t ended;           /* connections that got the terminal message */
   uint32_t validated;
   uint32_t invalid;
   bool is_ramp_done;
   bool is_window_open;
+  bool is_finished; /* the window closed and the connections with it */
   /* Window. */
   uint64_t window_bytes;
   int64_t window_start_us;
@@ -126,6 +144,9 @@ typedef struct {
   lg_samples_t latency;
   lg_samples_t jitter;
 } lg_t;
+
+/* The encoding is the JSON + base64 one (the sample can be validated). */
+bool lg_is_base64(const lg_opt_t* o);
 
 /* Parses options, creates jobs if asked, resolves the address, allocates
  * the connections. Returns 0, 1 (--help printed) or 2 (error printed). */

@@ -32,7 +32,15 @@ static const char usage[] =
     "first preview\n"
     "  --server-pid PID   read the server's CPU and memory from /proc\n"
     "  --label TEXT       name for the JSON record\n"
-    "  --json PATH        write the results as JSON\n";
+    "  --json PATH        write the results as JSON\n"
+    "  --encoding E       base64 | zstd | raw | chunks: the ?encoding= query "
+    "(base64)\n"
+    "  --chunk-scale S    with chunks: the ?scale= query (the server's "
+    "default)\n"
+    "  --until-end        measure from the first connection until every "
+    "connection\n"
+    "                     has the job's terminal message (--duration-s: "
+    "the limit)\n";
 
 
 static int parse_shape(const char* s, core_shape_t* out) {
@@ -67,6 +75,10 @@ static int parse_opts(lg_t* g, int argc, char** argv) {
     if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
       fputs(usage, stdout);
       return 1;
+    }
+    if (strcmp(a, "--until-end") == 0) {
+      o->until_end = true;
+      continue;
     }
     if (v == NULL) {
       fprintf(stderr, "loadgen: %s needs a value\n%s", a, usage);
@@ -108,15 +120,53 @@ static int parse_opts(lg_t* g, int argc, char** argv) {
       o->label = v;
     } else if (strcmp(a, "--json") == 0) {
       o->json_path = v;
+    } else if (strcmp(a, "--encoding") == 0) {
+      o->encoding = v;
+    } else if (strcmp(a, "--chunk-scale") == 0) {
+      o->chunk_scale = (uint32_t) strtoul(v, NULL, 10);
     } else {
       fprintf(stderr, "loadgen: unknown option %s\n%s", a, usage);
       return 2;
     }
   }
   if ((o->url == NULL) == (o->server == NULL) || o->n == 0 || o->jobs == 0 ||
-      o->hz <= 0 || o->scale == 0 || o->duration_s <= 0) {
+      o->hz <= 0 || o->scale == 0 || o->duration_s <= 0 ||
+      (o->encoding != NULL &&
+       strspn(o->encoding, "abcdefghijklmnopqrstuvwxyz0123456789") !=
+           strlen(o->encoding))) {
     fprintf(stderr, "loadgen: invalid options\n%s", usage);
     return 2;
+  }
+  return 0;
+}
+
+
+bool lg_is_base64(const lg_opt_t* o) {
+  return o->encoding == NULL || strcmp(o->encoding, "base64") == 0 ||
+         strcmp(o->encoding, "json") == 0;
+}
+
+
+/* Appends the encoding's query to every subscription path. */
+static int add_queries(lg_t* g) {
+  const lg_opt_t* o = &g->opt;
+  if (o->encoding == NULL) {
+    return 0;
+  }
+  for (uint32_t j = 0; j < g->job_count; j++) {
+    char q[96];
+    int n = snprintf(q, sizeof(q), "%cencoding=%s",
+                     strchr(g->paths[j], '?') != NULL ? '&' : '?', o->encoding);
+    if (o->chunk_scale > 0 && strcmp(o->encoding, "chunks") == 0) {
+      snprintf(q + n, sizeof(q) - (size_t) n, "&scale=%u", o->chunk_scale);
+    }
+    char* p = malloc(strlen(g->paths[j]) + strlen(q) + 1);
+    if (p == NULL) {
+      return -ENOMEM;
+    }
+    sprintf(p, "%s%s", g->paths[j], q);
+    free(g->paths[j]);
+    g->paths[j] = p;
   }
   return 0;
 }
@@ -181,6 +231,9 @@ int lg_setup(lg_t* g, int argc, char** argv) {
       return 2;
     }
   } else if (create_jobs(g) != 0) {
+    return 2;
+  }
+  if (add_queries(g) != 0) {
     return 2;
   }
   /* After the jobs exist: the baseline of per-connection memory. */
@@ -290,6 +343,13 @@ int lg_report(lg_t* g) {
       "%u invalid\n",
       g->self_cpu_s, 100 * g->self_cpu_s / (g->window_s > 0 ? g->window_s : 1),
       g->validated, g->invalid);
+  printf(
+      "  %s: %u of %u got the terminal message; %llu binary previews, "
+      "%llu deltas (%llu complete), %llu chunk messages (%llu bytes)\n",
+      g->opt.encoding != NULL ? g->opt.encoding : "base64", g->ended, g->n,
+      (unsigned long long) g->bin_previews, (unsigned long long) g->deltas,
+      (unsigned long long) g->deltas_complete,
+      (unsigned long long) g->chunk_msgs, (unsigned long long) g->chunk_bytes);
   if (g->has_srv) {
     printf(
         "  server CPU %.2f s (%.3f s/GB), RSS %ld -> %ld KiB (peak %ld, "
@@ -333,6 +393,19 @@ int lg_report(lg_t* g) {
             lg_samples_pct_ms(&g->jitter, 99), lg_samples_max_ms(&g->jitter),
             r.drift_max_ms, r.ts_drift_max_ms, g->self_cpu_s, g->validated,
             g->invalid, (unsigned long long) g->unparsed);
+    fprintf(
+        f,
+        ",\n \"encoding\":\"%s\",\"chunk_scale\":%u,\"until_end\":%s,"
+        "\"ended\":%u,\"bin_previews\":%llu,\"deltas\":%llu,"
+        "\"deltas_complete\":%llu,\"chunk_msgs\":%llu,"
+        "\"chunk_bytes\":%llu,\"raw_previews\":%llu,\"raw_bytes\":%llu",
+        g->opt.encoding != NULL ? g->opt.encoding : "base64",
+        g->opt.chunk_scale, g->opt.until_end ? "true" : "false", g->ended,
+        (unsigned long long) g->bin_previews, (unsigned long long) g->deltas,
+        (unsigned long long) g->deltas_complete,
+        (unsigned long long) g->chunk_msgs, (unsigned long long) g->chunk_bytes,
+        (unsigned long long) g->raw_previews,
+        (unsigned long long) g->raw_bytes);
     if (g->has_srv) {
       fprintf(f,
               ",\n \"server\":{\"cpu_s\":%.3f,\"cpu_s_per_gb\":%.4f,"

@@ -59,6 +59,8 @@ static void conn_close(lg_conn_t* c) {
 
 
 static void maybe_all_connected(void);
+static bool all_ended(void);
+static void on_window_end(uv_timer_t* t);
 
 
 static void conn_fail(lg_conn_t* c) {
@@ -73,6 +75,9 @@ static void conn_fail(lg_conn_t* c) {
     }
   }
   conn_close(c);
+  if (all_ended()) {
+    on_window_end(NULL);
+  }
 }
 
 
@@ -167,25 +172,30 @@ static void validate_sample(lg_conn_t* c) {
 }
 
 
-static void on_preview(lg_conn_t* c) {
-  int64_t now_real = lg_real_us();
-  int64_t now = lg_mono_us();
+/* Parses the message timestamp in the prefix into *ts_us. Returns 0, or -1
+ * (counted as unparsed). */
+static int prefix_timestamp(lg_conn_t* c, int64_t* ts_us) {
   char ts_text[CORE_TIMESTAMP_LEN + 1];
   const char* ts = prefix_value(c, "\"timestamp\"");
-  int64_t ts_us = 0;
   if (ts == NULL || ts + CORE_TIMESTAMP_LEN > c->prefix + c->prefix_len) {
     g.unparsed++;
-    return;
+    return -1;
   }
   memcpy(ts_text, ts, CORE_TIMESTAMP_LEN);
   ts_text[CORE_TIMESTAMP_LEN] = '\0';
-  if (core_timestamp_parse(ts_text, &ts_us) != 0) {
+  if (core_timestamp_parse(ts_text, ts_us) != 0) {
     g.unparsed++;
-    return;
+    return -1;
   }
-  if (c->full != NULL && g.validated < LG_VALIDATE_COUNT) {
-    validate_sample(c);
-  }
+  return 0;
+}
+
+
+/* A whole preview arrived now (a full frame, or the last chunk of a
+ * complete delta) whose message says it was made at `ts_us`. */
+static void on_arrival(lg_conn_t* c, int64_t ts_us) {
+  int64_t now_real = lg_real_us();
+  int64_t now = lg_mono_us();
   if (c->is_stall_client) {
     /* Stops reading for good: the kernel buffers fill, then the server's. */
     uv_read_stop((uv_stream_t*) &c->tcp);
@@ -218,12 +228,127 @@ static void on_preview(lg_conn_t* c) {
 }
 
 
+static void on_preview(lg_conn_t* c) {
+  int64_t ts_us = 0;
+  if (prefix_timestamp(c, &ts_us) != 0) {
+    return;
+  }
+  if (c->full != NULL && g.validated < LG_VALIDATE_COUNT) {
+    validate_sample(c);
+  }
+  on_arrival(c, ts_us);
+}
+
+
+/* A delta's text message: its chunk messages follow; a complete delta has
+ * arrived with its last chunk. */
+static void on_delta(lg_conn_t* c) {
+  const char* end = c->prefix + c->prefix_len;
+  const char* n = memmem(c->prefix, c->prefix_len, "\"chunks\":", 9);
+  int64_t ts_us = 0;
+  if (n == NULL || prefix_timestamp(c, &ts_us) != 0) {
+    g.unparsed += n == NULL;
+    return;
+  }
+  if (g.is_window_open) {
+    g.deltas++;
+  }
+  char num[16] = {0};
+  n += 9;
+  size_t k = (size_t) (end - n) < sizeof(num) - 1 ? (size_t) (end - n)
+                                                  : sizeof(num) - 1;
+  memcpy(num, n, k);
+  c->chunks_pending = (uint32_t) strtoul(num, NULL, 10);
+  c->is_delta_complete =
+      memmem(c->prefix, c->prefix_len, "\"complete\":true", 15) != NULL;
+  c->delta_ts_us = ts_us;
+  if (c->is_delta_complete && g.is_window_open) {
+    g.deltas_complete++;
+  }
+  if (c->chunks_pending == 0 && c->is_delta_complete) {
+    on_arrival(c, ts_us);
+  }
+}
+
+
+static void on_chunk(lg_conn_t* c) {
+  if (g.is_window_open) {
+    g.chunk_msgs++;
+    g.chunk_bytes += c->msg_len;
+  }
+  if (c->chunks_pending == 0) {
+    g.protocol_errors++; /* a chunk outside a delta */
+    return;
+  }
+  if (--c->chunks_pending == 0 && c->is_delta_complete) {
+    on_arrival(c, c->delta_ts_us);
+  }
+}
+
+
+/* --until-end: every connection has had the terminal message or is gone. */
+static bool all_ended(void) {
+  if (!g.opt.until_end || !g.is_window_open || !g.is_ramp_done) {
+    return false;
+  }
+  for (uint32_t i = 0; i < g.n; i++) {
+    const lg_conn_t* c = &g.conns[i];
+    if (!c->is_ended && c->state != LG_DONE && !c->is_stall_client) {
+      return false;
+    }
+  }
+  return true;
+}
+
+
+/* completed, cancelled or a job's error (seq > 0): with --until-end the
+ * window closes once every connection has had it (or failed). */
+static void on_terminal(lg_conn_t* c) {
+  if (memmem(c->prefix, c->prefix_len, "\"seq\":0,", 8) != NULL ||
+      c->is_ended) {
+    return;
+  }
+  c->is_ended = true;
+  g.ended++;
+  if (all_ended()) {
+    on_window_end(NULL);
+  }
+}
+
+
+static bool prefix_type_is(const lg_conn_t* c, const char* type) {
+  const char* t = prefix_value(c, "\"type\"");
+  size_t n = strlen(type);
+  return t != NULL && (size_t) (c->prefix + c->prefix_len - t) > n &&
+         memcmp(t, type, n) == 0 && t[n] == '"';
+}
+
+
 static void on_message(lg_conn_t* c) {
   g.messages++;
   if (c->msg_opcode == NET_WS_OP_TEXT) {
-    const char* type = prefix_value(c, "\"type\"");
-    if (type != NULL && (size_t) (c->prefix + c->prefix_len - type) >= 8 &&
-        memcmp(type, "preview\"", 8) == 0) {
+    if (prefix_type_is(c, "preview")) {
+      on_preview(c);
+    } else if (prefix_type_is(c, "delta")) {
+      on_delta(c);
+    } else if (prefix_type_is(c, "completed") ||
+               prefix_type_is(c, "cancelled") || prefix_type_is(c, "error")) {
+      on_terminal(c);
+    }
+  } else if (c->msg_opcode == NET_WS_OP_BINARY) {
+    if (c->prefix_len >= 4 && memcmp(c->prefix, "CMK1", 4) == 0) {
+      on_chunk(c);
+    } else if (prefix_type_is(c, "preview")) {
+      if (g.is_window_open) {
+        g.bin_previews++;
+        /* zstd is encoded only for previews rendered while the job had a
+         * zstd subscriber: others come raw (docs/protocol.md §10). */
+        if (memmem(c->prefix, c->prefix_len, "\"encoding\":\"raw\"", 16) !=
+            NULL) {
+          g.raw_previews++;
+          g.raw_bytes += c->msg_len;
+        }
+      }
       on_preview(c);
     }
   }
@@ -480,6 +605,10 @@ static void conn_open(lg_conn_t* c) {
 
 static void on_window_end(uv_timer_t* t) {
   (void) t;
+  if (g.is_finished) {
+    return;
+  }
+  g.is_finished = true;
   lg_window_close(&g);
   for (uint32_t i = 0; i < g.n; i++) {
     if (g.conns[i].state != LG_IDLE) {
@@ -503,6 +632,15 @@ static void maybe_all_connected(void) {
   }
   g.is_ramp_done = true;
   g.ramp_s = (double) (lg_mono_us() - g.start_us) / 1e6;
+  if (g.opt.until_end) {
+    /* The window is open since the start; --duration-s bounds the wait. */
+    uv_timer_start(&g.phase_timer, on_window_end,
+                   (uint64_t) (g.opt.duration_s * 1000), 0);
+    if (all_ended()) {
+      on_window_end(NULL);
+    }
+    return;
+  }
   uv_timer_start(&g.phase_timer, on_warmup_end,
                  (uint64_t) (g.opt.warmup_s * 1000), 0);
 }
@@ -547,7 +685,7 @@ int main(int argc, char** argv) {
     c->idx = i;
     c->job = i % g.job_count;
     c->is_stall_client = i < g.opt.stall;
-    if (i == g.n - 1 && !c->is_stall_client) {
+    if (i == g.n - 1 && !c->is_stall_client && lg_is_base64(&g.opt)) {
       c->full = malloc(1);
       c->full_cap = 1;
     }
@@ -555,6 +693,9 @@ int main(int argc, char** argv) {
   uv_timer_init(g.loop, &g.ramp_timer);
   uv_timer_init(g.loop, &g.phase_timer);
   g.start_us = lg_mono_us();
+  if (g.opt.until_end) {
+    lg_window_open(&g);
+  }
   uv_timer_start(&g.ramp_timer, on_ramp, 0, 10);
   uv_run(g.loop, UV_RUN_DEFAULT);
   rc = lg_report(&g);
