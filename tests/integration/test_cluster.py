@@ -183,6 +183,8 @@ class RoleFlagsTest(unittest.TestCase):
         self.refused(["--role", "worker"], "--role worker needs --redis")
         self.refused(["--redis", "redis://127.0.0.1:1"], "are for --role gateway|worker")
         self.refused(["--shared-dir", "/tmp"], "are for --role gateway|worker")
+        self.refused(["--role", "worker", "--redis", "redis://127.0.0.1:1",
+                      "--shared-dir", "/tmp"], "not in this version yet")
         self.refused(["--role", "boss"], "invalid value 'boss' for --role")
         self.refused(["--role", "gateway", "--redis", "http://x"], "expected redis://")
         self.refused(["--role", "gateway", "--redis", "redis://h:99999"], "bad port")
