@@ -104,6 +104,9 @@ static int start_create(srv_conn_t* conn,
                          "use a smaller volume.shape", false, NULL);
     return -1;
   }
+  if (ctx->cfg.role == SRV_ROLE_GATEWAY) {
+    return srv_cmd_cluster_create(conn, p, shape, voxel_size);
+  }
   const core_job_request_t* req = &p->req;
   int rc = srv_job_create(ctx, req, p->engine, shape, voxel_size,
                           req->has_volume_path ? req->volume_path : NULL,
@@ -231,7 +234,7 @@ srv_cmd_result_t srv_cmd_create_job(srv_request_t* rq) {
   srv_ctx_t* ctx = rq->conn->ctx;
   core_job_request_t req;
   const srv_engine_t* engine = NULL;
-  if (parse_create(rq, &req) != 0 ||
+  if (parse_create(rq, &req) != 0 || srv_cmd_cluster_refuse_volume(rq, &req) ||
       (engine = resolve_engine(rq, &req)) == NULL) {
     return SRV_CMD_DONE;
   }

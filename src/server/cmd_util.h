@@ -48,6 +48,22 @@ bool srv_cmd_query_limit(srv_request_t* rq, long* limit);
 /* cmd_jobs.c: GET /v1/jobs (paginated), POST /v1/jobs, DELETE /v1/jobs/{id}. */
 void srv_cmd_list_jobs(srv_request_t* rq);
 srv_cmd_result_t srv_cmd_create_job(srv_request_t* rq);
+
+/* cmd_cluster.c: a gateway's create once the shape is known (0: answered
+ * when Redis acknowledges; -1: answered now), GET /v1/jobs/{id} from
+ * Redis, and the refusal of routes a cluster role does not serve. */
+int srv_cmd_cluster_create(srv_conn_t* conn,
+                           pending_t* p,
+                           const core_shape_t* shape,
+                           const double voxel_size[3]);
+srv_cmd_result_t srv_cmd_cluster_get_job(srv_request_t* rq,
+                                         const char* id,
+                                         size_t len);
+srv_cmd_result_t srv_cmd_cluster_refuse(srv_request_t* rq);
+/* True after answering 400 when a gateway is asked for a job with a volume
+ * (shape-only jobs in this version). */
+bool srv_cmd_cluster_refuse_volume(srv_request_t* rq,
+                                   const core_job_request_t* req);
 srv_cmd_result_t srv_cmd_delete_job(srv_request_t* rq, srv_job_t* job);
 
 /* cmd_results.c: GET /v1/jobs/{id}/preview and .../artifacts/{name}. */

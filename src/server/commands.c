@@ -77,13 +77,14 @@ static void handle_info(srv_request_t* rq) {
     json_array_append_new(proxies, json_string(net));
   }
   json_object_set_new(limits, "trusted_proxies", proxies);
-  json_t* info = json_pack(
-      "{s:s, s:s, s:i, s:[s,s,s,s,s,s,s,s], s:b, s:o, s:o}", "name",
-      "cryomambad", "version", CM_VERSION, "protocol_version", 1,
-      "capabilities", "previews", "cancel", "artifacts",
-      "patterns:random,blobs", "volume_path", "encodings:base64,raw,zstd,chunks",
-      "delete", "engines", "auth_required", rq->conn->ctx->auth.count > 0,
-      "limits", limits, "engines", srv_engines_info(rq->conn->ctx->engines));
+  json_t* info =
+      json_pack("{s:s, s:s, s:i, s:[s,s,s,s,s,s,s,s], s:b, s:o, s:o}", "name",
+                "cryomambad", "version", CM_VERSION, "protocol_version", 1,
+                "capabilities", "previews", "cancel", "artifacts",
+                "patterns:random,blobs", "volume_path",
+                "encodings:base64,raw,zstd,chunks", "delete", "engines",
+                "auth_required", rq->conn->ctx->auth.count > 0, "limits",
+                limits, "engines", srv_engines_info(rq->conn->ctx->engines));
   /* Whom the limits count this request for (behind a trusted proxy, the
    * client X-Forwarded-For names): lets an operator check a proxy setup. */
   json_object_set_new(info, "client_address", json_string(rq->conn->client_ip));
@@ -393,6 +394,12 @@ srv_cmd_result_t srv_commands_handle(srv_request_t* rq) {
   if (!is_health && !authorized(rq, rt.is_read, is_ws)) {
     return rq->mode.keep_alive ? SRV_CMD_DONE : SRV_CMD_CLOSE;
   }
+  bool is_cluster = rq->conn->ctx->cfg.role != SRV_ROLE_ALL;
+  if (is_cluster && is_ws) {
+    rq->mode.keep_alive = false;
+    srv_cmd_cluster_refuse(rq);
+    return SRV_CMD_CLOSE;
+  }
   if (is_ws) {
     if (!r->is_upgrade) {
       rq->mode.keep_alive = false;
@@ -424,6 +431,17 @@ srv_cmd_result_t srv_commands_handle(srv_request_t* rq) {
       handle_info(rq);
     }
     return SRV_CMD_DONE;
+  }
+  if (is_cluster) {
+    bool is_jobs = n >= 2 && span_is(seg[0], "v1") && span_is(seg[1], "jobs");
+    bool gateway = rq->conn->ctx->cfg.role == SRV_ROLE_GATEWAY;
+    if (gateway && is_jobs && n == 2 && method == HTTP_POST) {
+      return srv_cmd_create_job(rq);
+    }
+    if (gateway && is_jobs && n == 3 && is_get) {
+      return srv_cmd_cluster_get_job(rq, seg[2].p, seg[2].len);
+    }
+    return srv_cmd_cluster_refuse(rq);
   }
   if (n >= 2 && n <= 3 && span_is(seg[0], "v1") && span_is(seg[1], "uploads")) {
     return route_uploads(rq, seg, n);

@@ -55,6 +55,10 @@ typedef enum {
   OPT_ENGINE_LOG_BYTES,
   OPT_ENGINE_SHIM,
   OPT_CLASSIC_WORKERS,
+  OPT_ROLE,
+  OPT_REDIS,
+  OPT_SHARED_DIR,
+  OPT_REDIS_IN_FLIGHT,
   OPT_HELP,
   OPT_VERSION
 } opt_id_t;
@@ -181,6 +185,18 @@ static const opt_doc_t opt_docs[] = {
      "N      windows the classic engine runs at once, server-wide, on the\n"
      "             worker pool; each holds ~85 MiB of scratch at the default\n"
      "             window (default: one per CPU, at most 16; 1..256)"},
+    {"role", "CRYOMAMBA_ROLE", OPT_ROLE,
+     "R      all (one process, SQLite; the default), gateway (REST and\n"
+     "             WebSocket over Redis) or worker (runs Redis's jobs)"},
+    {"redis", "CRYOMAMBA_REDIS", OPT_REDIS,
+     "URL    redis://HOST[:PORT][/DB] for --role gateway|worker"},
+    {"shared-dir", "CRYOMAMBA_SHARED_DIR", OPT_SHARED_DIR,
+     "DIR    volumes and artifacts on a directory every gateway and\n"
+     "             worker mounts (--role gateway|worker)"},
+    {"redis-max-in-flight", "CRYOMAMBA_REDIS_MAX_IN_FLIGHT",
+     OPT_REDIS_IN_FLIGHT,
+     "N      Redis commands awaiting replies per connection; more are\n"
+     "             refused (503) (default 1024)"},
 };
 
 
@@ -214,6 +230,7 @@ void srv_config_default(srv_config_t* cfg) {
   cfg->max_uploads_per_token = 16;
   cfg->max_uploads_per_ip = 16;
   cfg->upload_expiry_s = 86400.0;
+  cfg->redis_max_in_flight = 1024;
   srv_engine_cfg_default(&cfg->engines);
 }
 
@@ -507,11 +524,55 @@ static int apply(srv_config_t* cfg, opt_id_t id, const char* v) {
     }
     cfg->engines.classic_workers = (unsigned) u;
     return 0;
+  case OPT_ROLE: {
+    static const char* roles[] = {"all", "gateway", "worker"};
+    for (int i = 0; i < 3; i++) {
+      if (strcmp(v, roles[i]) == 0) {
+        cfg->role = (srv_role_t) i;
+        return 0;
+      }
+    }
+    return -1;
+  }
+  case OPT_REDIS:
+    return copy_str(cfg->redis_url, sizeof(cfg->redis_url), v);
+  case OPT_SHARED_DIR:
+    return copy_str(cfg->shared_dir, sizeof(cfg->shared_dir), v);
+  case OPT_REDIS_IN_FLIGHT:
+    if (parse_uint(v, 1000000, &u) != 0 || u == 0) {
+      return -1;
+    }
+    cfg->redis_max_in_flight = (unsigned) u;
+    return 0;
   case OPT_HELP:
   case OPT_VERSION:
     return 0;
   }
   return -1;
+}
+
+
+int srv_config_check_role(const srv_config_t* cfg, char* why, size_t why_len) {
+  bool cluster = cfg->role != SRV_ROLE_ALL;
+  if (cluster && cfg->redis_url[0] == '\0') {
+    snprintf(why, why_len, "--role %s needs --redis redis://HOST[:PORT]",
+             cfg->role == SRV_ROLE_GATEWAY ? "gateway" : "worker");
+    return -1;
+  }
+  if (!cluster && (cfg->redis_url[0] != '\0' || cfg->shared_dir[0] != '\0')) {
+    snprintf(why, why_len,
+             "--redis and --shared-dir are for --role gateway|worker; the "
+             "default role (all) keeps everything in one process");
+    return -1;
+  }
+  if (cluster && cfg->shared_dir[0] != '\0') {
+    snprintf(why, why_len,
+             "--shared-dir: volumes and artifacts on a shared directory are "
+             "not in this version yet (gateways take shape-only jobs; a "
+             "worker keeps artifacts in its own --state-dir)");
+    return -1;
+  }
+  return 0;
 }
 
 

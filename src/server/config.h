@@ -11,6 +11,13 @@
 
 #define SRV_TRUSTED_PROXIES_MAX 64 /* --trusted-proxy networks */
 
+/* --role: one process with SQLite (all), or a cluster over Redis. */
+typedef enum {
+  SRV_ROLE_ALL = 0,
+  SRV_ROLE_GATEWAY, /* REST and WebSocket; jobs go to Redis */
+  SRV_ROLE_WORKER   /* runs the jobs of the Redis stream */
+} srv_role_t;
+
 typedef struct {
   char bind[64];
   int port;
@@ -48,7 +55,15 @@ typedef struct {
   char auth_file[1024];           /* "" = none */
   const char* hash_token;   /* --hash-token: print its auth line and exit */
   srv_engine_cfg_t engines; /* built-ins enabled, exec engines, devices */
+  srv_role_t role;
+  char redis_url[512];          /* --redis; "" = none */
+  char shared_dir[1024];        /* --shared-dir; "" = none */
+  unsigned redis_max_in_flight; /* commands awaiting replies, per connection */
 } srv_config_t;
+
+/* Refuses combinations of --role, --redis and --shared-dir that cannot
+ * work: 0, or -1 with a sentence in `why`. */
+int srv_config_check_role(const srv_config_t* cfg, char* why, size_t why_len);
 
 /* Fills the defaults. */
 void srv_config_default(srv_config_t* cfg);

@@ -77,6 +77,8 @@ struct srv_ctx_s {
   struct srv_engines_s* engines; /* the registry (engines.h), main's */
   struct srv_devices_s* devices; /* exec jobs' device slots (devices.h) */
   struct srv_classic_budget_s* classic; /* classic's workers (main's) */
+  struct srv_cluster_s*
+      cluster; /* --role gateway|worker (cluster.h), or NULL */
   /* Bytes of preview frames their job let go of that slow readers still
    * hold (net_frame_mark_held); bounded by cfg.max_held_bytes. Atomic: a
    * frame may be freed on any thread. */

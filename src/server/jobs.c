@@ -204,20 +204,15 @@ static void after_create(srv_job_t* job,
 }
 
 
-int srv_job_create(srv_ctx_t* ctx,
-                   const core_job_request_t* req,
-                   const srv_engine_t* engine,
-                   const core_shape_t* shape,
-                   const double voxel_size[3],
-                   const char* volume_path,
-                   srv_job_ack_cb cb,
-                   void* arg) {
-  if (ctx->queued_count + ctx->creates_pending >= ctx->cfg.max_queued) {
-    return -EAGAIN;
-  }
+srv_job_t* srv_job_new_detached(srv_ctx_t* ctx,
+                                const core_job_request_t* req,
+                                const srv_engine_t* engine,
+                                const core_shape_t* shape,
+                                const double voxel_size[3],
+                                const char* volume_path) {
   srv_job_t* job = job_alloc(ctx);
   if (job == NULL) {
-    return -ENOMEM;
+    return NULL;
   }
   uint8_t random16[16];
   if (RAND_bytes(random16, sizeof(random16)) != 1 ||
@@ -226,7 +221,7 @@ int srv_job_create(srv_ctx_t* ctx,
       (req->engine_params[0] != '\0' &&
        (job->engine_params = strdup(req->engine_params)) == NULL)) {
     srv_job_unref(job);
-    return -ENOMEM;
+    return NULL;
   }
   core_uuid4_format(random16, job->id);
   job->state = CORE_JOB_QUEUED;
@@ -239,6 +234,26 @@ int srv_job_create(srv_ctx_t* ctx,
   job->preview_shape = core_shape_downsample(shape, req->params.preview_scale);
   memcpy(job->voxel_size, voxel_size, sizeof(job->voxel_size));
   job->created_us = job->updated_us = srv_now_us();
+  return job;
+}
+
+
+int srv_job_create(srv_ctx_t* ctx,
+                   const core_job_request_t* req,
+                   const srv_engine_t* engine,
+                   const core_shape_t* shape,
+                   const double voxel_size[3],
+                   const char* volume_path,
+                   srv_job_ack_cb cb,
+                   void* arg) {
+  if (ctx->queued_count + ctx->creates_pending >= ctx->cfg.max_queued) {
+    return -EAGAIN;
+  }
+  srv_job_t* job =
+      srv_job_new_detached(ctx, req, engine, shape, voxel_size, volume_path);
+  if (job == NULL) {
+    return -ENOMEM;
+  }
   ctx->creates_pending++;
   persist_then(job, after_create, cb, arg);
   return 0;
@@ -491,8 +506,7 @@ int srv_job_delete(srv_job_t* job, srv_job_ack_cb cb, void* arg) {
  * job's last one is simply gone once evicted. */
 static bool is_evictable(const srv_job_t* job) {
   return core_job_state_is_terminal(job->state) && !job->is_ending &&
-         job->topic.sink_count == 0 &&
-         core_list_is_empty(&job->topic.waiters);
+         job->topic.sink_count == 0 && core_list_is_empty(&job->topic.waiters);
 }
 
 

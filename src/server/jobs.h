@@ -34,6 +34,17 @@ int srv_job_create(srv_ctx_t* ctx,
                    srv_job_ack_cb cb,
                    void* arg);
 
+/* A queued job built from a request as srv_job_create() builds it (a new
+ * id, now as created_us), neither registered nor stored: a cluster
+ * gateway's, for its record (srv_job_to_record). The caller unrefs it.
+ * NULL when out of memory. */
+srv_job_t* srv_job_new_detached(srv_ctx_t* ctx,
+                                const core_job_request_t* req,
+                                const srv_engine_t* engine,
+                                const core_shape_t* shape,
+                                const double voxel_size[3],
+                                const char* volume_path);
+
 /* Restores a job from its stored record at start-up (the store's query is
  * closed by then), run by `engine` (the registry's for the record's
  * params.engine); a job that was running is failed ("interrupted"), a

@@ -14,6 +14,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include "server/cluster.h"
 #include "server/conn.h"
 #include "server/ctx.h"
 #include "server/engine.h"
@@ -59,6 +60,7 @@ static void on_signal(uv_signal_t* handle, int signum) {
        job = srv_jobs_next(ctx, job)) {
     job->engine->ops->stop(job);
   }
+  srv_cluster_stop(ctx);
   uv_close((uv_handle_t*) &ctx->listener, NULL);
   uv_close((uv_handle_t*) &ctx->sigint, NULL);
   uv_close((uv_handle_t*) &ctx->sigterm, NULL);
@@ -262,6 +264,10 @@ int main(int argc, char** argv) {
     return 0;
   }
   char err[512];
+  if (srv_config_check_role(&ctx->cfg, err, sizeof(err)) != 0) {
+    fprintf(stderr, "cryomambad: %s\n", err);
+    return 2;
+  }
   if (ctx->cfg.auth_file[0] != '\0' &&
       srv_auth_load_file(&ctx->auth, ctx->cfg.auth_file, err, sizeof(err)) !=
           0) {
@@ -370,6 +376,11 @@ int main(int argc, char** argv) {
   uv_timer_init(ctx->loop, &ctx->sweep_timer);
   ctx->sweep_timer.data = ctx;
   uv_timer_start(&ctx->sweep_timer, on_stop_check, sweep_ms, sweep_ms);
+  if (ctx->cfg.role != SRV_ROLE_ALL &&
+      srv_cluster_start(ctx, err, sizeof(err)) != 0) {
+    fprintf(stderr, "cryomambad: %s\n", err);
+    return 2;
+  }
   srv_jobs_schedule(ctx);
   printf("listening on %s\n", ctx->listen_url);
   fflush(stdout);
@@ -388,6 +399,7 @@ int main(int argc, char** argv) {
   srv_addr_limit_free(&ctx->addr_limit);
   srv_engines_free(&engines);
   uv_run(ctx->loop, UV_RUN_DEFAULT);
+  free(ctx->cluster); /* its connections closed with the loop */
   int close_rc = uv_loop_close(ctx->loop);
   srv_log(&ctx->log, SRV_LOG_INFO, "server.stopped", "i:loop_close",
           (int64_t) close_rc, NULL);

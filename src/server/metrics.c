@@ -3,12 +3,14 @@
 
 #include <errno.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 
 #include <string.h>
 
 #include "core/job.h"
+#include "server/cluster.h"
 #include "server/conn.h"
 #include "server/jobs.h"
 
@@ -55,6 +57,17 @@ static void metric(out_t* o,
                    unsigned long long value) {
   emit(o, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", name, help, name, type, name,
        value);
+}
+
+
+/* The cluster's lines (cluster.c), counters named *_total. */
+static void cluster_metric(void* out,
+                           const char* name,
+                           const char* help,
+                           unsigned long long value) {
+  size_t n = strlen(name);
+  bool counter = n > 6 && strcmp(name + n - 6, "_total") == 0;
+  metric(out, name, counter ? "counter" : "gauge", help, value);
 }
 
 
@@ -139,6 +152,7 @@ int srv_metrics_render(srv_ctx_t* ctx, char** out, size_t* len) {
     emit(&o, "cryomamba_jobs{state=\"%s\"} %u\n",
          core_job_state_name((core_job_state_t) s), by_state[s]);
   }
+  srv_cluster_metrics(ctx, cluster_metric, &o);
   if (o.err != 0) {
     free(o.buf);
     return o.err;

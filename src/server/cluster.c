@@ -1,0 +1,258 @@
+/* cluster.c: the cluster roles' connections and the gateway's job records
+ * in Redis. See cluster.h. */
+#include "server/cluster.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <hiredis/hiredis.h>
+
+#include "server/job.h"
+#include "server/job_json.h"
+
+typedef struct {
+  srv_cluster_cb cb;
+  void* arg;
+} submit_t;
+
+typedef struct {
+  srv_cluster_get_cb cb;
+  void* arg;
+} get_t;
+
+
+static void on_group(void* arg, redisReply* reply, int status) {
+  srv_cluster_t* c = arg;
+  /* BUSYGROUP: another process made it first, as expected. */
+  if (status == 0 && reply->type == REDIS_REPLY_ERROR &&
+      strncmp(reply->str, "BUSYGROUP", 9) != 0) {
+    srv_log(&c->ctx->log, SRV_LOG_ERROR, "cluster.group_failed", "s:error",
+            reply->str, NULL);
+  }
+}
+
+
+/* The group reads the stream from its start, so jobs queued before any
+ * worker ever ran are not skipped. */
+static void make_group(srv_cluster_t* c) {
+  const char* argv[] = {"XGROUP",          "CREATE", SRV_CLUSTER_STREAM,
+                        SRV_CLUSTER_GROUP, "0",      "MKSTREAM"};
+  size_t lens[6];
+  for (int i = 0; i < 6; i++) {
+    lens[i] = strlen(argv[i]);
+  }
+  srv_redis_command(c->cmd, on_group, c, 6, argv, lens);
+}
+
+
+static void on_cmd_connect(void* arg) {
+  srv_cluster_t* c = arg;
+  make_group(c);
+  if (c->ctx->cfg.role == SRV_ROLE_WORKER) {
+    srv_cluster_worker_pump(c);
+  }
+}
+
+
+static void on_stream_connect(void* arg) {
+  srv_cluster_t* c = arg;
+  c->is_reading = false; /* a read lost with the connection */
+  srv_cluster_worker_on_connect(c);
+}
+
+
+int srv_cluster_start(srv_ctx_t* ctx, char* why, size_t why_len) {
+  srv_cluster_t* c = calloc(1, sizeof(*c));
+  if (c == NULL) {
+    snprintf(why, why_len, "out of memory");
+    return -1;
+  }
+  c->ctx = ctx;
+  if (srv_redis_parse_url(ctx->cfg.redis_url, &c->url, why, why_len) != 0 ||
+      srv_redis_resolve(&c->url, why, why_len) != 0) {
+    free(c);
+    return -1;
+  }
+  char host[64] = "host";
+  gethostname(host, sizeof(host) - 1);
+  snprintf(c->consumer, sizeof(c->consumer), "%s:%ld", host, (long) getpid());
+  srv_redis_opts_t cmd = {.name = "cmd",
+                          .max_in_flight = ctx->cfg.redis_max_in_flight,
+                          .on_connect = on_cmd_connect,
+                          .arg = c};
+  c->cmd = srv_redis_new(ctx->loop, &c->url, &cmd, &ctx->log);
+  if (c->cmd != NULL && ctx->cfg.role == SRV_ROLE_WORKER) {
+    srv_redis_opts_t st = {.name = "stream",
+                           .max_in_flight = 2, /* XGROUP, XREADGROUP */
+                           .on_connect = on_stream_connect,
+                           .arg = c};
+    c->stream = srv_redis_new(ctx->loop, &c->url, &st, &ctx->log);
+  }
+  if (c->cmd == NULL ||
+      (ctx->cfg.role == SRV_ROLE_WORKER && c->stream == NULL)) {
+    srv_redis_close(c->cmd);
+    free(c);
+    snprintf(why, why_len, "out of memory");
+    return -1;
+  }
+  ctx->cluster = c;
+  return 0;
+}
+
+
+void srv_cluster_stop(srv_ctx_t* ctx) {
+  srv_cluster_t* c = ctx->cluster;
+  if (c == NULL || c->is_stopping) {
+    return;
+  }
+  c->is_stopping = true;
+  srv_redis_close(c->stream);
+  srv_redis_close(c->cmd);
+  c->stream = c->cmd = NULL;
+}
+
+
+/* ---- gateway: records ---- */
+
+static void on_exec(void* arg, redisReply* reply, int status) {
+  submit_t* s = arg;
+  if (status == 0 &&
+      (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
+       reply->element[0]->type == REDIS_REPLY_ERROR ||
+       reply->element[1]->type == REDIS_REPLY_ERROR)) {
+    status = -EIO; /* aborted (EXECABORT, nil) or a command failed */
+  }
+  s->cb(s->arg, status);
+  free(s);
+}
+
+
+static void on_queued(void* arg, redisReply* reply, int status) {
+  (void) arg;
+  (void) reply;
+  (void) status; /* EXEC's reply says what happened */
+}
+
+
+int srv_cluster_submit(srv_ctx_t* ctx,
+                       const srv_job_t* job,
+                       srv_cluster_cb cb,
+                       void* arg) {
+  srv_cluster_t* c = ctx->cluster;
+  if (srv_redis_room(c->cmd) < 4) {
+    return srv_redis_is_connected(c->cmd) ? -EBUSY : -ENOTCONN;
+  }
+  json_t* rec = srv_job_to_record(job);
+  json_t* pub = srv_job_to_json(job);
+  char* rec_s = rec != NULL ? json_dumps(rec, JSON_COMPACT) : NULL;
+  char* pub_s = pub != NULL ? json_dumps(pub, JSON_COMPACT) : NULL;
+  json_decref(rec);
+  json_decref(pub);
+  submit_t* s = malloc(sizeof(*s));
+  if (rec_s == NULL || pub_s == NULL || s == NULL) {
+    free(rec_s);
+    free(pub_s);
+    free(s);
+    return -ENOMEM;
+  }
+  *s = (submit_t){cb, arg};
+  char key[64];
+  snprintf(key, sizeof(key), "cm:job:%s", job->id);
+  const char* multi[] = {"MULTI"};
+  const char* hset[] = {"HSET", key, "record", rec_s, "public", pub_s};
+  const char* xadd[] = {"XADD", SRV_CLUSTER_STREAM, "*", "job_id", job->id};
+  const char* exec[] = {"EXEC"};
+  size_t ml[] = {5};
+  size_t hl[] = {4, strlen(key), 6, strlen(rec_s), 6, strlen(pub_s)};
+  size_t xl[] = {4, strlen(SRV_CLUSTER_STREAM), 1, 6, strlen(job->id)};
+  size_t el[] = {4};
+  /* Room was checked: all four go out, in order, or the connection is
+   * lost and EXEC's callback says so. */
+  int rc = srv_redis_command(c->cmd, on_queued, NULL, 1, multi, ml);
+  if (rc == 0) {
+    srv_redis_command(c->cmd, on_queued, NULL, 6, hset, hl);
+    srv_redis_command(c->cmd, on_queued, NULL, 5, xadd, xl);
+    rc = srv_redis_command(c->cmd, on_exec, s, 1, exec, el);
+  }
+  free(rec_s);
+  free(pub_s);
+  if (rc != 0) {
+    free(s);
+  }
+  return rc;
+}
+
+
+static void on_hget(void* arg, redisReply* reply, int status) {
+  get_t* g = arg;
+  json_t* job = NULL;
+  if (status == 0 && reply->type == REDIS_REPLY_NIL) {
+    status = -ENOENT;
+  } else if (status == 0 && reply->type == REDIS_REPLY_STRING) {
+    job = json_loadb(reply->str, reply->len, 0, NULL);
+    status = job != NULL ? 0 : -EIO;
+  } else if (status == 0) {
+    status = -EIO;
+  }
+  g->cb(g->arg, job, status);
+  json_decref(job);
+  free(g);
+}
+
+
+int srv_cluster_get(srv_ctx_t* ctx,
+                    const char* id,
+                    srv_cluster_get_cb cb,
+                    void* arg) {
+  srv_cluster_t* c = ctx->cluster;
+  get_t* g = malloc(sizeof(*g));
+  if (g == NULL) {
+    return -ENOMEM;
+  }
+  *g = (get_t){cb, arg};
+  char key[64];
+  snprintf(key, sizeof(key), "cm:job:%.40s", id);
+  const char* argv[] = {"HGET", key, "public"};
+  size_t lens[] = {4, strlen(key), 6};
+  int rc = srv_redis_command(c->cmd, on_hget, g, 3, argv, lens);
+  if (rc != 0) {
+    free(g);
+  }
+  return rc;
+}
+
+
+void srv_cluster_metrics(const srv_ctx_t* ctx,
+                         void (*emit)(void* out,
+                                      const char* name,
+                                      const char* help,
+                                      unsigned long long value),
+                         void* out) {
+  const srv_cluster_t* c = ctx->cluster;
+  if (c == NULL) {
+    return;
+  }
+  emit(out, "cryomamba_redis_connected",
+       "1 while the Redis command connection is up",
+       srv_redis_is_connected(c->cmd) ? 1 : 0);
+  emit(out, "cryomamba_redis_connects_total",
+       "Redis command connections made (reconnects included)",
+       srv_redis_connects_total(c->cmd));
+  emit(out, "cryomamba_redis_in_flight",
+       "Redis commands awaiting their replies", srv_redis_in_flight(c->cmd));
+  if (c->stream != NULL) {
+    emit(out, "cryomamba_redis_stream_connected",
+         "1 while the worker's stream connection is up",
+         srv_redis_is_connected(c->stream) ? 1 : 0);
+    emit(out, "cryomamba_cluster_jobs_taken_total",
+         "jobs this worker read from the stream", c->jobs_taken);
+    emit(out, "cryomamba_cluster_previews_dropped_total",
+         "previews not published: too many commands in flight",
+         c->events_dropped);
+    emit(out, "cryomamba_cluster_publish_errors_total",
+         "job events Redis refused or lost", c->publish_errors);
+  }
+}

@@ -1,0 +1,77 @@
+/* cluster.h: gateways and workers over Redis (--role gateway|worker).
+ * A gateway stores each new job's record in the hash cm:job:<id> and adds
+ * its id to the stream cm:jobs in one MULTI/EXEC, and reads jobs back from
+ * their hashes; a worker (cluster_worker.c) reads the stream through the
+ * consumer group "workers", runs each job with the registry's engines and
+ * publishes its events on cm:ev:<id>, keeping the latest state, preview
+ * and terminal message in cm:state:<id>, cm:prev:<id> and cm:term:<id>.
+ * docs/operations.md, "Cluster". Loop thread only. */
+#ifndef SRV_CLUSTER_H
+#define SRV_CLUSTER_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "server/ctx.h"
+#include "server/redis_conn.h"
+
+#define SRV_CLUSTER_STREAM "cm:jobs"
+#define SRV_CLUSTER_GROUP "workers"
+
+typedef struct srv_cluster_s {
+  srv_ctx_t* ctx;
+  srv_redis_url_t url;
+  srv_redis_t* cmd;       /* commands: records, events, acknowledgements */
+  srv_redis_t* stream;    /* worker: the blocking XREADGROUP, alone */
+  char consumer[128];     /* worker: its name in the group */
+  bool is_reading;        /* worker: an XREADGROUP is in flight */
+  unsigned takes_pending; /* worker: entries read, record not yet fetched */
+  bool is_stopping;
+  uint64_t jobs_taken;     /* worker: stream entries read */
+  uint64_t events_dropped; /* worker: previews not published (in flight) */
+  uint64_t publish_errors; /* worker: event commands refused or failed */
+} srv_cluster_t;
+
+/* Starts the role's connections (they connect and reconnect by
+ * themselves). 0, or -1 with a sentence in `why` (a bad --redis). */
+int srv_cluster_start(srv_ctx_t* ctx, char* why, size_t why_len);
+
+/* Closes the connections (pending callbacks get -ECANCELED). */
+void srv_cluster_stop(srv_ctx_t* ctx);
+
+/* An outcome: 0 once Redis acknowledged, else negative. */
+typedef void (*srv_cluster_cb)(void* arg, int status);
+
+/* Gateway: stores `job`'s record and queues its id in one transaction. 0
+ * (cb will run), or -ENOTCONN (Redis is down), -EBUSY (too many commands in
+ * flight), -ENOMEM: cb will not run. */
+int srv_cluster_submit(srv_ctx_t* ctx,
+                       const srv_job_t* job,
+                       srv_cluster_cb cb,
+                       void* arg);
+
+/* A job's public JSON (owned by the callee: incref to keep), or NULL with
+ * status -ENOENT (no such job) or another negative error. */
+typedef void (*srv_cluster_get_cb)(void* arg, json_t* job, int status);
+
+/* Gateway: reads a job from its hash. 0 (cb will run) or as for submit. */
+int srv_cluster_get(srv_ctx_t* ctx,
+                    const char* id,
+                    srv_cluster_get_cb cb,
+                    void* arg);
+
+/* Appends the cluster's Prometheus lines to `out` via `emit`. */
+void srv_cluster_metrics(const srv_ctx_t* ctx,
+                         void (*emit)(void* out,
+                                      const char* name,
+                                      const char* help,
+                                      unsigned long long value),
+                         void* out);
+
+/* Worker (cluster_worker.c): starts reading the stream once connected; and
+ * the group is created (idempotent) by both roles at each connect. */
+void srv_cluster_worker_on_connect(srv_cluster_t* c);
+void srv_cluster_worker_pump(srv_cluster_t* c);
+
+#endif

@@ -1,0 +1,372 @@
+/* redis_conn.c: an asynchronous Redis connection that reconnects by itself.
+ * See redis_conn.h. hiredis owns the socket (its libuv adapter polls it on
+ * our loop); we own the reconnect timer, the in-flight count and the
+ * per-command trampolines that turn hiredis's callbacks into ours. */
+#include "server/redis_conn.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <hiredis/adapters/libuv.h>
+#include <hiredis/async.h>
+#include <hiredis/hiredis.h>
+
+#define BACKOFF_FIRST_MS 100
+#define BACKOFF_MAX_MS 5000
+
+struct srv_redis_s {
+  uv_loop_t* loop;
+  srv_redis_url_t url;
+  srv_redis_opts_t opts;
+  const srv_logger_t* log;
+  redisAsyncContext* ac; /* NULL while disconnected */
+  uv_timer_t timer;      /* reconnect backoff; the final free */
+  uint64_t backoff_ms;
+  uint64_t connects;
+  unsigned in_flight;
+  bool is_connected;
+  bool is_closing;
+  bool was_down_logged; /* one warning per outage, not per attempt */
+};
+
+typedef struct {
+  srv_redis_t* r;
+  srv_redis_reply_cb cb;
+  void* arg;
+} pending_t;
+
+
+int srv_redis_parse_url(const char* url,
+                        srv_redis_url_t* out,
+                        char* why,
+                        size_t why_len) {
+  memset(out, 0, sizeof(*out));
+  out->port = 6379;
+  const char* p = url;
+  if (strncmp(p, "redis://", 8) != 0) {
+    snprintf(why, why_len, "--redis '%s': expected redis://HOST[:PORT][/DB]",
+             url);
+    return -1;
+  }
+  p += 8;
+  size_t host_len = strcspn(p, ":/");
+  if (host_len == 0 || host_len >= sizeof(out->host) ||
+      memchr(p, '@', host_len) != NULL) {
+    snprintf(why, why_len,
+             "--redis '%s': a host is needed (no user:password@ in this "
+             "version)",
+             url);
+    return -1;
+  }
+  memcpy(out->host, p, host_len);
+  p += host_len;
+  char* end = NULL;
+  if (*p == ':') {
+    errno = 0;
+    long port = strtol(p + 1, &end, 10);
+    if (errno != 0 || end == p + 1 || port < 1 || port > 65535 ||
+        (*end != '\0' && *end != '/')) {
+      snprintf(why, why_len, "--redis '%s': bad port", url);
+      return -1;
+    }
+    out->port = (int) port;
+    p = end;
+  }
+  if (*p == '/' && p[1] != '\0') {
+    errno = 0;
+    long db = strtol(p + 1, &end, 10);
+    if (errno != 0 || end == p + 1 || *end != '\0' || db < 0 || db > 15) {
+      snprintf(why, why_len, "--redis '%s': the database is 0..15", url);
+      return -1;
+    }
+    out->db = (int) db;
+  } else if (*p == '/' || *p == '\0') {
+    return 0;
+  } else {
+    snprintf(why, why_len, "--redis '%s': unexpected '%s'", url, p);
+    return -1;
+  }
+  return 0;
+}
+
+
+int srv_redis_resolve(srv_redis_url_t* url, char* why, size_t why_len) {
+  struct addrinfo hints = {.ai_socktype = SOCK_STREAM};
+  struct addrinfo* res = NULL;
+  int rc = getaddrinfo(url->host, NULL, &hints, &res);
+  if (rc != 0 || res == NULL) {
+    snprintf(why, why_len, "--redis: cannot resolve '%s': %s", url->host,
+             gai_strerror(rc));
+    return -1;
+  }
+  char host[NI_MAXHOST];
+  rc = getnameinfo(res->ai_addr, res->ai_addrlen, host, sizeof(host), NULL, 0,
+                   NI_NUMERICHOST);
+  freeaddrinfo(res);
+  if (rc != 0 || strlen(host) >= sizeof(url->host)) {
+    snprintf(why, why_len, "--redis: cannot resolve '%s'", url->host);
+    return -1;
+  }
+  memcpy(url->host, host, strlen(host) + 1);
+  return 0;
+}
+
+
+static void start_connect(srv_redis_t* r);
+
+
+static void on_timer(uv_timer_t* t) {
+  srv_redis_t* r = t->data;
+  if (!r->is_closing) {
+    start_connect(r);
+  }
+}
+
+
+static void schedule_reconnect(srv_redis_t* r, const char* why) {
+  r->ac = NULL;
+  r->is_connected = false;
+  if (r->is_closing) {
+    return;
+  }
+  if (!r->was_down_logged) {
+    r->was_down_logged = true;
+    srv_log(r->log, SRV_LOG_WARN, "redis.down", "s:conn", r->opts.name,
+            "s:host", r->url.host, "i:port", (int64_t) r->url.port, "s:error",
+            why, NULL);
+  }
+  uv_timer_start(&r->timer, on_timer, r->backoff_ms, 0);
+  r->backoff_ms *= 2;
+  if (r->backoff_ms > BACKOFF_MAX_MS) {
+    r->backoff_ms = BACKOFF_MAX_MS;
+  }
+}
+
+
+static void on_select(redisAsyncContext* ac, void* reply, void* privdata) {
+  (void) privdata;
+  redisReply* rep = reply;
+  srv_redis_t* r = ac->data;
+  if (rep != NULL && rep->type == REDIS_REPLY_ERROR) {
+    srv_log(r->log, SRV_LOG_ERROR, "redis.select_failed", "s:conn",
+            r->opts.name, "s:error", rep->str, NULL);
+  }
+}
+
+
+static void on_connected(const redisAsyncContext* cac, int status) {
+  srv_redis_t* r = cac->data;
+  if (status != REDIS_OK) {
+    /* hiredis frees the context after this callback. */
+    schedule_reconnect(r, cac->errstr);
+    return;
+  }
+  r->is_connected = true;
+  r->connects++;
+  r->backoff_ms = BACKOFF_FIRST_MS;
+  r->was_down_logged = false;
+  srv_log(r->log, SRV_LOG_INFO, "redis.connected", "s:conn", r->opts.name,
+          "s:host", r->url.host, "i:port", (int64_t) r->url.port, NULL);
+  if (r->url.db != 0) {
+    /* Sent before anything the owner sends: commands keep their order. */
+    redisAsyncCommand(r->ac, on_select, NULL, "SELECT %d", r->url.db);
+  }
+  if (r->opts.on_connect != NULL) {
+    r->opts.on_connect(r->opts.arg);
+  }
+}
+
+
+static void on_disconnected(const redisAsyncContext* cac, int status) {
+  srv_redis_t* r = cac->data;
+  (void) status;
+  /* Pending callbacks already ran with NULL; hiredis frees the context. */
+  schedule_reconnect(
+      r, cac->errstr[0] != '\0' ? cac->errstr : "connection closed");
+}
+
+
+static void start_connect(srv_redis_t* r) {
+  redisAsyncContext* ac = redisAsyncConnect(r->url.host, r->url.port);
+  if (ac == NULL) {
+    schedule_reconnect(r, "out of memory");
+    return;
+  }
+  if (ac->err != 0) {
+    char why[128];
+    snprintf(why, sizeof(why), "%s", ac->errstr);
+    redisAsyncFree(ac);
+    schedule_reconnect(r, why);
+    return;
+  }
+  ac->data = r;
+  if (redisLibuvAttach(ac, r->loop) != REDIS_OK) {
+    redisAsyncFree(ac);
+    schedule_reconnect(r, "cannot attach to the loop");
+    return;
+  }
+  r->ac = ac;
+  redisAsyncSetConnectCallback(ac, on_connected);
+  redisAsyncSetDisconnectCallback(ac, on_disconnected);
+}
+
+
+srv_redis_t* srv_redis_new(uv_loop_t* loop,
+                           const srv_redis_url_t* url,
+                           const srv_redis_opts_t* opts,
+                           const srv_logger_t* log) {
+  srv_redis_t* r = calloc(1, sizeof(*r));
+  if (r == NULL) {
+    return NULL;
+  }
+  r->loop = loop;
+  r->url = *url;
+  r->opts = *opts;
+  if (r->opts.max_in_flight == 0) {
+    r->opts.max_in_flight = 1;
+  }
+  r->log = log;
+  r->backoff_ms = BACKOFF_FIRST_MS;
+  uv_timer_init(loop, &r->timer);
+  r->timer.data = r;
+  start_connect(r);
+  return r;
+}
+
+
+static void on_reply(redisAsyncContext* ac, void* reply, void* privdata) {
+  (void) ac;
+  pending_t* p = privdata;
+  srv_redis_t* r = p->r;
+  r->in_flight--;
+  int status = 0;
+  if (reply == NULL) {
+    status = r->is_closing ? -ECANCELED : -ENOTCONN;
+  }
+  p->cb(p->arg, reply, status);
+  free(p);
+}
+
+
+int srv_redis_command(srv_redis_t* r,
+                      srv_redis_reply_cb cb,
+                      void* arg,
+                      int argc,
+                      const char** argv,
+                      const size_t* lens) {
+  if (r->ac == NULL || !r->is_connected || r->is_closing ||
+      r->opts.is_subscriber) {
+    return -ENOTCONN;
+  }
+  if (r->in_flight >= r->opts.max_in_flight) {
+    return -EBUSY;
+  }
+  pending_t* p = malloc(sizeof(*p));
+  if (p == NULL) {
+    return -ENOMEM;
+  }
+  *p = (pending_t){r, cb, arg};
+  if (redisAsyncCommandArgv(r->ac, on_reply, p, argc, argv, lens) != REDIS_OK) {
+    free(p);
+    return -ENOMEM;
+  }
+  r->in_flight++;
+  return 0;
+}
+
+
+/* Every reply of a subscriber connection: subscribe/unsubscribe
+ * confirmations (ignored) and messages. */
+static void on_sub_reply(redisAsyncContext* ac, void* reply, void* privdata) {
+  (void) ac;
+  srv_redis_t* r = privdata;
+  redisReply* rep = reply;
+  if (rep == NULL || rep->type != REDIS_REPLY_ARRAY || rep->elements != 3 ||
+      rep->element[0]->type != REDIS_REPLY_STRING ||
+      strcmp(rep->element[0]->str, "message") != 0 ||
+      rep->element[2]->type != REDIS_REPLY_STRING) {
+    return;
+  }
+  if (r->opts.on_message != NULL && !r->is_closing) {
+    r->opts.on_message(r->opts.arg, rep->element[1]->str, rep->element[1]->len,
+                       rep->element[2]->str, rep->element[2]->len);
+  }
+}
+
+
+static int sub_cmd(srv_redis_t* r, const char* verb, const char* channel) {
+  if (r->ac == NULL || !r->is_connected || r->is_closing ||
+      !r->opts.is_subscriber) {
+    return -ENOTCONN;
+  }
+  const char* argv[2] = {verb, channel};
+  size_t lens[2] = {strlen(verb), strlen(channel)};
+  return redisAsyncCommandArgv(r->ac, on_sub_reply, r, 2, argv, lens) ==
+                 REDIS_OK
+             ? 0
+             : -ENOMEM;
+}
+
+
+int srv_redis_subscribe(srv_redis_t* r, const char* channel) {
+  return sub_cmd(r, "SUBSCRIBE", channel);
+}
+
+
+int srv_redis_unsubscribe(srv_redis_t* r, const char* channel) {
+  return sub_cmd(r, "UNSUBSCRIBE", channel);
+}
+
+
+bool srv_redis_is_connected(const srv_redis_t* r) {
+  return r != NULL && r->is_connected;
+}
+
+
+uint64_t srv_redis_connects_total(const srv_redis_t* r) {
+  return r != NULL ? r->connects : 0;
+}
+
+
+unsigned srv_redis_in_flight(const srv_redis_t* r) {
+  return r != NULL ? r->in_flight : 0;
+}
+
+
+unsigned srv_redis_room(const srv_redis_t* r) {
+  if (r == NULL || !r->is_connected || r->is_closing) {
+    return 0;
+  }
+  return r->opts.max_in_flight - r->in_flight;
+}
+
+
+static void on_timer_closed(uv_handle_t* h) {
+  free(h->data);
+}
+
+
+/* From a zero timer, never from inside a hiredis callback: freeing the
+ * context there would pull it from under hiredis. */
+static void on_final(uv_timer_t* t) {
+  srv_redis_t* r = t->data;
+  if (r->ac != NULL) {
+    redisAsyncContext* ac = r->ac;
+    r->ac = NULL;
+    redisAsyncFree(ac); /* pending callbacks get NULL: -ECANCELED */
+  }
+  uv_close((uv_handle_t*) &r->timer, on_timer_closed);
+}
+
+
+void srv_redis_close(srv_redis_t* r) {
+  if (r == NULL || r->is_closing) {
+    return;
+  }
+  r->is_closing = true;
+  uv_timer_stop(&r->timer);
+  uv_timer_start(&r->timer, on_final, 0, 0);
+}

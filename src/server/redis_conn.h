@@ -1,0 +1,101 @@
+/* redis_conn.h: one asynchronous Redis connection on the server's loop
+ * (hiredis 0.14 and its libuv adapter). It reconnects by itself with a
+ * backoff (100 ms doubling to 5 s) after a refused connect or a lost
+ * connection; at most `max_in_flight` commands wait for their replies at a
+ * time (one more is refused at once, -EBUSY); every reply goes to its
+ * callback on the loop, exactly once. A connection is either a command
+ * connection or a subscriber one (RESP2: a connection in SUBSCRIBE mode
+ * takes no other command), chosen at creation. Loop thread only. */
+#ifndef SRV_REDIS_CONN_H
+#define SRV_REDIS_CONN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "server/log.h"
+
+typedef struct srv_redis_s srv_redis_t;
+struct redisReply;
+
+/* Where Redis is: redis://HOST[:PORT][/DB], HOST a name resolved once at
+ * start-up (the loop never resolves). */
+typedef struct {
+  char host[256]; /* numeric address once resolved */
+  int port;       /* default 6379 */
+  int db;         /* SELECTed on every connect; 0..15 */
+} srv_redis_url_t;
+
+/* Parses a redis:// URL. 0, or -1 with a sentence in `why`. */
+int srv_redis_parse_url(const char* url,
+                        srv_redis_url_t* out,
+                        char* why,
+                        size_t why_len);
+
+/* Resolves the host to a numeric address (blocking: start-up only). 0, or
+ * -1 with a sentence in `why`. */
+int srv_redis_resolve(srv_redis_url_t* url, char* why, size_t why_len);
+
+/* A reply, or NULL with status < 0: -ENOTCONN (lost before the reply),
+ * -ECANCELED (the connection was closed). An error reply from Redis
+ * arrives as a reply of type REDIS_REPLY_ERROR with status 0. */
+typedef void (*srv_redis_reply_cb)(void* arg,
+                                   struct redisReply* reply,
+                                   int status);
+
+/* A subscriber connection's messages: `channel` and `payload` as received
+ * (valid during the call only). */
+typedef void (*srv_redis_message_cb)(void* arg,
+                                     const char* channel,
+                                     size_t channel_len,
+                                     const char* payload,
+                                     size_t payload_len);
+
+typedef struct {
+  const char* name;              /* in logs: "cmd", "sub", ... */
+  unsigned max_in_flight;        /* commands awaiting replies; >= 1 */
+  bool is_subscriber;            /* SUBSCRIBE mode (on_message gets messages) */
+  void (*on_connect)(void* arg); /* every (re)connect: re-subscribe, ... */
+  srv_redis_message_cb on_message;
+  void* arg;
+} srv_redis_opts_t;
+
+/* A connection that starts connecting at once. NULL when out of memory. */
+srv_redis_t* srv_redis_new(uv_loop_t* loop,
+                           const srv_redis_url_t* url,
+                           const srv_redis_opts_t* opts,
+                           const srv_logger_t* log);
+
+/* Sends one command (argv with lengths; copied). 0: cb will run once;
+ * -ENOTCONN: not connected now; -EBUSY: max_in_flight replies pending;
+ * -ENOMEM. On a subscriber connection only SUBSCRIBE/UNSUBSCRIBE go
+ * through srv_redis_subscribe(). */
+int srv_redis_command(srv_redis_t* r,
+                      srv_redis_reply_cb cb,
+                      void* arg,
+                      int argc,
+                      const char** argv,
+                      const size_t* lens);
+
+/* Subscriber connections: (un)subscribe a channel. 0 or -ENOTCONN/-ENOMEM;
+ * after a reconnect the owner subscribes again from on_connect. */
+int srv_redis_subscribe(srv_redis_t* r, const char* channel);
+int srv_redis_unsubscribe(srv_redis_t* r, const char* channel);
+
+/* True between a connect and the next loss. */
+bool srv_redis_is_connected(const srv_redis_t* r);
+
+/* Counters for /metrics. */
+uint64_t srv_redis_connects_total(const srv_redis_t* r);
+unsigned srv_redis_in_flight(const srv_redis_t* r);
+
+/* Commands that may still be sent before -EBUSY (0 when disconnected), for
+ * a MULTI ... EXEC that must go out whole. */
+unsigned srv_redis_room(const srv_redis_t* r);
+
+/* Disconnects (pending callbacks get -ECANCELED) and frees once its handles
+ * are closed. NULL is a no-op. */
+void srv_redis_close(srv_redis_t* r);
+
+#endif

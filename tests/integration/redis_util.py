@@ -1,0 +1,73 @@
+"""redis_util.py: a private redis-server for the cluster tests (Debian's
+redis-server, started by the test itself). Redis needs an explicit port:
+one is picked free on loopback (and another tried if it was taken by the
+time redis binds it). No persistence unless asked; its files live in a
+temporary directory removed at stop(). redis-cli does the inspection."""
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+
+REDIS_BIN = shutil.which("redis-server") or "/usr/bin/redis-server"
+REDIS_CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Redis:
+    def __init__(self, appendonly=False):
+        self.tmp = tempfile.mkdtemp(prefix="cryomamba-redis-")
+        self.appendonly = appendonly
+        self.port = None
+        self.proc = None
+
+    @property
+    def url(self):
+        return "redis://127.0.0.1:%d" % self.port
+
+    def start(self, port=None):
+        """Starts redis (on `port`, e.g. the same one again after stop())
+        and waits until it answers PING."""
+        for _ in range(5):
+            self.port = port or free_port()
+            self.proc = subprocess.Popen(
+                [REDIS_BIN, "--port", str(self.port), "--bind", "127.0.0.1",
+                 "--save", "", "--appendonly", "yes" if self.appendonly else "no",
+                 "--dir", self.tmp, "--daemonize", "no", "--loglevel", "warning"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                stdin=subprocess.DEVNULL)
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    break
+                try:
+                    if self.cli("PING") == "PONG":
+                        return self
+                except subprocess.CalledProcessError:
+                    pass
+                time.sleep(0.02)
+            self.kill()
+            if port is not None:
+                break
+        raise AssertionError("redis-server did not start (port %s)" % self.port)
+
+    def cli(self, *args):
+        out = subprocess.run([REDIS_CLI, "-p", str(self.port), "--raw"] + list(args),
+                             check=True, capture_output=True, timeout=10)
+        return out.stdout.decode("utf-8", "replace").rstrip("\n")
+
+    def kill(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def stop(self):
+        self.kill()
+        shutil.rmtree(self.tmp, ignore_errors=True)

@@ -1,0 +1,195 @@
+"""test_cluster.py: gateways and workers over Redis (--role gateway|worker,
+docs/operations.md "Cluster"). A private redis-server (redis_util.py), two
+gateways and one worker on loopback: a job created on gateway A is stored
+in Redis before its 201, is seen on gateway B, is run by the worker, whose
+events (the exact payloads subscribers get) are published on cm:ev:<id>
+with the latest state, preview and terminal message kept in Redis, and the
+stream entry is acknowledged once the terminal record is stored. Redis
+killed and restarted: every process reconnects by itself and a new job
+runs. Bad role combinations are refused at start."""
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+from redis_util import Redis  # noqa: E402
+
+FAST = {"volume": {"shape": [16, 16, 16]},
+        "params": {"engine": "sim", "duration_s": 0.6, "preview_hz": 10}}
+
+
+def metric(server, name):
+    r = server.get("/metrics")
+    for line in r.body.decode().splitlines():
+        if line.startswith(name + " "):
+            return int(line.split()[1])
+    return None
+
+
+def poll(cond, timeout=20.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = cond()
+        if v:
+            return v
+        time.sleep(0.05)
+    raise AssertionError("timed out waiting for " + what)
+
+
+class Subscriber(threading.Thread):
+    """redis-cli PSUBSCRIBE cm:ev:*, collecting every job's messages; ready
+    once Redis confirmed the subscription."""
+
+    def __init__(self, redis):
+        super().__init__(daemon=True)
+        self.proc = subprocess.Popen(
+            [harness.shutil.which("redis-cli") or "redis-cli", "-p", str(redis.port),
+             "--raw", "PSUBSCRIBE", "cm:ev:*"], stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL)
+        self.lines = []
+        self.start()
+        poll(lambda: "psubscribe" in self.lines, what="psubscribe confirmed")
+
+    def run(self):
+        for raw in self.proc.stdout:
+            self.lines.append(raw.decode().rstrip("\n"))
+
+    def messages(self, channel):
+        # --raw prints "pmessage", pattern, channel, payload for each one
+        ls = list(self.lines)
+        return [ls[i + 3] for i in range(len(ls) - 3)
+                if ls[i] == "pmessage" and ls[i + 2] == channel]
+
+    def stop(self):
+        self.proc.kill()
+        self.proc.wait(5)
+        self.proc.stdout.close()
+
+
+class ClusterTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.redis = Redis().start()
+        args = ["--redis", cls.redis.url]
+        cls.a = harness.Server(["--role", "gateway"] + args).start()
+        cls.b = harness.Server(["--role", "gateway"] + args).start()
+        cls.w = harness.Server(["--role", "worker"] + args).start()
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            for s in (cls.a, cls.b, cls.w):
+                rc = s.stop()
+                if rc != 0:
+                    raise AssertionError("exit status %r: %s" % (rc, s.stderr_tail(2000)))
+        finally:
+            for s in (cls.a, cls.b, cls.w):
+                s.cleanup()
+            cls.redis.stop()
+
+    def wait_connected(self, servers=None):
+        for s in servers or (self.a, self.b, self.w):
+            poll(lambda: metric(s, "cryomamba_redis_connected") == 1,
+                 what="redis connected on %d" % s.port)
+        poll(lambda: metric(self.w, "cryomamba_redis_stream_connected") == 1,
+             what="worker stream connected")
+
+    def run_job(self):
+        job = self.a.create_job(FAST)
+        jid = job["job_id"]
+        self.assertEqual(job["state"], "queued")
+        # acknowledged only after Redis has both the record and the entry
+        self.assertEqual(json.loads(self.redis.cli("HGET", "cm:job:" + jid, "public"))["job_id"],
+                         jid)
+        return jid
+
+    def test_job_created_on_a_runs_on_worker_seen_on_b(self):
+        self.wait_connected()
+        sub = Subscriber(self.redis)
+        try:
+            jid = self.run_job()
+            self.assertEqual(self.b.job(jid)["job_id"], jid)
+            done = self.b.wait_state(jid, "completed", timeout=30)
+            self.assertEqual(done["state"], "completed")
+            self.assertEqual(self.a.job(jid)["state"], "completed")
+            term = json.loads(poll(lambda: self.redis.cli("GET", "cm:term:" + jid),
+                                   what="terminal message"))
+            self.assertEqual(term["type"], "completed")
+            self.assertEqual(term["job_id"], jid)
+            prev = json.loads(self.redis.cli("GET", "cm:prev:" + jid))
+            self.assertEqual(prev["type"], "preview")
+            self.assertLess(prev["seq"], term["seq"])
+            # the stream entry was acknowledged once the terminal was stored
+            poll(lambda: self.redis.cli("XPENDING", SRV_STREAM, "workers").split("\n")[0] == "0",
+                 what="no pending entry")
+            # what was published on the channel is the same frames, in seq order
+            msgs = poll(lambda: (lambda m: m if m and json.loads(m[-1])["type"] == "completed"
+                                 else None)(sub.messages("cm:ev:" + jid)), what="published terminal")
+            seqs = [json.loads(m)["seq"] for m in msgs]
+            self.assertEqual(seqs, sorted(seqs))
+            self.assertEqual(msgs[-1], self.redis.cli("GET", "cm:term:" + jid))
+            self.assertIn(self.redis.cli("GET", "cm:prev:" + jid), msgs)
+        finally:
+            sub.stop()
+
+    def test_unknown_job_is_404_on_a_gateway(self):
+        self.wait_connected()
+        harness.assert_error(self, self.b.get("/v1/jobs/" + harness.new_uuid()), 404,
+                             "job_not_found")
+
+    def test_unserved_routes_are_refused_clearly(self):
+        self.wait_connected()
+        harness.assert_error(self, self.a.get("/v1/volumes"), 501, "not_in_cluster_yet")
+        harness.assert_error(self, self.w.request("POST", "/v1/jobs", body=FAST), 404,
+                             "not_served_here")
+        r = self.a.request("POST", "/v1/jobs",
+                           body={"volume_path": "x.mrc", "params": {"engine": "sim"}})
+        harness.assert_error(self, r, 400, "not_in_cluster_yet")
+
+    def test_redis_restart_reconnects_and_a_new_job_runs(self):
+        self.wait_connected()
+        before = metric(self.a, "cryomamba_redis_connects_total")
+        port = self.redis.port
+        self.redis.kill()
+        for s in (self.a, self.w):
+            poll(lambda: metric(s, "cryomamba_redis_connected") == 0, what="down seen")
+        r = self.a.request("POST", "/v1/jobs", body=FAST)
+        harness.assert_error(self, r, 503, "redis_unavailable", retryable=True)
+        self.redis.start(port=port)
+        self.wait_connected()
+        self.assertGreater(metric(self.a, "cryomamba_redis_connects_total"), before)
+        jid = self.run_job()
+        self.assertEqual(self.b.wait_state(jid, "completed", timeout=30)["state"], "completed")
+
+
+SRV_STREAM = "cm:jobs"
+
+
+class RoleFlagsTest(unittest.TestCase):
+    def refused(self, args, needle):
+        p = subprocess.run([harness.SERVER_BIN, "--port", "0"] + args,
+                           capture_output=True, timeout=20)
+        self.assertEqual(p.returncode, 2, p.stderr)
+        self.assertIn(needle, p.stderr.decode())
+
+    def test_bad_combinations_are_refused_at_start(self):
+        self.refused(["--role", "gateway"], "--role gateway needs --redis")
+        self.refused(["--role", "worker"], "--role worker needs --redis")
+        self.refused(["--redis", "redis://127.0.0.1:1"], "are for --role gateway|worker")
+        self.refused(["--shared-dir", "/tmp"], "are for --role gateway|worker")
+        self.refused(["--role", "worker", "--redis", "redis://127.0.0.1:1",
+                      "--shared-dir", "/tmp"], "not in this version yet")
+        self.refused(["--role", "boss"], "invalid value 'boss' for --role")
+        self.refused(["--role", "gateway", "--redis", "http://x"], "expected redis://")
+        self.refused(["--role", "gateway", "--redis", "redis://h:99999"], "bad port")
+        self.refused(["--role", "gateway", "--redis", "redis://127.0.0.1/16"], "0..15")
+
+
+if __name__ == "__main__":
+    harness.main()
