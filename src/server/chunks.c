@@ -10,7 +10,6 @@
 #include <string.h>
 
 
-
 srv_chunks_t* srv_chunks_new(const core_shape_t* vol,
                              atomic_uint_least64_t* held) {
   srv_chunks_t* t = calloc(1, sizeof(*t));
@@ -40,9 +39,21 @@ srv_chunks_t* srv_chunks_new(const core_shape_t* vol,
 }
 
 
+void srv_chunk_shared_clear(srv_chunk_shared_t* d) {
+  net_frame_unref(d->header);
+  for (unsigned i = 0; i < d->count; i++) {
+    net_frame_unref(d->frames[i]);
+  }
+  memset(d, 0, sizeof(*d));
+}
+
+
 void srv_chunks_free(srv_chunks_t* t) {
   if (t == NULL) {
     return;
+  }
+  for (unsigned l = 0; l < CORE_CHUNK_LEVELS; l++) {
+    srv_chunk_shared_clear(&t->shared[l]);
   }
   assert(!t->pass_in_flight);
   while (!core_list_is_empty(&t->watches)) {
@@ -211,6 +222,7 @@ void srv_chunks_pass_end(srv_chunks_t* t, srv_chunk_pass_t* p, uint32_t seq) {
   if (ran_ok) {
     t->seq = seq > t->seq ? seq : t->seq;
     t->is_ready = true;
+    t->gen++;
   }
   free(p->ups);
   free(p);

@@ -35,6 +35,27 @@ typedef struct {
 
 typedef struct srv_chunk_pass_s srv_chunk_pass_t;
 
+/* The last delta composed for subscribers of one level that were complete
+ * at `base` and have no view: every such subscriber needs exactly these
+ * chunks to reach `seq`, so it is composed once (ws_chunks.c) and sent to
+ * all of them. The table owns the references; seq != the table's seq
+ * makes it stale. */
+#define SRV_CHUNK_SHARED_MAX 48u
+typedef struct {
+  bool is_valid;
+  uint32_t base;
+  uint32_t seq;
+  uint64_t gen;        /* the table's generation it was composed at */
+  net_frame_t* header; /* the delta message */
+  unsigned count;
+  net_frame_t* frames[SRV_CHUNK_SHARED_MAX];
+  uint64_t index[SRV_CHUNK_SHARED_MAX];
+  uint32_t version[SRV_CHUNK_SHARED_MAX];
+} srv_chunk_shared_t;
+
+/* Lets go of a shared delta's references. */
+void srv_chunk_shared_clear(srv_chunk_shared_t* d);
+
 /* A chunks subscriber: told after each apply (ws_chunks.c). */
 typedef struct srv_chunk_watch_s srv_chunk_watch_t;
 struct srv_chunk_watch_s {
@@ -47,14 +68,16 @@ typedef struct srv_chunks_s {
   core_chunk_grid_t grid[CORE_CHUNK_LEVELS];
   srv_chunk_t* chunks[CORE_CHUNK_LEVELS];
   uint32_t seq;   /* the seq of the last apply (0: none yet) */
+  uint64_t gen;   /* applies so far: a shared delta of another is stale */
   bool is_ready;  /* the table is the mask as of seq (first pass landed) */
   char epoch[17]; /* 16 hex digits, new for every table */
   bool all_dirty; /* the next pass examines every chunk */
   core_box_t boxes[SRV_CHUNK_MAX_BOXES]; /* full-resolution dirty boxes */
   unsigned box_count;
   bool pass_in_flight;
-  uint64_t frame_bytes;        /* bytes of the chunk messages held */
-  core_list_t watches;         /* srv_chunk_watch_t */
+  uint64_t frame_bytes; /* bytes of the chunk messages held */
+  core_list_t watches;  /* srv_chunk_watch_t */
+  srv_chunk_shared_t shared[CORE_CHUNK_LEVELS]; /* per level, see above */
   atomic_uint_least64_t* held; /* the server's slow-reader counter */
 } srv_chunks_t;
 

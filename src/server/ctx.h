@@ -46,6 +46,8 @@ typedef struct {
   uint64_t jobs_retired_total;
   uint64_t slow_readers_dropped; /* closed: over the held-bytes budget */
   uint64_t previews_evicted;     /* final previews dropped from memory */
+  uint64_t chunk_deltas_sent;    /* delta messages to chunks subscribers */
+  uint64_t chunk_deltas_shared;  /* of which composed once for several */
   uint64_t render_ns_total;      /* worker time spent producing previews */
 } srv_metrics_t;
 

@@ -124,6 +124,13 @@ int srv_metrics_render(srv_ctx_t* ctx, char** out, size_t* len) {
   metric(&o, "cryomamba_previews_evicted_total", "counter",
          "Final previews dropped from memory (re-rendered on demand).",
          m->previews_evicted);
+  metric(&o, "cryomamba_chunk_deltas_sent_total", "counter",
+         "delta messages sent to chunks subscribers (docs/protocol.md §11)",
+         m->chunk_deltas_sent);
+  metric(&o, "cryomamba_chunk_deltas_shared_total", "counter",
+         "of those, deltas composed once and sent to every subscriber at the "
+         "same base",
+         m->chunk_deltas_shared);
   metric(&o, "cryomamba_ws_queued_frames", "gauge",
          "Frames queued across connections (not yet written).", queued_frames);
   metric(&o, "cryomamba_ws_stale_frames_skipped_total", "counter",

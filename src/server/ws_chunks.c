@@ -11,6 +11,8 @@
 
 typedef struct {
   net_frame_t* frames[SRV_CHUNK_ROUND_CHUNKS];
+  uint64_t index[SRV_CHUNK_ROUND_CHUNKS];
+  uint32_t version[SRV_CHUNK_ROUND_CHUNKS];
   unsigned count;
   uint64_t bytes;
   bool is_full;
@@ -87,6 +89,7 @@ static bool begin(srv_chunk_sub_t* s) {
     sent[i] = resume && ch[i].version <= s->since ? ch[i].version : 0;
   }
   s->base = resume ? s->since : 0;
+  s->is_clean = resume;
   return !resume;
 }
 
@@ -110,6 +113,8 @@ static void consider(srv_chunk_sub_t* s,
     r->is_full = true; /* and this chunk waits for the next round */
     return;
   }
+  r->index[r->count] = i;
+  r->version[r->count] = ch->version;
   r->frames[r->count++] = ch->frame;
   r->bytes += ch->frame->len;
   *sent = ch->version;
@@ -136,7 +141,10 @@ static void gather_view(srv_chunk_sub_t* s, round_t* r) {
 }
 
 
-static int send_header(srv_chunk_sub_t* s, const round_t* r, bool complete) {
+/* The delta message of round r (a new frame, or NULL on ENOMEM). */
+static net_frame_t* header_for(const srv_chunk_sub_t* s,
+                               const round_t* r,
+                               bool complete) {
   const core_chunk_grid_t* g = &s->t->grid[s->level];
   json_t* shape =
       json_pack("[I,I,I]", (json_int_t) g->shape.d[0],
@@ -154,13 +162,71 @@ static int send_header(srv_chunk_sub_t* s, const round_t* r, bool complete) {
                             : NULL;
   net_frame_t* f = text != NULL ? net_frame_ws_text(text, len) : NULL;
   free(text);
-  if (f == NULL) {
+  return f;
+}
+
+
+/* Sends a delta message and its chunks. Returns 0, or -1 when a send failed
+ * (the connection is closed: nothing is sent after it). */
+static int send_round(srv_chunk_sub_t* s,
+                      net_frame_t* header,
+                      net_frame_t* const* frames,
+                      unsigned count) {
+  if (header == NULL) {
     srv_conn_close(s->conn);
     return -1;
   }
-  int rc = srv_conn_send(s->conn, f, NET_WQ_ESSENTIAL);
-  net_frame_unref(f);
-  return rc;
+  if (srv_conn_send(s->conn, header, NET_WQ_ESSENTIAL) != 0) {
+    return -1;
+  }
+  for (unsigned i = 0; i < count; i++) {
+    if (srv_conn_send(s->conn, frames[i], NET_WQ_ESSENTIAL) != 0) {
+      return -1;
+    }
+  }
+  return 0;
+}
+
+
+/* The shared delta, if this subscriber is one it fits: sent, bookkeeping
+ * updated. True when it was used. */
+static bool use_shared(srv_chunk_sub_t* s, bool* failed) {
+  srv_chunk_shared_t* d = &s->t->shared[s->level];
+  if (!s->is_started || s->has_view || !s->is_clean || !d->is_valid ||
+      d->seq != s->t->seq || d->gen != s->t->gen || d->base != s->base) {
+    return false;
+  }
+  uint32_t* sent = s->sent[s->level];
+  for (unsigned i = 0; i < d->count; i++) {
+    assert(sent[d->index[i]] < d->version[i]);
+    sent[d->index[i]] = d->version[i];
+  }
+  *failed = send_round(s, d->header, d->frames, d->count) != 0;
+  s->base = d->seq;
+  s->conn->ctx->metrics.chunk_deltas_sent++;
+  s->conn->ctx->metrics.chunk_deltas_shared++;
+  return true;
+}
+
+
+/* Keeps a complete round of a clean, view-less subscriber for the others
+ * at the same base (the header reference is taken). */
+static void keep_shared(srv_chunk_sub_t* s,
+                        const round_t* r,
+                        net_frame_t* header) {
+  srv_chunk_shared_t* d = &s->t->shared[s->level];
+  srv_chunk_shared_clear(d);
+  d->is_valid = true;
+  d->base = s->base;
+  d->seq = s->t->seq;
+  d->gen = s->t->gen;
+  d->header = net_frame_ref(header);
+  d->count = r->count;
+  for (unsigned i = 0; i < r->count; i++) {
+    d->frames[i] = net_frame_ref(r->frames[i]);
+    d->index[i] = r->index[i];
+    d->version[i] = r->version[i];
+  }
 }
 
 
@@ -175,6 +241,9 @@ static void send_terminal(srv_chunk_sub_t* s) {
 
 /* One round; true when it left more for another round. */
 static bool one_round(srv_chunk_sub_t* s, bool* failed) {
+  if (use_shared(s, failed)) {
+    return false; /* a shared delta is always complete */
+  }
   round_t r;
   memset(&r, 0, sizeof(r));
   if (!s->is_started) {
@@ -191,12 +260,17 @@ static bool one_round(srv_chunk_sub_t* s, bool* failed) {
   if (r.count == 0 && complete && s->is_started && !r.keyframe) {
     return false; /* nothing new here; base stays what the client knows */
   }
-  /* A failed send closes the connection: nothing is sent after it. */
-  *failed = send_header(s, &r, complete) != 0;
-  for (unsigned i = 0; !*failed && i < r.count; i++) {
-    *failed = srv_conn_send(s->conn, r.frames[i], NET_WQ_ESSENTIAL) != 0;
+  net_frame_t* header = header_for(s, &r, complete);
+  bool shareable = header != NULL && complete && s->is_started && s->is_clean &&
+                   !s->has_view && !r.keyframe;
+  if (shareable) {
+    keep_shared(s, &r, header);
   }
+  *failed = send_round(s, header, r.frames, r.count) != 0;
+  net_frame_unref(header);
+  s->conn->ctx->metrics.chunk_deltas_sent++;
   s->is_started = true;
+  s->is_clean = complete;
   if (complete) {
     s->base = t->seq;
   }

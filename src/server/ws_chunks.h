@@ -36,6 +36,8 @@ typedef struct {
   uint32_t since;
   char since_epoch[17];
   uint32_t base;         /* seq of the last complete delta */
+  bool is_clean;         /* its last round was complete (or a resume): it needs
+                            exactly the chunks changed since base */
   net_frame_t* terminal; /* a reference while it waits for the last round */
   bool is_stopped;
 } srv_chunk_sub_t;

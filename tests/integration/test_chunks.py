@@ -90,6 +90,30 @@ class ChunksTest(ServerTestCase):
         self.assert_levels(late, full, [1])
         self.assertGreater(len(early.deltas), 2, "the mask grew in steps")
 
+    def metric(self, name):
+        for line in self.server.get("/metrics").body.decode().splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+        raise AssertionError("metric %s missing" % name)
+
+    async def test_subscribers_in_step_share_each_delta_and_all_converge(self):
+        sent0 = self.metric("cryomamba_chunk_deltas_sent_total")
+        shared0 = self.metric("cryomamba_chunk_deltas_shared_total")
+        job = self.make_job({"volume": {"shape": [64, 96, 96]}}, pattern="blobs",
+                            preview_hz=10, duration_s=1.5, seed=2)
+        jid = job["job_id"]
+        clients = await asyncio.gather(*[
+            self.watch(jid, "?encoding=chunks&scale=1") for _ in range(12)])
+        full = self.artifact(jid)
+        for c in clients:
+            self.assert_levels(c, full, [0])
+        sent = self.metric("cryomamba_chunk_deltas_sent_total") - sent0
+        shared = self.metric("cryomamba_chunk_deltas_shared_total") - shared0
+        self.assertGreaterEqual(sent, 12 * 3)
+        # Each live delta is composed by the first subscriber at a base and
+        # sent as is to the others.
+        self.assertGreater(shared, sent / 2, (sent, shared))
+
     async def test_random_every_chunk_changes_and_still_converges(self):
         job = self.make_job({"volume": {"shape": [40, 64, 66]}}, pattern="random",
                             preview_hz=10, duration_s=1.0)
