@@ -53,6 +53,32 @@ static void drop_stale(net_wqueue_t* wq, net_wq_class_t cls) {
 }
 
 
+/* Queues `frame` from `offset` on (its first `offset` bytes are written).
+ * Returns 0 or UV_ENOMEM. Starts no write. */
+static int enqueue(net_wqueue_t* wq,
+                   net_frame_t* frame,
+                   size_t offset,
+                   net_wq_class_t cls) {
+  net_wq_item_t* item = malloc(sizeof(*item));
+  if (item == NULL) {
+    return UV_ENOMEM;
+  }
+  if (!wq->is_writing && wq->item_count == 0) {
+    wq->progress_ms = uv_now(wq->stream->loop); /* a stall starts now */
+  }
+  if (cls != NET_WQ_ESSENTIAL) {
+    drop_stale(wq, cls);
+  }
+  item->frame = net_frame_ref(frame);
+  item->offset = offset;
+  item->cls = cls;
+  core_list_init(&item->link);
+  core_list_push_back(&wq->items, &item->link);
+  wq->item_count++;
+  return 0;
+}
+
+
 int net_wq_push(net_wqueue_t* wq, net_frame_t* frame, net_wq_class_t cls) {
   if (wq->is_closed) {
     return UV_EPIPE;
@@ -74,23 +100,53 @@ int net_wq_push(net_wqueue_t* wq, net_frame_t* frame, net_wq_class_t cls) {
       return n; /* the peer is gone; the owner closes */
     }
   }
-  net_wq_item_t* item = malloc(sizeof(*item));
-  if (item == NULL) {
-    return UV_ENOMEM;
+  int rc = enqueue(wq, frame, offset, cls);
+  if (rc == 0) {
+    start_write(wq);
   }
-  if (!wq->is_writing && wq->item_count == 0) {
-    wq->progress_ms = uv_now(wq->stream->loop); /* a stall starts now */
+  return rc;
+}
+
+
+int net_wq_push_all(net_wqueue_t* wq, net_frame_t* const* frames, size_t n) {
+  assert(n <= NET_WQ_PUSH_ALL_MAX);
+  if (wq->is_closed) {
+    return UV_EPIPE;
   }
-  if (cls != NET_WQ_ESSENTIAL) {
-    drop_stale(wq, cls);
+  size_t done = 0;   /* frames written whole */
+  size_t offset = 0; /* bytes of frames[done] written */
+  if (!wq->is_writing && wq->item_count == 0 && wq->ctrl_len == 0) {
+    /* One writev for the lot: an idle peer takes small frames at once. */
+    uv_buf_t bufs[NET_WQ_PUSH_ALL_MAX];
+    unsigned nb = 0;
+    for (size_t i = 0; i < n; i++) {
+      if (frames[i]->len >= NET_WQ_MAX_BUF) {
+        break; /* huge frames go through the queue */
+      }
+      bufs[nb++] =
+          uv_buf_init((char*) frames[i]->data, (unsigned) frames[i]->len);
+    }
+    int w = nb > 0 ? uv_try_write(wq->stream, bufs, nb) : UV_EAGAIN;
+    if (w < 0 && w != UV_EAGAIN) {
+      return w; /* the peer is gone; the owner closes */
+    }
+    size_t left = w > 0 ? (size_t) w : 0;
+    wq->bytes_written += left;
+    while (done < n && left >= frames[done]->len) {
+      left -= frames[done]->len;
+      done++;
+    }
+    offset = left;
   }
-  item->frame = net_frame_ref(frame);
-  item->offset = offset;
-  item->cls = cls;
-  core_list_init(&item->link);
-  core_list_push_back(&wq->items, &item->link);
-  wq->item_count++;
-  start_write(wq);
+  for (size_t i = done; i < n; i++) {
+    int rc = enqueue(wq, frames[i], i == done ? offset : 0, NET_WQ_ESSENTIAL);
+    if (rc != 0) {
+      return rc;
+    }
+  }
+  if (done < n) {
+    start_write(wq);
+  }
   return 0;
 }
 

@@ -69,6 +69,13 @@ void net_wq_init(net_wqueue_t* wq,
  * socket's error (the peer is gone). */
 int net_wq_push(net_wqueue_t* wq, net_frame_t* frame, net_wq_class_t cls);
 
+/* Pushes `n` (<= NET_WQ_PUSH_ALL_MAX) frames as essential, in order, with
+ * one write of them all when the queue is idle (a chunks delta: its text
+ * and its chunk messages), queuing what the socket did not take. Returns
+ * as net_wq_push. */
+#define NET_WQ_PUSH_ALL_MAX 64
+int net_wq_push_all(net_wqueue_t* wq, net_frame_t* const* frames, size_t n);
+
 /* Copies `len` control bytes to be written at the next frame boundary.
  * `more` says the control frame is not complete yet (its payload follows in
  * the next call): its bytes are held back until a call with more == false

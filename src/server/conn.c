@@ -165,6 +165,22 @@ int srv_conn_send(srv_conn_t* conn, net_frame_t* frame, net_wq_class_t cls) {
 }
 
 
+int srv_conn_send_all(srv_conn_t* conn, net_frame_t* const* frames, size_t n) {
+  if (conn->is_closing || conn->is_shutting_down) {
+    return 0;
+  }
+  if (net_wq_push_all(&conn->wq, frames, n) != 0) {
+    srv_conn_close(conn);
+    return -1;
+  }
+  if (net_wq_is_full(&conn->wq)) {
+    update_reading(conn);
+    net_wq_drain(&conn->wq);
+  }
+  return 0;
+}
+
+
 bool srv_conn_wait_drain(srv_conn_t* conn) {
   return net_wq_drain(&conn->wq);
 }

@@ -100,6 +100,10 @@ void srv_conn_set_proto(srv_conn_t* conn, const srv_proto_t* proto, void* data);
  * and returns -1. A peer whose queue is full stops being read from. */
 int srv_conn_send(srv_conn_t* conn, net_frame_t* frame, net_wq_class_t cls);
 
+/* Queues `n` (<= NET_WQ_PUSH_ALL_MAX) shared frames, in order, written
+ * with one call when the queue is idle; otherwise as srv_conn_send. */
+int srv_conn_send_all(srv_conn_t* conn, net_frame_t* const* frames, size_t n);
+
 /* Reading on or off, as the protocol wants (pausing for back-pressure or
  * while a request is answered asynchronously). */
 void srv_conn_want_read(srv_conn_t* conn, bool on);

@@ -9,6 +9,11 @@
 #include "core/msg.h"
 #include "server/chunk_jobs.h"
 
+_Static_assert(1 + SRV_CHUNK_ROUND_CHUNKS <= NET_WQ_PUSH_ALL_MAX,
+               "a round goes out in one push");
+_Static_assert(SRV_CHUNK_SHARED_MAX == SRV_CHUNK_ROUND_CHUNKS,
+               "a shared delta holds a round");
+
 typedef struct {
   net_frame_t* frames[SRV_CHUNK_ROUND_CHUNKS];
   uint64_t index[SRV_CHUNK_ROUND_CHUNKS];
@@ -176,15 +181,10 @@ static int send_round(srv_chunk_sub_t* s,
     srv_conn_close(s->conn);
     return -1;
   }
-  if (srv_conn_send(s->conn, header, NET_WQ_ESSENTIAL) != 0) {
-    return -1;
-  }
-  for (unsigned i = 0; i < count; i++) {
-    if (srv_conn_send(s->conn, frames[i], NET_WQ_ESSENTIAL) != 0) {
-      return -1;
-    }
-  }
-  return 0;
+  net_frame_t* all[1 + SRV_CHUNK_ROUND_CHUNKS];
+  all[0] = header;
+  memcpy(all + 1, frames, count * sizeof(*frames));
+  return srv_conn_send_all(s->conn, all, 1 + count);
 }
 
 

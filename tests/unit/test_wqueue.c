@@ -516,3 +516,49 @@ Test(wqueue, frame_over_4_gib_is_written_completely, .timeout = 60) {
   net_frame_unref(after);
   cr_assert_eq(munmap(bytes, len), 0);
 }
+
+
+/* ---- (e) several frames in one write ---- */
+
+/* A delta and its chunks go out in order and whole, whether the idle
+ * socket takes them all at once, cuts one in the middle (a small send
+ * buffer and a stalled reader), or the queue was busy already. */
+Test(wqueue, push_all_writes_every_frame_in_order, .timeout = 20) {
+  for (int round = 0; round < 3; round++) {
+    fixture_t fx;
+    fixture_init(&fx, round == 1 ? 4096 : 0, 1 << 20);
+    if (round != 1) {
+      reader_open(&fx.reader);
+    }
+    net_frame_t* busy = round == 2 ? data_frame(99, 200000) : NULL;
+    if (busy != NULL) {
+      cr_assert_eq(net_wq_push(&fx.wq, busy, NET_WQ_ESSENTIAL), 0);
+    }
+    net_frame_t* frames[NET_WQ_PUSH_ALL_MAX];
+    const uint8_t* parts[1 + NET_WQ_PUSH_ALL_MAX];
+    size_t lens[1 + NET_WQ_PUSH_ALL_MAX];
+    size_t n = 40;
+    parts[0] = busy != NULL ? busy->data : NULL;
+    lens[0] = busy != NULL ? busy->len : 0;
+    for (size_t i = 0; i < n; i++) {
+      frames[i] = data_frame((unsigned) i, 300 + i * 517); /* 3-22 KiB */
+      parts[1 + i] = frames[i]->data;
+      lens[1 + i] = frames[i]->len;
+    }
+    cr_assert_eq(net_wq_push_all(&fx.wq, frames, n), 0);
+    if (round == 1) {
+      /* The stalled reader's socket took a part: the rest is queued. */
+      cr_assert_gt(fx.wq.item_count, 0);
+      reader_open(&fx.reader);
+    }
+    fixture_drain(&fx);
+    fixture_finish(&fx);
+    cr_assert(wire_is(&fx.reader, parts, lens, 1 + n), "round %d", round);
+    cr_assert_eq(fx.wq.bytes_written, fx.reader.total);
+    for (size_t i = 0; i < n; i++) {
+      net_frame_unref(frames[i]);
+    }
+    net_frame_unref(busy);
+    free(fx.reader.buf);
+  }
+}
