@@ -366,6 +366,22 @@ class DirectorySyncTest(TusCase):
         with mock.patch.object(harness, "SERVER_BIN", wrapper):
             self.srv = Server().start()
 
+    def tearDown(self):
+        # The process the harness started is strace: killing it leaves the
+        # traced server running, so the server (strace's child) goes first.
+        pid = self.srv.proc.pid
+        try:
+            with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
+                children = [int(c) for c in f.read().split()]
+        except OSError:
+            children = []
+        for child in children:
+            try:
+                os.kill(child, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        super().tearDown()
+
     def threads(self):
         """Each traced thread's calls: (call, paths, result) tuples."""
         out = []
