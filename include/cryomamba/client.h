@@ -757,11 +757,16 @@ CM_EXPORT int cm_sub_start(cm_client_t* client,
 
 /* Per subscription choices; cm_sub_options_init() fills the defaults. */
 typedef struct {
-  cm_encoding_t encoding; /* BASE64 (the default of cm_sub_options_init;
-                             cm_sub_start takes options.preview_encoding) */
-  uint32_t scale;         /* CHUNKS: the level to receive, 1, 2, 4, 8 or 16;
-                             0: the server's default (the largest <= the
-                             job's preview_scale) */
+  cm_encoding_t encoding;  /* BASE64 (the default of cm_sub_options_init;
+                              cm_sub_start takes options.preview_encoding) */
+  uint32_t scale;          /* CHUNKS: the level to receive, 1, 2, 4, 8 or 16;
+                              0: the server's default (the largest <= the
+                              job's preview_scale) */
+  uint64_t max_mask_bytes; /* CHUNKS: the dense masks the library may hold
+                              (the level's and the plane level's); a delta
+                              needing more ends the sub with an error
+                              "mask_too_large" (ask a larger scale). 0: no
+                              bound. Default 2 GiB. */
 } cm_sub_options_t;
 
 CM_EXPORT void cm_sub_options_init(cm_sub_options_t* opts);

@@ -294,6 +294,7 @@ static void do_start(void* arg) {
 void cm_sub_options_init(cm_sub_options_t* opts) {
   memset(opts, 0, sizeof(*opts));
   opts->encoding = CM_ENCODING_BASE64;
+  opts->max_mask_bytes = 2ull << 30;
 }
 
 
@@ -332,6 +333,7 @@ int cm_sub_start_opts(cm_client_t* client,
   }
   sub->encoding = so.encoding;
   sub->chunk_scale = so.scale;
+  sub->max_mask_bytes = so.max_mask_bytes;
   if (so.encoding == CM_ENCODING_CHUNKS && sub_chunks_init(&sub->ck) != 0) {
     free(sub);
     return -ENOMEM;

@@ -171,13 +171,21 @@ static int level_of(const json_t* v) {
 }
 
 
-/* Level l's mask, allocated (zero) the first time. Returns 0 or -ENOMEM. */
+/* Level l's mask, allocated (zero) the first time. Returns 0, -EFBIG (over
+ * the sub's max_mask_bytes with the masks it holds) or -ENOMEM. */
 static int ensure_mask(cm_sub_t* sub, int l) {
   sub_chunks_t* k = &sub->ck;
   if (k->mask[l] != NULL) {
     return 0;
   }
   core_shape_t s = core_shape_downsample(&sub->volume, 1u << l);
+  uint64_t held = core_shape_voxels(&s);
+  for (unsigned i = 0; i < CORE_CHUNK_LEVELS; i++) {
+    held += k->mask[i] != NULL ? core_shape_voxels(&k->mask_shape[i]) : 0;
+  }
+  if (sub->max_mask_bytes != 0 && held > sub->max_mask_bytes) {
+    return -EFBIG;
+  }
   uint8_t* m = calloc(1, (size_t) core_shape_voxels(&s));
   if (m == NULL) {
     return -ENOMEM;
@@ -190,9 +198,21 @@ static int ensure_mask(cm_sub_t* sub, int l) {
 }
 
 
-static void out_of_memory(cm_sub_t* sub, int l) {
+static void out_of_memory(cm_sub_t* sub, int l, int err) {
   core_shape_t s = core_shape_downsample(&sub->volume, 1u << l);
-  char msg[160];
+  char msg[200];
+  if (err == -EFBIG) {
+    snprintf(msg, sizeof(msg),
+             "the chunk mask of scale %u (%llu bytes) would take the masks "
+             "over max_mask_bytes (%llu)",
+             1u << l, (unsigned long long) core_shape_voxels(&s),
+             (unsigned long long) sub->max_mask_bytes);
+    sub_emit_error(sub, CM_SUB_ERR_SKIPPED, 0, 0, "mask_too_large", msg,
+                   "ask a larger scale, or a zoom below 1 for the planes",
+                   false);
+    sub_finish(sub, -EFBIG);
+    return;
+  }
   snprintf(msg, sizeof(msg),
            "no memory for the chunk mask of scale %u (%llu bytes)", 1u << l,
            (unsigned long long) core_shape_voxels(&s));
@@ -305,12 +325,14 @@ void sub_chunks_on_delta(cm_sub_t* sub, const core_server_msg_t* m) {
               (unsigned long long) m->seq, (unsigned long long) b,
               (unsigned long long) k->conn_seq);
   } else {
-    if (ensure_mask(sub, level) != 0) {
-      out_of_memory(sub, level);
+    int err = ensure_mask(sub, level);
+    if (err != 0) {
+      out_of_memory(sub, level, err);
       return;
     }
-    if (plane_level >= 0 && ensure_mask(sub, plane_level) != 0) {
-      out_of_memory(sub, plane_level);
+    err = plane_level >= 0 ? ensure_mask(sub, plane_level) : 0;
+    if (err != 0) {
+      out_of_memory(sub, plane_level, err);
       return;
     }
     if (is_key) {

@@ -29,7 +29,8 @@ struct cm_sub_s {
   cm_sub_cbs_t cbs;
   void* user_data;
   cm_encoding_t encoding;
-  uint32_t chunk_scale; /* CHUNKS: the scale asked for, 0: the default */
+  uint32_t chunk_scale;    /* CHUNKS: the scale asked for, 0: the default */
+  uint64_t max_mask_bytes; /* CHUNKS: bound on the dense masks, 0: none */
   /* The memory lives while any of these holds a reference: the
    * application (until cm_sub_free), the loop side (until the closed event
    * has run or been skipped), each posted command (until it ran). */

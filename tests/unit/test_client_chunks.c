@@ -239,6 +239,7 @@ typedef struct {
   bool has_view;
   int64_t view[3];
   double zoom;
+  uint64_t max_mask_bytes; /* 0: the default */
 } how_t;
 
 static void run(fake_t* f, seen_t* seen, const how_t* how) {
@@ -259,6 +260,9 @@ static void run(fake_t* f, seen_t* seen, const how_t* how) {
   cm_sub_options_init(&so);
   so.encoding = CM_ENCODING_CHUNKS;
   so.scale = how->scale;
+  if (how->max_mask_bytes != 0) {
+    so.max_mask_bytes = how->max_mask_bytes;
+  }
   cm_sub_t* sub;
   cr_assert_eq(cm_sub_start_opts(c, FAKE_JOB, &so, &cbs, seen, &sub), 0);
   if (how->has_view) {
@@ -395,6 +399,27 @@ Test(client_chunks, keyframe_then_deltas_rebuild_a_random_mask, .timeout = 60) {
   seen_free(&seen);
   fake_free_received(&f);
   free(a1.v), free(b1.v), free(a0.v), free(b0.v);
+}
+
+
+Test(client_chunks, a_mask_over_max_mask_bytes_ends_the_sub, .timeout = 60) {
+  core_shape_t vol = {{33, 20, 20}}; /* 13200 bytes at scale 1 */
+  lmask_t m = lmask(&vol, 0);
+  memset(m.v, 1, (size_t) core_shape_voxels(&m.g.shape));
+  fake_t f = {0};
+  fake_add(&f, 0, ACT_TEXT, connected_chunks("[33,20,20]", "e"), 0);
+  fake_add(&f, 0, ACT_TEXT, delta(1, "e", 0, true, true, 2, 1, &m.g.shape, 0),
+           0);
+  add_chunk(&f, 0, &m, 0, 1);
+  add_chunk(&f, 0, &m, 1, 1);
+  seen_t seen = {0};
+  how_t how = {.scale = 1, .max_mask_bytes = 13199};
+  run(&f, &seen, &how);
+  cr_assert_eq(seen.errors[CM_SUB_ERR_SKIPPED], 1, "mask_too_large");
+  cr_assert_eq(seen.complete, 0, "no delta applied");
+  cr_assert_eq(seen.closed, 1);
+  seen_free(&seen);
+  free(m.v);
 }
 
 
