@@ -37,7 +37,8 @@ typedef struct {
   core_shape_t vol;  /* full resolution */
   core_shape_t prev; /* ceil(vol / scale) */
   uint32_t scale;
-  uint8_t* out;
+  uint8_t* out; /* preview planes [i_lo, i_hi) */
+  uint32_t i_lo, i_hi;
   /* Windows revealed: all Z slabs below `slab`; in slab `slab`, the window
    * rows below `wrow`; in window row `wrow`, x below `xlim_part`. */
   uint32_t slab, wrow, xlim_part;
@@ -191,6 +192,11 @@ static void draw_shell(const raster_t* r,
       !axis_range(c[1], ro, r->vol.d[1], s, &j0, &j1)) {
     return;
   }
+  i0 = i0 > r->i_lo ? i0 : r->i_lo;
+  i1 = i1 < r->i_hi - 1 ? i1 : r->i_hi - 1;
+  if (i0 > i1) {
+    return; /* none of its planes is in the slab drawn */
+  }
   double ro2 = ro * ro;
   double ri2 = ri > 0 ? ri * ri : -1.0;
   for (uint32_t i = i0; i <= i1; i++) {
@@ -200,7 +206,8 @@ static void draw_shell(const raster_t* r,
     }
     double dz = z - c[0];
     double dz2 = dz * dz;
-    uint8_t* plane = r->out + (size_t) i * r->prev.d[1] * r->prev.d[2];
+    uint8_t* plane =
+        r->out + (size_t) (i - r->i_lo) * r->prev.d[1] * r->prev.d[2];
     for (uint32_t j = j0; j <= j1; j++) {
       uint32_t y = j * s;
       double dy = y - c[1];
@@ -229,13 +236,17 @@ static void draw_shell(const raster_t* r,
 static void render_blobs(const core_mask_spec_t* spec,
                          double progress,
                          uint32_t scale,
+                         uint32_t i_lo,
+                         uint32_t i_hi,
                          uint8_t* out) {
   raster_t r;
   r.vol = spec->shape;
   r.prev = core_shape_downsample(&spec->shape, scale);
   r.scale = scale;
   r.out = out;
-  memset(out, 0, core_shape_voxels(&r.prev));
+  r.i_lo = i_lo;
+  r.i_hi = i_hi;
+  memset(out, 0, (size_t) (i_hi - i_lo) * r.prev.d[1] * r.prev.d[2]);
 
   uint64_t nw[3];
   for (int a = 0; a < 3; a++) {
@@ -291,9 +302,48 @@ void core_mask_render(const core_mask_spec_t* spec,
     render_random(spec->seed, tick, out, core_shape_voxels(&p));
     return;
   }
-  case CORE_PATTERN_BLOBS:
-    render_blobs(spec, progress, scale, out);
+  case CORE_PATTERN_BLOBS: {
+    core_shape_t p = core_shape_downsample(&spec->shape, scale);
+    render_blobs(spec, progress, scale, 0, p.d[0], out);
     return;
+  }
+  }
+}
+
+
+void core_mask_render_planes(const core_mask_spec_t* spec,
+                             double progress,
+                             uint64_t tick,
+                             uint32_t z0,
+                             uint32_t z1,
+                             uint8_t* out) {
+  assert(core_shape_is_valid(&spec->shape));
+  assert(z0 < z1 && z1 <= spec->shape.d[0]);
+  size_t plane = (size_t) spec->shape.d[1] * spec->shape.d[2];
+  if (spec->pattern == CORE_PATTERN_BLOBS) {
+    render_blobs(spec, progress, 1, z0, z1, out);
+    return;
+  }
+  /* random: one stream over the whole volume, so the planes before z0 are
+   * drawn and dropped (the stream cannot seek) */
+  rng_t r;
+  rng_init(&r, spec->seed, tick);
+  uint8_t tmp[64];
+  uint64_t skip = (uint64_t) z0 * plane;
+  uint64_t want = (uint64_t) (z1 - z0) * plane;
+  uint64_t pos = 0;
+  while (pos + 64 <= skip) {
+    (void) rng_next(&r);
+    pos += 64;
+  }
+  while (want > 0) {
+    spread_bits(rng_next(&r), tmp);
+    uint64_t from = skip > pos ? skip - pos : 0;
+    uint64_t n = 64 - from < want ? 64 - from : want;
+    memcpy(out, tmp + from, (size_t) n);
+    out += n;
+    want -= n;
+    pos += 64;
   }
 }
 

@@ -34,6 +34,16 @@ void core_mask_render(const core_mask_spec_t* spec,
                       uint64_t tick,
                       uint8_t* out);
 
+/* Full-resolution planes [z0, z1) of the mask core_mask_render() draws at
+ * scale 1 for (spec, progress, tick), into `out` ((z1 - z0) planes), so a
+ * caller needing part of the mask does not hold all of it. */
+void core_mask_render_planes(const core_mask_spec_t* spec,
+                             double progress,
+                             uint64_t tick,
+                             uint32_t z0,
+                             uint32_t z1,
+                             uint8_t* out);
+
 /* The full-resolution box outside which the masks at (pa, ta) and (pb, tb)
  * are equal (empty when they are): random, everything unless the ticks are
  * the same; blobs, the windows shown at one progress and not the other. */

@@ -195,25 +195,56 @@ static int encode_frames(srv_render_t* r) {
 }
 
 
+/* A pass reader that draws the simulator's mask a slab of planes at a
+ * time: the pass reads strip by strip, a chunk row (32 planes) after
+ * another, so one slab is held, never the whole volume. */
+typedef struct {
+  const core_mask_spec_t* spec;
+  double progress;
+  uint64_t tick;
+  uint8_t* slab;   /* CORE_CHUNK_EDGE planes */
+  uint32_t z0, z1; /* the planes in slab; z0 == z1: none yet */
+} slab_reader_t;
+
+
+static int read_slab(void* ctx, const core_box_t* b, uint8_t* out) {
+  slab_reader_t* sr = ctx;
+  const core_shape_t* v = &sr->spec->shape;
+  if (b->hi[0] - b->lo[0] > CORE_CHUNK_EDGE) {
+    return -EINVAL; /* the pass reads one chunk row at a time */
+  }
+  if (b->lo[0] != sr->z0 || b->hi[0] != sr->z1) {
+    core_mask_render_planes(sr->spec, sr->progress, sr->tick, b->lo[0],
+                            b->hi[0], sr->slab);
+    sr->z0 = b->lo[0];
+    sr->z1 = b->hi[0];
+  }
+  core_box_t held = {{sr->z0, 0, 0}, {sr->z1, v->d[1], v->d[2]}};
+  core_chunk_cut(sr->slab, &held, b, out);
+  return 0;
+}
+
+
 /* The chunk pass on the full-resolution mask: `full` when the render has
- * it, else rendered here for the pass alone. Its failure is the pass's
- * (the chunks are looked at again later), never the preview's. */
+ * it, else drawn slab by slab for the pass alone. Its failure is the
+ * pass's (the chunks are looked at again later), never the preview's. */
 static void run_chunks(srv_render_t* r,
                        const uint8_t* full,
                        double progress,
                        uint64_t tick) {
-  uint8_t* own = NULL;
-  if (full == NULL) {
-    own = malloc((size_t) core_shape_voxels(&r->spec.shape));
-    if (own == NULL) {
-      return; /* the pass did not run: srv_chunks_pass_end marks it again */
-    }
-    core_mask_render(&r->spec, progress, 1, tick, own);
-    full = own;
+  if (full != NULL) {
+    srv_chunk_mem_t m = {.mask = full, .vol = r->spec.shape};
+    srv_chunk_pass_run(r->chunk_pass, srv_chunk_read_mem, &m);
+    return;
   }
-  srv_chunk_mem_t m = {.mask = full, .vol = r->spec.shape};
-  srv_chunk_pass_run(r->chunk_pass, srv_chunk_read_mem, &m);
-  free(own);
+  slab_reader_t sr = {.spec = &r->spec, .progress = progress, .tick = tick};
+  sr.slab = malloc((size_t) CORE_CHUNK_EDGE * r->spec.shape.d[1] *
+                   r->spec.shape.d[2]);
+  if (sr.slab == NULL) {
+    return; /* the pass did not run: srv_chunks_pass_end marks it again */
+  }
+  srv_chunk_pass_run(r->chunk_pass, read_slab, &sr);
+  free(sr.slab);
 }
 
 

@@ -11,7 +11,8 @@ import subprocess
 import websockets
 
 from chunk_client import ChunkClient, follow, level_shape, max_downsample, ProtocolError
-from harness import EV, SPEED_SCALE, Server, ServerTestCase, main, read_mrc
+from harness import (EV, SPEED_SCALE, Server, ServerTestCase, decode_preview, main,
+                     read_mrc)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CLI = os.environ.get("CRYOMAMBA_CLI_BIN") or os.path.join(
@@ -42,8 +43,10 @@ class ChunksTest(ServerTestCase):
             self.assertEqual(diff, 0, "level %d: %d voxels differ" % (lv, diff))
 
     async def test_blobs_reconstruction_equals_the_artifact_at_each_scale(self):
+        # preview_scale 4: the chunk passes draw the mask slab by slab (the
+        # previews are coarser than the chunks' level 0).
         job = self.make_job({"volume": {"shape": [70, 100, 90]}}, pattern="blobs",
-                            preview_hz=8, duration_s=1.5, seed=7)
+                            preview_hz=8, duration_s=1.5, seed=7, preview_scale=4)
         jid = job["job_id"]
         clients = await asyncio.gather(*[
             self.watch(jid, "?encoding=chunks&scale=%d" % s) for s in (1, 2, 4, 16)])
@@ -114,9 +117,44 @@ class ChunksTest(ServerTestCase):
         # sent as is to the others.
         self.assertGreater(shared, sent / 2, (sent, shared))
 
+    async def test_every_complete_delta_is_the_mask_of_its_preview(self):
+        """Not only at the end: the mask a complete delta of seq S leaves is
+        the server's mask at S, i.e. what the base64 preview of seq S shows
+        (blobs at preview_scale 2: its nearest-origin samples, and the chunk
+        passes draw the mask slab by slab; random at scale 1, its previews
+        being drawn at their own scale, not sampled from the full mask)."""
+        for pattern, scale in (("blobs", 2), ("random", 1)):
+            job = self.make_job({"volume": {"shape": [45, 66, 70]}}, pattern=pattern,
+                                preview_hz=10, duration_s=1.2, seed=8, preview_scale=scale)
+            jid = job["job_id"]
+            snaps = {}
+
+            def on_message(t, cl):
+                seq = cl.last_complete[0] if cl.last_complete else None
+                if seq is not None and seq not in snaps:
+                    snaps[seq] = cl.mask(0)[::scale, ::scale, ::scale].copy()
+                return False
+            previews = {}
+
+            async def base64_sub():
+                async with websockets.connect(self.server.ws_url(jid), max_size=None) as ws:
+                    async for raw in ws:
+                        m = json.loads(raw)
+                        if m["type"] == "preview":
+                            previews[m["seq"]] = decode_preview(self, m)[0]
+                        if m["type"] == "completed":
+                            return
+            await asyncio.gather(self.watch(jid, "?encoding=chunks&scale=1",
+                                            on_message=on_message), base64_sub())
+            common = sorted(set(snaps) & set(previews))
+            self.assertGreaterEqual(len(common), 3, (pattern, sorted(snaps), sorted(previews)))
+            for seq in common:
+                diff = int((snaps[seq] != previews[seq]).sum())
+                self.assertEqual(diff, 0, "%s seq %d: %d voxels differ" % (pattern, seq, diff))
+
     async def test_random_every_chunk_changes_and_still_converges(self):
         job = self.make_job({"volume": {"shape": [40, 64, 66]}}, pattern="random",
-                            preview_hz=10, duration_s=1.0)
+                            preview_hz=10, duration_s=1.0, preview_scale=2)
         c = await self.watch(job["job_id"], "?encoding=chunks&scale=1")
         self.assert_levels(c, self.artifact(job["job_id"]), [0])
 

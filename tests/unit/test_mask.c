@@ -249,3 +249,34 @@ Test(mask, count_labels_handles_long_runs, .timeout = 10) {
   cr_assert_eq(counts[1], n - 1);
   free(m);
 }
+
+
+/* A slab of planes is exactly those planes of the whole mask, for both
+ * patterns, at partial progress, at any z range (the random stream is not
+ * aligned to planes). */
+Test(mask, planes_are_the_whole_masks_planes) {
+  core_mask_spec_t spec = {.shape = {{37, 29, 31}}, .seed = 5};
+  size_t plane = 29 * 31;
+  uint8_t* full = malloc(37 * plane);
+  uint8_t* part = malloc(37 * plane);
+  cr_assert(full != NULL && part != NULL);
+  core_pattern_t pats[2] = {CORE_PATTERN_BLOBS, CORE_PATTERN_RANDOM};
+  double progs[2] = {0.4, 1.0};
+  uint32_t ranges[4][2] = {{0, 37}, {3, 4}, {10, 33}, {36, 37}};
+  for (int p = 0; p < 2; p++) {
+    for (int g = 0; g < 2; g++) {
+      spec.pattern = pats[p];
+      core_mask_render(&spec, progs[g], 1, 7, full);
+      for (int k = 0; k < 4; k++) {
+        uint32_t z0 = ranges[k][0];
+        uint32_t z1 = ranges[k][1];
+        core_mask_render_planes(&spec, progs[g], 7, z0, z1, part);
+        cr_assert(memcmp(part, full + z0 * plane, (z1 - z0) * plane) == 0,
+                  "pattern %d progress %.1f planes %u..%u", p, progs[g], z0,
+                  z1);
+      }
+    }
+  }
+  free(full);
+  free(part);
+}
