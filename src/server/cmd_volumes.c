@@ -1,6 +1,7 @@
 /* cmd_volumes.c: GET /v1/volumes (paginated like jobs: limit, cursor),
  * GET /v1/volumes/{id} and DELETE /v1/volumes/{id} (answered after the
  * removal commits). See cmd_uploads.h. Loop thread only. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -104,9 +105,17 @@ srv_cmd_result_t srv_cmd_delete_volume(srv_request_t* rq,
   if (p == NULL) {
     return srv_cmd_reply_oom(rq);
   }
-  if (srv_volume_delete(rq->conn->ctx, v, on_deleted, p) != 0) {
+  int rc = srv_volume_delete(rq->conn->ctx, v, on_deleted, p);
+  if (rc != 0) {
     srv_ticket_release(p->ticket);
     free(p);
+    if (rc == -EBUSY) {
+      srv_http_reply_error(rq->conn, &rq->mode, 409, "volume_deleting",
+                           "the volume is being deleted",
+                           "retry: it is gone once its removal is recorded",
+                           true, NULL);
+      return SRV_CMD_DONE;
+    }
     return srv_cmd_reply_oom(rq);
   }
   return SRV_CMD_PENDING;

@@ -138,12 +138,6 @@ static void on_linked(uv_work_t* req, int status) {
 }
 
 
-static void on_unlinked(uv_fs_t* req) {
-  uv_fs_req_cleanup(req);
-  free(req);
-}
-
-
 /* A step of the validation landed: the next one, unless the upload was
  * terminated or the server is stopping (then the record still says
  * completing, and the restart validates again); once done, a new volume
@@ -273,26 +267,76 @@ json_t* srv_volume_to_json(const srv_volume_t* v) {
 }
 
 
-int srv_volume_delete(srv_ctx_t* ctx,
-                      srv_volume_t* v,
-                      srv_store_done_cb cb,
-                      void* arg) {
-  int rc = srv_store_remove(ctx->store, SRV_STORE_VOLUMES, v->id, cb, arg);
-  if (rc != 0) {
-    return rc;
+/* A deletion in flight: the record's removal, then the file's. */
+typedef struct {
+  uv_fs_t req;
+  srv_ctx_t* ctx;
+  srv_volume_t* v;
+  srv_store_done_cb cb;
+  void* arg;
+} vol_delete_t;
+
+
+static void delete_finish(vol_delete_t* d, int status) {
+  if (d->cb != NULL) {
+    d->cb(d->arg, status);
+  }
+  free(d);
+}
+
+
+static void on_file_removed(uv_fs_t* req) {
+  vol_delete_t* d = req->data;
+  uv_fs_req_cleanup(req);
+  free(d->v);
+  delete_finish(d, 0);
+}
+
+
+/* The record's removal committed: only now is the volume gone for clients
+ * (a failed commit leaves it as it was), and its file is removed before the
+ * answer, so a 200 means the bytes are freed (an open run keeps its inode). */
+static void on_record_removed(void* arg, int status) {
+  vol_delete_t* d = arg;
+  srv_ctx_t* ctx = d->ctx;
+  srv_volume_t* v = d->v;
+  if (status != 0) {
+    v->is_deleting = false;
+    delete_finish(d, status);
+    return;
   }
   core_idmap_remove(&ctx->volume_index, v->id);
   core_idmap_remove(&ctx->volume_by_sha, v->sha256);
   core_list_remove(&v->link);
-  uv_fs_t* req = malloc(sizeof(*req));
-  if (req != NULL) {
-    char path[1200];
-    volume_path(ctx, v->id, path, sizeof(path));
-    if (uv_fs_unlink(ctx->loop, req, path, on_unlinked) != 0) {
-      free(req);
-    }
+  char path[1200];
+  volume_path(ctx, v->id, path, sizeof(path));
+  d->req.data = d;
+  if (uv_fs_unlink(ctx->loop, &d->req, path, on_file_removed) != 0) {
+    free(v); /* a file left over is removed at the next start-up */
+    delete_finish(d, 0);
   }
-  free(v);
+}
+
+
+int srv_volume_delete(srv_ctx_t* ctx,
+                      srv_volume_t* v,
+                      srv_store_done_cb cb,
+                      void* arg) {
+  if (v->is_deleting) {
+    return -EBUSY;
+  }
+  vol_delete_t* d = calloc(1, sizeof(*d));
+  if (d == NULL) {
+    return -ENOMEM;
+  }
+  *d = (vol_delete_t){.ctx = ctx, .v = v, .cb = cb, .arg = arg};
+  int rc = srv_store_remove(ctx->store, SRV_STORE_VOLUMES, v->id,
+                            on_record_removed, d);
+  if (rc != 0) {
+    free(d);
+    return rc;
+  }
+  v->is_deleting = true;
   return 0;
 }
 
@@ -381,7 +425,14 @@ int srv_volumes_remove_orphans(srv_ctx_t* ctx) {
     if (fstatat(dirfd(dir), name, &st, 0) != 0 && errno == ENOENT) {
       srv_log(&ctx->log, SRV_LOG_WARN, "volumes.file_missing", "s:volume_id",
               v->id, NULL);
-      srv_volume_delete(ctx, v, NULL, NULL);
+      /* Nothing to read, nothing to unlink: gone for clients at once (a
+       * crash before the removal commits only brings back a record the
+       * next start-up drops again). */
+      srv_store_remove(ctx->store, SRV_STORE_VOLUMES, v->id, NULL, NULL);
+      core_idmap_remove(&ctx->volume_index, v->id);
+      core_idmap_remove(&ctx->volume_by_sha, v->sha256);
+      core_list_remove(&v->link);
+      free(v);
     }
   }
   closedir(dir);

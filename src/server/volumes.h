@@ -8,6 +8,7 @@
 #define SRV_VOLUMES_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "core/list.h"
@@ -28,6 +29,7 @@ typedef struct srv_volume_s {
   uint64_t size_bytes;
   char filename[SRV_UPLOAD_FILENAME_MAX];
   int64_t created_us;
+  bool is_deleting; /* its record's removal is being committed */
 } srv_volume_t;
 
 /* The outcome of a completion, on the loop: status 0 with the volume (new
@@ -56,8 +58,10 @@ srv_volume_t* srv_volume_find_sha(srv_ctx_t* ctx, const char* sha256);
 /* The volume object of the API. */
 json_t* srv_volume_to_json(const srv_volume_t* v);
 
-/* Unregisters and frees `v`, queues the removal of its record (cb after
- * the commit) and its file. Returns 0 or a negative errno. */
+/* Removes `v`: its record first (until that commits the volume stays
+ * registered; a failed commit leaves it as it was, cb gets the error), then
+ * it is unregistered, its file unlinked and freed, and cb(arg, 0) runs.
+ * Returns 0, -EBUSY (a deletion is in flight) or a negative errno. */
 int srv_volume_delete(srv_ctx_t* ctx,
                       srv_volume_t* v,
                       srv_store_done_cb cb,

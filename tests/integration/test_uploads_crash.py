@@ -88,6 +88,31 @@ class UploadCrashTest(TusCase):
                               for l in self.srv.stderr_tail(1 << 20).splitlines()),
                   "the termination to be queued")
 
+    def test_a_volume_deletion_is_told_once_durable_and_frees_the_file(self):
+        data = make_mrc(shape=(8, 16, 24), seed=31)
+        url = self.create(len(data)).header("Location")
+        r = self.patch(url, 0, data)
+        self.assertEqual(r.status, 204)
+        vid = r.header("CryoMamba-Volume-Id")
+        path = os.path.join(self.srv.state_dir, "volumes", vid + ".mrc")
+        self.assertTrue(os.path.exists(path))
+        with self.store_locked():
+            d = RawHTTP(self.srv.port)
+            self.addCleanup(d.close)
+            d.send(("DELETE /v1/volumes/%s HTTP/1.1\r\nHost: x\r\n\r\n" % vid).encode())
+            # The commit gives up (busy timeout): 503, and the volume and its
+            # file are as they were, for every client meanwhile too.
+            assert_error(self, d.read_response(), 503, "store_unavailable")
+            self.assertEqual(self.srv.get("/v1/volumes/%s" % vid).status, 200)
+            self.assertTrue(os.path.exists(path))
+        r = self.srv.request("DELETE", "/v1/volumes/%s" % vid)
+        self.assertEqual(r.status, 200)
+        # A 200 means the bytes are freed: the file is gone already.
+        self.assertFalse(os.path.exists(path))
+        self.assertEqual(self.srv.get("/v1/volumes/%s" % vid).status, 404)
+        self.restart()
+        self.assertEqual(self.srv.get("/v1/volumes/%s" % vid).status, 404)
+
     def test_termination_is_told_once_durable_and_a_failed_one_changes_nothing(self):
         url = self.create(100).header("Location")
         self.assertEqual(self.patch(url, 0, b"a" * 10).status, 204)
