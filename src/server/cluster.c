@@ -91,9 +91,23 @@ int srv_cluster_start(srv_ctx_t* ctx, char* why, size_t why_len) {
                            .arg = c};
     c->stream = srv_redis_new(ctx->loop, &c->url, &st, &ctx->log);
   }
+  core_list_init(&c->mirrors);
+  if (c->cmd != NULL && ctx->cfg.role == SRV_ROLE_GATEWAY) {
+    srv_redis_opts_t sb = {.name = "sub",
+                           .max_in_flight = 1,
+                           .is_subscriber = true,
+                           .on_connect = srv_cluster_sub_on_connect,
+                           .on_message = srv_cluster_sub_on_message,
+                           .on_subscribed = srv_cluster_sub_on_subscribed,
+                           .on_unsubscribed = srv_cluster_sub_on_unsubscribed,
+                           .arg = c};
+    c->sub = srv_redis_new(ctx->loop, &c->url, &sb, &ctx->log);
+  }
   if (c->cmd == NULL ||
-      (ctx->cfg.role == SRV_ROLE_WORKER && c->stream == NULL)) {
+      (ctx->cfg.role == SRV_ROLE_WORKER && c->stream == NULL) ||
+      (ctx->cfg.role == SRV_ROLE_GATEWAY && c->sub == NULL)) {
     srv_redis_close(c->cmd);
+    srv_redis_close(c->stream);
     free(c);
     snprintf(why, why_len, "out of memory");
     return -1;
@@ -110,8 +124,9 @@ void srv_cluster_stop(srv_ctx_t* ctx) {
   }
   c->is_stopping = true;
   srv_redis_close(c->stream);
+  srv_redis_close(c->sub);
   srv_redis_close(c->cmd);
-  c->stream = c->cmd = NULL;
+  c->stream = c->sub = c->cmd = NULL;
 }
 
 
@@ -243,6 +258,14 @@ void srv_cluster_metrics(const srv_ctx_t* ctx,
        srv_redis_connects_total(c->cmd));
   emit(out, "cryomamba_redis_in_flight",
        "Redis commands awaiting their replies", srv_redis_in_flight(c->cmd));
+  if (c->sub != NULL || c->ctx->cfg.role == SRV_ROLE_GATEWAY) {
+    emit(out, "cryomamba_redis_sub_connected",
+         "1 while the gateway's subscriber connection is up",
+         srv_redis_is_connected(c->sub) ? 1 : 0);
+    emit(out, "cryomamba_cluster_stale_frames_dropped_total",
+         "published frames not fanned out: their seq was already sent",
+         c->stale_dropped);
+  }
   if (c->stream != NULL) {
     emit(out, "cryomamba_redis_stream_connected",
          "1 while the worker's stream connection is up",

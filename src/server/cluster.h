@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "core/list.h"
 #include "server/ctx.h"
 #include "server/redis_conn.h"
 
@@ -24,6 +25,9 @@ typedef struct srv_cluster_s {
   srv_redis_url_t url;
   srv_redis_t* cmd;       /* commands: records, events, acknowledgements */
   srv_redis_t* stream;    /* worker: the blocking XREADGROUP, alone */
+  srv_redis_t* sub;       /* gateway: SUBSCRIBE cm:ev:<id> (cluster_sub.c) */
+  core_list_t mirrors;    /* gateway: jobs with local subscribers */
+  uint64_t stale_dropped; /* gateway: published frames already sent */
   char consumer[128];     /* worker: its name in the group */
   bool is_reading;        /* worker: an XREADGROUP is in flight */
   unsigned takes_pending; /* worker: entries read, record not yet fetched */
@@ -68,6 +72,44 @@ void srv_cluster_metrics(const srv_ctx_t* ctx,
                                       const char* help,
                                       unsigned long long value),
                          void* out);
+
+/* Gateway (cluster_sub.c): a WebSocket subscriber waiting for, then
+ * holding, its job's mirror. The first of a job makes the gateway SUBSCRIBE
+ * cm:ev:<id> and then read the stored latest preview and terminal message;
+ * the last one's leave UNSUBSCRIBEs. */
+typedef struct srv_cluster_join_s srv_cluster_join_t;
+struct srv_cluster_join_s {
+  core_list_t link; /* the mirror's waiters until ready */
+  void* mirror;     /* cluster_sub.c's; NULL when not joined */
+  /* The mirror job (topic holding the latest preview and terminal; borrow:
+   * ref to keep) or NULL with status -ENOENT (no such job) or -EIO. */
+  void (*ready)(srv_cluster_join_t* j, srv_job_t* job, int status);
+};
+
+/* Joins job `id` (a valid uuid): ready runs later, once. 0, or -ENOTCONN
+ * (Redis down) / -ENOMEM: ready will not run. */
+int srv_cluster_join(srv_ctx_t* ctx, const char* id, srv_cluster_join_t* j);
+
+/* Leaves (a no-op when not joined); after ready or before it. */
+void srv_cluster_leave(srv_cluster_join_t* j);
+
+/* Gateway: the subscriber connection's callbacks (cluster_sub.c). */
+void srv_cluster_sub_on_connect(void* arg);
+void srv_cluster_sub_on_subscribed(void* arg,
+                                   const char* unused,
+                                   size_t unused_len,
+                                   const char* channel,
+                                   size_t len);
+void srv_cluster_sub_on_unsubscribed(void* arg,
+                                     const char* unused,
+                                     size_t unused_len,
+                                     const char* channel,
+                                     size_t len);
+void srv_cluster_sub_on_message(void* arg,
+                                const char* channel,
+                                size_t channel_len,
+                                const char* payload,
+                                size_t payload_len);
 
 /* Worker (cluster_worker.c): starts reading the stream once connected; and
  * the group is created (idempotent) by both roles at each connect. */

@@ -127,8 +127,8 @@ srv_cmd_result_t srv_cmd_cluster_refuse(srv_request_t* rq) {
       rq->conn, &rq->mode, worker ? 404 : 501,
       worker ? "not_served_here" : "not_in_cluster_yet",
       worker ? "a worker serves /v1/healthz, /v1/server/info and /metrics only"
-             : "a cluster gateway serves POST /v1/jobs and GET /v1/jobs/{id} "
-               "in this version",
+             : "a cluster gateway serves POST /v1/jobs, GET /v1/jobs/{id} "
+               "and /ws/jobs/{id} in this version",
       worker ? "send requests to a gateway"
              : "see docs/operations.md, Cluster; or use a server with --role "
                "all",

@@ -395,7 +395,7 @@ srv_cmd_result_t srv_commands_handle(srv_request_t* rq) {
     return rq->mode.keep_alive ? SRV_CMD_DONE : SRV_CMD_CLOSE;
   }
   bool is_cluster = rq->conn->ctx->cfg.role != SRV_ROLE_ALL;
-  if (is_cluster && is_ws) {
+  if (is_cluster && is_ws && rq->conn->ctx->cfg.role == SRV_ROLE_WORKER) {
     rq->mode.keep_alive = false;
     srv_cmd_cluster_refuse(rq);
     return SRV_CMD_CLOSE;

@@ -238,6 +238,17 @@ srv_job_t* srv_job_new_detached(srv_ctx_t* ctx,
 }
 
 
+srv_job_t* srv_job_mirror(srv_ctx_t* ctx, const json_t* rec) {
+  srv_job_t* job = job_alloc(ctx);
+  char why[128];
+  if (job != NULL && srv_job_from_record(job, rec, why, sizeof(why)) != 0) {
+    srv_job_unref(job);
+    return NULL;
+  }
+  return job;
+}
+
+
 int srv_job_create(srv_ctx_t* ctx,
                    const core_job_request_t* req,
                    const srv_engine_t* engine,

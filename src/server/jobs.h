@@ -45,6 +45,11 @@ srv_job_t* srv_job_new_detached(srv_ctx_t* ctx,
                                 const double voxel_size[3],
                                 const char* volume_path);
 
+/* A job built from its stored record, neither registered nor run: a
+ * cluster gateway's mirror, whose topic fans out the events Redis
+ * publishes (cluster_sub.c). NULL when out of memory or a bad record. */
+srv_job_t* srv_job_mirror(srv_ctx_t* ctx, const json_t* rec);
+
 /* Restores a job from its stored record at start-up (the store's query is
  * closed by then), run by `engine` (the registry's for the record's
  * params.engine); a job that was running is failed ("interrupted"), a

@@ -286,7 +286,19 @@ static void on_sub_reply(redisAsyncContext* ac, void* reply, void* privdata) {
   redisReply* rep = reply;
   if (rep == NULL || rep->type != REDIS_REPLY_ARRAY || rep->elements != 3 ||
       rep->element[0]->type != REDIS_REPLY_STRING ||
-      strcmp(rep->element[0]->str, "message") != 0 ||
+      rep->element[1]->type != REDIS_REPLY_STRING) {
+    return;
+  }
+  bool is_sub = strcmp(rep->element[0]->str, "subscribe") == 0;
+  if (is_sub || strcmp(rep->element[0]->str, "unsubscribe") == 0) {
+    srv_redis_message_cb cb =
+        is_sub ? r->opts.on_subscribed : r->opts.on_unsubscribed;
+    if (cb != NULL && !r->is_closing) {
+      cb(r->opts.arg, "", 0, rep->element[1]->str, rep->element[1]->len);
+    }
+    return;
+  }
+  if (strcmp(rep->element[0]->str, "message") != 0 ||
       rep->element[2]->type != REDIS_REPLY_STRING) {
     return;
   }

@@ -58,6 +58,10 @@ typedef struct {
   bool is_subscriber;            /* SUBSCRIBE mode (on_message gets messages) */
   void (*on_connect)(void* arg); /* every (re)connect: re-subscribe, ... */
   srv_redis_message_cb on_message;
+  /* A subscriber connection: Redis confirmed a SUBSCRIBE (the channel is
+   * passed as `payload`, with a zero-length `channel`). May be NULL. */
+  srv_redis_message_cb on_subscribed;
+  srv_redis_message_cb on_unsubscribed; /* the same for an UNSUBSCRIBE */
   void* arg;
 } srv_redis_opts_t;
 

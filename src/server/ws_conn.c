@@ -4,6 +4,7 @@
 #include "server/ws_conn.h"
 
 #include <assert.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +12,7 @@
 #include "core/msg.h"
 #include "net/ws_handshake.h"
 #include "net/ws_session.h"
+#include "server/cluster.h"
 #include "server/http_reply.h"
 #include "server/job_json.h"
 #include "server/jobs.h"
@@ -32,11 +34,12 @@ typedef enum {
 typedef struct {
   srv_conn_t* conn;
   net_ws_t ws;
-  srv_sink_t sink;        /* on job->topic while subscribed */
-  srv_waiter_t waiter;    /* waiting for the job's preview to be rebuilt */
-  srv_job_t* job;         /* a reference while subscribed, else NULL */
-  srv_ws_query_t query;   /* what the handshake asked for */
-  srv_chunk_sub_t chunks; /* the chunks encoding's subscriber */
+  srv_sink_t sink;          /* on job->topic while subscribed */
+  srv_waiter_t waiter;      /* waiting for the job's preview to be rebuilt */
+  srv_job_t* job;           /* a reference while subscribed, else NULL */
+  srv_ws_query_t query;     /* what the handshake asked for */
+  srv_chunk_sub_t chunks;   /* the chunks encoding's subscriber */
+  srv_cluster_join_t cjoin; /* a gateway's: its job's mirror (cluster.h) */
   ws_flow_t flow;
   uint64_t ping_sent_ms; /* 0 when no ping is outstanding */
 } ws_state_t;
@@ -215,11 +218,14 @@ static void close_with(ws_state_t* st, uint16_t code, const char* reason) {
 
 
 static void unsubscribe(ws_state_t* st) {
+  if (st->job != NULL) {
+    srv_topic_remove(&st->job->topic, &st->sink);
+  }
+  srv_cluster_leave(&st->cjoin); /* a no-op off a gateway */
   if (st->job == NULL) {
     return;
   }
   srv_topic_unwait(&st->waiter);
-  srv_topic_remove(&st->job->topic, &st->sink);
   srv_chunk_sub_stop(&st->chunks);
   srv_job_unref(st->job);
   st->job = NULL;
@@ -433,7 +439,40 @@ static int check_handshake(srv_conn_t* conn,
                          false, NULL);
     return -1;
   }
+  if (conn->ctx->cfg.role == SRV_ROLE_GATEWAY &&
+      (q->is_chunks || q->enc != CORE_ENC_BASE64)) {
+    srv_http_reply_error(conn, &mode, 400, "not_in_cluster_yet",
+                         "a cluster gateway sends the base64 encoding only in "
+                         "this version",
+                         "omit encoding, or use a server with --role all",
+                         false, NULL);
+    return -1;
+  }
   return 0;
+}
+
+
+/* A gateway's subscriber: its job's mirror is current (or there is none). */
+static void on_cluster_ready(srv_cluster_join_t* j,
+                             srv_job_t* job,
+                             int status) {
+  ws_state_t* st = CORE_CONTAINER_OF(j, ws_state_t, cjoin);
+  srv_ctx_t* ctx = st->conn->ctx;
+  if (st->ws.is_closing || st->conn->is_closing) {
+    srv_cluster_leave(j);
+    return;
+  }
+  if (job == NULL) {
+    close_with(st, status == -ENOENT ? 4404 : 1011,
+               status == -ENOENT ? "unknown job" : "redis unavailable");
+  } else if (job->topic.sink_count >= ctx->cfg.max_subscribers_per_job) {
+    srv_cluster_leave(j);
+    close_with(st, 4429, "too many subscribers for this job");
+  } else {
+    srv_log(&ctx->log, SRV_LOG_INFO, "ws.open", "s:job_id", job->id,
+            SRV_CONN_LOG_PEER(st->conn), NULL);
+    subscribe(st, job);
+  }
 }
 
 
@@ -472,13 +511,25 @@ void srv_ws_upgrade(srv_conn_t* conn,
   core_list_init(&st->chunks.watch.link);
   core_list_init(&st->sink.link);
   core_list_init(&st->waiter.link);
+  core_list_init(&st->cjoin.link);
+  st->cjoin.ready = on_cluster_ready;
   st->waiter.ready = on_preview_ready;
   net_ws_init(&st->ws, &conn->wq, ctx->cfg.max_ws_message_bytes,
               on_client_message, st);
   srv_conn_set_proto(conn, &ws_proto, st);
   ctx->metrics.ws_upgrades_total++;
+  bool gateway = ctx->cfg.role == SRV_ROLE_GATEWAY;
   if (!id_ok) {
     net_ws_close(&st->ws, 4000, "malformed job id");
+  } else if (gateway && ctx->is_stopping) {
+    net_ws_close(&st->ws, 1001, "server shutting down");
+  } else if (gateway) {
+    char key[CORE_UUID_STR_LEN + 1];
+    memcpy(key, id, CORE_UUID_STR_LEN);
+    key[CORE_UUID_STR_LEN] = '\0';
+    if (srv_cluster_join(ctx, key, &st->cjoin) != 0) {
+      net_ws_close(&st->ws, 1011, "redis unavailable");
+    }
   } else if (job == NULL) {
     net_ws_close(&st->ws, 4404, "unknown job");
   } else if (job->topic.sink_count >= ctx->cfg.max_subscribers_per_job) {
@@ -492,9 +543,11 @@ void srv_ws_upgrade(srv_conn_t* conn,
     update_flow(st);
     return;
   }
-  srv_log(&ctx->log, SRV_LOG_INFO, "ws.open", "s:job_id", job->id,
-          SRV_CONN_LOG_PEER(conn), NULL);
-  subscribe(st, job);
+  if (!gateway) {
+    srv_log(&ctx->log, SRV_LOG_INFO, "ws.open", "s:job_id", job->id,
+            SRV_CONN_LOG_PEER(conn), NULL);
+    subscribe(st, job);
+  }
   if (conn->is_closing) {
     return;
   }

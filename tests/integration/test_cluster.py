@@ -8,6 +8,7 @@ stream entry is acknowledged once the terminal record is stored. Redis
 killed and restarted: every process reconnects by itself and a new job
 runs. Bad role combinations are refused at start."""
 
+import asyncio
 import json
 import os
 import subprocess
@@ -18,10 +19,27 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
+import websockets.exceptions  # noqa: E402
 from redis_util import Redis  # noqa: E402
 
 FAST = {"volume": {"shape": [16, 16, 16]},
         "params": {"engine": "sim", "duration_s": 0.6, "preview_hz": 10}}
+LONGER = {"volume": {"shape": [16, 16, 16]},
+          "params": {"engine": "sim", "duration_s": 2.0, "preview_hz": 10}}
+TERMINAL = ("completed", "failed", "cancelled")
+
+
+async def collect_until_terminal(server, jid, timeout=30):
+    """Every message (dict, raw) a subscriber on `server` gets up to the
+    terminal message."""
+    ws = await harness.ws_connect(server, jid)
+    got = []
+    try:
+        await harness.recv_until(ws, lambda m: m["type"] in TERMINAL, timeout,
+                                 collect=got)
+    finally:
+        await ws.close()
+    return [(m, raw) for m, raw, _ in got]
 
 
 def metric(server, name):
@@ -137,6 +155,132 @@ class ClusterTest(unittest.TestCase):
             self.assertIn(self.redis.cli("GET", "cm:prev:" + jid), msgs)
         finally:
             sub.stop()
+
+    def check_stream(self, msgs, jid):
+        """connected first, then strictly increasing seqs, terminal last."""
+        self.assertEqual(msgs[0][0]["type"], "connected")
+        self.assertEqual(msgs[0][0]["job_id"], jid)
+        seqs = [m["seq"] for m, _ in msgs[1:]]
+        self.assertEqual(seqs, sorted(set(seqs)), "duplicate or older seq")
+        self.assertIn(msgs[-1][0]["type"], TERMINAL)
+
+    def test_ws_subscribers_on_two_gateways_get_identical_frames(self):
+        self.wait_connected()
+        for s in (self.a, self.b):
+            poll(lambda: metric(s, "cryomamba_redis_sub_connected") == 1, what="sub connected")
+        jid = self.a.create_job(LONGER)["job_id"]
+
+        async def both():
+            return await asyncio.gather(collect_until_terminal(self.a, jid),
+                                        collect_until_terminal(self.b, jid))
+        on_a, on_b = asyncio.run(both())
+        for msgs in (on_a, on_b):
+            self.check_stream(msgs, jid)
+        prev_a = {m["seq"]: raw for m, raw in on_a if m["type"] == "preview"}
+        prev_b = {m["seq"]: raw for m, raw in on_b if m["type"] == "preview"}
+        common = set(prev_a) & set(prev_b)
+        self.assertGreaterEqual(len(common), 3, (sorted(prev_a), sorted(prev_b)))
+        for seq in common:
+            self.assertEqual(prev_a[seq], prev_b[seq], "preview %d differs" % seq)
+        term = self.redis.cli("GET", "cm:term:" + jid)
+        self.assertEqual(on_a[-1][1], term)
+        self.assertEqual(on_b[-1][1], term)
+        self.assertEqual(on_a[-1][0]["type"], "completed")
+        # the worker's final preview, byte for byte, is the last one both saw
+        last = self.redis.cli("GET", "cm:prev:" + jid)
+        self.assertEqual(prev_a[max(prev_a)], last)
+        self.assertEqual(prev_b[max(prev_b)], last)
+
+    def test_ws_late_joiner_on_b_gets_latest_preview_and_terminal(self):
+        self.wait_connected()
+        jid = self.run_job()
+        self.b.wait_state(jid, "completed", timeout=30)
+        term = poll(lambda: self.redis.cli("GET", "cm:term:" + jid), what="terminal stored")
+
+        async def late():
+            ws = await harness.ws_connect(self.b, jid)
+            try:
+                return [await harness.recv_msg(ws) for _ in range(3)]
+            finally:
+                await ws.close()
+        (conn, _), (prev, prev_raw), (done, done_raw) = asyncio.run(late())
+        self.assertEqual(conn["type"], "connected")
+        self.assertEqual(conn["data"]["state"], "completed")
+        self.assertEqual(conn["data"]["last_seq"], done["seq"])
+        self.assertEqual(prev["type"], "preview")
+        self.assertEqual(prev_raw, self.redis.cli("GET", "cm:prev:" + jid))
+        self.assertEqual(done_raw, term)
+
+    def test_ws_rejoin_right_after_the_last_leave_on_a_gateway(self):
+        """The last subscriber leaves (the gateway UNSUBSCRIBEs) and new ones
+        join at once, before or after Redis confirms: each gets the stream
+        to the terminal message."""
+        self.wait_connected()
+        jid = self.a.create_job(LONGER)["job_id"]
+
+        async def churn():
+            for _ in range(3):
+                ws = await harness.ws_connect(self.a, jid)
+                await harness.recv_type(ws, "preview", 20)
+                ws.transport.abort()  # gone at once, no closing handshake
+            return await collect_until_terminal(self.a, jid)
+        msgs = asyncio.run(churn())
+        self.check_stream(msgs, jid)
+        self.assertEqual(msgs[-1][1], self.redis.cli("GET", "cm:term:" + jid))
+
+    def test_ws_unknown_job_and_other_encodings_on_a_gateway(self):
+        self.wait_connected()
+
+        async def unknown():
+            ws = await harness.ws_connect(self.a, harness.new_uuid())
+            return (await harness.wait_closed_code(ws))[0]
+        self.assertEqual(asyncio.run(unknown()), 4404)
+        for q in ("raw", "zstd", "chunks"):
+            c = harness.RawHTTP(self.a.port)
+            try:
+                c.send(harness.upgrade_request("/ws/jobs/%s?encoding=%s"
+                                               % (harness.new_uuid(), q)))
+                r = c.read_response()
+            finally:
+                c.close()
+            harness.assert_error(self, r, 400, "not_in_cluster_yet")
+
+    def test_ws_subscriber_survives_a_redis_restart_mid_job(self):
+        """The gateway keeps its subscriber (or closes it with 1011/1001 and
+        the client reconnects); either way the stream stays in seq order,
+        without a duplicate, and ends with the terminal message."""
+        self.wait_connected()
+        body = {"volume": {"shape": [16, 16, 16]},
+                "params": {"engine": "sim", "duration_s": 4.0, "preview_hz": 10}}
+        jid = self.a.create_job(body)["job_id"]
+        port = self.redis.port
+
+        async def run():
+            got = []
+            ws = await harness.ws_connect(self.a, jid)
+            await harness.recv_type(ws, "preview", 20, collect=got)
+            self.redis.kill()
+            self.redis.start(port=port)
+            self.n_before = len(got)
+            for _ in range(5):
+                try:
+                    await harness.recv_until(ws, lambda m: m["type"] in TERMINAL, 30,
+                                             collect=got)
+                    await ws.close()
+                    return got
+                except websockets.exceptions.ConnectionClosed as e:
+                    code = e.rcvd.code if e.rcvd is not None else None
+                    self.assertIn(code, (1011, 1001))
+                    ws = await harness.ws_connect(self.a, jid)
+            raise AssertionError("no terminal message after reconnects")
+        got = [(m, raw) for m, raw, _ in asyncio.run(run())]
+        self.assertEqual(got[-1][0]["type"], "completed")
+        seqs = [m["seq"] for m, _ in got if m["type"] != "connected"]
+        self.assertEqual(seqs, sorted(set(seqs)), "duplicate or older seq")
+        # previews kept coming through the gateway after the restart
+        self.assertTrue(any(m["type"] == "preview" for m, _ in got[self.n_before:]))
+        self.assertGreater(metric(self.a, "cryomamba_redis_connects_total"), 1)
+        self.wait_connected()
 
     def test_unknown_job_is_404_on_a_gateway(self):
         self.wait_connected()
