@@ -373,20 +373,27 @@ void srv_cluster_leave(srv_cluster_join_t* j) {
 }
 
 
+/* A mirror whose subscription went (a reconnect, a confirmed UNSUBSCRIBE):
+ * freed when nobody watches it any more, else subscribed again; until that
+ * is confirmed, what is published comes from the stored keys. */
+static void resubscribe_or_forget(srv_cluster_t* c, mirror_t* m) {
+  m->is_unsubscribing = false;
+  if (m->users == 0) {
+    forget(m);
+    return;
+  }
+  m->is_ready = false;
+  srv_redis_subscribe(c->sub, m->channel);
+}
+
+
 void srv_cluster_sub_on_connect(void* arg) {
   srv_cluster_t* c = arg;
   /* A reconnect: subscribe again; the stored keys fill the gap. An
    * unconfirmed UNSUBSCRIBE went with the old connection. */
   core_list_t *it, *tmp;
   CORE_LIST_FOREACH_SAFE(it, tmp, &c->mirrors) {
-    mirror_t* m = CORE_CONTAINER_OF(it, mirror_t, link);
-    m->is_unsubscribing = false;
-    if (m->users == 0) {
-      forget(m);
-      continue;
-    }
-    m->is_ready = false;
-    srv_redis_subscribe(c->sub, m->channel);
+    resubscribe_or_forget(c, CORE_CONTAINER_OF(it, mirror_t, link));
   }
 }
 
@@ -403,15 +410,8 @@ void srv_cluster_sub_on_unsubscribed(void* arg,
   if (m == NULL || !m->is_unsubscribing) {
     return;
   }
-  m->is_unsubscribing = false;
-  if (m->users == 0) {
-    forget(m);
-    return;
-  }
-  /* Joined again meanwhile: what is published until the new subscription
-   * is confirmed comes from the stored keys. */
-  m->is_ready = false;
-  srv_redis_subscribe(c->sub, m->channel);
+  /* Joined again meanwhile: subscribed anew once the old one is gone. */
+  resubscribe_or_forget(c, m);
 }
 
 
