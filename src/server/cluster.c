@@ -48,8 +48,41 @@ static void make_group(srv_cluster_t* c) {
 }
 
 
+/* Acknowledged means what Redis acknowledged: say so when Redis would lose
+ * it on a crash (no AOF, or an AOF not fsync'ed before each reply). */
+static void on_persistence(void* arg, redisReply* reply, int status) {
+  srv_cluster_t* c = arg;
+  if (status != 0 || reply->type != REDIS_REPLY_ARRAY) {
+    return; /* CONFIG may be renamed away: nothing is known */
+  }
+  bool aof = false, always = false;
+  for (size_t i = 0; i + 1 < reply->elements; i += 2) {
+    const redisReply* k = reply->element[i];
+    const redisReply* v = reply->element[i + 1];
+    if (k->type == REDIS_REPLY_STRING && v->type == REDIS_REPLY_STRING) {
+      aof = aof || (strcmp(k->str, "appendonly") == 0 &&
+                    strcmp(v->str, "yes") == 0);
+      always = always || (strcmp(k->str, "appendfsync") == 0 &&
+                          strcmp(v->str, "always") == 0);
+    }
+  }
+  c->redis_durable = aof && always ? 1 : 0;
+  if (!c->redis_durable) {
+    srv_log(&c->ctx->log, SRV_LOG_WARN, "redis.not_durable", "s:appendonly",
+            aof ? "yes" : "no", "s:appendfsync", always ? "always" : "other",
+            "s:hint",
+            "a Redis crash loses acknowledged jobs: appendonly yes, "
+            "appendfsync always",
+            NULL);
+  }
+}
+
+
 static void on_cmd_connect(void* arg) {
   srv_cluster_t* c = arg;
+  const char* argv[] = {"CONFIG", "GET", "append*"};
+  size_t lens[] = {6, 3, 7};
+  srv_redis_command(c->cmd, on_persistence, c, 3, argv, lens);
   make_group(c);
   if (c->ctx->cfg.role == SRV_ROLE_WORKER) {
     srv_cluster_worker_pump(c);
@@ -71,6 +104,7 @@ int srv_cluster_start(srv_ctx_t* ctx, char* why, size_t why_len) {
     return -1;
   }
   c->ctx = ctx;
+  c->redis_durable = -1;
   if (srv_redis_parse_url(ctx->cfg.redis_url, &c->url, why, why_len) != 0 ||
       srv_redis_resolve(&c->url, why, why_len) != 0) {
     free(c);
@@ -81,12 +115,15 @@ int srv_cluster_start(srv_ctx_t* ctx, char* why, size_t why_len) {
   snprintf(c->consumer, sizeof(c->consumer), "%s:%ld", host, (long) getpid());
   srv_redis_opts_t cmd = {.name = "cmd",
                           .max_in_flight = ctx->cfg.redis_max_in_flight,
+                          .timeout_ms = ctx->cfg.redis_timeout_ms,
                           .on_connect = on_cmd_connect,
                           .arg = c};
   c->cmd = srv_redis_new(ctx->loop, &c->url, &cmd, &ctx->log);
   if (c->cmd != NULL && ctx->cfg.role == SRV_ROLE_WORKER) {
     srv_redis_opts_t st = {.name = "stream",
                            .max_in_flight = 2, /* XGROUP, XREADGROUP */
+                           /* XREADGROUP blocks up to 1 s by design */
+                           .timeout_ms = ctx->cfg.redis_timeout_ms + 1000,
                            .on_connect = on_stream_connect,
                            .arg = c};
     c->stream = srv_redis_new(ctx->loop, &c->url, &st, &ctx->log);
@@ -256,6 +293,14 @@ void srv_cluster_metrics(const srv_ctx_t* ctx,
   emit(out, "cryomamba_redis_connects_total",
        "Redis command connections made (reconnects included)",
        srv_redis_connects_total(c->cmd));
+  if (c->redis_durable >= 0) {
+    emit(out, "cryomamba_redis_durable",
+         "1 if Redis fsyncs its AOF before each reply (appendfsync always)",
+         (unsigned long long) c->redis_durable);
+  }
+  emit(out, "cryomamba_redis_timeouts_total",
+       "Redis connections dropped: a command went unanswered too long",
+       srv_redis_timeouts_total(c->cmd) + srv_redis_timeouts_total(c->stream));
   emit(out, "cryomamba_redis_in_flight",
        "Redis commands awaiting their replies", srv_redis_in_flight(c->cmd));
   if (c->sub != NULL || c->ctx->cfg.role == SRV_ROLE_GATEWAY) {

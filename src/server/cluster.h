@@ -32,6 +32,7 @@ typedef struct srv_cluster_s {
   bool is_reading;        /* worker: an XREADGROUP is in flight */
   unsigned takes_pending; /* worker: entries read, record not yet fetched */
   bool is_stopping;
+  int redis_durable;       /* 1: AOF fsync'ed per write, 0: not, -1: unknown */
   uint64_t jobs_taken;     /* worker: stream entries read */
   uint64_t events_dropped; /* worker: previews not published (in flight) */
   uint64_t publish_errors; /* worker: event commands refused or failed */

@@ -59,6 +59,7 @@ typedef enum {
   OPT_REDIS,
   OPT_SHARED_DIR,
   OPT_REDIS_IN_FLIGHT,
+  OPT_REDIS_TIMEOUT,
   OPT_HELP,
   OPT_VERSION
 } opt_id_t;
@@ -197,6 +198,10 @@ static const opt_doc_t opt_docs[] = {
      OPT_REDIS_IN_FLIGHT,
      "N      Redis commands awaiting replies per connection; more are\n"
      "             refused (503) (default 1024)"},
+    {"redis-timeout-ms", "CRYOMAMBA_REDIS_TIMEOUT_MS", OPT_REDIS_TIMEOUT,
+     "MS     a Redis command unanswered this long drops the connection\n"
+     "             (the request: 503 redis_unavailable) and reconnects\n"
+     "             (default 5000; 100..600000)"},
 };
 
 
@@ -231,6 +236,7 @@ void srv_config_default(srv_config_t* cfg) {
   cfg->max_uploads_per_ip = 16;
   cfg->upload_expiry_s = 86400.0;
   cfg->redis_max_in_flight = 1024;
+  cfg->redis_timeout_ms = 5000;
   srv_engine_cfg_default(&cfg->engines);
 }
 
@@ -543,6 +549,12 @@ static int apply(srv_config_t* cfg, opt_id_t id, const char* v) {
       return -1;
     }
     cfg->redis_max_in_flight = (unsigned) u;
+    return 0;
+  case OPT_REDIS_TIMEOUT:
+    if (parse_uint(v, 600000, &u) != 0 || u < 100) {
+      return -1;
+    }
+    cfg->redis_timeout_ms = (unsigned) u;
     return 0;
   case OPT_HELP:
   case OPT_VERSION:

@@ -59,6 +59,7 @@ typedef struct {
   char redis_url[512];          /* --redis; "" = none */
   char shared_dir[1024];        /* --shared-dir; "" = none */
   unsigned redis_max_in_flight; /* commands awaiting replies, per connection */
+  unsigned redis_timeout_ms;    /* a command unanswered this long: reconnect */
 } srv_config_t;
 
 /* Refuses combinations of --role, --redis and --shared-dir that cannot

@@ -4,6 +4,7 @@
  * per-command trampolines that turn hiredis's callbacks into ours. */
 #include "server/redis_conn.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <netdb.h>
 #include <stdio.h>
@@ -24,11 +25,15 @@ struct srv_redis_s {
   const srv_logger_t* log;
   redisAsyncContext* ac; /* NULL while disconnected */
   uv_timer_t timer;      /* reconnect backoff; the final free */
+  uv_timer_t watchdog;   /* timeout_ms: a stalled Redis */
   uint64_t backoff_ms;
   uint64_t connects;
+  uint64_t timeouts;
+  uint64_t progress_ms; /* last reply, or the send that made in_flight 1 */
   unsigned in_flight;
   bool is_connected;
   bool is_closing;
+  bool is_stalled; /* dropped by the watchdog: pending get -ETIMEDOUT */
   bool was_down_logged; /* one warning per outage, not per attempt */
 };
 
@@ -165,6 +170,8 @@ static void on_connected(const redisAsyncContext* cac, int status) {
     return;
   }
   r->is_connected = true;
+  r->is_stalled = false;
+  r->progress_ms = uv_now(r->loop);
   r->connects++;
   r->backoff_ms = BACKOFF_FIRST_MS;
   r->was_down_logged = false;
@@ -208,9 +215,40 @@ static void start_connect(srv_redis_t* r) {
     schedule_reconnect(r, "cannot attach to the loop");
     return;
   }
+  /* A dead host or a cut link shows up on an idle subscriber connection
+   * too (a stalled Redis there just delivers nothing meanwhile). */
+  redisEnableKeepAlive(&ac->c);
   r->ac = ac;
   redisAsyncSetConnectCallback(ac, on_connected);
   redisAsyncSetDisconnectCallback(ac, on_disconnected);
+}
+
+
+/* Replies come back in order, so the oldest unanswered command has waited
+ * since the last reply (or since it was sent, if none was pending). */
+static void on_watchdog(uv_timer_t* t) {
+  srv_redis_t* r = t->data;
+  if (r->ac == NULL || !r->is_connected || r->is_closing ||
+      r->in_flight == 0) {
+    return;
+  }
+  uint64_t waited = uv_now(r->loop) - r->progress_ms;
+  if (waited < r->opts.timeout_ms) {
+    return;
+  }
+  r->timeouts++;
+  r->is_stalled = true;
+  r->is_connected = false; /* callbacks run meanwhile send nothing */
+  srv_log(r->log, SRV_LOG_WARN, "redis.timeout", "s:conn", r->opts.name,
+          "i:waited_ms", (int64_t) waited, "i:in_flight",
+          (int64_t) r->in_flight, NULL);
+  redisAsyncContext* ac = r->ac;
+  /* Not inside a hiredis callback, so freeing is safe: pending callbacks
+   * get NULL (-ETIMEDOUT), then on_disconnected schedules the reconnect. */
+  redisAsyncFree(ac);
+  if (r->ac == ac) { /* hiredis calls on_disconnected only if connected */
+    schedule_reconnect(r, "timed out");
+  }
 }
 
 
@@ -232,6 +270,12 @@ srv_redis_t* srv_redis_new(uv_loop_t* loop,
   r->backoff_ms = BACKOFF_FIRST_MS;
   uv_timer_init(loop, &r->timer);
   r->timer.data = r;
+  uv_timer_init(loop, &r->watchdog);
+  r->watchdog.data = r;
+  if (r->opts.timeout_ms > 0 && !r->opts.is_subscriber) {
+    uint64_t tick = r->opts.timeout_ms / 4 > 0 ? r->opts.timeout_ms / 4 : 1;
+    uv_timer_start(&r->watchdog, on_watchdog, tick, tick);
+  }
   start_connect(r);
   return r;
 }
@@ -241,10 +285,14 @@ static void on_reply(redisAsyncContext* ac, void* reply, void* privdata) {
   (void) ac;
   pending_t* p = privdata;
   srv_redis_t* r = p->r;
+  assert(r->in_flight > 0);
   r->in_flight--;
+  r->progress_ms = uv_now(r->loop);
   int status = 0;
   if (reply == NULL) {
-    status = r->is_closing ? -ECANCELED : -ENOTCONN;
+    status = r->is_closing   ? -ECANCELED
+             : r->is_stalled ? -ETIMEDOUT
+                             : -ENOTCONN;
   }
   p->cb(p->arg, reply, status);
   free(p);
@@ -273,7 +321,9 @@ int srv_redis_command(srv_redis_t* r,
     free(p);
     return -ENOMEM;
   }
-  r->in_flight++;
+  if (r->in_flight++ == 0) {
+    r->progress_ms = uv_now(r->loop); /* the oldest unanswered starts now */
+  }
   return 0;
 }
 
@@ -343,6 +393,11 @@ uint64_t srv_redis_connects_total(const srv_redis_t* r) {
 }
 
 
+uint64_t srv_redis_timeouts_total(const srv_redis_t* r) {
+  return r != NULL ? r->timeouts : 0;
+}
+
+
 unsigned srv_redis_in_flight(const srv_redis_t* r) {
   return r != NULL ? r->in_flight : 0;
 }
@@ -357,7 +412,12 @@ unsigned srv_redis_room(const srv_redis_t* r) {
 
 
 static void on_timer_closed(uv_handle_t* h) {
-  free(h->data);
+  srv_redis_t* r = h->data;
+  if (h == (uv_handle_t*) &r->watchdog) {
+    uv_close((uv_handle_t*) &r->timer, on_timer_closed);
+  } else {
+    free(r);
+  }
 }
 
 
@@ -370,7 +430,7 @@ static void on_final(uv_timer_t* t) {
     r->ac = NULL;
     redisAsyncFree(ac); /* pending callbacks get NULL: -ECANCELED */
   }
-  uv_close((uv_handle_t*) &r->timer, on_timer_closed);
+  uv_close((uv_handle_t*) &r->watchdog, on_timer_closed); /* then timer */
 }
 
 
@@ -379,6 +439,7 @@ void srv_redis_close(srv_redis_t* r) {
     return;
   }
   r->is_closing = true;
+  uv_timer_stop(&r->watchdog);
   uv_timer_stop(&r->timer);
   uv_timer_start(&r->timer, on_final, 0, 0);
 }

@@ -38,7 +38,7 @@ int srv_redis_parse_url(const char* url,
 int srv_redis_resolve(srv_redis_url_t* url, char* why, size_t why_len);
 
 /* A reply, or NULL with status < 0: -ENOTCONN (lost before the reply),
- * -ECANCELED (the connection was closed). An error reply from Redis
+ * -ETIMEDOUT (Redis stalled past timeout_ms), -ECANCELED (closed). An error reply from Redis
  * arrives as a reply of type REDIS_REPLY_ERROR with status 0. */
 typedef void (*srv_redis_reply_cb)(void* arg,
                                    struct redisReply* reply,
@@ -56,6 +56,10 @@ typedef struct {
   const char* name;              /* in logs: "cmd", "sub", ... */
   unsigned max_in_flight;        /* commands awaiting replies; >= 1 */
   bool is_subscriber;            /* SUBSCRIBE mode (on_message gets messages) */
+  /* A command unanswered this long means Redis stalled: the connection is
+   * dropped (pending callbacks get -ETIMEDOUT) and made again. 0: never;
+   * subscriber connections have none (TCP keepalive finds a dead host). */
+  uint64_t timeout_ms;
   void (*on_connect)(void* arg); /* every (re)connect: re-subscribe, ... */
   srv_redis_message_cb on_message;
   /* A subscriber connection: Redis confirmed a SUBSCRIBE (the channel is
@@ -92,6 +96,7 @@ bool srv_redis_is_connected(const srv_redis_t* r);
 
 /* Counters for /metrics. */
 uint64_t srv_redis_connects_total(const srv_redis_t* r);
+uint64_t srv_redis_timeouts_total(const srv_redis_t* r);
 unsigned srv_redis_in_flight(const srv_redis_t* r);
 
 /* Commands that may still be sent before -EBUSY (0 when disconnected), for

@@ -1,11 +1,13 @@
 """redis_util.py: a private redis-server for the cluster tests (Debian's
 redis-server, started by the test itself). Redis needs an explicit port:
 one is picked free on loopback (and another tried if it was taken by the
-time redis binds it). No persistence unless asked; its files live in a
+time redis binds it). No persistence unless asked (then an AOF fsync'ed before each reply by
+default); its files live in a
 temporary directory removed at stop(). redis-cli does the inspection."""
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -22,9 +24,10 @@ def free_port():
 
 
 class Redis:
-    def __init__(self, appendonly=False):
+    def __init__(self, appendonly=False, appendfsync="always"):
         self.tmp = tempfile.mkdtemp(prefix="cryomamba-redis-")
         self.appendonly = appendonly
+        self.appendfsync = appendfsync
         self.port = None
         self.proc = None
 
@@ -40,6 +43,7 @@ class Redis:
             self.proc = subprocess.Popen(
                 [REDIS_BIN, "--port", str(self.port), "--bind", "127.0.0.1",
                  "--save", "", "--appendonly", "yes" if self.appendonly else "no",
+                 "--appendfsync", self.appendfsync,
                  "--dir", self.tmp, "--daemonize", "no", "--loglevel", "warning"],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                 stdin=subprocess.DEVNULL)
@@ -62,6 +66,13 @@ class Redis:
         out = subprocess.run([REDIS_CLI, "-p", str(self.port), "--raw"] + list(args),
                              check=True, capture_output=True, timeout=10)
         return out.stdout.decode("utf-8", "replace").rstrip("\n")
+
+    def pause(self):
+        """SIGSTOP: Redis alive, its sockets open, answering nothing."""
+        os.kill(self.proc.pid, signal.SIGSTOP)
+
+    def resume(self):
+        os.kill(self.proc.pid, signal.SIGCONT)
 
     def kill(self):
         if self.proc and self.proc.poll() is None:
