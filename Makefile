@@ -7,7 +7,7 @@ PORT ?= 8000
 DEB_OUT ?= $(BUILD)/deb
 PREFIX ?= /usr/local
 
-.PHONY: all bootstrap build run test test-unit test-sanitize test-tsan fuzz format clean \
+.PHONY: all bootstrap build run run-cluster test test-unit test-sanitize test-tsan fuzz format clean \
 	deb install
 
 all: build
@@ -23,6 +23,11 @@ build: bootstrap $(BUILD)/build.ninja
 
 run: build
 	@bash scripts/run-demo $(BUILD) $(PORT)
+
+# A cluster on loopback: redis-server, 3 gateways (PORT..PORT+2), 2 workers,
+# then a job created on one gateway and watched on another.
+run-cluster: build
+	@bash scripts/run-cluster $(BUILD) $(PORT)
 
 test: build
 	meson test -C $(BUILD) --print-errorlogs
