@@ -64,9 +64,8 @@ int srv_cmd_cluster_create(srv_conn_t* conn,
                            const core_shape_t* shape,
                            const double voxel_size[3]) {
   const core_job_request_t* req = &p->req;
-  p->job =
-      srv_job_new_detached(p->ctx, req, p->engine, shape, voxel_size,
-                           req->has_volume_path ? req->volume_path : NULL);
+  p->job = srv_job_new_detached(p->ctx, req, p->engine, shape, voxel_size,
+                                req->has_volume_path ? req->volume_path : NULL);
   if (p->job == NULL) {
     srv_http_reply_error(conn, &p->mode, 503, "overloaded",
                          "could not create the job", "retry later", true,
