@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdbool.h>
 #include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -111,23 +112,32 @@ int srv_cluster_files_prepare(srv_ctx_t* ctx, char* why, size_t why_len) {
     snprintf(why, why_len, "%s/node-id: %s", cfg->state_dir, strerror(-err));
     return -1;
   }
+  /* A worker reads volumes/ and writes artifacts/; a gateway writes
+   * volumes/ and uploads/<node id>/ and removes from artifacts/. */
+  bool worker = cfg->role == SRV_ROLE_WORKER;
   char dirs[4][1200];
   snprintf(dirs[0], sizeof(dirs[0]), "%s/volumes", real);
   snprintf(dirs[1], sizeof(dirs[1]), "%s/artifacts", real);
   snprintf(dirs[2], sizeof(dirs[2]), "%s/uploads", real);
   snprintf(dirs[3], sizeof(dirs[3]), "%s/uploads/%s", real, node);
-  for (int i = 0; i < 4; i++) {
+  for (int i = 0; i < (worker ? 2 : 4); i++) {
+    bool probe = i != 2 && !(worker && i == 0);
     err = make_dir(dirs[i]);
-    if (err == 0 && i != 2) {
+    if (err == 0 && probe) {
       err = probe_writable(dirs[i], node);
     }
     if (err != 0) {
       snprintf(why, why_len,
                "--shared-dir: cannot %s %s: %s (every gateway and worker "
                "needs it read-write)",
-               i == 2 ? "create" : "create a file in", dirs[i], strerror(-err));
+               probe ? "create a file in" : "create", dirs[i], strerror(-err));
       return -1;
     }
+  }
+  if (worker) {
+    snprintf(ctx->uploads_dir, sizeof(ctx->uploads_dir), "%s/uploads",
+             cfg->state_dir); /* a worker takes no upload */
+    return 0;
   }
   memcpy(ctx->uploads_dir, dirs[3], strlen(dirs[3]) + 1);
   return 0;
