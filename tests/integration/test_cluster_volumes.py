@@ -65,11 +65,13 @@ class SharedDirTest(unittest.TestCase):
         cls.tmp = tempfile.mkdtemp(prefix="cryomamba-shared-")
         cls.shared = os.path.join(cls.tmp, "shared")
         os.makedirs(cls.shared)
+        cls.data = os.path.join(cls.tmp, "data")  # the same --data-root for all
+        os.makedirs(cls.data)
         cls.redis = Redis().start()
         args = ["--redis", cls.redis.url, "--shared-dir", cls.shared]
-        cls.a = harness.Server(["--role", "gateway"] + args).start()
-        cls.b = harness.Server(["--role", "gateway"] + args).start()
-        cls.w = harness.Server(["--role", "worker"] + args).start()
+        cls.a = harness.Server(["--role", "gateway"] + args, data_root=cls.data).start()
+        cls.b = harness.Server(["--role", "gateway"] + args, data_root=cls.data).start()
+        cls.w = harness.Server(["--role", "worker"] + args, data_root=cls.data).start()
         cls.ref = harness.Server([]).start()  # --role all, for the reference
         cls.servers = (cls.a, cls.b, cls.w, cls.ref)
 
@@ -140,6 +142,20 @@ class SharedDirTest(unittest.TestCase):
         self.assertEqual(art, ref_art, "the cluster's artifact differs from --role all's")
         _, mask, _ = harness.read_mrc(art)
         self.assertEqual(mask.shape, (40, 48, 56))
+
+    def test_volume_path_under_the_common_data_root(self):
+        data = self.phantom_bytes((24, 24, 32), seed=7)
+        with open(os.path.join(self.data, "ph7.mrc"), "wb") as f:
+            f.write(data)
+        by_path = self.a.create_job({"volume_path": "ph7.mrc"}, engine="classic")
+        self.assertEqual(by_path["volume"]["shape"], [24, 24, 32])
+        by_id = self.b.create_job({"volume_id": upload(self.b, data)}, engine="classic")
+        self.completed(self.b, by_path["job_id"])
+        self.completed(self.a, by_id["job_id"])
+        self.assertEqual(self.artifact(self.b, by_path["job_id"]),
+                         self.artifact(self.a, by_id["job_id"]))
+        r = self.a.request("POST", "/v1/jobs", body={"volume_path": "../etc/passwd"})
+        harness.assert_error(self, r, 400, "invalid_volume_path")
 
     def test_lists_agree_across_gateways_page_for_page(self):
         jids = []
