@@ -318,6 +318,54 @@ class WorkerKilledTest(unittest.TestCase):
         self.assertEqual(gw.stop(), 0)
 
 
+class RedisDownTest(unittest.TestCase):
+    def test_redis_down_answers_503_and_a_completion_waits_for_it(self):
+        tmp = tempfile.mkdtemp(prefix="cryomamba-shared-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        redis = Redis().start()
+        self.addCleanup(redis.stop)
+        gw = harness.Server(["--role", "gateway", "--redis", redis.url,
+                             "--shared-dir", tmp]).start()
+        self.addCleanup(gw.cleanup)
+        wait_connected((gw,), ())
+        data = open_phantom(tmp, (8, 8, 8), 9)
+        tus = {"Tus-Resumable": "1.0.0"}
+        r = gw.request("POST", "/v1/uploads",
+                       headers=dict(tus, **{"Upload-Length": str(len(data))}))
+        url = r.header("Location")
+        port = redis.port
+        redis.kill()
+        poll(lambda: metric(gw, "cryomamba_redis_connected") == 0, what="down seen")
+        for path in ("/v1/jobs", "/v1/volumes", "/v1/volumes/" + harness.new_uuid(),
+                     "/v1/jobs/%s/artifacts/mask.mrc" % harness.new_uuid()):
+            harness.assert_error(self, gw.get(path), 503, "redis_unavailable", retryable=True)
+        harness.assert_error(self, gw.request("DELETE", "/v1/jobs/%s?purge=1" %
+                                              harness.new_uuid()), 503, "redis_unavailable")
+        # All bytes in, but the volume cannot be recorded: no volume id is
+        # acknowledged, the upload stays complete-able.
+        patch = dict(tus, **{"Content-Type": "application/offset+octet-stream"})
+        r = gw.request("PATCH", url, raw=data, headers=dict(patch, **{"Upload-Offset": "0"}))
+        self.assertIsNone(r.header("CryoMamba-Volume-Id"), r)
+        self.assertGreaterEqual(r.status, 500, r)
+        redis.start(port=port)
+        wait_connected((gw,), ())
+        r = gw.request("PATCH", url, raw=b"",
+                       headers=dict(patch, **{"Upload-Offset": str(len(data))}))
+        self.assertEqual(r.status, 204, r)
+        vid = r.header("CryoMamba-Volume-Id")
+        self.assertEqual(gw.get("/v1/volumes/" + vid).json["size_bytes"], len(data))
+        self.assertEqual(gw.stop(), 0)
+
+
+def open_phantom(tmp, shape, seed):
+    path = os.path.join(tmp, "ph-%d.mrc" % seed)
+    phantom(path, shape, seed)
+    with open(path, "rb") as f:
+        data = f.read()
+    os.unlink(path)
+    return data
+
+
 class StartupTest(unittest.TestCase):
     def start_fails(self, shared, needle):
         s = harness.Server(["--role", "gateway", "--redis", "redis://127.0.0.1:1",
