@@ -172,9 +172,10 @@ void srv_cluster_stop(srv_ctx_t* ctx) {
 static void on_exec(void* arg, redisReply* reply, int status) {
   submit_t* s = arg;
   if (status == 0 &&
-      (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
+      (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3 ||
        reply->element[0]->type == REDIS_REPLY_ERROR ||
-       reply->element[1]->type == REDIS_REPLY_ERROR)) {
+       reply->element[1]->type == REDIS_REPLY_ERROR ||
+       reply->element[2]->type == REDIS_REPLY_ERROR)) {
     status = -EIO; /* aborted (EXECABORT, nil) or a command failed */
   }
   s->cb(s->arg, status);
@@ -194,7 +195,7 @@ int srv_cluster_submit(srv_ctx_t* ctx,
                        srv_cluster_cb cb,
                        void* arg) {
   srv_cluster_t* c = ctx->cluster;
-  if (srv_redis_room(c->cmd) < 4) {
+  if (srv_redis_room(c->cmd) < 5) {
     return srv_redis_is_connected(c->cmd) ? -EBUSY : -ENOTCONN;
   }
   json_t* rec = srv_job_to_record(job);
@@ -216,6 +217,12 @@ int srv_cluster_submit(srv_ctx_t* ctx,
   const char* multi[] = {"MULTI"};
   const char* hset[] = {"HSET", key, "record", rec_s, "public", pub_s};
   const char* xadd[] = {"XADD", SRV_CLUSTER_STREAM, "*", "job_id", job->id};
+  /* The list's index (cluster_list.c), in the same transaction. */
+  char score[32];
+  snprintf(score, sizeof(score), "%lld", (long long) job->created_us);
+  const char* zadd[] = {"ZADD", SRV_CLUSTER_JOB_INDEX, score, job->id};
+  size_t zl[] = {4, strlen(SRV_CLUSTER_JOB_INDEX), strlen(score),
+                 strlen(job->id)};
   const char* exec[] = {"EXEC"};
   size_t ml[] = {5};
   size_t hl[] = {4, strlen(key), 6, strlen(rec_s), 6, strlen(pub_s)};
@@ -227,6 +234,7 @@ int srv_cluster_submit(srv_ctx_t* ctx,
   if (rc == 0) {
     srv_redis_command(c->cmd, on_queued, NULL, 6, hset, hl);
     srv_redis_command(c->cmd, on_queued, NULL, 5, xadd, xl);
+    srv_redis_command(c->cmd, on_queued, NULL, 4, zadd, zl);
     rc = srv_redis_command(c->cmd, on_exec, s, 1, exec, el);
   }
   free(rec_s);

@@ -19,6 +19,8 @@
 
 #define SRV_CLUSTER_STREAM "cm:jobs"
 #define SRV_CLUSTER_GROUP "workers"
+/* Sorted set of job ids by creation time (gateway lists, cluster_list.c). */
+#define SRV_CLUSTER_JOB_INDEX "cm:jobs:index"
 
 typedef struct srv_cluster_s {
   srv_ctx_t* ctx;

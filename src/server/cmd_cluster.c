@@ -47,13 +47,18 @@ static void reply_redis_down(srv_conn_t* conn,
 
 bool srv_cmd_cluster_refuse_volume(srv_request_t* rq,
                                    const core_job_request_t* req) {
-  if (rq->conn->ctx->cfg.role != SRV_ROLE_GATEWAY ||
+  const srv_config_t* cfg = &rq->conn->ctx->cfg;
+  if (cfg->role != SRV_ROLE_GATEWAY || cfg->shared_dir[0] != '\0' ||
       !(req->has_volume_path || req->has_volume_id)) {
     return false;
   }
-  srv_http_reply_error(rq->conn, &rq->mode, 400, "not_in_cluster_yet",
-                       "a cluster gateway runs shape-only jobs in this version",
-                       "give volume.shape, or use a server with --role all",
+  /* Volumes and artifacts live on the shared directory. */
+  srv_http_reply_error(rq->conn, &rq->mode, 400, "shared_dir_required",
+                       "this gateway runs without --shared-dir: it takes "
+                       "shape-only jobs (volumes and artifacts live on the "
+                       "shared directory)",
+                       "give volume.shape, or start every gateway and worker "
+                       "with --shared-dir DIR",
                        false, NULL);
   return true;
 }
@@ -81,8 +86,8 @@ int srv_cmd_cluster_create(srv_conn_t* conn,
                            const core_shape_t* shape,
                            const double voxel_size[3]) {
   const core_job_request_t* req = &p->req;
-  p->job =
-      srv_job_new_detached(p->ctx, req, p->engine, shape, voxel_size, NULL);
+  p->job = srv_job_new_detached(p->ctx, req, p->engine, shape, voxel_size,
+                                req->has_volume_path ? req->volume_path : NULL);
   if (p->job == NULL) {
     srv_http_reply_error(conn, &p->mode, 503, "overloaded",
                          "could not create the job", "retry later", true,

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "server/cluster_rest.h"
 #include "server/cmd_util.h"
 #include "server/engines.h"
 #include "server/job_json.h"
@@ -89,10 +90,10 @@ static void on_created(void* arg, srv_job_t* job, int status) {
 
 /* Creates the job once its volume is known. Returns 0 (the answer comes
  * with the commit) or -1 after answering an error. */
-static int start_create(srv_conn_t* conn,
-                        pending_t* p,
-                        const core_shape_t* shape,
-                        const double voxel_size[3]) {
+int srv_cmd_start_create(srv_conn_t* conn,
+                         pending_t* p,
+                         const core_shape_t* shape,
+                         const double voxel_size[3]) {
   srv_ctx_t* ctx = p->ctx;
   if (core_shape_voxels(shape) > ctx->cfg.max_volume_voxels) {
     char message[160];
@@ -154,7 +155,7 @@ static void on_probed(srv_volume_probe_t* probe,
   if (p->req.has_voxel_size) {
     memcpy(vs, p->req.voxel_size, sizeof(vs));
   }
-  if (start_create(conn, p, shape, vs) != 0) {
+  if (srv_cmd_start_create(conn, p, shape, vs) != 0) {
     srv_cmd_pending_done(p);
   }
 }
@@ -256,6 +257,9 @@ srv_cmd_result_t srv_cmd_create_job(srv_request_t* rq) {
   }
   double vs[3] = {req.voxel_size[0], req.voxel_size[1], req.voxel_size[2]};
   core_shape_t shape = req.shape;
+  if (req.has_volume_id && ctx->cfg.role == SRV_ROLE_GATEWAY) {
+    return srv_cmd_cluster_volume_job(rq, p); /* its record is in Redis */
+  }
   if (req.has_volume_id) {
     /* An uploaded volume: its header gave the shape and voxel size. */
     srv_volume_t* vol = srv_volume_find(ctx, req.volume_id, CORE_UUID_STR_LEN);
@@ -272,7 +276,7 @@ srv_cmd_result_t srv_cmd_create_job(srv_request_t* rq) {
       memcpy(vs, vol->voxel_size, sizeof(vs));
     }
   }
-  if (start_create(rq->conn, p, &shape, vs) != 0) {
+  if (srv_cmd_start_create(rq->conn, p, &shape, vs) != 0) {
     srv_ticket_release(p->ticket);
     free(p);
     return SRV_CMD_DONE;

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "server/auth.h"
+#include "server/cluster_rest.h"
 #include "server/cmd_uploads.h"
 #include "server/cmd_util.h"
 #include "server/engines.h"
@@ -275,6 +276,11 @@ srv_body_sink_t* srv_commands_stream(srv_request_t* rq) {
   }
   /* Only an authorised client's body goes to disk; any other is gathered
    * within --max-body-bytes and refused when complete. */
+  const srv_config_t* cfg = &rq->conn->ctx->cfg;
+  if (cfg->role == SRV_ROLE_WORKER ||
+      (cfg->role == SRV_ROLE_GATEWAY && cfg->shared_dir[0] == '\0')) {
+    return NULL; /* refused once complete (route_gateway) */
+  }
   if (srv_auth_check(&rq->conn->ctx->auth, rq->http, SRV_SCOPE_WRITE, false) !=
       SRV_AUTH_OK) {
     return NULL;
@@ -339,6 +345,48 @@ static srv_cmd_result_t route_volumes(srv_request_t* rq,
                          "no such route", NULL, false, NULL);
   }
   return SRV_CMD_DONE;
+}
+
+
+/* A gateway's routes beyond a job's creation and record: from Redis and
+ * the shared directory (cluster_rest.h). */
+static srv_cmd_result_t route_gateway(srv_request_t* rq,
+                                      const span_t* seg,
+                                      size_t n,
+                                      bool is_get) {
+  unsigned method = net_http_method(rq->http);
+  bool shared = rq->conn->ctx->cfg.shared_dir[0] != '\0';
+  bool v1 = n >= 2 && span_is(seg[0], "v1");
+  bool uploads = v1 && n <= 3 && span_is(seg[1], "uploads");
+  bool volumes = v1 && n <= 3 && span_is(seg[1], "volumes");
+  bool jobs = v1 && span_is(seg[1], "jobs");
+  bool artifact = jobs && n == 5 && span_is(seg[3], "artifacts");
+  if ((uploads || volumes || artifact) && !shared) {
+    return srv_cmd_cluster_no_shared_dir(rq);
+  }
+  if (uploads) {
+    return route_uploads(rq, seg, n); /* local records, shared files */
+  }
+  if (volumes && n == 2 && is_get) {
+    return srv_cmd_cluster_list_volumes(rq);
+  }
+  if (volumes && n == 3 && is_get) {
+    return srv_cmd_cluster_get_volume(rq, seg[2].p, seg[2].len);
+  }
+  if (volumes && n == 3 && method == HTTP_DELETE) {
+    return srv_cmd_cluster_delete_volume(rq, seg[2].p, seg[2].len);
+  }
+  if (jobs && n == 2 && is_get) {
+    return srv_cmd_cluster_list_jobs(rq);
+  }
+  if (jobs && n == 3 && method == HTTP_DELETE) {
+    return srv_cmd_cluster_delete_job(rq, seg[2].p, seg[2].len);
+  }
+  if (artifact && is_get) {
+    return srv_cmd_cluster_artifact(rq, seg[2].p, seg[2].len, seg[4].p,
+                                    seg[4].len);
+  }
+  return srv_cmd_cluster_refuse(rq);
 }
 
 
@@ -440,6 +488,9 @@ srv_cmd_result_t srv_commands_handle(srv_request_t* rq) {
     }
     if (gateway && is_jobs && n == 3 && is_get) {
       return srv_cmd_cluster_get_job(rq, seg[2].p, seg[2].len);
+    }
+    if (gateway) {
+      return route_gateway(rq, seg, n, is_get);
     }
     return srv_cmd_cluster_refuse(rq);
   }

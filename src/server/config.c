@@ -577,14 +577,13 @@ int srv_config_check_role(const srv_config_t* cfg, char* why, size_t why_len) {
              "default role (all) keeps everything in one process");
     return -1;
   }
-  if (cluster && cfg->shared_dir[0] != '\0') {
-    snprintf(why, why_len,
-             "--shared-dir: volumes and artifacts on a shared directory are "
-             "not in this version yet (gateways take shape-only jobs; a "
-             "worker keeps artifacts in its own --state-dir)");
-    return -1;
-  }
   return 0;
+}
+
+
+const char* srv_config_files_dir(const srv_config_t* cfg) {
+  /* Only a cluster role may have one (srv_config_check_role). */
+  return cfg->shared_dir[0] != '\0' ? cfg->shared_dir : cfg->state_dir;
 }
 
 

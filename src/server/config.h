@@ -66,6 +66,10 @@ typedef struct {
  * work: 0, or -1 with a sentence in `why`. */
 int srv_config_check_role(const srv_config_t* cfg, char* why, size_t why_len);
 
+/* Where volumes/ and artifacts/ live: --shared-dir when given (a cluster
+ * role), else --state-dir. */
+const char* srv_config_files_dir(const srv_config_t* cfg);
+
 /* Fills the defaults. */
 void srv_config_default(srv_config_t* cfg);
 

@@ -91,6 +91,9 @@ struct srv_ctx_s {
   core_list_t volumes;        /* srv_volume_t.link (volumes.h), oldest first */
   core_idmap_t volume_index;  /* id -> srv_volume_t* */
   core_idmap_t volume_by_sha; /* sha256 hex -> srv_volume_t* (dedup) */
+  /* Where uploads' files are: state_dir/uploads, or with --shared-dir
+   * shared_dir/uploads/<node id> (cluster_files.c). */
+  char uploads_dir[1200];
   int data_root_fd; /* O_PATH of cfg.data_root for volume probes, or -1 */
   srv_metrics_t metrics;
   uint8_t read_buf[64 * 1024]; /* every read lands here; consumed in the cb */

@@ -244,7 +244,7 @@ static void on_mask_ready(void* arg) {
   srv_classic_io_t* io = &run->io;
   if (job->volume_id[0] != '\0') { /* as volumes.c names the file */
     snprintf(io->path, sizeof(io->path), "%s/volumes/%s.mrc",
-             ctx->cfg.state_dir, job->volume_id);
+             srv_config_files_dir(&ctx->cfg), job->volume_id);
     snprintf(io->name, sizeof(io->name), "volume %s", job->volume_id);
   } else {
     io->is_beneath = true;

@@ -263,8 +263,8 @@ static char* request_json(const srv_exec_run_t* run) {
   const srv_ctx_t* ctx = job->ctx;
   char vol[2200] = "";
   if (job->volume_id[0] != '\0') { /* as volumes.c names the file */
-    snprintf(vol, sizeof(vol), "%s/volumes/%s.mrc", ctx->cfg.state_dir,
-             job->volume_id);
+    snprintf(vol, sizeof(vol), "%s/volumes/%s.mrc",
+             srv_config_files_dir(&ctx->cfg), job->volume_id);
   } else if (job->volume_path != NULL) {
     snprintf(vol, sizeof(vol), "%s/%s", ctx->cfg.data_root, job->volume_path);
   }

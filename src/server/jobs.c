@@ -639,7 +639,8 @@ void srv_jobs_free_all(srv_ctx_t* ctx) {
 
 
 int srv_job_artifact_path(const srv_job_t* job, char* out, size_t cap) {
+  /* On a worker with --shared-dir, where gateways serve it from. */
   int n = snprintf(out, cap, "%s/artifacts/%s-mask.mrc",
-                   job->ctx->cfg.state_dir, job->id);
+                   srv_config_files_dir(&job->ctx->cfg), job->id);
   return n > 0 && (size_t) n < cap ? 0 : -ENAMETOOLONG;
 }

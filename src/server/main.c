@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "server/cluster.h"
+#include "server/cluster_files.h"
 #include "server/conn.h"
 #include "server/ctx.h"
 #include "server/engine.h"
@@ -313,6 +314,10 @@ int main(int argc, char** argv) {
   ctx->on_accept = srv_http_conn_accept;
   ctx->data_root_fd = -1;
   if (resolve_dirs(&ctx->cfg) != 0) {
+    return 1;
+  }
+  if (srv_cluster_files_prepare(ctx, err, sizeof(err)) != 0) {
+    fprintf(stderr, "cryomambad: %s\n", err);
     return 1;
   }
   if (ctx->cfg.data_root[0] != '\0') {

@@ -13,6 +13,7 @@
 
 #include "core/mrc.h"
 #include "server/chunk_jobs.h"
+#include "server/file_sync.h"
 #include "server/jobs.h"
 #include "server/render.h"
 
@@ -244,6 +245,10 @@ static int final_pass(srv_mask_render_t* r, int fd) {
   close(out);
   if (err == 0 && rename(tmp, r->artifact_path) != 0) {
     err = -errno;
+  }
+  if (err == 0) {
+    /* The name too, before the terminal record says it exists. */
+    err = srv_fsync_parent(r->artifact_path);
   }
   if (err != 0) {
     unlink(tmp);

@@ -20,7 +20,10 @@ void srv_upload_path(const srv_ctx_t* ctx,
                      const char* id,
                      char* out,
                      size_t cap) {
-  snprintf(out, cap, "%s/uploads/%s.part", ctx->cfg.state_dir, id);
+  int n = snprintf(out, cap, "%s/%s.part", ctx->uploads_dir, id);
+  if (n < 0 || (size_t) n >= cap) {
+    out[0] = '\0'; /* opens fail: never a truncated name */
+  }
 }
 
 
@@ -447,8 +450,8 @@ bool srv_orphan_id(const char* name, const char* suffix, char* id) {
 
 
 int srv_uploads_remove_orphans(srv_ctx_t* ctx) {
-  char path[1100];
-  snprintf(path, sizeof(path), "%s/uploads", ctx->cfg.state_dir);
+  char path[1300];
+  snprintf(path, sizeof(path), "%s", ctx->uploads_dir);
   DIR* dir = opendir(path);
   if (dir == NULL) {
     return 0;

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "core/timefmt.h"
+#include "server/cluster_rest.h"
 #include "server/file_sync.h"
 #include "server/jobs.h"
 #include "server/volume_check.h"
@@ -43,7 +44,7 @@ static void volume_path(const srv_ctx_t* ctx,
                         const char* id,
                         char* out,
                         size_t cap) {
-  snprintf(out, cap, "%s/volumes/%s.mrc", ctx->cfg.state_dir, id);
+  snprintf(out, cap, "%s/volumes/%s.mrc", srv_config_files_dir(&ctx->cfg), id);
 }
 
 
@@ -79,6 +80,14 @@ static void on_volume_saved(void* arg, int status) {
   complete_t* c = arg;
   if (status != 0) {
     complete_finish(c, status, "the volume could not be recorded");
+    return;
+  }
+  if (c->ctx->cfg.role != SRV_ROLE_ALL) {
+    /* In Redis (cluster_volumes.c), for every gateway: no local copy,
+     * which a DELETE on another gateway would leave stale. */
+    srv_volume_t* v = c->vol;
+    complete_finish(c, 0, NULL);
+    free(v);
     return;
   }
   if (register_volume(c->ctx, c->vol) != 0) {
@@ -126,11 +135,15 @@ static void on_linked(uv_work_t* req, int status) {
     complete_finish(c, rc, "the volume file could not be stored");
     return;
   }
-  json_t* rec = to_record(c->vol);
-  rc = rec != NULL ? srv_store_put(c->ctx->store, SRV_STORE_VOLUMES, c->vol->id,
-                                   rec, on_volume_saved, c)
-                   : -ENOMEM;
-  json_decref(rec);
+  if (c->ctx->cfg.role != SRV_ROLE_ALL) {
+    rc = srv_cluster_volume_put(c->ctx, c->vol, on_volume_saved, c);
+  } else {
+    json_t* rec = to_record(c->vol);
+    rc = rec != NULL ? srv_store_put(c->ctx->store, SRV_STORE_VOLUMES,
+                                     c->vol->id, rec, on_volume_saved, c)
+                     : -ENOMEM;
+    json_decref(rec);
+  }
   if (rc != 0) {
     free(c->vol);
     complete_finish(c, rc, "the volume could not be recorded");
@@ -247,8 +260,10 @@ srv_volume_t* srv_volume_find(srv_ctx_t* ctx, const char* id, size_t len) {
 
 
 srv_volume_t* srv_volume_find_sha(srv_ctx_t* ctx, const char* sha256) {
-  return strlen(sha256) == 64 ? core_idmap_get(&ctx->volume_by_sha, sha256)
-                              : NULL;
+  /* A cluster's volumes are in Redis, not deduplicated in this version. */
+  return strlen(sha256) == 64 && ctx->cfg.role == SRV_ROLE_ALL
+             ? core_idmap_get(&ctx->volume_by_sha, sha256)
+             : NULL;
 }
 
 

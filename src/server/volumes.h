@@ -1,6 +1,8 @@
 /* volumes.h: volumes made from completed uploads (docs/protocol.md,
  * "Volumes"): the registry (by id and by sha256, for dedup), their records
- * (store table volumes), their files (state_dir/volumes/<id>.mrc), and the
+ * (store table volumes; in a cluster, Redis: cluster_volumes.c, and no
+ * local registry nor dedup), their files (volumes/<id>.mrc under
+ * srv_config_files_dir), and the
  * completion of an upload on the worker pool: MRC2014 validation and the
  * whole file's sha256, then a new volume or the stored one with the same
  * sha256. Loop thread only but the completion's work function. */

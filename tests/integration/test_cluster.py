@@ -289,12 +289,13 @@ class ClusterTest(unittest.TestCase):
 
     def test_unserved_routes_are_refused_clearly(self):
         self.wait_connected()
-        harness.assert_error(self, self.a.get("/v1/volumes"), 501, "not_in_cluster_yet")
+        # no --shared-dir here: volumes need one (test_cluster_volumes.py)
+        harness.assert_error(self, self.a.get("/v1/volumes"), 501, "shared_dir_required")
         harness.assert_error(self, self.w.request("POST", "/v1/jobs", body=FAST), 404,
                              "not_served_here")
         r = self.a.request("POST", "/v1/jobs",
                            body={"volume_path": "x.mrc", "params": {"engine": "sim"}})
-        harness.assert_error(self, r, 400, "not_in_cluster_yet")
+        harness.assert_error(self, r, 400, "shared_dir_required")
 
     def test_redis_restart_reconnects_and_a_new_job_runs(self):
         self.wait_connected()
@@ -327,8 +328,6 @@ class RoleFlagsTest(unittest.TestCase):
         self.refused(["--role", "worker"], "--role worker needs --redis")
         self.refused(["--redis", "redis://127.0.0.1:1"], "are for --role gateway|worker")
         self.refused(["--shared-dir", "/tmp"], "are for --role gateway|worker")
-        self.refused(["--role", "worker", "--redis", "redis://127.0.0.1:1",
-                      "--shared-dir", "/tmp"], "not in this version yet")
         self.refused(["--role", "boss"], "invalid value 'boss' for --role")
         self.refused(["--role", "gateway", "--redis", "http://x"], "expected redis://")
         self.refused(["--role", "gateway", "--redis", "redis://h:99999"], "bad port")

@@ -1,0 +1,97 @@
+/* cluster_rest.h: what a cluster gateway serves from Redis and the shared
+ * directory beyond a job's creation and record (cmd_cluster.c): the lists
+ * of jobs and volumes (cluster_list.c), volumes and volume jobs
+ * (cluster_volumes.c), a job's deletion and artifact (cluster_jobs.c).
+ * Redis keys (docs/operations.md, "Cluster"): cm:jobs:index, a sorted set
+ * of job ids by creation time (added in the creation's MULTI/EXEC);
+ * cm:vol:<id>, a hash (field record: the volume object and created_us);
+ * cm:vols, a sorted set of volume ids by creation time. Loop thread only. */
+#ifndef SRV_CLUSTER_REST_H
+#define SRV_CLUSTER_REST_H
+
+#include <jansson.h>
+#include <stdbool.h>
+
+#include "server/cmd_util.h"
+#include "server/volumes.h"
+
+#define SRV_CLUSTER_VOL_INDEX "cm:vols"
+
+/* A page of a list, newest first, as --role all pages (protocol.md). */
+typedef struct {
+  long long total;  /* entries in the index */
+  bool more;        /* entries follow the page's last */
+  const char* last; /* the page's last id (the next cursor when more) */
+  json_t* items;    /* the records, parsed (borrowed) */
+} srv_cluster_page_t;
+
+/* status 0 with the page, -ENOENT (the cursor names no entry) or another
+ * negative error (page NULL). */
+typedef void (*srv_cluster_page_cb)(void* arg,
+                                    const srv_cluster_page_t* page,
+                                    int status);
+
+/* Reads a page of `index` (one EVAL, so it is consistent): entries after
+ * `cursor` ("" for the first page), the hash field `field` of key
+ * `prefix`<id> of each, only those whose "state" is `state` when it is
+ * not "". 0 (cb runs), -ENOTCONN, -EBUSY or -ENOMEM. */
+int srv_cluster_list(srv_ctx_t* ctx,
+                     const char* index,
+                     const char* prefix,
+                     const char* field,
+                     const char* cursor,
+                     long limit,
+                     const char* state,
+                     srv_cluster_page_cb cb,
+                     void* arg);
+
+/* 503 for a Redis command not sent or not answered (-EBUSY: overloaded). */
+void srv_cmd_cluster_reply_down(srv_conn_t* conn,
+                                const srv_http_mode_t* mode,
+                                int rc);
+
+/* 501 shared_dir_required; returns SRV_CMD_DONE. */
+srv_cmd_result_t srv_cmd_cluster_no_shared_dir(srv_request_t* rq);
+
+/* GET /v1/jobs on a gateway. */
+srv_cmd_result_t srv_cmd_cluster_list_jobs(srv_request_t* rq);
+
+/* Stores volume `v`'s record and index entry in one MULTI/EXEC; cb(arg, 0)
+ * once Redis acknowledged. 0 (cb runs) or a negative errno (it does not). */
+int srv_cluster_volume_put(srv_ctx_t* ctx,
+                           const srv_volume_t* v,
+                           srv_store_done_cb cb,
+                           void* arg);
+
+/* GET /v1/volumes, GET and DELETE /v1/volumes/{id} on a gateway. */
+srv_cmd_result_t srv_cmd_cluster_list_volumes(srv_request_t* rq);
+srv_cmd_result_t srv_cmd_cluster_get_volume(srv_request_t* rq,
+                                            const char* id,
+                                            size_t len);
+srv_cmd_result_t srv_cmd_cluster_delete_volume(srv_request_t* rq,
+                                               const char* id,
+                                               size_t len);
+
+/* cmd_jobs.c: creates the job once its shape is known (on a gateway, in
+ * Redis). 0: answered when recorded; -1: answered now (p not freed). */
+int srv_cmd_start_create(srv_conn_t* conn,
+                         pending_t* p,
+                         const core_shape_t* shape,
+                         const double voxel_size[3]);
+
+/* POST /v1/jobs with a volume_id on a gateway: p (req, engine set) is
+ * taken; the volume is read from Redis, then the job created as any. */
+srv_cmd_result_t srv_cmd_cluster_volume_job(srv_request_t* rq, pending_t* p);
+
+/* DELETE /v1/jobs/{id}[?purge=1] and GET /v1/jobs/{id}/artifacts/{name}
+ * on a gateway. */
+srv_cmd_result_t srv_cmd_cluster_delete_job(srv_request_t* rq,
+                                            const char* id,
+                                            size_t len);
+srv_cmd_result_t srv_cmd_cluster_artifact(srv_request_t* rq,
+                                          const char* id,
+                                          size_t len,
+                                          const char* name,
+                                          size_t name_len);
+
+#endif
