@@ -1,6 +1,7 @@
 """test_run_cluster.py: `make run-cluster`'s script (scripts/run-cluster)
-starts redis-server, three gateways and two workers on loopback, creates a
-job on the first gateway, watches it stream to completion on the third, and
+starts redis-server, three gateways and two workers on loopback sharing a
+directory, uploads a phantom through the first gateway, has a worker segment
+it (classic), watches it stream to completion through the third gateway, and
 stops every process when its terminal closes."""
 
 import http.client
@@ -82,12 +83,27 @@ class RunCluster(unittest.TestCase):
         self.assertIn("completed", text)
         self.assertEqual(text.count("is http://127.0.0.1:"), 5, text[-2000:])  # 3 gateways, 2 workers
         job_id = text.split("\njob ", 1)[1].split()[0]
-        # every gateway sees the job, completed, with previews sent
+        # every gateway sees the job, completed: classic on the phantom
+        # uploaded through the first one, membranes and particles found
         for i in range(3):
             status, job = get(port + i, "/v1/jobs/" + job_id)
             self.assertEqual(status, 200, job)
             self.assertEqual(job["state"], "completed", job)
             self.assertGreater(job["previews_sent"], 1, job)
+            self.assertEqual(job["params"]["engine"], "classic")
+            self.assertIsNotNone(job["volume"]["volume_id"])
+            self.assertEqual(job["volume"]["shape"], [128, 256, 256])
+            counts = job["stats"]["label_counts"]
+            for label in ("1", "2"):
+                self.assertGreater(counts.get(label, 0), 128 * 256 * 256 // 200, counts)
+        # the worker's artifact, on the shared directory, from another gateway
+        conn = http.client.HTTPConnection("127.0.0.1", port + 1, timeout=30)
+        conn.request("GET", "/v1/jobs/%s/artifacts/mask.mrc" % job_id)
+        r = conn.getresponse()
+        body = r.read()
+        conn.close()
+        self.assertEqual(r.status, 200, body[:200])
+        self.assertEqual(len(body), 1024 + 128 * 256 * 256)
         self.assertIn("XY slice z=", text)
         os.close(fd)  # the terminal closes: everything stops
         deadline = time.monotonic() + 20
