@@ -282,7 +282,8 @@ class FailoverTest(unittest.TestCase):
         try:
             r = cli("--server", "%s,%s" % (fake.url, url(b)), "submit",
                     "--shape", "16,16,16", "--engine", "sim", "--duration", "0.2")
-            self.assertNotEqual(r.returncode, 0, r.stdout)
+            self.assertEqual(r.returncode, 7, r.stderr)
+            self.assertIn("may have been created", r.stderr)
             self.assertEqual(fake.requests, ["POST /v1/jobs HTTP/1.1"])
             after = self.job_count()
             self.assertEqual(after, before, "the POST was sent again to B")
