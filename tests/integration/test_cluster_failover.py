@@ -7,11 +7,15 @@ exits 0. `submit` / `status` with A dead fail over to B. A list of only
 dead servers ends with exit 7 (REST) or 3 (watch: gave up) after bounded
 attempts. A server that takes a POST and dies before answering: the job is
 not created a second time on B (a GET is retried). A 4xx from the first
-server is not a reason to try the next."""
+server is not a reason to try the next. TLS (test_tls.py's certificates
+and proxies, one plain server behind them): each URL is verified with its
+own host name; a dead https:// URL, or an http:// one, before a good one
+fails over; a refused certificate is not failed over (exit 11 at once)."""
 
 import json
 import os
 import queue
+import shutil
 import socket
 import subprocess
 import sys
@@ -24,6 +28,7 @@ import harness  # noqa: E402
 from cli_util import CLI_BIN, free_port, require_cli, wait_item  # noqa: E402
 from redis_util import Redis  # noqa: E402
 from test_cluster import metric, poll  # noqa: E402
+from test_tls import Proxies, make_certs  # noqa: E402
 
 RUN_TIMEOUT = 60
 
@@ -316,6 +321,50 @@ class FailoverTest(unittest.TestCase):
                     "http://127.0.0.1:1,ftp://x"):
             r = cli("--server", bad, "health")
             self.assertEqual(r.returncode, 64, (bad, r.stderr))
+
+
+class TlsFailoverTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        require_cli()
+        cls.tmp = harness.tempfile.mkdtemp(prefix="cryomamba-tlsfo-")
+        make_certs(cls.tmp)
+        cls.server = harness.Server().start()
+        cls.proxies = Proxies(cls.server.port)
+        p = lambda n: os.path.join(cls.tmp, n)  # noqa: E731
+        cls.ca = p("ca.pem")
+        cls.good = "https://localhost:%d" % cls.proxies.add(p("good.pem"), p("good.key"))
+        cls.wrongname = "https://localhost:%d" % cls.proxies.add(p("wrongname.pem"),
+                                                                p("wrongname.key"))
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.proxies.close()
+        cls.server.stop()
+        cls.server.cleanup()
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def cli(self, servers, *args):
+        return cli("--server", servers, "--cacert", self.ca, *args,
+                   env={"XDG_STATE_HOME": os.path.join(self.tmp, "state")})
+
+    def test_dead_and_plain_urls_before_a_good_https_one(self):
+        dead_tls = "https://localhost:%d" % free_port()
+        for first in (dead_tls, dead_url()):
+            r = self.cli("%s,%s" % (first, self.good), "--json", "submit",
+                         "--shape", "8,16,16", "--duration", "0.3", "--watch")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertEqual(json.loads(r.stdout.splitlines()[-1])["state"], "completed")
+
+    def test_a_refused_certificate_is_not_failed_over(self):
+        t0 = time.monotonic()
+        r = self.cli("%s,%s" % (self.wrongname, self.good), "health")
+        self.assertEqual(r.returncode, 11, r.stderr)
+        self.assertIn("hostname mismatch", r.stderr)
+        jid = self.server.create_job(shape=[8, 16, 16], duration_s=0.3)["job_id"]
+        r = self.cli("%s,%s" % (self.wrongname, self.good), "watch", jid)
+        self.assertEqual(r.returncode, 11, r.stderr)
+        self.assertLess(time.monotonic() - t0, 10, "refused at once, not retried")
 
 
 if __name__ == "__main__":
