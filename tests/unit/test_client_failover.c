@@ -6,12 +6,21 @@
  * with its own prefix: base64 events go on from the second, chunks resume
  * with since/epoch on a server with the same epoch, take a keyframe from
  * one with another, and refuse a delta that builds on a since the new
- * server's table never had. */
+ * server's table never had. Async REST against two tiny HTTP servers: a
+ * GET moves on past a dead port and later requests stay on the server that
+ * answered; a POST taken by a server that then hung up is not sent to the
+ * next one, a GET is. */
+#include <arpa/inet.h>
 #include <criterion/criterion.h>
+#include <netinet/in.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "client/client_int.h"
 #include "client/servers.h"
@@ -378,4 +387,192 @@ Test(client_failover,
   cr_assert_eq(seen.keyframes, 2);
   cr_assert_eq(seen.finished, 1);
   cr_assert_eq(seen.closed_status, 0);
+}
+
+
+/* ---- REST, async, against two tiny HTTP servers ---- */
+
+/* A listener thread: each connection's request (head and Content-Length
+ * body) is read and counted, then answered with a health body, or (dies)
+ * left unanswered: a server that took the request and went away. */
+typedef struct {
+  int fd;
+  uint16_t port;
+  bool dies;
+  atomic_int requests;
+  char last[128]; /* the last request line; read after http_stop() */
+  pthread_t thread;
+} http_srv_t;
+
+static void serve_one(http_srv_t* s, int c) {
+  char buf[8192];
+  size_t n = 0;
+  char* end = NULL;
+  while (end == NULL && n < sizeof(buf) - 1) {
+    ssize_t r = read(c, buf + n, sizeof(buf) - 1 - n);
+    if (r <= 0) {
+      return;
+    }
+    n += (size_t) r;
+    buf[n] = '\0';
+    end = strstr(buf, "\r\n\r\n");
+  }
+  if (end == NULL) {
+    return;
+  }
+  snprintf(s->last, sizeof(s->last), "%.*s", (int) strcspn(buf, "\r"), buf);
+  const char* cl = strcasestr(buf, "Content-Length:");
+  size_t body = cl != NULL && cl < end ? strtoul(cl + 15, NULL, 10) : 0;
+  size_t have = n - (size_t) (end + 4 - buf);
+  while (have < body) {
+    ssize_t r = read(c, buf, sizeof(buf));
+    if (r <= 0) {
+      break;
+    }
+    have += (size_t) r;
+  }
+  atomic_fetch_add(&s->requests, 1);
+  if (!s->dies) {
+    static const char answer[] =
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+        "Content-Length: 15\r\nConnection: close\r\n\r\n{\"status\":\"ok\"}";
+    /* No cr_assert off the test's thread: a short write fails the
+     * client's request, which the test sees. */
+    ssize_t w = write(c, answer, sizeof(answer) - 1);
+    (void) w;
+  }
+}
+
+static void* http_main(void* arg) {
+  http_srv_t* s = arg;
+  for (;;) {
+    int c = accept(s->fd, NULL, NULL);
+    if (c < 0) {
+      return NULL; /* http_stop() shut the listener down */
+    }
+    serve_one(s, c);
+    close(c);
+  }
+}
+
+static void http_start(http_srv_t* s, bool dies) {
+  memset(s, 0, sizeof(*s));
+  s->dies = dies;
+  atomic_init(&s->requests, 0);
+  s->fd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in a = {.sin_family = AF_INET,
+                          .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  socklen_t len = sizeof(a);
+  cr_assert_eq(bind(s->fd, (struct sockaddr*) &a, sizeof(a)), 0);
+  cr_assert_eq(listen(s->fd, 8), 0);
+  cr_assert_eq(getsockname(s->fd, (struct sockaddr*) &a, &len), 0);
+  s->port = ntohs(a.sin_port);
+  cr_assert_eq(pthread_create(&s->thread, NULL, http_main, s), 0);
+}
+
+static void http_stop(http_srv_t* s) {
+  shutdown(s->fd, SHUT_RDWR);
+  pthread_join(s->thread, NULL);
+  close(s->fd);
+}
+
+/* A port nothing listens on (bound, then closed). */
+static uint16_t dead_port(void) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in a = {.sin_family = AF_INET,
+                          .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  socklen_t len = sizeof(a);
+  cr_assert_eq(bind(fd, (struct sockaddr*) &a, sizeof(a)), 0);
+  cr_assert_eq(getsockname(fd, (struct sockaddr*) &a, &len), 0);
+  close(fd);
+  return ntohs(a.sin_port);
+}
+
+typedef struct {
+  int calls, status, logs_trying;
+} rest_seen_t;
+
+static void on_reply(cm_client_t* c, int status, const cm_reply_t* r, void* u) {
+  (void) c;
+  (void) r;
+  rest_seen_t* s = u;
+  s->calls++;
+  s->status = status;
+}
+
+static void on_log(cm_log_level_t level, const char* msg, void* u) {
+  (void) level;
+  ((rest_seen_t*) u)->logs_trying += strstr(msg, "; trying ") != NULL;
+}
+
+static cm_client_t* rest_client(const char* urls, rest_seen_t* seen) {
+  cm_client_options_t o;
+  cm_client_options_init(&o);
+  o.server_url = urls;
+  o.log = on_log;
+  o.log_data = seen;
+  o.connect_timeout_ms = 2000;
+  o.request_timeout_ms = 5000;
+  cm_client_t* c = NULL;
+  cr_assert_eq(cm_client_new(&o, &c), 0);
+  return c;
+}
+
+
+Test(client_failover,
+     async_get_moves_on_and_sticks_to_the_server,
+     .timeout = 30) {
+  http_srv_t good;
+  http_start(&good, false);
+  char urls[128];
+  snprintf(urls, sizeof(urls), "http://127.0.0.1:%u,http://127.0.0.1:%u/pre",
+           dead_port(), good.port);
+  rest_seen_t seen = {0};
+  cm_client_t* c = rest_client(urls, &seen);
+  cr_assert_eq(cm_health(c, on_reply, &seen), 0);
+  cr_assert_eq(cm_client_run(c), 0);
+  cr_assert_eq(seen.calls, 1);
+  cr_assert_eq(seen.status, 0, "%s", cm_strerror(seen.status));
+  cr_assert_eq(seen.logs_trying, 1);
+  cr_assert_eq(client_servers_first(&c->servers), 1, "it answered");
+  /* The next request goes straight there: no second note. */
+  cr_assert_eq(cm_health(c, on_reply, &seen), 0);
+  cr_assert_eq(cm_client_run(c), 0);
+  cr_assert_eq(seen.status, 0);
+  cr_assert_eq(seen.logs_trying, 1);
+  cm_client_free(c);
+  http_stop(&good);
+  cr_assert_eq(atomic_load(&good.requests), 2);
+  cr_assert_str_eq(good.last, "GET /pre/v1/healthz HTTP/1.1", "B's prefix");
+}
+
+
+Test(client_failover, a_post_that_went_out_is_not_sent_again, .timeout = 30) {
+  http_srv_t dies, good;
+  http_start(&dies, true);
+  http_start(&good, false);
+  char urls[128];
+  snprintf(urls, sizeof(urls), "http://127.0.0.1:%u,http://127.0.0.1:%u",
+           dies.port, good.port);
+  rest_seen_t seen = {0};
+  cm_client_t* c = rest_client(urls, &seen);
+  cm_job_spec_t spec;
+  cm_job_spec_init(&spec);
+  cr_assert_eq(cm_job_create(c, &spec, on_reply, &seen), 0);
+  cr_assert_eq(cm_client_run(c), 0);
+  cr_assert_eq(seen.calls, 1);
+  cr_assert_neq(seen.status, 0);
+  cr_assert_eq(seen.logs_trying, 0);
+  /* A GET cut off the same way goes on to the next server. */
+  cr_assert_eq(cm_health(c, on_reply, &seen), 0);
+  cr_assert_eq(cm_client_run(c), 0);
+  cr_assert_eq(seen.status, 0, "%s", cm_strerror(seen.status));
+  cr_assert_eq(seen.logs_trying, 1);
+  cm_client_free(c);
+  http_stop(&dies);
+  http_stop(&good);
+  cr_assert_eq(atomic_load(&dies.requests), 2);
+  cr_assert_str_eq(dies.last, "GET /v1/healthz HTTP/1.1");
+  cr_assert_eq(atomic_load(&good.requests), 1, "only the GET");
+  cr_assert_str_eq(good.last, "GET /v1/healthz HTTP/1.1");
 }
