@@ -195,7 +195,8 @@ CM_EXPORT void cm_client_options_init(cm_client_options_t* opts);
 
 /* Creates a client with its own loop. `opts` may be NULL (defaults) and is
  * copied. Returns 0, CM_EBADURL, CM_ECAFILE (https: tls_ca_file unreadable),
- * CM_EBADARG (a bad token, more than 16 server_urls) or -ENOMEM; *out is
+ * CM_EBADARG (a bad token, more than 16 server URLs, a count
+ * without server_urls) or -ENOMEM; *out is
  * set on 0. */
 CM_EXPORT int cm_client_new(const cm_client_options_t* opts, cm_client_t** out);
 

@@ -59,7 +59,7 @@ int client_servers_init(client_servers_t* s,
       count += *p == ',';
     }
   }
-  if (count > CLIENT_MAX_SERVERS) {
+  if (count > CLIENT_MAX_SERVERS || (n > 0 && urls == NULL)) {
     return CM_EBADARG;
   }
   s->v = calloc(count, sizeof(*s->v));

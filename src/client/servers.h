@@ -34,7 +34,7 @@ typedef struct {
  * meaning the default http://127.0.0.1:8000); spaces around each URL are
  * ignored. Returns 0, CM_EBADURL (one of them is not a server URL, or is
  * empty: "a,,b", a trailing comma), CM_EBADARG (more than
- * CLIENT_MAX_SERVERS) or -ENOMEM. */
+ * CLIENT_MAX_SERVERS, or n > 0 without urls) or -ENOMEM. */
 int client_servers_init(client_servers_t* s,
                         const char* url,
                         const char* const* urls,

@@ -82,6 +82,7 @@ Test(client_failover, bad_lists_are_refused) {
   }
   const char* with_null[] = {"http://a:1", NULL};
   cr_assert_eq(client_servers_init(&s, NULL, with_null, 2), CM_EBADURL);
+  cr_assert_eq(client_servers_init(&s, NULL, NULL, 2), CM_EBADARG);
   char many[1024] = "";
   for (int i = 0; i <= CLIENT_MAX_SERVERS; i++) {
     size_t n = strlen(many);
