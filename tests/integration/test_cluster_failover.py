@@ -27,7 +27,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 from cli_util import CLI_BIN, free_port, require_cli, wait_item  # noqa: E402
 from redis_util import Redis  # noqa: E402
-from test_cluster import metric, poll  # noqa: E402
+from test_cluster import Subscriber, metric, poll  # noqa: E402
 from test_tls import Proxies, make_certs  # noqa: E402
 
 RUN_TIMEOUT = 60
@@ -206,6 +206,8 @@ class FailoverTest(unittest.TestCase):
 
     def test_watch_goes_on_on_b_when_a_is_killed(self):
         a, b = self.gateways()
+        sub = Subscriber(self.redis)  # what the worker published, for comparison
+        self.addCleanup(sub.stop)
         job = b.create_job({"volume": {"shape": [16, 16, 16]},
                             "params": {"engine": "sim", "duration_s": 5.0, "preview_hz": 10}})
         jid = job["job_id"]
@@ -229,6 +231,17 @@ class FailoverTest(unittest.TestCase):
         # what B's job says it sent is at least what the watch got, in total
         self.assertEqual(w.events[-1]["previews"],
                          len([e for e in w.events if e["event"] == "preview"]))
+        # every preview published after B's `connected` reached the watch,
+        # and the terminal is the published one
+        published = [json.loads(m) for m in poll(
+            lambda: (lambda ms: ms if ms and json.loads(ms[-1])["type"] == "completed"
+                     else None)(sub.messages("cm:ev:" + jid)), what="published terminal")]
+        missed = sorted({m["seq"] for m in published
+                         if m["type"] == "preview" and m["seq"] > again["last_seq"]}
+                        - {e["seq"] for e in previews})
+        self.assertEqual(missed, [], "previews B published that the watch missed")
+        done = [e for e in w.events if e["event"] == "completed"]
+        self.assertEqual(done[0]["seq"], published[-1]["seq"])
 
     def test_watch_first_url_dead_goes_to_b(self):
         a, b = self.gateways()
