@@ -149,7 +149,9 @@ typedef enum {
 typedef struct {
   const char* server_url;          /* http[s]://host[:port][/prefix] (ws://
                                       and wss:// too); copied; default
-                                      "http://127.0.0.1:8000" */
+                                      "http://127.0.0.1:8000". Several
+                                      servers: a comma-separated list (see
+                                      server_urls) */
   const char* token;               /* bearer token or NULL; copied */
   uint32_t connect_timeout_ms;     /* TCP connect + WS handshake; 10000 */
   uint32_t request_timeout_ms;     /* REST: silence before giving up; 30000 */
@@ -178,14 +180,24 @@ typedef struct {
                                     the system's; read by cm_client_new */
   bool tls_insecure_skip_verify; /* https: accept any certificate for any
                                     name (testing only; warn the user) */
+  /* Several servers of one cluster (protocol.md "Clients and several
+   * servers"): server_url_count URLs, each one URL (copied; at most 16;
+   * an empty or bad one is CM_EBADURL). Count 0: server_url, split at
+   * commas. REST calls and subscriptions fail over between them (see the
+   * REST calls and cm_sub_start); uploads stay on the first URL. TLS
+   * verification applies to each (its own host name). */
+  const char* const* server_urls;
+  size_t server_url_count;
 } cm_client_options_t;
 
 /* Fills `opts` with the defaults above. */
 CM_EXPORT void cm_client_options_init(cm_client_options_t* opts);
 
 /* Creates a client with its own loop. `opts` may be NULL (defaults) and is
- * copied. Returns 0, CM_EBADURL, CM_ECAFILE (https: tls_ca_file unreadable)
- * or -ENOMEM; *out is set on 0. */
+ * copied. Returns 0, CM_EBADURL, CM_ECAFILE (https: tls_ca_file unreadable),
+ * CM_EBADARG (a bad token, more than 16 server URLs, a count
+ * without server_urls) or -ENOMEM; *out is
+ * set on 0. */
 CM_EXPORT int cm_client_new(const cm_client_options_t* opts, cm_client_t** out);
 
 /* Runs the loop on the calling thread until no subscription or request is
@@ -324,7 +336,14 @@ typedef void (*cm_reply_cb)(cm_client_t* client,
 
 /* Async REST calls: start and return 0 (cb runs exactly once, later) or a
  * negative error (cb never runs). Any thread once the client runs its own
- * thread, else the client thread. `job_id` must be a UUID (CM_EBADID). */
+ * thread, else the client thread. `job_id` must be a UUID (CM_EBADID).
+ * Several server_urls: a call starts at the server that last answered and
+ * tries each other one at most once when a server cannot be reached
+ * (refused, unreachable, timed out or reset before it answered). A call
+ * whose bytes were sent is resent only if it is a GET: a create, cancel or
+ * delete cut off after sending fails with its error (it may have been
+ * done). HTTP answers (4xx, 5xx) stand, except 502/503/504 to a GET. The
+ * status is the last server's. */
 CM_EXPORT int cm_health(cm_client_t* client, cm_reply_cb cb, void* user_data);
 CM_EXPORT int cm_server_info(cm_client_t* client,
                              cm_reply_cb cb,
@@ -744,11 +763,15 @@ typedef struct {
 
 /* Subscribes to job `job_id` (copied) with callbacks `cbs` (copied; NULL
  * members are skipped). Reconnects on its own (backoff with jitter) and
- * delivers each job event once, in seq order. It closes itself after the
- * job's terminal message (completed, cancelled or a job error). Returns 0,
- * CM_EBADID or -ENOMEM. On 0, *out is the application's: valid until
- * cm_sub_free(), to be called after on_closed (see the top of this file).
- * With an own-thread client, may be called from any thread. */
+ * delivers each job event once, in seq order. Several server URLs: the
+ * first connection goes to the server that last answered, each reconnect
+ * attempt to the next URL in turn (an HTTP 4xx or close 4404/4401 from any
+ * one still ends the sub); the new server's `connected` and replay carry
+ * the job on (chunks: since/epoch, or a keyframe when its epoch differs). It
+ * closes itself after the job's terminal message (completed, cancelled or a job
+ * error). Returns 0, CM_EBADID or -ENOMEM. On 0, *out is the application's:
+ * valid until cm_sub_free(), to be called after on_closed (see the top of this
+ * file). With an own-thread client, may be called from any thread. */
 CM_EXPORT int cm_sub_start(cm_client_t* client,
                            const char* job_id,
                            const cm_sub_cbs_t* cbs,

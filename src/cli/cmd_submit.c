@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <uv.h>
 
 #include "cli/cli.h"
 
@@ -364,7 +365,15 @@ int cli_cmd_submit(cli_ctx_t* ctx, int argc, char** argv) {
   int err = cm_job_create_sync(client, &s.spec, &r);
   cm_client_free(client);
   if (err != 0) {
-    rc = cli_fail(ctx, err, &r, "creating the job");
+    /* Lost once the request may have gone out: the library did not send
+     * it again (protocol.md 5.8), so the job may exist. */
+    bool may_exist = err == UV_ECONNRESET || err == UV_EPROTO ||
+                     err == UV_EOF || err == UV_EPIPE || err == UV_ETIMEDOUT;
+    rc = cli_fail_then(ctx, err, &r, "creating the job",
+                       may_exist ? "the job may have been created before the "
+                                   "connection was lost: look with `cryomamba "
+                                   "jobs` before submitting again"
+                                 : NULL);
     cm_reply_clear(&r);
     return rc;
   }

@@ -38,7 +38,12 @@ static const char usage[] =
     "Global options:\n"
     "  --server URL   server address, http[s]://host:port[/prefix]\n"
     "                 (default $CRYOMAMBA_SERVER, else "
-    "http://127.0.0.1:8000)\n"
+    "http://127.0.0.1:8000);\n"
+    "                 several servers of one cluster: URL,URL,... or the "
+    "option\n"
+    "                 repeated (up to 16): requests and watch fail over "
+    "between\n"
+    "                 them; uploads use the first\n"
     "  --token TOKEN  bearer token (default $CRYOMAMBA_TOKEN)\n"
     "  --cacert FILE  https: trust the CA certificates in FILE (PEM) instead "
     "of\n"
@@ -69,8 +74,7 @@ static const char usage[] =
     "  11             TLS: certificate refused, handshake failed\n"
     "  64             bad command line\n"
     "  130            interrupted (Ctrl-C: an upload resumes with the same "
-    "command)\n"
-    ;
+    "command)\n";
 
 typedef struct {
   const char* name;
@@ -107,6 +111,10 @@ static bool is_opt(const char* arg, const char* name) {
 
 
 int main(int argc, char** argv) {
+  /* Repeated --server options, joined with commas (the library splits
+   * them again). */
+  char servers[8192];
+  bool has_server_opt = false;
   cli_ctx_t ctx = {
       .server = getenv("CRYOMAMBA_SERVER"),
       .token = getenv("CRYOMAMBA_TOKEN"),
@@ -155,7 +163,15 @@ int main(int argc, char** argv) {
                                is_server ? "--server" : "--token");
       }
       if (is_server) {
-        ctx.server = v;
+        size_t used = has_server_opt ? strlen(servers) : 0;
+        int len = snprintf(servers + used, sizeof(servers) - used, "%s%s",
+                           has_server_opt ? "," : "", v);
+        if (len < 0 || (size_t) len >= sizeof(servers) - used) {
+          free(rest);
+          return cli_usage_error(&ctx, NULL, "--server: too long a list");
+        }
+        ctx.server = servers;
+        has_server_opt = true;
       } else {
         ctx.token = v;
       }

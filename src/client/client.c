@@ -217,17 +217,21 @@ int cm_client_new(const cm_client_options_t* opts, cm_client_t** out) {
     return -ENOMEM;
   }
   client->opts = *opts;
-  const char* url =
-      opts->server_url != NULL ? opts->server_url : "http://127.0.0.1:8000";
-  int err =
-      client_parse_url(url, client->host, sizeof(client->host), &client->port,
-                       client->prefix, sizeof(client->prefix), &client->is_tls);
+  int err = client_servers_init(&client->servers, opts->server_url,
+                                opts->server_urls, opts->server_url_count);
   if (err != 0) {
     free(client);
     return err;
   }
-  client->opts.server_url = NULL; /* not kept; host/port/prefix are */
-  if (client->is_tls) {
+  const client_server_t* first = &client->servers.v[0];
+  memcpy(client->host, first->host, sizeof(client->host));
+  client->port = first->port;
+  memcpy(client->prefix, first->prefix, sizeof(client->prefix));
+  client->is_tls = first->is_tls;
+  client->opts.server_url = NULL; /* not kept; servers are */
+  client->opts.server_urls = NULL;
+  client->opts.server_url_count = 0;
+  if (client_servers_any_tls(&client->servers)) {
     /* Made once: the CA file is read here, and a bad one fails now. */
     net_tls_config_t tc = {
         .ca_file = opts->tls_ca_file,
@@ -235,6 +239,7 @@ int cm_client_new(const cm_client_options_t* opts, cm_client_t** out) {
     };
     err = net_tls_ctx_new(&tc, &client->tls_ctx);
     if (err != 0) {
+      client_servers_free(&client->servers);
       free(client);
       return err == UV_ENOMEM ? -ENOMEM : err;
     }
@@ -244,6 +249,7 @@ int cm_client_new(const cm_client_options_t* opts, cm_client_t** out) {
     const char* t = opts->token;
     if (strlen(t) > 1024 || strcspn(t, "\r\n") != strlen(t)) {
       net_tls_ctx_free(client->tls_ctx);
+      client_servers_free(&client->servers);
       free(client);
       return CM_EBADARG;
     }
@@ -261,6 +267,7 @@ int cm_client_new(const cm_client_options_t* opts, cm_client_t** out) {
   if (client->life == NULL || uv_loop_init(&client->loop) != 0) {
     free(client->life);
     net_tls_ctx_free(client->tls_ctx);
+    client_servers_free(&client->servers);
     free(client);
     return -ENOMEM;
   }
@@ -438,6 +445,7 @@ void cm_client_free(cm_client_t* client) {
   pthread_mutex_destroy(&client->mu);
   client_life_unref(client->life);
   net_tls_ctx_free(client->tls_ctx);
+  client_servers_free(&client->servers);
   free(client);
 }
 

@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "client/servers.h"
 #include "core/list.h"
 #include "cryomamba/client.h"
 
@@ -36,7 +37,9 @@ struct cm_client_s {
   core_list_t subs;    /* cm_sub_t on the loop */
   core_list_t reqs;    /* REST requests on the loop */
   core_list_t uploads; /* cm_upload_t on the loop */
-  /* Options, copied. */
+  /* Options, copied. REST and subscriptions use `servers`; uploads, which
+   * stay on one server, the first URL's host..is_tls below. */
+  client_servers_t servers;
   char host[256];
   uint16_t port;
   char prefix[256];           /* "" or "/something", no trailing slash */

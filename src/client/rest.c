@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "client/client_int.h"
+#include "client/servers.h"
 #include "core/uuid.h"
 #include "net/http_client.h"
 
@@ -46,9 +47,11 @@ typedef struct {
   uv_loop_t* loop;
   rest_kind_t kind;
   const char* method;
-  char target[512];
-  char* body; /* request body (JSON), owned */
-  char* path; /* download destination, owned */
+  char target[512]; /* path and query, without the server's prefix */
+  size_t server;    /* index in client->servers of the current attempt */
+  unsigned tried;   /* servers that failed this request so far */
+  char* body;       /* request body (JSON), owned */
+  char* path;       /* download destination, owned */
   char* part_path;
   int fd;
   bool is_sync;
@@ -154,8 +157,62 @@ static void run_reply(void* arg) {
 }
 
 
+static int start_http(rest_req_t* req);
+
+
+/* Whether the request ending with `status` goes on to the next server
+ * (servers.h has the rule); a server that answered becomes the one new
+ * requests try first. */
+static bool should_try_next(rest_req_t* req, int status) {
+  cm_client_t* client = req->client;
+  client_servers_t* s = &client->servers;
+  bool is_safe = strcmp(req->method, "GET") == 0;
+  bool next = req->tried + 1 < s->count &&
+              (req->is_sync || !client->is_stopped) &&
+              client_servers_should_fail_over(status, req->h.http_status,
+                                              req->h.is_sent, is_safe);
+  if (!next && status == 0) {
+    client_servers_prefer(s, req->server);
+  }
+  return next;
+}
+
+
+/* Points the request at the next server: a download starts its file
+ * again (a GET cut off mid-body is fetched whole from the next one).
+ * Returns 0 or the error that ends the request. */
+static int move_on(rest_req_t* req, int status) {
+  cm_client_t* client = req->client;
+  size_t next = client_servers_next(&client->servers, req->server);
+  if (!req->is_sync) {
+    /* Not for *_sync calls: options.log runs on the client thread. */
+    client_log(client, CM_LOG_WARN, "%s %s: server %s failed (%s); trying %s",
+               req->method, req->target, client->servers.v[req->server].url,
+               status == 0 ? "an HTTP error" : cm_strerror(status),
+               client->servers.v[next].url);
+  }
+  net_hreq_free_body(&req->h);
+  req->tried++;
+  req->server = next;
+  if (req->fd >= 0 &&
+      (ftruncate(req->fd, 0) != 0 || lseek(req->fd, 0, SEEK_SET) != 0)) {
+    return -errno;
+  }
+  return 0;
+}
+
+
 static void on_done(net_hreq_t* h, int status) {
   rest_req_t* req = h->data;
+  while (should_try_next(req, status)) {
+    status = move_on(req, status);
+    if (status == 0) {
+      status = start_http(req);
+    }
+    if (status == 0) {
+      return; /* on_done comes back with that server's outcome */
+    }
+  }
   core_list_remove(&req->node);
   req->status = parse_reply(req, status);
   finish_download(req);
@@ -185,6 +242,31 @@ static int on_sink(net_hreq_t* h, const uint8_t* data, size_t len) {
 }
 
 
+/* One attempt, on server req->server. Returns 0 or an error (then
+ * on_done does not run). */
+static int start_http(rest_req_t* req) {
+  cm_client_t* client = req->client;
+  const client_server_t* srv = &client->servers.v[req->server];
+  char target[sizeof(srv->prefix) + sizeof(req->target)];
+  snprintf(target, sizeof(target), "%s%s", srv->prefix, req->target);
+  net_hreq_opts_t o = {
+      .host = srv->host,
+      .port = srv->port,
+      .method = req->method,
+      .target = target, /* copied by net_hreq_start */
+      .headers = client->auth_header,
+      .body = req->body,
+      .body_len = req->body != NULL ? strlen(req->body) : 0,
+      .connect_timeout_ms = client->opts.connect_timeout_ms,
+      .idle_timeout_ms = client->opts.request_timeout_ms,
+      .max_body_bytes = client->opts.max_body_bytes,
+      .sink = req->kind == REST_DOWNLOAD ? on_sink : NULL,
+      .tls_ctx = srv->is_tls ? client->tls_ctx : NULL,
+  };
+  return net_hreq_start(&req->h, req->loop, &o, on_done, req);
+}
+
+
 static void start_on_loop(void* arg) {
   rest_req_t* req = arg;
   cm_client_t* client = req->client;
@@ -200,21 +282,8 @@ static void start_on_loop(void* arg) {
     }
   }
   if (err == 0) {
-    net_hreq_opts_t o = {
-        .host = client->host,
-        .port = client->port,
-        .method = req->method,
-        .target = req->target,
-        .headers = client->auth_header,
-        .body = req->body,
-        .body_len = req->body != NULL ? strlen(req->body) : 0,
-        .connect_timeout_ms = client->opts.connect_timeout_ms,
-        .idle_timeout_ms = client->opts.request_timeout_ms,
-        .max_body_bytes = client->opts.max_body_bytes,
-        .sink = req->kind == REST_DOWNLOAD ? on_sink : NULL,
-        .tls_ctx = client->tls_ctx,
-    };
-    err = net_hreq_start(&req->h, req->loop, &o, on_done, req);
+    req->server = client_servers_first(&client->servers);
+    err = start_http(req);
   }
   if (err != 0) {
     /* Report like any other failure, asynchronously for async callers. */
@@ -339,7 +408,7 @@ static rest_req_t* rest_req_new(cm_client_t* client,
   req->kind = kind;
   req->fd = -1;
   req->method = "GET";
-  const char* p = client->prefix;
+  const char* p = ""; /* each attempt adds its server's prefix */
   switch (kind) {
   case REST_HEALTH:
     snprintf(req->target, sizeof(req->target), "%s/v1/healthz", p);

@@ -177,9 +177,15 @@ static void retry_or_give_up(cm_sub_t* sub, int status) {
     return;
   }
   uint32_t delay = backoff_ms(sub);
+  /* Several servers: each attempt goes to the next one, so a dead server
+   * costs one attempt and the job's stream goes on from another. */
+  client_servers_t* servers = &sub->client->servers;
+  sub->server = client_servers_next(servers, sub->server);
   client_log(sub->client, CM_LOG_INFO,
-             "job %s: connection lost (%s); reconnect attempt %u in %u ms",
-             sub->job_id, cm_strerror(status), sub->attempt, delay);
+             "job %s: connection lost (%s); reconnect attempt %u to %s in %u "
+             "ms",
+             sub->job_id, cm_strerror(status), sub->attempt,
+             servers->v[sub->server].url, delay);
   sub_emit_conn(sub, CM_CONN_RECONNECTING, delay);
   uv_timer_start(&sub->timer, on_retry, delay, 0);
 }
@@ -222,18 +228,19 @@ static void sub_connect(cm_sub_t* sub) {
     snprintf(query, sizeof(query), "%s",
              (unsigned) enc <= CM_ENCODING_ZSTD ? encoding_query[enc] : "");
   }
-  snprintf(target, sizeof(target), "%s/ws/jobs/%s%s", client->prefix,
-           sub->job_id, query);
+  const client_server_t* srv = &client->servers.v[sub->server];
+  snprintf(target, sizeof(target), "%s/ws/jobs/%s%s", srv->prefix, sub->job_id,
+           query);
   sub->wire_seen = 0;
   net_wsc_opts_t o = {
-      .host = client->host,
-      .port = client->port,
+      .host = srv->host,
+      .port = srv->port,
       .target = target,
       .headers = client->auth_header,
       .connect_timeout_ms = client->opts.connect_timeout_ms,
       .keepalive_ms = client->opts.keepalive_ms,
       .max_msg_len = client->opts.max_message_bytes,
-      .tls_ctx = client->tls_ctx,
+      .tls_ctx = srv->is_tls ? client->tls_ctx : NULL,
   };
   int err = wsc != NULL ? net_wsc_start(wsc, &client->loop, &o, on_ws_open,
                                         on_ws_msg, on_ws_skip, on_ws_close, sub)
@@ -283,6 +290,7 @@ static void do_start(void* arg) {
   uv_timer_init(&client->loop, &sub->timer);
   sub->timer.data = sub;
   core_list_push_back(&client->subs, &sub->node);
+  sub->server = client_servers_first(&client->servers);
   if (client->is_stopped || atomic_load(&sub->is_user_closed)) {
     sub_finish(sub, 0);
     return;

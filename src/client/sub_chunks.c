@@ -131,6 +131,14 @@ int sub_chunks_on_connected(cm_sub_t* sub, const json_t* data) {
       !get_epoch(c, sub->ck.conn_epoch)) {
     return -1;
   }
+  sub_chunks_t* k = &sub->ck;
+  if (k->sent_since && strcmp(k->conn_epoch, k->epoch) != 0) {
+    /* Another chunk table (another server after a failover, or this one
+     * rebuilt): our since means nothing to it, so the first delta must
+     * be a keyframe; one building on our masks would mix two tables. */
+    k->sent_since = false;
+    k->expect_base = 0;
+  }
   return 0;
 }
 

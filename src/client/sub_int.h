@@ -42,6 +42,7 @@ struct cm_sub_s {
   net_wsc_t* wsc;       /* the current connection, NULL between attempts */
   uv_timer_t timer;     /* reconnect delay */
   unsigned attempt;     /* consecutive failed connections */
+  size_t server;        /* client->servers index of the current attempt */
   unsigned connections; /* connections that reached `connected` */
   bool is_ready;        /* this connection's `connected` arrived */
   bool has_volume;      /* volume/scale known (from `connected`) */

@@ -120,6 +120,7 @@ static void on_connected_msg(cm_sub_t* sub, const core_server_msg_t* m) {
   }
   sub->connections++;
   sub->attempt = 0;
+  client_servers_prefer(&sub->client->servers, sub->server); /* it works */
   sub->last_reason = 0;
   sub->last_close_code = 0;
   sub_emit_conn(sub, CM_CONN_OPEN, 0);

@@ -298,6 +298,7 @@ static void on_ready(net_tls_t* t, int status) {
     return;
   }
   arm_idle(req);
+  req->is_sent = true;
   int err = write_next(req);
   if (err == 0) {
     err = net_tls_read_start(&req->tls, on_alloc, on_read);

@@ -79,6 +79,9 @@ struct net_hreq_s {
   bool is_head;     /* a HEAD request: the response has no body */
   bool is_sinking;  /* this response's body goes to the sink */
   bool is_complete; /* a whole response was parsed */
+  bool is_sent;     /* the request's first bytes went to the connection:
+                       the server may have acted on it (a client's
+                       failover rule needs to know) */
   bool is_closing;
   bool is_dialing;  /* the dial callback is still to come */
   bool is_in_value; /* header parsing: the last piece was a value */

@@ -67,7 +67,9 @@ static int parse_args(viewer_app_t* app, int* argc, char*** argv) {
   o->max_retries = -1; /* the preferences' */
   GOptionEntry entries[] = {
       {"server", 0, 0, G_OPTION_ARG_STRING, &o->server_url,
-       "Server URL for this run (default: the preferences)", "URL"},
+       "Server URL for this run (default: the preferences); URL,URL,... "
+       "for servers of one cluster, failed over between",
+       "URL"},
       {"token", 0, 0, G_OPTION_ARG_STRING, &o->token,
        "Bearer token for this run", "TOKEN"},
       {"cacert", 0, 0, G_OPTION_ARG_FILENAME, &o->cacert,

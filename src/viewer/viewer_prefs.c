@@ -272,6 +272,11 @@ void viewer_prefs_dialog(viewer_app_t* app) {
   gtk_widget_set_margin_bottom(grid, 16);
 
   GtkWidget* l = gtk_label_new("Server URL");
+  /* libcryomamba splits a list itself (client.h server_url). */
+  gtk_widget_set_tooltip_text(l,
+                              "One URL, or several of one cluster separated "
+                              "by commas: requests and the live view fail "
+                              "over between them; uploads use the first");
   gtk_label_set_xalign(GTK_LABEL(l), 0);
   gtk_grid_attach(GTK_GRID(grid), l, 0, 0, 1, 1);
   d->url = gtk_entry_new();
