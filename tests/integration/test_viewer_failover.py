@@ -6,10 +6,10 @@ Xvfb. `--server A,B --submit` (shape only: gateways take no uploads yet):
 gateway A killed with SIGKILL once a preview is shown, the viewer
 reconnects to B, sees the job completed and exits 0; with A dead from the
 start, the server check, the submit and the live view all go to B. The
-final mask's download (a GET, failed over to B too) gets B's 501
-not_in_cluster_yet: gateways serve no artifacts yet, so the screenshot says
-"final mask unavailable" and shows the last preview. Skips like
-test_viewer.py (no viewer, no Xvfb, no PIL)."""
+final mask's download (a GET, failed over to B too) comes from B, which
+serves the worker's artifact from the shared directory: the screenshot
+shows the final mask. Skips like test_viewer.py (no viewer, no Xvfb, no
+PIL)."""
 
 import os
 import sys
@@ -30,7 +30,8 @@ class ViewerFailoverTest(ViewerCase):
             cls.redis = None
             return
         cls.redis = Redis().start()
-        args = ["--redis", cls.redis.url]
+        cls.shared = harness.tempfile.mkdtemp(prefix="cryomamba-shared-")
+        args = ["--redis", cls.redis.url, "--shared-dir", cls.shared]
         cls.w = harness.Server(["--role", "worker"] + args).start()
         cls.procs.append(cls.w)
         cls.args = args
@@ -43,6 +44,7 @@ class ViewerFailoverTest(ViewerCase):
         finally:
             if cls.redis is not None:
                 cls.redis.stop()
+                harness.shutil.rmtree(cls.shared, ignore_errors=True)
 
     def gateways(self):
         a = harness.Server(["--role", "gateway"] + self.args).start()
@@ -65,13 +67,11 @@ class ViewerFailoverTest(ViewerCase):
 
     def check_end(self, v, b, job_id):
         v.wait_line(r"^viewer: job %s completed$" % job_id)
-        # the answer of B (gateways serve no artifacts yet), not A's refusal
-        why = v.wait_line(r"^viewer: final mask not downloaded: (.*)$").group(1)
-        self.assertIn("not_in_cluster_yet", why)
+        # downloaded from B (A is dead), off the shared directory
+        v.wait_line(r"^viewer: final mask shown")
         m = v.wait_line(SHOT_RE)
         self.assertEqual(v.wait(), 0, v.stderr())
-        self.assertEqual(m.group(2), "final mask unavailable", m.group(0))
-        self.assertEqual(m.group(6), "preview", "the last preview stays shown")
+        self.assertEqual(m.group(6), "final", m.group(0))
         self.assertEqual(b.job(job_id)["state"], "completed")
 
     def test_gateway_killed_while_the_viewer_watches(self):
