@@ -441,6 +441,9 @@ srv_cmd_result_t srv_commands_handle(srv_request_t* rq) {
     if (gateway && is_jobs && n == 3 && is_get) {
       return srv_cmd_cluster_get_job(rq, seg[2].p, seg[2].len);
     }
+    if (gateway && is_jobs && n == 3 && method == HTTP_DELETE) {
+      return srv_cmd_cluster_cancel_job(rq, seg[2].p, seg[2].len);
+    }
     return srv_cmd_cluster_refuse(rq);
   }
   if (n >= 2 && n <= 3 && span_is(seg[0], "v1") && span_is(seg[1], "uploads")) {

@@ -59,6 +59,9 @@ typedef enum {
   OPT_REDIS,
   OPT_SHARED_DIR,
   OPT_REDIS_IN_FLIGHT,
+  OPT_WORKER_LEASE,
+  OPT_ON_WORKER_LOST,
+  OPT_MAX_ATTEMPTS,
   OPT_HELP,
   OPT_VERSION
 } opt_id_t;
@@ -197,6 +200,16 @@ static const opt_doc_t opt_docs[] = {
      OPT_REDIS_IN_FLIGHT,
      "N      Redis commands awaiting replies per connection; more are\n"
      "             refused (503) (default 1024)"},
+    {"worker-lease-ms", "CRYOMAMBA_WORKER_LEASE_MS", OPT_WORKER_LEASE,
+     "MS     a worker renews its jobs' stream entries; one not renewed\n"
+     "             this long is taken over by another worker (default 10000)"},
+    {"on-worker-lost", "CRYOMAMBA_ON_WORKER_LOST", OPT_ON_WORKER_LOST,
+     "WHAT   a job whose worker was lost: requeue (run again from the\n"
+     "             start; the default) or fail (failed worker_lost, "
+     "retryable)"},
+    {"max-attempts", "CRYOMAMBA_MAX_ATTEMPTS", OPT_MAX_ATTEMPTS,
+     "N      runs of a job whose workers are lost before it fails\n"
+     "             worker_lost (default 3; 1..100)"},
 };
 
 
@@ -231,6 +244,8 @@ void srv_config_default(srv_config_t* cfg) {
   cfg->max_uploads_per_ip = 16;
   cfg->upload_expiry_s = 86400.0;
   cfg->redis_max_in_flight = 1024;
+  cfg->worker_lease_ms = 10000;
+  cfg->max_attempts = 3;
   srv_engine_cfg_default(&cfg->engines);
 }
 
@@ -543,6 +558,24 @@ static int apply(srv_config_t* cfg, opt_id_t id, const char* v) {
       return -1;
     }
     cfg->redis_max_in_flight = (unsigned) u;
+    return 0;
+  case OPT_WORKER_LEASE:
+    if (parse_uint(v, 3600000, &u) != 0 || u < 100) {
+      return -1;
+    }
+    cfg->worker_lease_ms = (unsigned) u;
+    return 0;
+  case OPT_ON_WORKER_LOST:
+    if (strcmp(v, "requeue") != 0 && strcmp(v, "fail") != 0) {
+      return -1;
+    }
+    cfg->fail_on_worker_lost = strcmp(v, "fail") == 0;
+    return 0;
+  case OPT_MAX_ATTEMPTS:
+    if (parse_uint(v, 100, &u) != 0 || u == 0) {
+      return -1;
+    }
+    cfg->max_attempts = (unsigned) u;
     return 0;
   case OPT_HELP:
   case OPT_VERSION:
