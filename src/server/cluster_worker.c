@@ -213,8 +213,10 @@ static void deliver(srv_sink_t* sink, net_frame_t* frame, net_wq_class_t cls) {
                         ch,          w->owner,    payload, seq, rec_s ?: "",
                         pub_s ?: "", w->entry,    flags};
   size_t lens[13];
-  lens_of(13, argv, lens);
-  lens[7] = len;
+  for (int i = 0; i < 13; i++) {
+    /* the payload is a frame's, not NUL-terminated */
+    lens[i] = i == 7 ? len : strlen(argv[i]);
+  }
   int rc = srv_redis_command(c->cmd,
                              is_terminal ? on_terminal_published : on_published,
                              srv_wjob_ref(w), 13, argv, lens);
