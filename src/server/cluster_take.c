@@ -121,11 +121,12 @@ static void start_taken(take_t* t, const redisReply* r) {
     srv_job_finish(job, CORE_JOB_FAILED, worker_lost_error(attempt - 1));
   } else if (attempt > 1) {
     c->takeovers++;
-    srv_job_publish(job, "state",
-                    json_pack("{s:s, s:s, s:s, s:i}", "state", "queued",
-                              "previous", was_running ? "running" : "queued",
-                              "reason", "worker_lost", "attempt", attempt),
-                    NET_WQ_ESSENTIAL);
+    srv_job_publish(
+        job, "state",
+        json_pack("{s:s, s:s, s:s, s:i}", "state", "queued", "previous",
+                  was_running ? "running" : "queued", "reason", "worker_lost",
+                  "attempt", (int) attempt),
+        NET_WQ_ESSENTIAL);
   }
   srv_jobs_schedule(ctx);
 }

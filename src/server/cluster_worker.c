@@ -174,10 +174,9 @@ static void deliver(srv_sink_t* sink, net_frame_t* frame, net_wq_class_t cls) {
   bool is_state = strncmp(payload, "{\"type\":\"state\"", 15) == 0;
   if (w->is_fenced || c->is_stopping || srv_redis_room(c->cmd) < 1) {
     /* Latest-only for previews and progress, as for a slow reader. */
-    if (w->is_fenced) {
-    } else if (cls == NET_WQ_ESSENTIAL) {
+    if (!w->is_fenced && cls == NET_WQ_ESSENTIAL) {
       c->publish_errors++;
-    } else {
+    } else if (!w->is_fenced) {
       c->events_dropped++;
     }
     if (is_terminal) {

@@ -202,7 +202,8 @@ static const opt_doc_t opt_docs[] = {
      "             refused (503) (default 1024)"},
     {"worker-lease-ms", "CRYOMAMBA_WORKER_LEASE_MS", OPT_WORKER_LEASE,
      "MS     a worker renews its jobs' stream entries; one not renewed\n"
-     "             this long is taken over by another worker (default 10000)"},
+     "             this long is taken over by another worker (default 10000;\n"
+     "             100..3600000)"},
     {"on-worker-lost", "CRYOMAMBA_ON_WORKER_LOST", OPT_ON_WORKER_LOST,
      "WHAT   a job whose worker was lost: requeue (run again from the\n"
      "             start; the default) or fail (failed worker_lost, "

@@ -16,6 +16,7 @@ import asyncio
 import json
 import os
 import signal
+import subprocess
 import sys
 import time
 import unittest
@@ -255,6 +256,37 @@ class TakeoverTest(unittest.TestCase):
         self.assertIs(owner, again)
         self.assertEqual(attempt, 2)
         self.assertEqual(c.pending(), 0)
+
+
+    def test_worker_stopped_with_sigterm_mid_job_is_taken_over(self):
+        c = self.cluster()
+        jid = c.a.create_job(LONG)["job_id"]
+        poll(lambda: c.owner_of(jid)[0] is not None and
+             c.a.job(jid)["state"] == "running", what="running")
+        owner, _ = c.owner_of(jid)
+        self.assertEqual(owner.stop(), 0)  # engines stopped, the entry stays pending
+        c.workers.remove(owner)
+        c.dead.append(owner)
+        done = c.b.wait_state(jid, ("completed", "failed"), timeout=40)
+        self.assertEqual(done["state"], "completed", done)
+        self.assertEqual(c.owner_of(jid), (c.workers[0], 2))
+        self.assertEqual(c.pending(), 0)
+
+
+class LeaseFlagsTest(unittest.TestCase):
+    def refused(self, args, needle):
+        p = subprocess.run([harness.SERVER_BIN, "--port", "0", "--role", "worker",
+                            "--redis", "redis://127.0.0.1:1"] + args,
+                           capture_output=True, timeout=20)
+        self.assertNotEqual(p.returncode, 0, p.stderr)
+        self.assertIn(needle, p.stderr.decode())
+
+    def test_bad_values_are_refused_at_start(self):
+        self.refused(["--worker-lease-ms", "50"], "--worker-lease-ms")
+        self.refused(["--worker-lease-ms", "x"], "--worker-lease-ms")
+        self.refused(["--on-worker-lost", "retry"], "invalid value 'retry' for --on-worker-lost")
+        self.refused(["--max-attempts", "0"], "--max-attempts")
+        self.refused(["--max-attempts", "101"], "--max-attempts")
 
 
 class CancelTest(unittest.TestCase):
