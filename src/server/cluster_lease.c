@@ -37,6 +37,10 @@ typedef struct srv_lease_s {
   uv_timer_t timer;
   srv_cluster_t* c;
   bool is_claiming; /* an XAUTOCLAIM is in flight */
+  /* Where the next XAUTOCLAIM scans from: it examines at most 10 x COUNT
+   * pending entries per call, so restarting at 0-0 each time would never
+   * reach a lost entry behind many live ones. */
+  char cursor[64];
 } srv_lease_t;
 
 
@@ -88,6 +92,12 @@ static void on_claimed(void* arg, redisReply* reply, int status) {
     return;
   }
   /* [next-cursor, [[id, [field, value, ...]], ...], [deleted ids]] */
+  if (c->lease != NULL && reply->type == REDIS_REPLY_ARRAY &&
+      reply->elements >= 1 && reply->element[0]->type == REDIS_REPLY_STRING &&
+      reply->element[0]->len < sizeof(c->lease->cursor)) {
+    memcpy(c->lease->cursor, reply->element[0]->str,
+           reply->element[0]->len + 1); /* 0-0 once the scan wrapped */
+  }
   const redisReply* entries =
       reply->type == REDIS_REPLY_ARRAY && reply->elements >= 2 &&
               reply->element[1]->type == REDIS_REPLY_ARRAY
@@ -111,14 +121,9 @@ static void claim(srv_lease_t* l, unsigned free_slots) {
   char idle[24], count[24];
   snprintf(idle, sizeof(idle), "%u", c->ctx->cfg.worker_lease_ms);
   snprintf(count, sizeof(count), "%u", free_slots);
-  const char* argv[] = {"XAUTOCLAIM",
-                        SRV_CLUSTER_STREAM,
-                        SRV_CLUSTER_GROUP,
-                        c->consumer,
-                        idle,
-                        "0-0",
-                        "COUNT",
-                        count};
+  const char* argv[] = {
+      "XAUTOCLAIM", SRV_CLUSTER_STREAM, SRV_CLUSTER_GROUP, c->consumer,
+      idle,         l->cursor,          "COUNT",           count};
   size_t lens[8];
   for (int i = 0; i < 8; i++) {
     lens[i] = strlen(argv[i]);
@@ -159,6 +164,7 @@ int srv_cluster_lease_start(srv_cluster_t* c) {
   }
   l->c = c;
   l->timer.data = l;
+  snprintf(l->cursor, sizeof(l->cursor), "0-0");
   uint64_t period = c->ctx->cfg.worker_lease_ms / 3;
   if (period > 1000) {
     period = 1000;
