@@ -5,6 +5,10 @@
  * consumer group "workers", runs each job with the registry's engines and
  * publishes its events on cm:ev:<id>, keeping the latest state, preview
  * and terminal message in cm:state:<id>, cm:prev:<id> and cm:term:<id>.
+ * A worker renews the entries of the jobs it runs and takes over those of
+ * lost workers (cluster_lease.c, cluster_take.c); only the attempt named
+ * by the hash's `owner` may publish (the fence). A gateway's cancel is a
+ * field of the hash its worker polls (cluster_cancel.c).
  * docs/operations.md, "Cluster". Loop thread only. */
 #ifndef SRV_CLUSTER_H
 #define SRV_CLUSTER_H

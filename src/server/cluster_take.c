@@ -123,9 +123,9 @@ static void start_taken(take_t* t, const redisReply* r) {
     c->takeovers++;
     srv_job_publish(
         job, "state",
-        json_pack("{s:s, s:s, s:s, s:i}", "state", "queued", "previous",
-                  was_running ? "running" : "queued", "reason", "worker_lost",
-                  "attempt", (int) attempt),
+        json_pack("{s:s, s:f, s:s, s:s, s:i}", "state", "queued", "progress",
+                  0.0, "previous", was_running ? "running" : "queued", "reason",
+                  "worker_lost", "attempt", (int) attempt),
         NET_WQ_ESSENTIAL);
   }
   srv_jobs_schedule(ctx);

@@ -5,7 +5,9 @@ a job is killed with SIGKILL mid-job: another one takes the entry over
 (XAUTOCLAIM) and, as configured, runs the job again from the start (a
 subscriber that stayed on a gateway gets the `worker_lost` state event,
 then previews with seqs above everything before, then `completed`), or fails
-it `worker_lost` (retryable), also once --max-attempts is used up. A worker
+it `worker_lost` (retryable), also once --max-attempts is used up (1, and 2
+with a second loss). A cancel while the job's worker is dead ends it when
+it is taken over; a worker stopped with SIGTERM mid-job is taken over. A worker
 frozen past its lease (SIGSTOP) and then resumed must not publish over the
 new attempt (fenced). A worker killed and restarted on the same state dir
 takes its own job back. Cancel (DELETE /v1/jobs/{id}) on gateway B: a running
@@ -155,6 +157,7 @@ class TakeoverTest(unittest.TestCase):
         self.assertEqual(got_lost["data"]["state"], "queued")
         self.assertEqual(got_lost["data"]["previous"], "running")
         self.assertEqual(got_lost["data"]["attempt"], 2)
+        self.assertEqual(got_lost["data"]["progress"], 0.0)
         owner, attempt = c.owner_of(jid)
         self.assertEqual(attempt, 2)
         self.assertIs(owner, c.workers[0])
@@ -175,6 +178,29 @@ class TakeoverTest(unittest.TestCase):
         job = c.b.job(jid)
         self.assertEqual(job["state"], "failed")
         self.assertEqual(job["errors"][0]["code"], "worker_lost")
+        poll(lambda: c.pending() == 0, what="no pending entry")
+
+    def test_second_loss_past_max_attempts_2_fails(self):
+        c = self.cluster("--max-attempts", "2", workers=3)
+
+        async def rest(ws, got, jid):
+            lost = await recv_until(ws, lambda m: m["type"] == "state" and
+                                    m["data"].get("reason") == "worker_lost", got)
+            self.assertEqual(lost["data"]["attempt"], 2)
+            n = len(previews(got))
+            await recv_until(ws, lambda m: len(previews(got)) >= n + 2, got)
+            owner, attempt = c.owner_of(jid)
+            self.assertEqual(attempt, 2)
+            c.kill9(owner)
+            term = await recv_until(ws, lambda m: m["type"] in TERMINAL, got)
+            self.assert_increasing(got)
+            return term
+        jid, term = self.kill_owner_mid_job(c, rest)
+        self.assertEqual(term["type"], "error")
+        self.assertEqual(term["data"]["code"], "worker_lost")
+        self.assertIn("attempt 2", term["data"]["message"])
+        self.assertTrue(term["data"]["retryable"])
+        self.assertEqual(c.owner_of(jid)[1], 3)
         poll(lambda: c.pending() == 0, what="no pending entry")
 
     def test_killed_worker_fail_mode_fails_retryable(self):
@@ -257,6 +283,20 @@ class TakeoverTest(unittest.TestCase):
         self.assertEqual(attempt, 2)
         self.assertEqual(c.pending(), 0)
 
+
+    def test_cancel_of_a_job_whose_worker_died(self):
+        c = self.cluster()
+
+        async def rest(ws, got, jid):
+            r = c.b.request("DELETE", "/v1/jobs/" + jid)
+            self.assertEqual(r.status, 202, r.body)
+            self.assertEqual(r.json["state"], "running")  # as far as Redis knows
+            return await recv_until(ws, lambda m: m["type"] in TERMINAL, got)
+        jid, term = self.kill_owner_mid_job(c, rest)
+        self.assertEqual(term["type"], "cancelled")
+        self.assertEqual(c.owner_of(jid), (c.workers[0], 2))
+        self.assertEqual(c.a.job(jid)["state"], "cancelled")
+        poll(lambda: c.pending() == 0, what="no pending entry")
 
     def test_worker_stopped_with_sigterm_mid_job_is_taken_over(self):
         c = self.cluster()
