@@ -181,6 +181,12 @@ static void on_closed(uv_handle_t* h) {
 
 
 void srv_cluster_lease_stop(srv_cluster_t* c) {
+  /* The jobs this worker runs stay pending in the group (taken over after
+   * the lease); their sinks go now, or job and sink would hold each other
+   * past the registry's end. */
+  while (!core_list_is_empty(&c->wjobs)) {
+    srv_wjob_detach(CORE_CONTAINER_OF(c->wjobs.next, srv_wjob_t, link));
+  }
   srv_lease_t* l = c->lease;
   if (l == NULL) {
     return;
