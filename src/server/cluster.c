@@ -129,6 +129,7 @@ int srv_cluster_start(srv_ctx_t* ctx, char* why, size_t why_len) {
     c->stream = srv_redis_new(ctx->loop, &c->url, &st, &ctx->log);
   }
   core_list_init(&c->mirrors);
+  core_list_init(&c->wjobs);
   if (c->cmd != NULL && ctx->cfg.role == SRV_ROLE_GATEWAY) {
     srv_redis_opts_t sb = {.name = "sub",
                            .max_in_flight = 1,
@@ -141,7 +142,8 @@ int srv_cluster_start(srv_ctx_t* ctx, char* why, size_t why_len) {
     c->sub = srv_redis_new(ctx->loop, &c->url, &sb, &ctx->log);
   }
   if (c->cmd == NULL ||
-      (ctx->cfg.role == SRV_ROLE_WORKER && c->stream == NULL) ||
+      (ctx->cfg.role == SRV_ROLE_WORKER &&
+       (c->stream == NULL || srv_cluster_lease_start(c) != 0)) ||
       (ctx->cfg.role == SRV_ROLE_GATEWAY && c->sub == NULL)) {
     srv_redis_close(c->cmd);
     srv_redis_close(c->stream);
@@ -160,6 +162,7 @@ void srv_cluster_stop(srv_ctx_t* ctx) {
     return;
   }
   c->is_stopping = true;
+  srv_cluster_lease_stop(c);
   srv_redis_close(c->stream);
   srv_redis_close(c->sub);
   srv_redis_close(c->cmd);
@@ -330,5 +333,9 @@ void srv_cluster_metrics(const srv_ctx_t* ctx,
          c->events_dropped);
     emit(out, "cryomamba_cluster_publish_errors_total",
          "job events Redis refused or lost", c->publish_errors);
+    emit(out, "cryomamba_cluster_takeovers_total",
+         "jobs this worker took from a lost worker", c->takeovers);
+    emit(out, "cryomamba_cluster_fenced_total",
+         "jobs another worker took over from this one", c->fenced);
   }
 }

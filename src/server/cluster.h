@@ -5,6 +5,10 @@
  * consumer group "workers", runs each job with the registry's engines and
  * publishes its events on cm:ev:<id>, keeping the latest state, preview
  * and terminal message in cm:state:<id>, cm:prev:<id> and cm:term:<id>.
+ * A worker renews the entries of the jobs it runs and takes over those of
+ * lost workers (cluster_lease.c, cluster_take.c); only the attempt named
+ * by the hash's `owner` may publish (the fence). A gateway's cancel is a
+ * field of the hash its worker polls (cluster_cancel.c).
  * docs/operations.md, "Cluster". Loop thread only. */
 #ifndef SRV_CLUSTER_H
 #define SRV_CLUSTER_H
@@ -35,6 +39,11 @@ typedef struct srv_cluster_s {
   unsigned takes_pending; /* worker: entries read, record not yet fetched */
   bool is_stopping;
   int redis_durable;       /* 1: AOF fsync'ed per write, 0: not, -1: unknown */
+  core_list_t wjobs; /* worker: jobs taken (srv_wjob_t, cluster_wjob.h) */
+  struct srv_lease_s*
+      lease;               /* worker: renewal and takeover (cluster_lease.c) */
+  uint64_t takeovers;      /* worker: entries of lost workers taken */
+  uint64_t fenced;         /* worker: jobs another worker took from it */
   uint64_t jobs_taken;     /* worker: stream entries read */
   uint64_t events_dropped; /* worker: previews not published (in flight) */
   uint64_t publish_errors; /* worker: event commands refused or failed */
@@ -118,5 +127,29 @@ void srv_cluster_sub_on_message(void* arg,
  * the group is created (idempotent) by both roles at each connect. */
 void srv_cluster_worker_on_connect(srv_cluster_t* c);
 void srv_cluster_worker_pump(srv_cluster_t* c);
+
+/* Worker (cluster_take.c): takes stream entry `entry` of job `job_id`
+ * (read, or claimed from a lost worker): makes this worker the job's owner
+ * in its hash (a new attempt), restores and runs it, or fails it when its
+ * previous worker was lost and --on-worker-lost/--max-attempts say so. */
+void srv_cluster_take(srv_cluster_t* c, const char* entry, const char* job_id);
+
+/* Worker (cluster_lease.c): the timer that renews the entries of the jobs
+ * this worker runs and claims those of lost workers (XAUTOCLAIM). 0 or
+ * -ENOMEM; stop closes it. */
+int srv_cluster_lease_start(srv_cluster_t* c);
+void srv_cluster_lease_stop(srv_cluster_t* c);
+
+/* Gateway (cluster_cancel.c): records a cancel request in the job's hash.
+ * cb's status: 0 (requested; `state` the job's state then), -ENOENT,
+ * -EALREADY (`state` the terminal one), or another negative error. */
+typedef void (*srv_cluster_cancel_cb)(void* arg,
+                                      const char* id,
+                                      const char* state,
+                                      int status);
+int srv_cluster_cancel(srv_ctx_t* ctx,
+                       const char* id,
+                       srv_cluster_cancel_cb cb,
+                       void* arg);
 
 #endif

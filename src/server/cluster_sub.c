@@ -147,8 +147,10 @@ static void apply(mirror_t* m, const char* text, size_t len) {
     net_frame_t* frames[CORE_ENC_COUNT] = {0};
     frames[CORE_ENC_BASE64] = f;
     srv_topic_set_preview(&job->topic, frames, false);
-  } else if (is_type(text, len, "completed") || is_type(text, len, "failed") ||
+  } else if (is_type(text, len, "completed") || is_type(text, len, "error") ||
              is_type(text, len, "cancelled")) {
+    /* (a failed job's terminal message is "error"; seq 0 ones are never
+     * published) */
     srv_topic_set_terminal(&job->topic, f);
   } else {
     srv_topic_publish(&job->topic, f,
@@ -184,10 +186,12 @@ static void drop(mirror_t* m) {
 
 /* All of the read arrived: the stored frames, the waiters, the buffer. */
 static void on_read_done(mirror_t* m) {
+  uint64_t rec_seq = 0;
   if (m->job == NULL && m->rec != NULL) {
     m->job = srv_job_mirror(m->c->ctx, m->rec);
     if (m->job != NULL) {
       m->job->final_preview_seq = 0; /* no engine here re-renders it */
+      rec_seq = m->job->seq; /* its last state event's, e.g. a takeover's */
       m->job->seq = 0;
     }
   }
@@ -201,6 +205,9 @@ static void on_read_done(mirror_t* m) {
         apply(m, m->stored[i].text, m->stored[i].len);
       }
       msg_clear(&m->stored[i]);
+    }
+    if (m->last_seq < rec_seq) {
+      m->last_seq = m->job->seq = rec_seq; /* connected's last_seq */
     }
     m->is_ready = true;
   }

@@ -1,12 +1,12 @@
 /* cluster_worker.c: a worker's side of the cluster (cluster.h). It reads
  * one stream entry at a time while a running slot is free (XREADGROUP on
  * its own connection, BLOCK 1 s), restores the job from its hash into the
- * local registry (srv_job_restore: it then runs like any queued job, with
- * the registry's engine) and registers a sink on the job's topic. The sink
- * sees every job event as the exact frame subscribers get; it publishes
- * the frame's payload on cm:ev:<id>, keeps the latest state, preview and
- * terminal message, updates the hash, and XACKs the entry once Redis has
- * the terminal record (MULTI/EXEC). */
+ * local registry (cluster_take.c) and registers a sink on the job's topic
+ * (cluster_wjob.h). The sink sees every job event as the exact frame
+ * subscribers get; one script publishes the frame's payload on cm:ev:<id>,
+ * keeps the latest state, preview and terminal message, updates the hash,
+ * and XACKs the entry with the terminal record, all only while the hash
+ * still names this worker's attempt as the owner (the fence). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,22 +15,38 @@
 #include <hiredis/hiredis.h>
 
 #include "server/cluster.h"
+#include "server/cluster_wjob.h"
 #include "server/engines.h"
 #include "server/job.h"
 #include "server/job_json.h"
 #include "server/jobs.h"
 
-typedef struct {
-  srv_sink_t sink; /* first: the hub hands it back */
-  srv_cluster_t* c;
-  srv_job_t* job; /* a reference */
-  char entry[64]; /* the stream entry to XACK */
-} wsink_t;
+/* Publishes one frame if this worker still owns the job (KEYS: hash,
+ * latest-key, channel; ARGV: owner, payload, seq, record, public, entry,
+ * flags: L the latest key, R the record, A XACK the entry). The terminal's
+ * keys, record, message and XACK are one atomic step, so what Redis
+ * acknowledged is the whole end. Returns 1, or 0 when fenced out. A hash
+ * without an owner is Redis restarted without its data: nobody else can
+ * own the job, so the worker goes on (and its records rebuild the hash);
+ * XACK then finds no group, which must not fail the script. */
+static const char publish_lua[] =
+    "local h = KEYS[1]\n"
+    "local o = redis.call('HGET', h, 'owner')\n"
+    "if o and o ~= ARGV[1] then return 0 end\n"
+    "local f = ARGV[7]\n"
+    "if string.find(f, 'L', 1, true) then redis.call('SET', KEYS[2], ARGV[2]) "
+    "end\n"
+    "if string.find(f, 'R', 1, true) then\n"
+    "  redis.call('HSET', h, 'record', ARGV[4], 'public', ARGV[5]) end\n"
+    "if tonumber(ARGV[3]) > tonumber(redis.call('HGET', h, 'seq') or '0') "
+    "then\n"
+    "  redis.call('HSET', h, 'seq', ARGV[3]) end\n"
+    "redis.call('PUBLISH', KEYS[3], ARGV[2])\n"
+    "if string.find(f, 'A', 1, true) then\n"
+    "  redis.pcall('XACK', '" SRV_CLUSTER_STREAM "', '" SRV_CLUSTER_GROUP
+    "', ARGV[6]) end\n"
+    "return 1\n";
 
-typedef struct {
-  srv_cluster_t* c;
-  char entry[64];
-} take_t;
 
 static void lens_of(int argc, const char** argv, size_t* lens) {
   for (int i = 0; i < argc; i++) {
@@ -46,78 +62,109 @@ static void on_group(void* arg, redisReply* reply, int status) {
 }
 
 
-static void on_ignored(void* arg, redisReply* reply, int status) {
-  srv_cluster_t* c = arg;
-  if (status != 0 || reply->type == REDIS_REPLY_ERROR) {
-    c->publish_errors++;
+srv_wjob_t* srv_wjob_ref(srv_wjob_t* w) {
+  w->refs++;
+  return w;
+}
+
+
+void srv_wjob_unref(srv_wjob_t* w) {
+  if (--w->refs == 0) {
+    srv_job_unref(w->job);
+    free(w);
   }
 }
 
 
-static void wsink_free(wsink_t* w) {
+void srv_wjob_detach(srv_wjob_t* w) {
+  if (!w->is_attached) {
+    return;
+  }
+  w->is_attached = false;
   srv_topic_remove(&w->job->topic, &w->sink);
-  srv_job_unref(w->job);
-  free(w);
+  core_list_remove(&w->link);
+  srv_wjob_unref(w);
 }
 
 
-static void on_acked(void* arg, redisReply* reply, int status) {
-  srv_cluster_t* c = arg;
-  if (status != 0 || reply->type == REDIS_REPLY_ERROR) {
-    c->publish_errors++;
+void srv_wjob_fence(srv_wjob_t* w) {
+  if (w->is_fenced) {
+    return;
   }
+  w->is_fenced = true;
+  w->c->fenced++;
+  srv_log(&w->c->ctx->log, SRV_LOG_WARN, "cluster.fenced", "s:job_id",
+          w->job->id, "s:owner", w->owner, NULL);
+  srv_job_t* job = w->job;
+  if (!core_job_state_is_terminal(job->state) && !job->is_ending) {
+    srv_job_cancel(job, NULL, NULL); /* locally: nothing is published */
+  }
+}
+
+
+void srv_wjob_cancel(srv_wjob_t* w) {
+  srv_job_t* job = w->job;
+  if (!w->is_fenced && !core_job_state_is_terminal(job->state) &&
+      !job->is_ending) {
+    srv_log(&w->c->ctx->log, SRV_LOG_INFO, "cluster.cancel_requested",
+            "s:job_id", job->id, NULL);
+    srv_job_cancel(job, NULL, NULL);
+  }
+}
+
+
+/* The script's answer: 1 published, 0 fenced out. */
+static bool published(srv_wjob_t* w, const redisReply* reply, int status) {
+  srv_cluster_t* c = w->c;
+  if (status != 0 || reply->type != REDIS_REPLY_INTEGER) {
+    c->publish_errors++;
+    return false;
+  }
+  if (reply->integer == 0) {
+    srv_wjob_fence(w);
+    return false;
+  }
+  return true;
+}
+
+
+static void on_published(void* arg, redisReply* reply, int status) {
+  srv_wjob_t* w = arg;
+  published(w, reply, status);
+  srv_wjob_unref(w);
+}
+
+
+static void on_terminal_published(void* arg, redisReply* reply, int status) {
+  srv_wjob_t* w = arg;
+  srv_cluster_t* c = w->c;
+  if (!published(w, reply, status) && !w->is_fenced) {
+    /* Not acknowledged: the entry stays pending; a lease takes it. */
+    srv_log(&c->ctx->log, SRV_LOG_ERROR, "cluster.terminal_not_stored",
+            "s:job_id", w->job->id, NULL);
+  }
+  srv_wjob_unref(w);
   srv_cluster_worker_pump(c);
 }
 
 
-static void on_terminal_stored(void* arg, redisReply* reply, int status) {
-  wsink_t* w = arg;
-  srv_cluster_t* c = w->c;
-  bool ok = status == 0 && reply->type == REDIS_REPLY_ARRAY;
-  for (size_t i = 0; ok && i < reply->elements; i++) {
-    ok = reply->element[i]->type != REDIS_REPLY_ERROR;
-  }
-  if (ok && !c->is_stopping) {
-    const char* argv[] = {"XACK", SRV_CLUSTER_STREAM, SRV_CLUSTER_GROUP,
-                          w->entry};
-    size_t lens[4];
-    lens_of(4, argv, lens);
-    if (srv_redis_command(c->cmd, on_acked, c, 4, argv, lens) != 0) {
-      c->publish_errors++;
+/* The frame's "seq" (every job event has one), 0 if none. */
+static uint64_t seq_of(const char* payload, size_t len) {
+  static const char key[] = "\"seq\":";
+  const char* p = memmem(payload, len, key, sizeof(key) - 1);
+  uint64_t seq = 0;
+  if (p != NULL) {
+    for (p += sizeof(key) - 1; p < payload + len && *p >= '0' && *p <= '9';
+         p++) {
+      seq = seq * 10 + (uint64_t) (*p - '0');
     }
-  } else {
-    /* Not acknowledged: the entry stays pending in the group. */
-    c->publish_errors++;
-    srv_log(&c->ctx->log, SRV_LOG_ERROR, "cluster.terminal_not_stored",
-            "s:job_id", w->job->id, NULL);
   }
-  wsink_free(w);
-}
-
-
-/* HSET of the job's record and public JSON; `argv` has room for 6. */
-static int hset_job(srv_cluster_t* c, const srv_job_t* job, const char* key) {
-  json_t* rec = srv_job_to_record(job);
-  json_t* pub = srv_job_to_json(job);
-  char* rec_s = rec != NULL ? json_dumps(rec, JSON_COMPACT) : NULL;
-  char* pub_s = pub != NULL ? json_dumps(pub, JSON_COMPACT) : NULL;
-  json_decref(rec);
-  json_decref(pub);
-  int rc = -ENOMEM;
-  if (rec_s != NULL && pub_s != NULL) {
-    const char* argv[] = {"HSET", key, "record", rec_s, "public", pub_s};
-    size_t lens[6];
-    lens_of(6, argv, lens);
-    rc = srv_redis_command(c->cmd, on_ignored, c, 6, argv, lens);
-  }
-  free(rec_s);
-  free(pub_s);
-  return rc;
+  return seq;
 }
 
 
 static void deliver(srv_sink_t* sink, net_frame_t* frame, net_wq_class_t cls) {
-  wsink_t* w = (wsink_t*) sink;
+  srv_wjob_t* w = (srv_wjob_t*) sink;
   srv_cluster_t* c = w->c;
   srv_job_t* job = w->job;
   size_t len = 0;
@@ -125,20 +172,19 @@ static void deliver(srv_sink_t* sink, net_frame_t* frame, net_wq_class_t cls) {
   bool is_terminal = frame == job->topic.terminal;
   bool is_preview = strncmp(payload, "{\"type\":\"preview\"", 17) == 0;
   bool is_state = strncmp(payload, "{\"type\":\"state\"", 15) == 0;
-  unsigned need = is_terminal ? 5 : is_state ? 3 : is_preview ? 2 : 1;
-  if (c->is_stopping || srv_redis_room(c->cmd) < need) {
+  if (w->is_fenced || c->is_stopping || srv_redis_room(c->cmd) < 1) {
     /* Latest-only for previews and progress, as for a slow reader. */
-    if (cls == NET_WQ_ESSENTIAL) {
+    if (!w->is_fenced && cls == NET_WQ_ESSENTIAL) {
       c->publish_errors++;
-    } else {
+    } else if (!w->is_fenced) {
       c->events_dropped++;
     }
     if (is_terminal) {
-      wsink_free(w);
+      srv_wjob_detach(w);
     }
     return;
   }
-  char key[64], ch[64], latest[64];
+  char key[64], ch[64], latest[64], seq[24];
   snprintf(key, sizeof(key), "cm:job:%s", job->id);
   snprintf(ch, sizeof(ch), "cm:ev:%s", job->id);
   snprintf(latest, sizeof(latest), "cm:%s:%s",
@@ -146,107 +192,75 @@ static void deliver(srv_sink_t* sink, net_frame_t* frame, net_wq_class_t cls) {
            : is_preview ? "prev"
                         : "state",
            job->id);
-  const char* set[] = {"SET", latest, payload};
-  size_t set_l[] = {3, strlen(latest), len};
-  const char* pub[] = {"PUBLISH", ch, payload};
-  size_t pub_l[] = {7, strlen(ch), len};
-  const char* multi[] = {"MULTI"};
-  const char* exec[] = {"EXEC"};
-  size_t ml[] = {5}, el[] = {4};
-  if (is_terminal) {
-    srv_redis_command(c->cmd, on_ignored, c, 1, multi, ml);
+  snprintf(seq, sizeof(seq), "%llu", (unsigned long long) seq_of(payload, len));
+  bool with_record = is_terminal || is_state;
+  char* rec_s = NULL;
+  char* pub_s = NULL;
+  if (with_record) {
+    json_t* rec = srv_job_to_record(job);
+    json_t* pub = srv_job_to_json(job);
+    rec_s = rec != NULL ? json_dumps(rec, JSON_COMPACT) : NULL;
+    pub_s = pub != NULL ? json_dumps(pub, JSON_COMPACT) : NULL;
+    json_decref(rec);
+    json_decref(pub);
   }
-  if (is_terminal || is_preview || is_state) {
-    srv_redis_command(c->cmd, on_ignored, c, 3, set, set_l);
+  char flags[4] = "";
+  snprintf(flags, sizeof(flags), "%s%s%s",
+           is_terminal || is_preview || is_state ? "L" : "",
+           rec_s != NULL && pub_s != NULL ? "R" : "", is_terminal ? "A" : "");
+  const char* argv[] = {"EVAL",      publish_lua, "3",     key, latest,
+                        ch,          w->owner,    payload, seq, rec_s ?: "",
+                        pub_s ?: "", w->entry,    flags};
+  size_t lens[13];
+  for (int i = 0; i < 13; i++) {
+    /* the payload is a frame's, not NUL-terminated */
+    lens[i] = i == 7 ? len : strlen(argv[i]);
   }
-  if (is_terminal || is_state) {
-    hset_job(c, job, key);
-  }
-  srv_redis_command(c->cmd, on_ignored, c, 3, pub, pub_l);
-  if (is_terminal &&
-      srv_redis_command(c->cmd, on_terminal_stored, w, 1, exec, el) != 0) {
+  int rc = srv_redis_command(c->cmd,
+                             is_terminal ? on_terminal_published : on_published,
+                             srv_wjob_ref(w), 13, argv, lens);
+  free(rec_s);
+  free(pub_s);
+  if (rc != 0 || (with_record && flags[1] != 'R')) {
     c->publish_errors++;
-    wsink_free(w);
+  }
+  if (rc != 0) {
+    srv_wjob_unref(w);
+  }
+  if (is_terminal) {
+    srv_wjob_detach(w);
   }
 }
 
 
 static void gone(srv_sink_t* sink) {
-  wsink_free((wsink_t*) sink);
+  srv_wjob_detach((srv_wjob_t*) sink);
 }
 
 
-static const srv_sink_ops_t wsink_ops = {deliver, gone};
+static const srv_sink_ops_t wjob_ops = {deliver, gone};
 
 
-static void on_record(void* arg, redisReply* reply, int status) {
-  take_t* t = arg;
-  srv_cluster_t* c = t->c;
-  srv_ctx_t* ctx = c->ctx;
-  c->takes_pending--;
-  json_t* rec = status == 0 && reply->type == REDIS_REPLY_STRING
-                    ? json_loadb(reply->str, reply->len, 0, NULL)
-                    : NULL;
-  const char* id = json_string_value(json_object_get(rec, "job_id"));
-  const char* engine = json_string_value(
-      json_object_get(json_object_get(rec, "params"), "engine"));
-  srv_job_t* job = NULL;
-  if (rec != NULL && id != NULL &&
-      srv_job_restore(ctx, rec, srv_engines_for_record(ctx->engines, engine)) ==
-          0) {
-    job = srv_job_find(ctx, id, strlen(id));
-  }
-  wsink_t* w = job != NULL ? calloc(1, sizeof(*w)) : NULL;
+srv_wjob_t* srv_wjob_attach(srv_cluster_t* c,
+                            srv_job_t* job,
+                            const char* entry,
+                            const char* owner) {
+  srv_wjob_t* w = calloc(1, sizeof(*w));
   if (w == NULL) {
-    c->publish_errors++;
-    srv_log(&ctx->log, SRV_LOG_ERROR, "cluster.job_unreadable", "s:entry",
-            t->entry, NULL);
-  } else {
-    core_list_init(&w->sink.link);
-    w->sink.ops = &wsink_ops;
-    w->sink.encoding = CORE_ENC_BASE64;
-    w->c = c;
-    w->job = srv_job_ref(job);
-    memcpy(w->entry, t->entry, sizeof(w->entry));
-    srv_topic_add(&job->topic, &w->sink);
-    srv_log(&ctx->log, SRV_LOG_INFO, "cluster.job_taken", "s:job_id", job->id,
-            "s:entry", t->entry, NULL);
-    srv_jobs_schedule(ctx);
+    return NULL;
   }
-  json_decref(rec);
-  free(t);
-  srv_cluster_worker_pump(c);
-}
-
-
-static void take(srv_cluster_t* c, const redisReply* entry) {
-  const redisReply* fields = entry->element[1];
-  const char* job_id = NULL;
-  for (size_t i = 0; i + 1 < fields->elements; i += 2) {
-    if (strcmp(fields->element[i]->str, "job_id") == 0) {
-      job_id = fields->element[i + 1]->str;
-    }
-  }
-  take_t* t = calloc(1, sizeof(*t));
-  if (job_id == NULL || t == NULL || entry->element[0]->len >= 64) {
-    free(t);
-    c->publish_errors++;
-    return;
-  }
-  t->c = c;
-  memcpy(t->entry, entry->element[0]->str, entry->element[0]->len);
-  char key[96];
-  snprintf(key, sizeof(key), "cm:job:%.40s", job_id);
-  const char* argv[] = {"HGET", key, "record"};
-  size_t lens[3];
-  lens_of(3, argv, lens);
-  if (srv_redis_command(c->cmd, on_record, t, 3, argv, lens) != 0) {
-    free(t);
-    c->publish_errors++;
-    return;
-  }
-  c->takes_pending++;
-  c->jobs_taken++;
+  core_list_init(&w->sink.link);
+  w->sink.ops = &wjob_ops;
+  w->sink.encoding = CORE_ENC_BASE64;
+  w->c = c;
+  w->job = srv_job_ref(job);
+  snprintf(w->entry, sizeof(w->entry), "%s", entry);
+  snprintf(w->owner, sizeof(w->owner), "%s", owner);
+  w->refs = 1;
+  w->is_attached = true;
+  core_list_push_back(&c->wjobs, &w->link);
+  srv_topic_add(&job->topic, &w->sink);
+  return w;
 }
 
 
@@ -269,7 +283,7 @@ static void on_read(void* arg, redisReply* reply, int status) {
       const redisReply* e = entries->element[i];
       if (e->type == REDIS_REPLY_ARRAY && e->elements == 2 &&
           e->element[1]->type == REDIS_REPLY_ARRAY) {
-        take(c, e);
+        srv_cluster_take_entry(c, e);
       }
     }
   }

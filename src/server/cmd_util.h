@@ -60,6 +60,10 @@ srv_cmd_result_t srv_cmd_cluster_get_job(srv_request_t* rq,
                                          const char* id,
                                          size_t len);
 srv_cmd_result_t srv_cmd_cluster_refuse(srv_request_t* rq);
+/* cluster_cancel.c: DELETE /v1/jobs/{id} (no purge) on a gateway. */
+srv_cmd_result_t srv_cmd_cluster_cancel_job(srv_request_t* rq,
+                                            const char* id,
+                                            size_t len);
 /* True after answering 400 when a gateway is asked for a job with a volume
  * (shape-only jobs in this version). */
 bool srv_cmd_cluster_refuse_volume(srv_request_t* rq,

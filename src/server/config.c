@@ -60,6 +60,9 @@ typedef enum {
   OPT_SHARED_DIR,
   OPT_REDIS_IN_FLIGHT,
   OPT_REDIS_TIMEOUT,
+  OPT_WORKER_LEASE,
+  OPT_ON_WORKER_LOST,
+  OPT_MAX_ATTEMPTS,
   OPT_HELP,
   OPT_VERSION
 } opt_id_t;
@@ -202,6 +205,17 @@ static const opt_doc_t opt_docs[] = {
      "MS     a Redis command unanswered this long drops the connection\n"
      "             (the request: 503 redis_unavailable) and reconnects\n"
      "             (default 5000; 100..600000)"},
+    {"worker-lease-ms", "CRYOMAMBA_WORKER_LEASE_MS", OPT_WORKER_LEASE,
+     "MS     a worker renews its jobs' stream entries; one not renewed\n"
+     "             this long is taken over by another worker (default 10000;\n"
+     "             100..3600000)"},
+    {"on-worker-lost", "CRYOMAMBA_ON_WORKER_LOST", OPT_ON_WORKER_LOST,
+     "WHAT   a job whose worker was lost: requeue (run again from the\n"
+     "             start; the default) or fail (failed worker_lost, "
+     "retryable)"},
+    {"max-attempts", "CRYOMAMBA_MAX_ATTEMPTS", OPT_MAX_ATTEMPTS,
+     "N      runs of a job whose workers are lost before it fails\n"
+     "             worker_lost (default 3; 1..100)"},
 };
 
 
@@ -237,6 +251,8 @@ void srv_config_default(srv_config_t* cfg) {
   cfg->upload_expiry_s = 86400.0;
   cfg->redis_max_in_flight = 1024;
   cfg->redis_timeout_ms = 5000;
+  cfg->worker_lease_ms = 10000;
+  cfg->max_attempts = 3;
   srv_engine_cfg_default(&cfg->engines);
 }
 
@@ -555,6 +571,24 @@ static int apply(srv_config_t* cfg, opt_id_t id, const char* v) {
       return -1;
     }
     cfg->redis_timeout_ms = (unsigned) u;
+    return 0;
+  case OPT_WORKER_LEASE:
+    if (parse_uint(v, 3600000, &u) != 0 || u < 100) {
+      return -1;
+    }
+    cfg->worker_lease_ms = (unsigned) u;
+    return 0;
+  case OPT_ON_WORKER_LOST:
+    if (strcmp(v, "requeue") != 0 && strcmp(v, "fail") != 0) {
+      return -1;
+    }
+    cfg->fail_on_worker_lost = strcmp(v, "fail") == 0;
+    return 0;
+  case OPT_MAX_ATTEMPTS:
+    if (parse_uint(v, 100, &u) != 0 || u == 0) {
+      return -1;
+    }
+    cfg->max_attempts = (unsigned) u;
     return 0;
   case OPT_HELP:
   case OPT_VERSION:

@@ -60,6 +60,9 @@ typedef struct {
   char shared_dir[1024];        /* --shared-dir; "" = none */
   unsigned redis_max_in_flight; /* commands awaiting replies, per connection */
   unsigned redis_timeout_ms;    /* a command unanswered this long: reconnect */
+  unsigned worker_lease_ms;     /* a job entry not renewed this long is lost */
+  bool fail_on_worker_lost;     /* --on-worker-lost fail (else requeue) */
+  unsigned max_attempts;        /* runs before a lost job fails */
 } srv_config_t;
 
 /* Refuses combinations of --role, --redis and --shared-dir that cannot
