@@ -406,7 +406,7 @@ class CancelTest(unittest.TestCase):
         r = self.cancel("not-a-uuid")
         harness.assert_error(self, r, 400, "invalid_job_id", retryable=False)
         r = self.c.b.request("DELETE", "/v1/jobs/0f8b6c7e-6a43-4c1e-9a8e-2d3b5f1c9e10?purge=1")
-        harness.assert_error(self, r, 501, "not_in_cluster_yet", retryable=False)
+        harness.assert_error(self, r, 404, "job_not_found", retryable=False)
 
 
 if __name__ == "__main__":
