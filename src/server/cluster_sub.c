@@ -23,6 +23,7 @@
 
 #include "core/uuid.h"
 #include "server/cluster.h"
+#include "server/cluster_enc.h"
 #include "server/jobs.h"
 
 #define BUFFERED_MAX 256 /* messages held while the stored ones are read */
@@ -50,7 +51,8 @@ typedef struct {
   msg_t stored[2];       /* cm:prev, cm:term */
   msg_t buf[BUFFERED_MAX];
   unsigned buf_n;
-  uint64_t last_seq; /* the last frame fanned out */
+  uint64_t last_seq;      /* the last frame fanned out */
+  srv_cluster_enc_t* enc; /* raw/zstd previews (cluster_enc.h) */
 } mirror_t;
 
 
@@ -70,6 +72,7 @@ static void mirror_free(mirror_t* m) {
   msg_clear(&m->stored[0]);
   msg_clear(&m->stored[1]);
   json_decref(m->rec);
+  srv_cluster_enc_free(m->enc);
   if (m->job != NULL) {
     srv_job_unref(m->job);
   }
@@ -127,6 +130,9 @@ static void follow(srv_job_t* job, const char* text, size_t len) {
 
 /* Fans one published payload out, unless already sent. */
 static void apply(mirror_t* m, const char* text, size_t len) {
+  if (m->enc != NULL && srv_cluster_enc_hold(m->enc, text, len)) {
+    return; /* behind a raw/zstd encode: applied in order after it */
+  }
   uint64_t seq = seq_of(text, len);
   if (seq == 0 || seq <= m->last_seq) {
     m->c->stale_dropped++;
@@ -143,7 +149,9 @@ static void apply(mirror_t* m, const char* text, size_t len) {
   if (!is_preview) {
     follow(job, text, len);
   }
-  if (is_preview) {
+  if (is_preview && m->enc != NULL) {
+    srv_cluster_enc_preview(m->enc, f);
+  } else if (is_preview) {
     net_frame_t* frames[CORE_ENC_COUNT] = {0};
     frames[CORE_ENC_BASE64] = f;
     srv_topic_set_preview(&job->topic, frames, false);
@@ -156,6 +164,11 @@ static void apply(mirror_t* m, const char* text, size_t len) {
                                                      : NET_WQ_ESSENTIAL);
     net_frame_unref(f);
   }
+}
+
+
+static void apply_held(void* arg, const char* text, size_t len) {
+  apply(arg, text, len);
 }
 
 
@@ -189,6 +202,7 @@ static void on_read_done(mirror_t* m) {
     if (m->job != NULL) {
       m->job->final_preview_seq = 0; /* no engine here re-renders it */
       m->job->seq = 0;
+      m->enc = srv_cluster_enc_new(m->job, apply_held, m); /* or base64 only */
     }
   }
   int status = m->job != NULL                      ? 0
@@ -471,4 +485,15 @@ void srv_cluster_sub_on_message(void* arg,
     b->len = payload_len;
     m->buf_n++;
   }
+}
+
+
+int srv_cluster_fill_preview(srv_ctx_t* ctx, srv_job_t* job) {
+  char channel[64];
+  snprintf(channel, sizeof(channel), "cm:ev:%s", job->id);
+  mirror_t* m = find(ctx->cluster, channel, strlen(channel));
+  if (m == NULL || m->job != job || m->enc == NULL) {
+    return -ENOENT;
+  }
+  return srv_cluster_enc_fill(m->enc);
 }

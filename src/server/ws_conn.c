@@ -13,6 +13,7 @@
 #include "net/ws_handshake.h"
 #include "net/ws_session.h"
 #include "server/cluster.h"
+#include "server/cluster_enc.h"
 #include "server/http_reply.h"
 #include "server/job_json.h"
 #include "server/jobs.h"
@@ -313,6 +314,16 @@ static void subscribe(ws_state_t* st, srv_job_t* job) {
   if (st->job == NULL) {
     return; /* the send failed and closed the connection */
   }
+  if (st->conn->ctx->cfg.role == SRV_ROLE_GATEWAY &&
+      job->topic.latest[st->sink.encoding] == NULL) {
+    /* A gateway has the latest preview in base64: made in this encoding
+     * on the pool, and it and the terminal message follow. */
+    srv_topic_wait(&job->topic, &st->waiter);
+    if (srv_cluster_fill_preview(st->conn->ctx, job) == 0) {
+      return;
+    }
+    srv_topic_unwait(&st->waiter);
+  }
   net_frame_t* preview = srv_topic_preview_for(&job->topic, st->sink.encoding);
   if (preview != NULL) {
     sink_deliver(&st->sink, preview, NET_WQ_LATEST_PREVIEW);
@@ -439,11 +450,10 @@ static int check_handshake(srv_conn_t* conn,
                          false, NULL);
     return -1;
   }
-  if (conn->ctx->cfg.role == SRV_ROLE_GATEWAY &&
-      (q->is_chunks || q->enc != CORE_ENC_BASE64)) {
+  if (conn->ctx->cfg.role == SRV_ROLE_GATEWAY && q->is_chunks) {
     srv_http_reply_error(conn, &mode, 400, "not_in_cluster_yet",
-                         "a cluster gateway sends the base64 encoding only in "
-                         "this version",
+                         "a cluster gateway does not send the chunks "
+                         "encoding in this version",
                          "omit encoding, or use a server with --role all",
                          false, NULL);
     return -1;

@@ -235,7 +235,7 @@ class ClusterTest(unittest.TestCase):
             ws = await harness.ws_connect(self.a, harness.new_uuid())
             return (await harness.wait_closed_code(ws))[0]
         self.assertEqual(asyncio.run(unknown()), 4404)
-        for q in ("raw", "zstd", "chunks"):
+        for q in ("chunks",):
             c = harness.RawHTTP(self.a.port)
             try:
                 c.send(harness.upgrade_request("/ws/jobs/%s?encoding=%s"
