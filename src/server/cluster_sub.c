@@ -23,6 +23,7 @@
 
 #include "core/uuid.h"
 #include "server/cluster.h"
+#include "server/cluster_chunks.h"
 #include "server/cluster_enc.h"
 #include "server/jobs.h"
 
@@ -51,8 +52,9 @@ typedef struct {
   msg_t stored[2];       /* cm:prev, cm:term */
   msg_t buf[BUFFERED_MAX];
   unsigned buf_n;
-  uint64_t last_seq;      /* the last frame fanned out */
-  srv_cluster_enc_t* enc; /* raw/zstd previews (cluster_enc.h) */
+  uint64_t last_seq;            /* the last frame fanned out */
+  srv_cluster_enc_t* enc;       /* raw/zstd previews (cluster_enc.h) */
+  srv_cluster_chunks_t* chunks; /* its table once a chunks subscriber came */
 } mirror_t;
 
 
@@ -73,6 +75,7 @@ static void mirror_free(mirror_t* m) {
   msg_clear(&m->stored[1]);
   json_decref(m->rec);
   srv_cluster_enc_free(m->enc);
+  srv_cluster_chunks_free(m->chunks);
   if (m->job != NULL) {
     srv_job_unref(m->job);
   }
@@ -312,6 +315,7 @@ static void read_stored(mirror_t* m) {
   size_t l1[] = {3, strlen(key[1])};
   const char* get2[] = {"GET", key[2]};
   size_t l2[] = {3, strlen(key[2])};
+  srv_cluster_chunks_refill(m->chunks); /* published meanwhile: stored */
   if (srv_redis_room(c->cmd) < 3) {
     m->replies++; /* as if the read failed: waiters get -EIO */
     on_reply(m, NULL, -ENOTCONN, -1);
@@ -457,6 +461,13 @@ void srv_cluster_sub_on_message(void* arg,
   if (m == NULL) {
     return;
   }
+  if (payload_len > 0 && payload[0] != '{') {
+    /* A chunk batch: for the table, if a chunks subscriber came. */
+    if (m->chunks != NULL) {
+      srv_cluster_chunks_message(m->chunks, payload, payload_len);
+    }
+    return;
+  }
   if (m->is_ready) {
     apply(m, payload, payload_len);
     return;
@@ -496,4 +507,18 @@ int srv_cluster_fill_preview(srv_ctx_t* ctx, srv_job_t* job) {
     return -ENOENT;
   }
   return srv_cluster_enc_fill(m->enc);
+}
+
+
+srv_chunks_t* srv_cluster_chunks_for_mirror(srv_job_t* job) {
+  char channel[64];
+  snprintf(channel, sizeof(channel), "cm:ev:%s", job->id);
+  mirror_t* m = find(job->ctx->cluster, channel, strlen(channel));
+  if (m == NULL || m->job != job) {
+    return job->chunks; /* a mirror that went: what it had */
+  }
+  if (m->chunks == NULL) {
+    m->chunks = srv_cluster_chunks_new(m->c, job);
+  }
+  return m->chunks != NULL ? job->chunks : NULL;
 }

@@ -15,6 +15,7 @@
 #include <hiredis/hiredis.h>
 
 #include "server/cluster.h"
+#include "server/cluster_chunks.h"
 #include "server/engines.h"
 #include "server/job.h"
 #include "server/job_json.h"
@@ -23,8 +24,9 @@
 typedef struct {
   srv_sink_t sink; /* first: the hub hands it back */
   srv_cluster_t* c;
-  srv_job_t* job; /* a reference */
-  char entry[64]; /* the stream entry to XACK */
+  srv_job_t* job;                  /* a reference */
+  char entry[64];                  /* the stream entry to XACK */
+  srv_cluster_chunk_pub_t* chunks; /* its chunk table into Redis */
 } wsink_t;
 
 typedef struct {
@@ -55,6 +57,7 @@ static void on_ignored(void* arg, redisReply* reply, int status) {
 
 
 static void wsink_free(wsink_t* w) {
+  srv_cluster_chunk_pub_stop(w->chunks);
   srv_topic_remove(&w->job->topic, &w->sink);
   srv_job_unref(w->job);
   free(w);
@@ -120,6 +123,7 @@ static void deliver(srv_sink_t* sink, net_frame_t* frame, net_wq_class_t cls) {
   wsink_t* w = (wsink_t*) sink;
   srv_cluster_t* c = w->c;
   srv_job_t* job = w->job;
+  srv_cluster_chunk_pub_retry(w->chunks); /* chunks first, then the event */
   size_t len = 0;
   const char* payload = (const char*) net_ws_frame_payload(frame, &len);
   bool is_terminal = frame == job->topic.terminal;
@@ -209,6 +213,7 @@ static void on_record(void* arg, redisReply* reply, int status) {
     w->job = srv_job_ref(job);
     memcpy(w->entry, t->entry, sizeof(w->entry));
     srv_topic_add(&job->topic, &w->sink);
+    w->chunks = srv_cluster_chunk_pub_start(c, job); /* or none: ENOMEM */
     srv_log(&ctx->log, SRV_LOG_INFO, "cluster.job_taken", "s:job_id", job->id,
             "s:entry", t->entry, NULL);
     srv_jobs_schedule(ctx);

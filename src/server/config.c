@@ -59,6 +59,7 @@ typedef enum {
   OPT_REDIS,
   OPT_SHARED_DIR,
   OPT_REDIS_IN_FLIGHT,
+  OPT_REDIS_CHUNK_BYTES,
   OPT_HELP,
   OPT_VERSION
 } opt_id_t;
@@ -197,6 +198,11 @@ static const opt_doc_t opt_docs[] = {
      OPT_REDIS_IN_FLIGHT,
      "N      Redis commands awaiting replies per connection; more are\n"
      "             refused (503) (default 1024)"},
+    {"redis-chunk-message-bytes", "CRYOMAMBA_REDIS_CHUNK_MESSAGE_BYTES",
+     OPT_REDIS_CHUNK_BYTES,
+     "N      bytes of a worker's chunk batch published on Redis, at\n"
+     "             most; a pass's chunks are split into batches\n"
+     "             (65536..268435456, default 4194304)"},
 };
 
 
@@ -231,6 +237,7 @@ void srv_config_default(srv_config_t* cfg) {
   cfg->max_uploads_per_ip = 16;
   cfg->upload_expiry_s = 86400.0;
   cfg->redis_max_in_flight = 1024;
+  cfg->redis_chunk_message_bytes = 4u << 20;
   srv_engine_cfg_default(&cfg->engines);
 }
 
@@ -543,6 +550,13 @@ static int apply(srv_config_t* cfg, opt_id_t id, const char* v) {
       return -1;
     }
     cfg->redis_max_in_flight = (unsigned) u;
+    return 0;
+  case OPT_REDIS_CHUNK_BYTES:
+    /* One chunk message (32^3 voxels compressed, and its header) must fit. */
+    if (parse_uint(v, 256u << 20, &u) != 0 || u < (64u << 10)) {
+      return -1;
+    }
+    cfg->redis_chunk_message_bytes = u;
     return 0;
   case OPT_HELP:
   case OPT_VERSION:

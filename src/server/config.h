@@ -59,6 +59,7 @@ typedef struct {
   char redis_url[512];          /* --redis; "" = none */
   char shared_dir[1024];        /* --shared-dir; "" = none */
   unsigned redis_max_in_flight; /* commands awaiting replies, per connection */
+  uint64_t redis_chunk_message_bytes; /* a worker's chunk batch, at most */
 } srv_config_t;
 
 /* Refuses combinations of --role, --redis and --shared-dir that cannot

@@ -16,7 +16,10 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
+import numpy as np  # noqa: E402
 import websockets.client  # noqa: E402
+import websockets.exceptions  # noqa: E402
+from chunk_client import ChunkClient, follow, max_downsample  # noqa: E402
 from redis_util import Redis  # noqa: E402
 from test_auth_encodings import zstd_decompress  # noqa: E402
 from test_cluster import TERMINAL, metric, poll  # noqa: E402
@@ -26,6 +29,37 @@ LONGER = {"volume": {"shape": [33, 40, 50]},
                      "pattern": "blobs", "preview_scale": 2}}
 FAST = {"volume": {"shape": [20, 24, 28]},
         "params": {"engine": "sim", "duration_s": 0.6, "preview_hz": 10}}
+# Chunked: scale-1 previews, so the final base64 preview is the whole mask
+# to compare with; the worker runs with --redis-chunk-message-bytes 65536,
+# so the random pattern's passes go out in several batches.
+CHUNKY = {"volume": {"shape": [64, 80, 72]},
+          "params": {"engine": "sim", "duration_s": 2.5, "preview_hz": 8,
+                     "pattern": "blobs", "preview_scale": 1, "seed": 3}}
+RANDOM = {"volume": {"shape": [40, 64, 66]},
+          "params": {"engine": "sim", "duration_s": 1.2, "preview_hz": 8,
+                     "pattern": "random", "preview_scale": 1}}
+WAIT = 60 * harness.SPEED_SCALE
+
+
+class Recorder(ChunkClient):
+    """A ChunkClient that also lists the versions of the chunks it got."""
+
+    def __init__(self):
+        super().__init__()
+        self.got = []
+
+    def _chunk(self, raw):
+        self.got.append(int.from_bytes(raw[20:24], "big"))
+        super()._chunk(raw)
+
+
+async def watch(server, jid, query="?encoding=chunks&scale=1", client=None, **kw):
+    client = client or Recorder()
+    async with websockets.client.connect(server.ws_url(jid) + query, max_size=None,
+                                         open_timeout=harness.EV,
+                                         ping_interval=None) as ws:
+        await asyncio.wait_for(follow(ws, client, **kw), WAIT)
+    return client
 
 
 async def stream(server, jid, query="", subprotocols=None, timeout=30):
@@ -78,10 +112,14 @@ class ClusterEncodingsTest(unittest.TestCase):
         args = ["--redis", cls.redis.url]
         cls.a = harness.Server(["--role", "gateway"] + args).start()
         cls.b = harness.Server(["--role", "gateway"] + args).start()
-        cls.w = harness.Server(["--role", "worker"] + args).start()
+        cls.w = harness.Server(["--role", "worker", "--redis-chunk-message-bytes",
+                                "65536"] + args).start()
 
     @classmethod
     def tearDownClass(cls):
+        if os.environ.get("CM_TEST_LOGS"):
+            for s in (cls.a, cls.b, cls.w):
+                sys.stderr.write("---- %d\n%s\n" % (s.port, s.stderr_tail(6000)))
         try:
             for s in (cls.a, cls.b, cls.w):
                 rc = s.stop()
@@ -180,6 +218,141 @@ class ClusterEncodingsTest(unittest.TestCase):
         self.assertEqual(got[1][1]["type"], "preview")
         self.assertEqual(got[1][0], "binary")
         self.assertGreaterEqual(sum(1 for _, e, _ in got if e["type"] == "preview"), 2)
+
+    # ---- chunks (§11) ----
+
+    def final_mask(self, jid):
+        """The job's final mask: its last base64 preview at scale 1."""
+        self.b.wait_state(jid, "completed", timeout=WAIT)
+        prev = json.loads(poll(lambda: self.redis.cli("GET", "cm:term:" + jid) and
+                               self.redis.cli("GET", "cm:prev:" + jid), what="final preview"))
+        self.assertEqual(prev["data"]["scale"], [1, 1, 1])
+        shape = prev["data"]["shape"]
+        return np.frombuffer(base64.b64decode(prev["data"]["payload"]),
+                             dtype=np.uint8).reshape(shape)
+
+    def assert_level(self, client, full, lv):
+        want = max_downsample(full, lv)
+        got = client.mask(lv)
+        self.assertEqual(got.shape, want.shape)
+        self.assertEqual(int((got != want).sum()), 0, "level %d differs" % lv)
+
+    def test_chunks_on_two_gateways_reconstruct_the_final_mask(self):
+        self.wait_connected()
+        for body in (CHUNKY, RANDOM):
+            jid = self.a.create_job(body)["job_id"]
+
+            async def both():
+                return await asyncio.gather(watch(self.a, jid),
+                                            watch(self.b, jid, "?encoding=chunks&scale=2"),
+                                            watch(self.b, jid))
+            on_a, on_b2, on_b = asyncio.run(both())
+            full = self.final_mask(jid)
+            self.assertGreater(int((full > 0).sum()), 0)
+            epoch = self.redis.cli("HGET", "cm:chunkmeta:" + jid, "epoch")
+            self.assertRegex(epoch, "^[0-9a-f]{16}$")
+            for c, lv in ((on_a, 0), (on_b2, 1), (on_b, 0)):
+                self.assertEqual(c.terminal["type"], "completed")
+                self.assertEqual(c.terminal["seq"], json.loads(
+                    self.redis.cli("GET", "cm:term:" + jid))["seq"])
+                self.assertTrue(c.deltas[0]["keyframe"])
+                self.assertTrue(c.deltas[-1]["complete"])
+                # the worker's epoch, the same on every gateway
+                self.assertEqual(c.connected["chunks"]["epoch"], epoch)
+                self.assertEqual({d["epoch"] for d in c.deltas}, {epoch})
+                self.assert_level(c, full, lv)
+            self.assertGreater(len(on_a.deltas), 2)
+        # the random pattern's passes did not fit one 64 KiB message
+        self.assertGreater(int(self.redis.cli("HLEN", "cm:chunks:" + jid)), 8)
+
+    def test_chunks_late_joiner_after_completion_gets_a_keyframe_of_the_mask(self):
+        self.wait_connected()
+        jid = self.a.create_job(CHUNKY)["job_id"]
+        full = self.final_mask(jid)
+        for server in (self.b, self.a):  # neither has watched it
+            c = asyncio.run(watch(server, jid))
+            self.assertTrue(c.deltas[0]["keyframe"])
+            self.assertEqual(c.terminal["type"], "completed")
+            self.assert_level(c, full, 0)
+            c = asyncio.run(watch(server, jid, "?encoding=chunks&scale=4"))
+            self.assert_level(c, full, 2)
+
+    def test_chunks_resume_with_since_on_the_other_gateway(self):
+        self.wait_connected()
+        jid = self.a.create_job(CHUNKY)["job_id"]
+        c = Recorder()
+
+        def enough(t, cl):
+            return cl.last_complete is not None and len(cl.deltas) >= 3
+        asyncio.run(watch(self.a, jid, client=c, until_terminal=False, on_message=enough))
+        seq, epoch = c.last_complete
+        c.got = []
+        asyncio.run(watch(self.b, jid, "?encoding=chunks&scale=1&since=%d&epoch=%s"
+                          % (seq, epoch), client=c))
+        resumed = [d for d in c.deltas if d["base"] == seq]
+        self.assertTrue(resumed, "no delta based on the since seq")
+        self.assertFalse(resumed[0]["keyframe"])
+        self.assertTrue(c.got, "nothing changed after the since seq?")
+        self.assertGreater(min(c.got), seq, "a chunk the client already had")
+        self.assert_level(c, self.final_mask(jid), 0)
+        # a wrong epoch on A: a keyframe
+        c3 = asyncio.run(watch(self.a, jid, "?encoding=chunks&scale=1&since=%d"
+                               "&epoch=0000000000000000" % seq))
+        self.assertTrue(c3.deltas[0]["keyframe"])
+        self.assert_level(c3, self.final_mask(jid), 0)
+
+    def test_chunks_converge_across_a_redis_restart_mid_job(self):
+        self.wait_connected()
+        body = json.loads(json.dumps(CHUNKY))
+        body["params"]["duration_s"] = 4.0
+        jid = self.a.create_job(body)["job_id"]
+        port = self.redis.port
+
+        async def run():
+            c = Recorder()
+            query = "?encoding=chunks&scale=1"
+            for attempt in range(6):
+                try:
+                    def first(t, cl):
+                        return cl.last_complete is not None
+                    if attempt == 0:
+                        await watch(self.a, jid, query, client=c, until_terminal=False,
+                                    on_message=first)
+                        self.redis.kill()
+                        self.redis.start(port=port)
+                        seq, epoch = c.last_complete
+                        query = "?encoding=chunks&scale=1&since=%d&epoch=%s" % (seq, epoch)
+                        continue
+                    await watch(self.b if attempt % 2 else self.a, jid, query, client=c)
+                    return c
+                except (websockets.exceptions.ConnectionClosed, OSError) as e:
+                    code = getattr(getattr(e, "rcvd", None), "code", None)
+                    self.assertIn(code, (1011, 1001, None))
+                    if c.last_complete:
+                        query = "?encoding=chunks&scale=1&since=%d&epoch=%s" % c.last_complete
+            raise AssertionError("no terminal message after reconnects")
+
+        async def live():
+            # one subscriber on B stays connected across the restart
+            c = Recorder()
+            await watch(self.b, jid, client=c)
+            return c
+        c_live, c = None, None
+
+        async def both():
+            return await asyncio.gather(live(), run(), return_exceptions=True)
+        c_live, c = asyncio.run(both())
+        for r in (c_live, c):
+            if isinstance(r, websockets.exceptions.ConnectionClosed):
+                continue  # closed by the gateway during the outage: fine
+            if isinstance(r, BaseException):
+                raise r
+        full = self.final_mask(jid)
+        self.assert_level(c, full, 0)
+        if not isinstance(c_live, BaseException):
+            self.assertEqual(c_live.terminal["type"], "completed")
+            self.assert_level(c_live, full, 0)
+        self.wait_connected()
 
 
 if __name__ == "__main__":
