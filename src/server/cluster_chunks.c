@@ -28,6 +28,7 @@ struct srv_cluster_chunks_s {
   bool has_epoch;     /* the table's epoch is the worker's */
   bool has_meta;      /* the read found cm:chunkmeta */
   bool has_read;      /* a read completed at least once */
+  bool needs_fill;    /* a read could not be sent: at the next batch */
   uint32_t meta_seq;
   char meta_epoch[17];
 };
@@ -103,8 +104,8 @@ void srv_cluster_chunks_message(srv_cluster_chunks_t* s,
                                 size_t len) {
   const uint8_t* p = (const uint8_t*) payload;
   srv_chunks_t* t = s->job->chunks;
-  if (!s->has_read && !s->is_filling) {
-    fill(s); /* the first read could not be sent: now */
+  if (s->needs_fill && !s->is_filling) {
+    fill(s); /* a read could not be sent: now */
   }
   if (t == NULL || len < SRV_CLUSTER_CHUNK_HEAD ||
       memcmp(p, SRV_CLUSTER_CHUNK_MAGIC, 4) != 0 || !epoch_ok(s, payload + 4)) {
@@ -122,8 +123,8 @@ void srv_cluster_chunks_message(srv_cluster_chunks_t* s,
     apply_chunk(t, p + off + 4, n);
     off += 4 + n;
   }
-  /* A running job's table read before the worker published anything is
-   * complete with its first batch. */
+  /* A table read before the worker published its epoch is complete with
+   * its first batch. */
   changed(t, seq, s->has_read && !s->is_filling);
 }
 
@@ -145,9 +146,14 @@ static void reply_done(srv_cluster_chunks_t* s) {
     fill(s);
     return;
   }
-  /* Nothing stored yet is complete for a job that has not run; a running
-   * job's first batch makes it ready (above). */
-  bool ready = s->has_meta || s->job->state != CORE_JOB_RUNNING;
+  /* Ready once the worker's epoch is known (a subscriber's connected
+   * message carries it): from the meta, or the worker's first batch
+   * (above), sent when it takes the job. An ended job without one (its
+   * worker could not store it) will get none: what there is. */
+  bool ended = s->job->state == CORE_JOB_COMPLETED ||
+               s->job->state == CORE_JOB_FAILED ||
+               s->job->state == CORE_JOB_CANCELLED;
+  bool ready = s->has_epoch || ended;
   changed(t, s->meta_seq, ready);
 }
 
@@ -210,8 +216,10 @@ static void fill(srv_cluster_chunks_t* s) {
   s->meta_seq = 0;
   s->meta_epoch[0] = '\0';
   if (srv_redis_room(c->cmd) < 2) {
-    return; /* not now: the next batch or reconnect reads again */
+    s->needs_fill = true; /* not now: at the next batch */
+    return;
   }
+  s->needs_fill = false;
   s->job->chunks->is_ready = false; /* subscribers wait for the read */
   s->is_filling = true;
   if (srv_redis_command(c->cmd, on_meta, s, 2, a1, l1) == 0) {

@@ -24,6 +24,7 @@ struct srv_cluster_chunk_pub_s {
   uint64_t connects;  /* the connection they were sent on */
   unsigned replies;   /* EXECs awaited: the struct outlives them */
   bool is_pending;    /* a change waits for room on the connection */
+  bool needs_meta;    /* the epoch is not in Redis yet (or may be lost) */
   bool is_stopped;
 };
 
@@ -71,6 +72,7 @@ static void on_exec(void* arg, redisReply* reply, int status) {
     if (!f->failed && f->seq > p->acked_seq) {
       p->acked_seq = f->seq;
     } else if (f->failed) {
+      p->needs_meta = true;
       /* Sent again from what Redis holds, with the next change. */
       p->c->publish_errors++;
       p->sent_seq = p->acked_seq;
@@ -174,9 +176,10 @@ static void flush(srv_cluster_chunk_pub_t* p) {
     /* A new connection: Redis may have restarted empty. */
     p->connects = connects;
     p->sent_seq = p->acked_seq = 0;
+    p->needs_meta = true;
   }
   p->is_pending = false;
-  if (t->seq <= p->sent_seq) {
+  if (t->seq <= p->sent_seq && !p->needs_meta) {
     return;
   }
   size_t max = (size_t) c->ctx->cfg.redis_chunk_message_bytes;
@@ -251,6 +254,7 @@ static void flush(srv_cluster_chunk_pub_t* p) {
     }
   } else {
     p->sent_seq = t->seq;
+    p->needs_meta = false;
   }
 out:
   free(b.msg);
@@ -282,6 +286,10 @@ srv_cluster_chunk_pub_t* srv_cluster_chunk_pub_start(srv_cluster_t* c,
     return NULL;
   }
   core_list_push_back(&t->watches, &p->watch.link);
+  /* The epoch at once: gateways wait for it before a chunks subscriber's
+   * connected message, which carries it. */
+  p->needs_meta = true;
+  flush(p);
   return p;
 }
 

@@ -11,6 +11,7 @@ import asyncio
 import base64
 import json
 import os
+import subprocess
 import sys
 import unittest
 
@@ -353,6 +354,17 @@ class ClusterEncodingsTest(unittest.TestCase):
             self.assertEqual(c_live.terminal["type"], "completed")
             self.assert_level(c_live, full, 0)
         self.wait_connected()
+
+
+class ChunkBoundTest(unittest.TestCase):
+    def test_a_chunk_message_bound_too_small_or_too_large_is_refused(self):
+        for v in ("65535", "0", "268435457", "-1", "4MiB"):
+            p = subprocess.run([harness.SERVER_BIN, "--port", "0", "--role", "worker",
+                                "--redis", "redis://127.0.0.1:1",
+                                "--redis-chunk-message-bytes", v],
+                               capture_output=True, timeout=20)
+            self.assertEqual(p.returncode, 2, (v, p.stderr))
+            self.assertIn("--redis-chunk-message-bytes", p.stderr.decode())
 
 
 if __name__ == "__main__":
