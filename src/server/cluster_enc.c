@@ -30,7 +30,8 @@ struct srv_cluster_enc_s {
   bool is_busy;     /* an encode is in flight */
   bool is_draining; /* held messages are being applied */
   bool is_gone;     /* the mirror went: free when idle */
-  bool fill_wanted; /* a late joiner asked while an encode was in flight */
+  bool is_filling;  /* the encode in flight is a fill (quiet, then wake) */
+  bool fill_wanted; /* a late joiner asked while a fill was in flight */
   held_t held[HELD_MAX];
   unsigned held_n;
 };
@@ -298,6 +299,7 @@ static void enc_done(uv_work_t* req, int status) {
   work_t* w = req->data;
   srv_cluster_enc_t* e = w->e;
   e->is_busy = false;
+  e->is_filling = false;
   if (status != 0 || w->err != 0) {
     for (int i = 0; i < CORE_ENC_COUNT; i++) {
       net_frame_unref(w->out[i]);
@@ -309,18 +311,32 @@ static void enc_done(uv_work_t* req, int status) {
       net_frame_unref(w->out[i]);
     }
     net_frame_unref(w->b64);
-  } else {
-    /* Base64 subscribers already have a fill's frame: quiet. */
-    w->out[CORE_ENC_BASE64] = w->b64;
-    srv_topic_set_preview(&e->job->topic, w->out, w->is_fill);
-    bool wake = w->is_fill;
+  } else if (w->is_fill) {
+    /* The base64 frame stays (its subscribers have it): only the binary
+     * frames are added, quietly; the waiters then get theirs. */
+    srv_topic_t* t = &e->job->topic;
+    for (int i = CORE_ENC_RAW; i < CORE_ENC_COUNT; i++) {
+      if (w->out[i] != NULL) {
+        if (t->latest[i] != NULL) {
+          net_frame_mark_held(t->latest[i], t->held);
+          net_frame_unref(t->latest[i]);
+        }
+        t->latest[i] = w->out[i];
+      }
+    }
+    net_frame_unref(w->b64);
+    bool wake = true;
     if (e->fill_wanted) {
+      /* Asked meanwhile for an encoding this one did not make (zstd). */
       e->fill_wanted = false;
       wake = !needs_fill(e) || fill_start(e) != 0;
     }
     if (wake) {
-      srv_topic_wake(&e->job->topic);
+      srv_topic_wake(t);
     }
+  } else {
+    w->out[CORE_ENC_BASE64] = w->b64;
+    srv_topic_set_preview(&e->job->topic, w->out, false);
   }
   free(w);
   drain(e);
@@ -344,6 +360,7 @@ static int start(srv_cluster_enc_t* e, net_frame_t* b64, bool is_fill) {
     return -ENOMEM;
   }
   e->is_busy = true;
+  e->is_filling = is_fill;
   return 0;
 }
 
@@ -377,11 +394,16 @@ static int fill_start(srv_cluster_enc_t* e) {
 
 
 int srv_cluster_enc_fill(srv_cluster_enc_t* e) {
-  if (e->is_busy) {
-    /* The encode in flight sets a newer preview (perhaps without this
-     * encoding): looked at again when it lands, and the waiters woken. */
+  if (e->is_busy && e->is_filling) {
+    /* Its waiters are woken when it lands, this one with them (and a
+     * fill of an encoding it lacks follows first). */
     e->fill_wanted = true;
     return 0;
+  }
+  if (e->is_busy) {
+    /* A new preview is being encoded with every encoding wanted now: it
+     * is delivered to this subscriber like to the others. */
+    return -EBUSY;
   }
   return fill_start(e);
 }

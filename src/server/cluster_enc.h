@@ -48,7 +48,9 @@ void srv_cluster_enc_preview(srv_cluster_enc_t* e, net_frame_t* b64);
 /* A subscriber of `enc` found no latest preview in its encoding: the
  * latest base64 one is encoded on the pool and the topic's waiters are
  * woken (srv_topic_wake) once the frames are in. 0 (the wake will come),
- * or -ENOENT (no base64 preview either) / -ENOMEM: no wake. */
+ * or -ENOENT (no base64 preview either), -EBUSY (a new preview is being
+ * encoded: it comes to the subscriber as to the others) / -ENOMEM: no
+ * wake. */
 int srv_cluster_enc_fill(srv_cluster_enc_t* e);
 
 /* Gateway (cluster_sub.c): srv_cluster_enc_fill on `job`'s mirror. */
