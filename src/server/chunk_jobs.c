@@ -10,6 +10,7 @@
 #include <uv.h>
 
 #include "core/mrc.h"
+#include "server/cluster_chunks.h"
 #include "server/jobs.h"
 #include "server/log.h"
 
@@ -160,6 +161,9 @@ static void build_from_artifact(srv_job_t* job) {
 
 
 srv_chunks_t* srv_chunks_for_job(srv_job_t* job) {
+  if (job->ctx->cfg.role == SRV_ROLE_GATEWAY) {
+    return srv_cluster_chunks_for_mirror(job); /* filled from Redis */
+  }
   if (job->chunks == NULL) {
     job->chunks = srv_chunks_new(&job->shape, job->topic.held);
     if (job->chunks == NULL) {

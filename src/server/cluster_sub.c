@@ -23,6 +23,8 @@
 
 #include "core/uuid.h"
 #include "server/cluster.h"
+#include "server/cluster_chunks.h"
+#include "server/cluster_enc.h"
 #include "server/jobs.h"
 
 #define BUFFERED_MAX 256 /* messages held while the stored ones are read */
@@ -50,7 +52,9 @@ typedef struct {
   msg_t stored[2];       /* cm:prev, cm:term */
   msg_t buf[BUFFERED_MAX];
   unsigned buf_n;
-  uint64_t last_seq; /* the last frame fanned out */
+  uint64_t last_seq;            /* the last frame fanned out */
+  srv_cluster_enc_t* enc;       /* raw/zstd previews (cluster_enc.h) */
+  srv_cluster_chunks_t* chunks; /* its table once a chunks subscriber came */
 } mirror_t;
 
 
@@ -70,6 +74,8 @@ static void mirror_free(mirror_t* m) {
   msg_clear(&m->stored[0]);
   msg_clear(&m->stored[1]);
   json_decref(m->rec);
+  srv_cluster_enc_free(m->enc);
+  srv_cluster_chunks_free(m->chunks);
   if (m->job != NULL) {
     srv_job_unref(m->job);
   }
@@ -127,6 +133,9 @@ static void follow(srv_job_t* job, const char* text, size_t len) {
 
 /* Fans one published payload out, unless already sent. */
 static void apply(mirror_t* m, const char* text, size_t len) {
+  if (m->enc != NULL && srv_cluster_enc_hold(m->enc, text, len)) {
+    return; /* behind a raw/zstd encode: applied in order after it */
+  }
   uint64_t seq = seq_of(text, len);
   if (seq == 0 || seq <= m->last_seq) {
     m->c->stale_dropped++;
@@ -143,7 +152,9 @@ static void apply(mirror_t* m, const char* text, size_t len) {
   if (!is_preview) {
     follow(job, text, len);
   }
-  if (is_preview) {
+  if (is_preview && m->enc != NULL) {
+    srv_cluster_enc_preview(m->enc, f);
+  } else if (is_preview) {
     net_frame_t* frames[CORE_ENC_COUNT] = {0};
     frames[CORE_ENC_BASE64] = f;
     srv_topic_set_preview(&job->topic, frames, false);
@@ -158,6 +169,11 @@ static void apply(mirror_t* m, const char* text, size_t len) {
                                                      : NET_WQ_ESSENTIAL);
     net_frame_unref(f);
   }
+}
+
+
+static void apply_held(void* arg, const char* text, size_t len) {
+  apply(arg, text, len);
 }
 
 
@@ -193,6 +209,7 @@ static void on_read_done(mirror_t* m) {
       m->job->final_preview_seq = 0; /* no engine here re-renders it */
       rec_seq = m->job->seq; /* its last state event's, e.g. a takeover's */
       m->job->seq = 0;
+      m->enc = srv_cluster_enc_new(m->job, apply_held, m); /* or base64 only */
     }
   }
   int status = m->job != NULL                      ? 0
@@ -305,6 +322,7 @@ static void read_stored(mirror_t* m) {
   size_t l1[] = {3, strlen(key[1])};
   const char* get2[] = {"GET", key[2]};
   size_t l2[] = {3, strlen(key[2])};
+  srv_cluster_chunks_refill(m->chunks); /* published meanwhile: stored */
   if (srv_redis_room(c->cmd) < 3) {
     m->replies++; /* as if the read failed: waiters get -EIO */
     on_reply(m, NULL, -ENOTCONN, -1);
@@ -450,6 +468,13 @@ void srv_cluster_sub_on_message(void* arg,
   if (m == NULL) {
     return;
   }
+  if (payload_len > 0 && payload[0] != '{') {
+    /* A chunk batch: for the table, if a chunks subscriber came. */
+    if (m->chunks != NULL) {
+      srv_cluster_chunks_message(m->chunks, payload, payload_len);
+    }
+    return;
+  }
   if (m->is_ready) {
     apply(m, payload, payload_len);
     return;
@@ -478,4 +503,29 @@ void srv_cluster_sub_on_message(void* arg,
     b->len = payload_len;
     m->buf_n++;
   }
+}
+
+
+int srv_cluster_fill_preview(srv_ctx_t* ctx, srv_job_t* job) {
+  char channel[64];
+  snprintf(channel, sizeof(channel), "cm:ev:%s", job->id);
+  mirror_t* m = find(ctx->cluster, channel, strlen(channel));
+  if (m == NULL || m->job != job || m->enc == NULL) {
+    return -ENOENT;
+  }
+  return srv_cluster_enc_fill(m->enc);
+}
+
+
+srv_chunks_t* srv_cluster_chunks_for_mirror(srv_job_t* job) {
+  char channel[64];
+  snprintf(channel, sizeof(channel), "cm:ev:%s", job->id);
+  mirror_t* m = find(job->ctx->cluster, channel, strlen(channel));
+  if (m == NULL || m->job != job) {
+    return job->chunks; /* a mirror that went: what it had */
+  }
+  if (m->chunks == NULL) {
+    m->chunks = srv_cluster_chunks_new(m->c, job);
+  }
+  return m->chunks != NULL ? job->chunks : NULL;
 }

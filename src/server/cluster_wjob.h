@@ -24,6 +24,7 @@ typedef struct srv_wjob_s {
   unsigned refs;    /* topic + scripts in flight */
   bool is_attached; /* on the topic and in c->wjobs */
   bool is_fenced;   /* the hash names another owner: publish nothing more */
+  struct srv_cluster_chunk_pub_s* chunks; /* its chunk table into Redis */
 } srv_wjob_t;
 
 /* A wjob attached to `job`'s topic and c->wjobs. NULL: out of memory. */

@@ -15,6 +15,7 @@
 #include <hiredis/hiredis.h>
 
 #include "server/cluster.h"
+#include "server/cluster_chunks.h"
 #include "server/cluster_wjob.h"
 #include "server/engines.h"
 #include "server/job.h"
@@ -81,6 +82,8 @@ void srv_wjob_detach(srv_wjob_t* w) {
     return;
   }
   w->is_attached = false;
+  srv_cluster_chunk_pub_stop(w->chunks);
+  w->chunks = NULL;
   srv_topic_remove(&w->job->topic, &w->sink);
   core_list_remove(&w->link);
   srv_wjob_unref(w);
@@ -167,6 +170,7 @@ static void deliver(srv_sink_t* sink, net_frame_t* frame, net_wq_class_t cls) {
   srv_wjob_t* w = (srv_wjob_t*) sink;
   srv_cluster_t* c = w->c;
   srv_job_t* job = w->job;
+  srv_cluster_chunk_pub_retry(w->chunks); /* chunks first, then the event */
   size_t len = 0;
   const char* payload = (const char*) net_ws_frame_payload(frame, &len);
   bool is_terminal = frame == job->topic.terminal;
@@ -260,6 +264,7 @@ srv_wjob_t* srv_wjob_attach(srv_cluster_t* c,
   w->is_attached = true;
   core_list_push_back(&c->wjobs, &w->link);
   srv_topic_add(&job->topic, &w->sink);
+  w->chunks = srv_cluster_chunk_pub_start(c, job); /* or none: ENOMEM */
   return w;
 }
 

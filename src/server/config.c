@@ -63,6 +63,7 @@ typedef enum {
   OPT_WORKER_LEASE,
   OPT_ON_WORKER_LOST,
   OPT_MAX_ATTEMPTS,
+  OPT_REDIS_CHUNK_BYTES,
   OPT_HELP,
   OPT_VERSION
 } opt_id_t;
@@ -216,6 +217,11 @@ static const opt_doc_t opt_docs[] = {
     {"max-attempts", "CRYOMAMBA_MAX_ATTEMPTS", OPT_MAX_ATTEMPTS,
      "N      runs of a job whose workers are lost before it fails\n"
      "             worker_lost (default 3; 1..100)"},
+    {"redis-chunk-message-bytes", "CRYOMAMBA_REDIS_CHUNK_MESSAGE_BYTES",
+     OPT_REDIS_CHUNK_BYTES,
+     "N      bytes of a worker's chunk batch published on Redis, at\n"
+     "             most; a pass's chunks are split into batches\n"
+     "             (65536..268435456, default 4194304)"},
 };
 
 
@@ -253,6 +259,7 @@ void srv_config_default(srv_config_t* cfg) {
   cfg->redis_timeout_ms = 5000;
   cfg->worker_lease_ms = 10000;
   cfg->max_attempts = 3;
+  cfg->redis_chunk_message_bytes = 4u << 20;
   srv_engine_cfg_default(&cfg->engines);
 }
 
@@ -589,6 +596,13 @@ static int apply(srv_config_t* cfg, opt_id_t id, const char* v) {
       return -1;
     }
     cfg->max_attempts = (unsigned) u;
+    return 0;
+  case OPT_REDIS_CHUNK_BYTES:
+    /* One chunk message (32^3 voxels compressed, and its header) must fit. */
+    if (parse_uint(v, 256u << 20, &u) != 0 || u < (64u << 10)) {
+      return -1;
+    }
+    cfg->redis_chunk_message_bytes = u;
     return 0;
   case OPT_HELP:
   case OPT_VERSION:

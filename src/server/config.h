@@ -63,6 +63,7 @@ typedef struct {
   unsigned worker_lease_ms;     /* a job entry not renewed this long is lost */
   bool fail_on_worker_lost;     /* --on-worker-lost fail (else requeue) */
   unsigned max_attempts;        /* runs before a lost job fails */
+  uint64_t redis_chunk_message_bytes; /* a worker's chunk batch, at most */
 } srv_config_t;
 
 /* Refuses combinations of --role, --redis and --shared-dir that cannot

@@ -3,6 +3,7 @@
  * our loop); we own the reconnect timer, the in-flight count and the
  * per-command trampolines that turn hiredis's callbacks into ours. */
 #include "server/redis_conn.h"
+#include "server/redis_uv.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -11,7 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <hiredis/adapters/libuv.h>
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 
@@ -210,7 +210,7 @@ static void start_connect(srv_redis_t* r) {
     return;
   }
   ac->data = r;
-  if (redisLibuvAttach(ac, r->loop) != REDIS_OK) {
+  if (srv_redis_uv_attach(ac, r->loop) != REDIS_OK) {
     redisAsyncFree(ac);
     schedule_reconnect(r, "cannot attach to the loop");
     return;

@@ -13,6 +13,8 @@
 #include "net/ws_handshake.h"
 #include "net/ws_session.h"
 #include "server/cluster.h"
+#include "server/chunk_jobs.h"
+#include "server/cluster_enc.h"
 #include "server/http_reply.h"
 #include "server/job_json.h"
 #include "server/jobs.h"
@@ -40,6 +42,7 @@ typedef struct {
   srv_ws_query_t query;     /* what the handshake asked for */
   srv_chunk_sub_t chunks;   /* the chunks encoding's subscriber */
   srv_cluster_join_t cjoin; /* a gateway's: its job's mirror (cluster.h) */
+  srv_chunk_watch_t cwait;  /* a gateway's: waiting for the table's read */
   ws_flow_t flow;
   uint64_t ping_sent_ms; /* 0 when no ping is outstanding */
 } ws_state_t;
@@ -222,6 +225,7 @@ static void unsubscribe(ws_state_t* st) {
     srv_topic_remove(&st->job->topic, &st->sink);
   }
   srv_cluster_leave(&st->cjoin); /* a no-op off a gateway */
+  core_list_remove(&st->cwait.link);
   if (st->job == NULL) {
     return;
   }
@@ -302,9 +306,43 @@ static void subscribe_chunks(ws_state_t* st, srv_job_t* job) {
 }
 
 
+/* A gateway's chunks subscriber waits for its mirror's table to be read
+ * from Redis: its connected message carries the worker's epoch. */
+static void on_table_read(srv_chunk_watch_t* w) {
+  ws_state_t* st = CORE_CONTAINER_OF(w, ws_state_t, cwait);
+  srv_job_t* job = st->job;
+  if (job == NULL || job->chunks == NULL || !job->chunks->is_ready) {
+    return;
+  }
+  core_list_remove(&st->cwait.link);
+  st->job = NULL; /* subscribe_chunks takes its own */
+  subscribe_chunks(st, job);
+  srv_job_unref(job);
+}
+
+
+static bool wait_for_table(ws_state_t* st, srv_job_t* job) {
+  srv_chunks_t* t = srv_chunks_for_job(job);
+  if (t == NULL) {
+    close_with(st, 1011, "out of memory");
+    return true;
+  }
+  if (t->is_ready) {
+    return false;
+  }
+  st->job = srv_job_ref(job);
+  st->cwait.changed = on_table_read;
+  core_list_push_back(&t->watches, &st->cwait.link);
+  return true;
+}
+
+
 static void subscribe(ws_state_t* st, srv_job_t* job) {
   if (st->query.is_chunks) {
-    subscribe_chunks(st, job);
+    if (st->conn->ctx->cfg.role != SRV_ROLE_GATEWAY ||
+        !wait_for_table(st, job)) {
+      subscribe_chunks(st, job);
+    }
     return;
   }
   st->job = srv_job_ref(job);
@@ -312,6 +350,16 @@ static void subscribe(ws_state_t* st, srv_job_t* job) {
   send_local(st, "connected", srv_job_connected_data(job));
   if (st->job == NULL) {
     return; /* the send failed and closed the connection */
+  }
+  if (st->conn->ctx->cfg.role == SRV_ROLE_GATEWAY &&
+      job->topic.latest[st->sink.encoding] == NULL) {
+    /* A gateway has the latest preview in base64: made in this encoding
+     * on the pool, and it and the terminal message follow. */
+    srv_topic_wait(&job->topic, &st->waiter);
+    if (srv_cluster_fill_preview(st->conn->ctx, job) == 0) {
+      return;
+    }
+    srv_topic_unwait(&st->waiter);
   }
   net_frame_t* preview = srv_topic_preview_for(&job->topic, st->sink.encoding);
   if (preview != NULL) {
@@ -439,15 +487,6 @@ static int check_handshake(srv_conn_t* conn,
                          false, NULL);
     return -1;
   }
-  if (conn->ctx->cfg.role == SRV_ROLE_GATEWAY &&
-      (q->is_chunks || q->enc != CORE_ENC_BASE64)) {
-    srv_http_reply_error(conn, &mode, 400, "not_in_cluster_yet",
-                         "a cluster gateway sends the base64 encoding only in "
-                         "this version",
-                         "omit encoding, or use a server with --role all",
-                         false, NULL);
-    return -1;
-  }
   return 0;
 }
 
@@ -512,6 +551,7 @@ void srv_ws_upgrade(srv_conn_t* conn,
   core_list_init(&st->sink.link);
   core_list_init(&st->waiter.link);
   core_list_init(&st->cjoin.link);
+  core_list_init(&st->cwait.link);
   st->cjoin.ready = on_cluster_ready;
   st->waiter.ready = on_preview_ready;
   net_ws_init(&st->ws, &conn->wq, ctx->cfg.max_ws_message_bytes,
