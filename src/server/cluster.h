@@ -38,6 +38,7 @@ typedef struct srv_cluster_s {
   uint64_t jobs_taken;     /* worker: stream entries read */
   uint64_t events_dropped; /* worker: previews not published (in flight) */
   uint64_t publish_errors; /* worker: event commands refused or failed */
+  uint64_t shared_used_bytes; /* gateway: cm:storage:used as last read */
 } srv_cluster_t;
 
 /* Starts the role's connections (they connect and reconnect by

@@ -15,6 +15,7 @@
 #include <hiredis/hiredis.h>
 
 #include "server/cluster.h"
+#include "server/cluster_rest.h"
 #include "server/engines.h"
 #include "server/job.h"
 #include "server/job_json.h"
@@ -125,7 +126,7 @@ static void deliver(srv_sink_t* sink, net_frame_t* frame, net_wq_class_t cls) {
   bool is_terminal = frame == job->topic.terminal;
   bool is_preview = strncmp(payload, "{\"type\":\"preview\"", 17) == 0;
   bool is_state = strncmp(payload, "{\"type\":\"state\"", 15) == 0;
-  unsigned need = is_terminal ? 5 : is_state ? 3 : is_preview ? 2 : 1;
+  unsigned need = is_terminal ? 6 : is_state ? 3 : is_preview ? 2 : 1;
   if (c->is_stopping || srv_redis_room(c->cmd) < need) {
     /* Latest-only for previews and progress, as for a slow reader. */
     if (cls == NET_WQ_ESSENTIAL) {
@@ -161,6 +162,9 @@ static void deliver(srv_sink_t* sink, net_frame_t* frame, net_wq_class_t cls) {
   }
   if (is_terminal || is_state) {
     hset_job(c, job, key);
+  }
+  if (is_terminal && job->artifact_bytes > 0) {
+    srv_cluster_count_artifact(c, job, on_ignored, c); /* the quota's */
   }
   srv_redis_command(c->cmd, on_ignored, c, 3, pub, pub_l);
   if (is_terminal &&

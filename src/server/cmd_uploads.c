@@ -199,7 +199,10 @@ srv_upload_t* srv_upload_create_checked(srv_upload_req_t* p,
     u->state = SRV_UPLOAD_COMPLETED;
     u->offset = length;
     memcpy(u->volume_id, same->id, sizeof(u->volume_id));
-  } else if (over_quota(ctx, length)) {
+  } else if (!(ctx->cfg.role == SRV_ROLE_GATEWAY && u->sha256[0] != '\0' &&
+               kind == SRV_CONCAT_NONE) &&
+             over_quota(ctx, length)) {
+    /* (A gateway checks an announced sha256 in Redis first: admission.) */
     srv_upload_req_fail(
         p, 507, "insufficient_storage",
         "the upload would exceed the server's storage quota "
@@ -253,8 +256,7 @@ srv_cmd_result_t srv_cmd_upload_create(srv_request_t* rq) {
   u->is_busy = true;
   p->owns_busy = true;
   p->ticket = srv_conn_ticket(rq->conn);
-  if (p->ticket == NULL ||
-      srv_upload_save(p->ctx, u, srv_upload_req_on_saved, p) != 0) {
+  if (p->ticket == NULL || srv_cluster_upload_admit(p) != 0) {
     srv_upload_drop_new(p->ctx, u);
     srv_upload_req_free(p);
     return srv_cmd_reply_oom(rq);
