@@ -60,6 +60,9 @@ typedef enum {
   OPT_SHARED_DIR,
   OPT_REDIS_IN_FLIGHT,
   OPT_REDIS_TIMEOUT,
+  OPT_SWEEP_GRACE,
+  OPT_SWEEP_INTERVAL,
+  OPT_SWEEP_MAX_FILES,
   OPT_HELP,
   OPT_VERSION
 } opt_id_t;
@@ -202,6 +205,18 @@ static const opt_doc_t opt_docs[] = {
      "MS     a Redis command unanswered this long drops the connection\n"
      "             (the request: 503 redis_unavailable) and reconnects\n"
      "             (default 5000; 100..600000)"},
+    {"shared-sweep-grace-s", "CRYOMAMBA_SHARED_SWEEP_GRACE_S", OPT_SWEEP_GRACE,
+     "S      a gateway's sweep of the shared directory removes a volume\n"
+     "             file without a record only once it is this old (default\n"
+     "             3600; 1..604800)"},
+    {"shared-sweep-interval-s", "CRYOMAMBA_SHARED_SWEEP_INTERVAL_S",
+     OPT_SWEEP_INTERVAL,
+     "S      time between two sweeps of the shared directory (default\n"
+     "             600; 1..86400; the first runs once Redis is reachable)"},
+    {"shared-sweep-max-files", "CRYOMAMBA_SHARED_SWEEP_MAX_FILES",
+     OPT_SWEEP_MAX_FILES,
+     "N      directory entries one sweep examines, at most (default\n"
+     "             10000; 1..1000000)"},
 };
 
 
@@ -237,6 +252,9 @@ void srv_config_default(srv_config_t* cfg) {
   cfg->upload_expiry_s = 86400.0;
   cfg->redis_max_in_flight = 1024;
   cfg->redis_timeout_ms = 5000;
+  cfg->sweep_grace_s = 3600;
+  cfg->sweep_interval_s = 600;
+  cfg->sweep_max_files = 10000;
   srv_engine_cfg_default(&cfg->engines);
 }
 
@@ -555,6 +573,24 @@ static int apply(srv_config_t* cfg, opt_id_t id, const char* v) {
       return -1;
     }
     cfg->redis_timeout_ms = (unsigned) u;
+    return 0;
+  case OPT_SWEEP_GRACE:
+    if (parse_uint(v, 604800, &u) != 0 || u == 0) {
+      return -1;
+    }
+    cfg->sweep_grace_s = (unsigned) u;
+    return 0;
+  case OPT_SWEEP_INTERVAL:
+    if (parse_uint(v, 86400, &u) != 0 || u == 0) {
+      return -1;
+    }
+    cfg->sweep_interval_s = (unsigned) u;
+    return 0;
+  case OPT_SWEEP_MAX_FILES:
+    if (parse_uint(v, 1000000, &u) != 0 || u == 0) {
+      return -1;
+    }
+    cfg->sweep_max_files = (unsigned) u;
     return 0;
   case OPT_HELP:
   case OPT_VERSION:

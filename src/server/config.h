@@ -60,6 +60,9 @@ typedef struct {
   char shared_dir[1024];        /* --shared-dir; "" = none */
   unsigned redis_max_in_flight; /* commands awaiting replies, per connection */
   unsigned redis_timeout_ms;    /* a command unanswered this long: reconnect */
+  unsigned sweep_grace_s;       /* shared dir: an orphan volume this old goes */
+  unsigned sweep_interval_s;    /* between two sweeps of the shared dir */
+  unsigned sweep_max_files;     /* entries one sweep examines */
 } srv_config_t;
 
 /* Refuses combinations of --role, --redis and --shared-dir that cannot
