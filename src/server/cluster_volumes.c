@@ -31,14 +31,15 @@ static void vol_key(const char* id, char* out, size_t cap) {
  * index and the volume's record are atomic: two gateways completing the
  * same bytes at once end with one volume (the second gets the first's id)
  * and the index never names a volume that is not there. An entry left
- * naming a deleted volume (an older version) is replaced. Returns the id
- * the upload now names. */
+ * naming a deleted volume (an older version) is replaced. The bytes added
+ * to the counter are kept in the hash (counted) for the DELETE. Returns
+ * the id the upload now names. */
 static const char k_put_script[] =
     "local other = redis.call('GET', KEYS[3])\n"
     "if other and redis.call('EXISTS', 'cm:vol:' .. other) == 1 then\n"
     "  return other\n"
     "end\n"
-    "redis.call('HSET', KEYS[1], 'record', ARGV[2])\n"
+    "redis.call('HSET', KEYS[1], 'record', ARGV[2], 'counted', ARGV[4])\n"
     "redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])\n"
     "redis.call('SET', KEYS[3], ARGV[1])\n"
     "redis.call('INCRBY', KEYS[4], ARGV[4])\n"
@@ -289,19 +290,19 @@ srv_cmd_result_t srv_cmd_cluster_list_volumes(srv_request_t* rq) {
 
 /* KEYS: the volume's hash, the index, the usage counter; ARGV: its id. 1
  * when it was there (gone now: record, index entry, its sha256 entry when
- * that names it, its bytes from the counter, together), else 0. */
+ * that names it, the bytes it added to the counter (field counted; none
+ * for a volume stored before the counter existed), together), else 0. */
 static const char k_delete_script[] =
     "local rec = redis.call('HGET', KEYS[1], 'record')\n"
     "if not rec then return 0 end\n"
     "local v = cjson.decode(rec)\n"
+    "local n = tonumber(redis.call('HGET', KEYS[1], 'counted'))\n"
+    "if n then redis.call('DECRBY', KEYS[3], n) end\n"
     "redis.call('DEL', KEYS[1])\n"
     "redis.call('ZREM', KEYS[2], ARGV[1])\n"
     "local sk = '" SRV_CLUSTER_SHA_PREFIX
     "' .. tostring(v.sha256)\n"
     "if redis.call('GET', sk) == ARGV[1] then redis.call('DEL', sk) end\n"
-    "if tonumber(v.size_bytes) then\n"
-    "  redis.call('DECRBY', KEYS[3], tonumber(v.size_bytes))\n"
-    "end\n"
     "return 1\n";
 
 typedef struct {

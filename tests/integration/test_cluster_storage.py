@@ -181,6 +181,7 @@ class PreviewDedupTest(unittest.TestCase):
         self.assertEqual(v["volume_id"], vid)
         self.assertTrue(v["upload"]["deduplicated"])
         self.assertEqual(v["upload"]["bytes_sent"], 0)
+        self.assertIn("already has this file", out.stderr)
         # The same over raw tus on B: complete at creation.
         r = post(self.b, len(data), sha)
         self.assertEqual(r.status, 201, r)
