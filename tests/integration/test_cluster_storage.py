@@ -355,5 +355,40 @@ class SweepTest(unittest.TestCase):
         self.assertEqual(g2.stop(), 0)
 
 
+class FailedCompletionSweepTest(unittest.TestCase):
+    def test_link_whose_record_failed_is_swept_and_the_upload_completes_later(self):
+        tmp, shared, redis, (g,), _ = start_cluster(
+            self, ["--shared-sweep-grace-s", "1", "--shared-sweep-interval-s", "1"],
+            worker=False, n_gateways=1, durable=True)
+        vols = os.path.join(shared, "volumes")
+        data = phantom_bytes(tmp, (8, 8, 8), seed=31)
+        r = post(g, len(data))
+        url = r.header("Location")
+        port = redis.port
+        redis.kill()
+        poll(lambda: metric(g, "cryomamba_redis_connected") == 0, what="down seen")
+        # All bytes in: the volume's file is linked, its record cannot be
+        # stored, so no volume id is acknowledged and the link is an orphan.
+        r = patch_all(g, url, data)
+        self.assertGreaterEqual(r.status, 500, r)
+        self.assertIsNone(r.header("CryoMamba-Volume-Id"))
+        orphans = os.listdir(vols)
+        self.assertEqual(len(orphans), 1, orphans)
+        redis.start(port=port)
+        wait_connected((g,), ())
+        poll(lambda: not os.path.exists(os.path.join(vols, orphans[0])), timeout=RUN_TIMEOUT,
+             what="the orphaned link swept")
+        self.assertGreaterEqual(metric(g, "cryomamba_cluster_orphans_removed_total"), 1)
+        # The upload was never acknowledged: an empty PATCH completes it now.
+        r = g.request("PATCH", url, raw=b"",
+                      headers=dict(PATCH, **{"Upload-Offset": str(len(data))}))
+        self.assertEqual(r.status, 204, r)
+        vid = r.header("CryoMamba-Volume-Id")
+        self.assertEqual(os.listdir(vols), [vid + ".mrc"])
+        self.assertEqual(g.get("/v1/volumes/" + vid).json["size_bytes"], len(data))
+        self.assertEqual(used(redis), len(data))
+        self.assertEqual(g.stop(), 0)
+
+
 if __name__ == "__main__":
     unittest.main()
