@@ -14,7 +14,6 @@
 
 #include "server/cmd_util.h"
 #include "server/redis_conn.h"
-#include "server/volumes.h"
 
 #define SRV_CLUSTER_VOL_INDEX "cm:vols"
 
@@ -82,8 +81,9 @@ typedef void (*srv_cluster_vol_cb)(void* arg, int status, const char* id);
 /* Stores volume `v`'s record, index entry, sha256 entry and bytes in one
  * script, unless a volume with its sha256 exists (cluster_volumes.c). 0
  * (cb runs) or a negative errno (it does not). */
+struct srv_volume_s; /* volumes.h (not included: volumes.c includes this) */
 int srv_cluster_volume_put(srv_ctx_t* ctx,
-                           const srv_volume_t* v,
+                           const struct srv_volume_s* v,
                            srv_cluster_vol_cb cb,
                            void* arg);
 

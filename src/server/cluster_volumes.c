@@ -14,6 +14,7 @@
 #include "server/cluster.h"
 #include "server/cluster_rest.h"
 #include "server/job_json.h"
+#include "server/volumes.h"
 
 typedef struct {
   srv_cluster_vol_cb cb;
