@@ -37,4 +37,8 @@ int srv_cluster_job_file(const srv_ctx_t* ctx,
  * the housekeeping timer; a no-op in other roles. */
 void srv_cluster_sweep_tick(srv_ctx_t* ctx);
 
+/* Gateway with a storage quota: reads cm:storage:used again (the PATCH's
+ * quota check; cluster_usage.c). From the housekeeping timer. */
+void srv_cluster_usage_tick(srv_ctx_t* ctx);
+
 #endif

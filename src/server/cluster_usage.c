@@ -7,11 +7,18 @@
  * The bytes counted for a job are kept in its hash (field storage_bytes,
  * set once: HSETNX), so a job whose terminal record is stored twice (a
  * retry, a takeover) is counted once and the purge takes back exactly what
- * was added. Loop thread only. */
+ * was added. A gateway with a storage quota also reads the counter once a
+ * second (srv_cluster_usage_tick), so a PATCH's quota check, which cannot
+ * wait for Redis, is at most about a second behind the cluster. Loop
+ * thread only. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include <hiredis/hiredis.h>
+
 #include "server/cluster.h"
+#include "server/cluster_files.h"
 #include "server/cluster_rest.h"
 
 /* KEYS: the job's hash, the counter; ARGV: the bytes. */
@@ -37,4 +44,30 @@ int srv_cluster_count_artifact(srv_cluster_t* c,
     lens[i] = strlen(argv[i]);
   }
   return srv_redis_command(c->cmd, cb, arg, 6, argv, lens);
+}
+
+
+static void on_used(void* arg, redisReply* reply, int status) {
+  srv_cluster_t* c = arg;
+  c->usage_busy = false;
+  if (status == 0 &&
+      (reply->type == REDIS_REPLY_STRING || reply->type == REDIS_REPLY_NIL)) {
+    long long n = reply->type == REDIS_REPLY_STRING ? atoll(reply->str) : 0;
+    c->shared_used_bytes = n > 0 ? (uint64_t) n : 0;
+  }
+}
+
+
+void srv_cluster_usage_tick(srv_ctx_t* ctx) {
+  srv_cluster_t* c = ctx->cluster;
+  if (c == NULL || ctx->cfg.role != SRV_ROLE_GATEWAY ||
+      ctx->cfg.storage_quota_bytes == 0 || c->is_stopping || c->usage_busy ||
+      !srv_redis_is_connected(c->cmd)) {
+    return;
+  }
+  const char* argv[] = {"GET", SRV_CLUSTER_USED_KEY};
+  size_t lens[] = {3, strlen(SRV_CLUSTER_USED_KEY)};
+  if (srv_redis_command(c->cmd, on_used, c, 2, argv, lens) == 0) {
+    c->usage_busy = true;
+  }
 }

@@ -87,6 +87,7 @@ static void on_stop_check(uv_timer_t* timer) {
     srv_jobs_housekeeping(ctx);
     srv_uploads_housekeeping(ctx);
     srv_cluster_sweep_tick(ctx);
+    srv_cluster_usage_tick(ctx);
   }
 }
 

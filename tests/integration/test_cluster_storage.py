@@ -268,6 +268,33 @@ class QuotaTest(unittest.TestCase):
         self.assertEqual(used(redis), 2 * size)
         harness.assert_error(self, post(b, size), 507, "insufficient_storage")
 
+    def test_patch_sees_what_other_gateways_stored(self):
+        tmp = tempfile.mkdtemp(prefix="cryomamba-storage-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        d = [phantom_bytes(tmp, (8, 8, 8), seed=s) for s in (4, 5, 6)]
+        size = len(d[0])
+        quota = size * 5 // 2
+        _, _, redis, (a, b), _ = start_cluster(
+            self, ["--storage-quota-bytes", str(quota)], worker=False)
+        # Reserved on A while the cluster is empty; then B fills the quota.
+        r = post(a, size)
+        self.assertEqual(r.status, 201, r)
+        url = r.header("Location")
+        upload(b, d[0])
+        upload(b, d[1])
+        self.assertEqual(used(redis), 2 * size)
+        # A reads the counter again within about a second: its PATCH would
+        # take the cluster past the quota.
+        poll(lambda: metric(a, "cryomamba_cluster_storage_used_bytes") == 2 * size,
+             what="A's view of the counter")
+        r = patch_all(a, url, d[2])
+        harness.assert_error(self, r, 507, "insufficient_storage", retryable=False)
+        vid = b.get("/v1/volumes").json["volumes"][0]["volume_id"]
+        self.assertEqual(a.request("DELETE", "/v1/volumes/" + vid).status, 200)
+        poll(lambda: metric(a, "cryomamba_cluster_storage_used_bytes") == size,
+             what="A's view after the delete")
+        self.assertEqual(patch_all(a, url, d[2]).status, 204)
+
 
 class RedisDownTest(unittest.TestCase):
     def test_redis_down_503_and_nothing_half_done(self):
