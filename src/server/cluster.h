@@ -42,6 +42,7 @@ typedef struct srv_cluster_s {
   bool usage_busy;            /* gateway: a read of it is in flight */
   bool sweep_busy;            /* gateway: a sweep (cluster_sweep.c) runs */
   uint64_t sweep_due_ms;      /* gateway: the next sweep, loop time */
+  uint64_t sweep_cursor;      /* gateway: entries the sweeps examined */
   uint64_t orphans_removed;   /* gateway: files the sweeps removed */
 } srv_cluster_t;
 

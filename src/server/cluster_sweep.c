@@ -5,9 +5,11 @@
  * mid-write, an artifact whose purge lost its gateway between the script
  * and the unlink. Every --shared-sweep-interval-s, once Redis is
  * reachable (the first soon after start-up), one sweep:
- *   1. the worker pool lists volumes/ and artifacts/, at most
- *      --shared-sweep-max-files entries: volume files older (ctime: a link
- *      sets it) than --shared-sweep-grace-s, every artifact and temporary;
+ *   1. the worker pool lists volumes/ and artifacts/ and examines at most
+ *      --shared-sweep-max-files entries, after those the previous sweeps
+ *      examined (a cursor that wraps at the end, so every entry gets its
+ *      turn): volume files older (ctime: a link sets it) than
+ *      --shared-sweep-grace-s, every artifact and temporary;
  *   2. one script asks Redis which are orphans: a volume with no record
  *      (the grace covers a completion between its link and its record,
  *      which takes well under a second), an artifact or temporary whose job
@@ -44,6 +46,9 @@ typedef struct {
   srv_ctx_t* ctx;
   char dir[1100]; /* the shared directory */
   unsigned max_files;
+  uint64_t skip;  /* entries the previous sweeps examined: resumed after */
+  uint64_t index; /* entries seen (volumes/ then artifacts/) */
+  bool stopped;   /* max_files reached: the next sweep resumes at index */
   int64_t grace_s;
   cand_t* cands;
   size_t n, cap;
@@ -110,10 +115,15 @@ static void scan_dir(sweep_t* s, const char* sub, bool volumes) {
   }
   int64_t now = (int64_t) time(NULL);
   struct dirent* e;
-  while (s->examined < s->max_files && (e = readdir(dir)) != NULL) {
+  while (!s->stopped && (e = readdir(dir)) != NULL) {
     const char* name = e->d_name;
-    if (name[0] == '.') {
-      continue;
+    if (name[0] == '.' || s->index++ < s->skip) {
+      continue; /* examined by an earlier sweep: only read past */
+    }
+    if (s->examined == s->max_files) {
+      s->stopped = true;
+      s->index--; /* this one is the next sweep's first */
+      break;
     }
     s->examined++;
     const char* rest = name + CORE_UUID_STR_LEN;
@@ -170,6 +180,11 @@ static void finish(sweep_t* s, int status) {
   srv_ctx_t* ctx = s->ctx;
   srv_cluster_t* c = ctx->cluster;
   if (c != NULL) {
+    /* The next sweep goes on after the entries this one examined; once
+     * both directories were read to their end it starts over. The order
+     * of a directory changes as files come and go: an entry may be missed
+     * by one round, never by every one. */
+    c->sweep_cursor = s->stopped ? s->index : 0;
     c->sweep_busy = false;
     c->sweep_due_ms =
         uv_now(ctx->loop) + (uint64_t) ctx->cfg.sweep_interval_s * 1000;
@@ -266,6 +281,7 @@ void srv_cluster_sweep_tick(srv_ctx_t* ctx) {
   s->work.data = s;
   s->max_files = ctx->cfg.sweep_max_files;
   s->grace_s = ctx->cfg.sweep_grace_s;
+  s->skip = c->sweep_cursor;
   snprintf(s->dir, sizeof(s->dir), "%s", srv_config_files_dir(&ctx->cfg));
   if (uv_queue_work(ctx->loop, &s->work, scan_work, after_scan) != 0) {
     sweep_free(s);

@@ -382,6 +382,32 @@ class SweepTest(unittest.TestCase):
         self.assertEqual(g2.stop(), 0)
 
 
+class BoundedSweepTest(unittest.TestCase):
+    def test_each_sweep_examines_a_bounded_share_and_all_get_their_turn(self):
+        tmp, shared, redis, (g,), _ = start_cluster(
+            self, ["--shared-sweep-interval-s", "1", "--shared-sweep-max-files", "2"],
+            worker=False, n_gateways=1)
+        vols, arts = os.path.join(shared, "volumes"), os.path.join(shared, "artifacts")
+        # More entries of volumes/ than one sweep examines, none an orphan:
+        # the temporaries of gone jobs in artifacts/ are reached only
+        # because each sweep goes on where the previous one stopped.
+        kept = []
+        for i in range(3):
+            kept.append(os.path.join(vols, "notes-%d.txt" % i))
+            with open(kept[-1], "wb") as f:
+                f.write(b"keep")
+        removed = []
+        for _ in range(3):
+            removed.append(os.path.join(arts, harness.new_uuid() + "-mask.mrc.tmp"))
+            with open(removed[-1], "wb") as f:
+                f.write(b"x")
+        poll(lambda: not any(os.path.exists(p) for p in removed), timeout=RUN_TIMEOUT,
+             what="every orphan reached")
+        self.assertTrue(all(os.path.exists(p) for p in kept))
+        self.assertEqual(metric(g, "cryomamba_cluster_orphans_removed_total"), 3)
+        self.assertEqual(g.stop(), 0)
+
+
 class FailedCompletionSweepTest(unittest.TestCase):
     def test_link_whose_record_failed_is_swept_and_the_upload_completes_later(self):
         tmp, shared, redis, (g,), _ = start_cluster(
