@@ -318,6 +318,12 @@ void srv_cluster_metrics(const srv_ctx_t* ctx,
     emit(out, "cryomamba_redis_sub_connected",
          "1 while the gateway's subscriber connection is up",
          srv_redis_is_connected(c->sub) ? 1 : 0);
+    emit(out, "cryomamba_cluster_storage_used_bytes",
+         "bytes of the cluster's volumes and artifacts, as last read",
+         c->shared_used_bytes);
+    emit(out, "cryomamba_cluster_orphans_removed_total",
+         "orphaned files the sweeps removed from the shared directory",
+         c->orphans_removed);
     emit(out, "cryomamba_cluster_stale_frames_dropped_total",
          "published frames not fanned out: their seq was already sent",
          c->stale_dropped);

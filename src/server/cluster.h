@@ -47,6 +47,12 @@ typedef struct srv_cluster_s {
   uint64_t jobs_taken;     /* worker: stream entries read */
   uint64_t events_dropped; /* worker: previews not published (in flight) */
   uint64_t publish_errors; /* worker: event commands refused or failed */
+  uint64_t shared_used_bytes; /* gateway: cm:storage:used as last read */
+  bool usage_busy;            /* gateway: a read of it is in flight */
+  bool sweep_busy;            /* gateway: a sweep (cluster_sweep.c) runs */
+  uint64_t sweep_due_ms;      /* gateway: the next sweep, loop time */
+  uint64_t sweep_cursor;      /* gateway: entries the sweeps examined */
+  uint64_t orphans_removed;   /* gateway: files the sweeps removed */
 } srv_cluster_t;
 
 /* Starts the role's connections (they connect and reconnect by

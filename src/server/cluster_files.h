@@ -32,4 +32,13 @@ int srv_cluster_job_file(const srv_ctx_t* ctx,
                          char* out,
                          size_t cap);
 
+/* Gateway with --shared-dir: starts a sweep of the shared directory's
+ * orphans when one is due and Redis is reachable (cluster_sweep.c). From
+ * the housekeeping timer; a no-op in other roles. */
+void srv_cluster_sweep_tick(srv_ctx_t* ctx);
+
+/* Gateway with a storage quota: reads cm:storage:used again (the PATCH's
+ * quota check; cluster_usage.c). From the housekeeping timer. */
+void srv_cluster_usage_tick(srv_ctx_t* ctx);
+
 #endif

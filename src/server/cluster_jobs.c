@@ -19,7 +19,8 @@
 #include "server/cluster_rest.h"
 #include "server/download.h"
 
-/* KEYS: the job's hash, state, prev, term keys, the index; ARGV: its id
+/* KEYS: the job's hash, state, prev, term keys, the index, the storage
+ * counter (cluster_usage.c: the artifact bytes counted go); ARGV: its id
  * and "1" for a purge. Returns the job's state when it is not removed
  * ("" when there is no such job), else "deleted". */
 static const char k_delete_script[] =
@@ -28,6 +29,8 @@ static const char k_delete_script[] =
     "local st = cjson.decode(pub).state\n"
     "if ARGV[2] ~= '1' or (st ~= 'completed' and st ~= 'failed' and\n"
     "    st ~= 'cancelled') then return st end\n"
+    "local n = tonumber(redis.call('HGET', KEYS[1], 'storage_bytes'))\n"
+    "if n then redis.call('DECRBY', KEYS[6], n) end\n"
     "redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])\n"
     "redis.call('ZREM', KEYS[5], ARGV[1])\n"
     "return 'deleted'\n";
@@ -173,14 +176,22 @@ srv_cmd_result_t srv_cmd_cluster_delete_job(srv_request_t* rq,
   for (int i = 0; i < 4; i++) {
     snprintf(keys[i], sizeof(keys[i]), "cm:%s:%s", kinds[i], d->id);
   }
-  const char* argv[] = {
-      "EVAL",  k_delete_script,       "5",   keys[0],          keys[1], keys[2],
-      keys[3], SRV_CLUSTER_JOB_INDEX, d->id, purge ? "1" : "0"};
-  size_t lens[10];
-  for (int i = 0; i < 10; i++) {
+  const char* argv[] = {"EVAL",
+                        k_delete_script,
+                        "6",
+                        keys[0],
+                        keys[1],
+                        keys[2],
+                        keys[3],
+                        SRV_CLUSTER_JOB_INDEX,
+                        SRV_CLUSTER_USED_KEY,
+                        d->id,
+                        purge ? "1" : "0"};
+  size_t lens[11];
+  for (int i = 0; i < 11; i++) {
     lens[i] = strlen(argv[i]);
   }
-  int rc = srv_redis_command(rq->conn->ctx->cluster->cmd, on_deleted, d, 10,
+  int rc = srv_redis_command(rq->conn->ctx->cluster->cmd, on_deleted, d, 11,
                              argv, lens);
   if (rc != 0) {
     srv_ticket_release(p->ticket);

@@ -13,7 +13,7 @@
 #include <stdbool.h>
 
 #include "server/cmd_util.h"
-#include "server/volumes.h"
+#include "server/redis_conn.h"
 
 #define SRV_CLUSTER_VOL_INDEX "cm:vols"
 
@@ -56,11 +56,35 @@ srv_cmd_result_t srv_cmd_cluster_no_shared_dir(srv_request_t* rq);
 /* GET /v1/jobs on a gateway. */
 srv_cmd_result_t srv_cmd_cluster_list_jobs(srv_request_t* rq);
 
-/* Stores volume `v`'s record and index entry in one MULTI/EXEC; cb(arg, 0)
- * once Redis acknowledged. 0 (cb runs) or a negative errno (it does not). */
+/* cm:vol:sha256:<hex> names the volume with those bytes (dedup);
+ * cm:storage:used counts the bytes of volumes and artifacts (the quota). */
+#define SRV_CLUSTER_SHA_PREFIX "cm:vol:sha256:"
+#define SRV_CLUSTER_USED_KEY "cm:storage:used"
+
+/* Worker: adds `job`'s artifact bytes to the counter, once per job (a
+ * command to send inside the terminal record's MULTI; cluster_usage.c).
+ * As srv_redis_command(). */
+struct srv_cluster_s;
+int srv_cluster_count_artifact(struct srv_cluster_s* c,
+                               const srv_job_t* job,
+                               srv_redis_reply_cb cb,
+                               void* arg);
+
+/* The sha256 index key of `sha256` (64 hex digits). */
+void srv_cluster_sha_key(const char* sha256, char* out, size_t cap);
+
+/* status 0 with the id the upload names now: v's, or that of the volume
+ * with the same sha256 already stored (then v was not stored); else a
+ * negative errno and NULL. */
+typedef void (*srv_cluster_vol_cb)(void* arg, int status, const char* id);
+
+/* Stores volume `v`'s record, index entry, sha256 entry and bytes in one
+ * script, unless a volume with its sha256 exists (cluster_volumes.c). 0
+ * (cb runs) or a negative errno (it does not). */
+struct srv_volume_s; /* volumes.h (not included: volumes.c includes this) */
 int srv_cluster_volume_put(srv_ctx_t* ctx,
-                           const srv_volume_t* v,
-                           srv_store_done_cb cb,
+                           const struct srv_volume_s* v,
+                           srv_cluster_vol_cb cb,
                            void* arg);
 
 /* GET /v1/volumes, GET and DELETE /v1/volumes/{id} on a gateway. */
@@ -93,5 +117,11 @@ srv_cmd_result_t srv_cmd_cluster_artifact(srv_request_t* rq,
                                           size_t len,
                                           const char* name,
                                           size_t name_len);
+
+/* GET /v1/jobs/{id}/preview on a gateway: cm:prev:<id> as stored
+ * (cluster_preview.c). */
+srv_cmd_result_t srv_cmd_cluster_preview(srv_request_t* rq,
+                                         const char* id,
+                                         size_t len);
 
 #endif

@@ -14,9 +14,10 @@
 #include "server/cluster.h"
 #include "server/cluster_rest.h"
 #include "server/job_json.h"
+#include "server/volumes.h"
 
 typedef struct {
-  srv_store_done_cb cb;
+  srv_cluster_vol_cb cb;
   void* arg;
 } put_t;
 
@@ -26,33 +27,52 @@ static void vol_key(const char* id, char* out, size_t cap) {
 }
 
 
-static void on_queued(void* arg, redisReply* reply, int status) {
-  (void) arg;
-  (void) reply;
-  (void) status; /* EXEC's reply says what happened */
-}
+/* KEYS: the volume's hash, the index, its sha256 key, the usage counter;
+ * ARGV: id, record, score, size. One script, so the check of the sha256
+ * index and the volume's record are atomic: two gateways completing the
+ * same bytes at once end with one volume (the second gets the first's id)
+ * and the index never names a volume that is not there. An entry left
+ * naming a deleted volume (an older version) is replaced. The bytes added
+ * to the counter are kept in the hash (counted) for the DELETE. Returns
+ * the id the upload now names. */
+static const char k_put_script[] =
+    "local other = redis.call('GET', KEYS[3])\n"
+    "if other and redis.call('EXISTS', 'cm:vol:' .. other) == 1 then\n"
+    "  return other\n"
+    "end\n"
+    "redis.call('HSET', KEYS[1], 'record', ARGV[2], 'counted', ARGV[4])\n"
+    "redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])\n"
+    "redis.call('SET', KEYS[3], ARGV[1])\n"
+    "redis.call('INCRBY', KEYS[4], ARGV[4])\n"
+    "return ARGV[1]\n";
 
 
 static void on_put(void* arg, redisReply* reply, int status) {
   put_t* p = arg;
-  if (status == 0 &&
-      (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
-       reply->element[0]->type == REDIS_REPLY_ERROR ||
-       reply->element[1]->type == REDIS_REPLY_ERROR)) {
+  const char* id = NULL;
+  if (status == 0 && (reply->type != REDIS_REPLY_STRING ||
+                      !core_uuid_is_valid(reply->str, reply->len))) {
     status = -EIO;
+  } else if (status == 0) {
+    id = reply->str;
   }
-  p->cb(p->arg, status);
+  p->cb(p->arg, status, id);
   free(p);
+}
+
+
+void srv_cluster_sha_key(const char* sha256, char* out, size_t cap) {
+  snprintf(out, cap, "%s%.64s", SRV_CLUSTER_SHA_PREFIX, sha256);
 }
 
 
 int srv_cluster_volume_put(srv_ctx_t* ctx,
                            const srv_volume_t* v,
-                           srv_store_done_cb cb,
+                           srv_cluster_vol_cb cb,
                            void* arg) {
   srv_cluster_t* c = ctx->cluster;
-  if (c == NULL || srv_redis_room(c->cmd) < 4) {
-    return c != NULL && srv_redis_is_connected(c->cmd) ? -EBUSY : -ENOTCONN;
+  if (c == NULL || !srv_redis_is_connected(c->cmd)) {
+    return -ENOTCONN;
   }
   json_t* rec = srv_volume_to_json(v);
   if (rec != NULL) {
@@ -67,24 +87,20 @@ int srv_cluster_volume_put(srv_ctx_t* ctx,
     return -ENOMEM;
   }
   *p = (put_t){cb, arg};
-  char key[64], score[32];
+  char key[64], sha_key[96], score[32], size[32];
   vol_key(v->id, key, sizeof(key));
+  srv_cluster_sha_key(v->sha256, sha_key, sizeof(sha_key));
   snprintf(score, sizeof(score), "%lld", (long long) v->created_us);
-  const char* multi[] = {"MULTI"};
-  const char* hset[] = {"HSET", key, "record", rec_s};
-  const char* zadd[] = {"ZADD", SRV_CLUSTER_VOL_INDEX, score, v->id};
-  const char* exec[] = {"EXEC"};
-  size_t ml[] = {5}, el[] = {4};
-  size_t hl[] = {4, strlen(key), 6, strlen(rec_s)};
-  size_t zl[] = {4, strlen(SRV_CLUSTER_VOL_INDEX), strlen(score),
-                 strlen(v->id)};
-  /* Room was checked: all four go out, or EXEC's callback says why. */
-  int rc = srv_redis_command(c->cmd, on_queued, NULL, 1, multi, ml);
-  if (rc == 0) {
-    srv_redis_command(c->cmd, on_queued, NULL, 4, hset, hl);
-    srv_redis_command(c->cmd, on_queued, NULL, 4, zadd, zl);
-    rc = srv_redis_command(c->cmd, on_put, p, 1, exec, el);
+  snprintf(size, sizeof(size), "%llu", (unsigned long long) v->size_bytes);
+  const char* argv[] = {
+      "EVAL",  k_put_script,         "4",   key,   SRV_CLUSTER_VOL_INDEX,
+      sha_key, SRV_CLUSTER_USED_KEY, v->id, rec_s, score,
+      size};
+  size_t lens[11];
+  for (int i = 0; i < 11; i++) {
+    lens[i] = strlen(argv[i]);
   }
+  int rc = srv_redis_command(c->cmd, on_put, p, 11, argv, lens);
   free(rec_s);
   if (rc != 0) {
     free(p);
@@ -273,12 +289,21 @@ srv_cmd_result_t srv_cmd_cluster_list_volumes(srv_request_t* rq) {
 
 /* ---- delete ---- */
 
-/* KEYS: the volume's hash, the index; ARGV: its id. 1 when it was there
- * (gone now, record and index entry together), else 0. */
+/* KEYS: the volume's hash, the index, the usage counter; ARGV: its id. 1
+ * when it was there (gone now: record, index entry, its sha256 entry when
+ * that names it, the bytes it added to the counter (field counted; none
+ * for a volume stored before the counter existed), together), else 0. */
 static const char k_delete_script[] =
-    "if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end\n"
+    "local rec = redis.call('HGET', KEYS[1], 'record')\n"
+    "if not rec then return 0 end\n"
+    "local v = cjson.decode(rec)\n"
+    "local n = tonumber(redis.call('HGET', KEYS[1], 'counted'))\n"
+    "if n then redis.call('DECRBY', KEYS[3], n) end\n"
     "redis.call('DEL', KEYS[1])\n"
     "redis.call('ZREM', KEYS[2], ARGV[1])\n"
+    "local sk = '" SRV_CLUSTER_SHA_PREFIX
+    "' .. tostring(v.sha256)\n"
+    "if redis.call('GET', sk) == ARGV[1] then redis.call('DEL', sk) end\n"
     "return 1\n";
 
 typedef struct {
@@ -350,13 +375,14 @@ srv_cmd_result_t srv_cmd_cluster_delete_volume(srv_request_t* rq,
   memcpy(d->id, id, len);
   char key[64];
   vol_key(d->id, key, sizeof(key));
-  const char* argv[] = {"EVAL", k_delete_script,       "2",
-                        key,    SRV_CLUSTER_VOL_INDEX, d->id};
-  size_t lens[6];
-  for (int i = 0; i < 6; i++) {
+  const char* argv[] = {"EVAL", k_delete_script,       "3",
+                        key,    SRV_CLUSTER_VOL_INDEX, SRV_CLUSTER_USED_KEY,
+                        d->id};
+  size_t lens[7];
+  for (int i = 0; i < 7; i++) {
     lens[i] = strlen(argv[i]);
   }
-  int rc = srv_redis_command(rq->conn->ctx->cluster->cmd, on_vol_deleted, d, 6,
+  int rc = srv_redis_command(rq->conn->ctx->cluster->cmd, on_vol_deleted, d, 7,
                              argv, lens);
   if (rc != 0) {
     srv_ticket_release(p->ticket);

@@ -17,6 +17,7 @@
 #include "server/cluster.h"
 #include "server/cluster_chunks.h"
 #include "server/cluster_wjob.h"
+#include "server/cluster_rest.h"
 #include "server/engines.h"
 #include "server/job.h"
 #include "server/job_json.h"
@@ -166,6 +167,14 @@ static uint64_t seq_of(const char* payload, size_t len) {
 }
 
 
+static void on_counted(void* arg, redisReply* reply, int status) {
+  srv_cluster_t* c = arg;
+  if (status != 0 || reply->type == REDIS_REPLY_ERROR) {
+    c->publish_errors++; /* the quota undercounts this artifact */
+  }
+}
+
+
 static void deliver(srv_sink_t* sink, net_frame_t* frame, net_wq_class_t cls) {
   srv_wjob_t* w = (srv_wjob_t*) sink;
   srv_cluster_t* c = w->c;
@@ -176,7 +185,8 @@ static void deliver(srv_sink_t* sink, net_frame_t* frame, net_wq_class_t cls) {
   bool is_terminal = frame == job->topic.terminal;
   bool is_preview = strncmp(payload, "{\"type\":\"preview\"", 17) == 0;
   bool is_state = strncmp(payload, "{\"type\":\"state\"", 15) == 0;
-  if (w->is_fenced || c->is_stopping || srv_redis_room(c->cmd) < 1) {
+  if (w->is_fenced || c->is_stopping ||
+      srv_redis_room(c->cmd) < (is_terminal ? 2u : 1u)) {
     /* Latest-only for previews and progress, as for a slow reader. */
     if (!w->is_fenced && cls == NET_WQ_ESSENTIAL) {
       c->publish_errors++;
@@ -219,6 +229,10 @@ static void deliver(srv_sink_t* sink, net_frame_t* frame, net_wq_class_t cls) {
   for (int i = 0; i < 13; i++) {
     /* the payload is a frame's, not NUL-terminated */
     lens[i] = i == 7 ? len : strlen(argv[i]);
+  }
+  if (is_terminal && job->artifact_bytes > 0) {
+    /* The quota's count: once per job (HSETNX), before the terminal. */
+    srv_cluster_count_artifact(c, job, on_counted, c);
   }
   int rc = srv_redis_command(c->cmd,
                              is_terminal ? on_terminal_published : on_published,

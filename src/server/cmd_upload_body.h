@@ -110,6 +110,11 @@ void srv_tus_upload_headers(const srv_upload_t* u,
                             char* out,
                             size_t cap);
 
+/* cluster_uploads.c: a new upload's first record, after (on a gateway)
+ * its dedup and quota checks in Redis; answers itself when refused. 0, or
+ * -ENOMEM (nothing was answered). */
+int srv_cluster_upload_admit(srv_upload_req_t* p);
+
 /* A new upload whose first record did not commit: lets go of a final's
  * parts and removes it. */
 void srv_upload_drop_new(srv_ctx_t* ctx, srv_upload_t* u);

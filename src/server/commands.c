@@ -386,6 +386,13 @@ static srv_cmd_result_t route_gateway(srv_request_t* rq,
                ? srv_cmd_cluster_delete_job(rq, seg[2].p, seg[2].len)
                : srv_cmd_cluster_cancel_job(rq, seg[2].p, seg[2].len);
   }
+  if (jobs && n == 4 && span_is(seg[3], "preview")) {
+    if (!is_get) {
+      srv_cmd_reply_method_not_allowed(rq, "GET, HEAD");
+      return SRV_CMD_DONE;
+    }
+    return srv_cmd_cluster_preview(rq, seg[2].p, seg[2].len);
+  }
   if (artifact && is_get) {
     return srv_cmd_cluster_artifact(rq, seg[2].p, seg[2].len, seg[4].p,
                                     seg[4].len);

@@ -64,6 +64,9 @@ typedef enum {
   OPT_ON_WORKER_LOST,
   OPT_MAX_ATTEMPTS,
   OPT_REDIS_CHUNK_BYTES,
+  OPT_SWEEP_GRACE,
+  OPT_SWEEP_INTERVAL,
+  OPT_SWEEP_MAX_FILES,
   OPT_HELP,
   OPT_VERSION
 } opt_id_t;
@@ -222,6 +225,18 @@ static const opt_doc_t opt_docs[] = {
      "N      bytes of a worker's chunk batch published on Redis, at\n"
      "             most; a pass's chunks are split into batches\n"
      "             (65536..268435456, default 4194304)"},
+    {"shared-sweep-grace-s", "CRYOMAMBA_SHARED_SWEEP_GRACE_S", OPT_SWEEP_GRACE,
+     "S      a gateway's sweep of the shared directory removes a volume\n"
+     "             file without a record only once it is this old (default\n"
+     "             3600; 1..604800)"},
+    {"shared-sweep-interval-s", "CRYOMAMBA_SHARED_SWEEP_INTERVAL_S",
+     OPT_SWEEP_INTERVAL,
+     "S      time between two sweeps of the shared directory (default\n"
+     "             600; 1..86400; the first runs once Redis is reachable)"},
+    {"shared-sweep-max-files", "CRYOMAMBA_SHARED_SWEEP_MAX_FILES",
+     OPT_SWEEP_MAX_FILES,
+     "N      directory entries one sweep examines, at most (default\n"
+     "             10000; 1..1000000)"},
 };
 
 
@@ -260,6 +275,9 @@ void srv_config_default(srv_config_t* cfg) {
   cfg->worker_lease_ms = 10000;
   cfg->max_attempts = 3;
   cfg->redis_chunk_message_bytes = 4u << 20;
+  cfg->sweep_grace_s = 3600;
+  cfg->sweep_interval_s = 600;
+  cfg->sweep_max_files = 10000;
   srv_engine_cfg_default(&cfg->engines);
 }
 
@@ -603,6 +621,24 @@ static int apply(srv_config_t* cfg, opt_id_t id, const char* v) {
       return -1;
     }
     cfg->redis_chunk_message_bytes = u;
+    return 0;
+  case OPT_SWEEP_GRACE:
+    if (parse_uint(v, 604800, &u) != 0 || u == 0) {
+      return -1;
+    }
+    cfg->sweep_grace_s = (unsigned) u;
+    return 0;
+  case OPT_SWEEP_INTERVAL:
+    if (parse_uint(v, 86400, &u) != 0 || u == 0) {
+      return -1;
+    }
+    cfg->sweep_interval_s = (unsigned) u;
+    return 0;
+  case OPT_SWEEP_MAX_FILES:
+    if (parse_uint(v, 1000000, &u) != 0 || u == 0) {
+      return -1;
+    }
+    cfg->sweep_max_files = (unsigned) u;
     return 0;
   case OPT_HELP:
   case OPT_VERSION:

@@ -86,6 +86,8 @@ static void on_stop_check(uv_timer_t* timer) {
     ctx->housekeeping_ms = now;
     srv_jobs_housekeeping(ctx);
     srv_uploads_housekeeping(ctx);
+    srv_cluster_sweep_tick(ctx);
+    srv_cluster_usage_tick(ctx);
   }
 }
 

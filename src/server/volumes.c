@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "core/timefmt.h"
+#include "server/cluster.h"
 #include "server/cluster_rest.h"
 #include "server/file_sync.h"
 #include "server/jobs.h"
@@ -99,6 +100,29 @@ static void on_volume_saved(void* arg, int status) {
 }
 
 
+static void on_dup_unlinked(uv_fs_t* req) {
+  uv_fs_req_cleanup(req);
+  free(req);
+}
+
+
+/* A cluster's volume is in Redis: `id` is the volume the upload names, v's
+ * or, when another gateway stored the same bytes first, that one's (then
+ * v's link goes; a failed unlink leaves an orphan for the sweep). */
+static void on_cluster_saved(void* arg, int status, const char* id) {
+  complete_t* c = arg;
+  if (status == 0 && strcmp(id, c->vol->id) != 0) {
+    uv_fs_t* req = malloc(sizeof(*req));
+    if (req != NULL &&
+        uv_fs_unlink(c->ctx->loop, req, c->to, on_dup_unlinked) != 0) {
+      free(req);
+    }
+    snprintf(c->vol->id, sizeof(c->vol->id), "%s", id);
+  }
+  on_volume_saved(c, status);
+}
+
+
 /* Worker: the upload's file becomes the volume's too (a hard link), and
  * volumes/ is synced so the name survives a power cut. */
 static void link_work(uv_work_t* req) {
@@ -136,7 +160,7 @@ static void on_linked(uv_work_t* req, int status) {
     return;
   }
   if (c->ctx->cfg.role != SRV_ROLE_ALL) {
-    rc = srv_cluster_volume_put(c->ctx, c->vol, on_volume_saved, c);
+    rc = srv_cluster_volume_put(c->ctx, c->vol, on_cluster_saved, c);
   } else {
     json_t* rec = to_record(c->vol);
     rc = rec != NULL ? srv_store_put(c->ctx->store, SRV_STORE_VOLUMES,
@@ -456,6 +480,10 @@ int srv_volumes_remove_orphans(srv_ctx_t* ctx) {
 
 
 uint64_t srv_storage_used_bytes(srv_ctx_t* ctx) {
+  if (ctx->cfg.role != SRV_ROLE_ALL) {
+    /* The cluster's volumes and artifacts (cluster_uploads.c). */
+    return ctx->cluster != NULL ? ctx->cluster->shared_used_bytes : 0;
+  }
   uint64_t n = 0;
   core_list_t* it;
   core_list_t* tmp;
