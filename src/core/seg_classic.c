@@ -29,6 +29,7 @@ struct core_seg_scratch_s {
 
 
 void core_seg_params_default(core_seg_params_t* p) {
+  memset(p, 0, sizeof(*p)); /* padding too: callers may memcmp params */
   *p = (core_seg_params_t){
       .sigma = 1.25f,
       .k_detect = 3.5f,
