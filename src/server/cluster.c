@@ -60,8 +60,8 @@ static void on_persistence(void* arg, redisReply* reply, int status) {
     const redisReply* k = reply->element[i];
     const redisReply* v = reply->element[i + 1];
     if (k->type == REDIS_REPLY_STRING && v->type == REDIS_REPLY_STRING) {
-      aof = aof || (strcmp(k->str, "appendonly") == 0 &&
-                    strcmp(v->str, "yes") == 0);
+      aof = aof ||
+            (strcmp(k->str, "appendonly") == 0 && strcmp(v->str, "yes") == 0);
       always = always || (strcmp(k->str, "appendfsync") == 0 &&
                           strcmp(v->str, "always") == 0);
     }

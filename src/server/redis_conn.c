@@ -33,7 +33,7 @@ struct srv_redis_s {
   unsigned in_flight;
   bool is_connected;
   bool is_closing;
-  bool is_stalled; /* dropped by the watchdog: pending get -ETIMEDOUT */
+  bool is_stalled;      /* dropped by the watchdog: pending get -ETIMEDOUT */
   bool was_down_logged; /* one warning per outage, not per attempt */
 };
 
@@ -228,8 +228,7 @@ static void start_connect(srv_redis_t* r) {
  * since the last reply (or since it was sent, if none was pending). */
 static void on_watchdog(uv_timer_t* t) {
   srv_redis_t* r = t->data;
-  if (r->ac == NULL || !r->is_connected || r->is_closing ||
-      r->in_flight == 0) {
+  if (r->ac == NULL || !r->is_connected || r->is_closing || r->in_flight == 0) {
     return;
   }
   uint64_t waited = uv_now(r->loop) - r->progress_ms;

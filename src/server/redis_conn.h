@@ -38,8 +38,9 @@ int srv_redis_parse_url(const char* url,
 int srv_redis_resolve(srv_redis_url_t* url, char* why, size_t why_len);
 
 /* A reply, or NULL with status < 0: -ENOTCONN (lost before the reply),
- * -ETIMEDOUT (Redis stalled past timeout_ms), -ECANCELED (closed). An error reply from Redis
- * arrives as a reply of type REDIS_REPLY_ERROR with status 0. */
+ * -ETIMEDOUT (Redis stalled past timeout_ms), -ECANCELED (closed). An error
+ * reply from Redis arrives as a reply of type REDIS_REPLY_ERROR with status 0.
+ */
 typedef void (*srv_redis_reply_cb)(void* arg,
                                    struct redisReply* reply,
                                    int status);
@@ -53,9 +54,9 @@ typedef void (*srv_redis_message_cb)(void* arg,
                                      size_t payload_len);
 
 typedef struct {
-  const char* name;              /* in logs: "cmd", "sub", ... */
-  unsigned max_in_flight;        /* commands awaiting replies; >= 1 */
-  bool is_subscriber;            /* SUBSCRIBE mode (on_message gets messages) */
+  const char* name;       /* in logs: "cmd", "sub", ... */
+  unsigned max_in_flight; /* commands awaiting replies; >= 1 */
+  bool is_subscriber;     /* SUBSCRIBE mode (on_message gets messages) */
   /* A command unanswered this long means Redis stalled: the connection is
    * dropped (pending callbacks get -ETIMEDOUT) and made again. 0: never;
    * subscriber connections have none (TCP keepalive finds a dead host). */
