@@ -16,6 +16,7 @@
 typedef struct {
   srv_cluster_cb cb;
   void* arg;
+  srv_cluster_t* c;
 } submit_t;
 
 typedef struct {
@@ -172,9 +173,29 @@ void srv_cluster_stop(srv_ctx_t* ctx) {
 
 /* ---- gateway: records ---- */
 
+/* Redis refusing writes for memory (maxmemory, noeviction) says OOM in the
+ * queued commands' errors, and EXECABORT for the transaction. */
+static bool is_oom(const redisReply* r) {
+  if (r->type == REDIS_REPLY_ERROR) {
+    return strncmp(r->str, "OOM", 3) == 0 || strstr(r->str, "OOM") != NULL;
+  }
+  for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
+    if (is_oom(r->element[i])) {
+      return true;
+    }
+  }
+  return false;
+}
+
+
 static void on_exec(void* arg, redisReply* reply, int status) {
   submit_t* s = arg;
-  if (status == 0 &&
+  bool queued_oom = s->c->queued_oom;
+  s->c->queued_oom = false;
+  if (status == 0 && (is_oom(reply) || (reply->type == REDIS_REPLY_ERROR &&
+                                        queued_oom))) {
+    status = -ENOSPC;
+  } else if (status == 0 &&
       (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3 ||
        reply->element[0]->type == REDIS_REPLY_ERROR ||
        reply->element[1]->type == REDIS_REPLY_ERROR ||
@@ -186,10 +207,14 @@ static void on_exec(void* arg, redisReply* reply, int status) {
 }
 
 
+/* Replies come in order on the one connection, so the flag a transaction's
+ * queued commands set is read by its own EXEC's reply. */
 static void on_queued(void* arg, redisReply* reply, int status) {
-  (void) arg;
-  (void) reply;
-  (void) status; /* EXEC's reply says what happened */
+  srv_cluster_t* c = arg;
+  /* EXEC's reply says what happened; EXECABORT does not say why. */
+  if (status == 0 && is_oom(reply)) {
+    c->queued_oom = true;
+  }
 }
 
 
@@ -214,7 +239,7 @@ int srv_cluster_submit(srv_ctx_t* ctx,
     free(s);
     return -ENOMEM;
   }
-  *s = (submit_t){cb, arg};
+  *s = (submit_t){cb, arg, c};
   char key[64];
   snprintf(key, sizeof(key), "cm:job:%s", job->id);
   const char* multi[] = {"MULTI"};
@@ -233,11 +258,11 @@ int srv_cluster_submit(srv_ctx_t* ctx,
   size_t el[] = {4};
   /* Room was checked: all four go out, in order, or the connection is
    * lost and EXEC's callback says so. */
-  int rc = srv_redis_command(c->cmd, on_queued, NULL, 1, multi, ml);
+  int rc = srv_redis_command(c->cmd, on_queued, c, 1, multi, ml);
   if (rc == 0) {
-    srv_redis_command(c->cmd, on_queued, NULL, 6, hset, hl);
-    srv_redis_command(c->cmd, on_queued, NULL, 5, xadd, xl);
-    srv_redis_command(c->cmd, on_queued, NULL, 4, zadd, zl);
+    srv_redis_command(c->cmd, on_queued, c, 6, hset, hl);
+    srv_redis_command(c->cmd, on_queued, c, 5, xadd, xl);
+    srv_redis_command(c->cmd, on_queued, c, 4, zadd, zl);
     rc = srv_redis_command(c->cmd, on_exec, s, 1, exec, el);
   }
   free(rec_s);

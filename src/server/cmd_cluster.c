@@ -19,6 +19,16 @@ static void reply_redis_down(srv_conn_t* conn,
                              srv_http_mode_t* mode,
                              int rc,
                              const char* created) {
+  if (rc == -ENOSPC) {
+    srv_http_reply_error(
+        conn, mode, 503, "redis_full",
+        created != NULL ? "Redis refused the job: it is out of memory "
+                          "(maxmemory), so the job was not created"
+                        : "Redis refused the write: it is out of memory",
+        "the operator must give Redis more memory or purge ended jobs", true,
+        "Retry-After: 5\r\n");
+    return;
+  }
   if (rc == -ETIMEDOUT) {
     /* Sent but unanswered: Redis may still have run a create. */
     char msg[192];

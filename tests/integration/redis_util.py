@@ -24,8 +24,9 @@ def free_port():
 
 
 class Redis:
-    def __init__(self, appendonly=False, appendfsync="always"):
+    def __init__(self, appendonly=False, appendfsync="always", extra_args=()):
         self.tmp = tempfile.mkdtemp(prefix="cryomamba-redis-")
+        self.extra_args = list(extra_args)
         self.appendonly = appendonly
         self.appendfsync = appendfsync
         self.port = None
@@ -44,7 +45,8 @@ class Redis:
                 [REDIS_BIN, "--port", str(self.port), "--bind", "127.0.0.1",
                  "--save", "", "--appendonly", "yes" if self.appendonly else "no",
                  "--appendfsync", self.appendfsync,
-                 "--dir", self.tmp, "--daemonize", "no", "--loglevel", "warning"],
+                 "--dir", self.tmp, "--daemonize", "no", "--loglevel", "warning"]
+                + self.extra_args,
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                 stdin=subprocess.DEVNULL)
             deadline = time.monotonic() + 10

@@ -82,6 +82,40 @@ class StalledRedisTest(unittest.TestCase):
         self.assertIn("redis.not_durable", log)
 
 
+class FullRedisTest(unittest.TestCase):
+    """Redis at its maxmemory with noeviction refuses writes (OOM): the
+    gateway says so (503 redis_full, nothing created) and keeps serving;
+    once Redis has room, creates work again."""
+
+    def setUp(self):
+        self.redis = Redis(extra_args=["--maxmemory", "2mb",
+                                       "--maxmemory-policy", "noeviction"]).start()
+        self.gw = harness.Server(["--role", "gateway", "--redis", self.redis.url]).start()
+        poll(lambda: metric(self.gw, "cryomamba_redis_connected") == 1, what="connected")
+
+    def tearDown(self):
+        stop_all((self.gw,), self.redis)
+
+    def test_out_of_memory_is_a_clear_refusal(self):
+        ids = []
+        for _ in range(20000):
+            r = self.gw.request("POST", "/v1/jobs", body=FAST)
+            if r.status != 201:
+                break
+            ids.append(r.json["job_id"])
+        else:
+            self.fail("Redis never filled up")
+        harness.assert_error(self, r, 503, "redis_full", retryable=True)
+        self.assertIn("out of memory", r.json["error"]["message"])
+        before = int(self.redis.cli("XLEN", "cm:jobs"))
+        self.assertEqual(before, len(ids), "a refused create left a stream entry")
+        self.gw.assert_healthy()
+        self.assertEqual(self.gw.job(ids[-1])["job_id"], ids[-1])  # reads still work
+        self.redis.cli("CONFIG", "SET", "maxmemory", "0")
+        job = self.gw.create_job(FAST)
+        self.assertEqual(self.gw.job(job["job_id"])["state"], "queued")
+
+
 class DurableRedisTest(unittest.TestCase):
     def setUp(self):
         self.redis = Redis(appendonly=True, appendfsync="always").start()
