@@ -73,13 +73,16 @@ class StalledRedisTest(unittest.TestCase):
         job = self.gw.create_job(FAST)
         self.assertEqual(self.gw.wait_state(job["job_id"], "completed", timeout=30)["state"],
                          "completed")
-        self.assertIn("redis.timeout", open(self.gw.stderr_path).read())
+        with open(self.gw.stderr_path) as f:
+            self.assertIn("redis.timeout", f.read())
 
     def test_not_durable_redis_is_reported(self):
-        self.assertEqual(metric(self.gw, "cryomamba_redis_durable"), 0)
-        self.assertEqual(metric(self.w, "cryomamba_redis_durable"), 0)
-        log = open(self.gw.stderr_path).read()
-        self.assertIn("redis.not_durable", log)
+        # CONFIG GET's answer comes after the connect: wait for it
+        for s in (self.gw, self.w):
+            poll(lambda: metric(s, "cryomamba_redis_durable") is not None, what="durable known")
+            self.assertEqual(metric(s, "cryomamba_redis_durable"), 0)
+        with open(self.gw.stderr_path) as f:
+            self.assertIn("redis.not_durable", f.read())
 
 
 class FullRedisTest(unittest.TestCase):
@@ -128,6 +131,7 @@ class DurableRedisTest(unittest.TestCase):
         stop_all([s for s in (self.gw, self.w) if s is not None], self.redis)
 
     def test_acknowledged_jobs_survive_redis_kill9(self):
+        poll(lambda: metric(self.gw, "cryomamba_redis_durable") is not None, what="durable known")
         self.assertEqual(metric(self.gw, "cryomamba_redis_durable"), 1)
         ids = []
         for _ in range(20):
