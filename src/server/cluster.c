@@ -60,8 +60,8 @@ static void on_persistence(void* arg, redisReply* reply, int status) {
     const redisReply* k = reply->element[i];
     const redisReply* v = reply->element[i + 1];
     if (k->type == REDIS_REPLY_STRING && v->type == REDIS_REPLY_STRING) {
-      aof = aof || (strcmp(k->str, "appendonly") == 0 &&
-                    strcmp(v->str, "yes") == 0);
+      aof = aof ||
+            (strcmp(k->str, "appendonly") == 0 && strcmp(v->str, "yes") == 0);
       always = always || (strcmp(k->str, "appendfsync") == 0 &&
                           strcmp(v->str, "always") == 0);
     }
@@ -321,6 +321,9 @@ void srv_cluster_metrics(const srv_ctx_t* ctx,
     emit(out, "cryomamba_cluster_stale_frames_dropped_total",
          "published frames not fanned out: their seq was already sent",
          c->stale_dropped);
+    emit(out, "cryomamba_cluster_chunk_tables_replaced_total",
+         "mirror chunk tables replaced by a later attempt's (takeover)",
+         c->chunk_swaps);
   }
   if (c->stream != NULL) {
     emit(out, "cryomamba_redis_stream_connected",

@@ -264,7 +264,7 @@ srv_wjob_t* srv_wjob_attach(srv_cluster_t* c,
   w->is_attached = true;
   core_list_push_back(&c->wjobs, &w->link);
   srv_topic_add(&job->topic, &w->sink);
-  w->chunks = srv_cluster_chunk_pub_start(c, job); /* or none: ENOMEM */
+  w->chunks = srv_cluster_chunk_pub_start(c, job, owner); /* or none */
   return w;
 }
 
