@@ -340,5 +340,8 @@ void srv_cluster_metrics(const srv_ctx_t* ctx,
          "jobs this worker took from a lost worker", c->takeovers);
     emit(out, "cryomamba_cluster_fenced_total",
          "jobs another worker took over from this one", c->fenced);
+    emit(out, "cryomamba_cluster_terminals_pending",
+         "ended jobs whose terminal record Redis has not acknowledged",
+         c->terms_pending);
   }
 }

@@ -38,6 +38,7 @@ typedef struct srv_cluster_s {
   char consumer[128];     /* worker: its name in the group */
   bool is_reading;        /* worker: an XREADGROUP is in flight */
   unsigned takes_pending; /* worker: entries read, record not yet fetched */
+  unsigned terms_pending; /* worker: ended jobs Redis has not acknowledged */
   bool is_stopping;
   int redis_durable; /* 1: AOF fsync'ed per write, 0: not, -1: unknown */
   core_list_t wjobs; /* worker: jobs taken (srv_wjob_t, cluster_wjob.h) */
