@@ -61,6 +61,10 @@ typedef struct srv_chunk_watch_s srv_chunk_watch_t;
 struct srv_chunk_watch_s {
   core_list_t link;
   void (*changed)(srv_chunk_watch_t* w);
+  /* A gateway's table was emptied for another attempt's (cluster_epoch.c):
+   * the watch must leave the list now. NULL: it stays (told at the next
+   * change as usual). */
+  void (*replaced)(srv_chunk_watch_t* w);
 };
 
 typedef struct srv_chunks_s {

@@ -352,6 +352,9 @@ void srv_cluster_metrics(const srv_ctx_t* ctx,
     emit(out, "cryomamba_cluster_stale_frames_dropped_total",
          "published frames not fanned out: their seq was already sent",
          c->stale_dropped);
+    emit(out, "cryomamba_cluster_chunk_tables_replaced_total",
+         "mirror chunk tables replaced by a later attempt's (takeover)",
+         c->chunk_swaps);
   }
   if (c->stream != NULL) {
     emit(out, "cryomamba_redis_stream_connected",
@@ -368,5 +371,8 @@ void srv_cluster_metrics(const srv_ctx_t* ctx,
          "jobs this worker took from a lost worker", c->takeovers);
     emit(out, "cryomamba_cluster_fenced_total",
          "jobs another worker took over from this one", c->fenced);
+    emit(out, "cryomamba_cluster_terminals_pending",
+         "ended jobs whose terminal record Redis has not acknowledged",
+         c->terms_pending);
   }
 }

@@ -34,9 +34,11 @@ typedef struct srv_cluster_s {
   srv_redis_t* sub;       /* gateway: SUBSCRIBE cm:ev:<id> (cluster_sub.c) */
   core_list_t mirrors;    /* gateway: jobs with local subscribers */
   uint64_t stale_dropped; /* gateway: published frames already sent */
+  uint64_t chunk_swaps;   /* gateway: tables replaced by a later attempt's */
   char consumer[128];     /* worker: its name in the group */
   bool is_reading;        /* worker: an XREADGROUP is in flight */
   unsigned takes_pending; /* worker: entries read, record not yet fetched */
+  unsigned terms_pending; /* worker: ended jobs Redis has not acknowledged */
   bool is_stopping;
   bool queued_oom;         /* gateway: a queued command was refused: OOM */
   int redis_durable; /* 1: AOF fsync'ed per write, 0: not, -1: unknown */

@@ -29,6 +29,7 @@ struct srv_cluster_chunks_s {
   bool has_meta;      /* the read found cm:chunkmeta */
   bool has_read;      /* a read completed at least once */
   bool needs_fill;    /* a read could not be sent: at the next batch */
+  bool is_replaced;   /* emptied for a new epoch: not ready before a read */
   uint32_t meta_seq;
   char meta_epoch[17];
 };
@@ -40,8 +41,10 @@ static uint32_t get_u32(const uint8_t* p) {
 }
 
 
-/* The worker's epoch, adopted once; another one (a new table on another
- * worker) is refused. */
+/* The worker's epoch, adopted at first. A later attempt's (a takeover)
+ * replaces the table: emptied, its subscribers closed (cluster_epoch.c),
+ * then read again from Redis, where the take dropped the old table. An
+ * earlier attempt's (a stalled worker) is refused: never back. */
 static bool epoch_ok(srv_cluster_chunks_t* s, const char* epoch) {
   srv_chunks_t* t = s->job->chunks;
   if (!s->has_epoch) {
@@ -50,7 +53,18 @@ static bool epoch_ok(srv_cluster_chunks_t* s, const char* epoch) {
     s->has_epoch = true;
     return true;
   }
-  return memcmp(t->epoch, epoch, 16) == 0;
+  if (memcmp(t->epoch, epoch, 16) == 0) {
+    return true;
+  }
+  if (srv_cluster_epoch_cmp(epoch, t->epoch) <= 0) {
+    return false;
+  }
+  srv_log(&s->c->ctx->log, SRV_LOG_INFO, "cluster.chunks_replaced", "s:job_id",
+          s->job->id, "s:epoch", epoch, NULL);
+  s->c->chunk_swaps++;
+  srv_cluster_chunks_replace(t, epoch);
+  s->is_replaced = true;
+  return true;
 }
 
 
@@ -107,10 +121,15 @@ void srv_cluster_chunks_message(srv_cluster_chunks_t* s,
   if (s->needs_fill && !s->is_filling) {
     fill(s); /* a read could not be sent: now */
   }
+  bool was_replaced = s->is_replaced;
   if (t == NULL || len < SRV_CLUSTER_CHUNK_HEAD ||
       memcmp(p, SRV_CLUSTER_CHUNK_MAGIC, 4) != 0 || !epoch_ok(s, payload + 4)) {
     s->c->stale_dropped++;
     return;
+  }
+  if (s->is_replaced && !was_replaced) {
+    fill(s); /* the new table's chunks sent before this batch (a read in
+                flight may be of the old one: fill reads again after it) */
   }
   uint32_t seq = get_u32(p + 20);
   uint32_t count = get_u32(p + 24);
@@ -125,7 +144,7 @@ void srv_cluster_chunks_message(srv_cluster_chunks_t* s,
   }
   /* A table read before the worker published its epoch is complete with
    * its first batch. */
-  changed(t, seq, s->has_read && !s->is_filling);
+  changed(t, seq, s->has_read && !s->is_filling && !s->is_replaced);
 }
 
 
@@ -135,6 +154,7 @@ static void reply_done(srv_cluster_chunks_t* s) {
   }
   s->is_filling = false;
   s->has_read = true;
+  s->is_replaced = false;
   if (s->is_gone) {
     srv_job_unref(s->job);
     free(s);

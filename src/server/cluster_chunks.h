@@ -34,10 +34,13 @@
 typedef struct srv_cluster_chunk_pub_s srv_cluster_chunk_pub_t;
 
 /* Makes `job`'s table (borrowed job: the caller holds a reference until
- * stop) and publishes its changes from now on. NULL on ENOMEM (the job
- * then runs without chunks in Redis). */
+ * stop), its epoch stamped with `owner`'s attempt, and publishes its
+ * changes from now on, each batch only while the job's hash names `owner`
+ * (the fence). NULL on ENOMEM (the job then runs without chunks in
+ * Redis). */
 srv_cluster_chunk_pub_t* srv_cluster_chunk_pub_start(srv_cluster_t* c,
-                                                     srv_job_t* job);
+                                                     srv_job_t* job,
+                                                     const char* owner);
 
 /* Sends what a change could not send (no room on the connection); called
  * before each event is published, so the final chunks precede the
@@ -70,5 +73,18 @@ void srv_cluster_chunks_free(srv_cluster_chunks_t* s);
 /* Gateway (cluster_sub.c): `job`'s mirror's table, its state made on the
  * first call; NULL when `job` is no current mirror or on ENOMEM. */
 srv_chunks_t* srv_cluster_chunks_for_mirror(srv_job_t* job);
+
+/* ---- epochs (cluster_epoch.c) ---- */
+
+/* Worker: the table's epoch begins with the attempt of `owner`
+ * ("consumer#attempt"), so gateways can order the tables of a job. */
+void srv_cluster_epoch_stamp(srv_chunks_t* t, const char* owner);
+
+/* <0: epoch `a` is of an earlier attempt than `b`; 0 the same; >0 later. */
+int srv_cluster_epoch_cmp(const char* a, const char* b);
+
+/* Gateway: tells the table's watches (`replaced`), then empties the table
+ * (every chunk zero, seq 0, not ready) under `epoch` (16 hex digits). */
+void srv_cluster_chunks_replace(srv_chunks_t* t, const char* epoch);
 
 #endif

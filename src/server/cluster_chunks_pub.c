@@ -1,10 +1,13 @@
 /* cluster_chunks_pub.c: a worker's chunk tables into Redis. See
  * cluster_chunks.h. A watch on the job's table runs after every applied
  * pass: every chunk whose version is above what was last sent goes out,
- * in batches, each one MULTI, HSET cm:chunks:<id>, HSET cm:chunkmeta:<id>,
- * PUBLISH, EXEC. A batch Redis refused (or lost) makes the next change
- * send again from what Redis acknowledged; a new connection (Redis
- * restarted, perhaps empty) sends the whole table again. Loop thread. */
+ * in batches, each one script (HSET cm:chunks:<id>, HSET cm:chunkmeta:<id>,
+ * PUBLISH) that runs only while the job's hash names this attempt as its
+ * owner, as cluster_worker.c's events: a worker that stalled past its
+ * lease must not write its old table over the new attempt's. A batch Redis
+ * refused (or lost) makes the next change send again from what Redis
+ * acknowledged; a new connection (Redis restarted, perhaps empty) sends the
+ * whole table again. Loop thread. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,7 +29,25 @@ struct srv_cluster_chunk_pub_s {
   bool is_pending;    /* a change waits for room on the connection */
   bool needs_meta;    /* the epoch is not in Redis yet (or may be lost) */
   bool is_stopped;
+  bool is_fenced; /* the hash names another owner: send nothing more */
+  char owner[192];
 };
+
+/* KEYS: job hash, chunks hash, meta hash, channel; ARGV: owner, epoch,
+ * seq, batch message, then field, value pairs. 1, or 0 when fenced out (a
+ * hash without an owner: Redis restarted empty, as publish_lua). The HSETs
+ * go in groups: Lua's unpack has a stack limit. */
+static const char batch_lua[] =
+    "local o = redis.call('HGET', KEYS[1], 'owner')\n"
+    "if o and o ~= ARGV[1] then return 0 end\n"
+    "for i = 5, #ARGV, 512 do\n"
+    "  redis.call('HSET', KEYS[2], unpack(ARGV, i, math.min(i + 511, #ARGV)))\n"
+    "end\n"
+    "redis.call('HSET', KEYS[3], 'epoch', ARGV[2], 'seq', ARGV[3])\n"
+    "redis.call('PUBLISH', KEYS[4], ARGV[4])\n"
+    "return 1\n";
+
+#define BATCH_ARGS 11 /* EVAL, script, 4, 4 keys, 4 arguments */
 
 typedef struct {
   srv_cluster_chunk_pub_t* p;
@@ -62,16 +83,17 @@ static void pub_free(srv_cluster_chunk_pub_t* p) {
 static void on_exec(void* arg, redisReply* reply, int status) {
   flush_t* f = arg;
   srv_cluster_chunk_pub_t* p = f->p;
-  bool ok = status == 0 && reply->type == REDIS_REPLY_ARRAY;
-  for (size_t i = 0; ok && i < reply->elements; i++) {
-    ok = reply->element[i]->type != REDIS_REPLY_ERROR;
+  bool ok = status == 0 && reply->type == REDIS_REPLY_INTEGER;
+  if (ok && reply->integer == 0) {
+    p->is_fenced = true; /* another attempt owns the job now */
+    p->is_pending = false;
   }
   f->failed = f->failed || !ok;
   p->replies--;
   if (--f->left == 0) {
     if (!f->failed && f->seq > p->acked_seq) {
       p->acked_seq = f->seq;
-    } else if (f->failed) {
+    } else if (f->failed && !p->is_fenced) {
       p->needs_meta = true;
       /* Sent again from what Redis holds, with the next change. */
       p->c->publish_errors++;
@@ -86,42 +108,27 @@ static void on_exec(void* arg, redisReply* reply, int status) {
 }
 
 
-static void on_part(void* arg, redisReply* reply, int status) {
-  (void) arg;
-  (void) reply;
-  (void) status; /* the EXEC's reply tells */
-}
-
-
-/* Sends one batch as a transaction. 0, or -1 (counted as failed). */
+/* Sends one batch as one script. 0, or -1 (counted as failed). */
 static int send_batch(srv_cluster_chunk_pub_t* p, batch_t* b, flush_t* f) {
   srv_cluster_t* c = p->c;
   const srv_chunks_t* t = p->job->chunks;
-  char key[64], meta[64], ch[64], seq_s[16];
+  char job[64], key[64], meta[64], ch[64], seq_s[16];
+  snprintf(job, sizeof(job), "cm:job:%s", p->job->id);
   snprintf(key, sizeof(key), "cm:chunks:%s", p->job->id);
   snprintf(meta, sizeof(meta), "cm:chunkmeta:%s", p->job->id);
   snprintf(ch, sizeof(ch), "cm:ev:%s", p->job->id);
   snprintf(seq_s, sizeof(seq_s), "%u", (unsigned) f->seq);
   put_u32(b->msg + 24, b->n);
-  b->argv[0] = "HSET";
-  b->lens[0] = 4;
-  b->argv[1] = key;
-  b->lens[1] = strlen(key);
-  const char* multi[] = {"MULTI"};
-  const char* exec[] = {"EXEC"};
-  size_t ml[] = {5}, el[] = {4};
-  const char* hmeta[] = {"HSET", meta, "epoch", t->epoch, "seq", seq_s};
-  size_t hl[] = {4, strlen(meta), 5, strlen(t->epoch), 3, strlen(seq_s)};
-  const char* pub[] = {"PUBLISH", ch, b->msg};
-  size_t pl[] = {7, strlen(ch), b->len};
-  int argc = 2 + 2 * (int) b->n;
-  if (srv_redis_command(c->cmd, on_part, NULL, 1, multi, ml) != 0 ||
-      (b->n > 0 &&
-       srv_redis_command(c->cmd, on_part, NULL, argc, b->argv, b->lens) != 0) ||
-      srv_redis_command(c->cmd, on_part, NULL, 6, hmeta, hl) != 0 ||
-      srv_redis_command(c->cmd, on_part, NULL, 3, pub, pl) != 0 ||
-      srv_redis_command(c->cmd, on_exec, f, 1, exec, el) != 0) {
-    return -1; /* room was checked: only ENOMEM; the EXEC never comes */
+  const char* head[BATCH_ARGS] = {"EVAL",   batch_lua, "4",   job,
+                                  key,      meta,      ch,    p->owner,
+                                  t->epoch, seq_s,     b->msg};
+  for (unsigned i = 0; i < BATCH_ARGS; i++) {
+    b->argv[i] = head[i];
+    b->lens[i] = i == BATCH_ARGS - 1 ? b->len : strlen(head[i]);
+  }
+  int argc = BATCH_ARGS + 2 * (int) b->n;
+  if (srv_redis_command(c->cmd, on_exec, f, argc, b->argv, b->lens) != 0) {
+    return -1; /* room was checked: only ENOMEM; the reply never comes */
   }
   p->replies++;
   return 0;
@@ -168,7 +175,7 @@ static unsigned batches_needed(const srv_chunks_t* t,
 static void flush(srv_cluster_chunk_pub_t* p) {
   srv_cluster_t* c = p->c;
   const srv_chunks_t* t = p->job->chunks;
-  if (p->is_stopped || t == NULL || !t->is_ready) {
+  if (p->is_stopped || p->is_fenced || t == NULL || !t->is_ready) {
     return;
   }
   uint64_t connects = srv_redis_connects_total(c->cmd);
@@ -188,7 +195,7 @@ static void flush(srv_cluster_chunk_pub_t* p) {
   if (batches == 0) {
     batches = 1; /* the meta alone: the table's seq and epoch */
   }
-  if (!srv_redis_is_connected(c->cmd) || srv_redis_room(c->cmd) < 5 * batches) {
+  if (!srv_redis_is_connected(c->cmd) || srv_redis_room(c->cmd) < batches) {
     p->is_pending = true; /* retried before the next event */
     c->events_dropped++;
     return;
@@ -198,8 +205,8 @@ static void flush(srv_cluster_chunk_pub_t* p) {
   b.cap = max;
   b.n_cap = chunks > 0 ? chunks : 1;
   b.msg = malloc(max);
-  b.argv = calloc(2 + 2 * (size_t) b.n_cap, sizeof(*b.argv));
-  b.lens = calloc(2 + 2 * (size_t) b.n_cap, sizeof(*b.lens));
+  b.argv = calloc(BATCH_ARGS + 2 * (size_t) b.n_cap, sizeof(*b.argv));
+  b.lens = calloc(BATCH_ARGS + 2 * (size_t) b.n_cap, sizeof(*b.lens));
   b.fields = calloc(b.n_cap, sizeof(*b.fields));
   if (f == NULL || b.msg == NULL || b.argv == NULL || b.lens == NULL ||
       b.fields == NULL) {
@@ -232,10 +239,10 @@ static void flush(srv_cluster_chunk_pub_t* p) {
       b.len += 4 + sz;
       snprintf(b.fields[b.n], sizeof(b.fields[b.n]), "%u:%llu", l,
                (unsigned long long) i);
-      b.argv[2 + 2 * b.n] = b.fields[b.n];
-      b.lens[2 + 2 * b.n] = strlen(b.fields[b.n]);
-      b.argv[3 + 2 * b.n] = value;
-      b.lens[3 + 2 * b.n] = sz;
+      b.argv[BATCH_ARGS + 2 * b.n] = b.fields[b.n];
+      b.lens[BATCH_ARGS + 2 * b.n] = strlen(b.fields[b.n]);
+      b.argv[BATCH_ARGS + 1 + 2 * b.n] = value;
+      b.lens[BATCH_ARGS + 1 + 2 * b.n] = sz;
       b.n++;
     }
   }
@@ -270,13 +277,15 @@ static void on_changed(srv_chunk_watch_t* w) {
 
 
 srv_cluster_chunk_pub_t* srv_cluster_chunk_pub_start(srv_cluster_t* c,
-                                                     srv_job_t* job) {
+                                                     srv_job_t* job,
+                                                     const char* owner) {
   srv_cluster_chunk_pub_t* p = calloc(1, sizeof(*p));
   if (p == NULL) {
     return NULL;
   }
   p->c = c;
   p->job = job;
+  snprintf(p->owner, sizeof(p->owner), "%s", owner);
   p->watch.changed = on_changed;
   core_list_init(&p->watch.link);
   p->connects = srv_redis_connects_total(c->cmd);
@@ -285,6 +294,7 @@ srv_cluster_chunk_pub_t* srv_cluster_chunk_pub_start(srv_cluster_t* c,
     free(p);
     return NULL;
   }
+  srv_cluster_epoch_stamp(t, owner); /* before anything is published */
   core_list_push_back(&t->watches, &p->watch.link);
   /* The epoch at once: gateways wait for it before a chunks subscriber's
    * connected message, which carries it. */

@@ -41,7 +41,29 @@ typedef struct srv_lease_s {
    * pending entries per call, so restarting at 0-0 each time would never
    * reach a lost entry behind many live ones. */
   char cursor[64];
+  uint64_t connects;    /* the command connection's, at the last tick */
+  uint64_t grace_until; /* no claim before (loop ms): see in_grace */
 } srv_lease_t;
+
+
+/* After a reconnect (not the first connect) Redis may have been away
+ * longer than the lease: every live worker's entries look idle then, and
+ * a claim would take (and run again) jobs whose workers only wait for
+ * their own reconnect (at most SRV_REDIS_BACKOFF_MAX_MS) to renew them or
+ * store their ends. So no claim for a lease plus that backoff. */
+static bool in_grace(srv_lease_t* l) {
+  srv_cluster_t* c = l->c;
+  uint64_t now = uv_now(c->ctx->loop);
+  uint64_t connects = srv_redis_connects_total(c->cmd);
+  if (connects != l->connects) {
+    if (l->connects != 0) {
+      l->grace_until =
+          now + c->ctx->cfg.worker_lease_ms + SRV_REDIS_BACKOFF_MAX_MS;
+    }
+    l->connects = connects;
+  }
+  return now < l->grace_until;
+}
 
 
 static void on_renewed(void* arg, redisReply* reply, int status) {
@@ -147,10 +169,12 @@ static void on_tick(uv_timer_t* timer) {
     srv_wjob_t* w = CORE_CONTAINER_OF(it, srv_wjob_t, link);
     if (!w->is_fenced) {
       renew(w);
+      srv_wjob_term_send(w); /* an end Redis has not acknowledged yet */
     }
   }
-  unsigned busy = ctx->running_count + ctx->queued_count + c->takes_pending;
-  if (!l->is_claiming && busy < ctx->cfg.max_running) {
+  unsigned busy = ctx->running_count + ctx->queued_count + c->takes_pending +
+                  c->terms_pending;
+  if (!l->is_claiming && busy < ctx->cfg.max_running && !in_grace(l)) {
     claim(l, ctx->cfg.max_running - busy);
   }
 }

@@ -23,10 +23,11 @@
 #include "server/job.h"
 #include "server/jobs.h"
 
-/* KEYS: hash, latest-preview key; ARGV: consumer, entry. An ended or
- * missing job's entry is acknowledged and nil returned; else {record,
- * attempt, seq, cancel, owner}. A new attempt drops the lost attempt's
- * latest preview, so a late joiner does not see its progress as current. */
+/* KEYS: hash, latest-preview key, chunks, chunkmeta; ARGV: consumer,
+ * entry. An ended or missing job's entry is acknowledged and nil returned;
+ * else {record, attempt, seq, cancel, owner}. A new attempt drops the lost
+ * attempt's latest preview and chunk table, so a late joiner does not see
+ * its progress as current and a gateway's fill never mixes two tables. */
 static const char take_lua[] =
     "local h = KEYS[1]\n"
     "local rec = redis.call('HGET', h, 'record')\n"
@@ -40,7 +41,7 @@ static const char take_lua[] =
     "local attempt = redis.call('HINCRBY', h, 'attempt', 1)\n"
     "local owner = ARGV[1] .. '#' .. attempt\n"
     "redis.call('HSET', h, 'owner', owner)\n"
-    "if attempt > 1 then redis.call('DEL', KEYS[2]) end\n"
+    "if attempt > 1 then redis.call('DEL', KEYS[2], KEYS[3], KEYS[4]) end\n"
     "return {rec, tostring(attempt), redis.call('HGET', h, 'seq') or '0',\n"
     "        redis.call('HGET', h, 'cancel') or '', owner}\n";
 
@@ -159,16 +160,18 @@ static void on_taken(void* arg, redisReply* reply, int status) {
 
 static void send_take(take_t* t) {
   srv_cluster_t* c = t->c;
-  char key[64], prev[64];
+  char key[64], prev[64], chunks[64], meta[64];
   snprintf(key, sizeof(key), "cm:job:%s", t->job_id);
   snprintf(prev, sizeof(prev), "cm:prev:%s", t->job_id);
-  const char* argv[] = {"EVAL", take_lua,    "2",     key,
-                        prev,   c->consumer, t->entry};
-  size_t lens[7];
-  for (int i = 0; i < 7; i++) {
+  snprintf(chunks, sizeof(chunks), "cm:chunks:%s", t->job_id);
+  snprintf(meta, sizeof(meta), "cm:chunkmeta:%s", t->job_id);
+  const char* argv[] = {"EVAL", take_lua, "4",         key,     prev,
+                        chunks, meta,     c->consumer, t->entry};
+  size_t lens[9];
+  for (int i = 0; i < 9; i++) {
     lens[i] = strlen(argv[i]);
   }
-  if (srv_redis_command(c->cmd, on_taken, t, 7, argv, lens) != 0) {
+  if (srv_redis_command(c->cmd, on_taken, t, 9, argv, lens) != 0) {
     c->publish_errors++;
     take_done(t); /* the entry stays pending: a lease takes it later */
   }

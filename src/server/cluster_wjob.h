@@ -25,7 +25,31 @@ typedef struct srv_wjob_s {
   bool is_attached; /* on the topic and in c->wjobs */
   bool is_fenced;   /* the hash names another owner: publish nothing more */
   struct srv_cluster_chunk_pub_s* chunks; /* its chunk table into Redis */
+  struct srv_term_s* term; /* ended: the terminal script until acknowledged */
+  bool is_term_in_flight;
 } srv_wjob_t;
+
+/* The publish script's arguments (cluster_worker.c) at most. */
+#define SRV_TERM_MAX_ARGS 13
+typedef struct srv_term_s srv_term_t;
+
+/* The job ended (cluster_term.c): off the topic, the terminal script's
+ * arguments copied and sent; the wjob stays on c->wjobs (renewed) until
+ * Redis acknowledges it, or another attempt owns the job. */
+void srv_wjob_end(srv_wjob_t* w,
+                  int argc,
+                  const char** argv,
+                  const size_t* lens);
+
+/* Sends the waiting terminal script again unless one is in flight or the
+ * connection has no room (the lease tick calls it). */
+void srv_wjob_term_send(srv_wjob_t* w);
+
+void srv_term_free(srv_term_t* t);
+
+/* Publishes the job's latest preview again (before a terminal resent: the
+ * outage that lost the terminal may have lost the final preview too). */
+void srv_wjob_republish_preview(srv_wjob_t* w);
 
 /* A wjob attached to `job`'s topic and c->wjobs. NULL: out of memory. */
 srv_wjob_t* srv_wjob_attach(srv_cluster_t* c,
@@ -33,7 +57,8 @@ srv_wjob_t* srv_wjob_attach(srv_cluster_t* c,
                             const char* entry,
                             const char* owner);
 
-/* Off the topic and the list (idempotent); drops the topic's reference. */
+/* Off the topic and the list (idempotent); drops the topic's reference and
+ * a waiting terminal. */
 void srv_wjob_detach(srv_wjob_t* w);
 
 srv_wjob_t* srv_wjob_ref(srv_wjob_t* w);

@@ -17,7 +17,6 @@
 #include "server/cluster.h"
 #include "server/cluster_chunks.h"
 #include "server/cluster_wjob.h"
-#include "server/cluster_rest.h"
 #include "server/engines.h"
 #include "server/job.h"
 #include "server/job_json.h"
@@ -83,6 +82,11 @@ void srv_wjob_detach(srv_wjob_t* w) {
     return;
   }
   w->is_attached = false;
+  if (w->term != NULL) {
+    w->c->terms_pending--;
+    srv_term_free(w->term);
+    w->term = NULL;
+  }
   srv_cluster_chunk_pub_stop(w->chunks);
   w->chunks = NULL;
   srv_topic_remove(&w->job->topic, &w->sink);
@@ -102,6 +106,9 @@ void srv_wjob_fence(srv_wjob_t* w) {
   srv_job_t* job = w->job;
   if (!core_job_state_is_terminal(job->state) && !job->is_ending) {
     srv_job_cancel(job, NULL, NULL); /* locally: nothing is published */
+  }
+  if (w->term != NULL) {
+    srv_wjob_detach(w); /* its end is the other attempt's now */
   }
 }
 
@@ -139,19 +146,6 @@ static void on_published(void* arg, redisReply* reply, int status) {
 }
 
 
-static void on_terminal_published(void* arg, redisReply* reply, int status) {
-  srv_wjob_t* w = arg;
-  srv_cluster_t* c = w->c;
-  if (!published(w, reply, status) && !w->is_fenced) {
-    /* Not acknowledged: the entry stays pending; a lease takes it. */
-    srv_log(&c->ctx->log, SRV_LOG_ERROR, "cluster.terminal_not_stored",
-            "s:job_id", w->job->id, NULL);
-  }
-  srv_wjob_unref(w);
-  srv_cluster_worker_pump(c);
-}
-
-
 /* The frame's "seq" (every job event has one), 0 if none. */
 static uint64_t seq_of(const char* payload, size_t len) {
   static const char key[] = "\"seq\":";
@@ -167,14 +161,6 @@ static uint64_t seq_of(const char* payload, size_t len) {
 }
 
 
-static void on_counted(void* arg, redisReply* reply, int status) {
-  srv_cluster_t* c = arg;
-  if (status != 0 || reply->type == REDIS_REPLY_ERROR) {
-    c->publish_errors++; /* the quota undercounts this artifact */
-  }
-}
-
-
 static void deliver(srv_sink_t* sink, net_frame_t* frame, net_wq_class_t cls) {
   srv_wjob_t* w = (srv_wjob_t*) sink;
   srv_cluster_t* c = w->c;
@@ -186,7 +172,7 @@ static void deliver(srv_sink_t* sink, net_frame_t* frame, net_wq_class_t cls) {
   bool is_preview = strncmp(payload, "{\"type\":\"preview\"", 17) == 0;
   bool is_state = strncmp(payload, "{\"type\":\"state\"", 15) == 0;
   if (w->is_fenced || c->is_stopping ||
-      srv_redis_room(c->cmd) < (is_terminal ? 2u : 1u)) {
+      (!is_terminal && srv_redis_room(c->cmd) < 1)) {
     /* Latest-only for previews and progress, as for a slow reader. */
     if (!w->is_fenced && cls == NET_WQ_ESSENTIAL) {
       c->publish_errors++;
@@ -230,23 +216,26 @@ static void deliver(srv_sink_t* sink, net_frame_t* frame, net_wq_class_t cls) {
     /* the payload is a frame's, not NUL-terminated */
     lens[i] = i == 7 ? len : strlen(argv[i]);
   }
-  if (is_terminal && job->artifact_bytes > 0) {
-    /* The quota's count: once per job (HSETNX), before the terminal. */
-    srv_cluster_count_artifact(c, job, on_counted, c);
-  }
-  int rc = srv_redis_command(c->cmd,
-                             is_terminal ? on_terminal_published : on_published,
-                             srv_wjob_ref(w), 13, argv, lens);
-  free(rec_s);
-  free(pub_s);
-  if (rc != 0 || (with_record && flags[1] != 'R')) {
+  if (with_record && flags[1] != 'R') {
     c->publish_errors++;
   }
-  if (rc != 0) {
+  if (is_terminal) {
+    /* Kept until Redis acknowledges it (cluster_term.c). */
+    srv_wjob_end(w, 13, argv, lens);
+  } else if (srv_redis_command(c->cmd, on_published, srv_wjob_ref(w), 13, argv,
+                               lens) != 0) {
+    c->publish_errors++;
     srv_wjob_unref(w);
   }
-  if (is_terminal) {
-    srv_wjob_detach(w);
+  free(rec_s);
+  free(pub_s);
+}
+
+
+void srv_wjob_republish_preview(srv_wjob_t* w) {
+  net_frame_t* latest = w->job->topic.latest[CORE_ENC_BASE64];
+  if (latest != NULL) {
+    deliver(&w->sink, latest, NET_WQ_LATEST_PREVIEW);
   }
 }
 
@@ -278,7 +267,7 @@ srv_wjob_t* srv_wjob_attach(srv_cluster_t* c,
   w->is_attached = true;
   core_list_push_back(&c->wjobs, &w->link);
   srv_topic_add(&job->topic, &w->sink);
-  w->chunks = srv_cluster_chunk_pub_start(c, job); /* or none: ENOMEM */
+  w->chunks = srv_cluster_chunk_pub_start(c, job, owner); /* or none */
   return w;
 }
 
@@ -325,7 +314,8 @@ void srv_cluster_worker_pump(srv_cluster_t* c) {
   srv_ctx_t* ctx = c->ctx;
   if (c->is_stopping || ctx->is_stopping || c->is_reading ||
       !srv_redis_is_connected(c->stream) ||
-      ctx->running_count + ctx->queued_count + c->takes_pending >=
+      ctx->running_count + ctx->queued_count + c->takes_pending +
+              c->terms_pending >=
           ctx->cfg.max_running) {
     return;
   }

@@ -16,7 +16,7 @@
 #include <hiredis/hiredis.h>
 
 #define BACKOFF_FIRST_MS 100
-#define BACKOFF_MAX_MS 5000
+#define BACKOFF_MAX_MS SRV_REDIS_BACKOFF_MAX_MS
 
 struct srv_redis_s {
   uv_loop_t* loop;

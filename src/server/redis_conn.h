@@ -16,6 +16,9 @@
 
 #include "server/log.h"
 
+/* The longest wait between reconnect attempts (doubling from 100 ms). */
+#define SRV_REDIS_BACKOFF_MAX_MS 5000
+
 typedef struct srv_redis_s srv_redis_t;
 struct redisReply;
 

@@ -30,6 +30,15 @@ static void on_changed(srv_chunk_watch_t* w) {
 }
 
 
+static void on_replaced(srv_chunk_watch_t* w) {
+  srv_chunk_sub_t* s = CORE_CONTAINER_OF(w, srv_chunk_sub_t, watch);
+  srv_chunk_sub_stop(s); /* off the table before its chunks go */
+  if (s->on_replaced != NULL) {
+    s->on_replaced(s);
+  }
+}
+
+
 static int ensure_sent(srv_chunk_sub_t* s, unsigned level) {
   if (s->sent[level] == NULL) {
     s->sent[level] = calloc(s->t->grid[level].count, sizeof(uint32_t));
@@ -52,6 +61,7 @@ int srv_chunk_sub_start(srv_chunk_sub_t* s,
   s->job = job;
   s->level = level;
   s->watch.changed = on_changed;
+  s->watch.replaced = on_replaced;
   core_list_init(&s->watch.link);
   if (since_epoch != NULL) {
     s->want_since = true;

@@ -21,7 +21,7 @@
 #define SRV_CHUNK_ROUND_CHUNKS 48u
 #define SRV_CHUNK_ROUND_BYTES (4u << 20)
 
-typedef struct {
+typedef struct srv_chunk_sub_s {
   srv_chunk_watch_t watch; /* on the table's watches while started */
   srv_conn_t* conn;        /* borrowed: the sub is part of its state */
   srv_job_t* job;          /* borrowed: the connection holds a reference */
@@ -40,6 +40,10 @@ typedef struct {
                             exactly the chunks changed since base */
   net_frame_t* terminal; /* a reference while it waits for the last round */
   bool is_stopped;
+  /* A gateway replaced the job's table (another attempt's epoch): the sub
+   * is stopped, then this runs (the connection closes it); set after
+   * start. */
+  void (*on_replaced)(struct srv_chunk_sub_s* s);
 } srv_chunk_sub_t;
 
 /* Starts a subscriber of `job` at `level` on `conn` (since: a reconnect's

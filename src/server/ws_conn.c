@@ -278,6 +278,16 @@ static void on_preview_ready(srv_waiter_t* w, bool has_preview) {
 }
 
 
+/* A gateway's mirror took another attempt's chunk table (a takeover): this
+ * connection's masks are of the old one, and a delta of another epoch must
+ * not follow its connected message (§11): the client reconnects, and its
+ * since/epoch gets a keyframe of the new table. */
+static void on_chunks_replaced(srv_chunk_sub_t* s) {
+  close_with(CORE_CONTAINER_OF(s, ws_state_t, chunks), 1012,
+             "the job's chunk table was replaced: reconnect");
+}
+
+
 /* A chunks subscriber: connected (with data.chunks), then its rounds; an
  * ended job's terminal message waits for the round completing its mask. */
 static void subscribe_chunks(ws_state_t* st, srv_job_t* job) {
@@ -293,6 +303,7 @@ static void subscribe_chunks(ws_state_t* st, srv_job_t* job) {
     close_with(st, 1011, "out of memory");
     return;
   }
+  st->chunks.on_replaced = on_chunks_replaced;
   json_t* data = srv_job_connected_data(job);
   json_object_set_new(data, "chunks", srv_chunk_sub_connected(&st->chunks));
   send_local(st, "connected", data);
