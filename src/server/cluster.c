@@ -192,14 +192,14 @@ static void on_exec(void* arg, redisReply* reply, int status) {
   submit_t* s = arg;
   bool queued_oom = s->c->queued_oom;
   s->c->queued_oom = false;
-  if (status == 0 && (is_oom(reply) || (reply->type == REDIS_REPLY_ERROR &&
-                                        queued_oom))) {
+  if (status == 0 &&
+      (is_oom(reply) || (reply->type == REDIS_REPLY_ERROR && queued_oom))) {
     status = -ENOSPC;
   } else if (status == 0 &&
-      (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3 ||
-       reply->element[0]->type == REDIS_REPLY_ERROR ||
-       reply->element[1]->type == REDIS_REPLY_ERROR ||
-       reply->element[2]->type == REDIS_REPLY_ERROR)) {
+             (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3 ||
+              reply->element[0]->type == REDIS_REPLY_ERROR ||
+              reply->element[1]->type == REDIS_REPLY_ERROR ||
+              reply->element[2]->type == REDIS_REPLY_ERROR)) {
     status = -EIO; /* aborted (EXECABORT, nil) or a command failed */
   }
   s->cb(s->arg, status);

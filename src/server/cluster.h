@@ -40,7 +40,7 @@ typedef struct srv_cluster_s {
   unsigned takes_pending; /* worker: entries read, record not yet fetched */
   unsigned terms_pending; /* worker: ended jobs Redis has not acknowledged */
   bool is_stopping;
-  bool queued_oom;         /* gateway: a queued command was refused: OOM */
+  bool queued_oom;   /* gateway: a queued command was refused: OOM */
   int redis_durable; /* 1: AOF fsync'ed per write, 0: not, -1: unknown */
   core_list_t wjobs; /* worker: jobs taken (srv_wjob_t, cluster_wjob.h) */
   struct srv_lease_s*
