@@ -41,11 +41,7 @@ static void on_group(void* arg, redisReply* reply, int status) {
 static void make_group(srv_cluster_t* c) {
   const char* argv[] = {"XGROUP",          "CREATE", SRV_CLUSTER_STREAM,
                         SRV_CLUSTER_GROUP, "0",      "MKSTREAM"};
-  size_t lens[6];
-  for (int i = 0; i < 6; i++) {
-    lens[i] = strlen(argv[i]);
-  }
-  srv_redis_command(c->cmd, on_group, c, 6, argv, lens);
+  srv_redis_command_str(c->cmd, on_group, c, 6, argv);
 }
 
 

@@ -187,12 +187,8 @@ srv_cmd_result_t srv_cmd_cluster_delete_job(srv_request_t* rq,
                         SRV_CLUSTER_USED_KEY,
                         d->id,
                         purge ? "1" : "0"};
-  size_t lens[11];
-  for (int i = 0; i < 11; i++) {
-    lens[i] = strlen(argv[i]);
-  }
-  int rc = srv_redis_command(rq->conn->ctx->cluster->cmd, on_deleted, d, 11,
-                             argv, lens);
+  int rc = srv_redis_command_str(rq->conn->ctx->cluster->cmd, on_deleted, d, 11,
+                                 argv);
   if (rc != 0) {
     srv_ticket_release(p->ticket);
     free(p);

@@ -87,11 +87,7 @@ static void renew(srv_wjob_t* w) {
   snprintf(key, sizeof(key), "cm:job:%s", w->job->id);
   const char* argv[] = {"EVAL",   renew_lua,   "1",     key,
                         w->owner, c->consumer, w->entry};
-  size_t lens[7];
-  for (int i = 0; i < 7; i++) {
-    lens[i] = strlen(argv[i]);
-  }
-  if (srv_redis_command(c->cmd, on_renewed, srv_wjob_ref(w), 7, argv, lens) !=
+  if (srv_redis_command_str(c->cmd, on_renewed, srv_wjob_ref(w), 7, argv) !=
       0) {
     srv_wjob_unref(w);
   }
@@ -146,11 +142,7 @@ static void claim(srv_lease_t* l, unsigned free_slots) {
   const char* argv[] = {
       "XAUTOCLAIM", SRV_CLUSTER_STREAM, SRV_CLUSTER_GROUP, c->consumer,
       idle,         l->cursor,          "COUNT",           count};
-  size_t lens[8];
-  for (int i = 0; i < 8; i++) {
-    lens[i] = strlen(argv[i]);
-  }
-  if (srv_redis_command(c->cmd, on_claimed, c, 8, argv, lens) == 0) {
+  if (srv_redis_command_str(c->cmd, on_claimed, c, 8, argv) == 0) {
     l->is_claiming = true;
   }
 }

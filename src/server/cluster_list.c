@@ -112,11 +112,7 @@ int srv_cluster_list(srv_ctx_t* ctx,
   snprintf(lim, sizeof(lim), "%ld", limit);
   const char* argv[] = {"EVAL", k_list_script, "1", index, prefix,
                         field,  cursor,        lim, state};
-  size_t lens[9];
-  for (int i = 0; i < 9; i++) {
-    lens[i] = strlen(argv[i]);
-  }
-  int rc = srv_redis_command(ctx->cluster->cmd, on_list, l, 9, argv, lens);
+  int rc = srv_redis_command_str(ctx->cluster->cmd, on_list, l, 9, argv);
   if (rc != 0) {
     free(l);
   }

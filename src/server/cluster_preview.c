@@ -91,12 +91,8 @@ srv_cmd_result_t srv_cmd_cluster_preview(srv_request_t* rq,
     return srv_cmd_reply_oom(rq);
   }
   const char* argv[] = {"EVAL", k_preview_script, "2", keys[0], keys[1]};
-  size_t lens[5];
-  for (int i = 0; i < 5; i++) {
-    lens[i] = strlen(argv[i]);
-  }
-  int rc = srv_redis_command(rq->conn->ctx->cluster->cmd, on_preview, p, 5,
-                             argv, lens);
+  int rc = srv_redis_command_str(rq->conn->ctx->cluster->cmd, on_preview, p, 5,
+                                 argv);
   if (rc != 0) {
     srv_ticket_release(p->ticket);
     free(p);

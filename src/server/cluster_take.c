@@ -167,11 +167,7 @@ static void send_take(take_t* t) {
   snprintf(meta, sizeof(meta), "cm:chunkmeta:%s", t->job_id);
   const char* argv[] = {"EVAL", take_lua, "4",         key,     prev,
                         chunks, meta,     c->consumer, t->entry};
-  size_t lens[9];
-  for (int i = 0; i < 9; i++) {
-    lens[i] = strlen(argv[i]);
-  }
-  if (srv_redis_command(c->cmd, on_taken, t, 9, argv, lens) != 0) {
+  if (srv_redis_command_str(c->cmd, on_taken, t, 9, argv) != 0) {
     c->publish_errors++;
     take_done(t); /* the entry stays pending: a lease takes it later */
   }

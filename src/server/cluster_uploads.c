@@ -112,11 +112,7 @@ int srv_cluster_upload_admit(srv_upload_req_t* p) {
   }
   const char* argv[] = {"EVAL", k_admit_script, "2", sha_key,
                         SRV_CLUSTER_USED_KEY};
-  size_t lens[5];
-  for (int i = 0; i < 5; i++) {
-    lens[i] = strlen(argv[i]);
-  }
-  int rc = srv_redis_command(ctx->cluster->cmd, on_admit, p, 5, argv, lens);
+  int rc = srv_redis_command_str(ctx->cluster->cmd, on_admit, p, 5, argv);
   if (rc == -ENOMEM) {
     return rc;
   }

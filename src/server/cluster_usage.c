@@ -39,11 +39,7 @@ int srv_cluster_count_artifact(srv_cluster_t* c,
            (unsigned long long) job->artifact_bytes);
   const char* argv[] = {"EVAL", k_count_script,       "2",
                         key,    SRV_CLUSTER_USED_KEY, bytes};
-  size_t lens[6];
-  for (int i = 0; i < 6; i++) {
-    lens[i] = strlen(argv[i]);
-  }
-  return srv_redis_command(c->cmd, cb, arg, 6, argv, lens);
+  return srv_redis_command_str(c->cmd, cb, arg, 6, argv);
 }
 
 

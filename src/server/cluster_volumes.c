@@ -96,11 +96,7 @@ int srv_cluster_volume_put(srv_ctx_t* ctx,
       "EVAL",  k_put_script,         "4",   key,   SRV_CLUSTER_VOL_INDEX,
       sha_key, SRV_CLUSTER_USED_KEY, v->id, rec_s, score,
       size};
-  size_t lens[11];
-  for (int i = 0; i < 11; i++) {
-    lens[i] = strlen(argv[i]);
-  }
-  int rc = srv_redis_command(c->cmd, on_put, p, 11, argv, lens);
+  int rc = srv_redis_command_str(c->cmd, on_put, p, 11, argv);
   free(rec_s);
   if (rc != 0) {
     free(p);
@@ -378,12 +374,8 @@ srv_cmd_result_t srv_cmd_cluster_delete_volume(srv_request_t* rq,
   const char* argv[] = {"EVAL", k_delete_script,       "3",
                         key,    SRV_CLUSTER_VOL_INDEX, SRV_CLUSTER_USED_KEY,
                         d->id};
-  size_t lens[7];
-  for (int i = 0; i < 7; i++) {
-    lens[i] = strlen(argv[i]);
-  }
-  int rc = srv_redis_command(rq->conn->ctx->cluster->cmd, on_vol_deleted, d, 7,
-                             argv, lens);
+  int rc = srv_redis_command_str(rq->conn->ctx->cluster->cmd, on_vol_deleted, d,
+                                 7, argv);
   if (rc != 0) {
     srv_ticket_release(p->ticket);
     free(p);

@@ -49,13 +49,6 @@ static const char publish_lua[] =
     "return 1\n";
 
 
-static void lens_of(int argc, const char** argv, size_t* lens) {
-  for (int i = 0; i < argc; i++) {
-    lens[i] = strlen(argv[i]);
-  }
-}
-
-
 static void on_group(void* arg, redisReply* reply, int status) {
   (void) arg;
   (void) reply;
@@ -303,9 +296,7 @@ void srv_cluster_worker_on_connect(srv_cluster_t* c) {
   /* On this connection, so the group exists before the first read. */
   const char* argv[] = {"XGROUP",          "CREATE", SRV_CLUSTER_STREAM,
                         SRV_CLUSTER_GROUP, "0",      "MKSTREAM"};
-  size_t lens[6];
-  lens_of(6, argv, lens);
-  srv_redis_command(c->stream, on_group, c, 6, argv, lens);
+  srv_redis_command_str(c->stream, on_group, c, 6, argv);
   srv_cluster_worker_pump(c);
 }
 
@@ -330,9 +321,7 @@ void srv_cluster_worker_pump(srv_cluster_t* c) {
                         "STREAMS",
                         SRV_CLUSTER_STREAM,
                         ">"};
-  size_t lens[11];
-  lens_of(11, argv, lens);
-  if (srv_redis_command(c->stream, on_read, c, 11, argv, lens) == 0) {
+  if (srv_redis_command_str(c->stream, on_read, c, 11, argv) == 0) {
     c->is_reading = true;
   }
 }

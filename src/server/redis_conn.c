@@ -327,6 +327,22 @@ int srv_redis_command(srv_redis_t* r,
 }
 
 
+int srv_redis_command_str(srv_redis_t* r,
+                          srv_redis_reply_cb cb,
+                          void* arg,
+                          int argc,
+                          const char** argv) {
+  size_t lens[32];
+  if (argc <= 0 || argc > 32) {
+    return -EINVAL;
+  }
+  for (int i = 0; i < argc; i++) {
+    lens[i] = strlen(argv[i]);
+  }
+  return srv_redis_command(r, cb, arg, argc, argv, lens);
+}
+
+
 /* Every reply of a subscriber connection: subscribe/unsubscribe
  * confirmations (ignored) and messages. */
 static void on_sub_reply(redisAsyncContext* ac, void* reply, void* privdata) {

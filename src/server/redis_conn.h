@@ -90,6 +90,13 @@ int srv_redis_command(srv_redis_t* r,
                       const char** argv,
                       const size_t* lens);
 
+/* srv_redis_command() with every argument a NUL-terminated string. */
+int srv_redis_command_str(srv_redis_t* r,
+                          srv_redis_reply_cb cb,
+                          void* arg,
+                          int argc,
+                          const char** argv);
+
 /* Subscriber connections: (un)subscribe a channel. 0 or -ENOTCONN/-ENOMEM;
  * after a reconnect the owner subscribes again from on_connect. */
 int srv_redis_subscribe(srv_redis_t* r, const char* channel);
