@@ -1,7 +1,9 @@
 /* cluster_term.c: a worker's terminal record until Redis has it. The end
  * of a job is acknowledged only by the publish script's reply (its keys,
  * record, message and XACK, one step); until then the wjob stays on
- * c->wjobs, off the topic, with a copy of the script's arguments: its
+ * c->wjobs and on the topic (so the worker's preview cache does not evict
+ * the job's chunk table and latest preview, which a resend needs; the
+ * sink takes nothing more), with a copy of the script's arguments: its
  * lease is renewed on every tick (so no other worker takes the entry and
  * runs the job again) and the script is sent again on the ticks while no
  * send is in flight, its chunk table first (a new connection sends the
@@ -142,7 +144,6 @@ void srv_wjob_end(srv_wjob_t* w,
                   const char** argv,
                   const size_t* lens) {
   srv_cluster_t* c = w->c;
-  srv_topic_remove(&w->job->topic, &w->sink); /* nothing follows a terminal */
   w->term = term_new(argc, argv, lens);
   if (w->term == NULL) {
     /* Out of memory: as before, the entry stays pending for a lease. */

@@ -3,7 +3,7 @@
  * every frame through a script that first checks the job's `owner` field
  * in its hash (the fence: another worker that took the job over owns it
  * now, and a worker that only stalled must not publish over it). The
- * wjob is referenced by the topic (until the terminal frame or the job's
+ * wjob is referenced by the topic (until Redis took the terminal, or the job's
  * end) and by each script in flight. Loop thread only. */
 #ifndef SRV_CLUSTER_WJOB_H
 #define SRV_CLUSTER_WJOB_H
@@ -33,7 +33,7 @@ typedef struct srv_wjob_s {
 #define SRV_TERM_MAX_ARGS 13
 typedef struct srv_term_s srv_term_t;
 
-/* The job ended (cluster_term.c): off the topic, the terminal script's
+/* The job ended (cluster_term.c): the terminal script's
  * arguments copied and sent; the wjob stays on c->wjobs (renewed) until
  * Redis acknowledges it, or another attempt owns the job. */
 void srv_wjob_end(srv_wjob_t* w,

@@ -164,6 +164,9 @@ static void deliver(srv_sink_t* sink, net_frame_t* frame, net_wq_class_t cls) {
   bool is_terminal = frame == job->topic.terminal;
   bool is_preview = strncmp(payload, "{\"type\":\"preview\"", 17) == 0;
   bool is_state = strncmp(payload, "{\"type\":\"state\"", 15) == 0;
+  if (w->term != NULL && frame != job->topic.latest[CORE_ENC_BASE64]) {
+    return; /* ended: only the final preview again (cluster_term.c) */
+  }
   if (w->is_fenced || c->is_stopping ||
       (!is_terminal && srv_redis_room(c->cmd) < 1)) {
     /* Latest-only for previews and progress, as for a slow reader. */
