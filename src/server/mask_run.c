@@ -114,16 +114,23 @@ static void fail_job(srv_mask_run_t* mr, const srv_mask_render_t* r) {
   snprintf(message, sizeof(message), "%s", r->why);
   srv_log(&mr->job->ctx->log, SRV_LOG_ERROR, "job.mask_failed", "s:job_id",
           mr->job->id, "s:message", message, NULL);
+  /* A full disk (the artifact, the previews' reads) is the operator's to
+   * fix, as for uploads: say so rather than "internal". */
+  bool full = !r->is_engine_fault && (r->err == -ENOSPC || r->err == -EDQUOT);
   srv_job_finish(
       mr->job, CORE_JOB_FAILED,
       json_pack("{s:s, s:s, s:s, s:b}", "code",
-                r->is_engine_fault ? "engine_protocol" : "internal", "message",
-                message, "hint",
+                r->is_engine_fault ? "engine_protocol"
+                : full             ? "insufficient_storage"
+                                   : "internal",
+                "message", message, "hint",
                 r->is_engine_fault
                     ? "the engine must write exactly z*y*x bytes into the "
                       "mask file, in place (docs/engines.md)"
-                    : "see the server log; submit the job again",
-                "retryable", !r->is_engine_fault));
+                : full ? "the server's disk is full: delete volumes or jobs, "
+                         "then submit the job again"
+                       : "see the server log; submit the job again",
+                "retryable", !r->is_engine_fault && !full));
 }
 
 

@@ -5,6 +5,7 @@ time redis binds it). No persistence unless asked (then an AOF fsync'ed before e
 default); its files live in a
 temporary directory removed at stop(). redis-cli does the inspection."""
 
+import atexit
 import os
 import shutil
 import signal
@@ -31,6 +32,9 @@ class Redis:
         self.appendfsync = appendfsync
         self.port = None
         self.proc = None
+        # A setUp/setUpClass that fails after start() never calls stop():
+        # the test process's exit must not leave a redis-server behind.
+        atexit.register(self.kill)
 
     @property
     def url(self):
