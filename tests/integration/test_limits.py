@@ -147,8 +147,10 @@ class Budgets(unittest.TestCase):
             time.sleep(0.2)
         held = metric(srv, "cryomamba_held_bytes")
         # The budget plus the few frames published before the shedding ran
-        # (a ThreadSanitizer server sheds later: one more frame's worth).
-        slack = 3 if SPEED_SCALE == 1 else 4
+        # (a ThreadSanitizer server sheds later: CI saw 4x the budget plus
+        # 2 KB once, so two more frames' worth). Without the budget the 20
+        # stalled readers pin 20 frames of 5.6 MB: 112 MB, far above 5x.
+        slack = 3 if SPEED_SCALE == 1 else 5
         self.assertLessEqual(held, slack * (8 << 20), "held bytes far past the budget")
         # A healthy reader is unaffected.
         ws = RawWS(srv.port)
