@@ -16,6 +16,7 @@
 
 #include "core/uuid.h"
 #include "server/cluster.h"
+#include "server/cluster_rest.h"
 #include "server/cmd_util.h"
 
 /* KEYS: hash. {'missing'}, {'ended', state} or {'ok', state}. */
@@ -121,11 +122,7 @@ static void on_cancelled(void* arg,
 srv_cmd_result_t srv_cmd_cluster_cancel_job(srv_request_t* rq,
                                             const char* id,
                                             size_t len) {
-  if (!core_uuid_is_valid(id, len)) {
-    srv_http_reply_error(rq->conn, &rq->mode, 400, "invalid_job_id",
-                         "job ids are UUIDs like "
-                         "3f1c2a9e-5b7d-4e8f-9a0b-1c2d3e4f5a6b",
-                         NULL, false, NULL);
+  if (!srv_cmd_cluster_valid_id(rq, id, len)) {
     return SRV_CMD_DONE;
   }
   pending_t* p = srv_cmd_pending_new(rq);

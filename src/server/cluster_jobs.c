@@ -49,18 +49,6 @@ typedef struct {
 } jdel_t;
 
 
-static bool valid_or_reply(srv_request_t* rq, const char* id, size_t len) {
-  if (!core_uuid_is_valid(id, len)) {
-    srv_http_reply_error(rq->conn, &rq->mode, 400, "invalid_job_id",
-                         "job ids are UUIDs like "
-                         "3f1c2a9e-5b7d-4e8f-9a0b-1c2d3e4f5a6b",
-                         NULL, false, NULL);
-    return false;
-  }
-  return true;
-}
-
-
 static void reply_not_found(srv_conn_t* conn, const srv_http_mode_t* mode) {
   srv_http_reply_error(conn, mode, 404, "job_not_found", "no job has this id",
                        "GET /v1/jobs lists the jobs", false, NULL);
@@ -155,7 +143,7 @@ static void on_deleted(void* arg, redisReply* reply, int status) {
 srv_cmd_result_t srv_cmd_cluster_delete_job(srv_request_t* rq,
                                             const char* id,
                                             size_t len) {
-  if (!valid_or_reply(rq, id, len)) {
+  if (!srv_cmd_cluster_valid_id(rq, id, len)) {
     return SRV_CMD_DONE;
   }
   char value[8];
@@ -190,11 +178,8 @@ srv_cmd_result_t srv_cmd_cluster_delete_job(srv_request_t* rq,
   int rc = srv_redis_command_str(rq->conn->ctx->cluster->cmd, on_deleted, d, 11,
                                  argv);
   if (rc != 0) {
-    srv_ticket_release(p->ticket);
-    free(p);
     free(d);
-    srv_cmd_cluster_reply_down(rq->conn, &rq->mode, rc);
-    return SRV_CMD_DONE;
+    return srv_cmd_cluster_abort(rq, p, rc);
   }
   return SRV_CMD_PENDING;
 }
@@ -259,7 +244,7 @@ srv_cmd_result_t srv_cmd_cluster_artifact(srv_request_t* rq,
                                           size_t len,
                                           const char* name,
                                           size_t name_len) {
-  if (!valid_or_reply(rq, id, len)) {
+  if (!srv_cmd_cluster_valid_id(rq, id, len)) {
     return SRV_CMD_DONE;
   }
   if (name_len != 8 || memcmp(name, "mask.mrc", 8) != 0) {
@@ -278,10 +263,7 @@ srv_cmd_result_t srv_cmd_cluster_artifact(srv_request_t* rq,
   }
   int rc = srv_cluster_get(rq->conn->ctx, key, on_artifact_job, p);
   if (rc != 0) {
-    srv_ticket_release(p->ticket);
-    free(p);
-    srv_cmd_cluster_reply_down(rq->conn, &rq->mode, rc);
-    return SRV_CMD_DONE;
+    return srv_cmd_cluster_abort(rq, p, rc);
   }
   return SRV_CMD_PENDING;
 }

@@ -14,6 +14,7 @@
 #include <hiredis/hiredis.h>
 
 #include "server/cluster.h"
+#include "core/uuid.h"
 #include "server/cluster_rest.h"
 
 /* KEYS[1] index; ARGV prefix, field, cursor, limit, state. Returns
@@ -131,6 +132,28 @@ void srv_cmd_cluster_reply_down(srv_conn_t* conn,
 }
 
 
+srv_cmd_result_t srv_cmd_cluster_abort(srv_request_t* rq,
+                                       pending_t* p,
+                                       int rc) {
+  srv_ticket_release(p->ticket);
+  free(p);
+  srv_cmd_cluster_reply_down(rq->conn, &rq->mode, rc);
+  return SRV_CMD_DONE;
+}
+
+
+bool srv_cmd_cluster_valid_id(srv_request_t* rq, const char* id, size_t len) {
+  if (!core_uuid_is_valid(id, len)) {
+    srv_http_reply_error(rq->conn, &rq->mode, 400, "invalid_job_id",
+                         "job ids are UUIDs like "
+                         "3f1c2a9e-5b7d-4e8f-9a0b-1c2d3e4f5a6b",
+                         NULL, false, NULL);
+    return false;
+  }
+  return true;
+}
+
+
 srv_cmd_result_t srv_cmd_cluster_no_shared_dir(srv_request_t* rq) {
   srv_http_reply_error(rq->conn, &rq->mode, 501, "shared_dir_required",
                        "this gateway runs without --shared-dir: uploads, "
@@ -198,10 +221,7 @@ srv_cmd_result_t srv_cmd_cluster_list_jobs(srv_request_t* rq) {
                             "cm:job:", "public", cursor, limit, state,
                             on_jobs_page, p);
   if (rc != 0) {
-    srv_ticket_release(p->ticket);
-    free(p);
-    srv_cmd_cluster_reply_down(rq->conn, &rq->mode, rc);
-    return SRV_CMD_DONE;
+    return srv_cmd_cluster_abort(rq, p, rc);
   }
   return SRV_CMD_PENDING;
 }

@@ -76,11 +76,7 @@ static void on_preview(void* arg, redisReply* reply, int status) {
 srv_cmd_result_t srv_cmd_cluster_preview(srv_request_t* rq,
                                          const char* id,
                                          size_t len) {
-  if (!core_uuid_is_valid(id, len)) {
-    srv_http_reply_error(rq->conn, &rq->mode, 400, "invalid_job_id",
-                         "job ids are UUIDs like "
-                         "3f1c2a9e-5b7d-4e8f-9a0b-1c2d3e4f5a6b",
-                         NULL, false, NULL);
+  if (!srv_cmd_cluster_valid_id(rq, id, len)) {
     return SRV_CMD_DONE;
   }
   char keys[2][64];
@@ -94,10 +90,7 @@ srv_cmd_result_t srv_cmd_cluster_preview(srv_request_t* rq,
   int rc = srv_redis_command_str(rq->conn->ctx->cluster->cmd, on_preview, p, 5,
                                  argv);
   if (rc != 0) {
-    srv_ticket_release(p->ticket);
-    free(p);
-    srv_cmd_cluster_reply_down(rq->conn, &rq->mode, rc);
-    return SRV_CMD_DONE;
+    return srv_cmd_cluster_abort(rq, p, rc);
   }
   return SRV_CMD_PENDING;
 }

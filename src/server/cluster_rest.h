@@ -50,6 +50,13 @@ void srv_cmd_cluster_reply_down(srv_conn_t* conn,
                                 const srv_http_mode_t* mode,
                                 int rc);
 
+/* A command that could not be sent: frees `p` (its ticket released), answers
+ * as srv_cmd_cluster_reply_down; returns SRV_CMD_DONE. */
+srv_cmd_result_t srv_cmd_cluster_abort(srv_request_t* rq, pending_t* p, int rc);
+
+/* 400 invalid_job_id unless `id` is a uuid; true when it is. */
+bool srv_cmd_cluster_valid_id(srv_request_t* rq, const char* id, size_t len);
+
 /* 501 shared_dir_required; returns SRV_CMD_DONE. */
 srv_cmd_result_t srv_cmd_cluster_no_shared_dir(srv_request_t* rq);
 

@@ -192,10 +192,7 @@ static srv_cmd_result_t start_get(srv_request_t* rq,
   }
   int rc = get_volume(rq->conn->ctx, key, p, cb);
   if (rc != 0) {
-    srv_ticket_release(p->ticket);
-    free(p);
-    srv_cmd_cluster_reply_down(rq->conn, &rq->mode, rc);
-    return SRV_CMD_DONE;
+    return srv_cmd_cluster_abort(rq, p, rc);
   }
   return SRV_CMD_PENDING;
 }
@@ -274,10 +271,7 @@ srv_cmd_result_t srv_cmd_cluster_list_volumes(srv_request_t* rq) {
                             "cm:vol:", "record", cursor, limit, "",
                             on_volumes_page, p);
   if (rc != 0) {
-    srv_ticket_release(p->ticket);
-    free(p);
-    srv_cmd_cluster_reply_down(rq->conn, &rq->mode, rc);
-    return SRV_CMD_DONE;
+    return srv_cmd_cluster_abort(rq, p, rc);
   }
   return SRV_CMD_PENDING;
 }
@@ -377,11 +371,8 @@ srv_cmd_result_t srv_cmd_cluster_delete_volume(srv_request_t* rq,
   int rc = srv_redis_command_str(rq->conn->ctx->cluster->cmd, on_vol_deleted, d,
                                  7, argv);
   if (rc != 0) {
-    srv_ticket_release(p->ticket);
-    free(p);
     free(d);
-    srv_cmd_cluster_reply_down(rq->conn, &rq->mode, rc);
-    return SRV_CMD_DONE;
+    return srv_cmd_cluster_abort(rq, p, rc);
   }
   return SRV_CMD_PENDING;
 }
@@ -430,10 +421,7 @@ static void on_job_volume(pending_t* p, json_t* rec, int status) {
 srv_cmd_result_t srv_cmd_cluster_volume_job(srv_request_t* rq, pending_t* p) {
   int rc = get_volume(rq->conn->ctx, p->req.volume_id, p, on_job_volume);
   if (rc != 0) {
-    srv_ticket_release(p->ticket);
-    free(p);
-    srv_cmd_cluster_reply_down(rq->conn, &rq->mode, rc);
-    return SRV_CMD_DONE;
+    return srv_cmd_cluster_abort(rq, p, rc);
   }
   return SRV_CMD_PENDING;
 }
