@@ -82,7 +82,7 @@ static void on_cmd_connect(void* arg) {
   srv_redis_command(c->cmd, on_persistence, c, 3, argv, lens);
   make_group(c);
   if (c->ctx->cfg.role == SRV_ROLE_WORKER) {
-    srv_cluster_worker_pump(c);
+    srv_cluster_worker_on_cmd_connect(c);
   }
 }
 

@@ -135,6 +135,9 @@ void srv_cluster_sub_on_message(void* arg,
 /* Worker (cluster_worker.c): starts reading the stream once connected; and
  * the group is created (idempotent) by both roles at each connect. */
 void srv_cluster_worker_on_connect(srv_cluster_t* c);
+/* The command connection (re)connected: running jobs store their records
+ * again with their next frame, then a read of the stream. */
+void srv_cluster_worker_on_cmd_connect(srv_cluster_t* c);
 void srv_cluster_worker_pump(srv_cluster_t* c);
 
 /* Worker (cluster_take.c): takes stream entry `entry` of job `job_id`

@@ -27,10 +27,11 @@ typedef struct srv_wjob_s {
   struct srv_cluster_chunk_pub_s* chunks; /* its chunk table into Redis */
   struct srv_term_s* term; /* ended: the terminal script until acknowledged */
   bool is_term_in_flight;
+  bool record_due; /* the next frame stores the record (a Redis reconnect) */
 } srv_wjob_t;
 
 /* The publish script's arguments (cluster_worker.c) at most. */
-#define SRV_TERM_MAX_ARGS 13
+#define SRV_TERM_MAX_ARGS 16
 typedef struct srv_term_s srv_term_t;
 
 /* The job ended (cluster_term.c): the terminal script's

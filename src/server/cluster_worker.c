@@ -7,6 +7,7 @@
  * keeps the latest state, preview and terminal message, updates the hash,
  * and XACKs the entry with the terminal record, all only while the hash
  * still names this worker's attempt as the owner (the fence). */
+#include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,13 +24,15 @@
 #include "server/jobs.h"
 
 /* Publishes one frame if this worker still owns the job (KEYS: hash,
- * latest-key, channel; ARGV: owner, payload, seq, record, public, entry,
- * flags: L the latest key, R the record, A XACK the entry). The terminal's
- * keys, record, message and XACK are one atomic step, so what Redis
- * acknowledged is the whole end. Returns 1, or 0 when fenced out. A hash
- * without an owner is Redis restarted without its data: nobody else can
- * own the job, so the worker goes on (and its records rebuild the hash);
- * XACK then finds no group, which must not fail the script. */
+ * latest-key, channel, the jobs' index; ARGV: owner, payload, seq, record,
+ * public, entry, flags: L the latest key, R the record, A XACK the entry;
+ * then the index's score, the job id). The terminal's keys, record,
+ * message and XACK are one atomic step, so what Redis acknowledged is the
+ * whole end. Returns 1, or 0 when fenced out. A hash without an owner is
+ * Redis restarted without its data: nobody else can own the job, so the
+ * worker goes on, and its records rebuild the hash and the index entry
+ * (the first frame after each reconnect carries one: record_due); XACK
+ * then finds no group, which must not fail the script. */
 static const char publish_lua[] =
     "local h = KEYS[1]\n"
     "local o = redis.call('HGET', h, 'owner')\n"
@@ -38,7 +41,8 @@ static const char publish_lua[] =
     "if string.find(f, 'L', 1, true) then redis.call('SET', KEYS[2], ARGV[2]) "
     "end\n"
     "if string.find(f, 'R', 1, true) then\n"
-    "  redis.call('HSET', h, 'record', ARGV[4], 'public', ARGV[5]) end\n"
+    "  redis.call('HSET', h, 'record', ARGV[4], 'public', ARGV[5])\n"
+    "  redis.call('ZADD', KEYS[4], 'NX', ARGV[8], ARGV[9]) end\n"
     "if tonumber(ARGV[3]) > tonumber(redis.call('HGET', h, 'seq') or '0') "
     "then\n"
     "  redis.call('HSET', h, 'seq', ARGV[3]) end\n"
@@ -189,7 +193,7 @@ static void deliver(srv_sink_t* sink, net_frame_t* frame, net_wq_class_t cls) {
                         : "state",
            job->id);
   snprintf(seq, sizeof(seq), "%llu", (unsigned long long) seq_of(payload, len));
-  bool with_record = is_terminal || is_state;
+  bool with_record = is_terminal || is_state || w->record_due;
   char* rec_s = NULL;
   char* pub_s = NULL;
   if (with_record) {
@@ -204,24 +208,35 @@ static void deliver(srv_sink_t* sink, net_frame_t* frame, net_wq_class_t cls) {
   snprintf(flags, sizeof(flags), "%s%s%s",
            is_terminal || is_preview || is_state ? "L" : "",
            rec_s != NULL && pub_s != NULL ? "R" : "", is_terminal ? "A" : "");
-  const char* argv[] = {"EVAL",      publish_lua, "3",     key, latest,
-                        ch,          w->owner,    payload, seq, rec_s ?: "",
-                        pub_s ?: "", w->entry,    flags};
-  size_t lens[13];
-  for (int i = 0; i < 13; i++) {
+  char score[24];
+  snprintf(score, sizeof(score), "%lld", (long long) job->created_us);
+  const char* argv[] = {
+      "EVAL",      publish_lua,           "4",      key,     latest,
+      ch,          SRV_CLUSTER_JOB_INDEX, w->owner, payload, seq,
+      rec_s ?: "", pub_s ?: "",           w->entry, flags,   score,
+      job->id};
+  enum {
+    ARGC = sizeof(argv) / sizeof(argv[0]),
+    PAYLOAD = 8
+  };
+  static_assert(ARGC <= SRV_TERM_MAX_ARGS, "the terminal keeps them all");
+  size_t lens[ARGC];
+  for (int i = 0; i < ARGC; i++) {
     /* the payload is a frame's, not NUL-terminated */
-    lens[i] = i == 7 ? len : strlen(argv[i]);
+    lens[i] = i == PAYLOAD ? len : strlen(argv[i]);
   }
   if (with_record && flags[1] != 'R') {
     c->publish_errors++;
   }
   if (is_terminal) {
     /* Kept until Redis acknowledges it (cluster_term.c). */
-    srv_wjob_end(w, 13, argv, lens);
-  } else if (srv_redis_command(c->cmd, on_published, srv_wjob_ref(w), 13, argv,
-                               lens) != 0) {
+    srv_wjob_end(w, ARGC, argv, lens);
+  } else if (srv_redis_command(c->cmd, on_published, srv_wjob_ref(w), ARGC,
+                               argv, lens) != 0) {
     c->publish_errors++;
     srv_wjob_unref(w);
+  } else if (flags[1] == 'R') {
+    w->record_due = false; /* a lost connection sets it again */
   }
   free(rec_s);
   free(pub_s);
@@ -290,6 +305,17 @@ static void on_read(void* arg, redisReply* reply, int status) {
         srv_cluster_take_entry(c, e);
       }
     }
+  }
+  srv_cluster_worker_pump(c);
+}
+
+
+void srv_cluster_worker_on_cmd_connect(srv_cluster_t* c) {
+  /* Redis may have restarted without its data: each running job's next
+   * frame stores its record again (publish_lua). */
+  core_list_t *it, *tmp;
+  CORE_LIST_FOREACH_SAFE(it, tmp, &c->wjobs) {
+    CORE_CONTAINER_OF(it, srv_wjob_t, link)->record_due = true;
   }
   srv_cluster_worker_pump(c);
 }

@@ -358,6 +358,10 @@ class ClusterEncodingsTest(unittest.TestCase):
                     self.assertIn(code, (1011, 1001, None))
                     if c.last_complete:
                         query = "?encoding=chunks&scale=1&since=%d&epoch=%s" % c.last_complete
+                    # 1011 is "Redis unavailable" (protocol.md): a client
+                    # retries once the gateways are back, not in a tight
+                    # loop that outruns their reconnect backoff
+                    await asyncio.to_thread(self.wait_connected)
             raise AssertionError("no terminal message after reconnects")
 
         async def live():
@@ -381,6 +385,37 @@ class ClusterEncodingsTest(unittest.TestCase):
             self.assertEqual(c_live.terminal["type"], "completed")
             self.assert_level(c_live, full, 0)
         self.wait_connected()
+
+    def test_a_running_job_is_found_again_after_redis_restarted_empty(self):
+        """This Redis keeps nothing across a restart (no AOF): the worker's
+        first frame after its reconnect stores the running job's record and
+        index entry again, so a gateway finds it before it ends (not only
+        from its terminal), and a new subscriber follows it to the end."""
+        self.wait_connected()
+        body = json.loads(json.dumps(CHUNKY))
+        body["params"]["duration_s"] = 120.0  # ended by the cancel below
+        jid = self.a.create_job(body)["job_id"]
+        self.b.wait_state(jid, "running", timeout=WAIT)
+        self.redis.kill()
+        self.redis.start(port=self.redis.port)
+        self.assertEqual(self.redis.cli("EXISTS", "cm:job:" + jid), "0")
+        self.wait_connected()
+        poll(lambda: self.redis.cli("HGET", "cm:job:" + jid, "record"),
+             timeout=WAIT, what="the record stored again")
+        self.assertEqual(self.a.get("/v1/jobs/" + jid).json["state"], "running")
+        self.assertNotEqual(self.redis.cli("ZSCORE", "cm:jobs:index", jid), "")
+        listed = self.b.get("/v1/jobs?limit=100").json
+        self.assertIn(jid, [j["job_id"] for j in listed["jobs"]])
+        c = Recorder()
+
+        def keyframe(t, cl):
+            return cl.last_complete is not None
+        asyncio.run(watch(self.b, jid, client=c, until_terminal=False, on_message=keyframe))
+        self.assertTrue(c.deltas[0]["keyframe"])
+        r = self.a.request("DELETE", "/v1/jobs/" + jid)
+        self.assertEqual(r.status, 202, r.body)
+        c = asyncio.run(watch(self.a, jid))
+        self.assertEqual(c.terminal["type"], "cancelled")
 
 
 class ChunkBoundTest(unittest.TestCase):
