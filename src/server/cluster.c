@@ -184,6 +184,11 @@ static bool is_oom(const redisReply* r) {
 }
 
 
+int srv_cluster_error_status(const redisReply* reply) {
+  return is_oom(reply) ? -ENOSPC : -EIO;
+}
+
+
 static void on_exec(void* arg, redisReply* reply, int status) {
   submit_t* s = arg;
   bool queued_oom = s->c->queued_oom;

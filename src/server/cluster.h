@@ -134,6 +134,11 @@ void srv_cluster_sub_on_message(void* arg,
 
 /* Worker (cluster_worker.c): starts reading the stream once connected; and
  * the group is created (idempotent) by both roles at each connect. */
+/* The status of a reply that is not the one expected: -ENOSPC when Redis
+ * refused a write for want of memory (an OOM error, also inside a script
+ * or a transaction's replies), else -EIO. */
+int srv_cluster_error_status(const struct redisReply* reply);
+
 void srv_cluster_worker_on_connect(srv_cluster_t* c);
 /* The command connection (re)connected: running jobs store their records
  * again with their next frame, then a read of the stream. */

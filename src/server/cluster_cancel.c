@@ -49,7 +49,7 @@ static void on_cancel(void* arg, redisReply* reply, int status) {
              : strcmp(what, "ended") == 0 ? -EALREADY
                                           : 0;
   } else if (status == 0) {
-    status = -EIO;
+    status = srv_cluster_error_status(reply); /* OOM: the HSET refused */
   }
   k->cb(k->arg, k->id, state, status);
   free(k);
@@ -81,15 +81,6 @@ int srv_cluster_cancel(srv_ctx_t* ctx,
 
 /* ---- the REST answer ---- */
 
-static void reply_redis_down(srv_conn_t* conn, srv_http_mode_t* mode, int rc) {
-  srv_http_reply_error(conn, mode, 503,
-                       rc == -EBUSY ? "overloaded" : "redis_unavailable",
-                       rc == -EBUSY ? "too many Redis commands are in flight"
-                                    : "Redis did not record the cancel",
-                       "retry later", true, "Retry-After: 1\r\n");
-}
-
-
 static void on_cancelled(void* arg,
                          const char* id,
                          const char* state,
@@ -108,7 +99,7 @@ static void on_cancelled(void* arg,
                          "DELETE ?purge=1 deletes a finished job",
                          false, NULL);
   } else if (conn != NULL && status != 0) {
-    reply_redis_down(conn, &p->mode, status);
+    srv_cmd_cluster_reply_down(conn, &p->mode, status, NULL);
   } else if (conn != NULL) {
     srv_http_reply_json(conn, &p->mode, 202,
                         json_pack("{s:s, s:s, s:s}", "job_id", id, "status",
@@ -134,10 +125,7 @@ srv_cmd_result_t srv_cmd_cluster_cancel_job(srv_request_t* rq,
   key[len] = '\0';
   int rc = srv_cluster_cancel(rq->conn->ctx, key, on_cancelled, p);
   if (rc != 0) {
-    srv_ticket_release(p->ticket);
-    free(p);
-    reply_redis_down(rq->conn, &rq->mode, rc);
-    return SRV_CMD_DONE;
+    return srv_cmd_cluster_abort(rq, p, rc);
   }
   return SRV_CMD_PENDING;
 }

@@ -20,15 +20,15 @@
 #include "server/download.h"
 
 /* KEYS: the job's hash, state, prev, term keys, the index, the storage
- * counter (cluster_usage.c: the artifact bytes counted go); ARGV: its id
- * and "1" for a purge. Returns the job's state when it is not removed
- * ("" when there is no such job), else "deleted". */
+ * counter (cluster_usage.c: the artifact bytes counted go); ARGV: its id.
+ * Returns the job's state when it has not finished ("" when there is no
+ * such job), else "deleted". */
 static const char k_delete_script[] =
     "local pub = redis.call('HGET', KEYS[1], 'public')\n"
     "if not pub then return '' end\n"
     "local st = cjson.decode(pub).state\n"
-    "if ARGV[2] ~= '1' or (st ~= 'completed' and st ~= 'failed' and\n"
-    "    st ~= 'cancelled') then return st end\n"
+    "if st ~= 'completed' and st ~= 'failed' and st ~= 'cancelled' then\n"
+    "  return st end\n"
     "local n = tonumber(redis.call('HGET', KEYS[1], 'storage_bytes'))\n"
     "if n then redis.call('DECRBY', KEYS[6], n) end\n"
     "redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])\n"
@@ -44,7 +44,6 @@ typedef struct {
   uv_fs_t reqs[N_SUFFIXES];
   unsigned left;
   pending_t* p;
-  bool purge; /* ?purge=1 */
   char id[CORE_UUID_STR_LEN + 1];
 } jdel_t;
 
@@ -100,40 +99,20 @@ static void on_deleted(void* arg, redisReply* reply, int status) {
   pending_t* p = d->p;
   srv_conn_t* conn = srv_cmd_pending_conn(p);
   if (status == 0 && reply->type != REDIS_REPLY_STRING) {
-    status = -EIO;
+    status = srv_cluster_error_status(reply);
   }
   if (status == 0 && strcmp(reply->str, "deleted") == 0) {
     remove_files(d);
     return;
   }
-  bool purge = d->purge;
   if (conn != NULL && status != 0) {
-    srv_cmd_cluster_reply_down(conn, &p->mode, status);
+    srv_cmd_cluster_reply_down(conn, &p->mode, status, NULL);
   } else if (conn != NULL && reply->str[0] == '\0') {
     reply_not_found(conn, &p->mode);
-  } else if (conn != NULL) {
-    core_job_state_t st = CORE_JOB_QUEUED;
-    core_job_state_parse(reply->str, &st);
-    bool finished = core_job_state_is_terminal(st);
-    char message[128];
-    snprintf(message, sizeof(message), "the job already %s", reply->str);
-    if (purge) { /* not finished */
-      srv_http_reply_error(conn, &p->mode, 409, "job_active",
-                           "only a finished job can be purged",
-                           "cancel it first (DELETE without purge)", false,
-                           NULL);
-    } else if (finished) {
-      srv_http_reply_error(conn, &p->mode, 409, "job_finished", message,
-                           "only queued or running jobs can be cancelled; "
-                           "DELETE ?purge=1 deletes a finished job",
-                           false, NULL);
-    } else {
-      srv_http_reply_error(conn, &p->mode, 501, "not_in_cluster_yet",
-                           "a cluster gateway does not cancel jobs in this "
-                           "version",
-                           "wait for the job to end, then DELETE ?purge=1",
-                           false, NULL);
-    }
+  } else if (conn != NULL) { /* there, not finished */
+    srv_http_reply_error(conn, &p->mode, 409, "job_active",
+                         "only a finished job can be purged",
+                         "cancel it first (DELETE without purge)", false, NULL);
   }
   srv_cmd_pending_done(p);
   free(d);
@@ -146,17 +125,12 @@ srv_cmd_result_t srv_cmd_cluster_delete_job(srv_request_t* rq,
   if (!srv_cmd_cluster_valid_id(rq, id, len)) {
     return SRV_CMD_DONE;
   }
-  char value[8];
-  bool purge = srv_cmd_query_get(net_http_url(rq->http), "purge", value,
-                                 sizeof(value)) &&
-               (strcmp(value, "1") == 0 || strcmp(value, "true") == 0);
   jdel_t* d = calloc(1, sizeof(*d));
   pending_t* p = d != NULL ? srv_cmd_pending_new(rq) : NULL;
   if (p == NULL) {
     free(d);
     return srv_cmd_reply_oom(rq);
   }
-  d->purge = purge;
   d->p = p;
   memcpy(d->id, id, len);
   char keys[4][64];
@@ -173,9 +147,8 @@ srv_cmd_result_t srv_cmd_cluster_delete_job(srv_request_t* rq,
                         keys[3],
                         SRV_CLUSTER_JOB_INDEX,
                         SRV_CLUSTER_USED_KEY,
-                        d->id,
-                        purge ? "1" : "0"};
-  int rc = srv_redis_command_str(rq->conn->ctx->cluster->cmd, on_deleted, d, 11,
+                        d->id};
+  int rc = srv_redis_command_str(rq->conn->ctx->cluster->cmd, on_deleted, d, 10,
                                  argv);
   if (rc != 0) {
     free(d);
@@ -194,7 +167,7 @@ static void on_artifact_job(void* arg, json_t* job, int status) {
     if (conn != NULL && status == -ENOENT) {
       reply_not_found(conn, &p->mode);
     } else if (conn != NULL) {
-      srv_cmd_cluster_reply_down(conn, &p->mode, status);
+      srv_cmd_cluster_reply_down(conn, &p->mode, status, NULL);
     }
     srv_cmd_pending_done(p);
     return;

@@ -123,12 +123,41 @@ int srv_cluster_list(srv_ctx_t* ctx,
 
 void srv_cmd_cluster_reply_down(srv_conn_t* conn,
                                 const srv_http_mode_t* mode,
-                                int rc) {
-  srv_http_reply_error(conn, mode, 503,
-                       rc == -EBUSY ? "overloaded" : "redis_unavailable",
-                       rc == -EBUSY ? "too many Redis commands are in flight"
-                                    : "Redis did not answer",
-                       "retry later", true, "Retry-After: 1\r\n");
+                                int rc,
+                                const char* created) {
+  if (rc == -ENOSPC) {
+    srv_http_reply_error(
+        conn, mode, 503, "redis_full",
+        created != NULL ? "Redis refused the job: it is out of memory "
+                          "(maxmemory), so the job was not created"
+                        : "Redis refused the write: it is out of memory",
+        "the operator must give Redis more memory or purge ended jobs", true,
+        "Retry-After: 5\r\n");
+    return;
+  }
+  if (rc == -ETIMEDOUT) {
+    /* Sent but unanswered: Redis may still have run a create. */
+    char msg[192];
+    snprintf(msg, sizeof(msg),
+             created != NULL ? "Redis did not answer in time: job %s may or "
+                               "may not have been created"
+                             : "Redis did not answer in time%s",
+             created != NULL ? created : "");
+    srv_http_reply_error(conn, mode, 503, "redis_timeout", msg,
+                         created != NULL
+                             ? "GET /v1/jobs/{id} tells, then create it again"
+                             : "retry later (--redis-timeout-ms)",
+                         true, "Retry-After: 1\r\n");
+    return;
+  }
+  const char* why = created != NULL
+                        ? "Redis did not acknowledge the job, so it was not "
+                          "created"
+                        : "Redis is not reachable";
+  srv_http_reply_error(
+      conn, mode, 503, rc == -EBUSY ? "overloaded" : "redis_unavailable",
+      rc == -EBUSY ? "too many Redis commands are in flight" : why,
+      "retry later", true, "Retry-After: 1\r\n");
 }
 
 
@@ -137,7 +166,7 @@ srv_cmd_result_t srv_cmd_cluster_abort(srv_request_t* rq,
                                        int rc) {
   srv_ticket_release(p->ticket);
   free(p);
-  srv_cmd_cluster_reply_down(rq->conn, &rq->mode, rc);
+  srv_cmd_cluster_reply_down(rq->conn, &rq->mode, rc, NULL);
   return SRV_CMD_DONE;
 }
 
@@ -175,7 +204,7 @@ static void on_jobs_page(void* arg,
                          "the cursor names no job (it may have been deleted)",
                          "start again without a cursor", false, NULL);
   } else if (conn != NULL && status != 0) {
-    srv_cmd_cluster_reply_down(conn, &p->mode, status);
+    srv_cmd_cluster_reply_down(conn, &p->mode, status, NULL);
   } else if (conn != NULL) {
     srv_http_reply_json(
         conn, &p->mode, 200,

@@ -55,13 +55,13 @@ static void on_preview(void* arg, redisReply* reply, int status) {
     return;
   }
   if (status != 0) {
-    srv_cmd_cluster_reply_down(conn, &p->mode, status);
+    srv_cmd_cluster_reply_down(conn, &p->mode, status, NULL);
   } else if (reply->elements == 0) {
     srv_http_reply_error(conn, &p->mode, 404, "job_not_found",
                          "no job has this id", "GET /v1/jobs lists the jobs",
                          false, NULL);
   } else if (reply->element[0]->type != REDIS_REPLY_STRING) {
-    srv_cmd_cluster_reply_down(conn, &p->mode, -EIO);
+    srv_cmd_cluster_reply_down(conn, &p->mode, -EIO, NULL);
   } else if (reply->elements < 2 ||
              reply->element[1]->type != REDIS_REPLY_STRING) {
     reply_none(conn, &p->mode, reply->element[0]->str);

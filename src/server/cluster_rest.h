@@ -45,10 +45,14 @@ int srv_cluster_list(srv_ctx_t* ctx,
                      srv_cluster_page_cb cb,
                      void* arg);
 
-/* 503 for a Redis command not sent or not answered (-EBUSY: overloaded). */
+/* 503 for a Redis command not sent or not answered: -EBUSY overloaded,
+ * -ENOSPC redis_full, -ETIMEDOUT redis_timeout, else redis_unavailable.
+ * `created`: the id of the job a failed create was for (the messages say
+ * whether it may exist), else NULL. */
 void srv_cmd_cluster_reply_down(srv_conn_t* conn,
                                 const srv_http_mode_t* mode,
-                                int rc);
+                                int rc,
+                                const char* created);
 
 /* A command that could not be sent: frees `p` (its ticket released), answers
  * as srv_cmd_cluster_reply_down; returns SRV_CMD_DONE. */
@@ -114,8 +118,8 @@ int srv_cmd_start_create(srv_conn_t* conn,
  * taken; the volume is read from Redis, then the job created as any. */
 srv_cmd_result_t srv_cmd_cluster_volume_job(srv_request_t* rq, pending_t* p);
 
-/* DELETE /v1/jobs/{id}[?purge=1] and GET /v1/jobs/{id}/artifacts/{name}
- * on a gateway. */
+/* DELETE /v1/jobs/{id}?purge=1 (a cancel is cluster_cancel.c) and GET
+ * /v1/jobs/{id}/artifacts/{name} on a gateway. */
 srv_cmd_result_t srv_cmd_cluster_delete_job(srv_request_t* rq,
                                             const char* id,
                                             size_t len);

@@ -52,7 +52,7 @@ static void on_put(void* arg, redisReply* reply, int status) {
   const char* id = NULL;
   if (status == 0 && (reply->type != REDIS_REPLY_STRING ||
                       !core_uuid_is_valid(reply->str, reply->len))) {
-    status = -EIO;
+    status = srv_cluster_error_status(reply);
   } else if (status == 0) {
     id = reply->str;
   }
@@ -203,7 +203,7 @@ static void on_got_volume(pending_t* p, json_t* rec, int status) {
   if (conn != NULL && status == -ENOENT) {
     reply_not_found(conn, &p->mode);
   } else if (conn != NULL && status != 0) {
-    srv_cmd_cluster_reply_down(conn, &p->mode, status);
+    srv_cmd_cluster_reply_down(conn, &p->mode, status, NULL);
   } else if (conn != NULL) {
     srv_http_reply_json(conn, &p->mode, 200, public_of(json_incref(rec)), NULL);
   }
@@ -229,7 +229,7 @@ static void on_volumes_page(void* arg,
                          "deleted)",
                          "start again without a cursor", false, NULL);
   } else if (conn != NULL && status != 0) {
-    srv_cmd_cluster_reply_down(conn, &p->mode, status);
+    srv_cmd_cluster_reply_down(conn, &p->mode, status, NULL);
   } else if (conn != NULL) {
     size_t i;
     json_t* v;
@@ -325,7 +325,7 @@ static void on_vol_deleted(void* arg, redisReply* reply, int status) {
   bool gone =
       status == 0 && reply->type == REDIS_REPLY_INTEGER && reply->integer == 1;
   if (status == 0 && !gone && reply->type != REDIS_REPLY_INTEGER) {
-    status = -EIO;
+    status = srv_cluster_error_status(reply);
   }
   if (gone) {
     char path[1200];
@@ -342,7 +342,7 @@ static void on_vol_deleted(void* arg, redisReply* reply, int status) {
   } else if (conn != NULL && status == 0) {
     reply_not_found(conn, &p->mode);
   } else if (conn != NULL) {
-    srv_cmd_cluster_reply_down(conn, &p->mode, status);
+    srv_cmd_cluster_reply_down(conn, &p->mode, status, NULL);
   }
   srv_cmd_pending_done(p);
   free(d);
@@ -401,7 +401,7 @@ static void on_job_volume(pending_t* p, json_t* rec, int status) {
     return;
   }
   if (status != 0) {
-    srv_cmd_cluster_reply_down(conn, &p->mode, status);
+    srv_cmd_cluster_reply_down(conn, &p->mode, status, NULL);
     srv_cmd_pending_done(p);
     return;
   }

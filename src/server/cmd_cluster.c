@@ -9,50 +9,10 @@
 #include <string.h>
 
 #include "server/cluster.h"
+#include "server/cluster_rest.h"
 #include "server/cmd_util.h"
 #include "server/job_json.h"
 #include "server/jobs.h"
-
-
-/* `created`: the id of the job a failed create was for, else NULL. */
-static void reply_redis_down(srv_conn_t* conn,
-                             srv_http_mode_t* mode,
-                             int rc,
-                             const char* created) {
-  if (rc == -ENOSPC) {
-    srv_http_reply_error(
-        conn, mode, 503, "redis_full",
-        created != NULL ? "Redis refused the job: it is out of memory "
-                          "(maxmemory), so the job was not created"
-                        : "Redis refused the write: it is out of memory",
-        "the operator must give Redis more memory or purge ended jobs", true,
-        "Retry-After: 5\r\n");
-    return;
-  }
-  if (rc == -ETIMEDOUT) {
-    /* Sent but unanswered: Redis may still have run a create. */
-    char msg[192];
-    snprintf(msg, sizeof(msg),
-             created != NULL ? "Redis did not answer in time: job %s may or "
-                               "may not have been created"
-                             : "Redis did not answer in time%s",
-             created != NULL ? created : "");
-    srv_http_reply_error(conn, mode, 503, "redis_timeout", msg,
-                         created != NULL
-                             ? "GET /v1/jobs/{id} tells, then create it again"
-                             : "retry later (--redis-timeout-ms)",
-                         true, "Retry-After: 1\r\n");
-    return;
-  }
-  const char* why = created != NULL
-                        ? "Redis did not acknowledge the job, so it was not "
-                          "created"
-                        : "Redis is not reachable";
-  srv_http_reply_error(
-      conn, mode, 503, rc == -EBUSY ? "overloaded" : "redis_unavailable",
-      rc == -EBUSY ? "too many Redis commands are in flight" : why,
-      "retry later", true, "Retry-After: 1\r\n");
-}
 
 
 bool srv_cmd_cluster_refuse_volume(srv_request_t* rq,
@@ -78,7 +38,7 @@ static void on_submitted(void* arg, int status) {
   pending_t* p = arg;
   srv_conn_t* conn = srv_cmd_pending_conn(p);
   if (conn != NULL && status != 0) {
-    reply_redis_down(conn, &p->mode, status, p->job->id);
+    srv_cmd_cluster_reply_down(conn, &p->mode, status, p->job->id);
   } else if (conn != NULL) {
     json_t* out = srv_job_to_json(p->job);
     json_object_set_new(out, "status", json_string("created"));
@@ -106,7 +66,7 @@ int srv_cmd_cluster_create(srv_conn_t* conn,
   }
   int rc = srv_cluster_submit(p->ctx, p->job, on_submitted, p);
   if (rc != 0) {
-    reply_redis_down(conn, &p->mode, rc, p->job->id);
+    srv_cmd_cluster_reply_down(conn, &p->mode, rc, p->job->id);
     srv_job_unref(p->job);
     p->job = NULL;
     return -1;
@@ -123,7 +83,7 @@ static void on_got(void* arg, json_t* job, int status) {
                          "no job has this id", "GET /v1/jobs lists the jobs",
                          false, NULL);
   } else if (conn != NULL && status != 0) {
-    reply_redis_down(conn, &p->mode, status, NULL);
+    srv_cmd_cluster_reply_down(conn, &p->mode, status, NULL);
   } else if (conn != NULL) {
     srv_http_reply_json(conn, &p->mode, 200, json_incref(job), NULL);
   }
@@ -151,7 +111,7 @@ srv_cmd_result_t srv_cmd_cluster_get_job(srv_request_t* rq,
   if (rc != 0) {
     srv_ticket_release(p->ticket);
     free(p);
-    reply_redis_down(rq->conn, &rq->mode, rc, NULL);
+    srv_cmd_cluster_reply_down(rq->conn, &rq->mode, rc, NULL);
     return SRV_CMD_DONE;
   }
   return SRV_CMD_PENDING;

@@ -313,10 +313,7 @@ static void on_job_ended(void* arg, srv_job_t* job, int status) {
  * once it has finished); DELETE ?purge=1 deletes a finished one. */
 srv_cmd_result_t srv_cmd_delete_job(srv_request_t* rq, srv_job_t* job) {
   bool finished = core_job_state_is_terminal(job->state) && !job->is_ending;
-  char value[8];
-  bool purge = srv_cmd_query_get(net_http_url(rq->http), "purge", value,
-                                 sizeof(value)) &&
-               (strcmp(value, "1") == 0 || strcmp(value, "true") == 0);
+  bool purge = srv_cmd_query_purge(net_http_url(rq->http));
   if (job->is_ending || (finished && !purge)) {
     char message[128];
     snprintf(message, sizeof(message), "the job already %s",

@@ -89,6 +89,13 @@ bool srv_cmd_query_get(const char* url,
 }
 
 
+bool srv_cmd_query_purge(const char* url) {
+  char value[8];
+  return srv_cmd_query_get(url, "purge", value, sizeof(value)) &&
+         (strcmp(value, "1") == 0 || strcmp(value, "true") == 0);
+}
+
+
 bool srv_cmd_query_limit(srv_request_t* rq, long* limit) {
   char value[16];
   *limit = 100;

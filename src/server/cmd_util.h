@@ -41,6 +41,10 @@ bool srv_cmd_query_get(const char* url,
                        char* out,
                        size_t cap);
 
+/* DELETE /v1/jobs/{id}'s ?purge=1 (or true): delete a finished job; any
+ * other value, or none, cancels. */
+bool srv_cmd_query_purge(const char* url);
+
 /* A list's page size: ?limit= (1..1000, default 100) into *limit. Answers
  * 400 invalid_field and returns false when it is not acceptable. */
 bool srv_cmd_query_limit(srv_request_t* rq, long* limit);

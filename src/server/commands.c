@@ -380,9 +380,7 @@ static srv_cmd_result_t route_gateway(srv_request_t* rq,
     return srv_cmd_cluster_list_jobs(rq);
   }
   if (jobs && n == 3 && method == HTTP_DELETE) {
-    char purge[8];
-    return srv_cmd_query_get(net_http_url(rq->http), "purge", purge,
-                             sizeof(purge))
+    return srv_cmd_query_purge(net_http_url(rq->http))
                ? srv_cmd_cluster_delete_job(rq, seg[2].p, seg[2].len)
                : srv_cmd_cluster_cancel_job(rq, seg[2].p, seg[2].len);
   }

@@ -76,6 +76,23 @@ class StalledRedisTest(unittest.TestCase):
         with open(self.gw.stderr_path) as f:
             self.assertIn("redis.timeout", f.read())
 
+    def test_a_list_and_a_cancel_on_a_stalled_redis_say_redis_timeout(self):
+        """Every gateway route names a stall as such, not only a create."""
+        job = self.gw.create_job(dict(FAST, params=dict(FAST["params"], duration_s=60.0)))
+        self.redis.pause()
+        r = self.gw.get("/v1/jobs?limit=5", timeout=30)
+        harness.assert_error(self, r, 503, "redis_timeout", retryable=True)
+        self.assertIn("did not answer in time", r.json["error"]["message"])
+        self.redis.resume()
+        poll(lambda: self.gw.get("/v1/jobs?limit=5").status == 200, what="lists again")
+        self.redis.pause()
+        r = self.gw.request("DELETE", "/v1/jobs/" + job["job_id"], timeout=30)
+        harness.assert_error(self, r, 503, "redis_timeout", retryable=True)
+        self.redis.resume()
+        poll(lambda: self.gw.request("DELETE", "/v1/jobs/" + job["job_id"]).status
+             in (202, 409), what="the cancel taken")
+        self.gw.wait_state(job["job_id"], "cancelled", timeout=30)
+
     def test_not_durable_redis_is_reported(self):
         # CONFIG GET's answer comes after the connect: wait for it
         for s in (self.gw, self.w):
@@ -114,6 +131,11 @@ class FullRedisTest(unittest.TestCase):
         self.assertEqual(before, len(ids), "a refused create left a stream entry")
         self.gw.assert_healthy()
         self.assertEqual(self.gw.job(ids[-1])["job_id"], ids[-1])  # reads still work
+        # a cancel is a write too: refused as such, the job left as it was
+        r = self.gw.request("DELETE", "/v1/jobs/" + ids[0])
+        harness.assert_error(self, r, 503, "redis_full", retryable=True)
+        self.assertEqual(self.redis.cli("HGET", "cm:job:" + ids[0], "cancel"), "")
+        self.assertEqual(self.gw.get("/v1/jobs?limit=3").status, 200)  # lists too
         self.redis.cli("CONFIG", "SET", "maxmemory", "0")
         job = self.gw.create_job(FAST)
         self.assertEqual(self.gw.job(job["job_id"])["state"], "queued")

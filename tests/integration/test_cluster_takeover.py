@@ -368,6 +368,22 @@ class CancelTest(unittest.TestCase):
         harness.assert_error(self, r, 409, "job_finished", retryable=False)
         poll(lambda: c.pending() == 0, what="no pending entry")
 
+    def test_purge_0_cancels_and_purge_1_refuses_a_running_job(self):
+        """As on --role all: only ?purge=1 (or true) purges; ?purge=0 is a
+        cancel (it was a 501 on gateways)."""
+        c = self.c
+        jid = c.a.create_job(LONG)["job_id"]
+        c.b.wait_state(jid, "running", timeout=30)
+        r = c.a.request("DELETE", "/v1/jobs/" + jid + "?purge=1")
+        harness.assert_error(self, r, 409, "job_active", retryable=False)
+        r = c.b.request("DELETE", "/v1/jobs/" + jid + "?purge=0")
+        self.assertEqual(r.status, 202, r.body)
+        self.assertEqual(r.json["status"], "cancelling")
+        c.a.wait_state(jid, "cancelled", timeout=30)
+        r = c.a.request("DELETE", "/v1/jobs/" + jid + "?purge=true")
+        self.assertEqual((r.status, r.json["status"]), (200, "deleted"), r.body)
+        self.assertEqual(c.b.get("/v1/jobs/" + jid).status, 404)
+
     def test_queued_job_cancelled_before_it_runs(self):
         c = self.c
         busy = [c.a.create_job(LONG)["job_id"] for _ in c.workers]
