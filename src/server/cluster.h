@@ -25,6 +25,8 @@
 #define SRV_CLUSTER_GROUP "workers"
 /* Sorted set of job ids by creation time (gateway lists, cluster_list.c). */
 #define SRV_CLUSTER_JOB_INDEX "cm:jobs:index"
+/* Ended jobs by finished time (µs), for retention (cluster_retain.c). */
+#define SRV_CLUSTER_FINISHED_INDEX "cm:jobs:finished"
 
 typedef struct srv_cluster_s {
   srv_ctx_t* ctx;
@@ -56,6 +58,7 @@ typedef struct srv_cluster_s {
   uint64_t sweep_due_ms;      /* gateway: the next sweep, loop time */
   uint64_t sweep_cursor;      /* gateway: entries the sweeps examined */
   uint64_t orphans_removed;   /* gateway: files the sweeps removed */
+  bool retain_busy;           /* gateway: a retire (cluster_retain.c) runs */
 } srv_cluster_t;
 
 /* Starts the role's connections (they connect and reconnect by
@@ -64,6 +67,11 @@ int srv_cluster_start(srv_ctx_t* ctx, char* why, size_t why_len);
 
 /* Closes the connections (pending callbacks get -ECANCELED). */
 void srv_cluster_stop(srv_ctx_t* ctx);
+
+/* Gateway: deletes the finished jobs past --retention-max-jobs and
+ * --retention-max-age, a batch at a time (cluster_retain.c). Once a
+ * second from the loop's housekeeping. */
+void srv_cluster_retain_tick(srv_ctx_t* ctx);
 
 /* An outcome: 0 once Redis acknowledged, else negative. */
 typedef void (*srv_cluster_cb)(void* arg, int status);

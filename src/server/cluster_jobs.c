@@ -20,7 +20,8 @@
 #include "server/download.h"
 
 /* KEYS: the job's hash, state, prev, term keys, the index, the storage
- * counter (cluster_usage.c: the artifact bytes counted go); ARGV: its id.
+ * counter (cluster_usage.c: the artifact bytes counted go), its chunk
+ * table's two keys, the finished index (cluster_retain.c); ARGV: its id.
  * Returns the job's state when it has not finished ("" when there is no
  * such job), else "deleted". */
 static const char k_delete_script[] =
@@ -31,8 +32,9 @@ static const char k_delete_script[] =
     "  return st end\n"
     "local n = tonumber(redis.call('HGET', KEYS[1], 'storage_bytes'))\n"
     "if n then redis.call('DECRBY', KEYS[6], n) end\n"
-    "redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])\n"
+    "redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[7], KEYS[8])\n"
     "redis.call('ZREM', KEYS[5], ARGV[1])\n"
+    "redis.call('ZREM', KEYS[9], ARGV[1])\n"
     "return 'deleted'\n";
 
 /* The files a job may have on the shared directory (a worker killed
@@ -133,22 +135,25 @@ srv_cmd_result_t srv_cmd_cluster_delete_job(srv_request_t* rq,
   }
   d->p = p;
   memcpy(d->id, id, len);
-  char keys[4][64];
-  const char* kinds[] = {"job", "state", "prev", "term"};
-  for (int i = 0; i < 4; i++) {
+  char keys[6][64];
+  const char* kinds[] = {"job", "state", "prev", "term", "chunks", "chunkmeta"};
+  for (int i = 0; i < 6; i++) {
     snprintf(keys[i], sizeof(keys[i]), "cm:%s:%s", kinds[i], d->id);
   }
   const char* argv[] = {"EVAL",
                         k_delete_script,
-                        "6",
+                        "9",
                         keys[0],
                         keys[1],
                         keys[2],
                         keys[3],
                         SRV_CLUSTER_JOB_INDEX,
                         SRV_CLUSTER_USED_KEY,
+                        keys[4],
+                        keys[5],
+                        SRV_CLUSTER_FINISHED_INDEX,
                         d->id};
-  int rc = srv_redis_command_str(rq->conn->ctx->cluster->cmd, on_deleted, d, 10,
+  int rc = srv_redis_command_str(rq->conn->ctx->cluster->cmd, on_deleted, d, 13,
                                  argv);
   if (rc != 0) {
     free(d);

@@ -31,7 +31,7 @@ typedef struct srv_wjob_s {
 } srv_wjob_t;
 
 /* The publish script's arguments (cluster_worker.c) at most. */
-#define SRV_TERM_MAX_ARGS 16
+#define SRV_TERM_MAX_ARGS 18
 typedef struct srv_term_s srv_term_t;
 
 /* The job ended (cluster_term.c): the terminal script's

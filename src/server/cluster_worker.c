@@ -24,11 +24,12 @@
 #include "server/jobs.h"
 
 /* Publishes one frame if this worker still owns the job (KEYS: hash,
- * latest-key, channel, the jobs' index; ARGV: owner, payload, seq, record,
- * public, entry, flags: L the latest key, R the record, A XACK the entry;
- * then the index's score, the job id). The terminal's keys, record,
- * message and XACK are one atomic step, so what Redis acknowledged is the
- * whole end. Returns 1, or 0 when fenced out. A hash without an owner is
+ * latest-key, channel, the jobs' index, the finished index; ARGV: owner,
+ * payload, seq, record, public, entry, flags: L the latest key, R the
+ * record, A the end: XACK the entry and add the job to the finished index;
+ * then the index's score, the job id, its finished time). The terminal's keys,
+ * record, message and XACK are one atomic step, so what Redis acknowledged is
+ * the whole end. Returns 1, or 0 when fenced out. A hash without an owner is
  * Redis restarted without its data: nobody else can own the job, so the
  * worker goes on, and its records rebuild the hash and the index entry
  * (the first frame after each reconnect carries one: record_due); XACK
@@ -48,6 +49,7 @@ static const char publish_lua[] =
     "  redis.call('HSET', h, 'seq', ARGV[3]) end\n"
     "redis.call('PUBLISH', KEYS[3], ARGV[2])\n"
     "if string.find(f, 'A', 1, true) then\n"
+    "  redis.call('ZADD', KEYS[5], ARGV[10], ARGV[9])\n"
     "  redis.pcall('XACK', '" SRV_CLUSTER_STREAM "', '" SRV_CLUSTER_GROUP
     "', ARGV[6]) end\n"
     "return 1\n";
@@ -208,16 +210,30 @@ static void deliver(srv_sink_t* sink, net_frame_t* frame, net_wq_class_t cls) {
   snprintf(flags, sizeof(flags), "%s%s%s",
            is_terminal || is_preview || is_state ? "L" : "",
            rec_s != NULL && pub_s != NULL ? "R" : "", is_terminal ? "A" : "");
-  char score[24];
+  char score[24], finished[24];
   snprintf(score, sizeof(score), "%lld", (long long) job->created_us);
-  const char* argv[] = {
-      "EVAL",      publish_lua,           "4",      key,     latest,
-      ch,          SRV_CLUSTER_JOB_INDEX, w->owner, payload, seq,
-      rec_s ?: "", pub_s ?: "",           w->entry, flags,   score,
-      job->id};
+  snprintf(finished, sizeof(finished), "%lld", (long long) job->finished_us);
+  const char* argv[] = {"EVAL",
+                        publish_lua,
+                        "5",
+                        key,
+                        latest,
+                        ch,
+                        SRV_CLUSTER_JOB_INDEX,
+                        SRV_CLUSTER_FINISHED_INDEX,
+                        w->owner,
+                        payload,
+                        seq,
+                        rec_s ?: "",
+                        pub_s ?: "",
+                        w->entry,
+                        flags,
+                        score,
+                        job->id,
+                        finished};
   enum {
     ARGC = sizeof(argv) / sizeof(argv[0]),
-    PAYLOAD = 8
+    PAYLOAD = 9
   };
   static_assert(ARGC <= SRV_TERM_MAX_ARGS, "the terminal keeps them all");
   size_t lens[ARGC];

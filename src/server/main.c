@@ -88,6 +88,7 @@ static void on_stop_check(uv_timer_t* timer) {
     srv_uploads_housekeeping(ctx);
     srv_cluster_sweep_tick(ctx);
     srv_cluster_usage_tick(ctx);
+    srv_cluster_retain_tick(ctx);
   }
 }
 
