@@ -177,4 +177,16 @@ int srv_cluster_cancel(srv_ctx_t* ctx,
                        srv_cluster_cancel_cb cb,
                        void* arg);
 
+/* The job is queued and no worker has taken it (its cancel is recorded):
+ * stores its end as a worker would, from `rec_text`, with a seq above
+ * `published_seq`, unless a worker takes it first (cluster_cancel_queued.c).
+ * cb: state "cancelled" (ended here) or "queued" (the worker ends it),
+ * status 0. Returns 0 or a negative error (cb is then not called). */
+int srv_cluster_cancel_queued(srv_ctx_t* ctx,
+                              const char* id,
+                              const char* rec_text,
+                              uint64_t published_seq,
+                              srv_cluster_cancel_cb cb,
+                              void* arg);
+
 #endif

@@ -4,9 +4,9 @@
  * check that the job has not ended, and answers 202: the job's worker sees
  * the field at its next lease renewal (cluster_lease.c, at most 1 s later)
  * and cancels the run through the registry's usual path, whose `cancelled`
- * terminal message every gateway's subscribers get; a queued job is
- * cancelled by the worker that takes it (cluster_take.c) before it runs.
- * Loop thread only. */
+ * terminal message every gateway's subscribers get. A queued job no worker
+ * has taken is ended by the gateway at once (cluster_cancel_queued.c: 200,
+ * as on --role all). Loop thread only. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,7 +19,8 @@
 #include "server/cluster_rest.h"
 #include "server/cmd_util.h"
 
-/* KEYS: hash. {'missing'}, {'ended', state} or {'ok', state}. */
+/* KEYS: hash. {'missing'}, {'ended', state}, {'ok', state} or, for a
+ * job no worker has taken, {'queued', state, record, seq}. */
 static const char cancel_lua[] =
     "local pub = redis.call('HGET', KEYS[1], 'public')\n"
     "if not pub then return {'missing'} end\n"
@@ -27,9 +28,13 @@ static const char cancel_lua[] =
     "if st == 'completed' or st == 'failed' or st == 'cancelled' then\n"
     "  return {'ended', st} end\n"
     "redis.call('HSET', KEYS[1], 'cancel', '1')\n"
+    "if st == 'queued' and not redis.call('HGET', KEYS[1], 'owner') then\n"
+    "  return {'queued', st, redis.call('HGET', KEYS[1], 'record'),\n"
+    "          redis.call('HGET', KEYS[1], 'seq') or '0'} end\n"
     "return {'ok', st}\n";
 
 typedef struct {
+  srv_ctx_t* ctx;
   srv_cluster_cancel_cb cb;
   void* arg;
   char id[CORE_UUID_STR_LEN + 1];
@@ -42,8 +47,17 @@ static void on_cancel(void* arg, redisReply* reply, int status) {
   if (status == 0 && reply->type == REDIS_REPLY_ARRAY && reply->elements >= 1 &&
       reply->element[0]->type == REDIS_REPLY_STRING) {
     const char* what = reply->element[0]->str;
-    if (reply->elements == 2 && reply->element[1]->type == REDIS_REPLY_STRING) {
+    if (reply->elements >= 2 && reply->element[1]->type == REDIS_REPLY_STRING) {
       state = reply->element[1]->str;
+    }
+    if (strcmp(what, "queued") == 0 && reply->elements == 4 &&
+        reply->element[2]->type == REDIS_REPLY_STRING &&
+        reply->element[3]->type == REDIS_REPLY_STRING &&
+        srv_cluster_cancel_queued(k->ctx, k->id, reply->element[2]->str,
+                                  strtoull(reply->element[3]->str, NULL, 10),
+                                  k->cb, k->arg) == 0) {
+      free(k); /* the end's script answers */
+      return;
     }
     status = strcmp(what, "missing") == 0 ? -ENOENT
              : strcmp(what, "ended") == 0 ? -EALREADY
@@ -65,7 +79,7 @@ int srv_cluster_cancel(srv_ctx_t* ctx,
   if (k == NULL) {
     return -ENOMEM;
   }
-  *k = (cancel_t){.cb = cb, .arg = arg};
+  *k = (cancel_t){.ctx = ctx, .cb = cb, .arg = arg};
   snprintf(k->id, sizeof(k->id), "%s", id);
   char key[64];
   snprintf(key, sizeof(key), "cm:job:%.40s", id);
@@ -100,6 +114,12 @@ static void on_cancelled(void* arg,
                          false, NULL);
   } else if (conn != NULL && status != 0) {
     srv_cmd_cluster_reply_down(conn, &p->mode, status, NULL);
+  } else if (conn != NULL && strcmp(state, "cancelled") == 0) {
+    /* A queued job ended by this gateway: --role all's answer. */
+    srv_http_reply_json(conn, &p->mode, 200,
+                        json_pack("{s:s, s:s, s:s}", "job_id", id, "status",
+                                  "cancelled", "state", "cancelled"),
+                        NULL);
   } else if (conn != NULL) {
     srv_http_reply_json(conn, &p->mode, 202,
                         json_pack("{s:s, s:s, s:s}", "job_id", id, "status",

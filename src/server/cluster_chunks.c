@@ -178,6 +178,17 @@ static void reply_done(srv_cluster_chunks_t* s) {
 }
 
 
+void srv_cluster_chunks_ended(srv_cluster_chunks_t* s) {
+  /* No worker's epoch and no read in flight: none will come (a queued job
+   * a gateway cancelled), so the waiting subscribers get the empty table;
+   * a read in flight decides at its end (reply_done). */
+  srv_chunks_t* t = s->job->chunks;
+  if (!s->has_epoch && !s->is_filling && t != NULL && !t->is_ready) {
+    changed(t, s->meta_seq, true);
+  }
+}
+
+
 static void on_meta(void* arg, redisReply* reply, int status) {
   srv_cluster_chunks_t* s = arg;
   if (!s->is_gone && status == 0 && reply->type == REDIS_REPLY_ARRAY) {

@@ -62,6 +62,10 @@ srv_cluster_chunks_t* srv_cluster_chunks_new(srv_cluster_t* c, srv_job_t* job);
  * published meanwhile is in the hash); subscribers wait until it is in. */
 void srv_cluster_chunks_refill(srv_cluster_chunks_t* s);
 
+/* The mirror's job ended (its terminal message applied): a table no
+ * worker made (the job never ran) becomes ready as it is. */
+void srv_cluster_chunks_ended(srv_cluster_chunks_t* s);
+
 /* A published batch (a binary message on cm:ev:<id>). */
 void srv_cluster_chunks_message(srv_cluster_chunks_t* s,
                                 const char* payload,

@@ -163,6 +163,9 @@ static void apply(mirror_t* m, const char* text, size_t len) {
     /* (a failed job's terminal message is "error"; seq 0 ones are never
      * published) */
     srv_topic_set_terminal(&job->topic, f);
+    if (m->chunks != NULL) {
+      srv_cluster_chunks_ended(m->chunks); /* after: waiters get the end */
+    }
   } else {
     srv_topic_publish(&job->topic, f,
                       is_type(text, len, "progress") ? NET_WQ_LATEST_PROGRESS

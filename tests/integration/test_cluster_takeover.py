@@ -25,6 +25,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
+import websockets.client  # noqa: E402
 from redis_util import Redis  # noqa: E402
 from test_cluster import Subscriber, metric, poll  # noqa: E402
 
@@ -384,7 +385,11 @@ class CancelTest(unittest.TestCase):
         self.assertEqual((r.status, r.json["status"]), (200, "deleted"), r.body)
         self.assertEqual(c.b.get("/v1/jobs/" + jid).status, 404)
 
-    def test_queued_job_cancelled_before_it_runs(self):
+    def test_queued_job_cancelled_at_once_without_a_free_worker(self):
+        """A queued job no worker has taken ends at the cancel (200, as on
+        --role all), not when a worker frees a slot: base64 and chunks
+        subscribers get the terminal while every worker is still busy, and
+        the worker that later reads its entry acknowledges it unrun."""
         c = self.c
         busy = [c.a.create_job(LONG)["job_id"] for _ in c.workers]
         for jid in busy:
@@ -393,28 +398,55 @@ class CancelTest(unittest.TestCase):
 
         async def run():
             ws = await harness.ws_connect(c.a, jid)
+            wc = await websockets.client.connect(
+                c.b.ws_url(jid) + "?encoding=chunks&scale=1", max_size=2 ** 28,
+                open_timeout=harness.EV, ping_interval=None)
             got = []
             try:
                 conn, _ = await harness.recv_msg(ws)
                 self.assertEqual(conn["data"]["state"], "queued")
                 r = self.cancel(jid)
-                self.assertEqual(r.status, 202, r.body)
-                self.assertEqual(r.json["state"], "queued")
-                for b in busy:
-                    self.assertEqual(self.cancel(b).status, 202)
-                return await recv_until(ws, lambda m: m["type"] in TERMINAL,
-                                        got, timeout=15), got
+                self.assertEqual(r.status, 200, r.body)
+                self.assertEqual(r.json, {"job_id": jid, "status": "cancelled",
+                                          "state": "cancelled"})
+                term = await recv_until(ws, lambda m: m["type"] in TERMINAL, got, timeout=15)
+                # the chunks subscriber was waiting for a worker's table
+                chunk_msgs = []
+                while True:
+                    raw = await asyncio.wait_for(wc.recv(), 15)
+                    if isinstance(raw, str):
+                        chunk_msgs.append(json.loads(raw))
+                        if chunk_msgs[-1]["type"] in TERMINAL:
+                            break
+                return term, got, chunk_msgs
             finally:
                 await ws.close()
-        term, got = asyncio.run(run())
+                await wc.close()
+        term, got, chunk_msgs = asyncio.run(run())
         self.assertEqual(term["type"], "cancelled")
+        self.assertEqual([m["type"] for m in chunk_msgs][0], "connected")
+        self.assertEqual(chunk_msgs[-1]["type"], "cancelled")
+        self.assertEqual(chunk_msgs[-1]["seq"], term["seq"])
         self.assertFalse([m for m in got if m["type"] in ("preview", "progress")], got)
-        self.assertFalse([m for m in got if m["type"] == "state" and
-                          m["data"]["state"] == "running"], got)
+        for b in busy:  # still running: nobody freed a slot for the cancel
+            self.assertEqual(c.b.job(b)["state"], "running")
+        self.assertEqual(c.b.job(jid)["state"], "cancelled")
+        self.assertEqual(c.redis.cli("HGET", "cm:job:" + jid, "attempt"), "")
+        self.assertNotEqual(c.redis.cli("ZSCORE", "cm:jobs:finished", jid), "")
+        r = self.cancel(jid)
+        harness.assert_error(self, r, 409, "job_finished", retryable=False)
+        for b in busy:
+            self.assertEqual(self.cancel(b).status, 202)
         for b in busy:
             c.a.wait_state(b, "cancelled", timeout=10)
+        # a freed worker reads the cancelled job's entry and acks it unrun
+        def lag():
+            f = c.redis.cli("XINFO", "GROUPS", "cm:jobs").split("\n")
+            return dict(zip(f[::2], f[1::2])).get("lag")
+        poll(lambda: c.pending() == 0 and lag() == "0",
+             what="every entry read and acknowledged")
+        self.assertEqual(c.redis.cli("HGET", "cm:job:" + jid, "attempt"), "")
         self.assertEqual(c.a.job(jid)["state"], "cancelled")
-        poll(lambda: c.pending() == 0, what="no pending entry")
 
     def test_cancel_unknown_bad_and_purge(self):
         r = self.cancel("0f8b6c7e-6a43-4c1e-9a8e-2d3b5f1c9e10")
