@@ -356,6 +356,17 @@ void srv_cluster_metrics(const srv_ctx_t* ctx,
     emit(out, "cryomamba_cluster_chunk_tables_replaced_total",
          "mirror chunk tables replaced by a later attempt's (takeover)",
          c->chunk_swaps);
+    emit(out, "cryomamba_cluster_encodes_total",
+         "previews decoded from base64 (and compressed) for raw/zstd "
+         "subscribers, once per gateway",
+         c->encodes);
+    emit(out, "cryomamba_cluster_encode_microseconds_total",
+         "worker-pool time of those decodes and compressions", c->encode_us);
+    emit(out, "cryomamba_cluster_encode_errors_total",
+         "of those, previews not decodable or out of memory", c->encode_errors);
+    emit(out, "cryomamba_cluster_chunk_batches_total",
+         "chunk batches applied to this gateway's mirror tables",
+         c->chunk_batches);
   }
   if (c->stream != NULL) {
     emit(out, "cryomamba_redis_stream_connected",

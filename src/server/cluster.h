@@ -37,6 +37,10 @@ typedef struct srv_cluster_s {
   core_list_t mirrors;    /* gateway: jobs with local subscribers */
   uint64_t stale_dropped; /* gateway: published frames already sent */
   uint64_t chunk_swaps;   /* gateway: tables replaced by a later attempt's */
+  uint64_t encodes;       /* gateway: previews decoded for raw/zstd */
+  uint64_t encode_us;     /* gateway: pool time those took */
+  uint64_t encode_errors; /* gateway: of those, not decodable or no memory */
+  uint64_t chunk_batches; /* gateway: chunk batches applied to mirrors */
   char consumer[128];     /* worker: its name in the group */
   bool is_reading;        /* worker: an XREADGROUP is in flight */
   unsigned takes_pending; /* worker: entries read, record not yet fetched */

@@ -131,6 +131,7 @@ void srv_cluster_chunks_message(srv_cluster_chunks_t* s,
     fill(s); /* the new table's chunks sent before this batch (a read in
                 flight may be of the old one: fill reads again after it) */
   }
+  s->c->chunk_batches++;
   uint32_t seq = get_u32(p + 20);
   uint32_t count = get_u32(p + 24);
   size_t off = SRV_CLUSTER_CHUNK_HEAD;

@@ -12,6 +12,7 @@
 #include "core/base64.h"
 #include "core/preview_bin.h"
 #include "core/timefmt.h"
+#include "server/cluster.h"
 #include "server/jobs.h"
 #include "server/render.h"
 
@@ -45,6 +46,7 @@ typedef struct {
   char job_id[64];
   net_frame_t* out[CORE_ENC_COUNT]; /* raw, zstd: sealed */
   int err;
+  uint64_t work_us; /* the pool thread's time for the decode and encodes */
 } work_t;
 
 
@@ -260,7 +262,9 @@ static int decode(work_t* w) {
 
 static void enc_work(uv_work_t* req) {
   work_t* w = req->data;
+  uint64_t t0 = uv_hrtime();
   w->err = decode(w);
+  w->work_us = (uv_hrtime() - t0) / 1000;
 }
 
 
@@ -300,6 +304,10 @@ static void enc_done(uv_work_t* req, int status) {
   srv_cluster_enc_t* e = w->e;
   e->is_busy = false;
   e->is_filling = false;
+  srv_cluster_t* c = e->job->ctx->cluster;
+  c->encodes++;
+  c->encode_us += w->work_us;
+  c->encode_errors += status != 0 || w->err != 0 ? 1 : 0;
   if (status != 0 || w->err != 0) {
     for (int i = 0; i < CORE_ENC_COUNT; i++) {
       net_frame_unref(w->out[i]);

@@ -149,6 +149,9 @@ class ClusterEncodingsTest(unittest.TestCase):
 
     def test_raw_and_zstd_on_two_gateways_equal_base64(self):
         self.wait_connected()
+        before = {s: (metric(s, "cryomamba_cluster_encodes_total"),
+                      metric(s, "cryomamba_cluster_encode_microseconds_total"))
+                  for s in (self.a, self.b)}
         jid = self.a.create_job(LONGER)["job_id"]
 
         async def all_of_them():
@@ -178,6 +181,13 @@ class ClusterEncodingsTest(unittest.TestCase):
             for kind, env, _ in got:
                 if env["type"] == "preview":
                     self.assertEqual(kind, "binary", name + ": a text preview")
+        # each gateway decoded each preview once, for all its binary subscribers
+        for s, (n0, us0) in before.items():
+            n = metric(s, "cryomamba_cluster_encodes_total") - n0
+            self.assertGreaterEqual(n, 3)
+            self.assertLessEqual(n, len(ref) + 2)  # + late joiners' fills (raw, zstd)
+            self.assertGreater(metric(s, "cryomamba_cluster_encode_microseconds_total"), us0)
+            self.assertEqual(metric(s, "cryomamba_cluster_encode_errors_total"), 0)
 
     def test_late_joiners_get_the_latest_preview_in_their_encoding(self):
         self.wait_connected()
@@ -290,6 +300,8 @@ class ClusterEncodingsTest(unittest.TestCase):
                 self.assertEqual({d["epoch"] for d in c.deltas}, {epoch})
                 self.assert_level(c, full, lv)
             self.assertGreater(len(on_a.deltas), 2)
+        for s in (self.a, self.b):
+            self.assertGreater(metric(s, "cryomamba_cluster_chunk_batches_total"), 2)
         # the random pattern's passes did not fit one 64 KiB message
         self.assertGreater(int(self.redis.cli("HLEN", "cm:chunks:" + jid)), 8)
 
