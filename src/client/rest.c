@@ -12,33 +12,10 @@
 #include <unistd.h>
 
 #include "client/client_int.h"
+#include "client/rest_int.h"
 #include "client/servers.h"
 #include "core/uuid.h"
 #include "net/http_client.h"
-
-typedef enum {
-  REST_HEALTH,
-  REST_INFO,
-  REST_CREATE,
-  REST_GET,
-  REST_LIST,
-  REST_CANCEL,
-  REST_PREVIEW,
-  REST_DOWNLOAD,
-  REST_VOL_LIST,
-  REST_VOL_GET,
-  REST_VOL_DELETE
-} rest_kind_t;
-
-/* A request's arguments; what each kind uses. */
-typedef struct {
-  const char* id; /* job or volume id */
-  const cm_job_spec_t* spec;
-  const char* name; /* artifact */
-  const char* path; /* download destination */
-  const char* cursor;
-  unsigned limit;
-} rest_args_t;
 
 typedef struct {
   net_hreq_t h;
@@ -72,13 +49,6 @@ void cm_reply_clear(cm_reply_t* reply) {
   free(reply->jobs);
   free(reply->volumes);
   memset(reply, 0, sizeof(*reply));
-}
-
-
-void cm_job_spec_init(cm_job_spec_t* spec) {
-  memset(spec, 0, sizeof(*spec));
-  spec->duration_s = -1;
-  spec->seed = -1;
 }
 
 
@@ -486,7 +456,7 @@ static rest_req_t* rest_req_new(cm_client_t* client,
 }
 
 
-static int rest_async(cm_client_t* client,
+int client_rest_async(cm_client_t* client,
                       rest_kind_t kind,
                       const rest_args_t* args,
                       cm_reply_cb cb,
@@ -511,7 +481,7 @@ static int rest_async(cm_client_t* client,
 }
 
 
-static int rest_sync(cm_client_t* client,
+int client_rest_sync(cm_client_t* client,
                      rest_kind_t kind,
                      const rest_args_t* args,
                      cm_reply_t* out) {
@@ -536,169 +506,4 @@ static int rest_sync(cm_client_t* client,
   memset(&req->reply, 0, sizeof(req->reply));
   rest_req_free(req);
   return status;
-}
-
-
-int cm_health(cm_client_t* client, cm_reply_cb cb, void* user_data) {
-  return rest_async(client, REST_HEALTH, &(rest_args_t){0}, cb, user_data);
-}
-
-
-int cm_server_info(cm_client_t* client, cm_reply_cb cb, void* user_data) {
-  return rest_async(client, REST_INFO, &(rest_args_t){0}, cb, user_data);
-}
-
-
-int cm_job_create(cm_client_t* client,
-                  const cm_job_spec_t* spec,
-                  cm_reply_cb cb,
-                  void* user_data) {
-  return rest_async(client, REST_CREATE, &(rest_args_t){.spec = spec}, cb,
-                    user_data);
-}
-
-
-int cm_job_get(cm_client_t* client,
-               const char* job_id,
-               cm_reply_cb cb,
-               void* user_data) {
-  return rest_async(client, REST_GET, &(rest_args_t){.id = job_id}, cb,
-                    user_data);
-}
-
-
-int cm_job_list(cm_client_t* client, cm_reply_cb cb, void* user_data) {
-  return rest_async(client, REST_LIST, &(rest_args_t){0}, cb, user_data);
-}
-
-
-int cm_job_cancel(cm_client_t* client,
-                  const char* job_id,
-                  cm_reply_cb cb,
-                  void* user_data) {
-  return rest_async(client, REST_CANCEL, &(rest_args_t){.id = job_id}, cb,
-                    user_data);
-}
-
-
-int cm_preview_get(cm_client_t* client,
-                   const char* job_id,
-                   cm_reply_cb cb,
-                   void* user_data) {
-  return rest_async(client, REST_PREVIEW, &(rest_args_t){.id = job_id}, cb,
-                    user_data);
-}
-
-
-int cm_artifact_download(cm_client_t* client,
-                         const char* job_id,
-                         const char* name,
-                         const char* path,
-                         cm_reply_cb cb,
-                         void* user_data) {
-  rest_args_t a = {.id = job_id, .name = name, .path = path};
-  return rest_async(client, REST_DOWNLOAD, &a, cb, user_data);
-}
-
-
-int cm_volume_list(cm_client_t* client,
-                   const char* cursor,
-                   unsigned limit,
-                   cm_reply_cb cb,
-                   void* user_data) {
-  rest_args_t a = {.cursor = cursor, .limit = limit};
-  return rest_async(client, REST_VOL_LIST, &a, cb, user_data);
-}
-
-
-int cm_volume_get(cm_client_t* client,
-                  const char* volume_id,
-                  cm_reply_cb cb,
-                  void* user_data) {
-  return rest_async(client, REST_VOL_GET, &(rest_args_t){.id = volume_id}, cb,
-                    user_data);
-}
-
-
-int cm_volume_delete(cm_client_t* client,
-                     const char* volume_id,
-                     cm_reply_cb cb,
-                     void* user_data) {
-  return rest_async(client, REST_VOL_DELETE, &(rest_args_t){.id = volume_id},
-                    cb, user_data);
-}
-
-
-int cm_health_sync(cm_client_t* client, cm_reply_t* out) {
-  return rest_sync(client, REST_HEALTH, &(rest_args_t){0}, out);
-}
-
-
-int cm_server_info_sync(cm_client_t* client, cm_reply_t* out) {
-  return rest_sync(client, REST_INFO, &(rest_args_t){0}, out);
-}
-
-
-int cm_job_create_sync(cm_client_t* client,
-                       const cm_job_spec_t* spec,
-                       cm_reply_t* out) {
-  return rest_sync(client, REST_CREATE, &(rest_args_t){.spec = spec}, out);
-}
-
-
-int cm_job_get_sync(cm_client_t* client, const char* job_id, cm_reply_t* out) {
-  return rest_sync(client, REST_GET, &(rest_args_t){.id = job_id}, out);
-}
-
-
-int cm_job_list_sync(cm_client_t* client, cm_reply_t* out) {
-  return rest_sync(client, REST_LIST, &(rest_args_t){0}, out);
-}
-
-
-int cm_job_cancel_sync(cm_client_t* client,
-                       const char* job_id,
-                       cm_reply_t* out) {
-  return rest_sync(client, REST_CANCEL, &(rest_args_t){.id = job_id}, out);
-}
-
-
-int cm_preview_get_sync(cm_client_t* client,
-                        const char* job_id,
-                        cm_reply_t* out) {
-  return rest_sync(client, REST_PREVIEW, &(rest_args_t){.id = job_id}, out);
-}
-
-
-int cm_artifact_download_sync(cm_client_t* client,
-                              const char* job_id,
-                              const char* name,
-                              const char* path,
-                              cm_reply_t* out) {
-  rest_args_t a = {.id = job_id, .name = name, .path = path};
-  return rest_sync(client, REST_DOWNLOAD, &a, out);
-}
-
-
-int cm_volume_list_sync(cm_client_t* client,
-                        const char* cursor,
-                        unsigned limit,
-                        cm_reply_t* out) {
-  rest_args_t a = {.cursor = cursor, .limit = limit};
-  return rest_sync(client, REST_VOL_LIST, &a, out);
-}
-
-
-int cm_volume_get_sync(cm_client_t* client,
-                       const char* volume_id,
-                       cm_reply_t* out) {
-  return rest_sync(client, REST_VOL_GET, &(rest_args_t){.id = volume_id}, out);
-}
-
-
-int cm_volume_delete_sync(cm_client_t* client,
-                          const char* volume_id,
-                          cm_reply_t* out) {
-  return rest_sync(client, REST_VOL_DELETE, &(rest_args_t){.id = volume_id},
-                   out);
 }
