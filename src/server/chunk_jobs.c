@@ -11,34 +11,22 @@
 
 #include "core/mrc.h"
 #include "server/cluster_chunks.h"
+#include "server/file_io.h"
 #include "server/jobs.h"
 #include "server/log.h"
+
+
+/* The file is shorter than the volume: -EIO. */
+static int chunk_read(int fd, uint8_t* p, size_t n, uint64_t off) {
+  int rc = srv_pread_full(fd, p, n, off, NULL);
+  return rc == SRV_PREAD_SHORT ? -EIO : rc;
+}
 
 
 int srv_chunk_read_mem(void* ctx, const core_box_t* b, uint8_t* out) {
   const srv_chunk_mem_t* m = ctx;
   core_box_t all = {{0, 0, 0}, {m->vol.d[0], m->vol.d[1], m->vol.d[2]}};
   core_chunk_cut(m->mask, &all, b, out);
-  return 0;
-}
-
-
-static int pread_full(int fd, uint8_t* p, size_t n, uint64_t off) {
-  while (n > 0) {
-    ssize_t got = pread(fd, p, n, (off_t) off);
-    if (got < 0) {
-      if (errno == EINTR) {
-        continue;
-      }
-      return -errno;
-    }
-    if (got == 0) {
-      return -EIO; /* the file is shorter than the volume */
-    }
-    p += got;
-    n -= (size_t) got;
-    off += (uint64_t) got;
-  }
   return 0;
 }
 
@@ -52,7 +40,7 @@ int srv_chunk_read_file(void* ctx, const core_box_t* b, uint8_t* out) {
   for (uint32_t z = b->lo[0]; z < b->hi[0]; z++) {
     uint64_t base = f->offset + z * plane;
     if (nx == row) { /* whole rows: one read for the plane's band */
-      int rc = pread_full(f->fd, out, ny * nx, base + b->lo[1] * row);
+      int rc = chunk_read(f->fd, out, ny * nx, base + b->lo[1] * row);
       if (rc != 0) {
         return rc;
       }
@@ -60,7 +48,7 @@ int srv_chunk_read_file(void* ctx, const core_box_t* b, uint8_t* out) {
       continue;
     }
     for (uint32_t y = b->lo[1]; y < b->hi[1]; y++) {
-      int rc = pread_full(f->fd, out, nx, base + y * row + b->lo[2]);
+      int rc = chunk_read(f->fd, out, nx, base + y * row + b->lo[2]);
       if (rc != 0) {
         return rc;
       }
@@ -95,7 +83,7 @@ static void build_work(uv_work_t* req) {
   char why[160];
   struct stat st;
   b->err =
-      fstat(f.fd, &st) != 0 ? -errno : pread_full(f.fd, head, sizeof(head), 0);
+      fstat(f.fd, &st) != 0 ? -errno : chunk_read(f.fd, head, sizeof(head), 0);
   if (b->err == 0 &&
       core_mrc_header_parse(head, sizeof(head), (uint64_t) st.st_size, &h, why,
                             sizeof(why)) != 0) {

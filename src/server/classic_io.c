@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "core/mrc.h"
+#include "server/file_io.h"
 #include "server/volume.h"
 
 
@@ -29,6 +30,14 @@ bool srv_classic_io_is_open(const srv_classic_io_t* io) {
 }
 
 
+/* len bytes at `off` of fd into buf: 0, SRV_CLASSIC_ESHORT when the file
+ * ends first, or -errno. */
+static int pread_full(int fd, uint8_t* buf, size_t len, uint64_t off) {
+  int rc = srv_pread_full(fd, buf, len, off, NULL);
+  return rc == SRV_PREAD_SHORT ? SRV_CLASSIC_ESHORT : rc;
+}
+
+
 static double now_s(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -39,28 +48,6 @@ static double now_s(void) {
 static int fail(srv_classic_io_t* io, int err, const char* what) {
   snprintf(io->why, sizeof(io->why), "%s", what);
   return err;
-}
-
-
-/* len bytes at `off` of fd into buf: 0, SRV_CLASSIC_ESHORT when the file
- * ends first, or -errno. */
-static int pread_full(int fd, uint8_t* buf, size_t len, uint64_t off) {
-  while (len > 0) {
-    ssize_t got = pread(fd, buf, len, (off_t) off);
-    if (got < 0 && errno == EINTR) {
-      continue;
-    }
-    if (got < 0) {
-      return -errno;
-    }
-    if (got == 0) {
-      return SRV_CLASSIC_ESHORT;
-    }
-    buf += got;
-    len -= (size_t) got;
-    off += (uint64_t) got;
-  }
-  return 0;
 }
 
 

@@ -13,6 +13,7 @@
 
 #include "core/mrc.h"
 #include "server/chunk_jobs.h"
+#include "server/file_io.h"
 #include "server/file_sync.h"
 #include "server/jobs.h"
 #include "server/render.h"
@@ -96,21 +97,15 @@ static int read_at(srv_mask_render_t* r,
                    size_t len,
                    uint64_t off) {
   size_t done = 0;
-  while (done < len) {
-    ssize_t n = pread(fd, buf + done, len - done, (off_t) (off + done));
-    if (n < 0 && errno == EINTR) {
-      continue;
-    }
-    if (n < 0) {
-      return fail(r, -errno, false, "reading the mask: %s", strerror(errno));
-    }
-    if (n == 0) {
-      return fail(r, -EIO, true,
-                  "the mask file ends at byte %llu of %llu: it was truncated",
-                  (unsigned long long) (off + done),
-                  (unsigned long long) core_shape_voxels(&r->shape));
-    }
-    done += (size_t) n;
+  int rc = srv_pread_full(fd, buf, len, off, &done);
+  if (rc < 0) {
+    return fail(r, rc, false, "reading the mask: %s", strerror(-rc));
+  }
+  if (rc == SRV_PREAD_SHORT) {
+    return fail(r, -EIO, true,
+                "the mask file ends at byte %llu of %llu: it was truncated",
+                (unsigned long long) (off + done),
+                (unsigned long long) core_shape_voxels(&r->shape));
   }
   return 0;
 }
