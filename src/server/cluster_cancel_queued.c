@@ -23,11 +23,14 @@
 #include "server/jobs.h"
 
 /* KEYS: hash, terminal key, channel, finished index. ARGV: record, public,
- * terminal message, its seq, finished time (µs), id. 1 ended, 0 taken. */
+ * terminal message, its seq, finished time (µs), id. 1 ended, 2 ended
+ * already (another gateway's cancel came first), 0 a worker has it. */
 static const char k_end_queued_lua[] =
-    "if redis.call('HGET', KEYS[1], 'owner') then return 0 end\n"
     "local pub = redis.call('HGET', KEYS[1], 'public')\n"
-    "if not pub or cjson.decode(pub).state ~= 'queued' then return 0 end\n"
+    "local st = pub and cjson.decode(pub).state\n"
+    "if st == 'cancelled' then return 2 end\n"
+    "if st ~= 'queued' or redis.call('HGET', KEYS[1], 'owner') then\n"
+    "  return 0 end\n"
     "redis.call('HSET', KEYS[1], 'record', ARGV[1], 'public', ARGV[2],\n"
     "           'seq', ARGV[4])\n"
     "redis.call('SET', KEYS[2], ARGV[3])\n"
@@ -48,7 +51,7 @@ static void on_ended(void* arg, redisReply* reply, int status) {
    * the cancel is recorded all the same, and the worker that takes the
    * job ends it; so a 202, never an error. */
   bool ended =
-      status == 0 && reply->type == REDIS_REPLY_INTEGER && reply->integer == 1;
+      status == 0 && reply->type == REDIS_REPLY_INTEGER && reply->integer >= 1;
   e->cb(e->arg, e->id, ended ? "cancelled" : "queued", 0);
   free(e);
 }
