@@ -20,6 +20,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import unittest
 
@@ -456,6 +457,40 @@ class CancelTest(unittest.TestCase):
         r = self.c.b.request("DELETE", "/v1/jobs/0f8b6c7e-6a43-4c1e-9a8e-2d3b5f1c9e10?purge=1")
         harness.assert_error(self, r, 404, "job_not_found", retryable=False)
 
+
+
+class QueuedCancelRaceTest(unittest.TestCase):
+    """No worker at all: every job stays queued. Four cancels of one job at
+    once on two gateways end it once: each answer is 200 (ended by this
+    cancel or a concurrent one) or 409, one terminal message is stored,
+    and the job is cancelled everywhere."""
+
+    def setUp(self):
+        self.c = Cluster(workers=0)
+
+    def tearDown(self):
+        self.c.stop()
+
+    def test_concurrent_cancels_of_a_queued_job(self):
+        c = self.c
+        seen = set()
+        for _ in range(8):
+            jid = c.a.create_job(LONG)["job_id"]
+            got = []
+            threads = [threading.Thread(target=lambda s=s: got.append(
+                s.request("DELETE", "/v1/jobs/" + jid).status)) for s in (c.a, c.b, c.a, c.b)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            self.assertTrue(set(got) <= {200, 409}, got)
+            self.assertIn(200, got)
+            seen.update(got)
+            term = json.loads(c.redis.cli("GET", "cm:term:" + jid))
+            self.assertEqual(term["type"], "cancelled")
+            for s in (c.a, c.b):
+                self.assertEqual(s.job(jid)["state"], "cancelled")
+            self.assertEqual(c.redis.cli("HGET", "cm:job:" + jid, "seq"), str(term["seq"]))
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
