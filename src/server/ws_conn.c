@@ -1,4 +1,6 @@
-/* ws_conn.c: WebSocket connections. See ws_conn.h and docs/protocol.md.
+/* ws_conn.c: WebSocket connections: the upgrade, back-pressure, client
+ * messages, keepalive and teardown; the subscription is ws_sub.c (their
+ * shared state is ws_conn_int.h). See ws_conn.h and docs/protocol.md.
  * Loop thread only. The ws_state_t (wslay session, sink, waiter, a job
  * reference) belongs to the connection and is freed with it. */
 #include "server/ws_conn.h"
@@ -13,42 +15,14 @@
 #include "net/ws_handshake.h"
 #include "net/ws_session.h"
 #include "server/cluster.h"
-#include "server/chunk_jobs.h"
-#include "server/cluster_enc.h"
 #include "server/http_reply.h"
-#include "server/job_json.h"
 #include "server/jobs.h"
 #include "server/ws_chunks.h"
+#include "server/ws_conn_int.h"
 #include "server/ws_query.h"
 
-/* Back-pressure, one state per connection:
- *   READING     input is read and fed to wslay;
- *   DRAINING    input paused until the queue drains: wslay's replies did
- *               not fit, or the peer is behind on what we send;
- *   CLOSING     a close frame is queued: no more data frames, the
- *               connection ends once it is written. */
-typedef enum {
-  WS_READING,
-  WS_DRAINING,
-  WS_CLOSING
-} ws_flow_t;
-
-typedef struct {
-  srv_conn_t* conn;
-  net_ws_t ws;
-  srv_sink_t sink;          /* on job->topic while subscribed */
-  srv_waiter_t waiter;      /* waiting for the job's preview to be rebuilt */
-  srv_job_t* job;           /* a reference while subscribed, else NULL */
-  srv_ws_query_t query;     /* what the handshake asked for */
-  srv_chunk_sub_t chunks;   /* the chunks encoding's subscriber */
-  srv_cluster_join_t cjoin; /* a gateway's: its job's mirror (cluster.h) */
-  srv_chunk_watch_t cwait;  /* a gateway's: waiting for the table's read */
-  ws_flow_t flow;
-  uint64_t ping_sent_ms; /* 0 when no ping is outstanding */
-} ws_state_t;
 
 static const srv_proto_t ws_proto;
-static void close_with(ws_state_t* st, uint16_t code, const char* reason);
 
 
 static ws_state_t* state_of(srv_conn_t* conn) {
@@ -57,7 +31,7 @@ static ws_state_t* state_of(srv_conn_t* conn) {
 
 
 /* Re-evaluates the flow after input was fed or the queue drained. */
-static void update_flow(ws_state_t* st) {
+void srv_ws_update_flow(ws_state_t* st) {
   srv_conn_t* conn = st->conn;
   for (;;) {
     if (conn->is_closing) {
@@ -87,6 +61,12 @@ static void update_flow(ws_state_t* st) {
 }
 
 
+void srv_ws_close_with(ws_state_t* st, uint16_t code, const char* reason) {
+  net_ws_close(&st->ws, code, reason);
+  srv_ws_update_flow(st);
+}
+
+
 static void on_drain(srv_conn_t* conn) {
   ws_state_t* st = state_of(conn);
   if (st->query.is_chunks && st->job != NULL) {
@@ -99,7 +79,7 @@ static void on_drain(srv_conn_t* conn) {
     srv_conn_close(conn);
     return;
   }
-  update_flow(st);
+  srv_ws_update_flow(st);
 }
 
 
@@ -110,12 +90,12 @@ static void on_read(srv_conn_t* conn, const uint8_t* bytes, size_t len) {
     srv_conn_close(conn);
     return;
   }
-  update_flow(st);
+  srv_ws_update_flow(st);
 }
 
 
 /* A connection-local message (seq 0): connected, pong, errors. */
-static void send_local(ws_state_t* st, const char* type, json_t* data) {
+void srv_ws_send_local(ws_state_t* st, const char* type, json_t* data) {
   const char* job_id = st->job != NULL ? st->job->id : "";
   size_t len = 0;
   char* text = core_msg_encode(type, job_id, 0, srv_now_us(), data, &len);
@@ -134,9 +114,9 @@ static void send_error(ws_state_t* st,
                        const char* code,
                        const char* message,
                        const char* hint) {
-  send_local(st, "error",
-             json_pack("{s:s, s:s, s:s, s:b}", "code", code, "message", message,
-                       "hint", hint, "retryable", 0));
+  srv_ws_send_local(st, "error",
+                    json_pack("{s:s, s:s, s:s, s:b}", "code", code, "message",
+                              message, "hint", hint, "retryable", 0));
 }
 
 
@@ -157,7 +137,7 @@ static void on_view(ws_state_t* st, const uint8_t* data, size_t len) {
     return;
   }
   if (srv_chunk_sub_view(&st->chunks, &v) != 0) {
-    close_with(st, 1011, "out of memory");
+    srv_ws_close_with(st, 1011, "out of memory");
   }
 }
 
@@ -174,7 +154,7 @@ static void on_client_message(net_ws_t* ws,
   }
   switch (core_msg_parse_client((const char*) data, len)) {
   case CORE_CLIENT_MSG_PING:
-    send_local(st, "pong", json_object());
+    srv_ws_send_local(st, "pong", json_object());
     return;
   case CORE_CLIENT_MSG_VIEW:
     on_view(st, data, len);
@@ -192,200 +172,6 @@ static void on_client_message(net_ws_t* ws,
 }
 
 
-/* ---- the subscription: a sink on the job's topic ---- */
-
-static void sink_deliver(srv_sink_t* sink,
-                         net_frame_t* frame,
-                         net_wq_class_t cls) {
-  ws_state_t* st = CORE_CONTAINER_OF(sink, ws_state_t, sink);
-  if (st->ws.is_closing) {
-    return; /* no data frame after a close frame */
-  }
-  if (st->query.is_chunks && st->job != NULL &&
-      frame == st->job->topic.terminal) {
-    srv_chunk_sub_terminal(&st->chunks, frame); /* after the last round */
-    return;
-  }
-  srv_conn_send(st->conn, frame, cls);
-  if (!st->conn->is_closing && st->flow == WS_READING &&
-      net_wq_is_full(&st->conn->wq)) {
-    update_flow(st);
-  }
-}
-
-
-static void close_with(ws_state_t* st, uint16_t code, const char* reason) {
-  net_ws_close(&st->ws, code, reason);
-  update_flow(st);
-}
-
-
-static void unsubscribe(ws_state_t* st) {
-  if (st->job != NULL) {
-    srv_topic_remove(&st->job->topic, &st->sink);
-  }
-  srv_cluster_leave(&st->cjoin); /* a no-op off a gateway */
-  core_list_remove(&st->cwait.link);
-  if (st->job == NULL) {
-    return;
-  }
-  srv_topic_unwait(&st->waiter);
-  srv_chunk_sub_stop(&st->chunks);
-  srv_job_unref(st->job);
-  st->job = NULL;
-}
-
-
-static void sink_gone(srv_sink_t* sink) {
-  ws_state_t* st = CORE_CONTAINER_OF(sink, ws_state_t, sink);
-  unsubscribe(st);
-  close_with(st, 4404, "the job was deleted");
-}
-
-
-static const srv_sink_ops_t sink_ops = {
-    .deliver = sink_deliver,
-    .gone = sink_gone,
-};
-
-
-/* The job's terminal message (if it ended), after its final preview. A
- * send before it may have closed the connection (the peer reset), which
- * unsubscribes: then there is nothing left to send. */
-static void send_terminal(ws_state_t* st) {
-  if (st->job != NULL && st->job->topic.terminal != NULL) {
-    sink_deliver(&st->sink, st->job->topic.terminal, NET_WQ_ESSENTIAL);
-  }
-}
-
-
-/* A late joiner of a completed job whose preview had left memory: the
- * re-render landed (or failed: then the terminal message comes alone). */
-static void on_preview_ready(srv_waiter_t* w, bool has_preview) {
-  ws_state_t* st = CORE_CONTAINER_OF(w, ws_state_t, waiter);
-  if (st->job == NULL) {
-    return;
-  }
-  net_frame_t* preview =
-      srv_topic_preview_for(&st->job->topic, st->sink.encoding);
-  if (has_preview && preview != NULL) {
-    sink_deliver(&st->sink, preview, NET_WQ_LATEST_PREVIEW);
-  } else {
-    srv_log(&st->conn->ctx->log, SRV_LOG_WARN, "ws.final_preview_missing",
-            "s:job_id", st->job->id, NULL);
-  }
-  send_terminal(st);
-}
-
-
-/* A gateway's mirror took another attempt's chunk table (a takeover): this
- * connection's masks are of the old one, and a delta of another epoch must
- * not follow its connected message (§11): the client reconnects, and its
- * since/epoch gets a keyframe of the new table. */
-static void on_chunks_replaced(srv_chunk_sub_t* s) {
-  close_with(CORE_CONTAINER_OF(s, ws_state_t, chunks), 1012,
-             "the job's chunk table was replaced: reconnect");
-}
-
-
-/* A chunks subscriber: connected (with data.chunks), then its rounds; an
- * ended job's terminal message waits for the round completing its mask. */
-static void subscribe_chunks(ws_state_t* st, srv_job_t* job) {
-  st->job = srv_job_ref(job);
-  st->sink.wants_chunks = true;
-  srv_topic_add(&job->topic, &st->sink);
-  int level = st->query.level >= 0
-                  ? st->query.level
-                  : srv_ws_default_level(job->params.preview_scale);
-  if (srv_chunk_sub_start(&st->chunks, st->conn, job, (unsigned) level,
-                          st->query.has_since ? st->query.epoch : NULL,
-                          st->query.since) != 0) {
-    close_with(st, 1011, "out of memory");
-    return;
-  }
-  st->chunks.on_replaced = on_chunks_replaced;
-  json_t* data = srv_job_connected_data(job);
-  json_object_set_new(data, "chunks", srv_chunk_sub_connected(&st->chunks));
-  send_local(st, "connected", data);
-  if (st->job == NULL) {
-    return; /* the send failed and closed the connection */
-  }
-  srv_chunk_sub_pump(&st->chunks);
-  if (st->job != NULL && job->topic.terminal != NULL) {
-    srv_chunk_sub_terminal(&st->chunks, job->topic.terminal);
-  }
-}
-
-
-/* A gateway's chunks subscriber waits for its mirror's table to be read
- * from Redis: its connected message carries the worker's epoch. */
-static void on_table_read(srv_chunk_watch_t* w) {
-  ws_state_t* st = CORE_CONTAINER_OF(w, ws_state_t, cwait);
-  srv_job_t* job = st->job;
-  if (job == NULL || job->chunks == NULL || !job->chunks->is_ready) {
-    return;
-  }
-  core_list_remove(&st->cwait.link);
-  st->job = NULL; /* subscribe_chunks takes its own */
-  subscribe_chunks(st, job);
-  srv_job_unref(job);
-}
-
-
-static bool wait_for_table(ws_state_t* st, srv_job_t* job) {
-  srv_chunks_t* t = srv_chunks_for_job(job);
-  if (t == NULL) {
-    close_with(st, 1011, "out of memory");
-    return true;
-  }
-  if (t->is_ready) {
-    return false;
-  }
-  st->job = srv_job_ref(job);
-  st->cwait.changed = on_table_read;
-  core_list_push_back(&t->watches, &st->cwait.link);
-  return true;
-}
-
-
-static void subscribe(ws_state_t* st, srv_job_t* job) {
-  if (st->query.is_chunks) {
-    if (st->conn->ctx->cfg.role != SRV_ROLE_GATEWAY ||
-        !wait_for_table(st, job)) {
-      subscribe_chunks(st, job);
-    }
-    return;
-  }
-  st->job = srv_job_ref(job);
-  srv_topic_add(&job->topic, &st->sink);
-  send_local(st, "connected", srv_job_connected_data(job));
-  if (st->job == NULL) {
-    return; /* the send failed and closed the connection */
-  }
-  if (st->conn->ctx->cfg.role == SRV_ROLE_GATEWAY &&
-      job->topic.latest[st->sink.encoding] == NULL) {
-    /* A gateway has the latest preview in base64: made in this encoding
-     * on the pool, and it and the terminal message follow. */
-    srv_topic_wait(&job->topic, &st->waiter);
-    if (srv_cluster_fill_preview(st->conn->ctx, job) == 0) {
-      return;
-    }
-    srv_topic_unwait(&st->waiter);
-  }
-  net_frame_t* preview = srv_topic_preview_for(&job->topic, st->sink.encoding);
-  if (preview != NULL) {
-    sink_deliver(&st->sink, preview, NET_WQ_LATEST_PREVIEW);
-  } else if (job->state == CORE_JOB_COMPLETED && job->final_preview_seq != 0) {
-    /* Its final preview left memory (restart, cache trim): it is rendered
-     * again, and it and the terminal message follow when ready. */
-    srv_topic_wait(&job->topic, &st->waiter);
-    job->engine->ops->rebuild_preview(job);
-    return;
-  }
-  send_terminal(st);
-}
-
-
 /* ---- keepalive, shutdown, teardown ---- */
 
 static void on_sweep(srv_conn_t* conn, uint64_t now) {
@@ -398,7 +184,7 @@ static void on_sweep(srv_conn_t* conn, uint64_t now) {
     if (now - st->ping_sent_ms > (uint64_t) (c->ws_ping_timeout_s * 1000)) {
       srv_log(&conn->ctx->log, SRV_LOG_INFO, "ws.ping_timeout",
               SRV_CONN_LOG_PEER(conn), NULL);
-      close_with(st, 1001, "ping timeout");
+      srv_ws_close_with(st, 1001, "ping timeout");
     }
   } else if (now - conn->last_rx_ms >
              (uint64_t) (c->ws_ping_interval_s * 1000)) {
@@ -410,14 +196,14 @@ static void on_sweep(srv_conn_t* conn, uint64_t now) {
 
 
 static void on_shutdown(srv_conn_t* conn) {
-  close_with(state_of(conn), 1001, "server shutting down");
+  srv_ws_close_with(state_of(conn), 1001, "server shutting down");
 }
 
 
 static void on_close(srv_conn_t* conn) {
   ws_state_t* st = state_of(conn);
   conn->ctx->metrics.ws_closes_total++;
-  unsubscribe(st);
+  srv_ws_unsubscribe(st);
 }
 
 
@@ -513,15 +299,15 @@ static void on_cluster_ready(srv_cluster_join_t* j,
     return;
   }
   if (job == NULL) {
-    close_with(st, status == -ENOENT ? 4404 : 1011,
-               status == -ENOENT ? "unknown job" : "redis unavailable");
+    srv_ws_close_with(st, status == -ENOENT ? 4404 : 1011,
+                      status == -ENOENT ? "unknown job" : "redis unavailable");
   } else if (job->topic.sink_count >= ctx->cfg.max_subscribers_per_job) {
     srv_cluster_leave(j);
-    close_with(st, 4429, "too many subscribers for this job");
+    srv_ws_close_with(st, 4429, "too many subscribers for this job");
   } else {
     srv_log(&ctx->log, SRV_LOG_INFO, "ws.open", "s:job_id", job->id,
             SRV_CONN_LOG_PEER(st->conn), NULL);
-    subscribe(st, job);
+    srv_ws_subscribe(st, job);
   }
 }
 
@@ -555,7 +341,7 @@ void srv_ws_upgrade(srv_conn_t* conn,
   }
   /* From here on the connection speaks WebSocket. */
   st->conn = conn;
-  st->sink.ops = &sink_ops;
+  st->sink.ops = &srv_ws_sink_ops;
   st->query = query;
   st->sink.encoding = query.enc;
   core_list_init(&st->chunks.watch.link);
@@ -564,7 +350,7 @@ void srv_ws_upgrade(srv_conn_t* conn,
   core_list_init(&st->cjoin.link);
   core_list_init(&st->cwait.link);
   st->cjoin.ready = on_cluster_ready;
-  st->waiter.ready = on_preview_ready;
+  st->waiter.ready = srv_ws_on_preview_ready;
   net_ws_init(&st->ws, &conn->wq, ctx->cfg.max_ws_message_bytes,
               on_client_message, st);
   srv_conn_set_proto(conn, &ws_proto, st);
@@ -591,13 +377,13 @@ void srv_ws_upgrade(srv_conn_t* conn,
   if (st->ws.is_closing) {
     srv_log(&ctx->log, SRV_LOG_INFO, "ws.rejected", "i:code",
             (int64_t) st->ws.close_code, SRV_CONN_LOG_PEER(conn), NULL);
-    update_flow(st);
+    srv_ws_update_flow(st);
     return;
   }
   if (!gateway) {
     srv_log(&ctx->log, SRV_LOG_INFO, "ws.open", "s:job_id", job->id,
             SRV_CONN_LOG_PEER(conn), NULL);
-    subscribe(st, job);
+    srv_ws_subscribe(st, job);
   }
   if (conn->is_closing) {
     return;
@@ -606,5 +392,5 @@ void srv_ws_upgrade(srv_conn_t* conn,
     srv_conn_close(conn);
     return;
   }
-  update_flow(st);
+  srv_ws_update_flow(st);
 }
