@@ -2,11 +2,11 @@
  * viewer_app_t per process, touched only on the GTK main thread; workers
  * get copies or owned buffers and hand results back with idle callbacks.
  * Modules: main.c (command line), viewer_window.c (window, actions,
- * opening, metadata, window/level), viewer_view.c (one slice view),
- * viewer_panel.c (sidebar), viewer_server.c (server checks, engines),
- * viewer_upload.c (the volume's upload), viewer_job.c (job, watch),
- * viewer_preview.c (previews, final mask), viewer_overlay.c (chunked
- * deltas, the view sent to the server, what the views overlay),
+ * metadata, window/level), viewer_open.c (opening a volume, statistics),
+ * viewer_view.c (one slice view), viewer_panel.c (sidebar), viewer_server.c
+ * (server checks, engines), viewer_upload.c (the volume's upload), viewer_job.c
+ * (job, watch), viewer_preview.c (previews, final mask), viewer_overlay.c
+ * (chunked deltas, the view sent to the server, what the views overlay),
  * viewer_prefs.c (preferences), viewer_shot.c (screenshots). */
 #ifndef VIEWER_APP_H
 #define VIEWER_APP_H
@@ -105,7 +105,7 @@ typedef struct viewer_app_s {
   viewer_wl_lut_t lut;
   uint64_t grey_version; /* bumped when the volume or window changes */
   uint32_t cursor[3];    /* z, y, x: crosshair and shown slices */
-  void* stats_task;      /* the running statistics task (viewer_window.c) */
+  void* stats_task;      /* the running statistics task (viewer_open.c) */
 
   /* The overlay: the chunk masks of a chunks subscription (NULL without
    * one; shown unless the final mask is), else full-resolution labels, or
