@@ -184,7 +184,8 @@ typedef struct {
    * servers"): server_url_count URLs, each one URL (copied; at most 16;
    * an empty or bad one is CM_EBADURL). Count 0: server_url, split at
    * commas. REST calls and subscriptions fail over between them (see the
-   * REST calls and cm_sub_start); uploads stay on the first URL. TLS
+   * REST calls and cm_sub_start); so do uploads, starting over on the
+   * next server (cm_upload_start). TLS
    * verification applies to each (its own host name). */
   const char* const* server_urls;
   size_t server_url_count;
@@ -559,7 +560,8 @@ typedef struct {
  * Returns 0, CM_EBADARG (no path, an option out of range) or -ENOMEM; on
  * 0, *out is the application's until cm_upload_free(). Any thread with an
  * own-thread client; with a caller's-thread client, cm_client_run() runs
- * it to its end. */
+ * it to its end. With several server URLs it fails over, starting over on
+ * the next server (protocol.md §5.8; cm_upload_info_t says where). */
 CM_EXPORT int cm_upload_start(cm_client_t* client,
                               const cm_upload_options_t* opts,
                               const cm_upload_cbs_t* cbs,
@@ -598,6 +600,9 @@ typedef struct {
   char sha256[65];      /* once hashed, else "" */
   char upload_url[256]; /* the upload's path on the server (the final
                            one for a concatenation), once created */
+  char server[600];     /* the server it is on (http[s]://host:port[/p]) */
+  unsigned failovers;   /* moves to the next server of the list (each one
+                           started the upload over there) */
 } cm_upload_info_t;
 
 CM_EXPORT void cm_upload_get_info(const cm_upload_t* up, cm_upload_info_t* out);

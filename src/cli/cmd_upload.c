@@ -347,12 +347,14 @@ void cli_print_volume(const cli_ctx_t* ctx,
     if (obj != NULL && info != NULL) {
       json_object_set_new(
           obj, "upload",
-          json_pack("{s:s, s:b, s:I, s:b, s:I, s:i, s:i}", "upload_url",
-                    info->upload_url, "resumed", info->is_resumed, "resumed_at",
+          json_pack("{s:s, s:s, s:b, s:I, s:b, s:I, s:i, s:i, s:i}",
+                    "upload_url", info->upload_url, "server", info->server,
+                    "resumed", info->is_resumed, "resumed_at",
                     (json_int_t) info->resumed_at, "deduplicated",
                     info->is_deduplicated, "bytes_sent",
                     (json_int_t) info->bytes_sent, "streams",
-                    (int) info->streams, "retries", (int) info->retries));
+                    (int) info->streams, "retries", (int) info->retries,
+                    "failovers", (int) info->failovers));
     }
     char* text = obj != NULL ? json_dumps(obj, JSON_COMPACT) : NULL;
     if (text != NULL) {

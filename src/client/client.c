@@ -223,11 +223,6 @@ int cm_client_new(const cm_client_options_t* opts, cm_client_t** out) {
     free(client);
     return err;
   }
-  const client_server_t* first = &client->servers.v[0];
-  memcpy(client->host, first->host, sizeof(client->host));
-  client->port = first->port;
-  memcpy(client->prefix, first->prefix, sizeof(client->prefix));
-  client->is_tls = first->is_tls;
   client->opts.server_url = NULL; /* not kept; servers are */
   client->opts.server_urls = NULL;
   client->opts.server_url_count = 0;

@@ -37,15 +37,11 @@ struct cm_client_s {
   core_list_t subs;    /* cm_sub_t on the loop */
   core_list_t reqs;    /* REST requests on the loop */
   core_list_t uploads; /* cm_upload_t on the loop */
-  /* Options, copied. REST and subscriptions use `servers`; uploads, which
-   * stay on one server, the first URL's host..is_tls below. */
+  /* Options, copied. REST, subscriptions and uploads all use `servers`
+   * (each request or subscription knows which of them it is on). */
   client_servers_t servers;
-  char host[256];
-  uint16_t port;
-  char prefix[256];           /* "" or "/something", no trailing slash */
-  bool is_tls;                /* https:// or wss:// */
-  struct ssl_ctx_st* tls_ctx; /* with is_tls: shared by every connection
-                                 (immutable, any thread); owned */
+  struct ssl_ctx_st* tls_ctx; /* when any server is TLS: shared by every
+                                 connection (immutable, any thread); owned */
   char auth_header[1100];     /* "Authorization: Bearer ...\r\n" or "" */
   cm_client_options_t opts;
 };

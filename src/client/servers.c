@@ -5,6 +5,7 @@
  * a failover never creates a second job or cancels twice. */
 #include "client/servers.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -101,6 +102,18 @@ bool client_servers_any_tls(const client_servers_t* s) {
     }
   }
   return false;
+}
+
+
+void client_servers_key(const client_server_t* e, char* out, size_t cap) {
+  char host[sizeof(e->host)];
+  size_t n = strlen(e->host);
+  for (size_t i = 0; i <= n; i++) {
+    host[i] = (char) tolower((unsigned char) e->host[i]);
+  }
+  bool v6 = strchr(host, ':') != NULL;
+  snprintf(out, cap, "%s://%s%s%s:%u%s", e->is_tls ? "https" : "http",
+           v6 ? "[" : "", host, v6 ? "]" : "", e->port, e->prefix);
 }
 
 

@@ -45,6 +45,11 @@ void client_servers_free(client_servers_t* s);
 /* Whether any URL is https:// or wss:// (a TLS context is needed). */
 bool client_servers_any_tls(const client_servers_t* s);
 
+/* `e` as a resume record names a server: scheme://host:port[/prefix] with
+ * the host in lower case (http://LocalHost:8000/ and http://localhost:8000 are
+ * one server; hosts are not resolved, so localhost and 127.0.0.1 stay two). */
+void client_servers_key(const client_server_t* e, char* out, size_t cap);
+
 /* The index to try first. */
 size_t client_servers_first(const client_servers_t* s);
 

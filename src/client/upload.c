@@ -19,6 +19,9 @@
 #include "client/upload_int.h"
 
 #define MAX_START_OVERS 3
+/* Connects in a row a server holding durable bytes of the upload may
+ * refuse before the upload moves on (one that restarts keeps them). */
+#define FAILOVER_AFTER 3
 
 
 uint64_t up_durable(const cm_upload_t* up) {
@@ -212,6 +215,43 @@ void up_start_over(cm_upload_t* up, int status, const cm_reply_t* reply) {
   up->delay_ms = 0;
   up_info_sync(up);
   up_emit_progress(up, CM_UPLOAD_RETRYING, true);
+}
+
+
+bool up_fail_over(cm_upload_t* up, size_t srv, int status) {
+  const client_servers_t* list = &up->client->servers;
+  /* is_waiting: another stream's failure already counted this attempt. */
+  if (list->count < 2 || srv != up->srv || up->is_over || up->is_waiting ||
+      !client_servers_should_fail_over(status, 0, false, true)) {
+    return false; /* one server, an older one's answer, or not a dead one */
+  }
+  /* Every upload request is safe to move, sent or not: the next server
+   * starts the upload afresh, and what the dead one may have done (an
+   * upload created, bytes written) only expires there. But bytes durable
+   * there are lost by moving (another server of the cluster does not know
+   * this upload): a few tries first. */
+  bool holds_bytes = up->stream_count > 0 && up_durable(up) > 0;
+  if (++up->srv_fails < FAILOVER_AFTER && holds_bytes) {
+    return false;
+  }
+  size_t next = client_servers_next(list, up->srv);
+  bool has_layout = up->stream_count > 0 || up->final_url[0] != '\0';
+  client_log(up->client, CM_LOG_WARN, "upload %s: server %s failed (%s); %s %s",
+             up->path, list->v[up->srv].url, cm_strerror(status),
+             has_layout ? "starting the upload over on" : "going on on",
+             list->v[next].url);
+  up->srv = next;
+  up->srv_fails = 0;
+  up->failovers++;
+  /* What the new server offers is asked again (concatenation, size). */
+  up->is_caps_known = false;
+  up->max_size = 0;
+  if (has_layout) {
+    up->is_restarting = true; /* reset_layout once nothing is in flight */
+    up_http_abort_all(up);
+  }
+  up->is_record_dirty = true; /* it names the server */
+  return true;
 }
 
 

@@ -6,7 +6,6 @@
  * keeping its record. The driver: upload.c. Any thread, except what runs
  * on the loop (do_start, run_cmd, client_uploads_stop_all). */
 #include <assert.h>
-#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -72,24 +71,6 @@ static void do_start(void* arg) {
 }
 
 
-/* The server as a resume record's key: the address client_parse_url()
- * made of the URL (http or https, port explicit, no trailing slash) with
- * the host in lower case, so that http://LocalHost:8000/ and
- * http://localhost:8000 are one server; hosts are not resolved
- * (localhost and 127.0.0.1 stay two). */
-static void server_key(const cm_client_t* c, char* out, size_t cap) {
-  char host[sizeof(c->host)];
-  size_t n = strlen(c->host);
-  assert(n < sizeof(host));
-  for (size_t i = 0; i <= n; i++) {
-    host[i] = (char) tolower((unsigned char) c->host[i]);
-  }
-  bool v6 = strchr(host, ':') != NULL;
-  snprintf(out, cap, "%s://%s%s%s:%u%s", c->is_tls ? "https" : "http",
-           v6 ? "[" : "", host, v6 ? "]" : "", c->port, c->prefix);
-}
-
-
 static int check_opts(const cm_upload_options_t* o) {
   if (o == NULL || o->path == NULL || o->path[0] == '\0' ||
       strlen(o->path) >= 4096 ||
@@ -146,7 +127,10 @@ int cm_upload_start(cm_client_t* client,
   up->opts.path = up->path;
   up->opts.filename = up->filename;
   up->opts.resume_dir = up->resume_dir;
-  server_key(client, up->server, sizeof(up->server));
+  /* The record's key is the first URL (the cluster as the user names
+   * it); the upload starts on the server new requests try first. */
+  client_servers_key(&client->servers.v[0], up->server, sizeof(up->server));
+  up->srv = client_servers_first(&client->servers);
   if (cbs != NULL) {
     up->cbs = *cbs;
   }

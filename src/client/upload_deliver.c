@@ -239,6 +239,9 @@ void up_info_sync(cm_upload_t* up) {
                     : up->stream_count > 0 ? up->streams[0].url
                                            : "";
   snprintf(i->upload_url, sizeof(i->upload_url), "%s", url);
+  snprintf(i->server, sizeof(i->server), "%s",
+           up->client->servers.v[up->srv].url);
+  i->failovers = up->failovers;
   pthread_mutex_unlock(&up->shared.mu);
 }
 

@@ -33,7 +33,7 @@ static void url_target(const cm_upload_t* up,
                        char* out,
                        size_t cap) {
   const char* path = up_http_url_path(url);
-  const char* prefix = up->client->prefix;
+  const char* prefix = up->client->servers.v[up->srv].prefix;
   size_t n = strlen(prefix);
   bool has_prefix = n > 0 && strncmp(path, prefix, n) == 0 && path[n] == '/';
   snprintf(out, cap, "%s%s", has_prefix ? "" : prefix, path);
@@ -103,10 +103,12 @@ static int start(cm_upload_t* up,
   up->is_next_delete_step = false;
   r->is_probe = kind == RQ_OPTIONS && up->is_next_probe;
   up->is_next_probe = false;
+  r->server = up->srv;
+  const client_server_t* srv = &c->servers.v[up->srv];
   url_target(up, url, r->target, sizeof(r->target));
   net_hreq_opts_t o = {
-      .host = c->host,
-      .port = c->port,
+      .host = srv->host,
+      .port = srv->port,
       .method = method,
       .target = r->target,
       .headers = r->headers,
@@ -118,7 +120,7 @@ static int start(cm_upload_t* up,
       .idle_timeout_ms = idle_ms,
       .max_body_bytes = 1 << 20,
       .on_sent = body != NULL ? on_sent : NULL,
-      .tls_ctx = c->tls_ctx,
+      .tls_ctx = srv->is_tls ? c->tls_ctx : NULL,
   };
   int err = net_hreq_start(&r->h, &c->loop, &o, up_http_on_done, r);
   if (err != 0) {

@@ -29,6 +29,7 @@ struct up_req_s {
   bool is_empty;
   bool is_step;  /* a DELETE the next step waits for */
   bool is_probe; /* OPTIONS before hashing: a failure only means unknown */
+  size_t server; /* the index in client->servers it went to */
   char target[600];
   char* headers; /* owned */
 };

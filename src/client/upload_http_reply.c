@@ -305,6 +305,9 @@ void up_http_on_done(net_hreq_t* h, int status) {
   }
   switch (v) {
   case V_OK:
+    if (r->server == up->srv) {
+      up->srv_fails = 0;
+    }
     handle_ok(up, r);
     break;
   case V_ABORTED:
@@ -321,6 +324,11 @@ void up_http_on_done(net_hreq_t* h, int status) {
   case V_RESYNC:
     if (s != NULL) {
       s->is_known = false;
+    }
+    if (status != 0) {
+      up_fail_over(up, r->server, status);
+    } else if (r->server == up->srv) {
+      up->srv_fails = 0; /* it answers */
     }
     up_retry_later(up, code, &reply);
     break;

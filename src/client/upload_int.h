@@ -55,8 +55,8 @@ struct cm_upload_s {
   char path[4096];          /* as given */
   char filename[256];
   char resume_dir[4096]; /* "" when records are off */
-  char server[600];      /* http://host:port[/prefix], host in lower case:
-                            the record's key (upload_api.c, server_key) */
+  char server[600];      /* the first URL's client_servers_key: the
+                            record's key */
   cm_upload_cbs_t cbs;
   void* user_data;
   /* References: the application's (until cm_upload_free), the loop
@@ -100,7 +100,12 @@ struct cm_upload_s {
   bool is_record_dirty;    /* what it should say changed */
   bool is_record_busy;     /* a save or a removal is in flight */
   bool is_record_removed;
-  /* The server. */
+  /* The server: the one of client->servers the upload's URLs are on
+   * (all its requests go there); it moves to the next one when this one
+   * cannot be reached (up_fail_over). */
+  size_t srv;
+  unsigned srv_fails; /* attempts on it in a row that got no answer */
+  unsigned failovers;
   bool has_concat;      /* Tus-Extension names concatenation */
   bool is_caps_known;   /* OPTIONS answered (asked only if parallel > 1) */
   bool is_caps_probed;  /* the OPTIONS before hashing ran (its failure is
@@ -181,6 +186,15 @@ void up_wait(cm_upload_t* up, uint32_t delay_ms);
 /* Drops the layout (the server no longer knows it, `status`/`reply` say
  * how): create anew; fails after a few such starts. */
 void up_start_over(cm_upload_t* up, int status, const cm_reply_t* reply);
+
+/* A request to server `srv` (an index in client->servers) failed with
+ * transport error `status`. Moves the upload to the next server of the
+ * list when this one cannot be reached (servers.h's rule for a request
+ * that is safe to resend, sent or not): at once if none of its bytes are
+ * durable there, else after FAILOVER_AFTER attempts in a row without an
+ * answer; an upload already created starts over there. True if it moved.
+ * The caller still counts the attempt (up_retry_later). */
+bool up_fail_over(cm_upload_t* up, size_t srv, int status);
 
 /* Durable bytes of all streams. */
 uint64_t up_durable(const cm_upload_t* up);

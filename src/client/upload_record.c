@@ -27,9 +27,10 @@ int upload_record_to_json(const upload_record_t* rec, char** out) {
                                            "length", (json_int_t) p->length));
   }
   json_t* root = json_pack(
-      "{s:i, s:s, s:s, s:I, s:I, s:s?, s:s?, s:o?}", "version", RECORD_VERSION,
-      "path", rec->path, "server", rec->server, "size", (json_int_t) rec->size,
-      "mtime_ns", (json_int_t) rec->mtime_ns, "sha256",
+      "{s:i, s:s, s:s, s:s*, s:I, s:I, s:s?, s:s?, s:o?}", "version",
+      RECORD_VERSION, "path", rec->path, "server", rec->server, "holder",
+      rec->holder[0] != '\0' ? rec->holder : NULL, "size",
+      (json_int_t) rec->size, "mtime_ns", (json_int_t) rec->mtime_ns, "sha256",
       rec->sha256[0] != '\0' ? rec->sha256 : NULL, "upload_url",
       rec->upload_url[0] != '\0' ? rec->upload_url : NULL, "parts", parts);
   *out = root != NULL ? json_dumps(root, JSON_COMPACT) : NULL;
@@ -114,6 +115,7 @@ int upload_record_from_json(const char* text,
             get_str(root, "path", out->path, sizeof(out->path), false) &&
             out->path[0] == '/' &&
             get_str(root, "server", out->server, sizeof(out->server), false) &&
+            get_str(root, "holder", out->holder, sizeof(out->holder), true) &&
             get_u64(root, "size", &out->size) &&
             get_u64(root, "mtime_ns", &mtime) &&
             get_str(root, "sha256", out->sha256, sizeof(out->sha256), true) &&

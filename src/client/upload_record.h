@@ -28,7 +28,9 @@ typedef struct {
   uint64_t size;
   int64_t mtime_ns;
   /* What it remembers. */
-  char sha256[65];                 /* lowercase hex, "" until hashed */
+  char holder[600]; /* the server the URLs below are on, when not `server`
+                       (a list of servers: the upload moved); "" else */
+  char sha256[65];  /* lowercase hex, "" until hashed */
   char upload_url[UPLOAD_URL_MAX]; /* the single upload, or the final of a
                                       concatenation; "" none yet */
   unsigned part_count;             /* 0: not a concatenation */

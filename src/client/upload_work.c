@@ -222,6 +222,28 @@ static void run_work(uv_work_t* req) {
 }
 
 
+/* Which of the client's servers a record's `holder` names ("": the first
+ * URL, the record's key); false when none of them. */
+static bool holder_index(const cm_upload_t* up,
+                         const char* holder,
+                         size_t* out) {
+  const client_servers_t* list = &up->client->servers;
+  if (holder[0] == '\0') {
+    *out = 0;
+    return true;
+  }
+  for (size_t i = 0; i < list->count; i++) {
+    char key[sizeof(up->server)];
+    client_servers_key(&list->v[i], key, sizeof(key));
+    if (strcmp(key, holder) == 0) {
+      *out = i;
+      return true;
+    }
+  }
+  return false;
+}
+
+
 static void after_prepare(cm_upload_t* up, up_work_t* w) {
   if (w->status != 0) {
     up_fail(up, w->status, NULL, false);
@@ -243,8 +265,12 @@ static void after_prepare(cm_upload_t* up, up_work_t* w) {
     memcpy(up->sha256, rec->sha256, sizeof(up->sha256));
     up->hashed = up->size;
   }
-  /* The layout it names is checked with HEAD before anything is sent. */
-  if (rec->upload_url[0] != '\0' || rec->part_count > 0) {
+  /* The layout it names is checked with HEAD before anything is sent,
+   * on the server it is on: a list without that server starts afresh. */
+  size_t at = 0;
+  if ((rec->upload_url[0] != '\0' || rec->part_count > 0) &&
+      holder_index(up, rec->holder, &at)) {
+    up->srv = at;
     up->is_resumed = true;
     if (rec->part_count > 0) {
       up->is_concat = true;
@@ -428,6 +454,11 @@ int up_work_save_record(cm_upload_t* up) {
   upload_record_t* r = w->rec;
   snprintf(r->path, sizeof(r->path), "%s", up->abs_path);
   snprintf(r->server, sizeof(r->server), "%s", up->server);
+  client_servers_key(&up->client->servers.v[up->srv], r->holder,
+                     sizeof(r->holder));
+  if (strcmp(r->holder, r->server) == 0) {
+    r->holder[0] = '\0'; /* as records before failover said */
+  }
   r->size = up->size;
   r->mtime_ns = up->mtime_ns;
   memcpy(r->sha256, up->sha256, sizeof(r->sha256));

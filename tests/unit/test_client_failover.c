@@ -103,7 +103,10 @@ Test(client_failover, bad_lists_are_refused) {
   o.server_url = "http://a:1,http://b:2";
   cr_assert_eq(cm_client_new(&o, &c), 0);
   cr_assert_eq(c->servers.count, 2);
-  cr_assert_str_eq(c->host, "a", "uploads use the first URL");
+  cr_assert_str_eq(c->servers.v[0].host, "a");
+  char key[600];
+  client_servers_key(&c->servers.v[1], key, sizeof key);
+  cr_assert_str_eq(key, "http://b:2", "an upload's record names its server");
   cm_client_free(c);
 }
 

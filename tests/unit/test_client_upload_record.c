@@ -50,6 +50,7 @@ static upload_record_t parts(void) {
 static void assert_same(const upload_record_t* a, const upload_record_t* b) {
   cr_assert_str_eq(a->path, b->path);
   cr_assert_str_eq(a->server, b->server);
+  cr_assert_str_eq(a->holder, b->holder);
   cr_assert_eq(a->size, b->size);
   cr_assert_eq(a->mtime_ns, b->mtime_ns);
   cr_assert_str_eq(a->sha256, b->sha256);
@@ -99,6 +100,22 @@ Test(upload_record, unhashed_record_without_url_survives, .timeout = 10) {
 }
 
 
+Test(upload_record,
+     holder_survives_json_and_is_omitted_when_empty,
+     .timeout = 10) {
+  upload_record_t in = single();
+  char* text = NULL;
+  cr_assert_eq(upload_record_to_json(&in, &text), 0);
+  cr_assert_null(strstr(text, "holder"), "records of one server: %s", text);
+  free(text);
+  /* The upload moved to another server of the list: its URLs are there. */
+  snprintf(in.holder, sizeof(in.holder), "https://gw2.example:8443/cm");
+  upload_record_t out = round_trip(&in);
+  assert_same(&in, &out);
+  cr_assert_str_eq(out.holder, "https://gw2.example:8443/cm");
+}
+
+
 static int parse(const char* text) {
   upload_record_t out;
   int rc = upload_record_from_json(text, strlen(text), &out);
@@ -134,6 +151,8 @@ Test(upload_record, what_is_not_a_record_is_refused, .timeout = 10) {
       "\"mtime_ns\":1,\"sha256\":\"ABC\"}",
       "{\"version\":1,\"path\":\"/a.mrc\",\"server\":\"s\",\"size\":1,"
       "\"mtime_ns\":1,\"upload_url\":7}",
+      "{\"version\":1,\"path\":\"/a.mrc\",\"server\":\"s\",\"size\":1,"
+      "\"mtime_ns\":1,\"holder\":7}",
       /* parts must tile [0, size): a gap, an overlap, too short, one */
       "{\"version\":1,\"path\":\"/a\",\"server\":\"s\",\"size\":10,"
       "\"mtime_ns\":1,\"parts\":[{\"url\":\"/u1\",\"start\":0,\"length\":4},"
