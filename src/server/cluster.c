@@ -102,7 +102,11 @@ int srv_cluster_start(srv_ctx_t* ctx, char* why, size_t why_len) {
   }
   c->ctx = ctx;
   c->redis_durable = -1;
+  const char* pass_file = ctx->cfg.redis_password_file;
   if (srv_redis_parse_url(ctx->cfg.redis_url, &c->url, why, why_len) != 0 ||
+      (pass_file[0] != '\0' &&
+       srv_redis_read_password_file(&c->url, pass_file, why, why_len) != 0) ||
+      srv_redis_check_auth(&c->url, why, why_len) != 0 ||
       srv_redis_resolve(&c->url, why, why_len) != 0) {
     free(c);
     return -1;

@@ -321,6 +321,9 @@ static int apply(srv_config_t* cfg, srv_opt_id_t id, const char* v) {
   }
   case OPT_REDIS:
     return copy_str(cfg->redis_url, sizeof(cfg->redis_url), v);
+  case OPT_REDIS_PASSWORD_FILE:
+    return copy_str(cfg->redis_password_file, sizeof(cfg->redis_password_file),
+                    v);
   case OPT_SHARED_DIR:
     return copy_str(cfg->shared_dir, sizeof(cfg->shared_dir), v);
   case OPT_REDIS_IN_FLIGHT:
@@ -393,9 +396,11 @@ int srv_config_check_role(const srv_config_t* cfg, char* why, size_t why_len) {
              cfg->role == SRV_ROLE_GATEWAY ? "gateway" : "worker");
     return -1;
   }
-  if (!cluster && (cfg->redis_url[0] != '\0' || cfg->shared_dir[0] != '\0')) {
+  if (!cluster && (cfg->redis_url[0] != '\0' || cfg->shared_dir[0] != '\0' ||
+                   cfg->redis_password_file[0] != '\0')) {
     snprintf(why, why_len,
-             "--redis and --shared-dir are for --role gateway|worker; the "
+             "--redis, --redis-password-file and --shared-dir are for --role "
+             "gateway|worker; the "
              "default role (all) keeps everything in one process");
     return -1;
   }

@@ -56,8 +56,9 @@ typedef struct {
   const char* hash_token;   /* --hash-token: print its auth line and exit */
   srv_engine_cfg_t engines; /* built-ins enabled, exec engines, devices */
   srv_role_t role;
-  char redis_url[512];          /* --redis; "" = none */
-  char shared_dir[1024];        /* --shared-dir; "" = none */
+  char redis_url[512];            /* --redis; "" = none */
+  char redis_password_file[1024]; /* --redis-password-file; "" = none */
+  char shared_dir[1024];          /* --shared-dir; "" = none */
   unsigned redis_max_in_flight; /* commands awaiting replies, per connection */
   unsigned redis_timeout_ms;    /* a command unanswered this long: reconnect */
   unsigned worker_lease_ms;     /* a job entry not renewed this long is lost */

@@ -124,7 +124,12 @@ const srv_opt_doc_t srv_opt_docs[SRV_OPT_DOCS] = {
      "R      all (one process, SQLite; the default), gateway (REST and\n"
      "             WebSocket over Redis) or worker (runs Redis's jobs)"},
     {"redis", "CRYOMAMBA_REDIS", OPT_REDIS,
-     "URL    redis://HOST[:PORT][/DB] for --role gateway|worker"},
+     "URL    redis://[[USER]:PASSWORD@]HOST[:PORT][/DB] for --role\n"
+     "             gateway|worker (USER, PASSWORD %-escaped: AUTH on connect)"},
+    {"redis-password-file", "CRYOMAMBA_REDIS_PASSWORD_FILE",
+     OPT_REDIS_PASSWORD_FILE,
+     "FILE   Redis's password: the file's first line (not in the URL,\n"
+     "             where ps shows it; replaces one given there)"},
     {"shared-dir", "CRYOMAMBA_SHARED_DIR", OPT_SHARED_DIR,
      "DIR    volumes and artifacts on a directory every gateway and\n"
      "             worker mounts (--role gateway|worker)"},

@@ -7,7 +7,6 @@
 
 #include <assert.h>
 #include <errno.h>
-#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,7 +33,10 @@ struct srv_redis_s {
   bool is_connected;
   bool is_closing;
   bool is_stalled;      /* dropped by the watchdog: pending get -ETIMEDOUT */
+  bool is_authing;      /* connected, AUTH (or PING) sent: not usable yet */
+  bool is_auth_refused; /* Redis refused the AUTH: this connection ends */
   bool was_down_logged; /* one warning per outage, not per attempt */
+  bool was_auth_logged; /* one error per wrong password, not per attempt */
 };
 
 typedef struct {
@@ -42,82 +44,6 @@ typedef struct {
   srv_redis_reply_cb cb;
   void* arg;
 } pending_t;
-
-
-int srv_redis_parse_url(const char* url,
-                        srv_redis_url_t* out,
-                        char* why,
-                        size_t why_len) {
-  memset(out, 0, sizeof(*out));
-  out->port = 6379;
-  const char* p = url;
-  if (strncmp(p, "redis://", 8) != 0) {
-    snprintf(why, why_len, "--redis '%s': expected redis://HOST[:PORT][/DB]",
-             url);
-    return -1;
-  }
-  p += 8;
-  size_t host_len = strcspn(p, ":/");
-  if (host_len == 0 || host_len >= sizeof(out->host) ||
-      memchr(p, '@', host_len) != NULL) {
-    snprintf(why, why_len,
-             "--redis '%s': a host is needed (no user:password@ in this "
-             "version)",
-             url);
-    return -1;
-  }
-  memcpy(out->host, p, host_len);
-  p += host_len;
-  char* end = NULL;
-  if (*p == ':') {
-    errno = 0;
-    long port = strtol(p + 1, &end, 10);
-    if (errno != 0 || end == p + 1 || port < 1 || port > 65535 ||
-        (*end != '\0' && *end != '/')) {
-      snprintf(why, why_len, "--redis '%s': bad port", url);
-      return -1;
-    }
-    out->port = (int) port;
-    p = end;
-  }
-  if (*p == '/' && p[1] != '\0') {
-    errno = 0;
-    long db = strtol(p + 1, &end, 10);
-    if (errno != 0 || end == p + 1 || *end != '\0' || db < 0 || db > 15) {
-      snprintf(why, why_len, "--redis '%s': the database is 0..15", url);
-      return -1;
-    }
-    out->db = (int) db;
-  } else if (*p == '/' || *p == '\0') {
-    return 0;
-  } else {
-    snprintf(why, why_len, "--redis '%s': unexpected '%s'", url, p);
-    return -1;
-  }
-  return 0;
-}
-
-
-int srv_redis_resolve(srv_redis_url_t* url, char* why, size_t why_len) {
-  struct addrinfo hints = {.ai_socktype = SOCK_STREAM};
-  struct addrinfo* res = NULL;
-  int rc = getaddrinfo(url->host, NULL, &hints, &res);
-  if (rc != 0 || res == NULL) {
-    snprintf(why, why_len, "--redis: cannot resolve '%s': %s", url->host,
-             gai_strerror(rc));
-    return -1;
-  }
-  char host[NI_MAXHOST];
-  rc = getnameinfo(res->ai_addr, res->ai_addrlen, host, sizeof(host), NULL, 0,
-                   NI_NUMERICHOST);
-  freeaddrinfo(res);
-  if (rc != 0 || strlen(host) >= sizeof(url->host)) {
-    snprintf(why, why_len, "--redis: cannot resolve '%s'", url->host);
-    return -1;
-  }
-  memcpy(url->host, host, strlen(host) + 1);
-  return 0;
-}
 
 
 static void start_connect(srv_redis_t* r);
@@ -162,21 +88,17 @@ static void on_select(redisAsyncContext* ac, void* reply, void* privdata) {
 }
 
 
-static void on_connected(const redisAsyncContext* cac, int status) {
-  srv_redis_t* r = cac->data;
-  if (status != REDIS_OK) {
-    /* hiredis frees the context after this callback. */
-    schedule_reconnect(r, cac->errstr);
-    return;
-  }
+/* Connected and, with a password, authenticated: usable. */
+static void on_ready(srv_redis_t* r) {
   r->is_connected = true;
-  r->is_stalled = false;
+  r->connects++; /* usable ones: owners compare it to see a reconnect */
   r->progress_ms = uv_now(r->loop);
-  r->connects++;
   r->backoff_ms = BACKOFF_FIRST_MS;
   r->was_down_logged = false;
+  r->was_auth_logged = false;
   srv_log(r->log, SRV_LOG_INFO, "redis.connected", "s:conn", r->opts.name,
-          "s:host", r->url.host, "i:port", (int64_t) r->url.port, NULL);
+          "s:host", r->url.host, "i:port", (int64_t) r->url.port, "i:auth",
+          (int64_t) (r->url.password[0] != '\0'), NULL);
   if (r->url.db != 0) {
     /* Sent before anything the owner sends: commands keep their order. */
     redisAsyncCommand(r->ac, on_select, NULL, "SELECT %d", r->url.db);
@@ -187,12 +109,80 @@ static void on_connected(const redisAsyncContext* cac, int status) {
 }
 
 
+static void log_auth_error(srv_redis_t* r, const char* event, const char* e) {
+  if (r->was_auth_logged) {
+    return;
+  }
+  r->was_auth_logged = true;
+  srv_log(r->log, SRV_LOG_ERROR, event, "s:conn", r->opts.name, "s:host",
+          r->url.host, "i:port", (int64_t) r->url.port, "s:user",
+          r->url.user[0] != '\0' ? r->url.user : "default", "s:error", e, NULL);
+}
+
+
+static void on_handshake(redisAsyncContext* ac, void* reply, void* privdata) {
+  srv_redis_t* r = privdata;
+  redisReply* rep = reply;
+  r->is_authing = false;
+  if (rep == NULL || r->is_closing) {
+    return; /* lost or freed meanwhile: on_disconnected, if anything */
+  }
+  if (rep->type == REDIS_REPLY_ERROR) {
+    /* WRONGPASS, a password for a Redis without one, or none for one that
+     * wants it (NOAUTH to the PING): the operator's to fix (config or
+     * ACL); tried again with the backoff meanwhile. */
+    log_auth_error(r,
+                   r->url.password[0] != '\0' ? "redis.auth_failed"
+                                              : "redis.auth_required",
+                   rep->str);
+    r->is_auth_refused = true;
+    redisAsyncDisconnect(ac); /* after this callback; on_disconnected */
+    return;
+  }
+  on_ready(r);
+}
+
+
+static void on_connected(const redisAsyncContext* cac, int status) {
+  srv_redis_t* r = cac->data;
+  if (status != REDIS_OK) {
+    /* hiredis frees the context after this callback. */
+    schedule_reconnect(r, cac->errstr);
+    return;
+  }
+  r->is_stalled = false;
+  r->is_auth_refused = false;
+  r->progress_ms = uv_now(r->loop); /* the watchdog times the AUTH too */
+  /* First on the connection, and nothing else goes out before its answer:
+   * AUTH, or a PING that tells whether Redis wants a password (NOAUTH)
+   * before the connection counts as up. */
+  const char* argv[3] = {"AUTH", r->url.user, r->url.password};
+  size_t lens[3] = {4, strlen(r->url.user), strlen(r->url.password)};
+  int argc = r->url.user[0] != '\0' ? 3 : 2;
+  if (argc == 2) {
+    argv[1] = r->url.password;
+    lens[1] = lens[2];
+  }
+  if (r->url.password[0] == '\0') {
+    argv[0] = "PING";
+    argc = 1;
+  }
+  if (redisAsyncCommandArgv(r->ac, on_handshake, r, argc, argv, lens) !=
+      REDIS_OK) {
+    redisAsyncDisconnect(r->ac); /* out of memory: try again later */
+    return;
+  }
+  r->is_authing = true;
+}
+
+
 static void on_disconnected(const redisAsyncContext* cac, int status) {
   srv_redis_t* r = cac->data;
   (void) status;
   /* Pending callbacks already ran with NULL; hiredis frees the context. */
-  schedule_reconnect(
-      r, cac->errstr[0] != '\0' ? cac->errstr : "connection closed");
+  schedule_reconnect(r, r->is_auth_refused       ? "authentication refused"
+                        : cac->errstr[0] != '\0' ? cac->errstr
+                                                 : "connection closed");
 }
 
 
@@ -228,7 +218,8 @@ static void start_connect(srv_redis_t* r) {
  * since the last reply (or since it was sent, if none was pending). */
 static void on_watchdog(uv_timer_t* t) {
   srv_redis_t* r = t->data;
-  if (r->ac == NULL || !r->is_connected || r->is_closing || r->in_flight == 0) {
+  bool is_waiting = r->is_connected ? r->in_flight > 0 : r->is_authing;
+  if (r->ac == NULL || r->is_closing || !is_waiting) {
     return;
   }
   uint64_t waited = uv_now(r->loop) - r->progress_ms;
@@ -237,6 +228,7 @@ static void on_watchdog(uv_timer_t* t) {
   }
   r->timeouts++;
   r->is_stalled = true;
+  r->is_authing = false;
   r->is_connected = false; /* callbacks run meanwhile send nothing */
   srv_log(r->log, SRV_LOG_WARN, "redis.timeout", "s:conn", r->opts.name,
           "i:waited_ms", (int64_t) waited, "i:in_flight",

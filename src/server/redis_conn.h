@@ -5,7 +5,12 @@
  * time (one more is refused at once, -EBUSY); every reply goes to its
  * callback on the loop, exactly once. A connection is either a command
  * connection or a subscriber one (RESP2: a connection in SUBSCRIBE mode
- * takes no other command), chosen at creation. Loop thread only. */
+ * takes no other command), chosen at creation. Each connect begins with
+ * AUTH (the URL or --redis-password-file gave a password) or a PING; the
+ * connection is up (srv_redis_is_connected, on_connect) only once Redis
+ * answers it OK, and a refusal is logged once per outage
+ * (redis.auth_failed, redis.auth_required) and tried again with the
+ * backoff. Loop thread only. */
 #ifndef SRV_REDIS_CONN_H
 #define SRV_REDIS_CONN_H
 
@@ -15,30 +20,13 @@
 #include <uv.h>
 
 #include "server/log.h"
+#include "server/redis_url.h"
 
 /* The longest wait between reconnect attempts (doubling from 100 ms). */
 #define SRV_REDIS_BACKOFF_MAX_MS 5000
 
 typedef struct srv_redis_s srv_redis_t;
 struct redisReply;
-
-/* Where Redis is: redis://HOST[:PORT][/DB], HOST a name resolved once at
- * start-up (the loop never resolves). */
-typedef struct {
-  char host[256]; /* numeric address once resolved */
-  int port;       /* default 6379 */
-  int db;         /* SELECTed on every connect; 0..15 */
-} srv_redis_url_t;
-
-/* Parses a redis:// URL. 0, or -1 with a sentence in `why`. */
-int srv_redis_parse_url(const char* url,
-                        srv_redis_url_t* out,
-                        char* why,
-                        size_t why_len);
-
-/* Resolves the host to a numeric address (blocking: start-up only). 0, or
- * -1 with a sentence in `why`. */
-int srv_redis_resolve(srv_redis_url_t* url, char* why, size_t why_len);
 
 /* A reply, or NULL with status < 0: -ENOTCONN (lost before the reply),
  * -ETIMEDOUT (Redis stalled past timeout_ms), -ECANCELED (closed). An error

@@ -25,7 +25,8 @@ def free_port():
 
 
 class Redis:
-    def __init__(self, appendonly=False, appendfsync="always", extra_args=()):
+    def __init__(self, appendonly=False, appendfsync="always", extra_args=(), password=None):
+        self.password = password  # requirepass (the default user's); cli() sends it
         self.tmp = tempfile.mkdtemp(prefix="cryomamba-redis-")
         self.extra_args = list(extra_args)
         self.appendonly = appendonly
@@ -50,6 +51,7 @@ class Redis:
                  "--save", "", "--appendonly", "yes" if self.appendonly else "no",
                  "--appendfsync", self.appendfsync,
                  "--dir", self.tmp, "--daemonize", "no", "--loglevel", "warning"]
+                + (["--requirepass", self.password] if self.password else [])
                 + self.extra_args,
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                 stdin=subprocess.DEVNULL)
@@ -69,8 +71,11 @@ class Redis:
         raise AssertionError("redis-server did not start (port %s)" % self.port)
 
     def cli(self, *args):
+        env = dict(os.environ)
+        if self.password:
+            env["REDISCLI_AUTH"] = self.password  # not on the command line
         out = subprocess.run([REDIS_CLI, "-p", str(self.port), "--raw"] + list(args),
-                             check=True, capture_output=True, timeout=10)
+                             check=True, capture_output=True, timeout=10, env=env)
         return out.stdout.decode("utf-8", "replace").rstrip("\n")
 
     def pause(self):
