@@ -4,7 +4,9 @@
  * on stdin -> lines on stdout until the process exits and its pipes end ->
  * exit 0: the final pass (the job completes), else failed with the reason
  * and stderr's tail. Stopping (cancel, failure, shutdown) SIGTERMs the
- * group and SIGKILLs it after the grace; the run is freed once the process
+ * group; after the grace the shim kills every descendant (SIGUSR1: also
+ * those that left the group), and the group is SIGKILLed if the shim has
+ * not exited SHIM_KILL_MS later; the run is freed once the process
  * has exited and every handle and file operation is done. Loop thread. */
 #include "server/engine_exec.h"
 
@@ -43,6 +45,9 @@ static int take_device(srv_devices_t* d) {
 
 
 #define SHIM_NAME "cryomamba-engine-shim"
+/* How long the shim has to kill the job's processes when told to (SIGUSR1)
+ * before the group is SIGKILLed over its head. */
+#define SHIM_KILL_MS 2000
 
 
 /* `dir`/`rel`/SHIM_NAME into out, `rel` skipped when absolute; false when
@@ -247,13 +252,23 @@ static void on_wall(uv_timer_t* t) {
 }
 
 
+/* The grace ended: the shim SIGKILLs every descendant of the job, in the
+ * group or not (engine_shim.c), then exits; the group's SIGKILL is the
+ * fallback for a shim that cannot (stopped by its engine, say). */
 static void on_grace(uv_timer_t* t) {
   srv_exec_run_t* run = t->data;
-  if (run->is_spawned && !run->has_exited) {
+  if (!run->is_spawned || run->has_exited) {
+    return;
+  }
+  if (!run->is_kill_asked) {
+    run->is_kill_asked = true;
     srv_log(&run->job->ctx->log, SRV_LOG_WARN, "job.engine_killed", "s:job_id",
             run->job->id, NULL);
-    kill(-run->proc.pid, SIGKILL);
+    kill(run->proc.pid, SIGUSR1);
+    uv_timer_start(&run->grace, on_grace, SHIM_KILL_MS, 0);
+    return;
   }
+  kill(-run->proc.pid, SIGKILL);
 }
 
 
@@ -418,10 +433,10 @@ static void exec_stop(srv_job_t* job) {
     run->is_killing = true;
     srv_exec_io_stop_reading(run); /* nothing it says matters now */
     double grace = job->ctx->cfg.engines.kill_grace_s;
-    kill(-run->proc.pid, grace > 0 ? SIGTERM : SIGKILL);
     if (grace > 0) {
-      uv_timer_start(&run->grace, on_grace, (uint64_t) (grace * 1000), 0);
+      kill(-run->proc.pid, SIGTERM);
     }
+    uv_timer_start(&run->grace, on_grace, (uint64_t) (grace * 1000), 0);
   }
   if (run->device >= 0 && !run->is_spawned) {
     job->ctx->devices->busy[run->device] = false; /* never used */

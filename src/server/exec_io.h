@@ -42,11 +42,12 @@ typedef struct srv_exec_run_s {
   bool is_spawned;
   bool has_exited;
   bool out_eof, err_eof;
-  bool is_abandoned; /* the job let go (its ops->stop) */
-  bool is_decided;   /* the outcome was taken */
-  bool is_killing;   /* SIGTERM sent, SIGKILL after the grace */
-  bool is_violated;  /* a protocol violation ended reading */
-  bool is_closed;    /* srv_exec_io_close() ran */
+  bool is_abandoned;  /* the job let go (its ops->stop) */
+  bool is_decided;    /* the outcome was taken */
+  bool is_killing;    /* SIGTERM sent, SIGKILL after the grace */
+  bool is_kill_asked; /* the grace ended: the shim was told to kill all */
+  bool is_violated;   /* a protocol violation ended reading */
+  bool is_closed;     /* srv_exec_io_close() ran */
   int64_t exit_status;
   int term_signal;
   /* stdout: the line being received and the line-rate bucket. */

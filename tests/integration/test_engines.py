@@ -423,6 +423,40 @@ class ProcessGroupTest(ExecTestBase):
         poll(lambda: not alive(epid) and not alive(cpid), what="engine and grandchild gone")
         poll(lambda: children(s.proc.pid) == [], what="no zombie")
 
+    def test_cancel_reaches_a_descendant_that_left_the_group(self):
+        # setsid() takes a process out of the job's group: the shim (its
+        # subreaper) forwards the SIGTERM and, after the grace, kills it.
+        s = self.run_server("--engine-kill-grace", "1")
+        d = self.engine_dir()
+        job_id = self.submit(s, "escape", d)
+        epid, cpid = d.pid(), d.pid("child")
+        self.assertNotEqual(os.getpgid(cpid), os.getpgid(epid), "it left the group")
+        self.assertEqual(s.request("DELETE", "/v1/jobs/%s" % job_id).status, 200)
+        d.read("child-term")  # the SIGTERM reached it
+        self.assertTrue(alive(cpid), "it ignores SIGTERM: alive until the grace ends")
+        poll(lambda: not alive(epid) and not alive(cpid), what="engine and escapee gone")
+        poll(lambda: children(s.proc.pid) == [], what="the shim reaped")
+        s.assert_healthy()
+
+    def test_a_descendant_that_left_the_group_ends_with_the_job(self):
+        s = self.run_server()
+        d = self.engine_dir()
+        job_id = self.submit(s, "escape_quick", d)
+        cpid = d.pid("child")
+        self.assertEqual(s.wait_state(job_id, ("completed", "failed"))["state"], "completed")
+        poll(lambda: not alive(cpid), what="the escapee killed when the engine ended")
+        poll(lambda: children(s.proc.pid) == [], what="the shim reaped")
+
+    def test_server_killed_9_takes_an_escaped_descendant_along(self):
+        s = self.run_server()
+        d = self.engine_dir()
+        self.submit(s, "escape", d)
+        epid, cpid = d.pid(), d.pid("child")
+        s.proc.kill()
+        s.proc.wait(10)
+        poll(lambda: not alive(epid) and not alive(cpid),
+             what="the engine and the escapee die with the server")
+
     def test_server_killed_9_takes_the_engine_along(self):
         s = self.run_server()
         d = self.engine_dir()

@@ -10,7 +10,9 @@ mask, a stderr line, exit 3), hang (waits forever), ignore_term (ignores
 SIGTERM, waits forever), garbage (a non-JSON line), flood (progress lines
 as fast as it can), long_line (one line over any bound), truncate (writes,
 then truncates the mask), grandchild (starts a child that waits forever,
-then waits), quick (fills the mask with label 1 at once)."""
+then waits), escape / escape_quick (starts a child in a session of its
+own that ignores SIGTERM, noting it in <dir>/child-term, then waits /
+completes at once), quick (fills the mask with label 1 at once)."""
 
 import json
 import os
@@ -113,6 +115,33 @@ def main():
                                   "import signal\nwhile True: signal.pause()"])
         marker(d, "child", str(child.pid))
         wait_forever()
+    if mode in ("escape", "escape_quick"):
+        # A child in a session of its own (setsid): out of the job's process
+        # group. It notes a SIGTERM and stays; only SIGKILL ends it. Its
+        # stdio is not the job's pipes (a daemon's would be /dev/null).
+        r, w = os.pipe()
+        code = ("import os, signal, sys\n"
+                "d, w = sys.argv[1], int(sys.argv[2])\n"
+                "def term(*_):\n"
+                "    open(os.path.join(d, 'child-term.tmp'), 'w').close()\n"
+                "    os.rename(os.path.join(d, 'child-term.tmp'), os.path.join(d, 'child-term'))\n"
+                "signal.signal(signal.SIGTERM, term)\n"
+                "os.write(w, b'ready')\n"
+                "os.close(w)\n"
+                "while True: signal.pause()\n")
+        child = subprocess.Popen([sys.executable, "-c", code, d, str(w)], pass_fds=(w,),
+                                 start_new_session=True, stdin=subprocess.DEVNULL,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        os.close(w)
+        os.read(r, 5)  # its SIGTERM handler is in place
+        os.close(r)
+        marker(d, "child", str(child.pid))
+        if mode == "escape":
+            wait_forever()
+        mask[:] = 1
+        mask.flush()
+        job.region((slice(0, job.shape[0]), slice(0, job.shape[1]), slice(0, job.shape[2])))
+        return
     if mode == "stderr_flood":
         chunk = "e" * 4095 + "\n"
         for _ in range(int(p.get("chunks", 1000))):
