@@ -47,13 +47,20 @@ class UploadFailoverTest(UploadTestBase):
         self.assertEqual(self.records(), [])
 
     def test_server_killed_mid_upload_then_the_next_one_takes_it(self):
+        self.killed_mid_upload(seed=22)
+
+    def test_parallel_upload_killed_mid_way_starts_over_in_parallel(self):
+        vol = self.killed_mid_upload(seed=25, extra=("--parallel", "4"))
+        self.assertEqual(vol["upload"]["streams"], 4)
+
+    def killed_mid_upload(self, seed, extra=()):
         a = self.start_server()
         b = self.start_server()
-        path = self.phantom("big.mrc", "64,256,256", seed=22)  # 16 MiB
+        path = self.phantom("big.mrc", "64,256,256", seed=seed)  # 16 MiB
         size = os.path.getsize(path)
         p = self.proxy(a.port, rate=4 << 20)
         u = self.upload_bg("%s,%s" % (p.url, b.base), path, "--chunk-mib", "1",
-                           "--max-retries", "10")
+                           "--max-retries", "10", *extra)
         durable, _ = u.wait_durable(2 << 20)
         self.assertGreater(durable, 0)
         p.hold()
@@ -72,6 +79,7 @@ class UploadFailoverTest(UploadTestBase):
         self.assertEqual(self.volume_on(b, vol["volume_id"]).json["sha256"], sha256_of(path))
         self.assert_phases_forward(u.lines)
         self.assertEqual(self.records(), [])
+        return vol
 
     def test_record_names_the_holder_and_resumes_there(self):
         b = self.start_server()
