@@ -371,6 +371,9 @@ void srv_cluster_metrics(const srv_ctx_t* ctx,
     emit(out, "cryomamba_cluster_chunk_batches_total",
          "chunk batches applied to this gateway's mirror tables",
          c->chunk_batches);
+    emit(out, "cryomamba_cluster_chunk_pages_total",
+         "HSCAN pages of chunk tables read into this gateway's mirrors",
+         c->chunk_pages);
   }
   if (c->stream != NULL) {
     emit(out, "cryomamba_redis_stream_connected",

@@ -41,6 +41,7 @@ typedef struct srv_cluster_s {
   uint64_t encode_us;     /* gateway: pool time those took */
   uint64_t encode_errors; /* gateway: of those, not decodable or no memory */
   uint64_t chunk_batches; /* gateway: chunk batches applied to mirrors */
+  uint64_t chunk_pages;   /* gateway: HSCAN pages read into mirror tables */
   char consumer[128];     /* worker: its name in the group */
   bool is_reading;        /* worker: an XREADGROUP is in flight */
   unsigned takes_pending; /* worker: entries read, record not yet fetched */

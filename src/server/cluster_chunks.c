@@ -2,7 +2,12 @@
  * See cluster_chunks.h. The fill reads cm:chunkmeta:<id>, then
  * cm:chunks:<id> (in that order on one connection: the chunks read are at
  * least as new as the seq read, so the table never claims a seq its
- * chunks lack); batches published meanwhile are applied as they come. A
+ * chunks lack); batches published meanwhile are applied as they come.
+ * The chunks come in HSCAN pages of --redis-chunk-read-count: neither
+ * Redis nor the gateway handles a whole table at once. HSCAN returns
+ * every chunk the hash holds from the first page to the last; one written
+ * meanwhile may be missed, but it was written after the seq read, with
+ * the batch that publishes it (one script), and that batch comes here. A
  * chunk is replaced only by a higher version, so the fill, the batches and
  * a refill after a reconnect can arrive in any order. Subscribers pump
  * only once the table is ready. Loop thread only. */
@@ -30,6 +35,7 @@ struct srv_cluster_chunks_s {
   bool has_read;      /* a read completed at least once */
   bool needs_fill;    /* a read could not be sent: at the next batch */
   bool is_replaced;   /* emptied for a new epoch: not ready before a read */
+  bool is_scan_cut;   /* a page could not be asked for: read again */
   uint32_t meta_seq;
   char meta_epoch[17];
 };
@@ -162,7 +168,7 @@ static void reply_done(srv_cluster_chunks_t* s) {
     return;
   }
   srv_chunks_t* t = s->job->chunks;
-  if (s->refill_wanted) {
+  if (s->refill_wanted || s->is_scan_cut) {
     s->refill_wanted = false;
     fill(s);
     return;
@@ -216,18 +222,49 @@ static void on_meta(void* arg, redisReply* reply, int status) {
 }
 
 
-static void on_all(void* arg, redisReply* reply, int status) {
+static int ask_page(srv_cluster_chunks_t* s, const char* cursor);
+
+
+/* One HSCAN page: [cursor, [field, value, ...]]. The next is asked for
+ * before this one counts as done, so the read ends with the last page. */
+static void on_page(void* arg, redisReply* reply, int status) {
   srv_cluster_chunks_t* s = arg;
-  if (!s->is_gone && s->job->chunks != NULL && status == 0 &&
-      reply->type == REDIS_REPLY_ARRAY && (s->has_meta || !s->has_epoch)) {
-    for (size_t i = 0; i + 1 < reply->elements; i += 2) {
-      const redisReply* v = reply->element[i + 1];
+  bool ok = status == 0 && reply->type == REDIS_REPLY_ARRAY &&
+            reply->elements == 2 &&
+            reply->element[0]->type == REDIS_REPLY_STRING &&
+            reply->element[1]->type == REDIS_REPLY_ARRAY;
+  if (!s->is_gone && s->job->chunks != NULL && ok &&
+      (s->has_meta || !s->has_epoch)) {
+    s->c->chunk_pages++;
+    const redisReply* kv = reply->element[1];
+    for (size_t i = 0; i + 1 < kv->elements; i += 2) {
+      const redisReply* v = kv->element[i + 1];
       if (v->type == REDIS_REPLY_STRING) {
         apply_chunk(s->job->chunks, (const uint8_t*) v->str, v->len);
       }
     }
   }
+  if (ok && !s->is_gone && strcmp(reply->element[0]->str, "0") != 0 &&
+      ask_page(s, reply->element[0]->str) != 0) {
+    /* No room or no connection for the next page: the table is not
+     * whole; read it again (at once, or at the reconnect's refill). */
+    s->is_scan_cut = true;
+  }
   reply_done(s);
+}
+
+
+static int ask_page(srv_cluster_chunks_t* s, const char* cursor) {
+  char key[64], count[16];
+  snprintf(key, sizeof(key), "cm:chunks:%s", s->job->id);
+  snprintf(count, sizeof(count), "%u", s->c->ctx->cfg.redis_chunk_read_count);
+  const char* argv[] = {"HSCAN", key, cursor, "COUNT", count};
+  size_t lens[] = {5, strlen(key), strlen(cursor), 5, strlen(count)};
+  int err = srv_redis_command(s->c->cmd, on_page, s, 5, argv, lens);
+  if (err == 0) {
+    s->replies++;
+  }
+  return err;
 }
 
 
@@ -237,13 +274,10 @@ static void fill(srv_cluster_chunks_t* s) {
     s->refill_wanted = true;
     return;
   }
-  char meta[64], key[64];
+  char meta[64];
   snprintf(meta, sizeof(meta), "cm:chunkmeta:%s", s->job->id);
-  snprintf(key, sizeof(key), "cm:chunks:%s", s->job->id);
   const char* a1[] = {"HGETALL", meta};
   size_t l1[] = {7, strlen(meta)};
-  const char* a2[] = {"HGETALL", key};
-  size_t l2[] = {7, strlen(key)};
   s->has_meta = false;
   s->meta_seq = 0;
   s->meta_epoch[0] = '\0';
@@ -254,12 +288,11 @@ static void fill(srv_cluster_chunks_t* s) {
   s->needs_fill = false;
   s->job->chunks->is_ready = false; /* subscribers wait for the read */
   s->is_filling = true;
+  s->is_scan_cut = false;
   if (srv_redis_command(c->cmd, on_meta, s, 2, a1, l1) == 0) {
     s->replies++;
   }
-  if (srv_redis_command(c->cmd, on_all, s, 2, a2, l2) == 0) {
-    s->replies++;
-  }
+  ask_page(s, "0");
   if (s->replies == 0) {
     s->is_filling = false;
   }

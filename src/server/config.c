@@ -48,6 +48,7 @@ void srv_config_default(srv_config_t* cfg) {
   cfg->worker_lease_ms = 10000;
   cfg->max_attempts = 3;
   cfg->redis_chunk_message_bytes = 4u << 20;
+  cfg->redis_chunk_read_count = 512;
   cfg->sweep_grace_s = 3600;
   cfg->sweep_interval_s = 600;
   cfg->sweep_max_files = 10000;
@@ -362,6 +363,12 @@ static int apply(srv_config_t* cfg, srv_opt_id_t id, const char* v) {
       return -1;
     }
     cfg->redis_chunk_message_bytes = u;
+    return 0;
+  case OPT_REDIS_CHUNK_READ_COUNT:
+    if (parse_uint(v, 65536, &u) != 0 || u == 0) {
+      return -1;
+    }
+    cfg->redis_chunk_read_count = (unsigned) u;
     return 0;
   case OPT_SWEEP_GRACE:
     if (parse_uint(v, 604800, &u) != 0 || u == 0) {

@@ -65,6 +65,7 @@ typedef struct {
   bool fail_on_worker_lost;     /* --on-worker-lost fail (else requeue) */
   unsigned max_attempts;        /* runs before a lost job fails */
   uint64_t redis_chunk_message_bytes; /* a worker's chunk batch, at most */
+  unsigned redis_chunk_read_count;    /* a gateway's HSCAN COUNT (fills) */
   unsigned sweep_grace_s;    /* shared dir: an orphan volume this old goes */
   unsigned sweep_interval_s; /* between two sweeps of the shared dir */
   unsigned sweep_max_files;  /* entries one sweep examines */

@@ -157,6 +157,12 @@ const srv_opt_doc_t srv_opt_docs[SRV_OPT_DOCS] = {
      "N      bytes of a worker's chunk batch published on Redis, at\n"
      "             most; a pass's chunks are split into batches\n"
      "             (65536..268435456, default 4194304)"},
+    {"redis-chunk-read-count", "CRYOMAMBA_REDIS_CHUNK_READ_COUNT",
+     OPT_REDIS_CHUNK_READ_COUNT,
+     "N      chunks a gateway asks Redis for per HSCAN page when it reads\n"
+     "             a job's chunk table (no reply of a whole table, and Redis\n"
+     "             is never busy with one read for long) (default 512;\n"
+     "             1..65536)"},
     {"shared-sweep-grace-s", "CRYOMAMBA_SHARED_SWEEP_GRACE_S", OPT_SWEEP_GRACE,
      "S      a gateway's sweep of the shared directory removes a volume\n"
      "             file without a record only once it is this old (default\n"

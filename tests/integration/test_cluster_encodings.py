@@ -112,7 +112,10 @@ class ClusterEncodingsTest(unittest.TestCase):
         cls.redis = Redis().start()
         args = ["--redis", cls.redis.url]
         cls.a = harness.Server(["--role", "gateway"] + args).start()
-        cls.b = harness.Server(["--role", "gateway"] + args).start()
+        # b reads chunk tables 2 chunks per HSCAN page: every fill of b's
+        # (late joiners, refills after a restart, takeovers) spans pages.
+        cls.b = harness.Server(["--role", "gateway", "--redis-chunk-read-count", "2"]
+                               + args).start()
         cls.w = harness.Server(["--role", "worker", "--redis-chunk-message-bytes",
                                 "65536"] + args).start()
 
@@ -309,6 +312,7 @@ class ClusterEncodingsTest(unittest.TestCase):
         self.wait_connected()
         jid = self.a.create_job(CHUNKY)["job_id"]
         full = self.final_mask(jid)
+        pages = metric(self.b, "cryomamba_cluster_chunk_pages_total")
         for server in (self.b, self.a):  # neither has watched it
             c = asyncio.run(watch(server, jid))
             self.assertTrue(c.deltas[0]["keyframe"])
@@ -316,6 +320,12 @@ class ClusterEncodingsTest(unittest.TestCase):
             self.assert_level(c, full, 0)
             c = asyncio.run(watch(server, jid, "?encoding=chunks&scale=4"))
             self.assert_level(c, full, 2)
+        # b's table came in pages of 2 chunks (a's in one or a few of 512).
+        chunks = int(self.redis.cli("HLEN", "cm:chunks:" + jid))
+        self.assertGreater(chunks, 8)
+        got = metric(self.b, "cryomamba_cluster_chunk_pages_total") - pages
+        # COUNT is a hint: a page may hold a few more; never the whole table.
+        self.assertGreaterEqual(got, chunks // 4, "pages %d for %d chunks" % (got, chunks))
 
     def test_chunks_resume_with_since_on_the_other_gateway(self):
         self.wait_connected()
@@ -439,6 +449,15 @@ class ChunkBoundTest(unittest.TestCase):
                                capture_output=True, timeout=20)
             self.assertEqual(p.returncode, 2, (v, p.stderr))
             self.assertIn("--redis-chunk-message-bytes", p.stderr.decode())
+
+    def test_a_chunk_read_count_out_of_range_is_refused(self):
+        for v in ("0", "65537", "-1", "many"):
+            p = subprocess.run([harness.SERVER_BIN, "--port", "0", "--role", "gateway",
+                                "--redis", "redis://127.0.0.1:1",
+                                "--redis-chunk-read-count", v],
+                               capture_output=True, timeout=20)
+            self.assertEqual(p.returncode, 2, (v, p.stderr))
+            self.assertIn("--redis-chunk-read-count", p.stderr.decode())
 
 
 if __name__ == "__main__":
