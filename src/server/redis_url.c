@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define FORM "redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]"
 
@@ -153,6 +154,13 @@ int srv_redis_read_password_file(srv_redis_url_t* url,
   if (f == NULL) {
     snprintf(why, why_len, "--redis-password-file %s: %s", path,
              strerror(errno));
+    return -1;
+  }
+  /* A directory opens too, and reads as nothing: say what it is. */
+  struct stat st;
+  if (fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) {
+    snprintf(why, why_len, "--redis-password-file %s: a directory", path);
+    fclose(f);
     return -1;
   }
   char line[sizeof(url->password) + 2];

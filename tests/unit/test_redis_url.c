@@ -144,6 +144,8 @@ Test(redis_url, password_file_missing_empty_or_too_long_is_refused) {
       srv_redis_read_password_file(&u, "/nonexistent/pass", why, sizeof(why)),
       -1);
   cr_assert_not_null(strstr(why, "No such file"), "%s", why);
+  cr_assert_eq(srv_redis_read_password_file(&u, "/tmp", why, sizeof(why)), -1);
+  cr_assert_not_null(strstr(why, "a directory"), "%s", why);
   char* path = temp_file("\nsecret on line two\n");
   cr_assert_eq(srv_redis_read_password_file(&u, path, why, sizeof(why)), -1);
   cr_assert_not_null(strstr(why, "no password"), "%s", why);
