@@ -1,7 +1,6 @@
 /* auth.c: bearer token checks. See auth.h. */
 #include "server/auth.h"
 
-#include <ctype.h>
 #include <errno.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -9,6 +8,8 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+
+#include "core/percent.h"
 
 
 static void sha256(const char* s, size_t len, unsigned char out[32]) {
@@ -25,15 +26,6 @@ int srv_auth_add_token(srv_auth_t* auth, const char* token, srv_scope_t scope) {
   auth->scope[auth->count] = scope;
   auth->count++;
   return 0;
-}
-
-
-static int hex_value(int c) {
-  if (c >= '0' && c <= '9') {
-    return c - '0';
-  }
-  c = tolower((unsigned char) c); /* a negative char is no digit either */
-  return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
 }
 
 
@@ -77,8 +69,8 @@ int srv_auth_load_file(srv_auth_t* auth,
       return -1;
     }
     for (int i = 0; i < 32; i++) {
-      int hi = hex_value(hex[2 * i]);
-      int lo = hex_value(hex[2 * i + 1]);
+      int hi = core_hex_value(hex[2 * i]);
+      int lo = core_hex_value(hex[2 * i + 1]);
       if (hi < 0 || lo < 0) {
         snprintf(err, err_len, "%s:%d: the digest is not hexadecimal", path,
                  lineno);
@@ -132,25 +124,10 @@ static int query_token(const char* url, char* out, size_t cap) {
     q++;
     if (strncmp(q, "access_token=", 13) == 0) {
       const char* v = q + 13;
-      size_t n = strcspn(v, "&#");
       size_t len = 0;
-      for (size_t i = 0; i < n; i++) {
-        int c = (unsigned char) v[i];
-        if (c == '%') {
-          int hi = i + 2 < n ? hex_value(v[i + 1]) : -1;
-          int lo = i + 2 < n ? hex_value(v[i + 2]) : -1;
-          if (hi < 0 || lo < 0) {
-            return -1;
-          }
-          c = hi * 16 + lo;
-          i += 2;
-        }
-        if (c == 0 || len + 1 >= cap) {
-          return -1;
-        }
-        out[len++] = (char) c;
+      if (!core_percent_decode(v, strcspn(v, "&#"), out, cap, &len)) {
+        return -1;
       }
-      out[len] = '\0';
       return len > 0 ? 1 : 0;
     }
     q = strchr(q, '&');

@@ -156,16 +156,18 @@ static void on_connected(const redisAsyncContext* cac, int status) {
   /* First on the connection, and nothing else goes out before its answer:
    * AUTH, or a PING that tells whether Redis wants a password (NOAUTH)
    * before the connection counts as up. */
-  const char* argv[3] = {"AUTH", r->url.user, r->url.password};
-  size_t lens[3] = {4, strlen(r->url.user), strlen(r->url.password)};
-  int argc = r->url.user[0] != '\0' ? 3 : 2;
-  if (argc == 2) {
-    argv[1] = r->url.password;
-    lens[1] = lens[2];
+  const char* argv[3] = {"PING"};
+  int argc = 1;
+  if (r->url.password[0] != '\0') {
+    argv[0] = "AUTH";
+    if (r->url.user[0] != '\0') {
+      argv[argc++] = r->url.user;
+    }
+    argv[argc++] = r->url.password;
   }
-  if (r->url.password[0] == '\0') {
-    argv[0] = "PING";
-    argc = 1;
+  size_t lens[3];
+  for (int i = 0; i < argc; i++) {
+    lens[i] = strlen(argv[i]);
   }
   if (redisAsyncCommandArgv(r->ac, on_handshake, r, argc, argv, lens) !=
       REDIS_OK) {

@@ -3,6 +3,8 @@
  * information: a password must not reach a log or a terminal. */
 #include "server/redis_url.h"
 
+#include "core/percent.h"
+
 #include <errno.h>
 #include <netdb.h>
 #include <stdbool.h>
@@ -12,45 +14,6 @@
 #include <sys/stat.h>
 
 #define FORM "redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]"
-
-
-static int hex_value(char c) {
-  if (c >= '0' && c <= '9') {
-    return c - '0';
-  }
-  if (c >= 'a' && c <= 'f') {
-    return c - 'a' + 10;
-  }
-  if (c >= 'A' && c <= 'F') {
-    return c - 'A' + 10;
-  }
-  return -1;
-}
-
-
-/* `n` bytes at `in`, %XX decoded, into out (cap bytes with the NUL). False
- * on a bad escape, a decoded NUL, or no room. */
-static bool percent_decode(const char* in, size_t n, char* out, size_t cap) {
-  size_t o = 0;
-  for (size_t i = 0; i < n; i++) {
-    char c = in[i];
-    if (c == '%') {
-      int hi = i + 2 < n ? hex_value(in[i + 1]) : -1;
-      int lo = i + 2 < n ? hex_value(in[i + 2]) : -1;
-      if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) {
-        return false;
-      }
-      c = (char) (hi * 16 + lo);
-      i += 2;
-    }
-    if (o + 1 >= cap) {
-      return false;
-    }
-    out[o++] = c;
-  }
-  out[o] = '\0';
-  return true;
-}
 
 
 /* The user information [USER:]PASSWORD (redis-cli's reading: without a
@@ -64,8 +27,10 @@ static int parse_userinfo(const char* p,
   size_t user_len = colon != NULL ? (size_t) (colon - p) : 0;
   const char* pass = colon != NULL ? colon + 1 : p;
   size_t pass_len = n - (size_t) (pass - p);
-  if (!percent_decode(p, user_len, out->user, sizeof(out->user)) ||
-      !percent_decode(pass, pass_len, out->password, sizeof(out->password))) {
+  size_t len;
+  if (!core_percent_decode(p, user_len, out->user, sizeof(out->user), &len) ||
+      !core_percent_decode(pass, pass_len, out->password, sizeof(out->password),
+                           &len)) {
     snprintf(why, why_len,
              "--redis: the user or password in the URL is too long or has "
              "a bad %%-escape (%%40 for '@', %%3A for ':', %%2F for '/')");
